@@ -1,0 +1,94 @@
+"""Constrained clustering: connected components over strong links, never merging two persons
+that carry different valid IDs (or that an analyst said are different).
+
+Edges are taken strongest first (Kruskal order) and a merge is refused when the two components
+hold different values of an *exclusive* attribute (e.g. a valid ID number) or a cannot-link pair.
+So when a chain of links would join two IDs, the weakest edge on the chain is the one cut.
+Must-links (analyst judgements) are applied before anything else and override the constraint.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class _DSU:
+    def __init__(self, n: int, exclusive: list[np.ndarray]):
+        self.parent = np.arange(n)
+        # per exclusive attribute: root -> the component's value (at most one by construction)
+        self.excl: list[dict[int, object]] = [{} for _ in exclusive]
+        for k, arr in enumerate(exclusive):
+            d = self.excl[k]
+            for i in np.flatnonzero(~_isnull(arr)):
+                d[int(i)] = arr[i]
+        self.cannot: dict[int, set[int]] = {}
+
+    def find(self, x: int) -> int:
+        p = self.parent
+        root = x
+        while p[root] != root:
+            root = p[root]
+        while p[x] != root:
+            p[x], x = root, p[x]
+        return int(root)
+
+    def conflict(self, ra: int, rb: int) -> bool:
+        for d in self.excl:
+            va, vb = d.get(ra), d.get(rb)
+            if va is not None and vb is not None and va != vb:
+                return True
+        ca, cb = self.cannot.get(ra), self.cannot.get(rb)
+        # a cannot-link pair k tags both of its nodes with k: two components sharing a tag
+        # would put both sides of the pair in one person
+        return bool(ca and cb and ca & cb)
+
+    def union(self, ra: int, rb: int) -> None:
+        if ra == rb:
+            return
+        self.parent[rb] = ra
+        for d in self.excl:
+            if rb in d:
+                vb = d.pop(rb)
+                d.setdefault(ra, vb)
+        if rb in self.cannot:
+            self.cannot.setdefault(ra, set()).update(self.cannot.pop(rb))
+
+
+def constrained_components(
+    n: int,
+    left: np.ndarray,
+    right: np.ndarray,
+    weight: np.ndarray,
+    exclusive: list[np.ndarray] | None = None,
+    must_link: list[tuple[int, int]] | None = None,
+    cannot_link: list[tuple[int, int]] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cluster label per node (the smallest node index of its cluster) and, per edge, whether it
+    was used (True) or cut/redundant (False). Edges must already be above the link threshold.
+    """
+    dsu = _DSU(n, exclusive or [])
+    for k, (a, b) in enumerate(cannot_link or []):
+        dsu.cannot.setdefault(int(a), set()).add(k)
+        dsu.cannot.setdefault(int(b), set()).add(k)
+    for a, b in must_link or []:
+        ra, rb = dsu.find(int(a)), dsu.find(int(b))
+        dsu.union(ra, rb)
+    used = np.zeros(len(left), dtype=bool)
+    order = np.argsort(-weight, kind="stable")
+    for e in order:
+        ra, rb = dsu.find(int(left[e])), dsu.find(int(right[e]))
+        if ra == rb or dsu.conflict(ra, rb):
+            continue
+        dsu.union(ra, rb)
+        used[e] = True
+    roots = np.fromiter((dsu.find(i) for i in range(n)), dtype=np.int64, count=n)
+    # label = smallest member, independent of union order
+    label = np.full(n, n, dtype=np.int64)
+    np.minimum.at(label, roots, np.arange(n))
+    return label[roots], used
+
+
+def _isnull(arr: np.ndarray) -> np.ndarray:
+    import pandas as pd
+
+    return np.asarray(pd.isna(arr))

@@ -1,0 +1,244 @@
+"""A schema-agnostic probabilistic linker: blocking -> comparisons -> FS/EM -> clustering.
+
+Configured by data (:meth:`LinkageConfig.from_dict`), so the same engine runs on the county's
+person mentions and on a standard benchmark such as FEBRL4. Records are rows of a pandas
+DataFrame; the engine works on row positions and returns pairs and cluster labels.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from crossmatch.identity.cluster import constrained_components
+from crossmatch.identity.comparisons import Comparison, comparison_from_dict
+from crossmatch.identity.fs import FSModel, probability
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LinkageConfig:
+    """What to compare and how to find candidate pairs.
+
+    - ``blocking_rules``: each rule is a tuple of columns that must all be equal (and non-null)
+      for a pair to be scored; the candidate set is the union over rules.
+    - ``probe_column``: optional boolean column; only rows where it is True are the left side of
+      a pair (e.g. mentions without a valid ID probing the person index, or dataset A probing B).
+    - ``source_column``: when set, pairs within one source are skipped (link-only).
+    - ``exclusive``: columns a cluster may hold at most one distinct non-null value of.
+    - ``threshold``: match probability at or above which a pair becomes a link.
+    """
+
+    unique_id: str
+    comparisons: list[Comparison]
+    blocking_rules: list[tuple[str, ...]]
+    exclusive: tuple[str, ...] = ()
+    probe_column: str | None = None
+    source_column: str | None = None
+    threshold: float = 0.5
+    max_block_size: int = 1000
+    u_sample_pairs: int = 300_000
+    seed: int = 1
+    em_iterations: int = 50
+
+    @classmethod
+    def from_dict(cls, d: dict) -> LinkageConfig:
+        d = dict(d)
+        d["comparisons"] = [
+            c if isinstance(c, Comparison) else comparison_from_dict(c) for c in d["comparisons"]
+        ]
+        d["blocking_rules"] = [tuple(r) for r in d["blocking_rules"]]
+        d["exclusive"] = tuple(d.get("exclusive", ()))
+        return cls(**d)
+
+
+@dataclass
+class Prediction:
+    """Scored candidate pairs (row positions) with per-comparison levels and log2 weights."""
+
+    left: np.ndarray
+    right: np.ndarray
+    levels: np.ndarray  # n x k int8
+    weights: np.ndarray  # n x (k + n_tf) float: per comparison, then term-frequency terms
+    weight_names: list[str]
+    match_weight: np.ndarray
+    probability: np.ndarray
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def frame(self) -> pd.DataFrame:
+        df = pd.DataFrame({"left": self.left, "right": self.right})
+        for j, n in enumerate(self.weight_names):
+            df[f"w_{n}"] = self.weights[:, j]
+        df["match_weight"] = self.match_weight
+        df["probability"] = self.probability
+        return df
+
+
+class Linker:
+    """Fit FS weights on ``df`` and link its rows. ``df`` must have a default RangeIndex."""
+
+    def __init__(self, df: pd.DataFrame, config: LinkageConfig, model: FSModel | None = None):
+        self.df = df.reset_index(drop=True)
+        self.config = config
+        comps = config.comparisons
+        self.model = model or FSModel([c.key for c in comps], [c.n_levels for c in comps])
+        self._tf: dict[str, pd.Series] = {}
+        for c in comps:
+            if c.tf:
+                vc = self.df[c.column].value_counts(normalize=True, dropna=True)
+                self._tf[c.key] = vc
+        self.timings: dict[str, float] = {}
+
+    # --- candidate pairs ----------------------------------------------------------------------
+    def candidate_pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        t0 = time.perf_counter()
+        cfg = self.config
+        n = len(self.df)
+        probe = (
+            self.df[cfg.probe_column].to_numpy(dtype=bool)
+            if cfg.probe_column
+            else np.ones(n, dtype=bool)
+        )
+        keys: list[np.ndarray] = []
+        for rule in cfg.blocking_rules:
+            sub = self.df[list(rule)]
+            ok = sub.notna().all(axis=1).to_numpy()
+            if not ok.any():
+                continue
+            gid = np.full(n, -1, dtype=np.int64)
+            gid[ok] = sub[ok].groupby(list(rule), sort=False, dropna=True).ngroup().to_numpy()
+            sizes = np.bincount(gid[ok])
+            big = sizes > cfg.max_block_size
+            if big.any():
+                log.info(
+                    "blocking rule %s: %d oversized blocks skipped (largest %d rows)",
+                    "+".join(rule),
+                    int(big.sum()),
+                    int(sizes.max()),
+                )
+                ok &= ~np.isin(gid, np.flatnonzero(big))
+            pos = np.flatnonzero(ok)
+            left = pd.DataFrame({"g": gid[pos[probe[pos]]], "l": pos[probe[pos]]})
+            right = pd.DataFrame({"g": gid[pos], "r": pos})
+            m = left.merge(right, on="g")
+            lp, rp = m["l"].to_numpy(), m["r"].to_numpy()
+            keep = lp != rp
+            # a probe-probe pair appears twice; keep one orientation
+            keep &= ~(probe[rp] & (rp < lp))
+            lp, rp = lp[keep], rp[keep]
+            keys.append(np.minimum(lp, rp) * n + np.maximum(lp, rp))
+        if not keys:
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        allk = np.unique(np.concatenate(keys))
+        left, right = allk // n, allk % n
+        left, right = self._filter_pairs(left, right)
+        self.timings["blocking"] = time.perf_counter() - t0
+        log.info("%d candidate pairs", len(left))
+        return left, right
+
+    def _filter_pairs(self, left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        cfg = self.config
+        keep = np.ones(len(left), dtype=bool)
+        if cfg.source_column:
+            s = self.df[cfg.source_column].to_numpy()
+            keep &= s[left] != s[right]
+        for col in cfg.exclusive:
+            v = self.df[col].to_numpy(dtype=object, na_value=None)
+            a, b = v[left], v[right]
+            both = ~(pd.isna(a) | pd.isna(b))
+            keep &= ~(both & (a != b))
+        return left[keep], right[keep]
+
+    # --- comparisons and weights ------------------------------------------------------------
+    def compare(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+        cols = sorted({c for comp in self.config.comparisons for c in comp.columns()})
+        ld = self.df[cols].iloc[left].reset_index(drop=True)
+        rd = self.df[cols].iloc[right].reset_index(drop=True)
+        g = np.empty((len(left), len(self.config.comparisons)), dtype=np.int8)
+        for j, comp in enumerate(self.config.comparisons):
+            g[:, j] = comp.levels(ld, rd)
+        return g
+
+    def random_pairs(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng(self.config.seed)
+        n = len(self.df)
+        a = rng.integers(0, n, size=k)
+        b = rng.integers(0, n, size=k)
+        keep = a != b
+        a, b = a[keep], b[keep]
+        if self.config.source_column:
+            s = self.df[self.config.source_column].to_numpy()
+            keep = s[a] != s[b]
+            a, b = a[keep], b[keep]
+        return a, b
+
+    def train(self, left: np.ndarray, right: np.ndarray, g: np.ndarray | None = None) -> FSModel:
+        """u from random pairs, then m and lambda by EM over the blocked pairs."""
+        t0 = time.perf_counter()
+        ra, rb = self.random_pairs(self.config.u_sample_pairs)
+        self.model.estimate_u(self.compare(ra, rb))
+        if g is None:
+            g = self.compare(left, right)
+        self.model.em(g, max_iter=self.config.em_iterations)
+        self.timings["training"] = time.perf_counter() - t0
+        return self.model
+
+    def score(self, left: np.ndarray, right: np.ndarray, g: np.ndarray) -> Prediction:
+        w = self.model.bayes_log2(g)
+        names = list(self.model.names)
+        extra = []
+        for j, comp in enumerate(self.config.comparisons):
+            if not comp.tf:
+                continue
+            top = g[:, j] == comp.n_levels - 1
+            vals = self.df[comp.column].to_numpy(dtype=object)[left]
+            freq = pd.Series(vals).map(self._tf[comp.key]).fillna(0).to_numpy(dtype=float)
+            adj = np.zeros(len(left))
+            u_top = float(self.model.u[j][-1])
+            adj[top] = np.log2(u_top / np.maximum(freq[top], 1e-9))
+            # the TF term refines the average exact-level weight, it must not flip its sign
+            adj[top] = np.maximum(adj[top], -w[top, j] + 1.0)
+            extra.append(adj)
+            names.append(f"tf_{comp.key}")
+        if extra:
+            w = np.column_stack([w, *extra])
+        mw = w.sum(axis=1) + self.model.prior_log2()
+        return Prediction(left, right, g, w, names, mw, probability(mw))
+
+    def predict(self, train: bool = True) -> Prediction:
+        left, right = self.candidate_pairs()
+        t0 = time.perf_counter()
+        g = self.compare(left, right)
+        self.timings["comparing"] = time.perf_counter() - t0
+        if train:
+            self.train(left, right, g)
+        pred = self.score(left, right, g)
+        pred.timings = dict(self.timings)
+        return pred
+
+    def cluster(
+        self,
+        pred: Prediction,
+        must_link: list[tuple[int, int]] | None = None,
+        cannot_link: list[tuple[int, int]] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Cluster label per row and, per predicted pair, whether it was used as a link."""
+        sel = pred.probability >= self.config.threshold
+        excl = [self.df[c].to_numpy(dtype=object, na_value=None) for c in self.config.exclusive]
+        labels, used_sel = constrained_components(
+            len(self.df),
+            pred.left[sel],
+            pred.right[sel],
+            pred.match_weight[sel],
+            excl,
+            must_link,
+            cannot_link,
+        )
+        used = np.zeros(len(pred.left), dtype=bool)
+        used[np.flatnonzero(sel)[used_sel]] = True
+        return labels, used
