@@ -1,0 +1,112 @@
+"""Rule kinds: how a rule's rendered SQL becomes hits. A new *kind* is code, registered by name.
+
+Each kind takes the connection, the spec, its rendered SQL and parameter values, and must leave a
+TEMP table ``_rule_hits`` whose first columns are ``HIT_COLUMNS``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+
+if TYPE_CHECKING:
+    from crossmatch.spec.rules import RuleSpec
+
+KindFn = Callable[[duckdb.DuckDBPyConnection, "RuleSpec", str, dict[str, Any]], None]
+KINDS: dict[str, KindFn] = {}
+#: Extra columns a kind needs from the rule's SQL (checked at plan time), beyond HIT_COLUMNS.
+KIND_COLUMNS: dict[str, tuple[str, ...]] = {}
+
+
+def register(name: str, extra_columns: tuple[str, ...] = ()) -> Callable[[KindFn], KindFn]:
+    """Register a rule kind under ``name`` (used as ``kind:`` in rule files)."""
+
+    def deco(fn: KindFn) -> KindFn:
+        KINDS[name] = fn
+        KIND_COLUMNS[name] = extra_columns
+        return fn
+
+    return deco
+
+
+@register("sql")
+def sql_kind(
+    con: duckdb.DuckDBPyConnection, spec: RuleSpec, sql: str, params: dict[str, Any]
+) -> None:
+    """The query's rows are the hits."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _rule_hits AS {sql}")
+
+
+@register("fdr_enrichment", extra_columns=("units", "flagged_units"))
+def fdr_enrichment(
+    con: duckdb.DuckDBPyConnection, spec: RuleSpec, sql: str, params: dict[str, Any]
+) -> None:
+    """Groups (e.g. villages) whose share of flagged units is significantly above the base rate.
+
+    The SQL returns one candidate row per group with ``units`` (e.g. recipient households) and
+    ``flagged_units`` (e.g. those that are cadre relatives). The base rate is the pooled share over
+    all groups; each group gets a one-sided exact (hypergeometric, i.e. Fisher) p-value for "at
+    least this many flagged units", and the p-values are adjusted with Benjamini-Hochberg. A group
+    fires when ``flagged_units >= min_cases`` and the adjusted p-value is ``<= fdr``. Parameters:
+    ``min_cases`` (int) and ``fdr`` (float).
+    """
+    from scipy.stats import hypergeom
+
+    df = con.execute(sql).df()
+    cols = [*spec_hit_columns(), "units", "flagged_units"]
+    total = int(df["units"].sum()) if len(df) else 0
+    flagged = int(df["flagged_units"].sum()) if len(df) else 0
+    out = df.iloc[0:0].copy()
+    if total and flagged:
+        n = df["units"].astype(int).to_numpy()
+        k = df["flagged_units"].astype(int).to_numpy()
+        p = hypergeom.sf(k - 1, total, flagged, n)
+        q = bh_adjust(p)
+        df = df.assign(p_value=p, q_value=q)
+        keep = (df["flagged_units"] >= int(params["min_cases"])) & (df["q_value"] <= params["fdr"])
+        out = df[keep].copy()
+        base = flagged / total
+
+        def ev(row: Any) -> str:
+            e = json.loads(row["evidence"]) if isinstance(row["evidence"], str) else {}
+            e.update(
+                {
+                    "units": int(row["units"]),
+                    "flagged_units": int(row["flagged_units"]),
+                    "base_rate": round(base, 6),
+                    "p_value": float(row["p_value"]),
+                    "q_value_bh": float(row["q_value"]),
+                }
+            )
+            return json.dumps(e, ensure_ascii=False, default=str)
+
+        if len(out):
+            out["evidence"] = out.apply(ev, axis=1)
+    con.register("_fdr_out", out[cols] if len(out) else df.iloc[0:0][cols])
+    con.execute("CREATE OR REPLACE TEMP TABLE _rule_hits AS SELECT * FROM _fdr_out")
+    con.unregister("_fdr_out")
+
+
+def spec_hit_columns() -> list[str]:
+    from crossmatch.spec.rules import HIT_COLUMNS
+
+    return list(HIT_COLUMNS)
+
+
+def bh_adjust(p: Any) -> Any:
+    """Benjamini-Hochberg adjusted p-values (q-values), in the input order."""
+    import numpy as np
+
+    p = np.asarray(p, dtype=float)
+    m = len(p)
+    if m == 0:
+        return p
+    order = np.argsort(p)
+    ranked = p[order] * m / np.arange(1, m + 1)
+    q_sorted = np.minimum(1.0, np.minimum.accumulate(ranked[::-1])[::-1])
+    q = np.empty(m)
+    q[order] = q_sorted
+    return q

@@ -1,0 +1,377 @@
+"""Kinship graph between resolved persons (docs/data-contract.md section 6).
+
+``build(con)`` derives
+
+* ``kin_edge``: one row per *direct* relation that a source states or implies, in both directions:
+  household registry (户籍: everybody's relation to the head, so head<->member directly and
+  member<->member through the head, e.g. the head's spouse is the mother of the head's child) and
+  marriage registry (婚姻登记: spouse from the marriage date until a divorce of the same couple);
+* ``kin_relative``: the relatives within two hops with a human-readable path
+  (``儿子 via 户籍 户号 3411220010010023 -> 配偶 via 婚姻登记 2019-05-01 (marriage/...csv:23)``),
+  ``hops`` and ``is_close`` (近亲属 by the default scope).
+
+Both are plain tables so rules can join them in SQL; ``relatives(con, pid, scope=...)`` is the
+Python query. Relations are stated from ``a``'s side: *b is a's relation*
+(``relation_cn`` 母亲 means b is a's mother).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import duckdb
+
+log = logging.getLogger(__name__)
+
+RELATIONS = (
+    "spouse",
+    "parent",
+    "child",
+    "sibling",
+    "child_in_law",
+    "parent_in_law",
+    "grandparent",
+    "grandchild",
+)
+#: 近亲属 by default: spouse, parents, children, siblings, children's spouses. Provinces differ,
+#: so every rule that uses it takes the scope as a parameter.
+CLOSE_RELATIVES: tuple[str, ...] = ("spouse", "parent", "child", "sibling", "child_in_law")
+
+KINSHIP_TABLES: dict[str, list[tuple[str, str]]] = {
+    "kin_edge": [
+        ("a_pid", "VARCHAR"),
+        ("b_pid", "VARCHAR"),
+        ("relation", "VARCHAR"),
+        ("relation_cn", "VARCHAR"),
+        ("source", "VARCHAR"),
+        ("evidence", "VARCHAR"),
+        ("valid_from", "DATE"),
+        ("valid_to", "DATE"),
+        ("file", "VARCHAR"),
+        ("row", "INTEGER"),
+    ],
+    "kin_relative": [
+        ("person_pid", "VARCHAR"),
+        ("relative_pid", "VARCHAR"),
+        ("relation", "VARCHAR"),
+        ("relation_cn", "VARCHAR"),
+        ("path", "VARCHAR"),
+        ("hops", "INTEGER"),
+        ("is_close", "BOOLEAN"),
+        ("valid_from", "DATE"),
+        ("valid_to", "DATE"),
+    ],
+}
+
+# How a registry's 与户主关系 wording maps to the member's relation *to the head*. Matched in
+# order, first hit wins (so 儿媳 is a child-in-law before 儿 could make it a child).
+_HEAD_REL_PATTERNS: list[tuple[str, tuple[str, ...]]] = [
+    ("head", ("户主", "本人")),
+    ("child_in_law", ("儿媳", "媳", "女婿", "婿")),
+    ("parent_in_law", ("公公", "婆婆", "岳父", "岳母", "配偶的父", "配偶的母")),
+    ("grandchild", ("孙", "外孙")),
+    ("grandparent", ("祖父", "祖母", "爷爷", "奶奶", "外公", "外婆")),
+    ("spouse", ("配偶", "妻", "夫", "丈夫", "老伴")),
+    ("parent", ("父", "母")),
+    ("child", ("子", "女", "儿")),
+    ("sibling", ("兄", "弟", "姐", "妹")),
+]
+
+
+def classify_head_relation(text: str | None) -> str | None:
+    """Relation of a household member to the head from the registry's wording (None = other).
+
+    >>> [classify_head_relation(t) for t in ("长女", "儿媳", "侄子", "姐夫")]
+    ['child', 'child_in_law', None, None]
+    """
+    if not text:
+        return None
+    t = text.strip()
+    if any(
+        x in t
+        for x in (
+            "侄",
+            "甥",
+            "堂",
+            "表",
+            "其他",
+            "非亲属",
+            "保姆",
+            "姐夫",
+            "妹夫",
+            "嫂",
+            "弟媳",
+            "弟妹",
+        )
+    ):
+        return None
+    for rel, pats in _HEAD_REL_PATTERNS:
+        if any(p in t for p in pats):
+            return rel
+    return None
+
+
+# Member<->member relations implied by both members' relations to the head: (rel of A to head,
+# rel of B to head) -> what B is to A. Ambiguous pairs (child vs grandchild: child or nephew?) are
+# left out on purpose; a wrong kinship edge would become a wrong favouritism clue.
+_VIA_HEAD: dict[tuple[str, str], str] = {
+    ("spouse", "child"): "child",
+    ("child", "spouse"): "parent",
+    ("spouse", "child_in_law"): "child_in_law",
+    ("child_in_law", "spouse"): "parent_in_law",
+    ("spouse", "grandchild"): "grandchild",
+    ("grandchild", "spouse"): "grandparent",
+    ("spouse", "parent"): "parent_in_law",
+    ("parent", "spouse"): "child_in_law",
+    ("spouse", "parent_in_law"): "parent",
+    ("parent_in_law", "spouse"): "child",
+    ("child", "child"): "sibling",
+    ("child", "parent"): "grandparent",
+    ("parent", "child"): "grandchild",
+    ("parent", "sibling"): "child",
+    ("sibling", "parent"): "parent",
+    ("sibling", "sibling"): "sibling",
+    ("parent", "parent"): "spouse",
+}
+# Two-hop compositions for kin_relative: (a->m, m->b) -> a->b.
+_COMPOSE: dict[tuple[str, str], str] = {
+    ("child", "spouse"): "child_in_law",
+    ("spouse", "parent"): "parent_in_law",
+    ("parent", "child"): "sibling",
+    ("child", "child"): "grandchild",
+    ("parent", "parent"): "grandparent",
+    ("sibling", "sibling"): "sibling",
+}
+_INVERSE = {
+    "spouse": "spouse",
+    "parent": "child",
+    "child": "parent",
+    "sibling": "sibling",
+    "child_in_law": "parent_in_law",
+    "parent_in_law": "child_in_law",
+    "grandparent": "grandchild",
+    "grandchild": "grandparent",
+}
+_CN = {  # relation -> (male, female, unknown)
+    "spouse": ("配偶", "配偶", "配偶"),
+    "parent": ("父亲", "母亲", "父母"),
+    "child": ("儿子", "女儿", "子女"),
+    "sibling": ("兄弟", "姐妹", "兄弟姐妹"),
+    "child_in_law": ("女婿", "儿媳", "子女的配偶"),
+    "parent_in_law": ("配偶的父亲", "配偶的母亲", "配偶的父母"),
+    "grandparent": ("祖父", "祖母", "祖父母"),
+    "grandchild": ("孙子", "孙女", "孙子女"),
+}
+_MALE = "('男', 'M', 'm', '1', 'male', 'MALE')"
+_FEMALE = "('女', 'F', 'f', '2', 'female', 'FEMALE')"
+
+
+def _values(rows: Iterable[tuple]) -> str:
+    def lit(v: object) -> str:
+        return "'" + str(v).replace("'", "''") + "'"
+
+    return ", ".join("(" + ", ".join(lit(v) for v in r) + ")" for r in rows)
+
+
+def build(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """(Re)build ``kin_edge`` and ``kin_relative`` from ``r_hukou``, ``r_marriage`` and ``person``.
+
+    Missing inputs are treated as empty (a county without a marriage export still gets the
+    household graph). Returns row counts.
+    """
+    from crossmatch.detect.schema import create_empty, existing_relations
+
+    have = existing_relations(con)
+    for t in ("r_hukou", "r_marriage", "person"):
+        if t not in have:
+            log.warning("kinship: %s missing, treated as empty", t)
+            create_empty(con, t)
+
+    heads = con.execute(
+        "SELECT DISTINCT relation_to_head FROM r_hukou WHERE relation_to_head IS NOT NULL"
+    ).fetchall()
+    mapping = [(h[0], classify_head_relation(h[0]) or "other") for h in heads]
+    con.execute("CREATE OR REPLACE TEMP TABLE _kin_headrel (text VARCHAR, rel VARCHAR)")
+    if mapping:
+        con.execute(f"INSERT INTO _kin_headrel VALUES {_values(mapping)}")
+    con.execute("CREATE OR REPLACE TEMP TABLE _kin_via (ra VARCHAR, rb VARCHAR, rel VARCHAR)")
+    con.execute(
+        f"INSERT INTO _kin_via VALUES {_values((a, b, r) for (a, b), r in _VIA_HEAD.items())}"
+    )
+    con.execute("CREATE OR REPLACE TEMP TABLE _kin_comp (r1 VARCHAR, r2 VARCHAR, rel VARCHAR)")
+    con.execute(
+        f"INSERT INTO _kin_comp VALUES {_values((a, b, r) for (a, b), r in _COMPOSE.items())}"
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _kin_cn (rel VARCHAR, m VARCHAR, f VARCHAR, u VARCHAR)"
+    )
+    con.execute(f"INSERT INTO _kin_cn VALUES {_values((k, *v) for k, v in _CN.items())}")
+    con.execute("CREATE OR REPLACE TEMP TABLE _kin_inv (rel VARCHAR, inv VARCHAR)")
+    con.execute(f"INSERT INTO _kin_inv VALUES {_values(_INVERSE.items())}")
+
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE _kin_member AS
+        SELECT h.household_no, h.person_pid AS pid, coalesce(m.rel, 'other') AS rel,
+               h._file AS file, h._row AS row
+        FROM r_hukou h LEFT JOIN _kin_headrel m ON m.text = h.relation_to_head
+        WHERE h.person_pid IS NOT NULL AND h.household_no IS NOT NULL AND h._dup_of IS NULL
+        QUALIFY row_number() OVER (PARTITION BY h.household_no, h.person_pid ORDER BY h._row) = 1
+        """
+    )
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _kin_raw AS
+        WITH hh AS (
+            SELECT household_no, count(*) FILTER (WHERE rel = 'head') AS heads
+            FROM _kin_member GROUP BY household_no
+        ),
+        m AS (SELECT k.* FROM _kin_member k JOIN hh USING (household_no) WHERE hh.heads = 1),
+        sexed AS (
+            SELECT m.*, CASE WHEN p.sex IN {_MALE} THEN 'm' WHEN p.sex IN {_FEMALE} THEN 'f' END sx
+            FROM m LEFT JOIN person p ON p.person_id = m.pid
+        ),
+        inlaw_pair AS (  -- child <-> child-in-law as spouses only when it is unambiguous
+            SELECT c.household_no, c.pid AS a, l.pid AS b
+            FROM sexed c JOIN sexed l ON l.household_no = c.household_no
+            WHERE c.rel = 'child' AND l.rel = 'child_in_law'
+              AND c.sx IS NOT NULL AND l.sx IS NOT NULL AND c.sx <> l.sx
+              AND (SELECT count(*) FROM sexed x WHERE x.household_no = c.household_no
+                   AND x.rel = 'child_in_law') = 1
+              AND (SELECT count(*) FROM sexed x WHERE x.household_no = c.household_no
+                   AND x.rel = 'child' AND x.sx = c.sx) = 1
+        )
+        -- head -> member: b is a's <rel>
+        SELECT h.pid AS a_pid, x.pid AS b_pid, x.rel AS relation, 'hukou' AS source,
+               x.household_no AS evidence, x.file, x.row
+        FROM sexed h JOIN sexed x ON x.household_no = h.household_no AND x.pid <> h.pid
+        WHERE h.rel = 'head' AND x.rel NOT IN ('head', 'other')
+        UNION ALL  -- member -> head
+        SELECT x.pid, h.pid, i.inv, 'hukou', x.household_no, x.file, x.row
+        FROM sexed h JOIN sexed x ON x.household_no = h.household_no AND x.pid <> h.pid
+        JOIN _kin_inv i ON i.rel = x.rel
+        WHERE h.rel = 'head'
+        UNION ALL  -- member <-> member through the head
+        SELECT a.pid, b.pid, v.rel, 'hukou', a.household_no, b.file, b.row
+        FROM sexed a JOIN sexed b ON b.household_no = a.household_no AND b.pid <> a.pid
+        JOIN _kin_via v ON v.ra = a.rel AND v.rb = b.rel
+        UNION ALL
+        SELECT a, b, 'spouse', 'hukou', household_no, NULL, NULL FROM inlaw_pair
+        UNION ALL
+        SELECT b, a, 'spouse', 'hukou', household_no, NULL, NULL FROM inlaw_pair
+        """
+    )
+    con.execute(
+        f"""
+        CREATE OR REPLACE TABLE kin_edge AS
+        WITH mar AS (
+            SELECT husband_pid AS h, wife_pid AS w, reg_date, _file AS file, _row AS row
+            FROM r_marriage
+            WHERE kind IN ('marriage', '结婚') AND husband_pid IS NOT NULL
+              AND wife_pid IS NOT NULL AND _dup_of IS NULL
+        ),
+        div AS (
+            SELECT husband_pid AS h, wife_pid AS w, reg_date
+            FROM r_marriage WHERE kind IN ('divorce', '离婚') AND _dup_of IS NULL
+        ),
+        spells AS (
+            SELECT m.*, (SELECT min(d.reg_date) FROM div d
+                         WHERE d.h = m.h AND d.w = m.w AND d.reg_date >= m.reg_date) AS ended
+            FROM mar m
+        ),
+        raw AS (
+            SELECT a_pid, b_pid, relation, source, evidence, NULL::DATE AS valid_from,
+                   NULL::DATE AS valid_to, file, row FROM _kin_raw
+            UNION ALL
+            SELECT h, w, 'spouse', 'marriage', file || ':' || row, reg_date, ended, file, row
+            FROM spells
+            UNION ALL
+            SELECT w, h, 'spouse', 'marriage', file || ':' || row, reg_date, ended, file, row
+            FROM spells
+        )
+        SELECT r.a_pid, r.b_pid, r.relation,
+               CASE WHEN p.sex IN {_MALE} THEN c.m WHEN p.sex IN {_FEMALE} THEN c.f ELSE c.u END
+                   AS relation_cn,
+               r.source, r.evidence, r.valid_from, r.valid_to, r.file, r.row
+        FROM raw r JOIN _kin_cn c ON c.rel = r.relation
+        LEFT JOIN person p ON p.person_id = r.b_pid
+        QUALIFY row_number() OVER (
+            PARTITION BY r.a_pid, r.b_pid, r.relation, r.source, r.evidence ORDER BY r.row) = 1
+        """
+    )
+    close = ", ".join(f"'{r}'" for r in CLOSE_RELATIVES)
+    con.execute(
+        f"""
+        CREATE OR REPLACE TABLE kin_relative AS
+        WITH e AS (
+            SELECT *, relation_cn || ' via ' ||
+                   CASE source WHEN 'hukou' THEN '户籍 户号 ' || evidence
+                   ELSE '婚姻登记 ' || coalesce(CAST(valid_from AS VARCHAR), '?') || ' ('
+                        || evidence || ')' END AS step
+            FROM kin_edge
+            WHERE valid_to IS NULL OR valid_to > coalesce(valid_from, DATE '1900-01-01')
+        ),
+        direct AS (
+            SELECT a_pid, b_pid, relation, relation_cn, step AS path, 1 AS hops,
+                   valid_from, valid_to FROM e
+        ),
+        two AS (
+            SELECT e1.a_pid, e2.b_pid, c.rel AS relation,
+                   CASE WHEN p.sex IN {_MALE} THEN n.m WHEN p.sex IN {_FEMALE} THEN n.f
+                        ELSE n.u END AS relation_cn,
+                   e1.step || ' -> ' || e2.step AS path, 2 AS hops,
+                   greatest(e1.valid_from, e2.valid_from) AS valid_from,
+                   least(e1.valid_to, e2.valid_to) AS valid_to
+            FROM e e1 JOIN e e2 ON e2.a_pid = e1.b_pid AND e2.b_pid <> e1.a_pid
+            JOIN _kin_comp c ON c.r1 = e1.relation AND c.r2 = e2.relation
+            JOIN _kin_cn n ON n.rel = c.rel
+            LEFT JOIN person p ON p.person_id = e2.b_pid
+        )
+        SELECT a_pid AS person_pid, b_pid AS relative_pid, relation, relation_cn, path, hops,
+               relation IN ({close}) AS is_close, valid_from, valid_to
+        FROM (SELECT * FROM direct UNION ALL SELECT * FROM two)
+        QUALIFY row_number() OVER (PARTITION BY a_pid, b_pid, relation
+                                   ORDER BY hops, valid_to IS NOT NULL, path) = 1
+        """
+    )
+    n_edge = con.execute("SELECT count(*) FROM kin_edge").fetchone()[0]
+    n_rel = con.execute("SELECT count(*) FROM kin_relative").fetchone()[0]
+    log.info("kinship: %d edges, %d relative pairs", n_edge, n_rel)
+    return {"kin_edge": n_edge, "kin_relative": n_rel}
+
+
+@dataclass(frozen=True)
+class Relative:
+    """One relative of a person, with the path that proves the relation."""
+
+    pid: str
+    name: str | None
+    relation: str
+    relation_cn: str
+    path: str
+    hops: int
+
+
+def relatives(
+    con: duckdb.DuckDBPyConnection, pid: str, scope: Iterable[str] = CLOSE_RELATIVES
+) -> list[Relative]:
+    """Relatives of ``pid`` whose relation is in ``scope`` (default 近亲属), with their paths.
+
+    The same in SQL: ``SELECT * FROM kin_relative WHERE person_pid = ? AND relation IN (...)``.
+    """
+    scope = list(scope)
+    unknown = sorted(set(scope) - set(RELATIONS))
+    if unknown:
+        raise ValueError(f"unknown relation(s) {unknown}; use some of {list(RELATIONS)}")
+    rows = con.execute(
+        """
+        SELECT k.relative_pid, p.name, k.relation, k.relation_cn, k.path, k.hops
+        FROM kin_relative k LEFT JOIN person p ON p.person_id = k.relative_pid
+        WHERE k.person_pid = ? AND list_contains(?, k.relation)
+        ORDER BY k.hops, k.relation, k.relative_pid
+        """,
+        [pid, scope],
+    ).fetchall()
+    return [Relative(*r) for r in rows]
