@@ -102,13 +102,35 @@ def load_reference(
         name = f"ref_{f.stem}"
         if name in (keep or set()):
             continue
-        con.execute(
-            f'CREATE OR REPLACE TEMP TABLE "{name}" AS SELECT * FROM '
-            "read_csv(?, header = true, all_varchar = true, comment = '#')",
-            [str(f)],
-        )
+        _create_text_table(con, name, f)
         names.append(name)
     return names
+
+
+def _create_text_table(con: duckdb.DuckDBPyConnection, name: str, path: Path) -> None:
+    """A reference CSV as a TEMP table of text columns. Python's csv module rather than DuckDB's
+    sniffer: these files are tiny and hand-edited, and a comma inside a quoted note must not
+    change the columns."""
+    import csv
+
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        rows = [r for r in csv.reader(fh) if r and not r[0].startswith("#")]
+    if not rows:
+        raise ValueError(f"{path}: empty reference table; add a header row")
+    header, body = rows[0], rows[1:]
+    for i, r in enumerate(body):
+        if len(r) != len(header):
+            raise ValueError(
+                f"{path}:{i + 2}: {len(r)} fields, header has {len(header)}; "
+                "quote values that contain commas"
+            )
+    cols = ", ".join(f'"{h.strip()}" VARCHAR' for h in header)
+    con.execute(f'CREATE OR REPLACE TEMP TABLE "{name}" ({cols})')
+    if body:
+        marks = ", ".join("?" for _ in header)
+        con.executemany(
+            f'INSERT INTO "{name}" VALUES ({marks})', [[v.strip() for v in r] for r in body]
+        )
 
 
 def prepare(
