@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -36,15 +37,36 @@ class LinkageConfig:
 
     unique_id: str
     comparisons: list[Comparison]
-    blocking_rules: list[tuple[str, ...]]
+    blocking_rules: list[tuple[str, ...] | dict]
     exclusive: tuple[str, ...] = ()
     probe_column: str | None = None
     source_column: str | None = None
     threshold: float = 0.5
+    # a probe whose two best candidates carrying an exclusive value (e.g. two registered persons
+    # both called 王伟 in the same village) are within this many log2 units links to neither:
+    # a coin toss between two people is not a link (0 disables)
+    ambiguity_margin: float = 0.0
     max_block_size: int = 1000
     u_sample_pairs: int = 300_000
     seed: int = 1
     em_iterations: int = 50
+
+    def rules(self) -> list[tuple[tuple[str, ...], int]]:
+        """(columns, block size cap) per blocking rule; a rule may be a dict with its own cap."""
+        out = []
+        for r in self.blocking_rules:
+            if isinstance(r, dict):
+                out.append((tuple(r["columns"]), int(r.get("max_block_size", self.max_block_size))))
+            else:
+                out.append((tuple(r), self.max_block_size))
+        return out
+
+    @classmethod
+    def load(cls, path: str | Path) -> LinkageConfig:
+        """Read a YAML configuration (``data/persons.yaml``, ``data/febrl4.yaml``)."""
+        import yaml
+
+        return cls.from_dict(yaml.safe_load(Path(path).read_text("utf-8")))
 
     @classmethod
     def from_dict(cls, d: dict) -> LinkageConfig:
@@ -52,7 +74,9 @@ class LinkageConfig:
         d["comparisons"] = [
             c if isinstance(c, Comparison) else comparison_from_dict(c) for c in d["comparisons"]
         ]
-        d["blocking_rules"] = [tuple(r) for r in d["blocking_rules"]]
+        d["blocking_rules"] = [
+            dict(r) if isinstance(r, dict) else tuple(r) for r in d["blocking_rules"]
+        ]
         d["exclusive"] = tuple(d.get("exclusive", ()))
         return cls(**d)
 
@@ -105,7 +129,7 @@ class Linker:
             else np.ones(n, dtype=bool)
         )
         keys: list[np.ndarray] = []
-        for rule in cfg.blocking_rules:
+        for rule, cap in cfg.rules():
             sub = self.df[list(rule)]
             ok = sub.notna().all(axis=1).to_numpy()
             if not ok.any():
@@ -113,7 +137,7 @@ class Linker:
             gid = np.full(n, -1, dtype=np.int64)
             gid[ok] = sub[ok].groupby(list(rule), sort=False, dropna=True).ngroup().to_numpy()
             sizes = np.bincount(gid[ok])
-            big = sizes > cfg.max_block_size
+            big = sizes > cap
             if big.any():
                 log.info(
                     "blocking rule %s: %d oversized blocks skipped (largest %d rows)",
@@ -221,6 +245,24 @@ class Linker:
         pred.timings = dict(self.timings)
         return pred
 
+    def _ambiguous(self, pred: Prediction, sel: np.ndarray) -> np.ndarray:
+        """Edges from a non-anchored node to anchored nodes where the top two are too close."""
+        anchored = np.zeros(len(self.df), dtype=bool)
+        for c in self.config.exclusive:
+            anchored |= self.df[c].notna().to_numpy()
+        idx = np.flatnonzero(sel & (anchored[pred.left] != anchored[pred.right]))
+        if len(idx) == 0:
+            return np.zeros(len(sel), dtype=bool)
+        probe = np.where(anchored[pred.left[idx]], pred.right[idx], pred.left[idx])
+        e = pd.DataFrame({"e": idx, "probe": probe, "w": pred.match_weight[idx]})
+        e = e.sort_values(["probe", "w"], ascending=[True, False])
+        first = e.groupby("probe")["w"].transform("first")
+        second = e.groupby("probe")["w"].transform(lambda x: x.iloc[1] if len(x) > 1 else -np.inf)
+        amb = (first - second) < self.config.ambiguity_margin
+        out = np.zeros(len(sel), dtype=bool)
+        out[e.loc[amb, "e"].to_numpy()] = True
+        return out
+
     def cluster(
         self,
         pred: Prediction,
@@ -229,6 +271,8 @@ class Linker:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Cluster label per row and, per predicted pair, whether it was used as a link."""
         sel = pred.probability >= self.config.threshold
+        if self.config.ambiguity_margin > 0 and self.config.exclusive:
+            sel &= ~self._ambiguous(pred, sel)
         excl = [self.df[c].to_numpy(dtype=object, na_value=None) for c in self.config.exclusive]
         labels, used_sel = constrained_components(
             len(self.df),
