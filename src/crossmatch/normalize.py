@@ -1,0 +1,527 @@
+"""Normalizers: small, documented, columnar functions registered by name.
+
+A source file (``sources/*.yaml``) names a normalizer per field (``normalizer: date``); adding a
+source that uses existing normalizers needs no code. A new *kind* of value is a new function
+here, registered with :func:`normalizer`. ``crossmatch.normalize.NORMALIZERS`` lists them all and
+each docstring doubles as the help text (a test fails when one is undocumented).
+
+Contract of a normalizer ``f(values: pl.Series[str], params: dict) -> Normalized``:
+
+* the input is the raw cell text (``None`` for an empty cell); it never raises on bad data;
+* ``Normalized.columns`` maps an output suffix to a Series: ``""`` is the field itself, others
+  are companions (``"_raw"``, ``"_status"`` ...). So field ``payee_id`` with normalizer ``id``
+  yields ``payee_id``, ``payee_id_raw``, ``payee_id_status`` ... (data contract section 4);
+* ``Normalized.error`` is a String Series, null where the value is fine, else a short reason
+  naming the bad value. A non-empty cell that cannot be parsed sends the row to quarantine;
+  an empty cell is NULL (unless the field is ``required``).
+
+Why columnar: a 3-million-person county has ~30M rows. Everything is a polars expression;
+only the few values needing a Python library (traditional -> simplified names) go through Python,
+and then only their *distinct* values.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import polars as pl
+
+from crossmatch.text import _DOTS, normalize_name
+
+__all__ = ["NORMALIZERS", "Normalized", "Normalizer", "get", "normalizer"]
+
+
+@dataclass(slots=True)
+class Normalized:
+    """Output of a normalizer: output columns by suffix, and a per-row error (null = ok)."""
+
+    columns: dict[str, pl.Series]
+    error: pl.Series
+
+
+@dataclass(frozen=True, slots=True)
+class Normalizer:
+    """A registered normalizer: the function, its output columns (suffix -> DuckDB type),
+    the parameters it accepts (name -> description) and its help text."""
+
+    name: str
+    func: Callable[[pl.Series, Mapping[str, Any]], Normalized]
+    outputs: dict[str, str]
+    params: dict[str, str] = field(default_factory=dict)
+    doc: str = ""
+
+    def __call__(self, values: pl.Series, params: Mapping[str, Any] | None = None) -> Normalized:
+        return self.func(_blank_to_null(values), params or {})
+
+
+NORMALIZERS: dict[str, Normalizer] = {}
+
+
+def normalizer(
+    name: str, outputs: Mapping[str, str] | None = None, params: Mapping[str, str] | None = None
+) -> Callable[[Callable[[pl.Series, Mapping[str, Any]], Normalized]], Normalizer]:
+    """Register a normalizer under ``name`` (the docstring is its help text)."""
+
+    def deco(func: Callable[[pl.Series, Mapping[str, Any]], Normalized]) -> Normalizer:
+        doc = " ".join((func.__doc__ or "").split())
+        n = Normalizer(name, func, dict(outputs or {"": "VARCHAR"}), dict(params or {}), doc)
+        NORMALIZERS[name] = n
+        return n
+
+    return deco
+
+
+def get(name: str) -> Normalizer:
+    """The normalizer called ``name`` (KeyError when unknown)."""
+    return NORMALIZERS[name]
+
+
+# ----------------------------------------------------------------------------- helpers
+
+_WS = r"[\s\u3000\ufeff]"
+
+
+def _blank_to_null(s: pl.Series) -> pl.Series:
+    """Empty and whitespace-only cells become NULL (the one meaning of 'no value')."""
+    s = s.cast(pl.String)
+    return _frame(s).select(_empty_null(pl.col("v").str.replace(f"^{_WS}+$", ""))).to_series()
+
+
+def _empty_null(e: pl.Expr) -> pl.Expr:
+    return pl.when(e == "").then(None).otherwise(e).alias("v")
+
+
+def _frame(s: pl.Series) -> pl.DataFrame:
+    return pl.DataFrame({"v": s})
+
+
+def _err(bad: pl.Expr, what: str) -> pl.Expr:
+    """Error expression: ``cannot parse <what> '<value>'`` where ``bad`` holds."""
+    return pl.when(bad).then(pl.lit(f"cannot parse {what} '") + pl.col("v") + pl.lit("'"))
+
+
+def _strip(e: pl.Expr) -> pl.Expr:
+    return e.str.replace_all(f"^{_WS}+|{_WS}+$", "")
+
+
+# ----------------------------------------------------------------------------- text-like
+
+
+@normalizer("text")
+def text(s: pl.Series, params: Mapping[str, Any]) -> Normalized:
+    """Free text: surrounding spaces removed, empty -> NULL. Never fails."""
+    out = _frame(s).select(_empty_null(_strip(pl.col("v")))).to_series()
+    return Normalized({"": out}, pl.Series("e", [None] * len(s), dtype=pl.String))
+
+
+@normalizer(
+    "enum",
+    params={
+        "map": "raw value -> canonical value (e.g. {成功: success, 失败: failed})",
+        "other": "what to do with an unmapped value: keep (default, stored as is) or error",
+    },
+)
+def enum(s: pl.Series, params: Mapping[str, Any]) -> Normalized:
+    """Coded value: the raw text (trimmed, NFKC) is translated with ``map``; values not in the
+    map are kept as they are, or rejected when ``other: error``."""
+    mapping = {str(k): str(v) for k, v in (params.get("map") or {}).items()}
+    df = _frame(s).with_columns(_strip(pl.col("v").str.normalize("NFKC")).alias("t"))
+    mapped = pl.col("t").replace_strict(mapping, default=None, return_dtype=pl.String)
+    strict = params.get("other", "keep") == "error"
+    out = df.select(
+        pl.coalesce(mapped, pl.lit(None) if strict else pl.col("t")).alias("v"),
+        (
+            _err(pl.col("t").is_not_null() & mapped.is_null(), "value (not in map)")
+            if strict
+            else pl.lit(None, pl.String)
+        ).alias("e"),
+    )
+    return Normalized({"": out["v"]}, out["e"])
+
+
+@normalizer("code")
+def code(s: pl.Series, params: Mapping[str, Any]) -> Normalized:
+    """Identifier-like code (account no., credit code, village code, plate): NFKC, all spaces
+    and a leading apostrophe removed, a float tail ``.0`` dropped from digit strings, upper-case.
+    Never fails."""
+    e = (
+        pl.col("v")
+        .str.normalize("NFKC")
+        .str.replace_all(f"{_WS}+", "")
+        .str.strip_chars_start("'")
+        .str.replace(r"^(\d+)\.0+$", "$1")
+        .str.to_uppercase()
+    )
+    out = _frame(s).select(_empty_null(e)).to_series()
+    return Normalized({"": out}, pl.Series("e", [None] * len(s), dtype=pl.String))
+
+
+# ----------------------------------------------------------------------------- names
+
+_DOT_CLASS = "[" + re.escape(_DOTS) + "]+"
+
+
+@lru_cache(maxsize=1)
+def _traditional_class() -> str:
+    """Regex class of every character zhconv would change when simplifying (built once)."""
+    import zhconv.zhconv as z
+
+    z.loaddict()
+    chars: set[str] = set()
+    for table in ("zh2Hans", "zh2CN"):
+        for key in z.zhcdicts[table]:
+            if key:
+                chars.add(key[0])
+    body = "".join(sorted(c for c in chars if c not in "\\]^-["))
+    return f"[{body}]"
+
+
+@normalizer("name", outputs={"": "VARCHAR", "_raw": "VARCHAR"})
+def name(s: pl.Series, params: Mapping[str, Any]) -> Normalized:
+    """Person name: NFKC (full-width -> half-width), all spaces removed, traditional ->
+    simplified characters, every middle-dot variant (· • ・ . －) -> '·'. The original is kept
+    in ``<field>_raw``. Same result as ``crossmatch.text.normalize_name``. Never fails."""
+    df = _frame(s).with_columns(
+        pl.col("v")
+        .str.normalize("NFKC")
+        .str.replace_all(r"\s+", "")
+        .str.replace_all(_DOT_CLASS, "·")
+        .str.strip_chars("·")
+        .alias("n")
+    )
+    df = df.with_columns(pl.col("n").str.contains(_traditional_class()).fill_null(False).alias("t"))
+    todo = df.filter(pl.col("t"))["v"].unique().to_list()
+    if todo:
+        conv = {raw: normalize_name(raw) for raw in todo}
+        df = df.with_columns(
+            pl.when(pl.col("t"))
+            .then(pl.col("v").replace_strict(conv, default=None, return_dtype=pl.String))
+            .otherwise(pl.col("n"))
+            .alias("n")
+        )
+    n = df.select(_empty_null(pl.col("n"))).to_series()
+    return Normalized({"": n, "_raw": s}, pl.Series("e", [None] * len(s), dtype=pl.String))
+
+
+# ----------------------------------------------------------------------------- ID numbers
+
+_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_ID_CHECK = "10X98765432"
+_FW_FROM = [*"０１２３４５６７８９ｘＸ"]
+_FW_TO = [*"0123456789XX"]
+
+
+def _check_char(first17: pl.Expr) -> pl.Expr:
+    total = pl.sum_horizontal(
+        first17.str.slice(i, 1).cast(pl.Int32, strict=False) * w for i, w in enumerate(_ID_WEIGHTS)
+    )
+    return (total % 11).replace_strict(
+        dict(enumerate(_ID_CHECK)), default=None, return_dtype=pl.String
+    )
+
+
+def _yyyymmdd_ok(e: pl.Expr) -> pl.Expr:
+    d = e.str.to_date("%Y%m%d", strict=False)
+    return d.is_not_null() & d.dt.year().is_between(1880, 2100)
+
+
+@normalizer(
+    "id",
+    outputs={
+        "": "VARCHAR",
+        "_raw": "VARCHAR",
+        "_status": "VARCHAR",
+        "_birth_date": "DATE",
+        "_sex": "VARCHAR",
+        "_region": "VARCHAR",
+    },
+)
+def id_number(s: pl.Series, params: Mapping[str, Any]) -> Normalized:
+    """Resident ID number (公民身份号码, GB 11643): spaces, apostrophes and full-width digits
+    cleaned, lower-case x -> X, legacy 15-digit numbers converted to 18 digits, check
+    character verified. ``<field>`` is the canonical 18-digit ID or NULL; ``_status`` is
+    valid18 / upgraded15 / bad_checksum / bad_date / bad_format / missing; ``_birth_date``,
+    ``_sex`` (男/女) and ``_region`` (6-digit code) are derived from it. ``_raw`` keeps the
+    cell. A bad ID never quarantines the row (identity resolution may still match it).
+    Same result as ``crossmatch.idnumber.parse``."""
+    c = (
+        pl.col("v")
+        .str.replace_many(_FW_FROM, _FW_TO)
+        .str.strip_chars()
+        .str.strip_chars_start("'")
+        .str.replace_all(" ", "", literal=True)
+        .str.replace_all("\u3000", "", literal=True)
+        .str.replace(r"^(\d+)\.0$", "$1")
+        .str.to_uppercase()
+    )
+    df = _frame(s).with_columns(c.fill_null("").alias("c"))
+    c = pl.col("c")
+    is15 = c.str.contains(r"^\d{15}$")
+    is18 = c.str.contains(r"^\d{17}[0-9X]$")
+    up17 = pl.when(is15).then(c.str.slice(0, 6) + pl.lit("19") + c.str.slice(6))
+    df = df.with_columns(up17.alias("u17"))
+    df = df.with_columns(
+        pl.when(is15)
+        .then(pl.col("u17") + _check_char(pl.col("u17")))
+        .when(is18)
+        .then(c)
+        .alias("s18")
+    )
+    s18 = pl.col("s18")
+    date_ok = _yyyymmdd_ok(s18.str.slice(6, 8)).fill_null(False)
+    check_ok = (_check_char(s18.str.slice(0, 17)) == s18.str.slice(17, 1)).fill_null(False)
+    status = (
+        pl.when(c == "")
+        .then(pl.lit("missing"))
+        .when(is15 & date_ok)
+        .then(pl.lit("upgraded15"))
+        .when(is15)
+        .then(pl.lit("bad_date"))
+        .when(is18 & ~date_ok)
+        .then(pl.lit("bad_date"))
+        .when(is18 & ~check_ok)
+        .then(pl.lit("bad_checksum"))
+        .when(is18)
+        .then(pl.lit("valid18"))
+        .otherwise(pl.lit("bad_format"))
+    )
+    df = df.with_columns(status.alias("st"))
+    good = pl.col("st").is_in(["valid18", "upgraded15"])
+    canon = pl.when(good).then(s18)
+    birth_src = pl.when(good | (is18 & date_ok)).then(s18)
+    out = df.select(
+        canon.alias("id"),
+        pl.col("st"),
+        birth_src.str.slice(6, 8).str.to_date("%Y%m%d", strict=False).alias("bd"),
+        pl.when(good)
+        .then(
+            pl.when(s18.str.slice(16, 1).cast(pl.Int32, strict=False) % 2 == 1)
+            .then(pl.lit("男"))
+            .otherwise(pl.lit("女"))
+        )
+        .alias("sex"),
+        pl.when(good).then(s18.str.slice(0, 6)).alias("region"),
+    )
+    return Normalized(
+        {
+            "": out["id"],
+            "_raw": s,
+            "_status": out["st"],
+            "_birth_date": out["bd"],
+            "_sex": out["sex"],
+            "_region": out["region"],
+        },
+        pl.Series("e", [None] * len(s), dtype=pl.String),
+    )
+
+
+# ----------------------------------------------------------------------------- dates
+
+
+def _date_expr(v: pl.Expr) -> pl.Expr:
+    """Parse the date formats seen in exports; NULL when not a date."""
+    t = (
+        _strip(v)
+        .str.replace(r"[T\s]+\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?$", "")
+        .str.replace_all(r"[年月/.\-]", "-")
+        .str.replace_all("日", "")
+        .str.strip_chars("-")
+        .str.replace(r"^(\d{4})(\d{2})(\d{2})$", "$1-$2-$3")
+    )
+    parsed = (
+        pl.when(t.str.contains(r"^\d{4}-\d{1,2}-\d{1,2}$"))
+        .then(t)
+        .otherwise(None)
+        .str.to_date("%Y-%m-%d", strict=False)
+    )
+    # Excel serial day numbers (1900 date system): 20000 = 1954-10-03 .. 73050 = 2099-12-31
+    serial_txt = _strip(v).str.extract(r"^(\d{5})(?:\.\d+)?$", 1).cast(pl.Int64, strict=False)
+    serial = (
+        pl.when(serial_txt.is_between(20000, 73050))
+        .then(pl.lit(_EXCEL_EPOCH) + pl.duration(days=serial_txt))
+        .otherwise(None)
+        .cast(pl.Date)
+    )
+    d = pl.coalesce(parsed, serial)
+    return pl.when(d.dt.year().is_between(1880, 2100)).then(d)
+
+
+_EXCEL_EPOCH = __import__("datetime").date(1899, 12, 30)
+
+
+@normalizer("date", outputs={"": "DATE"})
+def date(s: pl.Series, params: Mapping[str, Any]) -> Normalized:
+    """Calendar date from ``2024-03-05``, ``2024/3/5``, ``2024.3.5``, ``20240305``,
+    ``2024年3月5日``, a date-time (time dropped), an xlsx date cell, or an Excel serial day
+    number (e.g. ``45356``). Anything else is an error."""
+    out = _frame(s).select(
+        _date_expr(pl.col("v")).alias("d"),
+        _err(pl.col("v").is_not_null() & _date_expr(pl.col("v")).is_null(), "date").alias("e"),
+    )
+    return Normalized({"": out["d"]}, out["e"])
+
+
+@normalizer("period", outputs={"": "VARCHAR"})
+def period(s: pl.Series, params: Mapping[str, Any]) -> Normalized:
+    """Month ``YYYY-MM`` from ``2025-01``, ``2025/1``, ``2025.1``, ``202501``, ``2025年1月``,
+    or any full date accepted by ``date`` (its month). Anything else is an error."""
+    t = (
+        _strip(pl.col("v"))
+        .str.replace_all(r"[年/.\-]", "-")
+        .str.replace_all("月", "")
+        .str.replace(r"^(\d{4})(\d{2})$", "$1-$2")
+    )
+    ym = t.str.extract_groups(r"^(?<y>\d{4})-(?<m>\d{1,2})$")
+    month = ym.struct.field("m").cast(pl.Int32, strict=False)
+    from_month = (
+        pl.when(month.is_between(1, 12))
+        .then(ym.struct.field("y") + pl.lit("-") + month.cast(pl.String).str.zfill(2))
+        .otherwise(None)
+    )
+    p = pl.coalesce(from_month, _date_expr(pl.col("v")).dt.strftime("%Y-%m"))
+    out = _frame(s).select(
+        p.alias("p"), _err(pl.col("v").is_not_null() & p.is_null(), "month").alias("e")
+    )
+    return Normalized({"": out["p"]}, out["e"])
+
+
+@normalizer("year", outputs={"": "INTEGER"})
+def year(s: pl.Series, params: Mapping[str, Any]) -> Normalized:
+    """Year as an integer from ``2025``, ``2025年`` or ``2025.0``. Anything else is an error."""
+    y = _strip(pl.col("v")).str.extract(r"^(\d{4})(?:年|\.0+)?$", 1).cast(pl.Int32, strict=False)
+    out = _frame(s).select(
+        y.alias("y"), _err(pl.col("v").is_not_null() & y.is_null(), "year").alias("e")
+    )
+    return Normalized({"": out["y"]}, out["e"])
+
+
+# ----------------------------------------------------------------------------- numbers
+
+
+def _numeric_text(v: pl.Expr) -> pl.Expr:
+    """Cell text with thousands separators, currency signs and spaces removed (NFKC first)."""
+    return v.str.normalize("NFKC").str.replace_all(r"[\s,，¥￥]", "")
+
+
+@normalizer(
+    "amount",
+    outputs={"": "DECIMAL(18,2)"},
+    params={"unit": "unit of a bare number: yuan (default) or wan (万元, e.g. 注册资本(万元))"},
+)
+def amount(s: pl.Series, params: Mapping[str, Any]) -> Normalized:
+    """Money in yuan as DECIMAL(18,2): ``1,200.00``, ``350元``, ``0.8万元`` (= 8000),
+    ``￥50``. A unit written in the cell wins over the field's ``unit``. Anything else is an
+    error."""
+    factor = {"yuan": 1, "wan": 10000}[str(params.get("unit", "yuan"))]
+    t = _numeric_text(pl.col("v"))
+    wan = t.str.contains(r"万元?$")
+    yuan = t.str.contains(r"元$") & ~wan
+    num = t.str.replace(r"(万元|万|元)$", "").cast(pl.Decimal(24, 4), strict=False)
+    ok_txt = t.str.contains(r"^[+-]?(\d+\.?\d*|\.\d+)(万元|万|元)?$")
+    num = pl.when(ok_txt).then(num)
+    value = (
+        pl.when(wan)
+        .then(num * 10000)
+        .when(yuan)
+        .then(num)
+        .otherwise(num * factor)
+        .cast(pl.Decimal(18, 2), strict=False)
+    )
+    out = _frame(s).select(
+        value.alias("a"), _err(pl.col("v").is_not_null() & value.is_null(), "amount").alias("e")
+    )
+    return Normalized({"": out["a"]}, out["e"])
+
+
+_AREA_UNITS = {  # -> factor to 亩
+    "亩": 1.0,
+    "公顷": 15.0,
+    "ha": 15.0,
+    "平方米": 1 / 666.6666666666666,
+    "㎡": 1 / 666.6666666666666,
+    "m2": 1 / 666.6666666666666,
+    "m²": 1 / 666.6666666666666,
+}
+_AREA_PARAM_UNITS = {"mu": 1.0, "hectare": 15.0, "m2": 1 / 666.6666666666666}
+
+
+def _area(s: pl.Series, default_factor: float, to_unit: float) -> Normalized:
+    t = _numeric_text(pl.col("v")).str.to_lowercase()
+    unit_re = "|".join(re.escape(u) for u in sorted(_AREA_UNITS, key=len, reverse=True))
+    parts = t.str.extract_groups(rf"^(?<n>[+-]?(?:\d+\.?\d*|\.\d+))(?<u>{unit_re})?$")
+    num = parts.struct.field("n").cast(pl.Float64, strict=False)
+    factor = (
+        parts.struct.field("u")
+        .replace_strict(_AREA_UNITS, default=None, return_dtype=pl.Float64)
+        .fill_null(default_factor)
+    )
+    value = (num * factor / to_unit).round(6)
+    out = _frame(s).select(
+        value.alias("a"), _err(pl.col("v").is_not_null() & value.is_null(), "area").alias("e")
+    )
+    return Normalized({"": out["a"]}, out["e"])
+
+
+@normalizer(
+    "area_mu",
+    outputs={"": "DOUBLE"},
+    params={"unit": "unit of a bare number: mu (default), hectare or m2"},
+)
+def area_mu(s: pl.Series, params: Mapping[str, Any]) -> Normalized:
+    """Land area in 亩 (DOUBLE): ``3.5``, ``3.5亩``, ``0.8公顷`` (= 12 亩), ``2000平方米``.
+    A unit written in the cell wins over the field's ``unit``. Anything else is an error."""
+    return _area(s, _AREA_PARAM_UNITS[str(params.get("unit", "mu"))], 1.0)
+
+
+@normalizer(
+    "area_m2",
+    outputs={"": "DOUBLE"},
+    params={"unit": "unit of a bare number: m2 (default), mu or hectare"},
+)
+def area_m2(s: pl.Series, params: Mapping[str, Any]) -> Normalized:
+    """Floor area in square metres (DOUBLE): ``89.5``, ``89.5平方米``, ``89.5㎡``; a cell in
+    亩 or 公顷 is converted. Anything else is an error."""
+    m2 = _AREA_PARAM_UNITS["m2"]
+    return _area(s, _AREA_PARAM_UNITS[str(params.get("unit", "m2"))], m2)
+
+
+@normalizer("int", outputs={"": "BIGINT"})
+def integer(s: pl.Series, params: Mapping[str, Any]) -> Normalized:
+    """Whole number from ``3``, ``3.0``, ``1,200`` or a count with a unit word (``3人``,
+    ``2块``, ``80岁``). Anything else is an error."""
+    t = _numeric_text(pl.col("v")).str.replace(r"[人口户块个岁宗处辆份]$", "")
+    n = t.str.extract(r"^([+-]?\d+)(?:\.0+)?$", 1).cast(pl.Int64, strict=False)
+    out = _frame(s).select(
+        n.alias("n"), _err(pl.col("v").is_not_null() & n.is_null(), "whole number").alias("e")
+    )
+    return Normalized({"": out["n"]}, out["e"])
+
+
+@normalizer("number", outputs={"": "DOUBLE"})
+def number(s: pl.Series, params: Mapping[str, Any]) -> Normalized:
+    """Decimal number (DOUBLE) from ``12.5`` or ``1,200.5``. Anything else is an error."""
+    t = _numeric_text(pl.col("v"))
+    n = pl.when(t.str.contains(r"^[+-]?(\d+\.?\d*|\.\d+)$")).then(t).cast(pl.Float64, strict=False)
+    out = _frame(s).select(
+        n.alias("n"), _err(pl.col("v").is_not_null() & n.is_null(), "number").alias("e")
+    )
+    return Normalized({"": out["n"]}, out["e"])
+
+
+@normalizer("ratio", outputs={"": "DOUBLE"})
+def ratio(s: pl.Series, params: Mapping[str, Any]) -> Normalized:
+    """Share as a fraction 0..1 (DOUBLE): ``30%`` -> 0.3, ``0.3`` -> 0.3; a bare number above 1
+    is read as percent (``30`` -> 0.3). Anything else is an error."""
+    t = _numeric_text(pl.col("v"))
+    pct = t.str.ends_with("%") | t.str.ends_with("％")
+    n = t.str.replace(r"[%％]$", "")
+    n = pl.when(n.str.contains(r"^[+-]?(\d+\.?\d*|\.\d+)$")).then(n).cast(pl.Float64, strict=False)
+    value = pl.when(pct | (n > 1)).then(n / 100).otherwise(n).round(8)
+    out = _frame(s).select(
+        value.alias("n"), _err(pl.col("v").is_not_null() & value.is_null(), "share").alias("e")
+    )
+    return Normalized({"": out["n"]}, out["e"])
