@@ -15,11 +15,19 @@ from typing import Any
 __all__ = ["evaluate", "explain", "record_judgement", "resolve"]
 
 
-def __getattr__(name: str) -> Any:
-    if name in ("resolve", "explain", "record_judgement"):
-        from crossmatch.identity import resolve as _r
+def resolve(con: Any, specs: Any = None, **kwargs: Any) -> Any:
+    """Resolve every person mention in warehouse ``con``; see
+    :func:`crossmatch.identity.pipeline.resolve_identities`."""
+    from crossmatch.identity.pipeline import resolve_identities
 
-        return getattr(_r, name if name != "resolve" else "resolve_identities")
+    return resolve_identities(con, specs, **kwargs)
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("explain", "record_judgement"):
+        from crossmatch.identity import pipeline
+
+        return getattr(pipeline, name)
     if name == "evaluate":
         from crossmatch.identity.evaluate import evaluate
 

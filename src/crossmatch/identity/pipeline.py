@@ -694,3 +694,46 @@ def _save_model(con: duckdb.DuckDBPyConnection, model: FSModel, config: LinkageC
     con.execute(
         "INSERT INTO identity_params VALUES (current_timestamp, ?)", [json.dumps(model.to_dict())]
     )
+
+
+# --- analyst API ---------------------------------------------------------------------------
+def explain(
+    con: duckdb.DuckDBPyConnection, source: str, file: str, row: int, role: str
+) -> pd.DataFrame:
+    """Why a record was linked: one row per comparison with its level and log2 weight
+    (Splink's waterfall), plus the prior. Empty for exact-ID links (the ID is the reason)."""
+    df = con.execute(
+        """SELECT l.person_id, l.method, e.linked_to, e.comparison, e.level, e.weight,
+            e.probability
+        FROM identity_link l JOIN identity_explanation e USING (node_id)
+        WHERE l.source = ? AND l.file = ? AND l.row = ? AND l.role = ?
+          AND l.method IN ('fuzzy', 'judgement')""",
+        [source, file, int(row), role],
+    ).df()
+    if df.empty:
+        return df
+    model = _load_model(con, default_config())
+    prior = model.prior_log2() if model else float("nan")
+    head = df.iloc[[0]].assign(comparison="prior", level=None, weight=prior)
+    return pd.concat([head, df], ignore_index=True)
+
+
+def record_judgement(
+    con: duckdb.DuckDBPyConnection,
+    a: tuple[str, str, int, str],
+    b: tuple[str, str, int, str],
+    same: bool,
+    analyst: str = "",
+    note: str = "",
+) -> None:
+    """Store that mentions ``a`` and ``b`` (source, file, row, role) are / are not one person.
+
+    Every later :func:`resolve_identities` honours it: a must-link joins them (even across two
+    IDs: the analyst has seen the papers), a cannot-link keeps them apart.
+    """
+    con.execute(JUDGEMENT_DDL)
+    con.execute(
+        "INSERT INTO identity_judgement VALUES "
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, current_timestamp)",
+        [*a[:2], int(a[2]), a[3], *b[:2], int(b[2]), b[3], bool(same), analyst, note],
+    )
