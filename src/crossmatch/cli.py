@@ -119,5 +119,116 @@ def identity_eval(truth: Path, warehouse: Path) -> None:
         click.echo(sc.render(label))
 
 
+@main.command()
+@click.option(
+    "--raw",
+    "raw",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("data/sample/raw"),
+    show_default=True,
+    help="Folder holding the department exports (raw/<dir>/<file>).",
+)
+@click.option(
+    "--sources",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("sources"),
+    show_default=True,
+    help="Folder of source mapping files (sources/*.yaml).",
+)
+@click.option(
+    "--warehouse",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path(DEFAULT_WAREHOUSE),
+    show_default=True,
+    help="DuckDB warehouse file (created when missing).",
+)
+@click.option("--only", multiple=True, help="Ingest only this source id (repeatable).")
+@click.option(
+    "--strict", is_flag=True, help="Exit 4 when rows were quarantined, not only when files failed."
+)
+def ingest(raw: Path, sources: Path, warehouse: Path, only: tuple[str, ...], strict: bool) -> None:
+    """Load every source's exports into the warehouse, with lineage and quarantine.
+
+    Unchanged files are skipped (content hash); a changed file replaces its earlier rows in
+    one transaction. Ends with a per-source table. Exit 0 when every file loaded, 4 when a
+    file failed (its previous version stays) or, with --strict, rows were quarantined.
+    """
+    import time
+
+    from crossmatch.errors import ExitCode
+    from crossmatch.ingest import ProgressEvent
+    from crossmatch.ingest import ingest as run_ingest
+
+    tty = sys.stderr.isatty()
+    last = [0.0]
+
+    def progress(ev: ProgressEvent) -> None:
+        if ev.kind == "bytes" and ev.total:
+            now = time.monotonic()
+            if now - last[0] >= (0.2 if tty else 10.0):
+                last[0] = now
+                msg = f"  {ev.source}: {ev.file} {100 * ev.done / ev.total:5.1f}%"
+                click.echo(("\r" + msg) if tty else msg, err=True, nl=not tty)
+        elif ev.kind == "done" and ev.result is not None:
+            r = ev.result
+            if tty:
+                click.echo("\r\033[K", err=True, nl=False)
+            if r.status == "loaded":
+                click.echo(
+                    f"{r.source}: {r.file}: read {r.rows_read} = loaded {r.rows_loaded} + "
+                    f"quarantined {r.rows_quarantined} (duplicates {r.rows_duplicate}, "
+                    f"{r.encoding}, {r.seconds:.1f}s)"
+                )
+            elif r.status == "unchanged":
+                click.echo(f"{r.source}: {r.file}: unchanged, skipped")
+            else:
+                click.echo(f"{r.source}: {r.file}: FAILED: {r.message}")
+
+    summary = run_ingest(raw, sources, warehouse, only=list(only) or None, progress=progress)
+    click.echo("")
+    click.echo(summary.render())
+    quarantined = sum(r.rows_quarantined for r in summary.results)
+    if summary.failed or (strict and quarantined):
+        sys.exit(int(ExitCode.INPUT_PROBLEMS))
+
+
+@main.command()
+@click.option(
+    "--sources",
+    type=click.Path(path_type=Path),
+    default=Path("sources"),
+    show_default=True,
+    help="Folder of source mapping files.",
+)
+@click.option(
+    "--rules",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder of rule files (default: rules/ when it exists).",
+)
+@click.option(
+    "--raw",
+    "raw",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also check the source files against these exports' headers.",
+)
+def validate(sources: Path, rules: Path | None, raw: Path | None) -> None:
+    """Check every source (and rule) file; report all problems at once as file:line."""
+    from crossmatch.errors import ExitCode
+    from crossmatch.spec import validate_all
+
+    if rules is None and Path("rules").is_dir():
+        rules = Path("rules")
+    problems = validate_all({"sources": sources, "rules": rules, "raw": raw})
+    for p in problems:
+        click.echo(str(p))
+    if problems:
+        click.echo(f"{len(problems)} problem(s)", err=True)
+        sys.exit(int(ExitCode.SPEC_INVALID))
+    checked = ", ".join(str(x) for x in (sources, rules, raw) if x is not None)
+    click.echo(f"ok: {checked}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,0 +1,113 @@
+"""``crossmatch validate --raw``: check source files against the real exports' headers.
+
+Registered as the ``raw`` validator of :func:`crossmatch.spec.validate_all`. For each source,
+each glob must match a file and each mapped column must be in that file's header; a missing
+column is reported at the field's line in the YAML with the nearest header of the file as the
+fix. Only the first rows of each file are read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from crossmatch.errors import InputFileError
+from crossmatch.ingest import readers
+from crossmatch.ingest.pipeline import expand_files, match_columns
+from crossmatch.spec import register_validator
+from crossmatch.spec.common import Problem, Problems, nearest
+from crossmatch.spec.sources import SourceSpec, parse_sources
+
+
+def read_header(spec: SourceSpec, path: Path) -> tuple[int, list[str]]:
+    """(header row, header cells) of one raw file; InputFileError when unreadable."""
+    aliases = {readers.norm_header(a) for f in spec.fields for a in f.columns}
+    fmt = spec.format_for(path)
+    info = readers.ReadInfo()
+    if fmt == "csv":
+        r = readers.CsvReader(
+            path,
+            encoding=spec.encoding,
+            delimiter=spec.delimiter,
+            header_row=spec.header_row,
+            aliases=aliases,
+        )
+        r.info = info
+        try:
+            next(readers.read_csv_batches(r), None)
+        except readers.RetryWithEncoding:
+            r = readers.CsvReader(
+                path,
+                encoding="gb18030",
+                delimiter=spec.delimiter,
+                header_row=spec.header_row,
+                aliases=aliases,
+            )
+            r.info = info
+            next(readers.read_csv_batches(r), None)
+    elif fmt == "xlsx":
+        next(
+            readers.read_xlsx_batches(
+                path, info, sheet=spec.sheet, header_row=spec.header_row, aliases=aliases
+            ),
+            None,
+        )
+    elif fmt == "parquet":
+        next(readers.read_parquet_batches(path, info), None)
+    else:
+        raise InputFileError(f"{path}: unknown file type; set `format:` in {spec.path}")
+    return info.header_row, info.header
+
+
+def check_raw(specs: list[SourceSpec], raw_root: Path) -> list[Problem]:
+    """Problems found by matching every spec against the files under ``raw_root``."""
+    problems = Problems()
+    for spec in specs:
+        files = expand_files(spec, raw_root)
+        if not files:
+            present = [
+                p.relative_to(raw_root).as_posix() for p in raw_root.rglob("*") if p.is_file()
+            ]
+            near = nearest(spec.files[0], present)
+            problems.add(
+                spec.path,
+                1,
+                f"no file under {raw_root} matches {', '.join(spec.files)}",
+                f"did you mean {near!r}?" if near else "add the export or correct `files:`",
+            )
+            continue
+        for path in files:
+            rel = path.relative_to(raw_root).as_posix()
+            try:
+                header_row, header = read_header(spec, path)
+            except InputFileError as exc:
+                problems.add(spec.path, 1, f"cannot read {rel}: {exc}")
+                continue
+            _mapping, missing = match_columns(spec, header)
+            for fname, want, near in missing:
+                problems.add(
+                    spec.path,
+                    spec.field(fname).line,
+                    f"field {fname!r}: column '{want}' not found in {rel} (header row "
+                    f"{header_row})",
+                    f"the nearest header is '{near}': add it to `column:`"
+                    if near
+                    else "mark the field `optional: true`",
+                )
+    return list(problems)
+
+
+def validate_raw(paths: Mapping[str, Any]) -> list[Problem]:
+    """Registered validator ``raw``: needs both ``sources`` and ``raw`` paths."""
+    sources, raw = paths.get("sources"), paths.get("raw")
+    if sources is None or raw is None:
+        return []
+    raw = Path(raw)
+    if not raw.is_dir():
+        return [Problem(str(raw), 1, "raw folder not found", "pass --raw DIR")]
+    specs = parse_sources(sources, Problems())  # spec problems are reported by 'sources'
+    return check_raw(specs, raw)
+
+
+register_validator("raw", validate_raw)

@@ -1,0 +1,519 @@
+"""Readers: turn one raw file (CSV / .xlsx / Parquet) into batches of raw text cells.
+
+Every reader yields polars DataFrames with the same three columns, whatever the format:
+
+* ``_row``    Int32, the physical row a person sees in Excel or a text editor (contract
+  section 2: CSV line number with the header on line 1; xlsx sheet row; Parquet record + 1);
+* ``_fields`` List[String], the cells of that row (NULL for an empty cell);
+* ``_line``   String, the row's raw text (CSV line; cells joined for xlsx/Parquet): used for
+  exact-duplicate detection.
+
+A row's field count may differ from the header's; the pipeline quarantines it. Readers decide
+the encoding, find the header row and raise :class:`InputFileError` with the file named and
+what to do when a file cannot be read at all.
+
+Why not ``polars.read_csv``/DuckDB ``read_csv``: we need the physical line number of every row
+(lineage), ragged rows kept for quarantine instead of an error or silent padding, and GB18030,
+which neither reads. So CSV is decoded in large blocks with Python's codecs (C speed) and split
+into lines and cells by polars string kernels; only files with quoted line breaks fall back to
+Python's csv module.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import re
+import unicodedata
+import zipfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from crossmatch.errors import InputFileError
+
+BLOCK_BYTES = 32 * 1024 * 1024  # decode/split unit for CSV; bounds memory on huge exports
+XLSX_BATCH_ROWS = 200_000
+HEADER_SCAN_ROWS = 20
+_BOMS = {codecs.BOM_UTF8: "utf-8-sig"}
+
+
+def norm_header(h: object) -> str:
+    """Header comparison form: NFKC (（）-> ()), no spaces, no BOM."""
+    if h is None:
+        return ""
+    return re.sub(r"[\s\ufeff]+", "", unicodedata.normalize("NFKC", str(h)))
+
+
+class RetryWithEncoding(Exception):
+    """Raised when an auto-detected UTF-8 file turns out not to be UTF-8 past the first block."""
+
+    def __init__(self, encoding: str):
+        super().__init__(encoding)
+        self.encoding = encoding
+
+
+@dataclass
+class ReadInfo:
+    """What a reader learnt about the file (filled while reading)."""
+
+    encoding: str | None = None
+    header_row: int = 1
+    header: list[str] = field(default_factory=list)
+    size: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def pick_header_row(
+    rows: Sequence[tuple[int, list[str | None]]], aliases: set[str]
+) -> tuple[int, list[str]] | None:
+    """The header: among the first rows, the one naming the most mapped headers (first wins).
+
+    Handles a title row above the header (xlsx rosters, other counties' layouts)."""
+    best: tuple[int, int, list[str]] | None = None
+    for rownum, cells in rows[:HEADER_SCAN_ROWS]:
+        names = [norm_header(c) for c in cells]
+        score = sum(1 for n in names if n in aliases)
+        if score and (best is None or score > best[0]):
+            best = (score, rownum, [str(c or "").strip().lstrip("\ufeff") for c in cells])
+    return None if best is None else (best[1], best[2])
+
+
+# ----------------------------------------------------------------------------- CSV
+
+
+def sniff_binary(path: Path, head: bytes) -> None:
+    """Refuse files that are not text, saying what they look like."""
+    name = path.name
+    if head.startswith(b"PK\x03\x04"):
+        raise InputFileError(
+            f"{path}: not a CSV text file: it is a zip/xlsx workbook. "
+            f"Fix: export it as CSV, or set `format: xlsx` in the source file."
+        )
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise InputFileError(
+            f"{path}: encoded as UTF-16, which is not supported. "
+            f"Fix: re-save {name} as UTF-8 (or GB18030)."
+        )
+    sample = head[:65536]
+    if b"\x00" in sample or (
+        sample and sum(b < 9 or 13 < b < 32 for b in sample) / len(sample) > 0.01
+    ):
+        raise InputFileError(
+            f"{path}: not a CSV text file (binary content in the first bytes). "
+            f"Fix: check the file is the right export; re-export {name} as CSV."
+        )
+
+
+def detect_encoding(path: Path, head: bytes, declared: str) -> str:
+    """The codec for a CSV: BOM, else UTF-8 if the first block decodes, else GB18030.
+
+    A GBK/GB18030 file must never load as mojibake: valid UTF-8 Chinese text is practically
+    never valid GB18030 text meant otherwise, so 'UTF-8 first' is safe; a declared
+    encoding that contradicts the bytes is an error, not a guess."""
+    has_bom = head.startswith(codecs.BOM_UTF8)
+    utf8_ok = _utf8_prefix_ok(head)
+    non_ascii = any(b >= 0x80 for b in head[:65536])
+    if declared == "auto":
+        if has_bom:
+            return "utf-8-sig"
+        return "utf-8" if utf8_ok else "gb18030"
+    if declared in ("utf-8", "utf-8-sig"):
+        if not (utf8_ok or has_bom):
+            raise InputFileError(
+                f"{path}: declared {declared} but the bytes are not UTF-8 (it looks like "
+                f"GB18030/GBK). Fix: set `encoding: auto` (or gb18030) in the source file."
+            )
+        return "utf-8-sig" if has_bom else "utf-8"
+    # gb18030 / gbk declared
+    if has_bom or (utf8_ok and non_ascii):
+        raise InputFileError(
+            f"{path}: declared {declared} but the file is UTF-8"
+            f"{' with BOM' if has_bom else ''}; reading it as {declared} would garble every "
+            f"Chinese character. Fix: set `encoding: auto` in the source file."
+        )
+    return "gb18030"  # superset of GBK: GBK lacks some name characters
+
+
+def _utf8_prefix_ok(head: bytes) -> bool:
+    try:
+        codecs.getincrementaldecoder("utf-8")("strict").decode(head, final=False)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _line_of_byte(data: bytes, pos: int, first_line: int) -> int:
+    return first_line + data.count(b"\n", 0, pos)
+
+
+class CsvReader:
+    """Block-wise CSV reader (see module docstring)."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        encoding: str = "auto",
+        delimiter: str = ",",
+        header_row: int | None = None,
+        aliases: set[str] | None = None,
+        on_progress: Callable[[int], None] | None = None,
+    ):
+        self.path = path
+        self.declared = encoding
+        self.delimiter = delimiter
+        self.header_row = header_row
+        self.aliases = aliases or set()
+        self.on_progress = on_progress
+        self.info = ReadInfo()
+        self._head_non_ascii = True
+        d = re.escape(delimiter)
+        self._cell_re = f'{d}(?:"(?:[^"]|"")*"|[^{d}]*)'
+
+    # -- public
+    def batches(self) -> Iterator[pl.DataFrame]:
+        """Yield batches of rows after the header; fills ``self.info`` as it goes."""
+        size = self.path.stat().st_size
+        self.info.size = size
+        with self.path.open("rb") as fh:
+            head = fh.read(min(BLOCK_BYTES, 1 << 20))
+            if not head:
+                raise InputFileError(
+                    f"{self.path}: the file is empty (0 bytes). "
+                    f"Fix: re-export it from the department system; the previous version "
+                    f"(if any) stays in the warehouse."
+                )
+            sniff_binary(self.path, head)
+            enc = detect_encoding(self.path, head, self.declared)
+            self._head_non_ascii = any(b >= 0x80 for b in head)
+            self.info.encoding = enc
+            fh.seek(0)
+            yield from self._blocks(fh, enc, size)
+
+    # -- internals
+    def _decode(self, data: bytes, enc: str, first_line: int, final: bool) -> str:
+        try:
+            return data.decode(enc)
+        except UnicodeDecodeError as exc:
+            line = _line_of_byte(data, exc.start, first_line)
+            if final and exc.start >= len(data.rstrip(b"\r\n")) - 4:
+                self.info.notes.append(
+                    f"the file ends inside a character at line {line} (truncated file?)"
+                )
+                return data.decode(enc, errors="replace")
+            if self.declared == "auto" and enc.startswith("utf-8"):
+                if not self._head_non_ascii:
+                    raise RetryWithEncoding("gb18030") from exc
+                raise InputFileError(
+                    f"{self.path}: mixed encodings: the file starts as UTF-8 but line {line} "
+                    f"is not UTF-8 ({exc.reason}). Fix: re-export the whole file in one "
+                    f"encoding (UTF-8 or GB18030)."
+                ) from exc
+            raise InputFileError(
+                f"{self.path}: line {line}: bytes that are not valid {enc} "
+                f"({exc.reason}); the file is in another encoding or damaged. Fix: re-export "
+                f"it as UTF-8 or GB18030, or set `encoding:` in the source file."
+            ) from exc
+
+    def _blocks(self, fh: io.BufferedReader, enc: str, size: int) -> Iterator[pl.DataFrame]:
+        carry = b""
+        next_line = 1
+        header_done = False
+        done = 0
+        while True:
+            chunk = fh.read(BLOCK_BYTES)
+            final = not chunk
+            data = carry + chunk
+            if not final:
+                cut = data.rfind(b"\n")
+                if cut < 0:
+                    carry = data
+                    continue
+                carry, data = data[cut + 1 :], data[: cut + 1]
+            else:
+                carry = b""
+            if not data:
+                break
+            text = self._decode(data, enc, next_line, final)
+            if next_line == 1 and text.startswith("\ufeff"):
+                text = text[1:]
+            lines = pl.Series("l", [text]).str.split("\n").explode()
+            if text.endswith("\n"):
+                lines = lines.slice(0, len(lines) - 1)
+            lines = lines.str.strip_suffix("\r")
+            df = pl.DataFrame(
+                {
+                    "_row": pl.int_range(next_line, next_line + len(lines), eager=True).cast(
+                        pl.Int32
+                    ),
+                    "_line": lines,
+                }
+            )
+            next_line += len(lines)
+            if df.select(self._unbalanced().any()).item():
+                raise _NeedsCsvModule
+            df = self._split(df)
+            if not header_done:
+                df = self._take_header(df)
+                header_done = True
+            df = df.filter(
+                pl.col("_line").str.replace_all(f"[\\s{re.escape(self.delimiter)}]", "") != ""
+            )
+            done += len(data)
+            if self.on_progress:
+                self.on_progress(done)
+            if len(df):
+                yield df
+            if final:
+                break
+        if not header_done:
+            raise InputFileError(f"{self.path}: no header row found.")
+
+    def _unbalanced(self) -> pl.Expr:
+        return pl.col("_line").str.count_matches('"', literal=True) % 2 == 1
+
+    def _split(self, df: pl.DataFrame) -> pl.DataFrame:
+        quoted = pl.col("_line").str.contains('"', literal=True)
+        if not df.select(quoted.any()).item():
+            fields = pl.col("_line").str.split(self.delimiter)
+        else:
+            cells = (pl.lit(self.delimiter) + pl.col("_line")).str.extract_all(self._cell_re)
+            unquoted = pl.element().str.slice(1)
+            dequote = (
+                pl.when(unquoted.str.starts_with('"') & unquoted.str.ends_with('"'))
+                .then(unquoted.str.slice(1).str.strip_suffix('"').str.replace_all('""', '"'))
+                .otherwise(unquoted)
+            )
+            fields = (
+                pl.when(quoted)
+                .then(cells.list.eval(dequote))
+                .otherwise(pl.col("_line").str.split(self.delimiter))
+            )
+        return df.with_columns(fields.alias("_fields")).select("_row", "_fields", "_line")
+
+    def _take_header(self, df: pl.DataFrame) -> pl.DataFrame:
+        head = df.head(HEADER_SCAN_ROWS)
+        rows = list(zip(head["_row"].to_list(), head["_fields"].to_list(), strict=True))
+        if self.header_row is not None:
+            match = [(r, c) for r, c in rows if r == self.header_row]
+            if not match:
+                raise InputFileError(
+                    f"{self.path}: header_row {self.header_row} is past the end of the file."
+                )
+            hr, cells = match[0][0], [str(c or "").strip() for c in match[0][1]]
+        else:
+            picked = pick_header_row(rows, self.aliases)
+            if picked is None:
+                raise no_header_error(self.path, rows, self.aliases)
+            hr, cells = picked
+        self.info.header_row, self.info.header = hr, cells
+        return df.filter(pl.col("_row") > hr)
+
+    def slow_batches(self) -> Iterator[pl.DataFrame]:
+        """Python csv module path for files with quoted line breaks (rare, slower)."""
+        enc = self.info.encoding or "utf-8"
+        raw = self.path.read_bytes()
+        self.info.size = len(raw)
+        text = self._decode(raw, enc, 1, True)
+        if text.startswith("\ufeff"):
+            text = text[1:]
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=self.delimiter)
+        rows: list[tuple[int, list[str], str]] = []
+        start = 1
+        for rec in reader:
+            rows.append((start, rec, self.delimiter.join(rec)))
+            start = reader.line_num + 1
+        df = pl.DataFrame(
+            {
+                "_row": [r[0] for r in rows],
+                "_fields": [r[1] for r in rows],
+                "_line": [r[2] for r in rows],
+            },
+            schema={"_row": pl.Int32, "_fields": pl.List(pl.String), "_line": pl.String},
+        )
+        df = self._take_header(df)
+        df = df.filter(
+            pl.col("_line").str.replace_all(f"[\\s{re.escape(self.delimiter)}]", "") != ""
+        )
+        if len(df):
+            yield df
+
+
+class _NeedsCsvModule(Exception):
+    """A value contains a line break inside quotes: use the csv-module path."""
+
+
+def no_header_error(
+    path: Path, rows: Sequence[tuple[int, Sequence[object]]], aliases: set[str]
+) -> InputFileError:
+    first = rows[0][1] if rows else []
+    shown = ", ".join(str(c) for c in list(first)[:6] if c)
+    expect = ", ".join(sorted(aliases)[:6])
+    return InputFileError(
+        f"{path}: no header row found in the first {HEADER_SCAN_ROWS} rows (row 1 reads: "
+        f"{shown or '(empty)'}; expected headers such as {expect}). Fix: check the file is "
+        f"the right export and readable (encoding), or set `header_row:`/`column:` in the "
+        f"source file."
+    )
+
+
+def read_csv_batches(reader: CsvReader) -> Iterator[pl.DataFrame]:
+    """Batches of ``reader``, switching to the csv-module path when a record spans lines.
+
+    Raises _NeedsCsvModule-free; the caller may still get RetryWithEncoding (restart)."""
+    gen = reader.batches()
+    try:
+        first = next(gen, None)
+    except _NeedsCsvModule:
+        yield from reader.slow_batches()
+        return
+    if first is None:
+        return
+    yield first
+    try:
+        yield from gen
+    except _NeedsCsvModule as exc:
+        raise InputFileError(
+            f"{reader.path}: a quoted value spans several lines after the first "
+            f"{BLOCK_BYTES // (1 << 20)} MB; this layout is not supported in large files. "
+            f"Fix: re-export without line breaks inside cells."
+        ) from exc
+
+
+# ----------------------------------------------------------------------------- xlsx
+
+
+def _xlsx_first_rows(path: Path, sheet: int | str) -> int:
+    """Physical row of the first non-empty row (calamine drops leading empty rows)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = sorted(n for n in z.namelist() if re.match(r"xl/worksheets/sheet\d+\.xml$", n))
+            if isinstance(sheet, int) and sheet < len(names):
+                target = f"xl/worksheets/sheet{sheet + 1}.xml"
+                name = target if target in names else names[sheet]
+            else:
+                name = names[0] if names else ""
+            if not name:
+                return 1
+            with z.open(name) as fh:
+                head = fh.read(1 << 20).decode("utf-8", errors="replace")
+    except (zipfile.BadZipFile, OSError, KeyError):
+        return 1
+    for m in re.finditer(r"<row\b[^>]*?\br=\"(\d+)\"[^>]*?(/>|>(.*?)</row>)", head, re.S):
+        body = m.group(3) or ""
+        if "<v>" in body or "<v " in body or "<is>" in body or "<t>" in body:
+            return int(m.group(1))
+    return 1
+
+
+def read_xlsx_batches(
+    path: Path,
+    info: ReadInfo,
+    *,
+    sheet: int | str = 0,
+    header_row: int | None = None,
+    aliases: set[str] | None = None,
+) -> Iterator[pl.DataFrame]:
+    """Read a workbook sheet (calamine via fastexcel: ~20x openpyxl), all cells as text."""
+    import fastexcel
+
+    raw = path.read_bytes()
+    info.size = len(raw)
+    if not raw:
+        raise InputFileError(f"{path}: the file is empty (0 bytes). Fix: re-export it.")
+    if not raw.startswith(b"PK\x03\x04"):
+        raise InputFileError(
+            f"{path}: not an .xlsx workbook (no zip signature). Fix: re-export it as .xlsx"
+            f" (an old .xls or CSV renamed .xlsx does not work; set `format: csv` for CSV)."
+        )
+    try:
+        book = fastexcel.read_excel(raw)
+        sh = book.load_sheet(sheet, header_row=None, dtypes="string")
+        df = sh.to_polars()
+    except Exception as exc:  # fastexcel raises its own error types
+        raise InputFileError(
+            f"{path}: cannot read the workbook ({type(exc).__name__}: {exc}). "
+            f"Fix: open and re-save it in Excel/WPS as .xlsx, or check `sheet:`."
+        ) from exc
+    first = _xlsx_first_rows(path, sheet)
+    cols = df.columns
+    df = pl.DataFrame(
+        {
+            "_row": pl.int_range(first, first + df.height, eager=True).cast(pl.Int32),
+            "_fields": df.select(pl.concat_list([pl.col(c).cast(pl.String) for c in cols]))
+            .to_series()
+            .cast(pl.List(pl.String))
+            if cols
+            else pl.Series([], dtype=pl.List(pl.String)),
+        }
+    )
+    if df.height == 0:
+        raise InputFileError(f"{path}: the sheet is empty. Fix: re-export the roster.")
+    rows = list(
+        zip(
+            df["_row"].head(HEADER_SCAN_ROWS).to_list(),
+            df["_fields"].head(HEADER_SCAN_ROWS).to_list(),
+            strict=True,
+        )
+    )
+    if header_row is not None:
+        match = [r for r in rows if r[0] == header_row]
+        if not match:
+            raise InputFileError(f"{path}: header_row {header_row} is not in the sheet.")
+        hr, cells = match[0][0], [str(c or "").strip() for c in match[0][1]]
+    else:
+        picked = pick_header_row(rows, aliases or set())
+        if picked is None:
+            raise no_header_error(path, rows, aliases or set())
+        hr, cells = picked
+    # trailing empty header cells come from formatting only
+    while cells and not cells[-1]:
+        cells.pop()
+    info.header_row, info.header, info.encoding = hr, cells, "xlsx"
+    df = df.filter(pl.col("_row") > hr).with_columns(
+        pl.col("_fields").list.eval(pl.element().fill_null("")).list.join("\x1f").alias("_line")
+    )
+    df = df.filter(pl.col("_line").str.replace_all(r"[\s\x1f]", "") != "")
+    # ragged xlsx rows do not exist: trim the list to the header width
+    width = len(cells)
+    df = df.with_columns(pl.col("_fields").list.head(width).alias("_fields"))
+    df = df.with_columns(
+        pl.when(pl.col("_fields").list.len() < width)
+        .then(
+            pl.concat_list(
+                pl.col("_fields"),
+                pl.lit(None, pl.String).repeat_by(width - pl.col("_fields").list.len()),
+            )
+        )
+        .otherwise(pl.col("_fields"))
+        .alias("_fields")
+    )
+    for off in range(0, df.height, XLSX_BATCH_ROWS):
+        yield df.slice(off, XLSX_BATCH_ROWS)
+
+
+# ----------------------------------------------------------------------------- Parquet
+
+
+def read_parquet_batches(path: Path, info: ReadInfo) -> Iterator[pl.DataFrame]:
+    """Parquet: columns are the header; row = record number + 1 (record 1 on 'row 2')."""
+    info.size = path.stat().st_size
+    try:
+        df = pl.read_parquet(path)
+    except Exception as exc:
+        raise InputFileError(
+            f"{path}: cannot read as Parquet ({type(exc).__name__}: {exc}). Fix: re-export it."
+        ) from exc
+    info.header, info.header_row, info.encoding = list(df.columns), 1, "parquet"
+    cols = [pl.col(c).cast(pl.String) for c in df.columns]
+    out = df.select(
+        pl.int_range(2, df.height + 2).cast(pl.Int32).alias("_row"),
+        pl.concat_list(cols).alias("_fields"),
+        pl.concat_str([c.fill_null("") for c in cols], separator="\x1f").alias("_line"),
+    )
+    for off in range(0, out.height, XLSX_BATCH_ROWS):
+        yield out.slice(off, XLSX_BATCH_ROWS)
