@@ -714,7 +714,7 @@ def explain(
         return df
     model = _load_model(con, default_config())
     prior = model.prior_log2() if model else float("nan")
-    head = df.iloc[[0]].assign(comparison="prior", level=None, weight=prior)
+    head = df.iloc[[0]].assign(comparison="prior", level=-1, weight=prior)
     return pd.concat([head, df], ignore_index=True)
 
 
