@@ -12,6 +12,7 @@ from crossmatch.identity.cluster import constrained_components
 from crossmatch.identity.comparisons import ChineseName, IdNumber
 from crossmatch.identity.evaluate import join_truth, pair_scores
 from crossmatch.identity.names import name_keys, to_pinyin
+
 from .county import build
 
 
