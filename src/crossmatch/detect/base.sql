@@ -81,3 +81,20 @@ SELECT person_pid AS cadre_pid, person_name AS cadre_name, village_code, post,
        coalesce(term_end, DATE '9999-12-31') AS term_end,
        _source AS source, _file AS file, _row AS row
 FROM r_cadre WHERE person_pid IS NOT NULL AND _dup_of IS NULL;
+
+-- Account numbers compared across exports: digits/letters only (spaces, dashes and full-width
+-- forms differ between the payment export, the bank and the proxy filings).
+CREATE OR REPLACE TEMP MACRO norm_account(a) AS
+    nullif(regexp_replace(upper(CAST(a AS VARCHAR)), '[^0-9A-Z]', '', 'g'), '');
+
+-- Filed proxy collection (代领代管备案): beneficiary, agent and account, normalised.
+CREATE OR REPLACE TEMP VIEW proxy_filed AS
+SELECT beneficiary_pid, agent_pid, norm_account(account) AS account, filed_date
+FROM r_proxy_filing WHERE _dup_of IS NULL;
+
+-- Who holds an account, and when.
+CREATE OR REPLACE TEMP VIEW account_holder AS
+SELECT norm_account(account) AS account, holder_pid, holder_name,
+       coalesce(opened, DATE '1900-01-01') AS opened, coalesce(closed, DATE '9999-12-31') AS closed,
+       _source AS source, _file AS file, _row AS row
+FROM r_bank_account WHERE _dup_of IS NULL AND holder_pid IS NOT NULL AND account IS NOT NULL;
