@@ -506,17 +506,39 @@ def _load(
                 _insert(con, spec.table, good)
                 _insert(con, "quarantine", quar)
             if st is None:
-                if info.header:
-                    mapping, missing = match_columns(spec, info.header)
-                    if missing:
-                        raise InputFileError(
-                            missing_columns_message(spec, rel, info.header_row, missing)
-                        )
-                raise InputFileError(
-                    f"{rel}: no data rows (only a header"
-                    f"{'' if info.header else ' or nothing'}). Fix: re-export the file with "
-                    f"its data; the previous version (if any) stays in the warehouse."
+                if not info.header:
+                    raise InputFileError(
+                        f"{rel}: no header and no data rows. Fix: re-export the file; the "
+                        f"previous version (if any) stays in the warehouse."
+                    )
+                mapping, missing = match_columns(spec, info.header)
+                if missing:
+                    raise InputFileError(
+                        missing_columns_message(spec, rel, info.header_row, missing)
+                    )
+                before = con.execute(
+                    "SELECT rows_loaded FROM ingest_file WHERE source = ? AND file = ? "
+                    "AND status = 'ok'",
+                    [spec.id, rel],
+                ).fetchone()
+                if before and before[0]:
+                    raise InputFileError(
+                        f"{rel}: header only, no data rows, while the version in the warehouse "
+                        f"has {before[0]} rows; kept that version. Fix: re-export the file with "
+                        f"its data (to really empty it, delete its rows from {spec.table})."
+                    )
+                # an empty register (e.g. no filings yet) is a legitimate, empty version
+                st = _FileState(
+                    spec,
+                    rel,
+                    fut.result(),
+                    info.header,
+                    mapping,
+                    pl.DataFrame(schema={"_h": pl.UInt64, "_first": pl.Int32}),
                 )
+                con.execute(f'DELETE FROM "{spec.table}" WHERE _file = ?', [rel])
+                con.execute("DELETE FROM quarantine WHERE source = ? AND file = ?", [spec.id, rel])
+                info.notes.append("header only: 0 data rows")
             res.status = "loaded"
             res.hash = st.file_hash
             res.rows_read, res.rows_loaded = st.read, st.loaded
