@@ -133,7 +133,11 @@ def build_mentions(
             return f"CAST({c} AS {typ})" if c and c in cols else f"CAST(NULL AS {typ})"
 
         idc = r.id
-        ctx = {k: col(r.context.get(k)) for k in _CTX}
+        context = dict(r.context)
+        if r.id is None and "township" not in context and "township" in cols:
+            # name-only staff roles (handler/approver): their township is the row's township
+            context["township"] = "township"
+        ctx = {k: col(context.get(k)) for k in _CTX}
         parts.append(
             f"""SELECT {_q(r.source)} AS source, _file AS file, _row AS row, {_q(r.role)} AS role,
                 {col(r.name)} AS name, {col(f"{r.name}_raw" if r.name else None)} AS name_raw,
