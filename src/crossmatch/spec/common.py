@@ -134,7 +134,7 @@ class Problems:
         allowed = list(allowed)
         for key in d:
             if key not in allowed:
-                near = nearest(str(key), allowed)
+                near = nearest(str(key), allowed, cutoff=70.0)
                 self.add(
                     file,
                     d.key_line(key),

@@ -1,0 +1,396 @@
+"""Ingestion end to end on fixture files: formats, encodings, lineage, quarantine, duplicates,
+re-ingest, atomic replace, and every bad-input case of the issue with its exact message."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from crossmatch.ingest import ingest, pipeline
+
+from .conftest import ID_A, PAY_HEADER, PAY_ROWS, ROSTER_YAML, write_csv, write_xlsx
+
+
+def run(root: Path, **kw):
+    return ingest(root / "raw", root / "sources", root / "w.duckdb", **kw)
+
+
+def q(root: Path, sql: str, params=None):
+    with duckdb.connect(str(root / "w.duckdb"), read_only=True) as con:
+        return con.execute(sql, params or []).fetchall()
+
+
+def only(summary, status=None):
+    (r,) = summary.results
+    if status:
+        assert r.status == status, r.message
+    return r
+
+
+def test_rows_lineage_normalised_values_and_counts(county):
+    r = only(run(county), "loaded")
+    assert (r.rows_read, r.rows_loaded, r.rows_quarantined, r.rows_duplicate) == (4, 4, 0, 1)
+    rows = q(
+        county,
+        "SELECT _source, _file, _row, _dup_of, payee_name, payee_name_raw, payee_id, "
+        "payee_id_status, amount, period, pay_date, status FROM src_payment ORDER BY _row",
+    )
+    assert rows[0] == (
+        "payment",
+        "finance/q1.csv",
+        2,
+        None,
+        "张三",
+        "张三",
+        ID_A,
+        "valid18",
+        Decimal("1200.00"),
+        "2025-01",
+        dt.date(2025, 1, 5),
+        "success",
+    )
+    assert rows[1][4:8] == ("张伟", "張偉", ID_A, "upgraded15")
+    assert rows[2][2:4] == (4, 2)  # exact duplicate of row 2: kept and marked
+    assert rows[3][6:] == (
+        "11010519491231002X",
+        "valid18",
+        Decimal("8000.00"),
+        "2025-01",
+        dt.date(2025, 1, 5),
+        "failed",
+    )
+    (h,) = q(county, "SELECT DISTINCT _file_hash FROM src_payment")[0]
+    assert q(
+        county,
+        "SELECT hash, rows_read, rows_loaded, rows_quarantined, rows_duplicate, "
+        "status FROM ingest_file",
+    ) == [(h, 4, 4, 0, 1, "ok")]
+
+
+@pytest.mark.parametrize(
+    ("encoding", "eol", "declared"),
+    [
+        ("utf-8", "\n", "auto"),
+        ("utf-8-sig", "\r\n", "auto"),
+        ("gb18030", "\r\n", "auto"),
+        ("gbk", "\n", "auto"),
+        ("gb18030", "\n", "gb18030"),
+        ("utf-8-sig", "\n", "utf-8"),
+    ],
+)
+def test_encodings_are_detected_never_mojibake(county, encoding, eol, declared):
+    write_csv(county / "raw/finance/q1.csv", [PAY_HEADER, *PAY_ROWS], encoding, eol)
+    if declared != "auto":
+        spec = county / "sources/payment.yaml"
+        spec.write_text(spec.read_text("utf-8") + f"encoding: {declared}\n", "utf-8")
+    r = only(run(county), "loaded")
+    assert r.rows_loaded == 4
+    names = [x[0] for x in q(county, "SELECT payee_name_raw FROM src_payment ORDER BY _row")]
+    assert names == ["张三", "張偉", "张三", "李四"]
+
+
+def test_malformed_rows_go_to_quarantine_with_reason_raw_and_lineage(county):
+    write_csv(
+        county / "raw/finance/q1.csv",
+        [
+            PAY_HEADER,
+            PAY_ROWS[0],
+            f"B1,王五,{ID_A},壹佰元,2025-01,2025/1/5,成功",
+            f"B1,赵六,{ID_A},100,2025-01,2025-13-45,成功",
+            f"B1,孙七,{ID_A},100,2025-01",
+            f"B1,周八,{ID_A},,2025-01,2025/1/5,成功",
+            "",
+            PAY_ROWS[1],
+        ],
+    )
+    r = only(run(county), "loaded")
+    assert (r.rows_read, r.rows_loaded, r.rows_quarantined) == (6, 2, 4)
+    rows = q(county, "SELECT source, file, row, reason, raw FROM quarantine ORDER BY row")
+    assert [x[:4] for x in rows] == [
+        ("payment", "finance/q1.csv", 3, "发放金额: cannot parse amount '壹佰元'"),
+        ("payment", "finance/q1.csv", 4, "发放日期: cannot parse date '2025-13-45'"),
+        (
+            "payment",
+            "finance/q1.csv",
+            5,
+            "row has 5 fields but the header has 7 (truncated "
+            "file, or a delimiter inside an unquoted value?)",
+        ),
+        ("payment", "finance/q1.csv", 6, "发放金额: empty, but the field 'amount' is required"),
+    ]
+    assert json.loads(rows[0][4])["收款人姓名"] == "王五"
+    assert json.loads(rows[2][4]) == {"line": f"B1,孙七,{ID_A},100,2025-01"}
+    assert [x[0] for x in q(county, "SELECT _row FROM src_payment ORDER BY 1")] == [2, 8]
+
+
+def test_quoted_line_break_uses_physical_line_numbers(county):
+    write_csv(
+        county / "raw/finance/q1.csv",
+        [PAY_HEADER, f'B1,"张\n三",{ID_A},100,2025-01,2025/1/5,成功', PAY_ROWS[1]],
+    )
+    only(run(county), "loaded")
+    assert q(county, "SELECT _row, payee_name FROM src_payment ORDER BY 1") == [
+        (2, "张三"),
+        (4, "张伟"),
+    ]
+
+
+def test_xlsx_title_row_date_cells_serials_text_numbers_and_units(tmp_path):
+    (tmp_path / "sources").mkdir()
+    (tmp_path / "sources/roster.yaml").write_text(ROSTER_YAML, "utf-8")
+    write_xlsx(
+        tmp_path / "raw/civil/花名册.xlsx",
+        [
+            ["来安县低保对象花名册（2025年12月）"],
+            ["成员姓名", "成员身份证号", "月保障金额", "救助开始日期", "面积"],
+            ["张三", ID_A, 530, dt.date(2020, 2, 15), "0.8公顷"],
+            ["李四", "341122900101123", "0.8万元", 45356, 3.5],
+            [None, None, None, None, None],
+            ["王五", ID_A, "1,200.00", "2024年3月5日", None],
+        ],
+    )
+    r = only(run(tmp_path), "loaded")
+    assert (r.rows_read, r.rows_loaded, r.rows_quarantined) == (3, 3, 0)
+    assert q(
+        tmp_path,
+        "SELECT _row, member_name, member_id, monthly_amount, start_date, area_mu "
+        "FROM src_roster ORDER BY 1",
+    ) == [
+        (3, "张三", ID_A, Decimal("530.00"), dt.date(2020, 2, 15), 12.0),
+        (4, "李四", ID_A, Decimal("8000.00"), dt.date(2024, 3, 5), 3.5),
+        (6, "王五", ID_A, Decimal("1200.00"), dt.date(2024, 3, 5), None),
+    ]
+
+
+def test_parquet(tmp_path):
+    (tmp_path / "sources").mkdir()
+    (tmp_path / "sources/roster.yaml").write_text(
+        ROSTER_YAML.replace("civil/*.xlsx", "civil/*.parquet"), "utf-8"
+    )
+    (tmp_path / "raw/civil").mkdir(parents=True)
+    pl.DataFrame(
+        {
+            "成员姓名": ["张三"],
+            "证件号码": [ID_A],
+            "月保障金额": [530.5],
+            "救助开始日期": [dt.date(2020, 2, 15)],
+        }
+    ).write_parquet(tmp_path / "raw/civil/r.parquet")
+    only(run(tmp_path), "loaded")
+    assert q(tmp_path, "SELECT _row, member_id, monthly_amount, start_date FROM src_roster") == [
+        (2, ID_A, Decimal("530.50"), dt.date(2020, 2, 15))
+    ]
+
+
+def test_unchanged_file_does_nothing_changed_file_replaces(county):
+    only(run(county), "loaded")
+    before = q(county, "SELECT count(*) FROM ingest_file")
+    assert only(run(county), "unchanged").rows_read == 0
+    assert q(county, "SELECT count(*) FROM ingest_file") == before
+    write_csv(county / "raw/finance/q1.csv", [PAY_HEADER, PAY_ROWS[1]])
+    r = only(run(county), "loaded")
+    assert q(county, "SELECT _row, payee_name, _file_hash FROM src_payment") == [
+        (2, "张伟", r.hash)
+    ]
+    assert q(county, "SELECT status, rows_loaded FROM ingest_file ORDER BY loaded_at") == [
+        ("replaced", 4),
+        ("ok", 1),
+    ]
+
+
+def test_changed_spec_reloads_unchanged_file(county):
+    only(run(county), "loaded")
+    spec = county / "sources/payment.yaml"
+    spec.write_text(spec.read_text("utf-8").replace("batch_no:", "batch:"), "utf-8")
+    only(run(county), "loaded")
+    assert q(county, "SELECT count(batch) FROM src_payment") == [(4,)]
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def fail_msg(root: Path) -> str:
+    r = only(run(root), "failed")
+    return r.message
+
+
+def test_missing_required_column(county):
+    write_csv(
+        county / "raw/finance/q1.csv", [PAY_HEADER.replace("发放金额", "发放金额(元)"), *PAY_ROWS]
+    )
+    assert fail_msg(county) == (
+        "finance/q1.csv: column '发放金额' (field amount) not found in the header row 1 "
+        "(nearest header in the file: '发放金额(元)'). Fix: add the file's header name to "
+        f"`column:` in {(county / 'sources/payment.yaml').as_posix()} (a list of aliases is "
+        "allowed), or mark the field `optional: true`."
+    )
+
+
+def test_empty_file(county):
+    (county / "raw/finance/q1.csv").write_bytes(b"")
+    assert fail_msg(county) == (
+        f"{county / 'raw/finance/q1.csv'}: the file is empty (0 bytes). Fix: re-export it "
+        "from the department system; the previous version (if any) stays in the warehouse."
+    )
+
+
+def test_header_only_file_is_an_empty_version_but_never_wipes_data(county):
+    only(run(county), "loaded")
+    write_csv(county / "raw/finance/q1.csv", [PAY_HEADER])
+    assert fail_msg(county) == (
+        "finance/q1.csv: header only, no data rows, while the version in the warehouse has 4 "
+        "rows; kept that version. Fix: re-export the file with its data (to really empty it, "
+        "delete its rows from src_payment)."
+    )
+    assert q(county, "SELECT count(*) FROM src_payment") == [(4,)]
+    write_csv(county / "raw/finance/q2.csv", [PAY_HEADER])  # a new, empty register is fine
+    res = {r.file: r for r in run(county).results}
+    assert res["finance/q2.csv"].status == "loaded"
+    assert res["finance/q2.csv"].message == "header only: 0 data rows"
+
+
+def test_truncated_file_keeps_good_rows_quarantines_the_cut_one(county):
+    data = ("\n".join([PAY_HEADER, *PAY_ROWS]) + "\n").encode("gb18030")
+    cut = data[: data.rindex("李四".encode("gb18030")) + 3]  # ends inside 四
+    (county / "raw/finance/q1.csv").write_bytes(cut)
+    r = only(run(county), "loaded")
+    assert (r.rows_read, r.rows_loaded, r.rows_quarantined) == (4, 3, 1)
+    assert r.message == "the file ends inside a character at line 5 (truncated file?)"
+    assert q(county, "SELECT row, reason FROM quarantine") == [
+        (
+            5,
+            "row has 2 fields but the header has 7 (truncated file, or a delimiter inside an "
+            "unquoted value?)",
+        )
+    ]
+
+
+def test_wrong_declared_encoding(county):
+    write_csv(county / "raw/finance/q1.csv", [PAY_HEADER, *PAY_ROWS], "gb18030")
+    spec = county / "sources/payment.yaml"
+    spec.write_text(spec.read_text("utf-8") + "encoding: utf-8\n", "utf-8")
+    assert fail_msg(county) == (
+        f"{county / 'raw/finance/q1.csv'}: declared utf-8 but the bytes are not UTF-8 (it "
+        "looks like GB18030/GBK). Fix: set `encoding: auto` (or gb18030) in the source file."
+    )
+    write_csv(county / "raw/finance/q1.csv", [PAY_HEADER, *PAY_ROWS], "utf-8")
+    spec.write_text(spec.read_text("utf-8").replace("utf-8", "gb18030"), "utf-8")
+    assert fail_msg(county) == (
+        f"{county / 'raw/finance/q1.csv'}: declared gb18030 but the file is UTF-8; reading it "
+        "as gb18030 would garble every Chinese character. Fix: set `encoding: auto` in the "
+        "source file."
+    )
+
+
+def test_undecodable_bytes_name_the_line(county):
+    good = ("\n".join([PAY_HEADER, *PAY_ROWS]) + "\n").encode("gb18030")
+    (county / "raw/finance/q1.csv").write_bytes(good + b"B2,\x81\x20bad,1,1,1,1,1\n" + good)
+    assert fail_msg(county) == (
+        f"{county / 'raw/finance/q1.csv'}: line 6: bytes that are not valid gb18030 (illegal "
+        "multibyte sequence); the file is in another encoding or damaged. Fix: re-export it as "
+        "UTF-8 or GB18030, or set `encoding:` in the source file."
+    )
+
+
+def test_binary_garbage_named_csv(county):
+    (county / "raw/finance/q1.csv").write_bytes(bytes(range(256)) * 10)
+    assert fail_msg(county) == (
+        f"{county / 'raw/finance/q1.csv'}: not a CSV text file (binary content in the first "
+        "bytes). Fix: check the file is the right export; re-export q1.csv as CSV."
+    )
+
+
+def test_xlsx_renamed_csv(county):
+    write_xlsx(county / "raw/finance/q1.csv", [["发放批次号"], ["B1"]])
+    assert fail_msg(county) == (
+        f"{county / 'raw/finance/q1.csv'}: not a CSV text file: it is a zip/xlsx workbook. "
+        "Fix: export it as CSV, or set `format: xlsx` in the source file."
+    )
+
+
+def test_csv_renamed_xlsx(tmp_path):
+    (tmp_path / "sources").mkdir()
+    (tmp_path / "sources/roster.yaml").write_text(ROSTER_YAML, "utf-8")
+    write_csv(tmp_path / "raw/civil/r.xlsx", ["成员姓名", "张三"])
+    assert fail_msg(tmp_path) == (
+        f"{tmp_path / 'raw/civil/r.xlsx'}: not an .xlsx workbook (no zip signature). Fix: "
+        "re-export it as .xlsx (an old .xls or CSV renamed .xlsx does not work; set `format: "
+        "csv` for CSV)."
+    )
+
+
+def test_no_header_row_found(county):
+    write_csv(county / "raw/finance/q1.csv", ["a,b,c", "1,2,3"])
+    msg = fail_msg(county)
+    assert msg.startswith(
+        f"{county / 'raw/finance/q1.csv'}: no header row found in the first 20 rows (row 1 "
+        "reads: a, b, c; expected headers such as "
+    )
+
+
+def test_file_disappearing_mid_run(county, monkeypatch):
+    only(run(county), "loaded")
+    write_csv(county / "raw/finance/q1.csv", [PAY_HEADER, PAY_ROWS[0]])
+    real = pipeline.ingest_file
+
+    def vanish(con, spec, raw_root, path, *a, **kw):
+        path.unlink()
+        return real(con, spec, raw_root, path, *a, **kw)
+
+    monkeypatch.setattr(pipeline, "ingest_file", vanish)
+    assert fail_msg(county) == (
+        "finance/q1.csv: the file disappeared during the run (listed, then gone). Fix: let "
+        "the export finish copying, then run ingest again; its previous version (if any) "
+        "stays in the warehouse."
+    )
+    assert q(county, "SELECT count(*) FROM src_payment") == [(4,)]
+
+
+def test_failure_mid_file_rolls_back_previous_version_intact(county, monkeypatch):
+    only(run(county), "loaded")
+    big = [PAY_HEADER] + [PAY_ROWS[i % 4].replace("B1", f"B{i}") for i in range(50)]
+    write_csv(county / "raw/finance/q1.csv", big)
+    monkeypatch.setattr(pipeline.readers, "BLOCK_BYTES", 512)  # many batches
+    real = pipeline.process_batch
+    calls = {"n": 0}
+
+    def explode(st, batch):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError(5, "Input/output error")
+        return real(st, batch)
+
+    monkeypatch.setattr(pipeline, "process_batch", explode)
+    assert fail_msg(county) == (
+        "finance/q1.csv: cannot read the file (Input/output error). Fix: check it exists and "
+        "is readable, then run ingest again."
+    )
+    assert q(county, "SELECT count(*), min(_row), max(_row) FROM src_payment") == [(4, 2, 5)]
+    assert q(county, "SELECT status FROM ingest_file ORDER BY loaded_at") == [("ok",), ("failed",)]
+
+
+def test_other_sources_still_load(county):
+    (county / "sources/roster.yaml").write_text(ROSTER_YAML, "utf-8")
+    (county / "raw/civil").mkdir()
+    (county / "raw/civil/r.xlsx").write_bytes(b"\x00garbage")
+    s = run(county)
+    status = {r.source: r.status for r in s.results}
+    assert status == {"payment": "loaded", "roster": "failed"}
+    assert [r.source for r in s.failed] == ["roster"]
+    assert "FAILED: " in s.render() and "TOTAL" in s.render()
+
+
+def test_source_without_files_is_reported(county):
+    (county / "sources/roster.yaml").write_text(ROSTER_YAML, "utf-8")
+    s = run(county)
+    (nofile,) = [r for r in s.results if r.status == "nofile"]
+    assert nofile.message == (
+        f"roster: no file matches civil/*.xlsx under {county / 'raw'}. Fix: add the export, "
+        f"or correct `files:` in {(county / 'sources/roster.yaml').as_posix()}."
+    )
