@@ -143,6 +143,8 @@ def prepare(
     """Make the connection ready for rules: stand-ins for absent contract tables, reference
     tables, kinship (built if absent and the registry is loaded) and the shared base views.
     Returns the names of the stand-ins created (absent inputs)."""
+    for note in schema.conform(con):
+        log.warning("contract drift: %s", note)
     have = schema.existing_relations(con)
     if build_kinship and "kin_relative" not in have and "r_hukou" in have:
         from crossmatch import kinship

@@ -56,6 +56,8 @@ SOURCES: dict[str, list[str]] = {
         "handler_name_raw",
         "approver_name",
         "approver_name_raw",
+        "handler_pid",
+        "approver_pid",
         f"start_date:{_D}",
         f"end_date:{_D}",
     ],
@@ -256,6 +258,53 @@ def existing_relations(con: duckdb.DuckDBPyConnection) -> set[str]:
         "WHERE table_schema IN ('main', 'temp') OR table_catalog = 'temp'"
     ).fetchall()
     return {r[0] for r in rows}
+
+
+def conform(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Make every resolved view the rules read present with its contract columns.
+
+    * ``r_<source>`` absent but ``src_<source>`` loaded (sources without person roles): a TEMP
+      view over ``src_<source>``;
+    * a contract column absent from an existing view: a TEMP view adding it, from a known alias
+      (``<source>_pid`` for ``person_pid``, as identity names the cadre's) or as NULL.
+
+    Returns one note per adaptation (logged by the engine) so a drift between the contract and
+    the warehouse is visible rather than silently changing hits.
+    """
+    notes: list[str] = []
+    where = {
+        r[0]: f'"{r[1]}"."{r[2]}"."{r[0]}"'
+        for r in con.execute(
+            "SELECT table_name, table_catalog, table_schema FROM information_schema.tables"
+        ).fetchall()
+    }
+    for src in SOURCES:
+        view = f"r_{src}"
+        if view in where:
+            base = where[view]
+        elif f"src_{src}" in where:
+            base = where[f"src_{src}"]
+            notes.append(f"{view} missing: using src_{src}")
+        else:
+            continue
+        cols = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {base}").fetchall()}
+        adds = []
+        for name, typ in resolved_columns(src):
+            if name in cols:
+                continue
+            alias = f"{src}_pid" if name == "person_pid" else None
+            if alias and alias in cols:
+                adds.append(f'"{alias}" AS "{name}"')
+                notes.append(f"{view}.{name} taken from {alias}")
+            else:
+                adds.append(f'CAST(NULL AS {typ}) AS "{name}"')
+                notes.append(f"{view}.{name} missing: NULL")
+        if adds and base.startswith('"temp"'):
+            raise ValueError(f"{view} is a temp table without contract columns {adds}")
+        if adds or view not in where:
+            extra = (", " + ", ".join(adds)) if adds else ""
+            con.execute(f'CREATE OR REPLACE TEMP VIEW "{view}" AS SELECT *{extra} FROM {base}')
+    return notes
 
 
 def create_empty(con: duckdb.DuckDBPyConnection, table: str, *, temp: bool = True) -> None:
