@@ -230,5 +230,97 @@ def validate(sources: Path, rules: Path | None, raw: Path | None) -> None:
     click.echo(f"ok: {checked}")
 
 
+@main.command()
+@click.option(
+    "--rules",
+    "rules_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("rules"),
+    show_default=True,
+    help="Folder of rule files.",
+)
+@click.option("--only", default=None, help="Comma-separated rule ids to run (default: all).")
+@click.option(
+    "--warehouse",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path(DEFAULT_WAREHOUSE),
+    show_default=True,
+    help="DuckDB warehouse (after ingest and resolve).",
+)
+@click.option(
+    "--max-age-days",
+    type=float,
+    default=None,
+    help="Skip rules whose source was last loaded longer ago than this.",
+)
+def detect(rules_dir: Path, only: str | None, warehouse: Path, max_age_days: float | None) -> None:
+    """Run the detection rules; print hits, amount, seconds and status per rule."""
+    import duckdb
+
+    from crossmatch.detect import run_rules
+    from crossmatch.errors import ExitCode, WarehouseError
+
+    if not warehouse.exists():
+        raise WarehouseError(
+            f"{warehouse} not found; run `crossmatch ingest` and `crossmatch resolve` first"
+        )
+    ids = [x.strip() for x in only.split(",") if x.strip()] if only else None
+    con = duckdb.connect(str(warehouse))
+    try:
+        result = run_rules(con, rules_dir, only=ids, max_age_days=max_age_days)
+    finally:
+        con.close()
+    click.echo(result.table())
+    if not result.ok:
+        sys.exit(int(ExitCode.RUN_FAILED))
+
+
+@main.command()
+@click.option(
+    "--truth",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("data/sample/truth"),
+    show_default=True,
+    help="Folder with planted.csv (the sample county's ground truth).",
+)
+@click.option(
+    "--warehouse",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path(DEFAULT_WAREHOUSE),
+    show_default=True,
+    help="DuckDB warehouse holding the hits of `crossmatch detect`.",
+)
+@click.option("--details", is_flag=True, help="Also list missed cases, false hits, flagged traps.")
+def evaluate(truth: Path, warehouse: Path, details: bool) -> None:
+    """Score the latest hits per rule against planted truth: recall, precision, traps flagged."""
+    import duckdb
+
+    from crossmatch.detect.evaluate import evaluate as score_hits
+    from crossmatch.detect.evaluate import render
+    from crossmatch.errors import WarehouseError
+
+    if not warehouse.exists():
+        raise WarehouseError(f"{warehouse} not found; run `crossmatch detect` first")
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        scores = score_hits(con, truth)
+    except duckdb.CatalogException as exc:
+        raise WarehouseError(
+            f"{warehouse} has no hits yet ({exc}); run `crossmatch detect`"
+        ) from exc
+    finally:
+        con.close()
+    click.echo(render(scores))
+    if details:
+        for s in scores:
+            for label, items in (
+                ("missed", s.missed),
+                ("false hit", s.false_hits),
+                ("trap flagged", s.flagged_traps),
+            ):
+                for subj, period in items[:20]:
+                    click.echo(f"  {s.rule_id}: {label}: {subj} {period}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
