@@ -15,10 +15,17 @@ Schedule it: ``prefect.yaml`` declares the ``nightly`` deployment (02:00 Asia/Sh
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+# Offline-safe defaults, set before Prefect reads its settings: no telemetry (there is no network),
+# and a start-up time the temporary server needs on a 2-core machine.
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
