@@ -23,6 +23,7 @@ import duckdb
 
 from crossmatch.detect import schema
 from crossmatch.detect.kinds import KIND_COLUMNS, KINDS
+from crossmatch.errors import SpecError
 from crossmatch.spec.common import Problem
 from crossmatch.spec.rules import HIT_COLUMNS, Example, RuleSpec, load_rules
 
@@ -39,6 +40,8 @@ CREATE TABLE IF NOT EXISTS rule_run (
     hits INTEGER, amount DECIMAL(18,2), seconds DOUBLE, started_at TIMESTAMP
 );
 """
+#: Reference tables the shared base views (base.sql) read, with their key column.
+REQUIRED_REFERENCE = {"ref_assistance_items": "item"}
 _BAD_STATUS = ("failed", "error", "stale", "rejected")
 
 
@@ -104,7 +107,25 @@ def load_reference(
             continue
         _create_text_table(con, name, f)
         names.append(name)
+    missing = reference_problems(con, rules_dir)
+    if missing:
+        raise SpecError([str(p) for p in missing])
     return names
+
+
+def reference_problems(con: duckdb.DuckDBPyConnection, rules_dir: str | Path) -> list[Problem]:
+    """Reference tables the base views need but that are not loaded."""
+    have = schema.existing_relations(con)
+    return [
+        Problem(
+            str(Path(rules_dir) / "reference" / f"{t[4:]}.csv"),
+            1,
+            "reference table missing",
+            f"create it with header `{col}` (the shared base views read it)",
+        )
+        for t, col in REQUIRED_REFERENCE.items()
+        if t not in have
+    ]
 
 
 def _create_text_table(con: duckdb.DuckDBPyConnection, name: str, path: Path) -> None:
@@ -369,7 +390,12 @@ def compile_problems(specs: list[RuleSpec]) -> list[Problem]:
         dirs = {Path(s.path).parent for s in specs}
         schema.ensure_contract_tables(con)
         for d in dirs:
-            load_reference(con, d)
+            try:
+                load_reference(con, d)
+            except SpecError:
+                return reference_problems(con, d)
+            except ValueError as exc:  # a malformed reference CSV
+                return [Problem(str(d / "reference"), 1, str(exc))]
         base = resources.files("crossmatch.detect").joinpath("base.sql").read_text("utf-8")
         for stmt in _split_sql(base):
             con.execute(stmt)
