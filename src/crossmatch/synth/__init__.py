@@ -73,7 +73,9 @@ def generate(persons: int, seed: int, out: Path | str) -> Summary:
     planted_rows: list[tuple[str, str, str, str, str]] = []
     try:
         for idx in range(builder.n_towns):
-            data, _rng = builder.town(idx)
+            data, _rng = builder.town(
+                idx, prepare=lambda d, i=idx: planter.prepare(d, builder.rng(3, i))
+            )
             planter.plant(data, builder.rng(2, idx))
             exporter.write_town(data)
             summary.residents += len(data.town.persons)

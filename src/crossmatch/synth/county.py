@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -103,6 +104,7 @@ class Pay:
     day: int = 15
     critical: bool = False
     batch: str = ""
+    force: str = ""  # a noise label forced on this row (planted identity traps)
 
 
 @dataclass(eq=False, slots=True)
@@ -176,8 +178,12 @@ class Builder:
         return np.random.Generator(np.random.PCG64(np.random.SeedSequence([self.seed, *key])))
 
     # ---------------------------------------------------------------- population
-    def town(self, idx: int) -> tuple[TownData, np.random.Generator]:
-        """Build township ``idx`` (0-based): population and background department records."""
+    def town(self, idx: int, prepare: Any = None) -> tuple[TownData, np.random.Generator]:
+        """Build township ``idx`` (0-based): population and background department records.
+
+        ``prepare(data)`` runs after the population exists and before any department record
+        is made, so a planting plan can shape the background (e.g. which households are poor).
+        """
         rng = self.rng(1, idx)
         code = f"{COUNTY}{idx + 1:03d}"
         town = Town(idx, code, self.town_names[idx])
@@ -191,6 +197,8 @@ class Builder:
             self._populate(v, int(self.village_sizes[vi]), rng)
         data = TownData(town)
         self._life_events(data, rng)
+        if prepare is not None:
+            prepare(data)
         self._departments(data, rng)
         return data, rng
 
@@ -487,14 +495,17 @@ class Builder:
         elif head.death is not None:
             return
         members = [(p, _rel_to(head, p)) for p in living]
+        names = {p.name for p in hh.members}
+        handlers = [h for h in data.handlers if h.name not in names] or data.handlers
+        approvers = [h for h in data.approvers if h.name not in names] or data.approvers
         case = Case(
             kind,
             f"{hh.village.code[-6:]}{len(data.cases) + 1:04d}{int(rng.integers(10, 99))}",
             head,
             members,
             hh.village,
-            data.handlers[int(rng.integers(0, len(data.handlers)))],
-            data.approvers[int(rng.integers(0, len(data.approvers)))],
+            handlers[int(rng.integers(0, len(handlers)))],
+            approvers[int(rng.integers(0, len(approvers)))],
             start,
             end,
             float(rng.choice([1.0, 0.9, 0.8, 0.7, 0.6])),
@@ -703,7 +714,7 @@ class Builder:
                             first = 1 if turn.year < YEAR else turn.month
                             for m in range(first, last + 1):
                                 self.pay(data, "高龄津贴", p, 100.0, m, rng)
-                    if age >= 60 and p.role not in ("official", "teacher") and rng.random() < 0.8:
+                    if age >= 60 and p.role not in ("official", "teacher") and rng.random() < 0.55:
                         sixty = D(p.birth.year + 60, p.birth.month, 1)
                         first = 1 if sixty.year < YEAR else min(12, sixty.month + 1)
                         if sixty.year <= YEAR and not (sixty.year == YEAR and sixty.month == 12):

@@ -148,9 +148,22 @@ class Exporter:
 
     # ------------------------------------------------------------------ helpers
     def _p(
-        self, src: str, role: str, p: Person, name_col: str, id_col: str, critical: bool
+        self,
+        src: str,
+        role: str,
+        p: Person,
+        name_col: str,
+        id_col: str,
+        critical: bool,
+        force: str = "",
     ) -> tuple[str, str, PersonRef]:
         """Noisy name and ID cells for a person in a source, and the truth reference."""
+        if force.startswith("id_"):
+            idv = self.noise._apply_id(p.written_id(), force)
+            return p.name, idv, (role, p.pid, name_col, "", id_col, force)
+        if force.startswith("name_"):
+            name = self.noise._apply_name(p.name, force)
+            return name, p.written_id(), (role, p.pid, name_col, force, id_col, "")
         lay = LAYOUT.get(src)
         iscale, nscale = (PAYMENT_ID_SCALE, 1.5) if lay is None else (lay[4], lay[5])
         idv, inoise = self.noise.id(p.written_id(), iscale, critical)
@@ -387,8 +400,9 @@ class Exporter:
             _rel, _enc, pstyle = PAYMENT_FILES[q]
             src = f"payment_Q{q}"
             n, i, ref = self._p(
-                "payment", "payee", pay.payee, "收款人姓名", "收款人身份证号", pay.critical
-            )
+                "payment", "payee", pay.payee, "收款人姓名", "收款人身份证号", pay.critical,
+                pay.force,
+            )  # fmt: skip
             from crossmatch.synth.county import ITEM_CODE
 
             batch = f"LA{YEAR}{pay.month:02d}{t.idx + 1:03d}{ITEM_CODE[pay.item]}{pay.batch}"
@@ -400,9 +414,11 @@ class Exporter:
             v = pay.village
             row = [batch, pay.item, n, i, pay.account, pay.bank, amt, period, pd, pay.status,
                    v.town.name, v.name, v.code]  # fmt: skip
-            self.sinks[src].write(
-                row, [ref], mess=not pay.critical and pay.status == "成功" and not pay.batch
-            )
+            sink = self.sinks[src]
+            sink.write(row, [ref], mess=not pay.critical and pay.status == "成功" and not pay.batch)
+            if sink.last_dup and not sink.last_bad:
+                data.plant("duplicate_payment", "trap", pay.payee.written_id() if pay.payee.ghost
+                           else pay.payee.pid, f"{YEAR}-{pay.month:02d}", "导出文件完全重复行")  # fmt: skip
 
     def write_standards(self) -> None:
         for item, pref, basis, amt, f, t in STANDARDS:

@@ -84,6 +84,8 @@ class Sink:
         self.bad_cols = bad_cols
         self.xlsx = rel.endswith(".xlsx")
         self.rows = 0  # data rows written
+        self.last_dup = False  # the last write() emitted an exact duplicate row
+        self.last_bad = False  # the last write() emitted a damaged row
         path = raw_root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         if self.xlsx:
@@ -110,8 +112,10 @@ class Sink:
     def write(self, cells: list[Any], refs: list[PersonRef], mess: bool = True) -> int:
         """Write one row (maybe twice, maybe damaged); return its physical row number."""
         n = 2 if mess and self.rng.random() < self.dup_rate else 1
-        if mess and self.bad_rate and self.rng.random() < self.bad_rate:
+        self.last_bad = bool(mess and self.bad_rate and self.rng.random() < self.bad_rate)
+        if self.last_bad:
             cells = self._damage(cells)
+        self.last_dup = n == 2
         first = 0
         for _ in range(n):
             row = self._emit(cells)
