@@ -1,20 +1,26 @@
--- Building blocks shared by the rules (TEMP views, created once per run by the engine).
+-- Building blocks shared by the rules (TEMP tables, materialised once per run by the engine).
 -- Rules read these instead of repeating the definitions, so "a payment", "a household" and
 -- "a paid month" mean the same thing in every rule.
 
+-- Account numbers compared across exports: digits/letters only (spaces, dashes and full-width
+-- forms differ between the payment export, the bank and the proxy filings).
+CREATE OR REPLACE TEMP MACRO norm_account(a) AS
+    nullif(regexp_replace(upper(CAST(a AS VARCHAR)), '[^0-9A-Z]', '', 'g'), '');
+
 -- A payment counts only if it was actually made: failed transfers are not payments, and an exact
 -- duplicate row of an export (_dup_of set by ingestion) is the same payment, not a second one.
-CREATE OR REPLACE TEMP VIEW paid AS
+CREATE OR REPLACE TEMP TABLE paid AS
 WITH p AS (
     SELECT *, CAST(try_strptime(period || '-01', '%Y-%m-%d') AS DATE) AS month_start
     FROM r_payment
     WHERE status IN ('success', '成功') AND _dup_of IS NULL AND amount IS NOT NULL
 )
-SELECT *, CAST(month_start + INTERVAL 1 MONTH - INTERVAL 1 DAY AS DATE) AS month_end
+SELECT *, CAST(month_start + INTERVAL 1 MONTH - INTERVAL 1 DAY AS DATE) AS month_end,
+       norm_account(account) AS acct
 FROM p WHERE month_start IS NOT NULL;
 
 -- One row per assistance case (低保/特困 certificate).
-CREATE OR REPLACE TEMP VIEW dibao_case AS
+CREATE OR REPLACE TEMP TABLE dibao_case AS
 SELECT case_no,
        any_value(assistance_type) AS assistance_type,
        any_value(applicant_pid) AS applicant_pid,
@@ -35,7 +41,7 @@ GROUP BY case_no;
 -- The household (共同生活家庭成员) of each case: the roster's members (and the applicant), plus the
 -- applicant's household in the registry (户籍). `basis` says where a member comes from so a rule
 -- can restrict itself to the roster; `left_date` is when a registry member left (death, move).
-CREATE OR REPLACE TEMP VIEW dibao_member AS
+CREATE OR REPLACE TEMP TABLE dibao_member AS
 SELECT * FROM (
     SELECT a.case_no, a.member_pid, a.member_name, a.relation_to_applicant AS relation,
            'roster' AS basis, a._source AS source, a._file AS file, a._row AS row,
@@ -58,7 +64,7 @@ QUALIFY row_number() OVER (PARTITION BY case_no, member_pid ORDER BY pref, row) 
 
 -- Months in which a case was actually paid its assistance (低保金/特困供养金 items, see
 -- rules/reference/assistance_items.csv), with the amount and the payment rows.
-CREATE OR REPLACE TEMP VIEW dibao_paid_month AS
+CREATE OR REPLACE TEMP TABLE dibao_paid_month AS
 SELECT c.case_no,
        coalesce(c.applicant_pid, 'case:' || c.case_no) AS applicant_pid,
        any_value(c.applicant_name) AS applicant_name,
@@ -77,25 +83,20 @@ WHERE p.item IN (SELECT item FROM ref_assistance_items)
 GROUP BY c.case_no, c.applicant_pid, p.period;
 
 -- Village cadres with their term as dates (open term = still serving).
-CREATE OR REPLACE TEMP VIEW cadre_term AS
+CREATE OR REPLACE TEMP TABLE cadre_term AS
 SELECT person_pid AS cadre_pid, person_name AS cadre_name, village_code, post,
        coalesce(term_start, DATE '1900-01-01') AS term_start,
        coalesce(term_end, DATE '9999-12-31') AS term_end,
        _source AS source, _file AS file, _row AS row
 FROM r_cadre WHERE person_pid IS NOT NULL AND _dup_of IS NULL;
 
--- Account numbers compared across exports: digits/letters only (spaces, dashes and full-width
--- forms differ between the payment export, the bank and the proxy filings).
-CREATE OR REPLACE TEMP MACRO norm_account(a) AS
-    nullif(regexp_replace(upper(CAST(a AS VARCHAR)), '[^0-9A-Z]', '', 'g'), '');
-
 -- Filed proxy collection (代领代管备案): beneficiary, agent and account, normalised.
-CREATE OR REPLACE TEMP VIEW proxy_filed AS
+CREATE OR REPLACE TEMP TABLE proxy_filed AS
 SELECT beneficiary_pid, agent_pid, norm_account(account) AS account, filed_date
 FROM r_proxy_filing WHERE _dup_of IS NULL;
 
 -- Who holds an account, and when.
-CREATE OR REPLACE TEMP VIEW account_holder AS
+CREATE OR REPLACE TEMP TABLE account_holder AS
 SELECT norm_account(account) AS account, holder_pid, holder_name,
        coalesce(opened, DATE '1900-01-01') AS opened, coalesce(closed, DATE '9999-12-31') AS closed,
        _source AS source, _file AS file, _row AS row
