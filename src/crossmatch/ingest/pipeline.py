@@ -208,6 +208,28 @@ def missing_columns_message(
 # ----------------------------------------------------------------------------- batches
 
 
+def normalise_distinct(
+    raw: pl.Series, name: str, params: dict[str, Any]
+) -> tuple[dict[str, pl.Series], pl.Series]:
+    """Run normalizer ``name`` on the *distinct* values of ``raw`` and map back.
+
+    Why: most columns repeat a few values (dates, amounts, villages) and even names and IDs
+    repeat across a person's rows; normalising each distinct value once makes the cost scale
+    with cardinality, and a hash join maps the results back in row order."""
+    uniq = raw.unique()
+    if len(uniq) * 2 > len(raw):  # nearly all distinct: the join would cost more than it saves
+        res = normalize.get(name)(raw, params)
+        return res.columns, res.error
+    res = normalize.get(name)(uniq, params)
+    table = pl.DataFrame(
+        {"__k": uniq, **{f"__o{s}": v for s, v in res.columns.items()}, "__e": res.error}
+    )
+    joined = pl.DataFrame({"__k": raw}).join(
+        table, on="__k", how="left", nulls_equal=True, maintain_order="left"
+    )
+    return {s: joined[f"__o{s}"].alias(s) for s in res.columns}, joined["__e"]
+
+
 def _unique_names(header: list[str]) -> list[str]:
     out: list[str] = []
     for i, h in enumerate(header):
@@ -235,59 +257,43 @@ class _FileState:
 def process_batch(st: _FileState, batch: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Normalise one batch; returns (rows for src_<source>, rows for quarantine)."""
     spec, width = st.spec, len(st.header)
-    df = batch.with_columns(
-        pl.col("_line").hash().alias("_h"), pl.col("_fields").list.len().alias("_nf")
-    )
+    if "_fields" in batch.columns:
+        batch = readers.widen(batch, width)
+    df = batch.with_columns(pl.col("_line").hash().alias("_h"))
     # exact duplicates: first occurrence in this file (across batches)
-    firsts = df.group_by("_h").agg(pl.col("_row").min().alias("_bfirst"))
-    df = df.join(firsts, on="_h", how="left").join(st.seen, on="_h", how="left")
+    df = df.with_columns(pl.col("_row").min().over("_h").alias("_bfirst"))
+    df = df.join(st.seen, on="_h", how="left", maintain_order="left")
     df = df.with_columns(pl.coalesce("_first", "_bfirst").alias("_f")).with_columns(
         pl.when(pl.col("_f") < pl.col("_row")).then(pl.col("_f")).alias("_dup_of")
     )
-    new_seen = firsts.join(st.seen, on="_h", how="anti").rename({"_bfirst": "_first"})
-    st.seen = pl.concat([st.seen, new_seen])
-    # trailing empty cells beyond the header are harmless (Excel-made CSVs have them)
-    extra_empty = (
-        pl.col("_fields")
-        .list.slice(width)
-        .list.eval(pl.element().fill_null("").str.strip_chars() == "")
-        .list.all()
+    new_seen = df.filter(pl.col("_first").is_null() & (pl.col("_row") == pl.col("_bfirst"))).select(
+        "_h", pl.col("_row").alias("_first")
     )
-    shape_ok = (pl.col("_nf") == width) | ((pl.col("_nf") > width) & extra_empty)
-    df = df.with_columns(shape_ok.alias("_ok")).sort("_row")
-    bad_shape = df.filter(~pl.col("_ok"))
-    df = df.filter(pl.col("_ok"))
+    st.seen = pl.concat([st.seen, new_seen])
+    shape_ok = pl.col("_nf") == width  # readers discount trailing empty cells
+    bad_shape = df.filter(~shape_ok)
+    df = df.filter(shape_ok)
     st.read += len(bad_shape) + len(df)
 
     names = _unique_names(st.header)
-    cells = df.select(
-        [pl.col("_fields").list.get(i, null_on_oob=True).alias(names[i]) for i in range(width)]
-    )
+    cells = df.select([pl.col(f"c{i}").alias(names[i]) for i in range(width)])
     out_cols: dict[str, pl.Series] = {}
     errors: list[pl.Series] = []
     for f in spec.fields:
         idx = st.mapping[f.name]
         raw = cells[names[idx]] if idx is not None else pl.Series([None] * len(df), dtype=pl.String)
-        res = normalize.get(f.normalizer)(raw, f.params)
-        for suffix, s in res.columns.items():
+        values, error = normalise_distinct(raw, f.normalizer, f.params)
+        for suffix, s in values.items():
             out_cols[f.name + suffix] = s
         label = st.header[idx] if idx is not None else f.name
-        err = (
-            pl.DataFrame({"e": res.error})
-            .select(pl.when(pl.col("e").is_not_null()).then(pl.lit(f"{label}: ") + pl.col("e")))
-            .to_series()
-        )
+        msg = pl.when(pl.col("e").is_not_null()).then(pl.lit(f"{label}: ") + pl.col("e"))
         if f.required:
-            empty = res.columns[""].is_null() & res.error.is_null()
-            err = (
-                pl.DataFrame({"e": err, "m": empty})
-                .select(
-                    pl.when(pl.col("m"))
-                    .then(pl.lit(f"{label}: empty, but the field '{f.name}' is required"))
-                    .otherwise(pl.col("e"))
-                )
-                .to_series()
+            msg = (
+                pl.when(pl.col("v").is_null() & pl.col("e").is_null())
+                .then(pl.lit(f"{label}: empty, but the field '{f.name}' is required"))
+                .otherwise(msg)
             )
+        err = pl.DataFrame({"e": error, "v": values[""]}).select(msg).to_series()
         errors.append(err.alias(f"_e{len(errors)}"))
     reason = (
         pl.DataFrame(errors)
