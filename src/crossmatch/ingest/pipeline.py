@@ -476,11 +476,49 @@ def _load(
     t0: float,
     progress: Progress | None,
 ) -> FileResult:
+    # inserting batch N (DuckDB, GIL released) overlaps normalising batch N+1 (polars)
+    writer = ThreadPoolExecutor(max_workers=1)
+    try:
+        return _load_attempts(con, spec, path, rel, size, fut, run_id, res, t0, progress, writer)
+    finally:
+        writer.shutdown(wait=True)
+
+
+def _insert_pair(
+    con: duckdb.DuckDBPyConnection, table: str, good: pl.DataFrame, quar: pl.DataFrame
+) -> None:
+    _insert(con, table, good)
+    _insert(con, "quarantine", quar)
+
+
+def _settle(pending: Future | None) -> None:
+    """Wait for an in-flight insert before rolling back (its own error is superseded)."""
+    if pending is not None:
+        try:
+            pending.result()
+        except Exception:  # the first error is the one reported
+            log.debug("insert failed during rollback", exc_info=True)
+
+
+def _load_attempts(
+    con: duckdb.DuckDBPyConnection,
+    spec: SourceSpec,
+    path: Path,
+    rel: str,
+    size: int,
+    fut: Future[str],
+    run_id: str,
+    res: FileResult,
+    t0: float,
+    progress: Progress | None,
+    writer: ThreadPoolExecutor,
+) -> FileResult:
     fmt = spec.format_for(path)
     encoding = spec.encoding
     for _attempt in range(2):
         info = readers.ReadInfo()
         st: _FileState | None = None
+        pending: Future | None = None
         con.begin()
         try:
             on_bytes = (
@@ -509,8 +547,12 @@ def _load(
                         "DELETE FROM quarantine WHERE source = ? AND file = ?", [spec.id, rel]
                     )
                 good, quar = process_batch(st, batch)
-                _insert(con, spec.table, good)
-                _insert(con, "quarantine", quar)
+                if pending is not None:
+                    pending.result()
+                pending = writer.submit(_insert_pair, con, spec.table, good, quar)
+            if pending is not None:
+                pending.result()
+                pending = None
             if st is None:
                 if not info.header:
                     raise InputFileError(
@@ -563,13 +605,16 @@ def _load(
             con.commit()
             return res
         except readers.RetryWithEncoding as exc:
+            _settle(pending)
             con.rollback()
             encoding = exc.encoding
             continue
         except InputFileError as exc:
+            _settle(pending)
             con.rollback()
             res.message = str(exc)
         except FileNotFoundError:
+            _settle(pending)
             con.rollback()
             res.message = (
                 f"{rel}: the file disappeared while it was being read. Fix: let the export "
@@ -577,12 +622,14 @@ def _load(
                 f"in the warehouse."
             )
         except OSError as exc:
+            _settle(pending)
             con.rollback()
             res.message = (
                 f"{rel}: cannot read the file ({exc.strerror or exc}). Fix: check it exists "
                 f"and is readable, then run ingest again."
             )
         except (pl.exceptions.PolarsError, duckdb.Error) as exc:
+            _settle(pending)
             con.rollback()
             log.exception("unexpected error loading %s", rel)
             res.message = (
