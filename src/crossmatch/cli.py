@@ -160,7 +160,7 @@ def ingest(raw: Path, sources: Path, warehouse: Path, only: tuple[str, ...], str
     from crossmatch.ingest import ingest as run_ingest
 
     tty = sys.stderr.isatty()
-    last = [0.0]
+    last = [time.monotonic()]
 
     def progress(ev: ProgressEvent) -> None:
         if ev.kind == "bytes" and ev.total:
