@@ -167,16 +167,47 @@ def test_conflict_judgement_and_stable_ids():
     b = ("hukou", "hukou/hk.csv", 3, "person")
     record_judgement(con, a, b, same=True, analyst="t")
     resolve(con)
-    link = (
-        con.execute("SELECT source, file, row, role, person_id FROM identity_link")
-        .df()
-        .set_index(["source", "file", "row", "role"])["person_id"]
-    )
+    link = _links(con)
     assert link[g[0]] != link[g[1]]
-    assert link[a] == link[b]
+    # two registry IDs: a plain same-person judgement does not override the guard ...
+    assert link[a] != link[b]
+    kinds = con.execute("SELECT kind, source, row FROM identity_conflict").fetchall()
+    assert ("judgement_refused", "hukou", 2) in kinds
+
+    # ... an explicit one does (one person registered twice), and it is recorded
+    con.execute("DELETE FROM identity_judgement WHERE same")
+    record_judgement(con, a, b, same=True, analyst="t", merge_ids=True)
+    s = resolve(con)
+    assert s.mode == "full"  # judgements changed: everything is resolved again
+    link = _links(con)
+    assert link[a] == link[b] == min(link[a], link[b])
+    row = con.execute(
+        "SELECT id, registry_name, detail FROM identity_conflict WHERE kind = 'judgement_merge'"
+    ).fetchall()
+    assert len(row) == 1 and "merge_ids" in row[0][2]
+    assert {row[0][0], row[0][1]} == {
+        con.execute("SELECT person_id FROM src_hukou WHERE _row = ?", [r]).fetchone()[0]
+        for r in (2, 3)
+    }
+    # every mention of the second ID follows it into the merged person
+    other = max(row[0][0], row[0][1])
+    n_other = con.execute(
+        "SELECT count(*) FROM person_mention m JOIN identity_link l "
+        "USING (source, file, row, role) WHERE m.id = ? AND l.person_id = ?",
+        [other, other],
+    ).fetchone()[0]
+    assert n_other == 0
 
     # unchanged data, fresh run: identical person ids for everything not judged
     con.execute("DELETE FROM identity_judgement")
     resolve(con)
     after = con.execute("SELECT * FROM identity_link ORDER BY ALL").df()
     assert after.person_id.tolist() == before.person_id.tolist()
+
+
+def _links(con: duckdb.DuckDBPyConnection) -> pd.Series:
+    return (
+        con.execute("SELECT source, file, row, role, person_id FROM identity_link")
+        .df()
+        .set_index(["source", "file", "row", "role"])["person_id"]
+    )

@@ -4,7 +4,10 @@ that carry different valid IDs (or that an analyst said are different).
 Edges are taken strongest first (Kruskal order) and a merge is refused when the two components
 hold different values of an *exclusive* attribute (e.g. a valid ID number) or a cannot-link pair.
 So when a chain of links would join two IDs, the weakest edge on the chain is the one cut.
-Must-links (analyst judgements) are applied before anything else and override the constraint.
+Must-links (analyst judgements) are applied before anything else. A must-link that would put two
+different exclusive values (two registry IDs) in one person is honoured only when it says so
+explicitly (an analyst who has seen the papers: one person registered twice); otherwise it is
+refused. Either way the outcome is reported through ``notes`` so the caller can record it.
 """
 
 from __future__ import annotations
@@ -60,18 +63,30 @@ def constrained_components(
     right: np.ndarray,
     weight: np.ndarray,
     exclusive: list[np.ndarray] | None = None,
-    must_link: list[tuple[int, int]] | None = None,
+    must_link: list[tuple[int, int]] | list[tuple[int, int, bool]] | None = None,
     cannot_link: list[tuple[int, int]] | None = None,
+    notes: list[tuple[int, str]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cluster label per node (the smallest node index of its cluster) and, per edge, whether it
     was used (True) or cut/redundant (False). Edges must already be above the link threshold.
+
+    ``must_link``: (a, b) or (a, b, merge_exclusive). ``notes`` (if given) receives
+    ``(index into must_link, "merged_exclusive" | "refused_exclusive")`` for every must-link
+    whose two sides held different exclusive values.
     """
     dsu = _DSU(n, exclusive or [])
     for k, (a, b) in enumerate(cannot_link or []):
         dsu.cannot.setdefault(int(a), set()).add(k)
         dsu.cannot.setdefault(int(b), set()).add(k)
-    for a, b in must_link or []:
+    for k, ml in enumerate(must_link or []):
+        a, b = ml[0], ml[1]
+        explicit = bool(ml[2]) if len(ml) > 2 else False
         ra, rb = dsu.find(int(a)), dsu.find(int(b))
+        if ra != rb and dsu.conflict(ra, rb):
+            if notes is not None:
+                notes.append((k, "merged_exclusive" if explicit else "refused_exclusive"))
+            if not explicit:
+                continue
         dsu.union(ra, rb)
     used = np.zeros(len(left), dtype=bool)
     order = np.argsort(-weight, kind="stable")

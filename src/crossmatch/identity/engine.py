@@ -106,14 +106,24 @@ class Prediction:
 class Linker:
     """Fit FS weights on ``df`` and link its rows. ``df`` must have a default RangeIndex."""
 
-    def __init__(self, df: pd.DataFrame, config: LinkageConfig, model: FSModel | None = None):
+    def __init__(
+        self,
+        df: pd.DataFrame,
+        config: LinkageConfig,
+        model: FSModel | None = None,
+        tf: dict[str, pd.Series] | None = None,
+    ):
+        """``tf``: value -> share per term-frequency comparison key, when ``df`` is only the part
+        of a larger population that takes part in the pairs (the warehouse resolver loads just
+        the index nodes its probes were blocked with, but frequencies must be population-wide).
+        """
         self.df = df.reset_index(drop=True)
         self.config = config
         comps = config.comparisons
         self.model = model or FSModel([c.key for c in comps], [c.n_levels for c in comps])
-        self._tf: dict[str, pd.Series] = {}
+        self._tf: dict[str, pd.Series] = dict(tf or {})
         for c in comps:
-            if c.tf:
+            if c.tf and c.key not in self._tf:
                 vc = self.df[c.column].value_counts(normalize=True, dropna=True)
                 self._tf[c.key] = vc
         self.timings: dict[str, float] = {}
@@ -179,13 +189,18 @@ class Linker:
         return left[keep], right[keep]
 
     # --- comparisons and weights ------------------------------------------------------------
-    def compare(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    def compare(self, left: np.ndarray, right: np.ndarray, chunk: int = 1_000_000) -> np.ndarray:
+        """Comparison levels (n x k int8), in chunks so that memory stays bounded on big runs
+        (the aligned object columns of a chunk are the only per-pair Python objects alive)."""
         cols = sorted({c for comp in self.config.comparisons for c in comp.columns()})
-        ld = self.df[cols].iloc[left].reset_index(drop=True)
-        rd = self.df[cols].iloc[right].reset_index(drop=True)
+        base = self.df[cols]
         g = np.empty((len(left), len(self.config.comparisons)), dtype=np.int8)
-        for j, comp in enumerate(self.config.comparisons):
-            g[:, j] = comp.levels(ld, rd)
+        for lo in range(0, len(left), chunk):
+            hi = min(lo + chunk, len(left))
+            ld = base.iloc[left[lo:hi]].reset_index(drop=True)
+            rd = base.iloc[right[lo:hi]].reset_index(drop=True)
+            for j, comp in enumerate(self.config.comparisons):
+                g[lo:hi, j] = comp.levels(ld, rd)
         return g
 
     def random_pairs(self, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -201,10 +216,20 @@ class Linker:
             a, b = a[keep], b[keep]
         return a, b
 
-    def train(self, left: np.ndarray, right: np.ndarray, g: np.ndarray | None = None) -> FSModel:
-        """u from random pairs, then m and lambda by EM over the blocked pairs."""
+    def train(
+        self,
+        left: np.ndarray,
+        right: np.ndarray,
+        g: np.ndarray | None = None,
+        random_pairs: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> FSModel:
+        """u from random pairs, then m and lambda by EM over the blocked pairs.
+
+        ``random_pairs``: row positions to estimate u from, when ``df`` is not a uniform sample
+        of the population (default: uniform pairs over ``df``).
+        """
         t0 = time.perf_counter()
-        ra, rb = self.random_pairs(self.config.u_sample_pairs)
+        ra, rb = random_pairs or self.random_pairs(self.config.u_sample_pairs)
         self.model.estimate_u(self.compare(ra, rb))
         if g is None:
             g = self.compare(left, right)
@@ -266,10 +291,15 @@ class Linker:
     def cluster(
         self,
         pred: Prediction,
-        must_link: list[tuple[int, int]] | None = None,
+        must_link: list[tuple[int, int]] | list[tuple[int, int, bool]] | None = None,
         cannot_link: list[tuple[int, int]] | None = None,
+        notes: list[tuple[int, str]] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Cluster label per row and, per predicted pair, whether it was used as a link."""
+        """Cluster label per row and, per predicted pair, whether it was used as a link.
+
+        ``must_link`` entries may carry a third item, True to let that judgement join two
+        different exclusive values (two registry IDs); ``notes`` receives what happened to
+        such judgements (see :func:`constrained_components`)."""
         sel = pred.probability >= self.config.threshold
         if self.config.ambiguity_margin > 0 and self.config.exclusive:
             sel &= ~self._ambiguous(pred, sel)
@@ -282,6 +312,7 @@ class Linker:
             excl,
             must_link,
             cannot_link,
+            notes,
         )
         used = np.zeros(len(pred.left), dtype=bool)
         used[np.flatnonzero(sel)[used_sel]] = True

@@ -62,11 +62,15 @@ class ResolveSummary:
     conflicts: int = 0
     persons: int = 0
     candidate_pairs: int = 0
+    mode: str = "full"
+    new_mentions: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
 
     def render(self) -> str:
         lines = [
+            f"{self.mode} run: {self.new_mentions:,} new or changed mentions resolved, "
+            f"{self.mentions - self.new_mentions:,} kept their link",
             f"mentions {self.mentions:,}: exact {self.exact:,}, fuzzy {self.fuzzy:,}, "
             f"judgement {self.judgement:,}, unresolved {self.unresolved:,}",
             f"persons {self.persons:,}; ID conflicts {self.conflicts:,}; "
@@ -98,6 +102,9 @@ def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
 
 def _store(con: duckdb.DuckDBPyConnection, name: str, df: pd.DataFrame, temp: bool = False) -> None:
     """Materialise a DataFrame as a (temporary) table."""
+    # DuckDB refuses register() while an earlier execute() has unread rows (a fetchone());
+    # a new statement closes that result
+    con.execute("SELECT 1").fetchall()
     con.register("_df_in", df)
     try:
         kind = "TEMP TABLE" if temp else "TABLE"
@@ -138,8 +145,10 @@ def build_mentions(
             # name-only staff roles (handler/approver): their township is the row's township
             context["township"] = "township"
         ctx = {k: col(context.get(k)) for k in _CTX}
+        fh = "CAST(_file_hash AS VARCHAR)" if "_file_hash" in cols else "CAST(NULL AS VARCHAR)"
         parts.append(
             f"""SELECT {_q(r.source)} AS source, _file AS file, _row AS row, {_q(r.role)} AS role,
+                {fh} AS file_hash,
                 {col(r.name)} AS name, {col(f"{r.name}_raw" if r.name else None)} AS name_raw,
                 {col(idc)} AS id, {col(f"{idc}_raw" if idc else None)} AS id_raw,
                 {col(f"{idc}_status" if idc else None)} AS id_status,
@@ -175,6 +184,11 @@ def build_id_index(con: duckdb.DuckDBPyConnection) -> None:
             bool_or(source = 'hukou') AS in_registry
         FROM person_mention WHERE id IS NOT NULL GROUP BY id"""
     )
+    # node number = position in ID order (the in-memory linker works on positions)
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _id_node AS "
+        "SELECT (row_number() OVER (ORDER BY id) - 1)::BIGINT AS node, * FROM _id_node"
+    )
     # account -> owner, where the owner is unambiguous among ID-bearing mentions
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _acct_owner AS
@@ -189,6 +203,7 @@ def find_conflicts(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     cand = con.execute(
         """SELECT m.source, m.file, m.row, m.role, m.id, m.name AS m_name, n.name AS n_name
         FROM person_mention m JOIN _id_node n USING (id)
+        SEMI JOIN _new USING (source, file, row, role)
         WHERE m.name IS NOT NULL AND n.name IS NOT NULL AND m.name <> n.name"""
     ).df()
     if cand.empty:
@@ -213,6 +228,7 @@ def link_handlers(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """
     h = con.execute(
         """SELECT source, file, row, role, name, township FROM person_mention
+        SEMI JOIN _new USING (source, file, row, role)
         WHERE id IS NULL AND id_raw IS NULL AND township IS NOT NULL AND name IS NOT NULL"""
     ).df()
     staff = con.execute(
@@ -243,6 +259,13 @@ def link_handlers(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 
 
 # --- 4. fuzzy path ------------------------------------------------------------------------------
+_KEYS = (
+    "name", "name_py", "name_la", "name_lapy", "surname_py", "given_py", "idc", "birth",
+    "id_s1", "id_s2", "id_s3", "village_code", "township", "acct",
+)  # fmt: skip
+_U_SAMPLE_NODES = 20_000
+
+
 def _candidate_id(raw: pd.Series) -> pd.Series:
     """The cleaned 18-character string of an invalid ID (bad checksum/date), else None."""
 
@@ -259,10 +282,10 @@ def _candidate_id(raw: pd.Series) -> pd.Series:
     return raw.map(one)
 
 
-def _node_frame(ids: pd.DataFrame, fz: pd.DataFrame) -> pd.DataFrame:
-    """Stack ID nodes and fuzzy-group nodes with the key columns the config blocks on."""
-    nodes = pd.concat([ids, fz], ignore_index=True)
-    nodes["node"] = np.arange(len(nodes))
+def _node_frame(nodes: pd.DataFrame) -> pd.DataFrame:
+    """Add the key columns the config blocks and compares on (pandas side: probes and
+    previous persons; the ID index gets the same columns in SQL, see :func:`_build_index`)."""
+    nodes = nodes.reset_index(drop=True)
     keys = name_keys(nodes["name"])
     nodes = pd.concat([nodes, keys], axis=1)
     idc = nodes["idc"].astype("string")
@@ -274,14 +297,190 @@ def _node_frame(ids: pd.DataFrame, fz: pd.DataFrame) -> pd.DataFrame:
     nodes["id_s3"] = idc.str.slice(6, 18)
     nodes["township"] = nodes["village_code"].astype("string").str.slice(0, 9)
     nodes["township"] = nodes["township"].where(nodes["township"].str.len() == 9)
-    for c in ("birth", "id_s1", "id_s2", "id_s3", "township"):
+    for c in (*_KEYS, "reg_id", "ext_id", "prev_pid", "conflict_id"):
         nodes[c] = nodes[c].astype(object).where(nodes[c].notna(), None)
-    nodes["is_probe"] = nodes["reg_id"].isna()
     return nodes
 
 
-def _stable_pid(keys: list[str]) -> str:
-    return "P" + hashlib.sha1(min(keys).encode("utf-8")).hexdigest()[:15].upper()
+def _build_index(con: duckdb.DuckDBPyConnection) -> int:
+    """``_idx``: the person index, one row per valid ID with its blocking keys, made in SQL.
+
+    Why SQL: the index has one row per valid ID (3 million in a big county) while only the few
+    that share a blocking key with a probe are ever compared; keeping it in DuckDB keeps memory
+    bounded. Name keys come from a small table over the distinct names (``str.translate``).
+    """
+    names = con.execute("SELECT DISTINCT name FROM _id_node WHERE name IS NOT NULL").df()["name"]
+    nk = name_keys(names)
+    nk.insert(0, "name", names)
+    _store(con, "_nk", nk, temp=True)
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _idx AS
+        SELECT n.node, n.name, k.name_py, k.name_la, k.name_lapy, k.surname_py, k.given_py,
+            n.id AS idc,
+            CASE WHEN regexp_full_match(substr(n.id, 7, 8), '(19|20)\\d{6}')
+                THEN substr(n.id, 7, 8) END AS birth,
+            substr(n.id, 1, 12) AS id_s1, substr(n.id, 1, 6) || substr(n.id, 13, 6) AS id_s2,
+            substr(n.id, 7, 12) AS id_s3, n.village_code,
+            CASE WHEN length(n.village_code) >= 9 THEN substr(n.village_code, 1, 9) END
+                AS township,
+            CASE WHEN o.owner IS NOT NULL THEN n.id END AS acct,
+            CASE WHEN n.in_registry THEN n.id END AS reg_id,
+            CASE WHEN NOT n.in_registry THEN n.id END AS ext_id,
+            NULL::VARCHAR AS prev_pid, NULL::VARCHAR AS conflict_id, false AS is_probe
+        FROM _id_node n LEFT JOIN _nk k USING (name)
+        LEFT JOIN (SELECT DISTINCT owner FROM _acct_owner) o ON o.owner = n.id"""
+    )
+    return int(con.execute("SELECT count(*) FROM _id_node").fetchone()[0])
+
+
+def _sql_pairs(con: duckdb.DuckDBPyConnection, config: LinkageConfig) -> tuple[np.ndarray, ...]:
+    """Candidate pairs (global node numbers) by the config's blocking rules, in DuckDB.
+
+    Same semantics as :meth:`Linker.candidate_pairs` with probes on the left: a block whose key
+    is shared by more than the rule's cap (counted over the whole population) is skipped.
+    """
+    cols = ", ".join(f"CAST({c} AS VARCHAR) AS {c}" for c in _KEYS)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP VIEW _allk AS
+        SELECT node, is_probe, {cols} FROM _idx
+        UNION ALL SELECT node, is_probe, {cols} FROM _loc"""
+    )
+    parts = []
+    for rule, cap in config.rules():
+        rc = list(rule)
+        sel = ", ".join(rc)
+        nn = " AND ".join(f"{c} IS NOT NULL" for c in rc)
+        parts.append(
+            f"""SELECT p.node AS l, a.node AS r
+            FROM (SELECT node, {sel} FROM _allk WHERE is_probe AND {nn}) p
+            JOIN (SELECT {", ".join(f"a.{c}" for c in rc)} FROM _allk a
+                  SEMI JOIN (SELECT DISTINCT {sel} FROM _allk WHERE is_probe AND {nn}) q
+                  ON {" AND ".join(f"a.{c} = q.{c}" for c in rc)}
+                  GROUP BY ALL HAVING count(*) <= {int(cap)}) ok
+              ON {" AND ".join(f"p.{c} = ok.{c}" for c in rc)}
+            JOIN _allk a ON {" AND ".join(f"a.{c} = p.{c}" for c in rc)}
+            WHERE p.node <> a.node AND NOT (a.is_probe AND a.node < p.node)"""
+        )
+    res = con.execute(
+        "SELECT DISTINCT least(l, r) AS l, greatest(l, r) AS r FROM ("
+        + " UNION ALL ".join(parts)
+        + ") ORDER BY l, r"
+    ).fetchnumpy()
+    return np.asarray(res["l"], dtype=np.int64), np.asarray(res["r"], dtype=np.int64)
+
+
+def _signature(con: duckdb.DuckDBPyConnection, config: LinkageConfig, roles: list[RoleRef]) -> str:
+    """What must not change for an incremental run to be valid: config, roles, judgements."""
+    j = sorted(
+        map(
+            repr,
+            con.execute(
+                "SELECT a_source, a_file, a_row, a_role, b_source, b_file, b_row, b_role, same, "
+                "merge_ids FROM identity_judgement"
+            ).fetchall(),
+        )
+    )
+    text = repr((config, sorted(map(repr, roles)), j))
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+def _can_increment(con: duckdb.DuckDBPyConnection, sig: str) -> bool:
+    tables = _tables(con)
+    if not {"identity_link", "identity_run", "identity_params"} <= tables:
+        return False
+    if not {"file_hash", "node_id"} <= _columns(con, "identity_link"):
+        return False
+    row = con.execute(
+        "SELECT signature FROM identity_run ORDER BY run_at DESC, rowid DESC LIMIT 1"
+    ).fetchone()
+    return bool(row and row[0] == sig)
+
+
+def _split_new(con: duckdb.DuckDBPyConnection, incremental: bool) -> None:
+    """``_kept``: previous links of mentions whose (source, file, file hash, row, role) were
+    resolved before (they keep their link); ``_new``: every other mention (resolved now)."""
+    if incremental:
+        con.execute(
+            """CREATE OR REPLACE TEMP TABLE _kept AS
+            SELECT l.* FROM identity_link l JOIN person_mention m
+              ON l.source = m.source AND l.file = m.file AND l.row = m.row AND l.role = m.role
+             AND l.file_hash = m.file_hash"""
+        )
+        con.execute(
+            """CREATE OR REPLACE TEMP TABLE _kept_conflict AS
+            SELECT c.* FROM identity_conflict c SEMI JOIN _kept USING (source, file, row, role)"""
+        )
+        con.execute(
+            """CREATE OR REPLACE TEMP TABLE _kept_expl AS
+            SELECT e.* FROM identity_explanation e SEMI JOIN _kept USING (node_id)"""
+        )
+    else:
+        con.execute(
+            """CREATE OR REPLACE TEMP TABLE _kept AS SELECT source, file, row, role, file_hash,
+                NULL::VARCHAR AS person_id, NULL::VARCHAR AS method, NULL::DOUBLE AS probability,
+                NULL::VARCHAR AS cluster_id, NULL::VARCHAR AS node_id
+            FROM person_mention LIMIT 0"""
+        )
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _new AS SELECT source, file, row, role
+        FROM person_mention ANTI JOIN _kept USING (source, file, row, role)"""
+    )
+
+
+def _previous_persons(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """One index node per previously resolved person without an ID (``P`` ids) whose mentions
+    are kept, so that tonight's new mentions can join them instead of founding a new person."""
+    df = con.execute(
+        """SELECT k.person_id AS prev_pid, mode(m.name) AS name, min(m.id_raw) AS id_raw,
+            mode(m.village_code) AS village_code,
+            coalesce(min(o.owner), min('A:' || m.account)) AS acct
+        FROM _kept k JOIN person_mention m USING (source, file, row, role)
+        LEFT JOIN _acct_owner o ON o.account = m.account
+        WHERE k.person_id LIKE 'P%' AND m.name IS NOT NULL GROUP BY k.person_id"""
+    ).df()
+    df["idc"] = _candidate_id(df["id_raw"])
+    return df.drop(columns=["id_raw"])
+
+
+def _fuzzy_pool(con: duckdb.DuckDBPyConnection, judged: pd.DataFrame) -> pd.DataFrame:
+    """``_fz``: new mentions with no usable ID (or an ID conflict) not linked as handlers, each
+    with its group key; returns one row per group (identical attributes = one node)."""
+    _store(con, "_judged", judged, temp=True)
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _fz0 AS
+        SELECT m.source, m.file, m.row, m.role, m.name, m.id_raw, m.village_code,
+            m.township AS township_name, c.id AS conflict_id,
+            coalesce(o.owner, CASE WHEN m.account IS NOT NULL THEN 'A:' || m.account END) AS acct,
+            j.source IS NOT NULL AS judged
+        FROM person_mention m
+        SEMI JOIN _new USING (source, file, row, role)
+        LEFT JOIN identity_conflict c USING (source, file, row, role)
+        LEFT JOIN _handler_link h USING (source, file, row, role)
+        LEFT JOIN _acct_owner o ON o.account = m.account
+        LEFT JOIN (SELECT DISTINCT * FROM _judged) j USING (source, file, row, role)
+        WHERE (m.id IS NULL OR c.id IS NOT NULL) AND h.id IS NULL AND m.name IS NOT NULL"""
+    )
+    raw = con.execute("SELECT DISTINCT id_raw FROM _fz0 WHERE id_raw IS NOT NULL").df()
+    raw["idc"] = _candidate_id(raw["id_raw"])
+    _store(con, "_idc", raw, temp=True)
+    # a judged mention is its own node so that the judgement applies to it alone
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _fz AS
+        SELECT f.*, CASE WHEN f.conflict_id IS NULL THEN i.idc END AS idc,
+            substr(md5(concat_ws('\x1f', coalesce(f.name, '~'),
+                coalesce(CASE WHEN f.conflict_id IS NULL THEN i.idc END, '~'),
+                coalesce(f.village_code, '~'), coalesce(f.acct, '~'),
+                coalesce(f.township_name, '~'), coalesce(f.conflict_id, '~'),
+                CASE WHEN f.judged THEN f.source || '|' || f.file || '|' || CAST(f.row AS VARCHAR)
+                    || '|' || f.role ELSE '~' END)), 1, 16) AS gkey
+        FROM _fz0 f LEFT JOIN _idc i USING (id_raw)"""
+    )
+    return con.execute(
+        """SELECT gkey, any_value(name) AS name, any_value(idc) AS idc,
+            any_value(village_code) AS village_code, any_value(acct) AS acct,
+            any_value(conflict_id) AS conflict_id
+        FROM _fz GROUP BY gkey ORDER BY gkey"""
+    ).df()
 
 
 def resolve_identities(
@@ -291,6 +490,7 @@ def resolve_identities(
     roles: list[RoleRef] | None = None,
     config: LinkageConfig | None = None,
     retrain: bool = False,
+    full: bool = False,
 ) -> ResolveSummary:
     """Run identity resolution in the warehouse ``con`` and publish its tables and views.
 
@@ -298,24 +498,41 @@ def resolve_identities(
     ``retrain``: re-estimate the FS weights even when ``identity_params`` holds earlier ones
     (by default a warehouse that has been resolved before reuses its weights, so a night's run
     links new records against the same scale and person ids stay put).
+    ``full``: resolve every mention again. By default a run is *incremental* when the warehouse
+    was resolved before with the same configuration, roles and judgements: mentions whose
+    (source, file, file hash, row, role) were resolved keep their link, and only new mentions
+    are blocked and scored, against the person index and each other.
     """
     s = ResolveSummary()
     t = time.perf_counter()
     roles = roles or (roles_from_specs(specs) if specs is not None else default_roles())
     config = config or default_config()
     con.execute(JUDGEMENT_DDL)
+    con.execute(
+        "ALTER TABLE identity_judgement ADD COLUMN IF NOT EXISTS merge_ids BOOLEAN DEFAULT false"
+    )
     build_mentions(con, roles, s)
     s.mentions = con.execute("SELECT count(*) FROM person_mention").fetchone()[0]
+    model = None if retrain else _load_model(con, config)
+    sig = _signature(con, config, roles)
+    incremental = not full and model is not None and _can_increment(con, sig)
+    s.mode = "incremental" if incremental else "full"
+    _split_new(con, incremental)
+    s.new_mentions = con.execute("SELECT count(*) FROM _new").fetchone()[0]
+    prev_pids = _previous_pids(con)
     build_id_index(con)
     conflicts = find_conflicts(con)
+    conflicts = conflicts.rename(columns={"m_name": "name", "n_name": "registry_name"})[
+        ["source", "file", "row", "role", "id", "name", "registry_name", "kind", "detail"]
+    ]
+    _store(con, "identity_conflict", conflicts)
+    if incremental:
+        # judgement outcomes are recorded afresh below
+        con.execute(
+            "INSERT INTO identity_conflict SELECT * FROM _kept_conflict "
+            "WHERE kind NOT LIKE 'judgement%'"
+        )
     s.conflicts = len(conflicts)
-    _store(
-        con,
-        "identity_conflict",
-        conflicts.rename(columns={"m_name": "name", "n_name": "registry_name"})[
-            ["source", "file", "row", "role", "id", "name", "registry_name", "kind", "detail"]
-        ],
-    )
     s.seconds["exact"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -324,206 +541,305 @@ def resolve_identities(
     s.seconds["handlers"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    # the fuzzy pool: no usable ID, or an ID conflict; handler links already made are left out
-    fz = con.execute(
-        """SELECT m.source, m.file, m.row, m.role, m.name, m.id_raw, m.village_code,
-            m.account, m.township AS township_name, c.id AS conflict_id,
-            coalesce(o.owner, CASE WHEN m.account IS NOT NULL THEN 'A:' || m.account END) AS acct
-        FROM person_mention m
-        LEFT JOIN identity_conflict c USING (source, file, row, role)
-        LEFT JOIN _handler_link h USING (source, file, row, role)
-        LEFT JOIN _acct_owner o ON o.account = m.account
-        WHERE (m.id IS NULL OR c.id IS NOT NULL) AND h.id IS NULL AND m.name IS NOT NULL"""
+    jm = con.execute(
+        "SELECT a_source, a_file, a_row, a_role, b_source, b_file, b_row, b_role, same, "
+        "coalesce(merge_ids, false) AS merge_ids, analyst FROM identity_judgement"
     ).df()
-    fz["idc"] = _candidate_id(fz["id_raw"])
-    fz.loc[fz["conflict_id"].notna(), "idc"] = None
-    jmentions = con.execute(
-        "SELECT a_source, a_file, a_row, a_role, b_source, b_file, b_row, b_role, same "
-        "FROM identity_judgement"
-    ).df()
-    judged = set()
-    for side in ("a", "b"):
-        judged |= set(
-            zip(
-                jmentions[f"{side}_source"],
-                jmentions[f"{side}_file"],
-                jmentions[f"{side}_row"],
-                jmentions[f"{side}_role"],
-                strict=True,
+    judged = pd.concat(
+        [
+            jm[[f"{x}_source", f"{x}_file", f"{x}_row", f"{x}_role"]].set_axis(
+                ["source", "file", "row", "role"], axis=1
             )
-        )
-    fz["mkey"] = list(zip(fz["source"], fz["file"], fz["row"], fz["role"], strict=True))
-    gcols = ["name", "idc", "village_code", "acct", "township_name", "conflict_id"]
-    gkey = fz[gcols].astype(str).agg("\x1f".join, axis=1)
-    # a judged mention is its own node so that the judgement applies to it alone
-    solo = fz["mkey"].isin(judged)
-    gkey = gkey.where(~solo, "solo\x1f" + fz["mkey"].astype(str))
-    fz["group"] = pd.factorize(gkey)[0]
-    groups = fz.drop_duplicates("group")[["group", *gcols]].reset_index(drop=True)
-    # ID-judged mentions with a valid ID (must/cannot against them) join as their ID's node
-    ids = con.execute(
-        """SELECT n.id, n.name, n.village_code, n.in_registry,
-            (SELECT min(owner) FROM _acct_owner o WHERE o.owner = n.id) AS acct
-        FROM _id_node n"""
-    ).df()
-    id_nodes = pd.DataFrame(
-        {
-            "name": ids["name"],
-            "idc": ids["id"],
-            "village_code": ids["village_code"],
-            "acct": ids["acct"],
-            "reg_id": ids["id"].where(ids["in_registry"]),
-            "ext_id": ids["id"].where(~ids["in_registry"]),
-            "group": -1,
-        }
+            for x in ("a", "b")
+        ],
+        ignore_index=True,
+    ).astype({"row": "int32"})
+    groups = _fuzzy_pool(con, judged)
+    n_idx = _build_index(con)
+    prev = _previous_persons(con) if incremental else pd.DataFrame(columns=["prev_pid"])
+    loc = pd.concat(
+        [
+            groups.assign(reg_id=None, ext_id=None, prev_pid=None, is_probe=True),
+            prev.assign(reg_id=None, ext_id=None, conflict_id=None, gkey=None, is_probe=False),
+        ],
+        ignore_index=True,
     )
-    g_nodes = pd.DataFrame(
-        {
-            "name": groups["name"],
-            "idc": groups["idc"],
-            "village_code": groups["village_code"],
-            "acct": groups["acct"],
-            "reg_id": None,
-            "ext_id": None,
-            "group": groups["group"],
-            "conflict_id": groups["conflict_id"],
-        }
-    )
-    nodes = _node_frame(id_nodes, g_nodes)
-    n_id = len(id_nodes)
-    # fuzzy-group nodes whose ID conflicted must not be linked back to that ID
-    nodes["conflict_id"] = (
-        nodes["conflict_id"].astype(object).where(nodes["conflict_id"].notna(), None)
+    for c in ("name", "idc", "village_code", "acct", "conflict_id", "prev_pid", "gkey"):
+        loc[c] = loc[c].astype(object) if c in loc else None
+    loc = _node_frame(loc)
+    loc.insert(0, "node", np.arange(n_idx, n_idx + len(loc), dtype=np.int64))
+    _store(
+        con,
+        "_loc",
+        loc[["node", "is_probe", *_KEYS, "reg_id", "ext_id", "prev_pid", "conflict_id"]],
+        temp=True,
     )
     s.seconds["prepare"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    model = None if retrain else _load_model(con, config)
-    linker = Linker(nodes, config, model=model)
-    left, right = linker.candidate_pairs()
+    gl, gr = _sql_pairs(con, config) if len(groups) else (np.empty(0, np.int64),) * 2
+    s.seconds["blocking"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    # judgements -> global nodes (the ID nodes they name must be loaded)
+    node_of_gkey = dict(zip(loc["gkey"], loc["node"], strict=True))
+    node_of_prev = dict(zip(loc["prev_pid"], loc["node"], strict=True))
+    must: list[tuple[int, int, bool]] = []
+    cannot: list[tuple[int, int]] = []
+    must_rows: list[Any] = []
+
+    def node_of(key: tuple[str, str, int, str]) -> int | None:
+        r = con.execute(
+            """SELECT f.gkey, k.person_id, m.id FROM person_mention m
+            LEFT JOIN _fz f USING (source, file, row, role)
+            LEFT JOIN _kept k USING (source, file, row, role)
+            WHERE m.source = ? AND m.file = ? AND m.row = ? AND m.role = ?""",
+            [key[0], key[1], int(key[2]), key[3]],
+        ).fetchone()
+        if r is None:
+            return None
+        gkey, kept_pid, mid = r
+        if gkey is not None:
+            return node_of_gkey.get(gkey)
+        pid = kept_pid or mid
+        if pid is None:
+            return None
+        if pid in node_of_prev:
+            return int(node_of_prev[pid])
+        hit = con.execute("SELECT node FROM _id_node WHERE id = ?", [pid]).fetchone()
+        return int(hit[0]) if hit else None
+
+    for j in jm.itertuples(index=False):
+        a = node_of((j.a_source, j.a_file, j.a_row, j.a_role))
+        b = node_of((j.b_source, j.b_file, j.b_row, j.b_role))
+        if a is None or b is None:
+            log.warning("judgement refers to a mention not in this run: %s", j)
+            continue
+        if j.same:
+            must.append((a, b, bool(j.merge_ids)))
+            must_rows.append(j)
+        else:
+            cannot.append((a, b))
+    judged_nodes = np.array([x for p in [*must, *cannot] for x in p[:2]], dtype=np.int64)
+
+    # the local problem: probes, previous persons, and the index nodes they touch
+    need = np.unique(np.concatenate([gl, gr, judged_nodes]))
+    need = need[need < n_idx]
+    training = model is None
+    if training:
+        sample = con.execute(
+            f"SELECT node FROM _idx USING SAMPLE reservoir({_U_SAMPLE_NODES} ROWS) REPEATABLE (1)"
+        ).fetchnumpy()["node"]
+        need = np.union1d(need, np.asarray(sample, dtype=np.int64))
+    _store(con, "_need", pd.DataFrame({"node": need}), temp=True)
+    idx_local = con.execute(
+        f"SELECT node, is_probe, {', '.join(_KEYS)}, reg_id, ext_id, prev_pid, conflict_id "
+        "FROM _idx SEMI JOIN _need USING (node) ORDER BY node"
+    ).df()
+    nodes = pd.concat([idx_local, loc.drop(columns=["gkey"])], ignore_index=True)
+    glob = nodes["node"].to_numpy(dtype=np.int64)
+    nid = np.concatenate([("I:" + idx_local["idc"]).to_numpy(dtype=object), _loc_nid(loc)]).astype(
+        object
+    )
+
+    def pos(x: np.ndarray) -> np.ndarray:
+        return np.searchsorted(glob, x)
+
+    left, right = pos(gl), pos(gr)
+    must_l = [(int(pos(np.array([a]))[0]), int(pos(np.array([b]))[0]), m) for a, b, m in must]
+    cannot_l = [(int(pos(np.array([a]))[0]), int(pos(np.array([b]))[0])) for a, b in cannot]
+    # frequencies over the whole population, not just the loaded part
+    tf: dict[str, pd.Series] = {}
+    for comp in config.comparisons:
+        if comp.tf:
+            _store(con, "_tfv", pd.DataFrame({"v": nodes[comp.column].dropna().unique()}), True)
+            tfdf = con.execute(
+                f"""SELECT {comp.column} AS v, count(*) / (SELECT count({comp.column})
+                    FROM _allk)::DOUBLE AS f
+                FROM _allk SEMI JOIN _tfv ON _allk.{comp.column} = _tfv.v GROUP BY ALL"""
+            ).df()
+            tf[comp.key] = pd.Series(tfdf["f"].to_numpy(), index=tfdf["v"])
+    linker = Linker(nodes, config, model=model, tf=tf)
     cid = nodes["conflict_id"].to_numpy(dtype=object)
     idv = nodes["idc"].to_numpy(dtype=object)
+    # fuzzy-group nodes whose ID conflicted must not be linked back to that ID
     bad = ((cid[left] != None) & (cid[left] == idv[right])) | (  # noqa: E711
         (cid[right] != None) & (cid[right] == idv[left])  # noqa: E711
     )
     left, right = left[~bad], right[~bad]
+    left, right = linker._filter_pairs(left, right)
     g = linker.compare(left, right)
-    if model is None:
-        linker.train(left, right, g)
+    if training:
+        rng = np.random.default_rng(config.seed)
+        pool = np.flatnonzero(np.isin(glob, sample))
+        n_probe = len(groups)
+        if n_probe:
+            k = min(n_probe, max(1, round(len(pool) * n_probe / max(n_idx, 1))))
+            probes = np.flatnonzero(nodes["is_probe"].to_numpy(dtype=bool))
+            pool = np.concatenate([pool, rng.choice(probes, size=k, replace=False)])
+        ra = pool[rng.integers(0, len(pool), config.u_sample_pairs)]
+        rb = pool[rng.integers(0, len(pool), config.u_sample_pairs)]
+        keep = ra != rb
+        linker.train(left, right, g, random_pairs=(ra[keep], rb[keep]))
     pred = linker.score(left, right, g)
     s.candidate_pairs = len(left)
     s.seconds["score"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    node_of_group = dict(zip(nodes["group"].iloc[n_id:], nodes["node"].iloc[n_id:], strict=True))
-    node_of_id = dict(zip(ids["id"], range(n_id), strict=True))
-    fz["node"] = fz["group"].map(node_of_group)
-
-    def node_of(src: str, file: str, row: int, role: str) -> int | None:
-        hit = fz.loc[fz["mkey"] == (src, file, row, role), "node"]
-        if len(hit):
-            return int(hit.iloc[0])
-        r = con.execute(
-            "SELECT id FROM person_mention WHERE source=? AND file=? AND row=? AND role=?",
-            [src, file, int(row), role],
-        ).fetchone()
-        return node_of_id.get(r[0]) if r and r[0] else None
-
-    must, cannot = [], []
-    for j in jmentions.itertuples(index=False):
-        a = node_of(j.a_source, j.a_file, j.a_row, j.a_role)
-        b = node_of(j.b_source, j.b_file, j.b_row, j.b_role)
-        if a is None or b is None:
-            log.warning("judgement refers to a mention not in this run: %s", j)
-            continue
-        (must if j.same else cannot).append((a, b))
-    labels, used = linker.cluster(pred, must_link=must, cannot_link=cannot)
+    cl_notes: list[tuple[int, str]] = []
+    labels, used = linker.cluster(pred, must_link=must_l, cannot_link=cannot_l, notes=cl_notes)
     s.seconds["cluster"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    _publish(con, nodes, n_id, fz, labels, pred, used, must, roles, s)
+    _record_judgement_conflicts(con, must_rows, cl_notes, s)
+    _publish(con, nodes, nid, labels, pred, used, must_l, prev_pids, roles, s, incremental)
     _save_model(con, linker.model, config)
+    con.execute(
+        """CREATE TABLE IF NOT EXISTS identity_run (run_at TIMESTAMP, mode VARCHAR,
+        signature VARCHAR, mentions BIGINT, new_mentions BIGINT, candidate_pairs BIGINT)"""
+    )
+    con.execute(
+        "INSERT INTO identity_run VALUES (current_timestamp, ?, ?, ?, ?, ?)",
+        [s.mode, sig, s.mentions, s.new_mentions, s.candidate_pairs],
+    )
     s.seconds["publish"] = time.perf_counter() - t
     return s
+
+
+def _loc_nid(loc: pd.DataFrame) -> np.ndarray:
+    """Stable node ids of the pandas-side nodes: ``G:`` + group key, ``P:`` + previous id."""
+    g = "G:" + loc["gkey"].astype("string")
+    p = "P:" + loc["prev_pid"].astype("string")
+    return g.fillna(p).to_numpy(dtype=object)
+
+
+def _record_judgement_conflicts(
+    con: duckdb.DuckDBPyConnection,
+    must_rows: list[Any],
+    notes: list[tuple[int, str]],
+    s: ResolveSummary,
+) -> None:
+    """A same-person judgement across two registry IDs: merged only when it says ``merge_ids``
+    (one person registered twice), refused otherwise; both are recorded in identity_conflict."""
+    rows = []
+    for k, what in notes:
+        j = must_rows[k]
+        params = [j.a_source, j.a_file, int(j.a_row), j.a_role]
+        params += [j.b_source, j.b_file, int(j.b_row), j.b_role]
+        ids = con.execute(
+            "SELECT (SELECT id FROM person_mention WHERE source=? AND file=? AND row=? AND role=?),"
+            " (SELECT id FROM person_mention WHERE source=? AND file=? AND row=? AND role=?)",
+            params,
+        ).fetchone()
+        who = f"analyst {j.analyst!r}" if j.analyst else "an analyst"
+        if what == "merged_exclusive":
+            kind = "judgement_merge"
+            detail = (
+                f"{who} judged this the same person as {j.b_source}/{j.b_file} row {j.b_row} "
+                f"({j.b_role}) with merge_ids: IDs {ids[0]} and {ids[1]} are one person"
+            )
+        else:
+            kind = "judgement_refused"
+            detail = (
+                f"{who} judged this the same person as {j.b_source}/{j.b_file} row {j.b_row} "
+                f"({j.b_role}), but that joins two different IDs ({ids[0]}, {ids[1]}); "
+                "not merged. Record the judgement with merge_ids=True if one person was "
+                "registered twice"
+            )
+        rows.append((j.a_source, j.a_file, int(j.a_row), j.a_role, ids[0], None, ids[1]))
+        rows[-1] = (*rows[-1], kind, detail)
+    if rows:
+        con.executemany("INSERT INTO identity_conflict VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        s.conflicts += len(rows)
 
 
 def _publish(
     con: duckdb.DuckDBPyConnection,
     nodes: pd.DataFrame,
-    n_id: int,
-    fz: pd.DataFrame,
+    nid: np.ndarray,
     labels: np.ndarray,
     pred: Any,
     used: np.ndarray,
-    must: list[tuple[int, int]],
+    must: list[tuple[int, int, bool]],
+    prev_pids: dict[str, str],
     roles: list[RoleRef],
     s: ResolveSummary,
+    incremental: bool,
 ) -> None:
-    # person id per cluster: registry ID > outside ID > previous P id > hash
-    reg = nodes["reg_id"].to_numpy(dtype=object)
-    ext = nodes["ext_id"].to_numpy(dtype=object)
-    cl = pd.DataFrame({"label": labels, "reg": reg, "ext": ext})
-    anchor = cl.groupby("label").agg(reg=("reg", "first"), ext=("ext", "first"))
-    pid = anchor["reg"].fillna(anchor["ext"])
-
-    fz["label"] = labels[fz["node"].to_numpy()]
-    fz["mstr"] = fz["source"] + "|" + fz["file"] + "|" + fz["row"].astype(str) + "|" + fz["role"]
-    need = fz[fz["label"].map(pid).isna()]
-    prev = _previous_pids(con)
-    new_pid: dict[int, str] = {}
-    if len(need):
-        for lab, grp in need.groupby("label"):
-            old = grp["mstr"].map(prev).dropna()
-            new_pid[int(lab)] = old.mode().iloc[0] if len(old) else _stable_pid(list(grp["mstr"]))
-    pid = pid.copy()
-    for k, v in new_pid.items():
-        pid.loc[k] = v
+    # person id per cluster: registry ID > outside ID > previous person > previous P id > hash
+    cl = pd.DataFrame(
+        {
+            "label": labels,
+            "reg": nodes["reg_id"].to_numpy(dtype=object),
+            "ext": nodes["ext_id"].to_numpy(dtype=object),
+            "prev": nodes["prev_pid"].to_numpy(dtype=object),
+        }
+    )
+    anchor = pd.DataFrame(index=pd.Index(np.unique(labels), name="label"))
+    for c in ("reg", "ext", "prev"):
+        anchor[c] = cl.dropna(subset=[c]).groupby("label")[c].min()
+    has_id = anchor["reg"].notna() | anchor["ext"].notna()
+    pid = anchor["reg"].fillna(anchor["ext"]).fillna(anchor["prev"])
 
     # link probability per node: best used edge touching it
-    prob = np.zeros(len(nodes))
+    n = len(nodes)
+    prob = np.zeros(n)
     ul, ur, up = pred.left[used], pred.right[used], pred.probability[used]
     np.maximum.at(prob, ul, up)
     np.maximum.at(prob, ur, up)
-    judged_nodes = {x for pair in must for x in pair}
-
-    has_anchor = pd.Series(labels).map(anchor["reg"].fillna(anchor["ext"]).notna()).to_numpy()
-    node_idx = fz["node"].to_numpy()
-    method = np.where(has_anchor[node_idx], "fuzzy", "unresolved").astype(object)
-    method[np.isin(node_idx, list(judged_nodes))] = "judgement"
-    fz["person_id"] = fz["label"].map(pid)
-    fz["method"] = method
-    fz["probability"] = np.where(method == "unresolved", np.nan, prob[node_idx])
-    fz.loc[fz["method"] == "judgement", "probability"] = 1.0
-    fz["cluster_id"] = fz["label"]
-    fz["node_id"] = node_idx
-
-    idmap = pd.DataFrame(
+    judged_nodes = {x for pair in must for x in pair[:2]}
+    is_group = np.array([isinstance(x, str) and x.startswith("G:") for x in nid])
+    gi = np.flatnonzero(is_group)
+    method = np.where(has_id.reindex(labels[gi]).to_numpy(), "fuzzy", "unresolved").astype(object)
+    method[np.isin(gi, list(judged_nodes))] = "judgement"
+    gprob = np.where(method == "unresolved", np.nan, prob[gi])
+    gprob[method == "judgement"] = 1.0
+    grp = pd.DataFrame(
         {
-            "id": nodes["idc"].iloc[:n_id].to_numpy(),
-            "person_id": pid.reindex(labels[:n_id]).to_numpy(),
-            "cluster_id": labels[:n_id],
-            "node_id": np.arange(n_id),
+            "gkey": [x[2:] for x in nid[gi]],
+            "label": labels[gi],
+            "person_id": pid.reindex(labels[gi]).to_numpy(dtype=object),
+            "method": method,
+            "probability": gprob,
+            "node_id": nid[gi],
         }
     )
-    fzl = fz[
-        [
-            "source",
-            "file",
-            "row",
-            "role",
-            "person_id",
-            "method",
-            "probability",
-            "cluster_id",
-            "node_id",
-        ]
-    ]
-    _store(con, "_idmap", idmap, temp=True)
-    _store(con, "_fzl", fzl, temp=True)
+    _store(con, "_grp", grp, temp=True)
+    # clusters without an anchor: the previous run's P id of their mentions, else a hash
+    _store(
+        con,
+        "_prevp",
+        pd.DataFrame({"mstr": list(prev_pids), "prev": list(prev_pids.values())}),
+        temp=True,
+    )
+    free = con.execute(
+        """SELECT g.label, min(f.source || '|' || f.file || '|' || CAST(f.row AS VARCHAR) || '|'
+                || f.role) AS first_key, mode(p.prev) AS prev
+        FROM _fz f JOIN _grp g USING (gkey)
+        LEFT JOIN _prevp p ON p.mstr = f.source || '|' || f.file || '|' || CAST(f.row AS VARCHAR)
+            || '|' || f.role
+        WHERE g.person_id IS NULL GROUP BY g.label"""
+    ).df()
+    free["pid"] = free["prev"].where(free["prev"].notna(), free["first_key"].map(_stable_key_pid))
+    _store(con, "_free", free[["label", "pid"]], temp=True)
     con.execute(
-        """CREATE OR REPLACE TABLE identity_link AS
-        SELECT m.source, m.file, m.row, m.role,
-            coalesce(f.person_id, hm.person_id, im.person_id) AS person_id,
+        "UPDATE _grp SET person_id = f.pid FROM _free f "
+        "WHERE _grp.label = f.label AND _grp.person_id IS NULL"
+    )
+    lab_pid = dict(zip(free["label"], free["pid"], strict=True))
+
+    # index nodes that took part: their cluster's person (an outside ID joined to a registry ID)
+    ii = np.flatnonzero(np.array([isinstance(x, str) and x.startswith("I:") for x in nid]))
+    ipid = pid.reindex(labels[ii]).to_numpy(dtype=object)
+    idmap = pd.DataFrame({"id": [x[2:] for x in nid[ii]], "person_id": ipid})
+    idmap = idmap[idmap["person_id"].notna() & (idmap["person_id"] != idmap["id"])]
+    _store(con, "_idmap", idmap, temp=True)
+    del lab_pid
+
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _newlink AS
+        SELECT m.source, m.file, m.row, m.role, m.file_hash,
+            coalesce(f.person_id, hm.person_id, h.id, im.person_id, m.id) AS person_id,
             CASE WHEN f.method IS NOT NULL THEN f.method
                  WHEN h.id IS NOT NULL THEN 'fuzzy'
                  WHEN m.id_status = 'upgraded15' THEN 'upgraded15'
@@ -532,13 +848,22 @@ def _publish(
             CASE WHEN f.method IS NOT NULL THEN f.probability
                  WHEN h.id IS NOT NULL THEN h.probability
                  WHEN m.id IS NOT NULL THEN 1.0 END AS probability,
-            coalesce(f.cluster_id, hm.cluster_id, im.cluster_id) AS cluster_id,
-            coalesce(f.node_id, hm.node_id, im.node_id) AS node_id
+            NULL::VARCHAR AS cluster_id,
+            coalesce(f.node_id, 'I:' || h.id, 'I:' || m.id) AS node_id
         FROM person_mention m
-        LEFT JOIN _fzl f USING (source, file, row, role)
+        SEMI JOIN _new USING (source, file, row, role)
+        LEFT JOIN (SELECT z.source, z.file, z.row, z.role, g.* FROM _fz z JOIN _grp g USING (gkey))
+            f USING (source, file, row, role)
         LEFT JOIN _handler_link h USING (source, file, row, role)
         LEFT JOIN _idmap hm ON hm.id = h.id
         LEFT JOIN _idmap im ON im.id = m.id"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TABLE identity_link AS
+        SELECT source, file, row, role, file_hash, person_id, method, probability, cluster_id,
+            node_id FROM _newlink
+        UNION ALL SELECT source, file, row, role, file_hash, person_id, method, probability,
+            cluster_id, node_id FROM _kept"""
     )
     # mentions with neither name nor usable ID: unresolved, with a stable id of their own
     con.execute(
@@ -547,6 +872,8 @@ def _publish(
             method = 'unresolved'
         WHERE person_id IS NULL"""
     )
+    # one person = one cluster
+    con.execute("UPDATE identity_link SET cluster_id = person_id")
     counts = dict(
         con.execute("SELECT method, count(*) FROM identity_link GROUP BY method").fetchall()
     )
@@ -555,18 +882,29 @@ def _publish(
     s.judgement = counts.get("judgement", 0)
     s.unresolved = counts.get("unresolved", 0)
 
-    _publish_explanations(con, nodes, pred, used)
+    _publish_explanations(con, nodes, nid, pred, used, incremental)
     _publish_persons(con)
     s.persons = con.execute("SELECT count(*) FROM person").fetchone()[0]
     _publish_views(con, roles)
 
 
+def _stable_key_pid(key: str) -> str:
+    """Stable ``P`` id of a person with no ID: a hash of its first mention's key."""
+    return "P" + hashlib.sha1(key.encode("utf-8")).hexdigest()[:15].upper()
+
+
 def _publish_explanations(
-    con: duckdb.DuckDBPyConnection, nodes: pd.DataFrame, pred: Any, used: np.ndarray
+    con: duckdb.DuckDBPyConnection,
+    nodes: pd.DataFrame,
+    nid: np.ndarray,
+    pred: Any,
+    used: np.ndarray,
+    incremental: bool,
 ) -> None:
-    """Per fuzzy node: the comparisons of the strongest link that put it in its person."""
+    """Per linked node: the comparisons of the strongest link that put it in its person."""
     idx = np.flatnonzero(used)
-    rows = []
+    cols = ["node_id", "linked_to", "comparison", "level", "weight", "probability"]
+    ex = pd.DataFrame(columns=cols)
     if len(idx):
         both = pd.DataFrame(
             {
@@ -576,22 +914,42 @@ def _publish_explanations(
                 "p": np.concatenate([pred.probability[idx], pred.probability[idx]]),
             }
         )
-        best = both.sort_values("p", ascending=False).drop_duplicates("node")
-        for r in best.itertuples(index=False):
-            e = int(r.e)
-            other = nodes.iloc[int(r.other)]
-            desc = (
-                f"{other['name']} / ID {other['idc']}"
-                if other["idc"] is not None
-                else str(other["name"])
-            )
-            for j, name in enumerate(pred.weight_names):
-                lvl = int(pred.levels[e, j]) if j < pred.levels.shape[1] else None
-                rows.append((int(r.node), desc, name, lvl, float(pred.weights[e, j]), float(r.p)))
-    ex = pd.DataFrame(
-        rows, columns=["node_id", "linked_to", "comparison", "level", "weight", "probability"]
+        best = both.sort_values(["p", "e"], ascending=[False, True]).drop_duplicates("node")
+        other = best["other"].to_numpy()
+        name = nodes["name"].to_numpy(dtype=object)[other]
+        idc = nodes["idc"].to_numpy(dtype=object)[other]
+        desc = np.array(
+            [f"{a} / ID {b}" if b is not None else str(a) for a, b in zip(name, idc, strict=True)],
+            dtype=object,
+        )
+        e = best["e"].to_numpy()
+        k = len(pred.weight_names)
+        nl = pred.levels.shape[1]
+        lv = np.full((len(e), k), np.nan)
+        lv[:, :nl] = pred.levels[e]
+        ex = pd.DataFrame(
+            {
+                "node_id": np.repeat(nid[best["node"].to_numpy()], k),
+                "linked_to": np.repeat(desc, k),
+                "comparison": np.tile(np.array(pred.weight_names, dtype=object), len(e)),
+                "level": pd.array(lv.ravel(), dtype="Int64"),
+                "weight": pred.weights[e].ravel(),
+                "probability": np.repeat(best["p"].to_numpy(), k),
+            }
+        )
+    _store(con, "_ex", ex, temp=True)
+    con.execute(
+        """CREATE OR REPLACE TABLE identity_explanation AS
+        SELECT CAST(node_id AS VARCHAR) AS node_id, CAST(linked_to AS VARCHAR) AS linked_to,
+            CAST(comparison AS VARCHAR) AS comparison, CAST(level AS INTEGER) AS level,
+            CAST(weight AS DOUBLE) AS weight, CAST(probability AS DOUBLE) AS probability
+        FROM _ex"""
     )
-    _store(con, "identity_explanation", ex)
+    if incremental:
+        con.execute(
+            "INSERT INTO identity_explanation SELECT * FROM _kept_expl "
+            "WHERE node_id NOT IN (SELECT node_id FROM _ex)"
+        )
 
 
 def _publish_persons(con: duckdb.DuckDBPyConnection) -> None:
@@ -729,15 +1087,24 @@ def record_judgement(
     same: bool,
     analyst: str = "",
     note: str = "",
+    merge_ids: bool = False,
 ) -> None:
     """Store that mentions ``a`` and ``b`` (source, file, row, role) are / are not one person.
 
-    Every later :func:`resolve_identities` honours it: a must-link joins them (even across two
-    IDs: the analyst has seen the papers), a cannot-link keeps them apart.
+    Every later :func:`resolve_identities` honours it: a must-link joins them, a cannot-link
+    keeps them apart. A must-link between two different valid IDs (one person registered
+    twice) is only applied with ``merge_ids=True``, the analyst having seen the papers; without
+    it the run refuses the merge. Either outcome is recorded in ``identity_conflict``.
     """
     con.execute(JUDGEMENT_DDL)
     con.execute(
-        "INSERT INTO identity_judgement VALUES "
-        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, current_timestamp)",
-        [*a[:2], int(a[2]), a[3], *b[:2], int(b[2]), b[3], bool(same), analyst, note],
+        "ALTER TABLE identity_judgement ADD COLUMN IF NOT EXISTS merge_ids BOOLEAN DEFAULT false"
+    )
+    params = [*a[:2], int(a[2]), a[3], *b[:2], int(b[2]), b[3], bool(same), analyst, note]
+    params.append(bool(merge_ids))
+    con.execute(
+        "INSERT INTO identity_judgement (a_source, a_file, a_row, a_role, b_source, b_file, "
+        "b_row, b_role, same, analyst, note, created_at, merge_ids) VALUES "
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, current_timestamp, ?)",
+        params,
     )
