@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -129,7 +130,7 @@ class Exporter:
             )  # fmt: skip
         self.noise = Noiser(self._rng(12))
         self.fmt_rng = self._rng(13)
-        self.person_rows: list[list[str]] = []
+        self.ambiguous: set[tuple[str, str]] = set()  # (village, name) held by several people
         self.persons_fh = open(out / "truth" / "persons.csv", "w", encoding="utf-8", newline="")  # noqa: SIM115
         self.persons_w = csv.writer(self.persons_fh, lineterminator="\n")
         self.persons_w.writerow(
@@ -166,7 +167,11 @@ class Exporter:
             return name, p.written_id(), (role, p.pid, name_col, force, id_col, "")
         lay = LAYOUT.get(src)
         iscale, nscale = (PAYMENT_ID_SCALE, 1.5) if lay is None else (lay[4], lay[5])
-        idv, inoise = self.noise.id(p.written_id(), iscale, critical)
+        # A planted row may still lose its ID when name + village identify the person alone.
+        safe_only = critical and (
+            p.ghost or p.hh is None or (p.hh.village.code, p.name) in self.ambiguous
+        )
+        idv, inoise = self.noise.id(p.written_id(), iscale, safe_only)
         if inoise in ("id_missing", "id_typo", "id_transpose") or (critical and inoise):
             name, nnoise = (p.name, "") if critical else self.noise.name(p.name, 0.0)
         else:
@@ -185,6 +190,10 @@ class Exporter:
     def write_town(self, data: TownData) -> None:
         t = data.town
         s = self.sinks
+        seen: Counter[tuple[str, str]] = Counter(
+            (v.code, p.name) for v in t.villages for hh in v.households for p in hh.members
+        )
+        self.ambiguous = {k for k, n in seen.items() if n > 1}
         for v in t.villages:
             for hh in v.households:
                 for p in hh.members:

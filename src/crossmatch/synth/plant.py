@@ -126,12 +126,12 @@ class Planter:
         self._business(q)
         self._underage(q)
         self._farmland(q)
+        self._deceased(q)
         self._ghost(q)
         self._duplicate(q)
         self._shared_account(q)
         self._cadre_account(q)
         self._supplier(q)
-        self._deceased(q)
         self._natural_traps()
         self._check_suppliers()
         self._fix_handlers()
@@ -743,46 +743,20 @@ class Planter:
 
     def _cadre_account(self, q: int) -> None:
         d, b, rng = self.d, self.b, self.rng
-        cadres = [x[0] for x in d.cadres if not x[0].busy and x[0].death is None]
-        payees = self._payee_streams("养老金")
-        for k in range(2 * q):
-            kind = ("case", "filed")[k % 2]
-            cad = self._take(cadres)
-            p = self._take(payees)
-            if cad is None or p is None:
-                break
-            if cad.hh is p.hh:
-                continue
-            self._crit(p)
-            cad.busy = True
-            b.account(cad, rng, d)
-            first = 1 if k % 4 < 2 else int(rng.integers(2, 10))
-            for x in self._pays(p, "养老金"):
-                if x.month >= first:
-                    x.account, x.bank = cad.account, cad.bank
-            if kind == "case":
-                self.later.append(
-                    ("cadre_account", "case", p.pid,
-                     lambda p=p, f=first: [
-                         m for m in self._paid_months(p, "养老金") if int(m[5:]) >= f
-                     ],
-                     f"资金进入村干部{cad.name}账户")
-                )  # fmt: skip
-            else:
-                d.proxies.append((p, cad, cad.account, D(2024, 12, 20), True))
-                for m in self._paid_months(p, "养老金"):
-                    if int(m[5:]) >= first:
-                        d.plant("cadre_account", "trap", p.pid, m, "已备案代领")
         # trap: payment to the account of the recipient's son/daughter who is a cadre
         n = 0
-        streams = set(self._payee_streams("养老金"))
+        streams = {
+            id(p): item
+            for item in ("高龄津贴", "残疾人两项补贴", "养老金")
+            for p in self._payee_streams(item)
+        }
         for cad, _v, *_ in list(d.cadres):
             if n >= q or cad.busy or cad.hh is None:
                 continue
             parents = [
                 p
                 for p in cad.hh.members
-                if p in streams
+                if id(p) in streams
                 and (
                     (cad.rel == "户主" and p.rel == "父母") or (cad.rel == "子" and p.rel == "户主")
                 )
@@ -793,11 +767,50 @@ class Planter:
             self._crit(p)
             cad.busy = True
             b.account(cad, rng, d)
-            for x in self._pays(p, "养老金"):
+            item = streams[id(p)]
+            for x in self._pays(p, item):
                 x.account, x.bank = cad.account, cad.bank
-            for m in self._paid_months(p, "养老金"):
+            for m in self._paid_months(p, item):
                 d.plant("cadre_account", "trap", p.pid, m, "资金进入其子女(村干部)账户")
             n += 1
+        cadres = [x[0] for x in d.cadres if not x[0].busy and x[0].death is None]
+        payees = [
+            (p, item)
+            for item in ("养老金", "残疾人两项补贴", "高龄津贴")
+            for p in self._payee_streams(item)
+        ]
+        k = 0
+        while k < 2 * q:
+            kind = ("case", "filed")[k % 2]
+            cad = self._take(cadres)
+            pick = self._take(payees)
+            if cad is None or pick is None:
+                break
+            p, item = pick
+            if cad.hh is p.hh or p.busy:
+                cadres.append(cad)
+                continue
+            k += 1
+            self._crit(p)
+            cad.busy = True
+            b.account(cad, rng, d)
+            first = 1 if k % 4 < 2 else int(rng.integers(2, 10))
+            for x in self._pays(p, item):
+                if x.month >= first:
+                    x.account, x.bank = cad.account, cad.bank
+            if kind == "case":
+                self.later.append(
+                    ("cadre_account", "case", p.pid,
+                     lambda p=p, f=first, it=item: [
+                         m for m in self._paid_months(p, it) if int(m[5:]) >= f
+                     ],
+                     f"{item}进入村干部{cad.name}账户")
+                )  # fmt: skip
+            else:
+                d.proxies.append((p, cad, cad.account, D(2024, 12, 20), True))
+                for m in self._paid_months(p, item):
+                    if int(m[5:]) >= first:
+                        d.plant("cadre_account", "trap", p.pid, m, "已备案代领")
 
     def _over_standard(self, q: int) -> None:
         d, rng = self.d, self.rng
@@ -889,7 +902,7 @@ class Planter:
 
     def _deceased(self, q: int) -> None:
         d, b, rng = self.d, self.b, self.rng
-        cands = self._payee_streams("养老金")
+        cands = self._payee_streams("养老金") + self._payee_streams("残疾人两项补贴")
         for k in range(2 * q):
             p = self._take(cands)
             if p is None:
