@@ -123,7 +123,7 @@ class IngestSummary:
             "dups",
             "s",
         )
-        body = [
+        body: list[tuple[Any, ...]] = [
             (
                 s["source"],
                 s["files"],
@@ -286,7 +286,7 @@ def process_batch(st: _FileState, batch: pl.DataFrame) -> tuple[pl.DataFrame, pl
         for suffix, s in values.items():
             out_cols[f.name + suffix] = s
         label = st.header[idx] if idx is not None else f.name
-        msg = pl.when(pl.col("e").is_not_null()).then(pl.lit(f"{label}: ") + pl.col("e"))
+        msg: pl.Expr = pl.when(pl.col("e").is_not_null()).then(pl.lit(f"{label}: ") + pl.col("e"))
         if f.required:
             msg = (
                 pl.when(pl.col("v").is_null() & pl.col("e").is_null())
@@ -683,7 +683,11 @@ def ingest(
             raise InputFileError(f"unknown source(s): {', '.join(unknown)}")
         specs = [s for s in specs if s.id in only]
     own = not isinstance(warehouse_path, duckdb.DuckDBPyConnection)
-    con = warehouse.connect(warehouse_path) if own else warehouse_path  # type: ignore[arg-type]
+    con: duckdb.DuckDBPyConnection = (
+        warehouse_path
+        if isinstance(warehouse_path, duckdb.DuckDBPyConnection)
+        else warehouse.connect(warehouse_path)
+    )
     t0 = time.perf_counter()
     summary = IngestSummary(run_id=uuid.uuid4().hex[:12])
     try:

@@ -8,12 +8,21 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from crossmatch import normalize
-from crossmatch.spec.common import LocDict, LocList, Problems, line_of, load_yaml, nearest
+from crossmatch.spec.common import (
+    LocDict,
+    LocList,
+    Problem,
+    Problems,
+    line_of,
+    load_yaml,
+    nearest,
+)
 
 FORMATS = ("csv", "xlsx", "parquet")
 ENCODINGS = ("auto", "utf-8", "utf-8-sig", "gb18030", "gbk")
@@ -421,7 +430,7 @@ def load_sources(directory: str | Path = "sources") -> list[SourceSpec]:
     return specs
 
 
-def validate_sources(paths: dict[str, Any]) -> list:
+def validate_sources(paths: Mapping[str, Any]) -> list[Problem]:
     """Registered validator: problems in the source files of ``paths['sources']``."""
     d = paths.get("sources")
     if d is None:
