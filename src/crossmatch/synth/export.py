@@ -77,6 +77,9 @@ PAYMENT_FILES = {  # quarter -> (file, encoding, period style)
     3: ("finance/一卡通发放明细_2025Q3.csv", "utf-8", "cn"),
     4: ("finance/一卡通发放明细_2025Q4.csv", "gb18030", "dash"),
 }
+VILLAGE_CONTEXT = frozenset(
+    {"payment", "assistance", "elderly", "cadre", "land_contract", "farmland_subsidy"}
+)  # sources whose rows carry the village code
 PAYMENT_ID_SCALE = 1.4  # ~7-8% of payment rows carry no usable ID
 HEADERS: dict[str, list[str]] = {
     "hukou": ["户号", "姓名", "公民身份号码", "与户主关系", "性别", "民族", "出生日期", "户籍地址", "行政区划代码", "人员状态", "注销原因", "注销日期"],
@@ -167,9 +170,13 @@ class Exporter:
             return name, p.written_id(), (role, p.pid, name_col, force, id_col, "")
         lay = LAYOUT.get(src)
         iscale, nscale = (PAYMENT_ID_SCALE, 1.5) if lay is None else (lay[4], lay[5])
-        # A planted row may still lose its ID when name + village identify the person alone.
+        # A planted row may still lose its ID when the row names the village and name +
+        # village identify the person alone; elsewhere only resolvable noise.
         safe_only = critical and (
-            p.ghost or p.hh is None or (p.hh.village.code, p.name) in self.ambiguous
+            src not in VILLAGE_CONTEXT
+            or p.ghost
+            or p.hh is None
+            or (p.hh.village.code, p.name) in self.ambiguous
         )
         idv, inoise = self.noise.id(p.written_id(), iscale, safe_only)
         if inoise in ("id_missing", "id_typo", "id_transpose") or (critical and inoise):

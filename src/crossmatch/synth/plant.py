@@ -105,7 +105,7 @@ class Planter:
         for v in vs:
             if self.conc.get(v.code) != "conc_case":
                 for hh in v.households:
-                    if not hh.poor and rng.random() < 0.12:
+                    if not hh.poor and rng.random() < 0.16:
                         hh.poor = True
 
     # ------------------------------------------------------------------ after departments
@@ -251,6 +251,14 @@ class Planter:
             if count[k] == 12 and not p.busy and p.death is None and not p.role
         ]
 
+    def _acct(self, p: Person) -> str:
+        """The person's account, its bank-file row made critical (the holder must resolve)."""
+        self.b.account(p, self.rng, self.d)
+        self.d.accounts = [
+            (a, h, bk, o, c, crit or h is p) for a, h, bk, o, c, crit in self.d.accounts
+        ]
+        return p.account
+
     def _pays(self, p: Person, item: str | None = None) -> list[Pay]:
         return [x for x in self.idx.get(id(p), []) if item is None or x.item == item]
 
@@ -310,9 +318,7 @@ class Planter:
             if intent is None:
                 continue
             cases = [c for c in d.cases if c.village is v and c.end is None and not c.critical]
-            cases = [
-                c for c in cases if c.applicant.death is None and c.applicant.age_on(JAN1) >= 52
-            ]
+            cases = [c for c in cases if _head(c) and c.applicant.age_on(JAN1) >= 52]
             want = {"conc_case": 6, "conc_clan": 3, "conc_small": 1 + int(rng.random() < 0.25)}[
                 intent
             ]
@@ -331,7 +337,7 @@ class Planter:
         # traps: filed relatives; relative of another village's cadre; same surname unrelated
         villages = list(d.town.villages)
         pool = self._free_cases(min_members=1, conc=False)
-        pool = [c for c in pool if c.applicant.age_on(JAN1) >= 52]
+        pool = [c for c in pool if _head(c) and c.applicant.age_on(JAN1) >= 52]
         used_v: dict[str, int] = {}
 
         def take_spread() -> Case | None:
@@ -379,7 +385,7 @@ class Planter:
 
     def _approver_relative(self, q: int) -> None:
         d, b, rng = self.d, self.b, self.rng
-        pool = [c for c in self._free_cases() if c.applicant.age_on(JAN1) >= 52]
+        pool = [c for c in self._free_cases() if _head(c) and c.applicant.age_on(JAN1) >= 52]
         gov, gov_code = d.gov  # type: ignore[attr-defined]
         for k in range(q):
             c = self._take(pool)
@@ -684,7 +690,7 @@ class Planter:
                 n += 1
 
     def _shared_account(self, q: int) -> None:
-        d, b, rng = self.d, self.b, self.rng
+        d = self.d
         cands = self._payee_streams("养老金")
         by_hh: dict[str, list[Person]] = {}
         for p in cands:
@@ -697,7 +703,7 @@ class Planter:
             if h is None:
                 break
             self._crit(h)
-            b.account(h, rng, d)
+            self._acct(h)
             if kind == "one_household":
                 # spouses in one household share the husband's account
                 fam = next(
@@ -712,7 +718,7 @@ class Planter:
                     continue
                 payees = fam
                 acct_owner = fam[0]
-                b.account(acct_owner, rng, d)
+                self._acct(acct_owner)
                 for p in payees:
                     self._crit(p)
                     for x in self._pays(p, "养老金"):
@@ -742,7 +748,7 @@ class Planter:
             d.plant("shared_account", "case" if kind == "case" else "trap", h.pid, "", note)
 
     def _cadre_account(self, q: int) -> None:
-        d, b, rng = self.d, self.b, self.rng
+        d, rng = self.d, self.rng
         # trap: payment to the account of the recipient's son/daughter who is a cadre
         n = 0
         streams = {
@@ -766,7 +772,7 @@ class Planter:
             p = parents[0]
             self._crit(p)
             cad.busy = True
-            b.account(cad, rng, d)
+            self._acct(cad)
             item = streams[id(p)]
             for x in self._pays(p, item):
                 x.account, x.bank = cad.account, cad.bank
@@ -793,7 +799,7 @@ class Planter:
             k += 1
             self._crit(p)
             cad.busy = True
-            b.account(cad, rng, d)
+            self._acct(cad)
             first = 1 if k % 4 < 2 else int(rng.integers(2, 10))
             for x in self._pays(p, item):
                 if x.month >= first:
@@ -1031,6 +1037,11 @@ class Planter:
             if crit or not linked:
                 keep.append(row)
         d.procurement = keep
+
+
+def _head(c: Case) -> bool:
+    """The applicant is the living household head, so kin paths start from the 户主."""
+    return c.applicant.rel == "户主" and c.applicant.death is None
 
 
 def _changes(name: str, label: str) -> bool:
