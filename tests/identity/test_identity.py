@@ -211,3 +211,55 @@ def _links(con: duckdb.DuckDBPyConnection) -> pd.Series:
         .df()
         .set_index(["source", "file", "row", "role"])["person_id"]
     )
+
+
+def test_incremental_run_touches_only_new_mentions():
+    con = duckdb.connect()
+    c = build(con, n=300, seed=7)
+    first = resolve(con)
+    assert first.mode == "full"
+    before = _links(con)
+    full_pairs = first.candidate_pairs
+
+    # tonight: a new payment file: known payees without ID / with a homophone name, and a ghost
+    pay = con.execute("SELECT * FROM src_payment WHERE payee_id IS NOT NULL LIMIT 6").df()
+    new = pay.assign(_file="finance/pay2.csv", _file_hash="y", _row=range(2, 8))
+    new.loc[:2, ["payee_id", "payee_id_raw"]] = None
+    new.loc[:2, "payee_id_status"] = "missing"
+    new.loc[5, ["payee_name", "payee_name_raw", "payee_id", "payee_id_raw", "account"]] = [
+        "端木飞雪", "端木飞雪", None, None, "6228000000000001"]  # fmt: skip
+    new.loc[5, "payee_id_status"] = "missing"
+    con.register("_new_rows", new)
+    con.execute("INSERT INTO src_payment SELECT * FROM _new_rows")
+    second = resolve(con)
+    assert second.mode == "incremental"
+    assert second.new_mentions == 6
+    assert second.candidate_pairs < full_pairs / 10
+    after = _links(con)
+    # every earlier mention kept its person
+    assert after.reindex(before.index).tolist() == before.tolist()
+    # the new mentions: the ID-less known payees join their person, the ghost stays alone
+    for i in range(5):
+        assert after[("payment", "finance/pay2.csv", i + 2, "payee")] == pay.payee_id[i]
+    ghost = after[("payment", "finance/pay2.csv", 7, "payee")]
+    assert ghost.startswith("P") and (after == ghost).sum() == 1
+    methods = con.execute(
+        "SELECT method FROM identity_link WHERE file = 'finance/pay2.csv' ORDER BY row"
+    ).fetchall()
+    assert [m for (m,) in methods][:3] == ["fuzzy"] * 3
+
+    # a changed file (new hash) is resolved again; a full run gives the same ids
+    con.execute("UPDATE src_shareholder SET _file_hash = 'z'")
+    third = resolve(con)
+    assert third.mode == "incremental"
+    assert third.new_mentions == con.execute("SELECT count(*) FROM src_shareholder").fetchone()[0]
+    now = _links(con)
+    other = now.index.get_level_values("source") != "shareholder"
+    assert now[other].tolist() == after.reindex(now.index)[other].tolist()
+    # a full run re-decides everything; ids stay put (the ghost keeps its P id), and at most
+    # the odd name-only mention, re-decided on different evidence, may move
+    resolve(con, full=True)
+    full = _links(con).reindex(after.index)
+    assert full[("payment", "finance/pay2.csv", 7, "payee")] == ghost
+    assert (full == after).mean() > 0.99
+    assert c.ghosts  # the county did plant ghosts

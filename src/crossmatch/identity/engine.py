@@ -271,21 +271,37 @@ class Linker:
         return pred
 
     def _ambiguous(self, pred: Prediction, sel: np.ndarray) -> np.ndarray:
-        """Edges from a non-anchored node to anchored nodes where the top two are too close."""
-        anchored = np.zeros(len(self.df), dtype=bool)
-        for c in self.config.exclusive:
-            anchored |= self.df[c].notna().to_numpy()
+        """Edges from a non-anchored node to anchored nodes where the best two *different*
+        anchors (several nodes may carry the same person) are too close to call. A boolean
+        ``_kept`` column in ``df`` marks nodes that are anchored but not rivals."""
+        anchor = np.full(len(self.df), None, dtype=object)
+        for c in reversed(self.config.exclusive):
+            v = self.df[c].to_numpy(dtype=object, na_value=None)
+            has = ~pd.isna(v)
+            anchor[has] = [f"{c}={x}" for x in v[has]]
+        anchored = anchor != None  # noqa: E711
+        if "_kept" in self.df:
+            # mentions linked on an earlier night stand for the evidence they are, like the
+            # probes of a full run: they do not count as rival persons
+            anchored &= ~self.df["_kept"].to_numpy(dtype=bool)
         idx = np.flatnonzero(sel & (anchored[pred.left] != anchored[pred.right]))
         if len(idx) == 0:
             return np.zeros(len(sel), dtype=bool)
-        probe = np.where(anchored[pred.left[idx]], pred.right[idx], pred.left[idx])
-        e = pd.DataFrame({"e": idx, "probe": probe, "w": pred.match_weight[idx]})
-        e = e.sort_values(["probe", "w"], ascending=[True, False])
-        first = e.groupby("probe")["w"].transform("first")
-        second = e.groupby("probe")["w"].transform(lambda x: x.iloc[1] if len(x) > 1 else -np.inf)
-        amb = (first - second) < self.config.ambiguity_margin
+        l_anch = anchored[pred.left[idx]]
+        probe = np.where(l_anch, pred.right[idx], pred.left[idx])
+        other = np.where(l_anch, pred.left[idx], pred.right[idx])
+        e = pd.DataFrame(
+            {"e": idx, "probe": probe, "a": anchor[other], "w": pred.match_weight[idx]}
+        )
+        best = e.groupby(["probe", "a"], sort=False)["w"].max().reset_index()
+        best = best.sort_values(["probe", "w"], ascending=[True, False])
+        first = best.groupby("probe")["w"].first()
+        second = best.groupby("probe")["w"].nth(1)
+        second = pd.Series(second.to_numpy(), index=best.loc[second.index, "probe"].to_numpy())
+        gap = first - second.reindex(first.index).fillna(-np.inf)
+        amb_probe = gap.index[(gap < self.config.ambiguity_margin).to_numpy()]
         out = np.zeros(len(sel), dtype=bool)
-        out[e.loc[amb, "e"].to_numpy()] = True
+        out[e.loc[e["probe"].isin(amb_probe), "e"].to_numpy()] = True
         return out
 
     def cluster(

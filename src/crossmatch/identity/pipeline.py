@@ -428,18 +428,34 @@ def _split_new(con: duckdb.DuckDBPyConnection, incremental: bool) -> None:
 
 
 def _previous_persons(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """One index node per previously resolved person without an ID (``P`` ids) whose mentions
-    are kept, so that tonight's new mentions can join them instead of founding a new person."""
+    """Index nodes for the kept mentions that were linked without an ID (fuzzy, judgement,
+    unresolved), one per distinct attribute set, anchored to the person they were linked to.
+
+    Why: tonight's new mentions must be able to reach a person through the evidence earlier
+    nights used (a name-only shareholder reached its ID through an ID-less payment with the
+    same name and account), and to join a person that has no ID at all (``P`` ids). The anchor
+    goes in the exclusive column of its kind, so a kept node and its ID node agree.
+    """
     df = con.execute(
-        """SELECT k.person_id AS prev_pid, mode(m.name) AS name, min(m.id_raw) AS id_raw,
-            mode(m.village_code) AS village_code,
-            coalesce(min(o.owner), min('A:' || m.account)) AS acct
+        """SELECT any_value(k.person_id) AS person_id, m.name, m.id_raw, m.village_code,
+            coalesce(o.owner, CASE WHEN m.account IS NOT NULL THEN 'A:' || m.account END) AS acct,
+            any_value(n.in_registry) AS in_registry
         FROM _kept k JOIN person_mention m USING (source, file, row, role)
         LEFT JOIN _acct_owner o ON o.account = m.account
-        WHERE k.person_id LIKE 'P%' AND m.name IS NOT NULL GROUP BY k.person_id"""
+        LEFT JOIN _id_node n ON n.id = k.person_id
+        WHERE k.method IN ('fuzzy', 'judgement', 'unresolved') AND m.name IS NOT NULL
+        GROUP BY k.person_id, m.name, m.id_raw, m.village_code, 5"""
     ).df()
     df["idc"] = _candidate_id(df["id_raw"])
-    return df.drop(columns=["id_raw"])
+    reg = df["in_registry"].fillna(False).astype(bool)
+    known = df["in_registry"].notna()
+    df["reg_id"] = df["person_id"].where(known & reg)
+    df["ext_id"] = df["person_id"].where(known & ~reg)
+    df["prev_pid"] = df["person_id"].where(~known)
+    df["kept_key"] = (
+        df["person_id"] + "|" + df.index.astype(str)
+    )  # node id suffix; only needs to be unique within the run
+    return df.drop(columns=["id_raw", "in_registry", "person_id"])
 
 
 def _fuzzy_pool(con: duckdb.DuckDBPyConnection, judged: pd.DataFrame) -> pd.DataFrame:
@@ -525,7 +541,14 @@ def resolve_identities(
     conflicts = conflicts.rename(columns={"m_name": "name", "n_name": "registry_name"})[
         ["source", "file", "row", "role", "id", "name", "registry_name", "kind", "detail"]
     ]
-    _store(con, "identity_conflict", conflicts)
+    _store(con, "_conflict", conflicts, temp=True)
+    con.execute(
+        """CREATE OR REPLACE TABLE identity_conflict AS SELECT CAST(source AS VARCHAR) AS source,
+            CAST(file AS VARCHAR) AS file, CAST(row AS INTEGER) AS row,
+            CAST(role AS VARCHAR) AS role, CAST(id AS VARCHAR) AS id,
+            CAST(name AS VARCHAR) AS name, CAST(registry_name AS VARCHAR) AS registry_name,
+            CAST(kind AS VARCHAR) AS kind, CAST(detail AS VARCHAR) AS detail FROM _conflict"""
+    )
     if incremental:
         # judgement outcomes are recorded afresh below
         con.execute(
@@ -556,15 +579,19 @@ def resolve_identities(
     ).astype({"row": "int32"})
     groups = _fuzzy_pool(con, judged)
     n_idx = _build_index(con)
-    prev = _previous_persons(con) if incremental else pd.DataFrame(columns=["prev_pid"])
+    prev = (
+        _previous_persons(con)
+        if incremental
+        else pd.DataFrame(columns=["reg_id", "ext_id", "prev_pid", "kept_key"])
+    )
     loc = pd.concat(
         [
             groups.assign(reg_id=None, ext_id=None, prev_pid=None, is_probe=True),
-            prev.assign(reg_id=None, ext_id=None, conflict_id=None, gkey=None, is_probe=False),
+            prev.assign(conflict_id=None, gkey=None, is_probe=False),
         ],
         ignore_index=True,
     )
-    for c in ("name", "idc", "village_code", "acct", "conflict_id", "prev_pid", "gkey"):
+    for c in ("name", "idc", "village_code", "acct", "conflict_id", "prev_pid", "gkey", "kept_key"):
         loc[c] = loc[c].astype(object) if c in loc else None
     loc = _node_frame(loc)
     loc.insert(0, "node", np.arange(n_idx, n_idx + len(loc), dtype=np.int64))
@@ -583,7 +610,9 @@ def resolve_identities(
     t = time.perf_counter()
     # judgements -> global nodes (the ID nodes they name must be loaded)
     node_of_gkey = dict(zip(loc["gkey"], loc["node"], strict=True))
-    node_of_prev = dict(zip(loc["prev_pid"], loc["node"], strict=True))
+    node_of_prev = dict(
+        zip(loc["prev_pid"].dropna(), loc["node"][loc["prev_pid"].notna()], strict=True)
+    )
     must: list[tuple[int, int, bool]] = []
     cannot: list[tuple[int, int]] = []
     must_rows: list[Any] = []
@@ -636,7 +665,8 @@ def resolve_identities(
         f"SELECT node, is_probe, {', '.join(_KEYS)}, reg_id, ext_id, prev_pid, conflict_id "
         "FROM _idx SEMI JOIN _need USING (node) ORDER BY node"
     ).df()
-    nodes = pd.concat([idx_local, loc.drop(columns=["gkey"])], ignore_index=True)
+    nodes = pd.concat([idx_local, loc.drop(columns=["gkey", "kept_key"])], ignore_index=True)
+    nodes["_kept"] = ~nodes["is_probe"].astype(bool) & (nodes["node"] >= n_idx)
     glob = nodes["node"].to_numpy(dtype=np.int64)
     nid = np.concatenate([("I:" + idx_local["idc"]).to_numpy(dtype=object), _loc_nid(loc)]).astype(
         object
@@ -709,7 +739,7 @@ def resolve_identities(
 def _loc_nid(loc: pd.DataFrame) -> np.ndarray:
     """Stable node ids of the pandas-side nodes: ``G:`` + group key, ``P:`` + previous id."""
     g = "G:" + loc["gkey"].astype("string")
-    p = "P:" + loc["prev_pid"].astype("string")
+    p = "K:" + loc["kept_key"].astype("string")
     return g.fillna(p).to_numpy(dtype=object)
 
 
