@@ -331,7 +331,7 @@ class Exporter:
                 )
         for no, p, v, plots, area, crit in data.land:
             n, i, ref = self._p(
-                "land_contract", "person", p, "承包方代表姓名", "承包方代表身份证号", crit
+                "land_contract", "contractor", p, "承包方代表姓名", "承包方代表身份证号", crit
             )
             s["land_contract"].write(
                 [no, n, i, v.name, v.code, plots, f"{area:.2f}"], [ref], mess=not crit
