@@ -351,7 +351,7 @@ def _sql_pairs(con: duckdb.DuckDBPyConnection, config: LinkageConfig) -> tuple[n
         sel = ", ".join(rc)
         nn = " AND ".join(f"{c} IS NOT NULL" for c in rc)
         parts.append(
-            f"""SELECT p.node AS l, a.node AS r
+            f"""SELECT p.node AS l, a.node AS r, {len(parts)} AS rule
             FROM (SELECT node, {sel} FROM _allk WHERE is_probe AND {nn}) p
             JOIN (SELECT {", ".join(f"a.{c}" for c in rc)} FROM _allk a
                   SEMI JOIN (SELECT DISTINCT {sel} FROM _allk WHERE is_probe AND {nn}) q
@@ -361,11 +361,16 @@ def _sql_pairs(con: duckdb.DuckDBPyConnection, config: LinkageConfig) -> tuple[n
             JOIN _allk a ON {" AND ".join(f"a.{c} = p.{c}" for c in rc)}
             WHERE p.node <> a.node AND NOT (a.is_probe AND a.node < p.node)"""
         )
-    res = con.execute(
-        "SELECT DISTINCT least(l, r) AS l, greatest(l, r) AS r FROM ("
-        + " UNION ALL ".join(parts)
-        + ") ORDER BY l, r"
-    ).fetchnumpy()
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _pairs AS SELECT least(l, r) AS l, greatest(l, r) AS r, rule "
+        "FROM (" + " UNION ALL ".join(parts) + ")"
+    )
+    if log.isEnabledFor(logging.INFO):
+        for rule, n in con.execute(
+            "SELECT rule, count(*) FROM _pairs GROUP BY rule ORDER BY 1"
+        ).fetchall():
+            log.info("blocking rule %s: %d pairs", "+".join(config.rules()[rule][0]), n)
+    res = con.execute("SELECT DISTINCT l, r FROM _pairs ORDER BY l, r").fetchnumpy()
     return np.asarray(res["l"], dtype=np.int64), np.asarray(res["r"], dtype=np.int64)
 
 
@@ -807,7 +812,9 @@ def _publish(
     )
     anchor = pd.DataFrame(index=pd.Index(np.unique(labels), name="label"))
     for c in ("reg", "ext", "prev"):
-        anchor[c] = cl.dropna(subset=[c]).groupby("label")[c].min()
+        # smallest value per cluster (sort + first: a groupby min on strings is per-group Python)
+        first = cl.dropna(subset=[c]).sort_values(c).drop_duplicates("label")
+        anchor[c] = first.set_index("label")[c]
     has_id = anchor["reg"].notna() | anchor["ext"].notna()
     pid = anchor["reg"].fillna(anchor["ext"]).fillna(anchor["prev"])
 
