@@ -70,7 +70,12 @@ def sample(persons: int, seed: int, out: Path) -> None:
     help="Source specs whose persons: blocks name the person roles (contract roles if absent).",
 )
 @click.option("--retrain", is_flag=True, help="Re-estimate match weights instead of reusing them.")
-def resolve(warehouse: Path, sources_dir: Path, retrain: bool) -> None:
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Resolve every mention again (default: only new or changed files' mentions).",
+)
+def resolve(warehouse: Path, sources_dir: Path, retrain: bool, full: bool) -> None:
     """Resolve every person-bearing record to one person (exact ID, fuzzy, or unresolved)."""
     import duckdb
 
@@ -85,7 +90,7 @@ def resolve(warehouse: Path, sources_dir: Path, retrain: bool) -> None:
 
         specs = load_sources(sources_dir)
     with duckdb.connect(str(warehouse)) as con:
-        summary = resolve_identities(con, specs, retrain=retrain)
+        summary = resolve_identities(con, specs, retrain=retrain, full=full or retrain)
     click.echo(summary.render())
 
 
