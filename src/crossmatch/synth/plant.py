@@ -613,7 +613,8 @@ class Planter:
         names = {p.name for p in d.town.persons}
         villages = d.town.villages
         for k in range(q):
-            age = int(rng.integers(62, 90))
+            item = ("养老金", "高龄津贴", "残疾人两项补贴")[k % 3]
+            age = int(rng.integers(82, 95)) if item == "高龄津贴" else int(rng.integers(62, 80))
             g = b.new_ghost(rng, d, "男" if k % 2 else "女", age)
             while g.name in names:
                 g.name = b.surname(rng) + b.given(g.sex, rng)
@@ -623,7 +624,6 @@ class Planter:
             g.account = f"6230{int(rng.integers(10**10, 10**11 - 1))}{b.account_no:05d}"[:19]
             g.bank = "来安农商银行"
             d.accounts.append((g.account, g, g.bank, D(2020, 3, 2), None, True))
-            item = ("养老金", "高龄津贴", "残疾人两项补贴")[k % 3]
             amt = {"养老金": 183.0, "高龄津贴": 100.0, "残疾人两项补贴": 90.0}[item]
             first = 1 if k % 2 == 0 else int(rng.integers(2, 9))
             for m in range(first, 13):
@@ -696,7 +696,8 @@ class Planter:
         for p in cands:
             by_hh.setdefault(p.hh.no if p.hh else "", []).append(p)
         hh_keys = sorted(by_hh)
-        holders = self._free_people(lambda p: 30 <= p.age_on(JAN1) <= 60)
+        # holders receive nothing themselves: their own household never counts as a recipient
+        holders = self._free_people(lambda p: 30 <= p.age_on(JAN1) <= 60 and not self._pays(p))
         for k in range(4 * q):
             kind = ("case", "one_household", "two", "filed")[k % 4]
             h = self._take(holders)
