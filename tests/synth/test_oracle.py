@@ -349,3 +349,171 @@ def test_shared_account(s: Sample, paid: list[dict]) -> None:
             homes[p["account"]].add(hh_of.get(p["pid"], p["pid"]))
     hits = {(holder[a], "") for a, h in homes.items() if len(h) >= 3}
     check(s, "shared_account", hits)
+
+
+# ------------------------------------------------------------------------------- kinship rules
+@pytest.fixture(scope="module")
+def close(s: Sample) -> dict[str, set[str]]:
+    """person -> close relatives (spouse, parents, children, siblings, children's spouses),
+    derived only from what the files show: registry relations to the head and marriages."""
+    rel: dict[str, set[str]] = defaultdict(set)
+    homes: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for _i, r in s.rows("hukou/户籍人口信息.csv"):
+        homes[r[0]][r[3]].append(r[2])
+    for h in homes.values():
+        head = h["户主"][0] if h["户主"] else None
+        spouse = h["配偶"][0] if h["配偶"] else None
+        kids = h["子"] + h["女"]
+        for a, b in [(head, spouse), *[(p, q) for p in h["父母"] for q in h["父母"] if p != q]]:
+            if a and b:
+                rel[a].add(b)
+        for parent in (head, spouse):
+            for k in kids if parent else ():
+                rel[parent].add(k)
+                rel[k].add(parent)
+        for p in h["父母"]:
+            if head:
+                rel[head].add(p)
+                rel[p].add(head)
+        for k in kids:
+            rel[k] |= {x for x in kids if x != k}
+        for x in h["儿媳"]:
+            for parent in (head, spouse):
+                if parent:
+                    rel[parent].add(x)
+            if len(h["子"]) == 1:
+                rel[x].add(h["子"][0])
+                rel[h["子"][0]].add(x)
+    rows = s.rows("marriage/婚姻登记信息.csv")
+    m = "marriage/婚姻登记信息.csv"
+    divorced = {(s.pid(m, i, "husband"), s.pid(m, i, "wife")) for i, r in rows if r[0] == "离婚"}
+    for i, r in rows:
+        h, w = s.pid(m, i, "husband"), s.pid(m, i, "wife")
+        if r[0] == "结婚" and (h, w) not in divorced:
+            rel[h].add(w)
+            rel[w].add(h)
+    return rel
+
+
+@pytest.fixture(scope="module")
+def cadres(s: Sample) -> list[tuple[str, str, dt.date | None, dt.date | None]]:
+    rel = "organization/村（社区）干部花名册.csv"
+    return [
+        (s.pid(rel, i, "cadre"), r[4], parse_date(r[6]), parse_date(r[7])) for i, r in s.rows(rel)
+    ]
+
+
+def cadre_relative_hits(
+    s: Sample,
+    paid: list[dict],
+    households: dict[str, dict],
+    close: dict[str, set[str]],
+    cadres: list,
+) -> set[Key]:
+    filed = set()
+    rel = "organization/村干部近亲属享受民生资金备案表.csv"
+    for i, _r in s.rows(rel):
+        filed.add((s.pid(rel, i, "cadre"), s.pid(rel, i, "relative")))
+    hits = set()
+    for c, per in dibao_months(paid, households):
+        start, end = month_bounds(per)
+        for cad, village, t0, t1 in cadres:
+            if village != c["village"] or (t0 and t0 > end) or (t1 and t1 < start):
+                continue
+            kin = close.get(cad, set()) & c["members"]
+            if kin and not any((cad, m) in filed for m in c["members"]):
+                hits.add((c["applicant"], per))
+    return hits
+
+
+def test_cadre_relative_recipient(s, paid, households, close, cadres) -> None:  # type: ignore[no-untyped-def]
+    check(s, "cadre_relative_recipient", cadre_relative_hits(s, paid, households, close, cadres))
+
+
+def test_relative_concentration(s, paid, households, close, cadres) -> None:  # type: ignore[no-untyped-def]
+    from scipy.stats import hypergeom
+
+    flagged_cases = {a for a, _p in cadre_relative_hits(s, paid, households, close, cadres)}
+    paid_apps = {c["applicant"] for c, _per in dibao_months(paid, households)}
+    units: Counter[str] = Counter()
+    flagged: Counter[str] = Counter()
+    for c in households.values():
+        if c["applicant"] in paid_apps:
+            units[c["village"]] += 1
+            flagged[c["village"]] += c["applicant"] in flagged_cases
+    villages = sorted(units)
+    total, k_all = sum(units.values()), sum(flagged.values())
+    p = [hypergeom.sf(flagged[v] - 1, total, k_all, units[v]) for v in villages]
+    order = sorted(range(len(p)), key=lambda i: p[i])
+    q = [0.0] * len(p)
+    prev = 1.0
+    for rank in range(len(p) - 1, -1, -1):
+        prev = min(prev, p[order[rank]] * len(p) / (rank + 1))
+        q[order[rank]] = prev
+    hits = {(v, "") for v, qv in zip(villages, q, strict=True) if flagged[v] >= 3 and qv <= 0.05}
+    check(s, "relative_concentration", hits)
+
+
+def test_approver_relative(s: Sample, paid, households, close) -> None:  # type: ignore[no-untyped-def]
+    names: dict[str, set[str]] = defaultdict(set)
+    for _i, r in s.rows("hukou/户籍人口信息.csv"):
+        names[r[1]].add(r[2])
+    officials: dict[str, set[str]] = defaultdict(set)
+    for _i, r in s.rows("civil/低保特困救助对象花名册.xlsx"):
+        officials[r[1]] |= {r[12], r[13]}
+    case_of = {c["applicant"]: no for no, c in households.items()}
+    hits = set()
+    for c, _per in dibao_months(paid, households):
+        for official in officials[case_of[c["applicant"]]]:
+            for m in c["members"]:
+                if close.get(m, set()) & names.get(official, set()):
+                    hits.add((c["applicant"], ""))
+    check(s, "approver_relative", hits)
+
+
+def test_cadre_account(s: Sample, paid: list[dict], close, cadres) -> None:  # type: ignore[no-untyped-def]
+    holder = {}
+    for i, r in s.rows("bank/代发账户信息.csv"):
+        holder[r[0]] = s.pid("bank/代发账户信息.csv", i, "holder")
+    officials = {c[0] for c in cadres}
+    rel = "finance/财政供养人员信息.xlsx"
+    for i, r in s.rows(rel):
+        if r[5] != "公益性岗位":
+            officials.add(s.pid(rel, i, "person"))
+    filed = set()
+    rel = "civil/代领代管备案.csv"
+    for i, r in s.rows(rel):
+        filed.add((r[4], s.pid(rel, i, "beneficiary")))
+    hits = set()
+    for p in paid:
+        h = holder.get(p["account"])
+        kin = close.get(p["pid"], set())
+        if (
+            h in officials
+            and h != p["pid"]
+            and h not in kin
+            and (p["account"], p["pid"]) not in filed
+        ):
+            hits.add((p["pid"], p["period"]))
+    check(s, "cadre_account", hits)
+
+
+def test_supplier_official_link(s: Sample, close) -> None:  # type: ignore[no-untyped-def]
+    people: dict[str, set[str]] = defaultdict(set)
+    for i, r in s.rows("market/企业登记信息.csv"):
+        people[r[0]].add(s.pid("market/企业登记信息.csv", i, "legal_rep"))
+    for i, r in s.rows("market/企业股东出资信息.csv"):
+        people[r[0]].add(s.pid("market/企业股东出资信息.csv", i, "holder"))
+    staff: dict[str, set[str]] = defaultdict(set)
+    rel = "finance/财政供养人员信息.xlsx"
+    for i, r in s.rows(rel):
+        staff[r[3]].add(s.pid(rel, i, "person"))
+    rel = "education/学校教职工信息.csv"
+    for i, r in s.rows(rel):
+        staff[r[3]].add(s.pid(rel, i, "person"))
+    hits = set()
+    for _i, r in s.rows("education/学校食堂采购合同.csv"):
+        for o in staff.get(r[2], ()):
+            if people.get(r[4], set()) & ({o} | close.get(o, set())):
+                hits.add((r[4], ""))
+    check(s, "supplier_official_link", hits)

@@ -877,8 +877,14 @@ class Planter:
                 e = b.new_enterprise(d, t, rng, capital=500000.0, status="存续", kind="餐饮服务")
                 note = f"法定代表人为本校{post}{t.name}"
             elif kind == "relative":
-                rel = next((p for p in t.hh.members if p is not t and p.rel in ("配偶", "户主")
+                # the head is a close relative of a spouse, child or parent of the head; the
+                # head's spouse is one of the head's (a parent-in-law is not close)
+                want = {"户主": ("配偶",), "配偶": ("户主",), "子": ("户主",), "女": ("户主",),
+                        "父母": ("户主",)}.get(t.rel, ())  # fmt: skip
+                rel = next((p for p in t.hh.members if p is not t and p.rel in want
                             and p.death is None and 22 <= p.age_on(JAN1) <= 70), None)  # fmt: skip
+                if rel is None and t.rel not in ("户主", "配偶"):
+                    continue  # a spouse of their own would be a second spouse in the registry
                 if rel is not None and (rel.role or rel.busy):
                     continue
                 if rel is None:
