@@ -22,6 +22,7 @@ and then only their *distinct* values.
 
 from __future__ import annotations
 
+import datetime as _dt
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -88,7 +89,17 @@ _WS = r"[\s\u3000\ufeff]"
 def _blank_to_null(s: pl.Series) -> pl.Series:
     """Empty and whitespace-only cells become NULL (the one meaning of 'no value')."""
     s = s.cast(pl.String)
-    return _frame(s).select(_empty_null(pl.col("v").str.replace(f"^{_WS}+$", ""))).to_series()
+    v = pl.col("v")
+    return (
+        _frame(s)
+        .select(
+            pl.when(v.str.strip_chars(" \t\r\n\u3000\ufeff") == "")
+            .then(None)
+            .otherwise(v)
+            .alias("v")
+        )
+        .to_series()
+    )
 
 
 def _empty_null(e: pl.Expr) -> pl.Expr:
@@ -173,9 +184,13 @@ def _traditional_class() -> str:
     z.loaddict()
     chars: set[str] = set()
     for table in ("zh2Hans", "zh2CN"):
-        for key in z.zhcdicts[table]:
-            if key:
-                chars.add(key[0])
+        for key, value in z.zhcdicts[table].items():
+            # the characters a conversion actually changes (a phrase key's other characters
+            # are already simplified; flagging them would send most names through Python)
+            if len(key) == len(value):
+                chars.update(k for k, v in zip(key, value, strict=True) if k != v)
+            else:
+                chars.update(key)
     body = "".join(sorted(c for c in chars if c not in "\\]^-["))
     return f"[{body}]"
 
@@ -215,13 +230,40 @@ _FW_FROM = [*"０１２３４５６７８９ｘＸ"]
 _FW_TO = [*"0123456789XX"]
 
 
-def _check_char(first17: pl.Expr) -> pl.Expr:
-    total = pl.sum_horizontal(
-        first17.str.slice(i, 1).cast(pl.Int32, strict=False) * w for i, w in enumerate(_ID_WEIGHTS)
-    )
-    return (total % 11).replace_strict(
-        dict(enumerate(_ID_CHECK)), default=None, return_dtype=pl.String
-    )
+def _weighted_sum(s17: pl.Series) -> pl.Series:
+    """GB 11643 weighted digit sum of 17-digit strings (NULL when not 17 ASCII digits).
+
+    Computed per chunk (region 6, birth date 8, sequence 3 digits) on the chunk's *distinct*
+    values and mapped back: a county has few regions, ~40k birth dates and 1000 sequences, so
+    this costs a few dictionary look-ups per row instead of 17 digit extractions."""
+    total: pl.Series | None = None
+    for start, length in ((0, 6), (6, 8), (14, 3)):
+        chunk = s17.str.slice(start, length)
+        weights = _ID_WEIGHTS[start : start + length]
+        table = {
+            x: sum(int(d) * w for d, w in zip(x, weights, strict=True))
+            for x in chunk.drop_nulls().unique().to_list()
+            if len(x) == length and x.isascii() and x.isdigit()
+        }
+        part = chunk.replace_strict(table, default=None, return_dtype=pl.Int64)
+        total = part if total is None else total + part
+    assert total is not None
+    return total
+
+
+def _yyyymmdd_dates(s: pl.Series) -> pl.Series:
+    """YYYYMMDD strings -> dates (NULL when not a real date in 1880..2100), parsed once per
+    distinct value (a county has ~40k birth dates, IDs number millions)."""
+    table: dict[str, _dt.date] = {}
+    for x in s.drop_nulls().unique().to_list():
+        if len(x) == 8 and x.isascii() and x.isdigit():
+            try:
+                d = _dt.date(int(x[:4]), int(x[4:6]), int(x[6:]))
+            except ValueError:
+                continue
+            if 1880 <= d.year <= 2100:
+                table[x] = d
+    return s.replace_strict(table, default=None, return_dtype=pl.Date)
 
 
 def _yyyymmdd_ok(e: pl.Expr) -> pl.Expr:
@@ -248,34 +290,57 @@ def id_number(s: pl.Series, params: Mapping[str, Any]) -> Normalized:
     ``_sex`` (男/女) and ``_region`` (6-digit code) are derived from it. ``_raw`` keeps the
     cell. A bad ID never quarantines the row (identity resolution may still match it).
     Same result as ``crossmatch.idnumber.parse``."""
+    v = pl.col("v")
     c = (
-        pl.col("v")
-        .str.replace_many(_FW_FROM, _FW_TO)
-        .str.strip_chars()
-        .str.strip_chars_start("'")
-        .str.replace_all(" ", "", literal=True)
-        .str.replace_all("\u3000", "", literal=True)
-        .str.replace(r"^(\d+)\.0$", "$1")
-        .str.to_uppercase()
+        _frame(s)
+        .select(
+            v.str.replace_many(_FW_FROM, _FW_TO)
+            .str.strip_chars()
+            .str.strip_chars_start("'")
+            .str.replace_all(" ", "", literal=True)
+            .str.replace_all("\u3000", "", literal=True)
+            .str.to_uppercase()
+            .fill_null("")
+        )
+        .to_series()
     )
-    df = _frame(s).with_columns(c.fill_null("").alias("c"))
-    c = pl.col("c")
-    is15 = c.str.contains(r"^\d{15}$")
-    is18 = c.str.contains(r"^\d{17}[0-9X]$")
-    up17 = pl.when(is15).then(c.str.slice(0, 6) + pl.lit("19") + c.str.slice(6))
-    df = df.with_columns(up17.alias("u17"))
+    float_tail = c.str.ends_with(".0")  # an ID that went through a float column
+    if float_tail.any():
+        idx = float_tail.arg_true()
+        c = c.scatter(idx, c.gather(idx).str.replace(r"^([0-9]+)\.0$", "$1"))
+    df = pl.DataFrame({"c": c}).with_columns(
+        pl.col("c").str.contains(r"^[0-9]{15}$").alias("is15"),
+        pl.col("c").str.contains(r"^[0-9]{17}[0-9X]$").alias("is18"),
+    )
+    s17 = df.select(pl.when("is18").then(pl.col("c").str.slice(0, 17))).to_series()
+    if df["is15"].any():  # few rows: build their 17 digits apart (when/then computes all rows)
+        idx = df["is15"].arg_true()
+        c15 = c.gather(idx)
+        s17 = s17.scatter(idx, c15.str.slice(0, 6) + "19" + c15.str.slice(6))
+    df = df.with_columns(s17.alias("s17"), _weighted_sum(s17).alias("w"))
+    last = pl.col("c").str.slice(17, 1)
+    last_value = pl.when(last == "X").then(10).otherwise(last.cast(pl.Int64, strict=False))
     df = df.with_columns(
-        pl.when(is15)
-        .then(pl.col("u17") + _check_char(pl.col("u17")))
-        .when(is18)
-        .then(c)
-        .alias("s18")
+        pl.when("is15")
+        .then(
+            pl.col("s17")
+            + (pl.col("w") % 11).replace_strict(
+                dict(enumerate(_ID_CHECK)), default=None, return_dtype=pl.String
+            )
+        )
+        .when("is18")
+        .then(pl.col("c"))
+        .alias("s18"),
+        (pl.col("is15") | (pl.col("is18") & ((pl.col("w") + last_value) % 11 == 1)))
+        .fill_null(False)
+        .alias("check_ok"),
     )
-    s18 = pl.col("s18")
-    date_ok = _yyyymmdd_ok(s18.str.slice(6, 8)).fill_null(False)
-    check_ok = (_check_char(s18.str.slice(0, 17)) == s18.str.slice(17, 1)).fill_null(False)
+    s18, is15, is18 = pl.col("s18"), pl.col("is15"), pl.col("is18")
+    bd18 = _yyyymmdd_dates(df["s18"].str.slice(6, 8))
+    df = df.with_columns(bd18.alias("bd18"), bd18.is_not_null().alias("date_ok"))
+    date_ok = pl.col("date_ok")
     status = (
-        pl.when(c == "")
+        pl.when(pl.col("c") == "")
         .then(pl.lit("missing"))
         .when(is15 & date_ok)
         .then(pl.lit("upgraded15"))
@@ -283,20 +348,20 @@ def id_number(s: pl.Series, params: Mapping[str, Any]) -> Normalized:
         .then(pl.lit("bad_date"))
         .when(is18 & ~date_ok)
         .then(pl.lit("bad_date"))
-        .when(is18 & ~check_ok)
+        .when(is18 & ~pl.col("check_ok"))
         .then(pl.lit("bad_checksum"))
         .when(is18)
         .then(pl.lit("valid18"))
         .otherwise(pl.lit("bad_format"))
     )
-    df = df.with_columns(status.alias("st"))
-    good = pl.col("st").is_in(["valid18", "upgraded15"])
-    canon = pl.when(good).then(s18)
-    birth_src = pl.when(good | (is18 & date_ok)).then(s18)
+    df = df.with_columns(status.alias("st")).with_columns(
+        ((pl.col("st") == "valid18") | (pl.col("st") == "upgraded15")).alias("good")
+    )
+    good = pl.col("good")
     out = df.select(
-        canon.alias("id"),
+        pl.when(good).then(s18).alias("id"),
         pl.col("st"),
-        birth_src.str.slice(6, 8).str.to_date("%Y%m%d", strict=False).alias("bd"),
+        pl.when(good | (is18 & date_ok)).then(pl.col("bd18")).alias("bd"),
         pl.when(good)
         .then(
             pl.when(s18.str.slice(16, 1).cast(pl.Int32, strict=False) % 2 == 1)
@@ -353,14 +418,38 @@ def _date_expr(v: pl.Expr) -> pl.Expr:
 _EXCEL_EPOCH = __import__("datetime").date(1899, 12, 30)
 
 
+def _fast_then_full(s: pl.Series, fast: pl.Expr, full: Callable[[pl.Expr], pl.Expr]) -> pl.Series:
+    """``fast`` on every value, ``full`` only where ``fast`` gave NULL for a non-empty cell
+    (polars evaluates both branches of a when/then on every row, so split by hand)."""
+    out = _frame(s).select(fast.alias("v")).to_series()
+    miss = out.is_null() & s.is_not_null()
+    if miss.any():
+        idx = miss.arg_true()
+        slow = _frame(s.gather(idx)).select(full(pl.col("v")).alias("v")).to_series()
+        out = out.scatter(idx, slow)
+    return out
+
+
+def _parse_dates(s: pl.Series) -> pl.Series:
+    v = pl.col("v")
+    fast = pl.coalesce(
+        pl.when(v.str.len_bytes() == 10).then(v).str.to_date("%Y-%m-%d", strict=False),
+        pl.when(v.str.len_bytes() == 8).then(v).str.to_date("%Y%m%d", strict=False),
+    )
+    fast = pl.when(fast.dt.year().is_between(1880, 2100)).then(fast)
+    return _fast_then_full(s, fast, _date_expr)
+
+
 @normalizer("date", outputs={"": "DATE"})
 def date(s: pl.Series, params: Mapping[str, Any]) -> Normalized:
     """Calendar date from ``2024-03-05``, ``2024/3/5``, ``2024.3.5``, ``20240305``,
     ``2024年3月5日``, a date-time (time dropped), an xlsx date cell, or an Excel serial day
     number (e.g. ``45356``). Anything else is an error."""
-    out = _frame(s).select(
-        _date_expr(pl.col("v")).alias("d"),
-        _err(pl.col("v").is_not_null() & _date_expr(pl.col("v")).is_null(), "date").alias("e"),
+    d = _parse_dates(s)
+    out = (
+        _frame(s)
+        .with_columns(d.alias("d"))
+        .select("d", _err(pl.col("v").is_not_null() & pl.col("d").is_null(), "date").alias("e"))
     )
     return Normalized({"": out["d"]}, out["e"])
 
