@@ -36,7 +36,13 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--persons", type=int, default=8000, show_default=True, help="Residents to generate.")
+@click.option(
+    "--persons",
+    type=click.IntRange(min=200),
+    default=8000,
+    show_default=True,
+    help="Residents to generate (about; the sample is 8000).",
+)
 @click.option("--seed", type=int, default=7, show_default=True, help="Same seed, same bytes.")
 @click.option(
     "--out",

@@ -61,6 +61,8 @@ class Summary:
 
 def generate(persons: int, seed: int, out: Path | str) -> Summary:
     """Generate a county of about ``persons`` residents into ``out`` (replacing raw/, truth/)."""
+    if persons < 200:
+        raise ValueError(f"persons={persons}: a county needs at least 200 residents")
     t0 = time.perf_counter()
     out = Path(out)
     for sub in ("raw", "truth"):
