@@ -119,8 +119,8 @@ def test_malformed_rows_go_to_quarantine_with_reason_raw_and_lineage(county):
             "payment",
             "finance/q1.csv",
             5,
-            "row has 5 fields but the header has 7 (truncated "
-            "file, or a delimiter inside an unquoted value?)",
+            "row has 5 cells but the header has 7 (truncated "
+            "file, or a delimiter inside an unquoted value, or a value past the last column?)",
         ),
         ("payment", "finance/q1.csv", 6, "发放金额: empty, but the field 'amount' is required"),
     ]
@@ -265,8 +265,8 @@ def test_truncated_file_keeps_good_rows_quarantines_the_cut_one(county):
     assert q(county, "SELECT row, reason FROM quarantine") == [
         (
             5,
-            "row has 2 fields but the header has 7 (truncated file, or a delimiter inside an "
-            "unquoted value?)",
+            "row has 2 cells but the header has 7 (truncated file, or a delimiter inside an "
+            "unquoted value, or a value past the last column?)",
         )
     ]
 
@@ -394,3 +394,30 @@ def test_source_without_files_is_reported(county):
         f"roster: no file matches civil/*.xlsx under {county / 'raw'}. Fix: add the export, "
         f"or correct `files:` in {(county / 'sources/roster.yaml').as_posix()}."
     )
+
+
+def test_extra_cells_empty_are_fine_nonempty_are_quarantined(county, tmp_path):
+    write_csv(
+        county / "raw/finance/q1.csv", [PAY_HEADER + ",,", PAY_ROWS[0] + ",,", PAY_ROWS[1] + ",x"]
+    )
+    r = only(run(county), "loaded")
+    assert (r.rows_loaded, r.rows_quarantined) == (1, 1)
+    (tmp_path / "x/sources").mkdir(parents=True)
+    (tmp_path / "x/sources/roster.yaml").write_text(ROSTER_YAML, "utf-8")
+    write_xlsx(
+        tmp_path / "x/raw/civil/r.xlsx",
+        [
+            ["成员姓名", "成员身份证号", "月保障金额", "救助开始日期"],
+            ["张三", ID_A, 530, "2020-02-15"],
+            ["李四", ID_A, 530, "2020-02-15", None, "备注"],
+        ],
+    )
+    r = only(run(tmp_path / "x"), "loaded")
+    assert (r.rows_loaded, r.rows_quarantined) == (1, 1)
+    assert q(tmp_path / "x", "SELECT row, reason FROM quarantine") == [
+        (
+            3,
+            "row has 6 cells but the header has 4 (truncated file, or a delimiter inside an "
+            "unquoted value, or a value past the last column?)",
+        )
+    ]

@@ -328,8 +328,8 @@ def process_batch(st: _FileState, batch: pl.DataFrame) -> tuple[pl.DataFrame, pl
             pl.lit("row has ")
             + pl.col("_nf").cast(pl.String)
             + pl.lit(
-                f" fields but the header has {width} (truncated file, or a delimiter inside"
-                " an unquoted value?)"
+                f" cells but the header has {width} (truncated file, or a delimiter inside"
+                " an unquoted value, or a value past the last column?)"
             )
         ).alias("reason"),
         pl.struct(pl.col("_line").alias("line")).struct.json_encode().alias("raw"),

@@ -551,26 +551,12 @@ def read_xlsx_batches(
             f"Fix: open and re-save it in Excel/WPS as .xlsx, or check `sheet:`."
         ) from exc
     first = _xlsx_first_rows(path, sheet)
-    cols = df.columns
-    df = pl.DataFrame(
-        {
-            "_row": pl.int_range(first, first + df.height, eager=True).cast(pl.Int32),
-            "_fields": df.select(pl.concat_list([pl.col(c).cast(pl.String) for c in cols]))
-            .to_series()
-            .cast(pl.List(pl.String))
-            if cols
-            else pl.Series([], dtype=pl.List(pl.String)),
-        }
-    )
-    if df.height == 0:
+    if df.height == 0 or not df.columns:
         raise InputFileError(f"{path}: the sheet is empty. Fix: re-export the roster.")
-    rows = list(
-        zip(
-            df["_row"].head(HEADER_SCAN_ROWS).to_list(),
-            df["_fields"].head(HEADER_SCAN_ROWS).to_list(),
-            strict=True,
-        )
-    )
+    ncols = len(df.columns)
+    df = df.select([pl.col(c).cast(pl.String).alias(f"x{i}") for i, c in enumerate(df.columns)])
+    df = df.with_columns(pl.int_range(first, first + df.height, dtype=pl.Int32).alias("_row"))
+    rows = [(int(r[-1]), list(r[:-1])) for r in df.head(HEADER_SCAN_ROWS).rows()]
     if header_row is not None:
         match = [r for r in rows if r[0] == header_row]
         if not match:
@@ -581,30 +567,29 @@ def read_xlsx_batches(
         if picked is None:
             raise no_header_error(path, rows, aliases or set())
         hr, cells = picked
-    # trailing empty header cells come from formatting only
-    while cells and not cells[-1]:
+    while cells and not cells[-1]:  # trailing empty header cells come from formatting only
         cells.pop()
     info.header_row, info.header, info.encoding = hr, cells, "xlsx"
-    df = df.filter(pl.col("_row") > hr).with_columns(
-        pl.col("_fields").list.eval(pl.element().fill_null("")).list.join("\x1f").alias("_line")
-    )
-    df = df.filter(pl.col("_line").str.replace_all(r"[\s\x1f]", "") != "")
-    # ragged xlsx rows do not exist: trim the list to the header width
     width = len(cells)
-    df = df.with_columns(pl.col("_fields").list.head(width).alias("_fields"))
-    df = df.with_columns(
-        pl.when(pl.col("_fields").list.len() < width)
-        .then(
-            pl.concat_list(
-                pl.col("_fields"),
-                pl.lit(None, pl.String).repeat_by(width - pl.col("_fields").list.len()),
-            )
+    data = df.filter(pl.col("_row") > hr)
+    xs = [f"x{i}" for i in range(ncols)]
+    filled = [pl.col(x).fill_null("") for x in xs]
+    # a value beyond the header's last column makes the row ragged (quarantined, not cut)
+    nf: pl.Expr = pl.lit(width, pl.Int32)
+    for j in range(width, ncols):
+        nonempty = pl.col(xs[j]).str.strip_chars().fill_null("") != ""
+        nf = pl.when(nonempty).then(pl.lit(j + 1, pl.Int32)).otherwise(nf)
+    cols = [
+        (pl.col(xs[i]) if i < ncols else pl.lit(None, pl.String)).alias(f"c{i}")
+        for i in range(width)
+    ]
+    for off in range(0, data.height, XLSX_BATCH_ROWS):
+        b = data.slice(off, XLSX_BATCH_ROWS).select(
+            "_row", pl.concat_str(filled, separator="\x1f").alias("_line"), nf.alias("_nf"), *cols
         )
-        .otherwise(pl.col("_fields"))
-        .alias("_fields")
-    )
-    for off in range(0, df.height, XLSX_BATCH_ROWS):
-        yield df.slice(off, XLSX_BATCH_ROWS)
+        b = b.filter(pl.col("_line").str.strip_chars(" \t\r\n\x1f\u3000") != "")
+        if len(b):
+            yield b
 
 
 # ----------------------------------------------------------------------------- Parquet
