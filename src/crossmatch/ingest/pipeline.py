@@ -665,6 +665,7 @@ def ingest(
     *,
     only: list[str] | None = None,
     progress: Progress | None = None,
+    memory_limit: str = "1.5GB",
 ) -> IngestSummary:
     """Ingest every source's files; returns the summary (bad files are reported, not raised).
 
@@ -688,6 +689,10 @@ def ingest(
         if isinstance(warehouse_path, duckdb.DuckDBPyConnection)
         else warehouse.connect(warehouse_path)
     )
+    if own:
+        # DuckDB's buffer pool would otherwise grow towards 80% of RAM on a 30M-row county;
+        # it spills to disk beyond this, which keeps the whole ingest well under 4 GB
+        con.execute(f"SET memory_limit = '{memory_limit}'")
     t0 = time.perf_counter()
     summary = IngestSummary(run_id=uuid.uuid4().hex[:12])
     try:
