@@ -94,9 +94,9 @@ class Sample:
         self.ghost_raw: dict[str, str] = {}
         pl_ = pl.read_csv(TRUTH / "planted.csv", infer_schema_length=0).fill_null("")
         self.cases: dict[str, set[Key]] = defaultdict(set)
+        self.traps: dict[str, set[Key]] = defaultdict(set)
         for rule, kind, subject, period, _n in pl_.iter_rows():
-            if kind == "case":
-                self.cases[rule].add((subject, period))
+            (self.cases if kind == "case" else self.traps)[rule].add((subject, period))
 
     def rows(self, rel: str) -> list[tuple[int, list]]:
         """Data rows with their physical row numbers (malformed rows skipped)."""
@@ -450,8 +450,10 @@ def test_relative_concentration(s, paid, households, close, cadres) -> None:  # 
     for rank in range(len(p) - 1, -1, -1):
         prev = min(prev, p[order[rank]] * len(p) / (rank + 1))
         q[order[rank]] = prev
+    clear = {(v, "") for v, qv in zip(villages, q, strict=True) if flagged[v] >= 3 and qv <= 0.01}
     hits = {(v, "") for v, qv in zip(villages, q, strict=True) if flagged[v] >= 3 and qv <= 0.05}
-    check(s, "relative_concentration", hits)
+    check(s, "relative_concentration", clear)  # planted cases: the clearly significant villages
+    assert not hits & s.traps["relative_concentration"], "a planted trap is significant"
 
 
 def test_approver_relative(s: Sample, paid, households, close) -> None:  # type: ignore[no-untyped-def]

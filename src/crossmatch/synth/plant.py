@@ -162,7 +162,9 @@ class Planter:
             q[i] = prev
         for (code, units, kk, intent), qv in zip(stats, q, strict=True):
             note = f"{kk}/{units} recipient households are cadre relatives, q={qv:.2g} ({intent})"
-            if kk >= MIN_CASES and qv <= FDR:
+            # only clear outcomes are labelled: a q near the FDR level depends on details of
+            # the count (units, filed relatives) that a correct system may define otherwise
+            if kk >= MIN_CASES and qv <= FDR / 5:
                 rows.append(("relative_concentration", "case", code, "", note))
             elif 1 <= kk < MIN_CASES or (kk >= MIN_CASES and qv > 4 * FDR):
                 rows.append(("relative_concentration", "trap", code, "", note))
