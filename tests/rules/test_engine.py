@@ -106,7 +106,8 @@ def test_erroring_rule_does_not_stop_others(tmp_path: Path):
     shutil.copytree(RULES_DIR, rules)
     bad = (rules / "ghost_recipient.yaml").read_text(encoding="utf-8")
     # compiles against the contract but fails at run time (division by zero on a cast)
-    bad = bad.replace("sum(p.amount) AS amount", "sum(p.amount) / CAST('x' AS INTEGER) AS amount")
+    bad = bad.replace("sum(amount) AS amount", "sum(amount) / CAST('x' AS INTEGER) AS amount")
+    assert "CAST('x'" in bad
     (rules / "ghost_recipient.yaml").write_text(bad, encoding="utf-8")
     con = _dead_payee_warehouse()
     con.execute("INSERT INTO person (person_id, in_registry) VALUES ('G', false)")

@@ -61,7 +61,7 @@ def test_id_must_match_file_name(tmp_path):
 
 def test_undeclared_parameter_and_bad_default(tmp_path):
     text = GOOD.replace(
-        "WHERE p.payee_pid IS NULL", "WHERE {{ params.min_amont }} > 0 OR p.payee_pid IS NULL"
+        "WHERE payee_pid IS NULL", "WHERE {{ params.min_amont }} > 0 OR payee_pid IS NULL"
     ).replace(
         "requires: [payment, hukou]",
         "requires: [payment, hukou]\nparams:\n  min_amount: {type: int, default: 'x'}",
@@ -72,7 +72,8 @@ def test_undeclared_parameter_and_bad_default(tmp_path):
 
 
 def test_sql_that_does_not_compile_points_into_the_sql(tmp_path):
-    text = GOOD.replace("p.payee_id_raw", "p.payee_id_rw")
+    text = GOOD.replace("'id_raw': any_value(payee_id_raw)", "'id_raw': any_value(payee_id_rw)")
+    assert "payee_id_rw" in text
     d = write(tmp_path, "ghost_recipient.yaml", text)
     (p,) = validate_rules(d)
     line = next(i for i, t in enumerate(text.splitlines(), 1) if "payee_id_rw" in t)

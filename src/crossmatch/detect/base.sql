@@ -101,3 +101,18 @@ SELECT norm_account(account) AS account, holder_pid, holder_name,
        coalesce(opened, DATE '1900-01-01') AS opened, coalesce(closed, DATE '9999-12-31') AS closed,
        _source AS source, _file AS file, _row AS row
 FROM r_bank_account WHERE _dup_of IS NULL AND holder_pid IS NOT NULL AND account IS NOT NULL;
+
+-- Close-relative scope is a property of the pair: A and B are relatives in a scope when B is in
+-- A's scope or A is in B's (a cadre's father-in-law has the cadre as 子女的配偶).
+CREATE OR REPLACE TEMP MACRO kin_inverse(r) AS
+    CASE r WHEN 'parent' THEN 'child' WHEN 'child' THEN 'parent'
+           WHEN 'child_in_law' THEN 'parent_in_law' WHEN 'parent_in_law' THEN 'child_in_law'
+           WHEN 'grandparent' THEN 'grandchild' WHEN 'grandchild' THEN 'grandparent'
+           ELSE r END;
+CREATE OR REPLACE TEMP MACRO in_kin_scope(r, scope) AS
+    list_contains(scope, r) OR list_contains(scope, kin_inverse(r));
+
+-- How strongly a source row is tied to its person: 'id' when the row's own valid ID number is
+-- the resolved person's, else 'name' (no usable ID on the row: linked on name and context).
+CREATE OR REPLACE TEMP MACRO link_strength(id, pid) AS
+    CASE WHEN id IS NOT NULL AND id = pid THEN 'id' ELSE 'name' END;

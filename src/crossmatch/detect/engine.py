@@ -444,6 +444,11 @@ def run_example(
                     r.setdefault("_source", table[2:])
                     r.setdefault("_file", f"{table[2:]}/example.csv")
                     r.setdefault("_row", i + 2)
+                    # a row given with a person id carries that ID number unless it says
+                    # otherwise (`<role>_id: null` = a name-only link)
+                    for role in schema.roles(table[2:]) if table[2:] in schema.SOURCES else ():
+                        if f"{role}_pid" in r:
+                            r.setdefault(f"{role}_id", r[f"{role}_pid"])
                 full.append(r)
             if table.startswith("ref_"):
                 import pandas as pd
