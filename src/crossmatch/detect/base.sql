@@ -112,7 +112,13 @@ CREATE OR REPLACE TEMP MACRO kin_inverse(r) AS
 CREATE OR REPLACE TEMP MACRO in_kin_scope(r, scope) AS
     list_contains(scope, r) OR list_contains(scope, kin_inverse(r));
 
--- How strongly a source row is tied to its person: 'id' when the row's own valid ID number is
--- the resolved person's, else 'name' (no usable ID on the row: linked on name and context).
-CREATE OR REPLACE TEMP MACRO link_strength(id, pid) AS
-    CASE WHEN id IS NOT NULL AND id = pid THEN 'id' ELSE 'name' END;
+-- How strongly a source row is tied to its person: 'id' when the row's own ID number is the
+-- resolved person's, or is a damaged copy of it (18 characters, at most 2 differ: a typo or a
+-- transposition); 'name' when the row has no usable ID and was linked on name and context alone.
+CREATE OR REPLACE TEMP MACRO link_strength(id, id_raw, pid) AS
+    CASE WHEN id IS NOT NULL AND id = pid THEN 'id'
+         WHEN id IS NULL AND pid IS NOT NULL AND length(pid) = 18
+              AND length(upper(regexp_replace(coalesce(id_raw, ''), '[^0-9Xx]', '', 'g'))) = 18
+              AND hamming(upper(regexp_replace(id_raw, '[^0-9Xx]', '', 'g')), pid) <= 2
+             THEN 'id'
+         ELSE 'name' END;
