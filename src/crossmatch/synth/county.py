@@ -344,9 +344,9 @@ class Builder:
             if (not critical and rng.random() < 0.75)
             else None
         )
-        cancel = p.death + dt.timedelta(days=int(rng.integers(3, 120)))
-        if (not critical and rng.random() < 0.15) or cancel > D(YEAR, 12, 31):
-            cancel = None
+        cdate = p.death + dt.timedelta(days=int(rng.integers(3, 120)))
+        lagged = (not critical and rng.random() < 0.15) or cdate > D(YEAR, 12, 31)
+        cancel = None if lagged else cdate
         if not in_file and crem is None and cancel is None:
             in_file = True
         p.cancel = cancel

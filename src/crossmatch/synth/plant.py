@@ -352,9 +352,10 @@ class Planter:
             return None
 
         for _ in range(q):
-            c = take_spread()
-            if c is None:
+            fc = take_spread()
+            if fc is None:
                 break
+            c = fc
             self._use_case(c)
             cadre, rel = self._link_relative(
                 c, c.village, "child" if rng.random() < 0.5 else "spouse"
@@ -365,9 +366,10 @@ class Planter:
             )  # fmt: skip
             self._case_rows("cadre_relative_recipient", "trap", c, "已备案的村干部近亲属")
         for _ in range(q):
-            c = take_spread()
-            if c is None or len(villages) < 2:
+            oc = take_spread()
+            if oc is None or len(villages) < 2:
                 break
+            c = oc
             other = [v for v in villages if v is not c.village]
             w = other[int(rng.integers(0, len(other)))]
             self._use_case(c)
@@ -686,9 +688,10 @@ class Planter:
                 c.name = a.name
                 self._crit(a)
                 self._crit(c)
-                for x in (a, c):
-                    for m in self._paid_months(x, "养老金"):
-                        d.plant("duplicate_payment", "trap", x.pid, m, f"同村同名不同人({a.name})")
+                for who in (a, c):
+                    for per in self._paid_months(who, "养老金"):
+                        note = f"同村同名不同人({a.name})"
+                        d.plant("duplicate_payment", "trap", who.pid, per, note)
                 n += 1
 
     def _shared_account(self, q: int) -> None:
@@ -808,13 +811,13 @@ class Planter:
                 if x.month >= first:
                     x.account, x.bank = cad.account, cad.bank
             if kind == "case":
+
+                def months(p: Person = p, f: int = first, it: str = item) -> list[str]:
+                    return [m for m in self._paid_months(p, it) if int(m[5:]) >= f]
+
                 self.later.append(
-                    ("cadre_account", "case", p.pid,
-                     lambda p=p, f=first, it=item: [
-                         m for m in self._paid_months(p, it) if int(m[5:]) >= f
-                     ],
-                     f"{item}进入村干部{cad.name}账户")
-                )  # fmt: skip
+                    ("cadre_account", "case", p.pid, months, f"{item}进入村干部{cad.name}账户")
+                )
             else:
                 d.proxies.append((p, cad, cad.account, D(2024, 12, 20), True))
                 for m in self._paid_months(p, item):
@@ -899,9 +902,11 @@ class Planter:
                 note = f"法定代表人为本校{post}{t.name}的近亲属({rel.rel})"
             else:
                 school_hh = {id(x[0].hh) for x in d.staff if x[2] == scode}
-                reps = self._free_people(
-                    lambda p, hhs=school_hh: 25 <= p.age_on(JAN1) <= 60 and id(p.hh) not in hhs
-                )
+
+                def eligible(p: Person, hhs: set[int] = school_hh) -> bool:
+                    return 25 <= p.age_on(JAN1) <= 60 and id(p.hh) not in hhs
+
+                reps = self._free_people(eligible)
                 rep = self._take(reps)
                 if rep is None:
                     continue
