@@ -182,15 +182,14 @@ def _traditional_class() -> str:
     import zhconv.zhconv as z
 
     z.loaddict()
-    chars: set[str] = set()
-    for table in ("zh2Hans", "zh2CN"):
-        for key, value in z.zhcdicts[table].items():
-            # the characters a conversion actually changes (a phrase key's other characters
-            # are already simplified; flagging them would send most names through Python)
-            if len(key) == len(value):
-                chars.update(k for k, v in zip(key, value, strict=True) if k != v)
-            else:
-                chars.update(key)
+    # characters that change on their own; a name made only of other characters is left
+    # alone (phrase-level rules are about words, not names, and would skip the fast path)
+    chars = {
+        k
+        for table in ("zh2Hans", "zh2CN")
+        for k, v in z.zhcdicts[table].items()
+        if len(k) == 1 and v != k
+    }
     body = "".join(sorted(c for c in chars if c not in "\\]^-["))
     return f"[{body}]"
 
@@ -230,21 +229,27 @@ _FW_FROM = [*"０１２３４５６７８９ｘＸ"]
 _FW_TO = [*"0123456789XX"]
 
 
+_CHUNK_SUMS: dict[tuple[int, int], dict[str, int]] = {}
+_DATES8: dict[str, _dt.date | None] = {}
+_CACHE_MAX = 2_000_000  # entries per table; a county has far fewer distinct chunks
+
+
 def _weighted_sum(s17: pl.Series) -> pl.Series:
     """GB 11643 weighted digit sum of 17-digit strings (NULL when not 17 ASCII digits).
 
-    Computed per chunk (region 6, birth date 8, sequence 3 digits) on the chunk's *distinct*
-    values and mapped back: a county has few regions, ~40k birth dates and 1000 sequences, so
-    this costs a few dictionary look-ups per row instead of 17 digit extractions."""
+    Computed per chunk (region 6, birth date 8, sequence 3 digits) from the chunk's *distinct*
+    values, remembered across batches, and mapped back: a county has few regions, ~40k birth
+    dates and 1000 sequences, so each row costs three look-ups instead of 17 digit extractions."""
     total: pl.Series | None = None
     for start, length in ((0, 6), (6, 8), (14, 3)):
         chunk = s17.str.slice(start, length)
         weights = _ID_WEIGHTS[start : start + length]
-        table = {
-            x: sum(int(d) * w for d, w in zip(x, weights, strict=True))
-            for x in chunk.drop_nulls().unique().to_list()
-            if len(x) == length and x.isascii() and x.isdigit()
-        }
+        table = _CHUNK_SUMS.setdefault((start, length), {})
+        if len(table) > _CACHE_MAX:
+            table.clear()
+        for x in chunk.drop_nulls().unique().to_list():
+            if x not in table and len(x) == length and x.isascii() and x.isdigit():
+                table[x] = sum(int(d) * w for d, w in zip(x, weights, strict=True))
         part = chunk.replace_strict(table, default=None, return_dtype=pl.Int64)
         total = part if total is None else total + part
     assert total is not None
@@ -253,16 +258,22 @@ def _weighted_sum(s17: pl.Series) -> pl.Series:
 
 def _yyyymmdd_dates(s: pl.Series) -> pl.Series:
     """YYYYMMDD strings -> dates (NULL when not a real date in 1880..2100), parsed once per
-    distinct value (a county has ~40k birth dates, IDs number millions)."""
-    table: dict[str, _dt.date] = {}
+    distinct value and remembered (a county has ~40k birth dates, IDs number millions)."""
+    if len(_DATES8) > _CACHE_MAX:
+        _DATES8.clear()
     for x in s.drop_nulls().unique().to_list():
+        if x in _DATES8:
+            continue
+        d = None
         if len(x) == 8 and x.isascii() and x.isdigit():
             try:
                 d = _dt.date(int(x[:4]), int(x[4:6]), int(x[6:]))
             except ValueError:
-                continue
-            if 1880 <= d.year <= 2100:
-                table[x] = d
+                d = None
+            if d is not None and not 1880 <= d.year <= 2100:
+                d = None
+        _DATES8[x] = d
+    table = {k: v for k, v in _DATES8.items() if v is not None}
     return s.replace_strict(table, default=None, return_dtype=pl.Date)
 
 

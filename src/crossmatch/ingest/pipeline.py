@@ -259,7 +259,14 @@ def process_batch(st: _FileState, batch: pl.DataFrame) -> tuple[pl.DataFrame, pl
     spec, width = st.spec, len(st.header)
     if "_fields" in batch.columns:
         batch = readers.widen(batch, width)
-    df = batch.with_columns(pl.col("_line").hash().alias("_h"))
+    if "_line" in batch.columns:
+        batch = batch.with_columns(
+            pl.col("_line").hash().alias("_h"), pl.col("_line").alias("_raw_line")
+        )
+    else:  # fast CSV path: hash the parsed cells (and the count, for ragged rows)
+        cols = [f"c{i}" for i in range(width)]
+        batch = batch.with_columns(batch.select(*cols, "_nf", "_raw_line").hash_rows().alias("_h"))
+    df = batch
     # exact duplicates: first occurrence in this file (across batches)
     df = df.with_columns(pl.col("_row").min().over("_h").alias("_bfirst"))
     df = df.join(st.seen, on="_h", how="left", maintain_order="left")
@@ -332,7 +339,7 @@ def process_batch(st: _FileState, batch: pl.DataFrame) -> tuple[pl.DataFrame, pl
                 " an unquoted value, or a value past the last column?)"
             )
         ).alias("reason"),
-        pl.struct(pl.col("_line").alias("line")).struct.json_encode().alias("raw"),
+        pl.struct(pl.col("_raw_line").alias("line")).struct.json_encode().alias("raw"),
     )
     quar = (
         pl.concat([q1, q2])

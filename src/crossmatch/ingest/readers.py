@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from crossmatch.errors import InputFileError
@@ -248,25 +249,30 @@ class CsvReader:
             else:
                 utf8 = text.encode("utf-8")
             del text
-            lines = self._lines(utf8)
-            df = pl.DataFrame(
-                {
-                    "_row": pl.int_range(next_line, next_line + len(lines), eager=True).cast(
-                        pl.Int32
-                    ),
-                    "_line": lines,
-                }
-            )
-            next_line += len(lines)
-            if df.select(self._unbalanced().any()).item():
-                raise _NeedsCsvModule
-            if not header_done:
-                self._take_header_lines(df)
-                header_done = True
-            df = self._cells(utf8, df)
+            fast = self._fast_block(utf8, next_line, header_done)
+            if fast is not None:
+                df, n_lines = fast
+            else:  # the general path: lines as strings, then cells
+                lines = self._lines(utf8)
+                n_lines = len(lines)
+                df = pl.DataFrame(
+                    {
+                        "_row": pl.int_range(next_line, next_line + n_lines, eager=True).cast(
+                            pl.Int32
+                        ),
+                        "_line": lines,
+                    }
+                )
+                if df.select(self._unbalanced().any()).item():
+                    raise _NeedsCsvModule
+                if not header_done:
+                    self._take_header_lines(df)
+                df = self._cells(utf8, df)
+                blank = pl.col("_line").str.strip_chars(" \t" + self.delimiter) == ""
+                df = df.filter(~blank)
+            header_done = True
+            next_line += n_lines
             df = df.filter(pl.col("_row") > self.info.header_row)
-            blank = pl.col("_line").str.strip_chars(" \t" + self.delimiter) == ""
-            df = df.filter(~blank)
             done += len(data)
             if self.on_progress:
                 self.on_progress(done)
@@ -276,6 +282,76 @@ class CsvReader:
                 break
         if not header_done:
             raise InputFileError(f"{self.path}: no header row found.")
+
+    def _fast_block(
+        self, utf8: bytes, first_line: int, header_done: bool
+    ) -> tuple[pl.DataFrame, int] | None:
+        """Cells by polars' CSV parser; line boundaries and field counts from numpy over the
+        bytes (no per-line strings). Returns None when the general path must be used."""
+        delim = self.delimiter.encode("utf-8")
+        if len(delim) != 1 or not utf8:
+            return None
+        arr = np.frombuffer(utf8, dtype=np.uint8)
+        ends = np.flatnonzero(arr == 10)
+        if not utf8.endswith(b"\n"):
+            ends = np.append(ends, len(arr))
+        starts = np.concatenate(([0], ends[:-1] + 1))
+        n = len(ends)
+
+        def per_line(pos: np.ndarray) -> np.ndarray:
+            return np.searchsorted(pos, ends) - np.searchsorted(pos, starts)
+
+        qpos = np.flatnonzero(arr == 34)
+        if len(qpos) and (per_line(qpos) % 2).any():
+            raise _NeedsCsvModule  # a quoted value spans lines
+        dpos = np.flatnonzero(arr == delim[0])
+        if len(qpos):
+            # every line holds an even number of quotes, so the parity of all quotes before a
+            # delimiter tells whether it sits inside a quoted value: no per-line parsing
+            dpos = dpos[np.searchsorted(qpos, dpos) % 2 == 0]
+        nf = per_line(dpos) + 1
+
+        def text(i: int) -> str:
+            return utf8[starts[i] : ends[i]].decode("utf-8").rstrip("\r")
+
+        if not header_done:
+            head = [text(i) for i in range(min(n, HEADER_SCAN_ROWS))]
+            rows = [
+                (first_line + i, list(c))
+                for i, c in enumerate(csv.reader(head, delimiter=self.delimiter))
+            ]
+            self._pick_header(rows)
+        width = len(self.info.header)
+        cells = pl.read_csv(
+            io.BytesIO(utf8),
+            has_header=False,
+            separator=self.delimiter,
+            quote_char='"',
+            schema={f"c{i}": pl.String for i in range(width)},
+            truncate_ragged_lines=True,
+            missing_columns="insert",
+            raise_if_empty=False,
+        )
+        if len(cells) != n:
+            return None
+        raw: list[str | None] = [None] * n
+        for i in np.flatnonzero(nf != width):
+            line = text(i)
+            if nf[i] > width:  # trailing empty cells beyond the header are harmless
+                stripped = line.rstrip(" \t" + self.delimiter)
+                k = len(next(csv.reader([stripped], delimiter=self.delimiter), []))
+                nf[i] = max(k, width)
+            if nf[i] != width:
+                raw[i] = line
+        df = cells.with_columns(
+            pl.int_range(first_line, first_line + n, dtype=pl.Int32).alias("_row"),
+            pl.Series("_nf", nf, dtype=pl.Int32),
+            pl.Series("_raw_line", raw, dtype=pl.String),
+        )
+        blank = pl.all_horizontal(
+            [pl.col(f"c{i}").str.strip_chars().fill_null("") == "" for i in range(width)]
+        ) & (pl.col("_nf") <= width)
+        return df.filter(~blank), n
 
     def _lines(self, utf8: bytes) -> pl.Series:
         """Physical lines of a block (polars' reader with no quoting and an unused separator
