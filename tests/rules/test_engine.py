@@ -154,3 +154,18 @@ def test_table_lists_every_rule():
 def test_bh_adjust_matches_definition():
     q = bh_adjust([0.01, 0.04, 0.03, 0.20])
     assert [round(x, 4) for x in q] == [0.04, 0.0533, 0.0533, 0.2]
+
+
+def test_fdr_kind_stores_evidence_as_an_object():
+    from crossmatch.spec.rules import load_rules
+
+    (spec,) = load_rules(RULES_DIR, only=["relative_concentration"])
+    given = dict(spec.examples[0].given)
+    given["r_hukou"] = [{"household_no": "H", "person_pid": "K1", "relation_to_head": "户主"}]
+    given["kin_relative"] = spec.examples[0].given["kin_relative"]  # as given, not rebuilt
+    con = build_warehouse(given)
+    res = run_rules(con, RULES_DIR, only=["relative_concentration"])
+    assert res.outcomes[0].hits == 1
+    ev = json.loads(con.execute("SELECT evidence FROM hit").fetchone()[0])
+    assert ev["units"] == 5 and ev["flagged_units"] == 4 and ev["q_value_bh"] < 0.05
+    assert ev["cases"]

@@ -86,7 +86,10 @@ def fdr_enrichment(
         if len(out):
             out["evidence"] = out.apply(ev, axis=1)
     con.register("_fdr_out", out[cols] if len(out) else df.iloc[0:0][cols])
-    con.execute("CREATE OR REPLACE TEMP TABLE _rule_hits AS SELECT * FROM _fdr_out")
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _rule_hits AS "
+        "SELECT * REPLACE (CAST(evidence AS JSON) AS evidence) FROM _fdr_out"
+    )
     con.unregister("_fdr_out")
 
 
