@@ -348,10 +348,10 @@ class CsvReader:
             pl.Series("_nf", nf, dtype=pl.Int32),
             pl.Series("_raw_line", raw, dtype=pl.String),
         )
-        blank = pl.all_horizontal(
-            [pl.col(f"c{i}").str.strip_chars().fill_null("") == "" for i in range(width)]
-        ) & (pl.col("_nf") <= width)
-        return df.filter(~blank), n
+        # a blank line holds nothing but delimiters, spaces and line-end bytes
+        filler = (arr == delim[0]) | (arr == 32) | (arr == 9) | (arr == 13) | (arr == 10)
+        content = per_line(np.flatnonzero(~filler))
+        return df.filter(pl.Series(content > 0)), n
 
     def _lines(self, utf8: bytes) -> pl.Series:
         """Physical lines of a block (polars' reader with no quoting and an unused separator
