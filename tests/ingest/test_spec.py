@@ -102,3 +102,13 @@ def test_repository_sources_are_valid_and_declare_persons():
                 assert s.field(r.id).normalizer == "id"
             if r.name:
                 assert s.field(r.name).normalizer == "name"
+
+
+def test_validate_all_runs_registered_validators(tmp_path, monkeypatch):
+    from crossmatch import spec
+    from crossmatch.spec.common import Problem
+
+    monkeypatch.setattr(spec, "_VALIDATORS", dict(spec._VALIDATORS))
+    spec.register_validator("fake", lambda paths: [Problem("a.yaml", 2, f"saw {paths['x']}")])
+    problems = spec.validate_all({"x": tmp_path, "sources": None})
+    assert [str(p) for p in problems] == [f"a.yaml:2: saw {tmp_path}"]
