@@ -73,8 +73,7 @@ SELECT c.case_no,
        any_value(p.month_start) AS month_start,
        any_value(p.month_end) AS month_end,
        sum(p.amount) AS amount,
-       list(DISTINCT {'source': p._source, 'file': p._file, 'row': p._row, 'role': 'payee'})
-           AS rows
+       list({'source': p._source, 'file': p._file, 'row': p._row, 'role': 'payee'}) AS rows
 FROM dibao_case c
 JOIN (SELECT DISTINCT case_no, member_pid FROM dibao_member WHERE basis = 'roster') m
   ON m.case_no = c.case_no

@@ -211,38 +211,51 @@ def build(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     con.execute("CREATE OR REPLACE TEMP TABLE _kin_inv (rel VARCHAR, inv VARCHAR)")
     con.execute(f"INSERT INTO _kin_inv VALUES {_values(_INVERSE.items())}")
 
+    # Members of households with exactly one head, with their relation to the head and sex,
+    # materialised once (every pairing below reads it several times).
     con.execute(
-        """
+        f"""
         CREATE OR REPLACE TEMP TABLE _kin_member AS
-        SELECT h.household_no, h.person_pid AS pid, coalesce(m.rel, 'other') AS rel,
-               h._file AS file, h._row AS row
-        FROM r_hukou h LEFT JOIN _kin_headrel m ON m.text = h.relation_to_head
-        WHERE h.person_pid IS NOT NULL AND h.household_no IS NOT NULL AND h._dup_of IS NULL
-        QUALIFY row_number() OVER (PARTITION BY h.household_no, h.person_pid ORDER BY h._row) = 1
+        WITH m AS (
+            SELECT h.household_no, h.person_pid AS pid, coalesce(m.rel, 'other') AS rel,
+                   h._file AS file, h._row AS row
+            FROM r_hukou h LEFT JOIN _kin_headrel m ON m.text = h.relation_to_head
+            WHERE h.person_pid IS NOT NULL AND h.household_no IS NOT NULL AND h._dup_of IS NULL
+            QUALIFY row_number() OVER (PARTITION BY h.household_no, h.person_pid
+                                       ORDER BY h._row) = 1
+        ),
+        hh AS (
+            SELECT household_no FROM m GROUP BY household_no
+            HAVING count(*) FILTER (WHERE rel = 'head') = 1
+        )
+        SELECT m.*, CASE WHEN p.sex IN {_MALE} THEN 'm' WHEN p.sex IN {_FEMALE} THEN 'f' END AS sx
+        FROM m SEMI JOIN hh USING (household_no)
+        LEFT JOIN person p ON p.person_id = m.pid
         """
     )
     con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE _kin_raw AS
-        WITH hh AS (
-            SELECT household_no, count(*) FILTER (WHERE rel = 'head') AS heads
+        """
+        CREATE OR REPLACE TEMP TABLE _kin_inlaw AS  -- child <-> child-in-law, when unambiguous
+        WITH cnt AS (
+            SELECT household_no,
+                   count(*) FILTER (WHERE rel = 'child_in_law') AS inlaws,
+                   count(*) FILTER (WHERE rel = 'child' AND sx = 'm') AS sons,
+                   count(*) FILTER (WHERE rel = 'child' AND sx = 'f') AS daughters
             FROM _kin_member GROUP BY household_no
-        ),
-        m AS (SELECT k.* FROM _kin_member k JOIN hh USING (household_no) WHERE hh.heads = 1),
-        sexed AS (
-            SELECT m.*, CASE WHEN p.sex IN {_MALE} THEN 'm' WHEN p.sex IN {_FEMALE} THEN 'f' END sx
-            FROM m LEFT JOIN person p ON p.person_id = m.pid
-        ),
-        inlaw_pair AS (  -- child <-> child-in-law as spouses only when it is unambiguous
-            SELECT c.household_no, c.pid AS a, l.pid AS b
-            FROM sexed c JOIN sexed l ON l.household_no = c.household_no
-            WHERE c.rel = 'child' AND l.rel = 'child_in_law'
-              AND c.sx IS NOT NULL AND l.sx IS NOT NULL AND c.sx <> l.sx
-              AND (SELECT count(*) FROM sexed x WHERE x.household_no = c.household_no
-                   AND x.rel = 'child_in_law') = 1
-              AND (SELECT count(*) FROM sexed x WHERE x.household_no = c.household_no
-                   AND x.rel = 'child' AND x.sx = c.sx) = 1
         )
+        SELECT c.household_no, c.pid AS a, l.pid AS b
+        FROM _kin_member c
+        JOIN _kin_member l ON l.household_no = c.household_no
+        JOIN cnt n ON n.household_no = c.household_no
+        WHERE c.rel = 'child' AND l.rel = 'child_in_law' AND n.inlaws = 1
+          AND c.sx IS NOT NULL AND l.sx IS NOT NULL AND c.sx <> l.sx
+          AND (CASE c.sx WHEN 'm' THEN n.sons ELSE n.daughters END) = 1
+        """
+    )
+    con.execute(
+        """
+        CREATE OR REPLACE TEMP TABLE _kin_raw AS
+        WITH sexed AS (SELECT * FROM _kin_member), inlaw_pair AS (SELECT * FROM _kin_inlaw)
         -- head -> member: b is a's <rel>
         SELECT h.pid AS a_pid, x.pid AS b_pid, x.rel AS relation, 'hukou' AS source,
                x.household_no AS evidence, x.file, x.row
@@ -292,13 +305,14 @@ def build(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
             FROM spells
         )
         SELECT r.a_pid, r.b_pid, r.relation,
-               CASE WHEN p.sex IN {_MALE} THEN c.m WHEN p.sex IN {_FEMALE} THEN c.f ELSE c.u END
-                   AS relation_cn,
-               r.source, r.evidence, r.valid_from, r.valid_to, r.file, r.row
+               CASE WHEN any_value(p.sex) IN {_MALE} THEN any_value(c.m)
+                    WHEN any_value(p.sex) IN {_FEMALE} THEN any_value(c.f)
+                    ELSE any_value(c.u) END AS relation_cn,
+               r.source, r.evidence, any_value(r.valid_from) AS valid_from,
+               any_value(r.valid_to) AS valid_to, min(r.file) AS file, min(r.row) AS row
         FROM raw r JOIN _kin_cn c ON c.rel = r.relation
         LEFT JOIN person p ON p.person_id = r.b_pid
-        QUALIFY row_number() OVER (
-            PARTITION BY r.a_pid, r.b_pid, r.relation, r.source, r.evidence ORDER BY r.row) = 1
+        GROUP BY r.a_pid, r.b_pid, r.relation, r.source, r.evidence
         """
     )
     close = ", ".join(f"'{r}'" for r in CLOSE_RELATIVES)
@@ -313,27 +327,33 @@ def build(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
             FROM kin_edge
             WHERE valid_to IS NULL OR valid_to > coalesce(valid_from, DATE '1900-01-01')
         ),
-        direct AS (
-            SELECT a_pid, b_pid, relation, relation_cn, step AS path, 1 AS hops,
-                   valid_from, valid_to FROM e
+        direct AS (  -- one row per (a, b, relation): an open-ended statement first
+            SELECT a_pid, b_pid, relation,
+                   min_by({{'relation_cn': relation_cn, 'path': step, 'valid_from': valid_from,
+                            'valid_to': valid_to}}, {{'closed': valid_to IS NOT NULL,
+                                                     'path': step}}) AS x
+            FROM e GROUP BY a_pid, b_pid, relation
         ),
-        two AS (
+        two AS (  -- relations only two statements prove (e.g. son's wife from the marriages)
             SELECT e1.a_pid, e2.b_pid, c.rel AS relation,
-                   CASE WHEN p.sex IN {_MALE} THEN n.m WHEN p.sex IN {_FEMALE} THEN n.f
-                        ELSE n.u END AS relation_cn,
-                   e1.step || ' -> ' || e2.step AS path, 2 AS hops,
-                   greatest(e1.valid_from, e2.valid_from) AS valid_from,
-                   least(e1.valid_to, e2.valid_to) AS valid_to
+                   min_by({{'relation_cn': CASE WHEN p.sex IN {_MALE} THEN n.m
+                                               WHEN p.sex IN {_FEMALE} THEN n.f ELSE n.u END,
+                            'path': e1.step || ' -> ' || e2.step,
+                            'valid_from': greatest(e1.valid_from, e2.valid_from),
+                            'valid_to': least(e1.valid_to, e2.valid_to)}},
+                          {{'closed': e1.valid_to IS NOT NULL OR e2.valid_to IS NOT NULL,
+                            'path': e1.step || ' -> ' || e2.step}}) AS x
             FROM e e1 JOIN e e2 ON e2.a_pid = e1.b_pid AND e2.b_pid <> e1.a_pid
             JOIN _kin_comp c ON c.r1 = e1.relation AND c.r2 = e2.relation
             JOIN _kin_cn n ON n.rel = c.rel
             LEFT JOIN person p ON p.person_id = e2.b_pid
+            WHERE NOT EXISTS (SELECT 1 FROM e d WHERE d.a_pid = e1.a_pid AND d.b_pid = e2.b_pid
+                                                  AND d.relation = c.rel)
+            GROUP BY e1.a_pid, e2.b_pid, c.rel
         )
-        SELECT a_pid AS person_pid, b_pid AS relative_pid, relation, relation_cn, path, hops,
-               relation IN ({close}) AS is_close, valid_from, valid_to
-        FROM (SELECT * FROM direct UNION ALL SELECT * FROM two)
-        QUALIFY row_number() OVER (PARTITION BY a_pid, b_pid, relation
-                                   ORDER BY hops, valid_to IS NOT NULL, path) = 1
+        SELECT a_pid AS person_pid, b_pid AS relative_pid, relation, x.relation_cn, x.path,
+               hops, relation IN ({close}) AS is_close, x.valid_from, x.valid_to
+        FROM (SELECT *, 1 AS hops FROM direct UNION ALL SELECT *, 2 AS hops FROM two)
         """
     )
     n_edge = con.execute("SELECT count(*) FROM kin_edge").fetchone()[0]
