@@ -421,3 +421,16 @@ def test_extra_cells_empty_are_fine_nonempty_are_quarantined(county, tmp_path):
             "unquoted value, or a value past the last column?)",
         )
     ]
+
+
+def test_duplicates_found_across_batches(county, monkeypatch):
+    rows = [PAY_ROWS[i % 2].replace("B1", f"B{i % 7}") for i in range(60)]
+    write_csv(county / "raw/finance/q1.csv", [PAY_HEADER, *rows])
+    monkeypatch.setattr(pipeline.readers, "BLOCK_BYTES", 300)  # a batch every few lines
+    r = only(run(county), "loaded")
+    assert (r.rows_loaded, r.rows_duplicate) == (60, 46)
+    got = dict(q(county, "SELECT _row, _dup_of FROM src_payment"))
+    first: dict[str, int] = {}
+    for i, line in enumerate(rows, start=2):
+        first.setdefault(line, i)
+        assert got[i] == (None if first[line] == i else first[line]), i
