@@ -42,6 +42,10 @@ class LinkageConfig:
     probe_column: str | None = None
     source_column: str | None = None
     threshold: float = 0.5
+    # "blocked": score with the match share among blocked pairs (fine when nearly every blocked
+    # pair is a match, as in FEBRL4); "population": with the chance that a random pair matches
+    # (see :meth:`FSModel.set_population_prior`), right when blocking keeps many namesakes
+    prior: str = "blocked"
     # a probe whose two best candidates carrying an exclusive value (e.g. two registered persons
     # both called 王伟 in the same village) are within this many log2 units links to neither:
     # a coin toss between two people is not a link (0 disables)
@@ -203,6 +207,12 @@ class Linker:
                 g[lo:hi, j] = comp.levels(ld, rd)
         return g
 
+    def possible_pairs(self) -> int:
+        """How many pairs blocking chooses from: probe x every row (probe pairs once)."""
+        n = len(self.df)
+        p = int(self.df[self.config.probe_column].sum()) if self.config.probe_column else n
+        return p * (n - p) + p * (p - 1) // 2
+
     def random_pairs(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng(self.config.seed)
         n = len(self.df)
@@ -222,6 +232,7 @@ class Linker:
         right: np.ndarray,
         g: np.ndarray | None = None,
         random_pairs: tuple[np.ndarray, np.ndarray] | None = None,
+        n_possible: int | None = None,
     ) -> FSModel:
         """u from random pairs, then m and lambda by EM over the blocked pairs.
 
@@ -234,6 +245,8 @@ class Linker:
         if g is None:
             g = self.compare(left, right)
         self.model.em(g, max_iter=self.config.em_iterations)
+        if self.config.prior == "population":
+            self.model.set_population_prior(len(g), n_possible or self.possible_pairs())
         self.timings["training"] = time.perf_counter() - t0
         return self.model
 

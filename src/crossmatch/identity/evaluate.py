@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from crossmatch.errors import InputFileError
@@ -128,4 +129,34 @@ def evaluate(con: duckdb.DuckDBPyConnection, truth_dir: str | Path) -> dict[str,
             [k in key for k in zip(df["file"], df["row"], df["role"], strict=True)], index=df.index
         )
         out["damaged"] = pair_scores(df, dmg)
+    return out
+
+
+def error_breakdown(con: duckdb.DuckDBPyConnection, truth_dir: str | Path) -> pd.DataFrame:
+    """Per damaged record (one row per noise cell): how it fared, to find *why* quality drops.
+
+    ``outcome``: ``ok`` (in the predicted cluster that holds most of its true person's records),
+    ``wrong`` (in a cluster dominated by another true person: a false link) or ``missed`` (split
+    off: a singleton or a cluster of its own). With ``source``, ``role``, ``noise`` and the
+    ``method`` of its link, a group-by tells which noise kind, source and role lose quality.
+    """
+    truth_dir = Path(truth_dir)
+    truth = pd.read_csv(truth_dir / "records.csv", dtype=str, keep_default_na=False)
+    df = join_truth(con, truth)
+    noise = pd.read_csv(truth_dir / "noise.csv", dtype=str, keep_default_na=False)
+    noise = noise[~noise["noise"].isin(COSMETIC_NOISE)].rename(columns={"source_file": "file"})
+    noise["row"] = noise["row"].astype(int)
+    size = df.groupby(["true", "pred"]).size().rename("n").reset_index()
+    home = size.sort_values("n", ascending=False).drop_duplicates("true").set_index("true")["pred"]
+    owner = size.sort_values("n", ascending=False).drop_duplicates("pred").set_index("pred")["true"]
+    df["home"] = df["true"].map(home)
+    df["owner"] = df["pred"].map(owner)
+    df["outcome"] = np.where(
+        df["pred"] == df["home"], "ok", np.where(df["owner"] != df["true"], "wrong", "missed")
+    )
+    meth = con.execute("SELECT file, row, role, method FROM identity_link").df()
+    out = noise.merge(df, on=["file", "row", "role"], how="left").merge(
+        meth, on=["file", "row", "role"], how="left"
+    )
+    out["source"] = out["file"].str.split("/").str[0]
     return out

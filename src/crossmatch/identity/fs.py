@@ -30,6 +30,9 @@ class FSModel:
     u: list[np.ndarray] = field(default_factory=list)
     lam: float = 0.1
     iterations: int = 0
+    # prior match probability of a *scored* pair when it differs from ``lam`` (the match share
+    # among blocked pairs, which EM needs); see :meth:`set_population_prior`
+    lam_prior: float | None = None
 
     def __post_init__(self) -> None:
         if not self.m:
@@ -80,11 +83,34 @@ class FSModel:
             out[ok, j] = bf[col[ok]]
         return out
 
+    def set_population_prior(self, n_blocked: int, n_possible: int) -> None:
+        """Prior = expected matches among the blocked pairs spread over *all* possible pairs.
+
+        Why: u comes from random pairs, so the Bayes factors measure evidence against a random
+        pair; the prior they must be combined with is the chance that a random pair matches
+        (Splink's ``probability_two_random_records_match``), not the match share among blocked
+        pairs (blocking already selected pairs that agree on a name, and counting the name again
+        on top of that share double-counts it). The population prior falls as the county grows
+        (more namesakes per person), so a name-only agreement that was enough in 8,000 people
+        is not enough in 3 million: the context comparisons and the term frequency decide.
+        """
+        expected = self.lam * n_blocked
+        self.lam_prior = float(np.clip(expected / max(n_possible, 1), 1e-12, 1 - 1e-6))
+        log.info(
+            "population prior: %.3g expected matches over %.3g possible pairs = %.3g (%.1f bits)",
+            expected,
+            float(n_possible),
+            self.lam_prior,
+            self.prior_log2(),
+        )
+
     def prior_log2(self) -> float:
-        return float(np.log2(self.lam / (1 - self.lam)))
+        lam = self.lam if self.lam_prior is None else self.lam_prior
+        return float(np.log2(lam / (1 - lam)))
 
     def _posterior(self, g: np.ndarray) -> np.ndarray:
-        w = self.bayes_log2(g).sum(axis=1) + self.prior_log2()
+        # EM mixes over the blocked pairs: their own match share is the right prior here
+        w = self.bayes_log2(g).sum(axis=1) + float(np.log2(self.lam / (1 - self.lam)))
         return probability(w)
 
     def to_dict(self) -> dict:
@@ -94,6 +120,7 @@ class FSModel:
             "m": [x.tolist() for x in self.m],
             "u": [x.tolist() for x in self.u],
             "lam": self.lam,
+            "lam_prior": self.lam_prior,
         }
 
     @classmethod
@@ -104,6 +131,7 @@ class FSModel:
             m=[np.asarray(x) for x in d["m"]],
             u=[np.asarray(x) for x in d["u"]],
             lam=float(d["lam"]),
+            lam_prior=None if d.get("lam_prior") is None else float(d["lam_prior"]),
         )
 
 

@@ -715,7 +715,14 @@ def resolve_identities(
         ra = pool[rng.integers(0, len(pool), config.u_sample_pairs)]
         rb = pool[rng.integers(0, len(pool), config.u_sample_pairs)]
         keep = ra != rb
-        linker.train(left, right, g, random_pairs=(ra[keep], rb[keep]))
+        n_probe = len(groups)
+        linker.train(
+            left,
+            right,
+            g,
+            random_pairs=(ra[keep], rb[keep]),
+            n_possible=n_probe * n_idx + n_probe * (n_probe - 1) // 2,
+        )
     pred = linker.score(left, right, g)
     s.candidate_pairs = len(left)
     s.seconds["score"] = time.perf_counter() - t
