@@ -54,6 +54,51 @@ def test_id_levels():
     assert lv.tolist() == [4, 3, 2, 1, 0, -1]
 
 
+def test_sql_levels_match_numpy_levels():
+    """The DuckDB form of every comparison (used at county scale) gives the numpy levels."""
+    from crossmatch.identity.comparisons import EditDistance, Exact, FuzzyString, Geo
+
+    rng = np.random.default_rng(5)
+    names = ["王伟", "汪伟", "王已", "王己", "王玮强", "王伟强", "李娜", "欧阳娜", None]
+    ids = [
+        "34112219800101123X", "34112219800101124X", "34112219800110123X",
+        "34112319800101999X", "110101199001011234", "3411221980010", None,
+    ]  # fmt: skip
+    villages = ["341122001001", "341122001002", "341122002001", None]
+    n = 400
+    df = pd.DataFrame(
+        {
+            "name": rng.choice(np.array(names, dtype=object), n),
+            "idc": rng.choice(np.array(ids, dtype=object), n),
+            "village_code": rng.choice(np.array(villages, dtype=object), n),
+            "txt": rng.choice(np.array(["jones", "jnoes", "jon", "smith", None], object), n),
+        }
+    )
+    df = pd.concat([df, name_keys(df["name"])], axis=1)
+    l_pos, r_pos = rng.integers(0, n, 2000), rng.integers(0, n, 2000)
+    comps = [
+        ChineseName("name"),
+        IdNumber("idc"),
+        Geo("village_code", prefix=9),
+        Exact("village_code", name="v_exact"),
+        FuzzyString("txt"),
+        EditDistance("txt", name="txt_ed"),
+    ]
+    con = duckdb.connect()
+    con.register("t", df.reset_index(names="pos"))
+    for comp in comps:
+        want = comp.levels(
+            df.iloc[l_pos].reset_index(drop=True), df.iloc[r_pos].reset_index(drop=True)
+        )
+        pairs = pd.DataFrame({"k": np.arange(len(l_pos)), "l": l_pos, "r": r_pos})
+        con.register("p", pairs)
+        got = con.execute(
+            f"SELECT {comp.sql('a', 'b')} AS g FROM p JOIN t a ON a.pos = p.l "
+            "JOIN t b ON b.pos = p.r ORDER BY p.k"
+        ).fetchnumpy()["g"]
+        assert got.tolist() == want.tolist(), comp.key
+
+
 def test_clustering_never_joins_two_ids():
     # 0 -(9)- 1 -(5)- 2 ; 0 and 2 carry different IDs: the weaker edge is cut
     lab, used = constrained_components(

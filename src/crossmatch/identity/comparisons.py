@@ -67,6 +67,17 @@ class Comparison:
     def levels(self, left: pd.DataFrame, right: pd.DataFrame) -> np.ndarray:
         raise NotImplementedError
 
+    def sql(self, a: str, b: str) -> str | None:
+        """The same levels as a DuckDB expression over table aliases ``a`` and ``b`` (None when
+        a kind has no SQL form). Why: at county scale the comparison vectors of millions of
+        blocked pairs are computed inside DuckDB, multi-threaded and without a Python object
+        per pair; :meth:`levels` stays the reference (tests check that both agree)."""
+        return None
+
+    def _null_sql(self, a: str, b: str, col: str | None = None) -> str:
+        c = col or self.column
+        return f"{a}.{c} IS NULL OR {b}.{c} IS NULL"
+
 
 @dataclass(frozen=True)
 class Exact(Comparison):
@@ -79,6 +90,10 @@ class Exact(Comparison):
         out = (a == b).astype(np.int8)
         out[_null(a, b)] = -1
         return out
+
+    def sql(self, a: str, b: str) -> str:
+        c = self.column
+        return f"CASE WHEN {self._null_sql(a, b)} THEN -1 WHEN {a}.{c} = {b}.{c} THEN 1 ELSE 0 END"
 
 
 @dataclass(frozen=True)
@@ -105,6 +120,16 @@ class FuzzyString(Comparison):
         out[null] = -1
         return out
 
+    def sql(self, a: str, b: str) -> str:
+        x, y = f"{a}.{self.column}", f"{b}.{self.column}"
+        jw = f"jaro_winkler_similarity({x}, {y})"
+        return (
+            f"CASE WHEN {self._null_sql(a, b)} THEN -1 WHEN {x} = {y} THEN 4 "
+            f"WHEN damerau_levenshtein({x}, {y}) <= 1 THEN 3 "
+            f"WHEN {jw} >= {self.thresholds[0]} THEN 2 "
+            f"WHEN {jw} >= {self.thresholds[1]} THEN 1 ELSE 0 END"
+        )
+
 
 @dataclass(frozen=True)
 class EditDistance(Comparison):
@@ -125,6 +150,14 @@ class EditDistance(Comparison):
         out[eq] = 3
         out[null] = -1
         return out
+
+    def sql(self, a: str, b: str) -> str:
+        x, y = f"{a}.{self.column}", f"{b}.{self.column}"
+        dl = f"damerau_levenshtein({x}, {y})"
+        return (
+            f"CASE WHEN {self._null_sql(a, b)} THEN -1 WHEN {x} = {y} THEN 3 "
+            f"WHEN {dl} <= 1 THEN 2 WHEN {dl} <= 2 THEN 1 ELSE 0 END"
+        )
 
 
 @dataclass(frozen=True)
@@ -174,6 +207,17 @@ class ChineseName(Comparison):
         out[near] = 1
         out[null] = -1
         return out
+
+    def sql(self, a: str, b: str) -> str:
+        x, y = f"{a}.{self.column}", f"{b}.{self.column}"
+        return (
+            f"CASE WHEN {self._null_sql(a, b)} THEN -1 WHEN {x} = {y} THEN 4 "
+            f"WHEN {a}.name_py = {b}.name_py THEN 3 "
+            f"WHEN {a}.name_lapy = {b}.name_lapy THEN 2 "
+            f"WHEN (length({x}) = length({y}) AND hamming({x}, {y}) = 1) "
+            f"OR jaro_winkler_similarity({a}.name_py, {b}.name_py) >= {self.jw} THEN 1 "
+            "ELSE 0 END"
+        )
 
 
 def _digits(a: np.ndarray, ok: np.ndarray) -> np.ndarray:
@@ -227,6 +271,16 @@ class IdNumber(Comparison):
         out[~ok] = -1
         return out
 
+    def sql(self, a: str, b: str) -> str:
+        x, y = f"{a}.{self.column}", f"{b}.{self.column}"
+        ham = f"hamming({x}, {y})"
+        return (
+            f"CASE WHEN {self._null_sql(a, b)} OR length({x}) <> 18 OR length({y}) <> 18 "
+            f"THEN -1 WHEN {x} = {y} THEN 4 WHEN {ham} = 1 THEN 3 "
+            f"WHEN {ham} = 2 AND damerau_levenshtein({x}, {y}) = 1 THEN 2 "
+            f"WHEN substr({x}, 7, 8) = substr({y}, 7, 8) THEN 1 ELSE 0 END"
+        )
+
 
 @dataclass(frozen=True)
 class Geo(Comparison):
@@ -252,6 +306,14 @@ class Geo(Comparison):
         out[eq] = 2
         out[null] = -1
         return out
+
+    def sql(self, a: str, b: str) -> str:
+        x, y = f"CAST({a}.{self.column} AS VARCHAR)", f"CAST({b}.{self.column} AS VARCHAR)"
+        k = int(self.prefix)
+        return (
+            f"CASE WHEN {self._null_sql(a, b)} THEN -1 WHEN {x} = {y} THEN 2 "
+            f"WHEN substr({x}, 1, {k}) = substr({y}, 1, {k}) THEN 1 ELSE 0 END"
+        )
 
 
 COMPARISON_KINDS: dict[str, type[Comparison]] = {

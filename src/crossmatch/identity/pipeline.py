@@ -333,13 +333,20 @@ def _build_index(con: duckdb.DuckDBPyConnection) -> int:
     return int(con.execute("SELECT count(*) FROM _id_node").fetchone()[0])
 
 
-def _sql_pairs(con: duckdb.DuckDBPyConnection, config: LinkageConfig) -> tuple[np.ndarray, ...]:
-    """Candidate pairs (global node numbers) by the config's blocking rules, in DuckDB.
+def _sql_pairs(
+    con: duckdb.DuckDBPyConnection, config: LinkageConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Candidate pairs (global node numbers) by the config's blocking rules, in DuckDB, and
+    their comparison levels (n x k int8) when every comparison has a SQL form (else None).
 
     Same semantics as :meth:`Linker.candidate_pairs` with probes on the left: a block whose key
     is shared by more than the rule's cap (counted over the whole population) is skipped.
+    With levels, the pairs are also filtered in SQL the way :meth:`Linker._filter_pairs` and
+    the ID-conflict guard do (two different exclusive values; a conflicted ID's own node).
     """
-    cols = ", ".join(f"CAST({c} AS VARCHAR) AS {c}" for c in _KEYS)
+    cols = ", ".join(
+        f"CAST({c} AS VARCHAR) AS {c}" for c in (*_KEYS, "reg_id", "ext_id", "conflict_id")
+    )
     con.execute(
         f"""CREATE OR REPLACE TEMP VIEW _allk AS
         SELECT node, is_probe, {cols} FROM _idx
@@ -370,8 +377,32 @@ def _sql_pairs(con: duckdb.DuckDBPyConnection, config: LinkageConfig) -> tuple[n
             "SELECT rule, count(*) FROM _pairs GROUP BY rule ORDER BY 1"
         ).fetchall():
             log.info("blocking rule %s: %d pairs", "+".join(config.rules()[rule][0]), n)
-    res = con.execute("SELECT DISTINCT l, r FROM _pairs ORDER BY l, r").fetchnumpy()
-    return np.asarray(res["l"], dtype=np.int64), np.asarray(res["r"], dtype=np.int64)
+    exprs = [c.sql("a", "b") for c in config.comparisons]
+    if config.source_column or any(e is None for e in exprs):
+        res = con.execute("SELECT DISTINCT l, r FROM _pairs ORDER BY l, r").fetchnumpy()
+        return np.asarray(res["l"], dtype=np.int64), np.asarray(res["r"], dtype=np.int64), None
+    where = [f"NOT coalesce(a.{c} <> b.{c}, false)" for c in config.exclusive]
+    where += [
+        "NOT coalesce(a.conflict_id = b.idc, false)",
+        "NOT coalesce(b.conflict_id = a.idc, false)",
+    ]
+    levels = ", ".join(f"CAST({e} AS TINYINT) AS g{j}" for j, e in enumerate(exprs))
+    con.execute("CREATE OR REPLACE TEMP TABLE _pairs_u AS SELECT DISTINCT l, r FROM _pairs")
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _allk_t AS SELECT * FROM _allk WHERE node IN "
+        "(SELECT l FROM _pairs_u UNION SELECT r FROM _pairs_u)"
+    )
+    res = con.execute(
+        f"""SELECT p.l, p.r, {levels} FROM _pairs_u p
+        JOIN _allk_t a ON a.node = p.l JOIN _allk_t b ON b.node = p.r
+        WHERE {" AND ".join(where)} ORDER BY p.l, p.r"""
+    ).fetchnumpy()
+    g = (
+        np.column_stack([np.asarray(res[f"g{j}"], dtype=np.int8) for j in range(len(exprs))])
+        if len(res["l"])
+        else np.empty((0, len(exprs)), dtype=np.int8)
+    )
+    return np.asarray(res["l"], dtype=np.int64), np.asarray(res["r"], dtype=np.int64), g
 
 
 def _signature(con: duckdb.DuckDBPyConnection, config: LinkageConfig, roles: list[RoleRef]) -> str:
@@ -609,7 +640,9 @@ def resolve_identities(
     s.seconds["prepare"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    gl, gr = _sql_pairs(con, config) if len(groups) else (np.empty(0, np.int64),) * 2
+    gl, gr, gsql = (
+        _sql_pairs(con, config) if len(groups) else (np.empty(0, np.int64),) * 2 + (None,)
+    )
     s.seconds["blocking"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -695,15 +728,19 @@ def resolve_identities(
             ).df()
             tf[comp.key] = pd.Series(tfdf["f"].to_numpy(), index=tfdf["v"])
     linker = Linker(nodes, config, model=model, tf=tf)
-    cid = nodes["conflict_id"].to_numpy(dtype=object)
-    idv = nodes["idc"].to_numpy(dtype=object)
-    # fuzzy-group nodes whose ID conflicted must not be linked back to that ID
-    bad = ((cid[left] != None) & (cid[left] == idv[right])) | (  # noqa: E711
-        (cid[right] != None) & (cid[right] == idv[left])  # noqa: E711
-    )
-    left, right = left[~bad], right[~bad]
-    left, right = linker._filter_pairs(left, right)
-    g = linker.compare(left, right)
+    if gsql is not None:
+        # levels and filters already computed in DuckDB (same semantics, see _sql_pairs)
+        g = gsql
+    else:
+        cid = nodes["conflict_id"].to_numpy(dtype=object)
+        idv = nodes["idc"].to_numpy(dtype=object)
+        # fuzzy-group nodes whose ID conflicted must not be linked back to that ID
+        bad = ((cid[left] != None) & (cid[left] == idv[right])) | (  # noqa: E711
+            (cid[right] != None) & (cid[right] == idv[left])  # noqa: E711
+        )
+        left, right = left[~bad], right[~bad]
+        left, right = linker._filter_pairs(left, right)
+        g = linker.compare(left, right)
     if training:
         rng = np.random.default_rng(config.seed)
         pool = np.flatnonzero(np.isin(glob, sample))
