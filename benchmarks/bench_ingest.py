@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -88,7 +89,9 @@ def phase_baseline(raw: Path) -> dict:
 
 def phase_ingest(raw: Path, sources: Path, wh: Path) -> dict:
     from crossmatch.ingest import ingest
+    from crossmatch.ingest.pipeline import tune_allocators
 
+    tune_allocators()  # as `crossmatch ingest` does
     t0 = time.perf_counter()
     s = ingest(raw, sources, wh)
     files = {
@@ -111,7 +114,9 @@ def phase_ingest(raw: Path, sources: Path, wh: Path) -> dict:
 
 def _child(phase: str, *args: str) -> dict:
     cmd = [sys.executable, __file__, "--phase", phase, *args]
-    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    # as `crossmatch ingest` does (see crossmatch.ingest.pipeline.tune_allocators)
+    env = {**os.environ, "_RJEM_MALLOC_CONF": "dirty_decay_ms:10000,muzzy_decay_ms:10000"}
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if res.returncode != 0:
         sys.exit(f"phase {phase} failed:\n{res.stderr[-3000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])

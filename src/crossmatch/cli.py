@@ -164,11 +164,17 @@ def ingest(raw: Path, sources: Path, warehouse: Path, only: tuple[str, ...], str
     one transaction. Ends with a per-source table. Exit 0 when every file loaded, 4 when a
     file failed (its previous version stays) or, with --strict, rows were quarantined.
     """
+    import os
     import time
 
+    if "polars" not in sys.modules:  # tune polars' allocator before it loads (see below)
+        os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:10000,muzzy_decay_ms:10000")
     from crossmatch.errors import ExitCode
     from crossmatch.ingest import ProgressEvent
     from crossmatch.ingest import ingest as run_ingest
+    from crossmatch.ingest.pipeline import tune_allocators
+
+    tune_allocators()
 
     tty = sys.stderr.isatty()
     last = [time.monotonic()]

@@ -158,6 +158,31 @@ class IngestSummary:
         return "\n".join(lines)
 
 
+JEMALLOC_CONF = "dirty_decay_ms:10000,muzzy_decay_ms:10000"
+
+
+def tune_allocators() -> None:
+    """Keep freed memory for reuse instead of returning it to the OS after every batch.
+
+    Each 32 MB block allocates and frees a few large buffers; glibc serves them with mmap and
+    unmaps them on free, so every batch page-faults its memory again: measured 6 s of system
+    time per 1.7M rows, 1 s after this. Process-wide, so only the CLI and the benchmark call it
+    (polars' jemalloc is tuned by ``_RJEM_MALLOC_CONF`` = JEMALLOC_CONF before polars loads)."""
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        libc.mallopt(m_mmap_threshold, 1 << 30)
+        libc.mallopt(m_trim_threshold, 1 << 31)
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        log.debug("mallopt unavailable", exc_info=True)
+
+
 def file_sha256(path: Path) -> str:
     """Content hash (sha256) of a file, streamed (hashlib releases the GIL: runs in a thread)."""
     h = hashlib.sha256()
