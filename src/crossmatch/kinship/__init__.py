@@ -304,15 +304,14 @@ def build(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
             SELECT w, h, 'spouse', 'marriage', file || ':' || row, reg_date, ended, file, row
             FROM spells
         )
+        -- no dedupe needed: within a household each ordered pair is stated once, and two
+        -- statements of a pair (two households, or registry and marriage) are two edges
         SELECT r.a_pid, r.b_pid, r.relation,
-               CASE WHEN any_value(p.sex) IN {_MALE} THEN any_value(c.m)
-                    WHEN any_value(p.sex) IN {_FEMALE} THEN any_value(c.f)
-                    ELSE any_value(c.u) END AS relation_cn,
-               r.source, r.evidence, any_value(r.valid_from) AS valid_from,
-               any_value(r.valid_to) AS valid_to, min(r.file) AS file, min(r.row) AS row
+               CASE WHEN p.sex IN {_MALE} THEN c.m WHEN p.sex IN {_FEMALE} THEN c.f
+                    ELSE c.u END AS relation_cn,
+               r.source, r.evidence, r.valid_from, r.valid_to, r.file, r.row
         FROM raw r JOIN _kin_cn c ON c.rel = r.relation
         LEFT JOIN person p ON p.person_id = r.b_pid
-        GROUP BY r.a_pid, r.b_pid, r.relation, r.source, r.evidence
         """
     )
     close = ", ".join(f"'{r}'" for r in CLOSE_RELATIVES)
@@ -327,12 +326,11 @@ def build(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
             FROM kin_edge
             WHERE valid_to IS NULL OR valid_to > coalesce(valid_from, DATE '1900-01-01')
         ),
-        direct AS (  -- one row per (a, b, relation): an open-ended statement first
+        direct AS (  -- every statement is kept: a pair proven twice shows both paths
             SELECT a_pid, b_pid, relation,
-                   min_by({{'relation_cn': relation_cn, 'path': step, 'valid_from': valid_from,
-                            'valid_to': valid_to}}, {{'closed': valid_to IS NOT NULL,
-                                                     'path': step}}) AS x
-            FROM e GROUP BY a_pid, b_pid, relation
+                   {{'relation_cn': relation_cn, 'path': step, 'valid_from': valid_from,
+                    'valid_to': valid_to}} AS x
+            FROM e
         ),
         two AS (  -- relations only two statements prove (e.g. son's wife from the marriages)
             SELECT e1.a_pid, e2.b_pid, c.rel AS relation,
@@ -347,7 +345,10 @@ def build(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
             JOIN _kin_comp c ON c.r1 = e1.relation AND c.r2 = e2.relation
             JOIN _kin_cn n ON n.rel = c.rel
             LEFT JOIN person p ON p.person_id = e2.b_pid
-            WHERE NOT EXISTS (SELECT 1 FROM e d WHERE d.a_pid = e1.a_pid AND d.b_pid = e2.b_pid
+            -- two hops inside one household add nothing: the head's relations already give
+            -- every unambiguous pair there (and must not re-derive the ambiguous ones)
+            WHERE NOT (e1.source = 'hukou' AND e2.source = 'hukou' AND e1.evidence = e2.evidence)
+              AND NOT EXISTS (SELECT 1 FROM e d WHERE d.a_pid = e1.a_pid AND d.b_pid = e2.b_pid
                                                   AND d.relation = c.rel)
             GROUP BY e1.a_pid, e2.b_pid, c.rel
         )
