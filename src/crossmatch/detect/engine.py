@@ -231,7 +231,8 @@ def available_sources(
             ):
                 status[s] = f"source '{s}' stale: last loaded {newest:%Y-%m-%d %H:%M}"
                 continue
-        n = con.execute(f"SELECT count(*) FROM r_{s}").fetchone()[0]
+        row = con.execute(f"SELECT count(*) FROM r_{s}").fetchone()
+        n = row[0] if row else 0
         status[s] = None if n else f"source '{s}' has no rows in r_{s}"
     return status
 
@@ -316,7 +317,8 @@ def _store(con: duckdb.DuckDBPyConnection, spec: RuleSpec, run_id: str) -> tuple
         """,
         [run_id, spec.id, spec.version, spec.amount_formula, spec.severity],
     )
-    n, amt = con.execute("SELECT count(*), coalesce(sum(amount), 0) FROM _rule_hits").fetchone()
+    row = con.execute("SELECT count(*), coalesce(sum(amount), 0) FROM _rule_hits").fetchone()
+    n, amt = row if row else (0, 0)
     return int(n), float(amt)
 
 

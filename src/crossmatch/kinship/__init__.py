@@ -357,10 +357,15 @@ def build(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
         FROM (SELECT *, 1 AS hops FROM direct UNION ALL SELECT *, 2 AS hops FROM two)
         """
     )
-    n_edge = con.execute("SELECT count(*) FROM kin_edge").fetchone()[0]
-    n_rel = con.execute("SELECT count(*) FROM kin_relative").fetchone()[0]
+    n_edge = _count(con, "kin_edge")
+    n_rel = _count(con, "kin_relative")
     log.info("kinship: %d edges, %d relative pairs", n_edge, n_rel)
     return {"kin_edge": n_edge, "kin_relative": n_rel}
+
+
+def _count(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    row = con.execute(f"SELECT count(*) FROM {table}").fetchone()
+    return int(row[0]) if row else 0
 
 
 @dataclass(frozen=True)

@@ -286,7 +286,7 @@ def _parse_one(path: Path, problems: Problems) -> RuleSpec | None:
         if name not in used and kind == "sql":
             problems.add(
                 path,
-                raw_params.key_line(name),
+                raw_params.key_line(name) if isinstance(raw_params, LocDict) else doc.line,
                 f"parameter {name!r} is never used in the SQL",
                 "remove it or use {{ params." + name + " }}",
             )
@@ -343,10 +343,10 @@ def _parse_one(path: Path, problems: Problems) -> RuleSpec | None:
                 line,
             )
         )
-    if len(problems) > n0:
+    if len(problems) > n0 or not isinstance(title, dict):
         return None
     return RuleSpec(
-        id=rid,
+        id=str(rid),
         version=doc["version"],
         title_zh=title["zh"],
         title_en=title["en"],
