@@ -53,7 +53,14 @@ class FSModel:
         """Estimate m and lambda from blocked-pair comparison vectors ``g`` (n x k, -1 = null)."""
         if len(g) == 0:
             return
-        uniq, counts = np.unique(g, axis=0, return_counts=True)
+        # distinct vectors via one int64 code per row (np.unique over rows sorts structured
+        # records: seconds for a million pairs; over one integer column: milliseconds)
+        base = np.int64(max(self.n_levels) + 1)
+        code = np.zeros(len(g), dtype=np.int64)
+        for j in range(g.shape[1]):
+            code = code * base + (g[:, j].astype(np.int64) + 1)
+        _, first, counts = np.unique(code, return_index=True, return_counts=True)
+        uniq = g[first]
         counts = counts.astype(float)
         for it in range(max_iter):
             p = self._posterior(uniq)

@@ -515,7 +515,11 @@ def _fuzzy_pool(con: duckdb.DuckDBPyConnection, judged: pd.DataFrame) -> pd.Data
     raw = con.execute("SELECT DISTINCT id_raw FROM _fz0 WHERE id_raw IS NOT NULL").df()
     raw["idc"] = _candidate_id(raw["id_raw"])
     _store(con, "_idc", raw, temp=True)
-    # a judged mention is its own node so that the judgement applies to it alone
+    # Identical attributes make one node only when they identify someone: an ID candidate, an
+    # account or a staff township. A bare name identifies nobody (a county of 300,000 has
+    # thousands of 王伟): each name-only mention is its own node, and name + village groups
+    # only within one source and role (one roster's repeated rows). A judged mention is its
+    # own node so that the judgement applies to it alone.
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _fz AS
         SELECT f.*, CASE WHEN f.conflict_id IS NULL THEN i.idc END AS idc,
@@ -523,8 +527,12 @@ def _fuzzy_pool(con: duckdb.DuckDBPyConnection, judged: pd.DataFrame) -> pd.Data
                 coalesce(CASE WHEN f.conflict_id IS NULL THEN i.idc END, '~'),
                 coalesce(f.village_code, '~'), coalesce(f.acct, '~'),
                 coalesce(f.township_name, '~'), coalesce(f.conflict_id, '~'),
-                CASE WHEN f.judged THEN f.source || '|' || f.file || '|' || CAST(f.row AS VARCHAR)
-                    || '|' || f.role ELSE '~' END)), 1, 16) AS gkey
+                CASE WHEN f.judged OR (i.idc IS NULL AND f.acct IS NULL
+                        AND f.village_code IS NULL AND f.township_name IS NULL)
+                    THEN f.source || '|' || f.file || '|' || CAST(f.row AS VARCHAR) || '|' || f.role
+                    WHEN i.idc IS NULL AND f.acct IS NULL AND f.township_name IS NULL
+                    THEN f.source || '|' || f.role
+                    ELSE '~' END)), 1, 16) AS gkey
         FROM _fz0 f LEFT JOIN _idc i USING (id_raw)"""
     )
     return con.execute(
