@@ -290,11 +290,6 @@ def _yyyymmdd_dates(s: pl.Series) -> pl.Series:
     return s.replace_strict(table, default=None, return_dtype=pl.Date)
 
 
-def _yyyymmdd_ok(e: pl.Expr) -> pl.Expr:
-    d = e.str.to_date("%Y%m%d", strict=False)
-    return d.is_not_null() & d.dt.year().is_between(1880, 2100)
-
-
 @normalizer(
     "id",
     outputs={

@@ -726,7 +726,7 @@ def ingest(
     *,
     only: list[str] | None = None,
     progress: Progress | None = None,
-    memory_limit: str = "1.5GB",
+    memory_limit: str = "1GB",
 ) -> IngestSummary:
     """Ingest every source's files; returns the summary (bad files are reported, not raised).
 

@@ -36,7 +36,7 @@ import polars as pl
 
 from crossmatch.errors import InputFileError
 
-BLOCK_BYTES = 32 * 1024 * 1024  # decode/split unit for CSV; bounds memory on huge exports
+BLOCK_BYTES = 16 * 1024 * 1024  # decode/split unit for CSV: bounds memory on huge exports
 XLSX_BATCH_ROWS = 200_000
 HEADER_SCAN_ROWS = 20
 _BOMS = {codecs.BOM_UTF8: "utf-8-sig"}
