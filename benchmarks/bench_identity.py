@@ -147,7 +147,9 @@ def febrl_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
     return a, b
 
 
-def febrl_crossmatch(a: pd.DataFrame, b: pd.DataFrame, _thr: float) -> tuple[pd.DataFrame, list]:
+def febrl_crossmatch(
+    a: pd.DataFrame, b: pd.DataFrame, _thr: float, _u_pairs: float
+) -> tuple[pd.DataFrame, list]:
     from crossmatch.identity.engine import LinkageConfig, Linker
 
     cols = [c for c in a.columns if c != "truth"]  # the truth never reaches the linker
@@ -163,7 +165,9 @@ def febrl_crossmatch(a: pd.DataFrame, b: pd.DataFrame, _thr: float) -> tuple[pd.
     return pd.DataFrame({"rec_id": df["rec_id"], "pred": labels}), []
 
 
-def febrl_splink(a: pd.DataFrame, b: pd.DataFrame, thr: float) -> tuple[pd.DataFrame, list]:
+def febrl_splink(
+    a: pd.DataFrame, b: pd.DataFrame, thr: float, u_pairs: float
+) -> tuple[pd.DataFrame, list]:
     """Splink's own FEBRL4 set-up (its documentation's example, in Splink 5 syntax)."""
     import splink.comparison_library as cl
     from splink import Linker as SLinker
@@ -194,7 +198,7 @@ def febrl_splink(a: pd.DataFrame, b: pd.DataFrame, thr: float) -> tuple[pd.DataF
         ],
         retain_intermediate_calculation_columns=False,
     )
-    db = DuckDBAPI()
+    db = DuckDBAPI(connection=_quiet_duckdb())
     cols = [c for c in a.columns if c != "truth"]
     sa = db.register(a[cols], table_name="febrl_a")
     sb = db.register(b[cols], table_name="febrl_b")
@@ -202,7 +206,7 @@ def febrl_splink(a: pd.DataFrame, b: pd.DataFrame, thr: float) -> tuple[pd.DataF
     linker.training.estimate_probability_two_random_records_match(
         [block_on("date_of_birth", "soc_sec_id"), block_on("given_name", "surname")], recall=0.8
     )
-    linker.training.estimate_u_using_random_sampling(max_pairs=1e7, seed=1)
+    linker.training.estimate_u_using_random_sampling(max_pairs=u_pairs, seed=1)
     linker.training.estimate_parameters_using_expectation_maximisation(block_on("date_of_birth"))
     linker.training.estimate_parameters_using_expectation_maximisation(block_on("surname"))
     pred = linker.inference.predict(threshold_match_probability=min(SENSITIVITY))
@@ -229,18 +233,25 @@ def febrl_splink(a: pd.DataFrame, b: pd.DataFrame, thr: float) -> tuple[pd.DataF
     return out, extra
 
 
+def _quiet_duckdb() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB for Splink without progress bars (they flood a benchmark log)."""
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
+    return con
+
+
 def _splink_labels(cl_df: pd.DataFrame, uid: str) -> pd.DataFrame:
     """Splink's cluster table -> one label per input record (every record is in it)."""
     m = cl_df[[uid, "cluster_id"]].drop_duplicates(uid)
     return m.rename(columns={"cluster_id": "pred"}).astype({"pred": str})
 
 
-def run_febrl(tool: str, thr: float) -> Result:
+def run_febrl(tool: str, thr: float, u_pairs: float) -> Result:
     logging.basicConfig(level=logging.WARNING)
     a, b = febrl_frames()
     fn = febrl_splink if tool == "splink" else febrl_crossmatch
     t = time.perf_counter()
-    labels, extra = fn(a, b, thr)
+    labels, extra = fn(a, b, thr, u_pairs)
     seconds = time.perf_counter() - t
     peak = _peak_mb()
     truth = pd.concat([a[["rec_id", "truth"]], b[["rec_id", "truth"]]], ignore_index=True)
@@ -305,7 +316,9 @@ def _open_county(c: County, workdir: Path) -> tuple[duckdb.DuckDBPyConnection, p
     return con, truth, key
 
 
-def county_crossmatch(con: duckdb.DuckDBPyConnection, _thr: float, _mode: str) -> list:
+def county_crossmatch(
+    con: duckdb.DuckDBPyConnection, _thr: float, _mode: str, _u_pairs: float
+) -> list:
     """crossmatch's full resolver (exact path, handlers, fuzzy path, publish) from src_* tables."""
     from crossmatch.identity.pipeline import resolve_identities
 
@@ -394,7 +407,7 @@ _SPLINK_COLS = [
 ]  # fmt: skip
 
 
-def splink_settings(link_type: str = "dedupe_only") -> Any:
+def splink_settings() -> Any:
     """Comparisons with crossmatch's levels, written as Splink SQL; blocking on the same keys."""
     import splink.comparison_library as cl
     from splink import SettingsCreator, block_on
@@ -428,7 +441,7 @@ def splink_settings(link_type: str = "dedupe_only") -> Any:
         ],
     )
     return SettingsCreator(
-        link_type=link_type,
+        link_type="dedupe_only",
         comparisons=[
             name,
             idn,
@@ -479,7 +492,7 @@ def _name_comparison() -> Any:
     )
 
 
-def splink_staff_edges(db: Any, recs: pd.DataFrame, thr: float) -> pd.DataFrame:
+def splink_staff_edges(db: Any, recs: pd.DataFrame, thr: float, u_pairs: float) -> pd.DataFrame:
     """Name-only handlers/approvers -> payroll staff, as a second, link-only Splink model.
 
     A handler row carries a name and a township and nothing else, so in the county-wide dedupe
@@ -511,7 +524,7 @@ def splink_staff_edges(db: Any, recs: pd.DataFrame, thr: float) -> pd.DataFrame:
     linker.training.estimate_probability_two_random_records_match(
         [block_on("name", "town")], recall=0.8
     )
-    linker.training.estimate_u_using_random_sampling(max_pairs=1e7, seed=1)
+    linker.training.estimate_u_using_random_sampling(max_pairs=u_pairs, seed=1)
     linker.training.estimate_parameters_using_expectation_maximisation(block_on("town"))
     linker.training.estimate_parameters_using_expectation_maximisation(block_on("name_lapy"))
     p = linker.inference.predict(threshold_match_probability=thr).as_pandas_dataframe()
@@ -551,7 +564,11 @@ def _union(labels: pd.Series, edges: pd.DataFrame) -> pd.Series:
 
 
 def county_splink(
-    con: duckdb.DuckDBPyConnection, thr: float, mode: str, staff_model: bool = True
+    con: duckdb.DuckDBPyConnection,
+    thr: float,
+    mode: str,
+    u_pairs: float = 1e7,
+    staff_model: bool = True,
 ) -> list:
     """Splink 5 dedupe over every person mention; writes ``identity_link`` for scoring.
 
@@ -561,10 +578,10 @@ def county_splink(
     record). ``rows``: every mention is a Splink record.
 
     Training: prior from exact ID or name + birth + village (assumed recall 0.8, fixed in
-    advance); u by random sampling (1e7 pairs); m by EM on four blocking rules, so that every
-    comparison is estimated at least twice. Clusters: connected components at ``thr`` over the
-    dedupe model's links plus (``staff_model``) the handler -> payroll links of
-    :func:`splink_staff_edges`.
+    advance); u by random sampling (``u_pairs``, default 1e7); m by EM on four blocking rules,
+    so that every comparison is estimated at least twice. Clusters: connected components at
+    ``thr`` over the dedupe model's links plus (``staff_model``) the handler -> payroll links
+    of :func:`splink_staff_edges`.
 
     Why the first version of this peer scored recall 0.45: handler/approver mentions (a name and
     a township, 4,604 mentions of ~50 staff) were given no township, so no blocking rule ever
@@ -587,9 +604,7 @@ def county_splink(
     df = recs[["unique_id", *_SPLINK_COLS]].astype(object)
     df = df.where(df.notna(), None)
     notes = [f"Splink input: {mode}, {len(df):,} records for {len(m):,} mentions"]
-    dcon = duckdb.connect()
-    dcon.execute("SET enable_progress_bar = false")
-    db = DuckDBAPI(connection=dcon)
+    db = DuckDBAPI(connection=_quiet_duckdb())
     sdf = db.register(df, table_name="mentions")
     linker = SLinker(sdf, splink_settings(), log_level=logging.WARNING)
     steps["prepare"] = time.perf_counter() - t0
@@ -599,7 +614,7 @@ def county_splink(
     )
     steps["prior"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    linker.training.estimate_u_using_random_sampling(max_pairs=1e7, seed=1)
+    linker.training.estimate_u_using_random_sampling(max_pairs=u_pairs, seed=1)
     steps["u sampling"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     for rule in (
@@ -616,7 +631,7 @@ def county_splink(
     n_pred = len(pred.as_pandas_dataframe())
     notes.append(f"Splink pairs with match probability >= {min(SENSITIVITY)}: {n_pred:,}")
     t0 = time.perf_counter()
-    staff = splink_staff_edges(db, recs, min(SENSITIVITY)) if staff_model else None
+    staff = splink_staff_edges(db, recs, min(SENSITIVITY), u_pairs) if staff_model else None
     steps["staff model"] = time.perf_counter() - t0
     notes.append(f"untrained levels (Splink defaults used): dedupe model {_untrained(linker)}")
     if staff is not None:
@@ -642,7 +657,7 @@ def county_splink(
     return notes
 
 
-def run_county(tool: str, thr: float, county: County, mode: str) -> Result:
+def run_county(tool: str, thr: float, county: County, mode: str, u_pairs: float) -> Result:
     logging.basicConfig(level=logging.WARNING)
     from crossmatch.identity.evaluate import join_truth
 
@@ -652,7 +667,7 @@ def run_county(tool: str, thr: float, county: County, mode: str) -> Result:
         task = "county" if county.warehouse else f"synth{county.synthetic}"
         fn: Callable[..., list] = county_splink if tool.startswith("splink") else county_crossmatch
         t = time.perf_counter()
-        notes = fn(con, thr, mode)
+        notes = fn(con, thr, mode, u_pairs)
         seconds = time.perf_counter() - t
         peak = _peak_mb()
 
@@ -735,6 +750,12 @@ def main(argv: list[str] | None = None) -> int:
         default="profiles",
         help="county: Splink records = distinct mention profiles (default), every row, or both",
     )
+    ap.add_argument(
+        "--splink-u-pairs",
+        type=float,
+        default=1e7,
+        help="pairs Splink samples to estimate u (default 1e7; Splink's own default is 1e6)",
+    )
     ap.add_argument("--skip-febrl", action="store_true", help="county task only")
     ap.add_argument("--skip-county", action="store_true", help="FEBRL4 only")
     args = ap.parse_args(argv)
@@ -750,13 +771,14 @@ def main(argv: list[str] | None = None) -> int:
     jobs: list[tuple[Callable[..., Result], tuple]] = []
     if not args.skip_febrl:
         for tool in ("crossmatch", "splink"):
-            jobs.append((run_febrl, (tool, args.splink_threshold)))
+            jobs.append((run_febrl, (tool, args.splink_threshold, args.splink_u_pairs)))
     if not args.skip_county:
         county = County(args.warehouse, args.truth if args.warehouse else None, args.synthetic)
-        jobs.append((run_county, ("crossmatch", args.splink_threshold, county, "-")))
+        thr, u_pairs = args.splink_threshold, args.splink_u_pairs
+        jobs.append((run_county, ("crossmatch", thr, county, "-", u_pairs)))
         modes = ["profiles", "rows"] if args.splink_input == "both" else [args.splink_input]
         for mode in modes:
-            jobs.append((run_county, (f"splink/{mode}", args.splink_threshold, county, mode)))
+            jobs.append((run_county, (f"splink/{mode}", thr, county, mode, u_pairs)))
     for fn, fargs in jobs:
         r = _in_child(fn, *fargs)
         print(f"# {r.task} {r.tool}: {r.seconds:.1f} s, peak {r.peak_mb:.0f} MB", flush=True)
@@ -764,7 +786,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"    {n}", flush=True)
         results.append(r)
     print()
-    print(f"Splink clusters at match probability >= {args.splink_threshold} (fixed in advance)")
+    print(
+        f"Splink clusters at match probability >= {args.splink_threshold} (fixed in advance), "
+        f"u from {args.splink_u_pairs:.0e} sampled pairs"
+    )
     print(render(results))
     return 0
 
