@@ -223,38 +223,80 @@ def find_conflicts(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 def link_handlers(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Name-only staff mentions (a township context, no ID) -> payroll staff of that township.
 
-    Unique exact-name match among payroll persons whose unit name contains the township name:
-    probability 0.99; unique same-pinyin match: 0.9. Ambiguous or absent: left to the fuzzy path.
+    Candidates are payroll persons whose unit name contains the township name. A unique
+    exact-name match links with probability 0.99, a unique same-pinyin match with 0.9.
+    Why a second pass: a township government easily has two clerks called 王伟, one the
+    handler, the other the approver. What kind of staff does a role's work (unit kind, i.e. the
+    unit name without the township, and post: 人民政府/民政办科员 for handlers) is *learned*
+    from the first pass's unique links, and an ambiguous name is retried among staff of that
+    profile only (probability 0.9 / 0.85). Still ambiguous or absent: left to the fuzzy path.
     """
+    empty = pd.DataFrame(columns=["source", "file", "row", "role", "id", "probability"])
     h = con.execute(
         """SELECT source, file, row, role, name, township FROM person_mention
         SEMI JOIN _new USING (source, file, row, role)
         WHERE id IS NULL AND id_raw IS NULL AND township IS NOT NULL AND name IS NOT NULL"""
     ).df()
+    post = (
+        "p.post"
+        if "src_payroll" in _tables(con) and "post" in _columns(con, "src_payroll")
+        else "NULL::VARCHAR"
+    )
+    join = (
+        "LEFT JOIN src_payroll p ON p._file = m.file AND p._row = m.row"
+        if post != "NULL::VARCHAR"
+        else ""
+    )
     staff = con.execute(
-        """SELECT DISTINCT id, name, unit FROM person_mention
-        WHERE source = 'payroll' AND id IS NOT NULL AND unit IS NOT NULL"""
+        f"""SELECT DISTINCT m.id, m.name, m.unit, {post} AS post FROM person_mention m {join}
+        WHERE m.source = 'payroll' AND m.id IS NOT NULL AND m.unit IS NOT NULL"""
     ).df()
     if h.empty or staff.empty:
-        return pd.DataFrame(columns=["source", "file", "row", "role", "id", "probability"])
+        return empty
     staff["name_py"] = name_keys(staff["name"])["name_py"]
     h["name_py"] = name_keys(h["name"])["name_py"]
-    out = []
-    for (name, py, town), grp in h.groupby(["name", "name_py", "township"], dropna=False):
+    groups = []
+    for (name, py, town, role), grp in h.groupby(
+        ["name", "name_py", "township", "role"], dropna=False
+    ):
         local = staff[staff["unit"].str.contains(str(town), regex=False)]
-        hit = local[local["name"] == name]
-        prob = 0.99
-        if hit["id"].nunique() != 1:
-            hit = local[local["name_py"] == py]
-            prob = 0.9
-        if hit["id"].nunique() == 1:
-            out.append(
-                grp[["source", "file", "row", "role"]].assign(
-                    id=hit["id"].iloc[0], probability=prob
-                )
+        local = local.assign(
+            profile=local["unit"].str.replace(str(town), "", regex=False)
+            + "|"
+            + local["post"].fillna("")
+        )
+        groups.append((role, grp, local[local["name"] == name], local[local["name_py"] == py]))
+
+    def unique(hit: pd.DataFrame) -> str | None:
+        ids = hit["id"].unique()
+        return str(ids[0]) if len(ids) == 1 else None
+
+    out, ambiguous, linked_profiles = [], [], []
+    for role, grp, exact, same_py in groups:
+        pick, prob = unique(exact), 0.99
+        if pick is None and exact.empty:
+            pick, prob = unique(same_py), 0.9
+        if pick is not None:
+            hit = exact if prob == 0.99 else same_py
+            linked_profiles.append(
+                pd.DataFrame({"role": role, "profile": hit["profile"].iloc[:1], "n": len(grp)})
             )
+            out.append(grp[["source", "file", "row", "role"]].assign(id=pick, probability=prob))
+        else:
+            ambiguous.append((role, grp, exact, same_py))
+    if ambiguous and linked_profiles:
+        prof = pd.concat(linked_profiles).groupby(["role", "profile"])["n"].sum()
+        share = prof / prof.groupby(level="role").transform("sum")
+        typical = {r: set(share.loc[r].index[share.loc[r] >= 0.05]) for r in prof.index.levels[0]}
+        for role, grp, exact, same_py in ambiguous:
+            ok = typical.get(role, set())
+            pick, prob = unique(exact[exact["profile"].isin(ok)]), 0.9
+            if pick is None and exact.empty:
+                pick, prob = unique(same_py[same_py["profile"].isin(ok)]), 0.85
+            if pick is not None:
+                out.append(grp[["source", "file", "row", "role"]].assign(id=pick, probability=prob))
     if not out:
-        return pd.DataFrame(columns=["source", "file", "row", "role", "id", "probability"])
+        return empty
     return pd.concat(out, ignore_index=True)
 
 
@@ -530,8 +572,7 @@ def _fuzzy_pool(con: duckdb.DuckDBPyConnection, judged: pd.DataFrame) -> pd.Data
                 CASE WHEN f.judged OR (i.idc IS NULL AND f.acct IS NULL
                         AND f.village_code IS NULL AND f.township_name IS NULL)
                     THEN f.source || '|' || f.file || '|' || CAST(f.row AS VARCHAR) || '|' || f.role
-                    WHEN i.idc IS NULL AND f.acct IS NULL AND f.township_name IS NULL
-                    THEN f.source || '|' || f.role
+                    WHEN i.idc IS NULL AND f.acct IS NULL THEN f.source || '|' || f.role
                     ELSE '~' END)), 1, 16) AS gkey
         FROM _fz0 f LEFT JOIN _idc i USING (id_raw)"""
     )
