@@ -705,7 +705,7 @@ def _in_child(fn: Callable[..., Result], *args: Any) -> Result:
 
 def render(results: list[Result]) -> str:
     head = (
-        f"{'task':<8} {'tool':<16} {'P':>6} {'R':>6} {'F1':>6} {'TP':>9} {'FP':>7} {'FN':>7}"
+        f"{'task':<9} {'tool':<16} {'P':>6} {'R':>6} {'F1':>6} {'TP':>9} {'FP':>7} {'FN':>7}"
         f" | {'damaged P':>9} {'R':>6} {'F1':>6} {'TP':>8} {'FP':>6} {'FN':>6}"
         f" | {'wall s':>7} {'peak MB':>8}"
     )
@@ -713,7 +713,7 @@ def render(results: list[Result]) -> str:
     for r in results:
         o = r.overall
         line = (
-            f"{r.task:<8} {r.tool:<16} {o.precision:6.4f} {o.recall:6.4f} {o.f1:6.4f} "
+            f"{r.task:<9} {r.tool:<16} {o.precision:6.4f} {o.recall:6.4f} {o.f1:6.4f} "
             f"{o.tp:9,} {o.fp:7,} {o.fn:7,} | "
         )
         if r.damaged is not None:
