@@ -335,7 +335,7 @@ class CsvReader:
         if len(cells) != n:
             return None
         raw: list[str | None] = [None] * n
-        for i in np.flatnonzero(nf != width):
+        for i in np.flatnonzero(nf != width).tolist():
             line = text(i)
             if nf[i] > width:  # trailing empty cells beyond the header are harmless
                 stripped = line.rstrip(" \t" + self.delimiter)
