@@ -50,6 +50,10 @@ class LinkageConfig:
     # both called 王伟 in the same village) are within this many log2 units links to neither:
     # a coin toss between two people is not a link (0 disables)
     ambiguity_margin: float = 0.0
+    # True: a non-anchored node's link to a person (a node carrying an exclusive value) is
+    # judged against all the persons it could be, see :meth:`Linker._pin_to_persons`
+    # (replaces ambiguity_margin)
+    candidate_posterior: bool = False
     max_block_size: int = 1000
     u_sample_pairs: int = 300_000
     seed: int = 1
@@ -283,6 +287,73 @@ class Linker:
         pred.timings = dict(self.timings)
         return pred
 
+    def _anchors(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per node: ``"col=value"`` of its first exclusive value (or None), and whether it
+        counts as a rival person (anchored and not a node kept from an earlier night)."""
+        anchor = np.full(len(self.df), None, dtype=object)
+        for c in reversed(self.config.exclusive):
+            v = self.df[c].to_numpy(dtype=object, na_value=None)
+            has = ~pd.isna(v)
+            anchor[has] = [f"{c}={x}" for x in v[has]]
+        anchored = anchor != None  # noqa: E711
+        if "_kept" in self.df:
+            # mentions linked on an earlier night stand for the evidence they are, like the
+            # probes of a full run: they do not count as rival persons
+            anchored &= ~self.df["_kept"].to_numpy(dtype=bool)
+        return anchor, anchored
+
+    def _pin_to_persons(
+        self, pred: Prediction, sel: np.ndarray, excl: list[np.ndarray]
+    ) -> np.ndarray:
+        """Decide each non-anchored node's person among *all* its candidate persons.
+
+        Why: the pair weight says how likely this one pair matches, but a probe called 王东波
+        in a village where one 王东波 is registered and another lives in the next village has
+        two candidates, and at most one is right. With per-pair odds O_i (population prior
+        included) the probability that candidate i is the one is O_i / (1 + sum_j O_j) (the 1
+        stands for "none of them"). That probability replaces the pair's on every
+        node-to-person edge. Then the node is *pinned* for clustering: to the person it
+        links to (it takes that exclusive value), or, when it is probably one of its candidates
+        but none reaches the threshold, to a marker of that candidate set, so that no chain
+        through another probe can carry it into any of those persons (a coin toss between
+        two people is not a link). Modifies ``pred.probability`` and ``excl`` in place;
+        returns the new edge selection.
+        """
+        anchor, anchored = self._anchors()
+        idx = np.flatnonzero(anchored[pred.left] != anchored[pred.right])
+        if len(idx) == 0:
+            return sel
+        l_anch = anchored[pred.left[idx]]
+        probe = np.where(l_anch, pred.right[idx], pred.left[idx])
+        other = np.where(l_anch, pred.left[idx], pred.right[idx])
+        e = pd.DataFrame(
+            {"e": idx, "probe": probe, "a": anchor[other], "w": pred.match_weight[idx]}
+        )
+        best = e.groupby(["probe", "a"], sort=False)["w"].max().reset_index()
+        best["o"] = np.exp2(np.clip(best["w"].to_numpy(), -60, 60))
+        tot = best.groupby("probe")["o"].transform("sum")
+        best["p"] = best["o"] / (1.0 + tot)
+        e = e.merge(best[["probe", "a", "p"]], on=["probe", "a"], how="left")
+        sel = sel.copy()
+        thr = self.config.threshold
+        pred.probability[e["e"].to_numpy()] = e["p"].to_numpy()
+        sel[e["e"].to_numpy()] = e["p"].to_numpy() >= thr
+        # pins
+        top = best.sort_values("p", ascending=False).drop_duplicates("probe")
+        linked = top[top["p"] >= thr]
+        cols = list(self.config.exclusive)
+        for key, pr in zip(linked["a"], linked["probe"], strict=True):
+            c, v = key.split("=", 1)
+            excl[cols.index(c)][pr] = v
+        mass = best.groupby("probe")["p"].sum()
+        unsure = mass.index[(mass >= 0.5).to_numpy()].difference(linked["probe"])
+        if len(unsure):
+            cand = best[best["probe"].isin(unsure) & (best["p"] >= 0.05)]
+            marker = cand.sort_values("a").groupby("probe")["a"].agg(lambda x: "|".join(x))
+            for pr, m in marker.items():
+                excl[0][pr] = "ambiguous:" + m
+        return sel
+
     def _ambiguous(self, pred: Prediction, sel: np.ndarray) -> np.ndarray:
         """Edges from a non-anchored node to anchored nodes where the best two *different*
         anchors (several nodes may carry the same person) are too close to call. A boolean
@@ -330,9 +401,11 @@ class Linker:
         different exclusive values (two registry IDs); ``notes`` receives what happened to
         such judgements (see :func:`constrained_components`)."""
         sel = pred.probability >= self.config.threshold
-        if self.config.ambiguity_margin > 0 and self.config.exclusive:
-            sel &= ~self._ambiguous(pred, sel)
         excl = [self.df[c].to_numpy(dtype=object, na_value=None) for c in self.config.exclusive]
+        if self.config.candidate_posterior and self.config.exclusive:
+            sel = self._pin_to_persons(pred, sel, excl)
+        elif self.config.ambiguity_margin > 0 and self.config.exclusive:
+            sel &= ~self._ambiguous(pred, sel)
         labels, used_sel = constrained_components(
             len(self.df),
             pred.left[sel],
