@@ -305,6 +305,10 @@ class CsvReader:
         if len(qpos) and (per_line(qpos) % 2).any():
             raise _NeedsCsvModule  # a quoted value spans lines
         dpos = np.flatnonzero(arr == delim[0])
+        # a blank line holds nothing but delimiters, spaces and line-end bytes (counted per
+        # line: the positions of these few bytes, never of every content byte)
+        filler = per_line(dpos) + per_line(np.flatnonzero((arr == 32) | (arr == 9) | (arr == 13)))
+        content = (ends - starts) - filler
         if len(qpos):
             # every line holds an even number of quotes, so the parity of all quotes before a
             # delimiter tells whether it sits inside a quoted value: no per-line parsing
@@ -348,9 +352,6 @@ class CsvReader:
             pl.Series("_nf", nf, dtype=pl.Int32),
             pl.Series("_raw_line", raw, dtype=pl.String),
         )
-        # a blank line holds nothing but delimiters, spaces and line-end bytes
-        filler = (arr == delim[0]) | (arr == 32) | (arr == 9) | (arr == 13) | (arr == 10)
-        content = per_line(np.flatnonzero(~filler))
         return df.filter(pl.Series(content > 0)), n
 
     def _lines(self, utf8: bytes) -> pl.Series:
