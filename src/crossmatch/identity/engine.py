@@ -237,6 +237,7 @@ class Linker:
         g: np.ndarray | None = None,
         random_pairs: tuple[np.ndarray, np.ndarray] | None = None,
         n_possible: int | None = None,
+        m_known: dict[int, np.ndarray] | None = None,
     ) -> FSModel:
         """u from random pairs, then m and lambda by EM over the blocked pairs.
 
@@ -248,7 +249,9 @@ class Linker:
         self.model.estimate_u(self.compare(ra, rb))
         if g is None:
             g = self.compare(left, right)
-        self.model.em(g, max_iter=self.config.em_iterations)
+        for j, m in (m_known or {}).items():
+            self.model.m[j] = np.asarray(m, dtype=float)
+        self.model.em(g, max_iter=self.config.em_iterations, fixed=frozenset(m_known or {}))
         if self.config.prior == "population":
             self.model.set_population_prior(len(g), n_possible or self.possible_pairs())
         self.timings["training"] = time.perf_counter() - t0

@@ -49,8 +49,17 @@ class FSModel:
             counts = np.bincount(col, minlength=k).astype(float) + 0.5
             self.u[j] = counts / counts.sum()
 
-    def em(self, g: np.ndarray, max_iter: int = 50, tol: float = 1e-5) -> None:
-        """Estimate m and lambda from blocked-pair comparison vectors ``g`` (n x k, -1 = null)."""
+    def em(
+        self,
+        g: np.ndarray,
+        max_iter: int = 50,
+        tol: float = 1e-5,
+        fixed: frozenset[int] = frozenset(),
+    ) -> None:
+        """Estimate m and lambda from blocked-pair comparison vectors ``g`` (n x k, -1 = null).
+
+        ``fixed``: comparisons whose m is kept as it is (estimated elsewhere), as Splink keeps
+        the m of the comparisons a training blocking rule was made of."""
         if len(g) == 0:
             return
         # distinct vectors via one int64 code per row (np.unique over rows sorts structured
@@ -67,6 +76,9 @@ class FSModel:
             w = p * counts
             new_m = []
             for j, k in enumerate(self.n_levels):
+                if j in fixed:
+                    new_m.append(self.m[j])
+                    continue
                 col = uniq[:, j]
                 ok = col >= 0
                 mj = np.bincount(col[ok], weights=w[ok], minlength=k) + _EPS

@@ -447,6 +447,56 @@ def _sql_pairs(
     return np.asarray(res["l"], dtype=np.int64), np.asarray(res["r"], dtype=np.int64), g
 
 
+_M_SAMPLE = 200_000
+
+
+def _labelled_m(con: duckdb.DuckDBPyConnection, config: LinkageConfig) -> dict[int, np.ndarray]:
+    """m per comparison (all but the ID's) from mentions whose valid ID names their person.
+
+    Why: EM over blocked pairs cannot separate matches from namesakes here. Blocking on names
+    fills the pairs with people who share a name, and the mixture EM finds is "the name agrees"
+    (lambda near 1, m of the village = its distribution among namesakes). The records that
+    carry a valid ID are matches we know without any truth file: a payment row's name, village
+    and account set against its registry entry show how often a real match agrees on each.
+    Those m are held fixed, and EM estimates the rest (the damaged-ID comparison) and lambda.
+    """
+    cols = {c for comp in config.comparisons for c in comp.columns()}
+    sample = con.execute(
+        f"""SELECT m.id, m.name, m.village_code,
+            coalesce(o.owner, CASE WHEN m.account IS NOT NULL THEN 'A:' || m.account END) AS acct
+        FROM person_mention m LEFT JOIN _acct_owner o ON o.account = m.account
+        WHERE m.id IS NOT NULL AND m.source <> 'hukou' AND m.name IS NOT NULL
+        USING SAMPLE reservoir({_M_SAMPLE} ROWS) REPEATABLE (2)"""
+    ).df()
+    if len(sample) < 100:
+        return {}
+    keys = name_keys(sample["name"])
+    sample = pd.concat([sample, keys], axis=1)
+    sample["idc"] = None
+    sample["township"] = sample["village_code"].astype("string").str.slice(0, 9)
+    _store(con, "_msample", sample, temp=True)
+    out: dict[int, np.ndarray] = {}
+    for j, comp in enumerate(config.comparisons):
+        expr = comp.sql("a", "b")
+        if expr is None or comp.column == "idc" or not set(comp.columns()) <= cols:
+            continue
+        lv = con.execute(
+            f"""SELECT {expr} AS g, count(*) AS n FROM _msample a
+            JOIN _idx b ON b.idc = a.id GROUP BY 1"""
+        ).df()
+        lv = lv[lv["g"] >= 0]
+        if lv["n"].sum() < 100:
+            continue
+        m = np.bincount(lv["g"].astype(int), weights=lv["n"], minlength=comp.n_levels)
+        # a 1% floor per level: the ID-bearing records are cleaner than the ones we link
+        # (their ID was copied right, so perhaps the rest too); no level may become proof
+        # against a match on its own
+        m = np.maximum(m / m.sum(), 0.01)
+        out[j] = m / m.sum()
+        log.info("m from ID-bearing mentions, %s: %s", comp.key, np.round(out[j], 4).tolist())
+    return out
+
+
 def _signature(con: duckdb.DuckDBPyConnection, config: LinkageConfig, roles: list[RoleRef]) -> str:
     """What must not change for an incremental run to be valid: config, roles, judgements."""
     j = sorted(
@@ -808,6 +858,7 @@ def resolve_identities(
             g,
             random_pairs=(ra[keep], rb[keep]),
             n_possible=n_probe * n_idx + n_probe * (n_probe - 1) // 2,
+            m_known=_labelled_m(con, config),
         )
     pred = linker.score(left, right, g)
     s.candidate_pairs = len(left)
