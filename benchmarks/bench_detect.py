@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import math
 import os
 import shutil
@@ -56,9 +57,10 @@ def _is_id(col: str) -> bool:
     return col in ID_COLUMNS or col.endswith("_pid") or col.endswith("_id")
 
 
-def replicate(src: Path, dst: Path, persons: int, threads: int | None) -> int:
+def replicate(src: Path, dst: Path, persons: int, threads: int | None, memory: str) -> int:
     """Build ``dst`` from ``src`` replicated to about ``persons`` persons; returns copies."""
     con = duckdb.connect(str(dst))
+    con.execute(f"SET memory_limit = '{memory}'")
     if threads:
         con.execute(f"SET threads = {threads}")
     con.execute(f"ATTACH '{src}' AS s (READ_ONLY)")
@@ -101,8 +103,13 @@ def main() -> None:
     ap.add_argument("--persons", type=int, default=3_000_000)
     ap.add_argument("--rules", type=Path, default=Path("rules"))
     ap.add_argument("--threads", type=int, default=None, help="DuckDB threads (default: all)")
+    ap.add_argument(
+        "--memory-limit", default="4GB", help="DuckDB memory_limit (spills to disk beyond)"
+    )
     ap.add_argument("--keep", type=Path, default=None, help="keep the bench warehouse here")
     args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("crossmatch.detect.schema").setLevel(logging.ERROR)
 
     work = Path(tempfile.mkdtemp(prefix="bench_detect_"))
     db = args.keep or work / "bench.duckdb"
@@ -112,9 +119,11 @@ def main() -> None:
             shutil.copy(args.warehouse, db)
             print(f"copied {args.warehouse} in {time.perf_counter() - t0:.1f}s")
         else:
-            copies = replicate(args.scale_from, db, args.persons, args.threads)
+            copies = replicate(args.scale_from, db, args.persons, args.threads, args.memory_limit)
             print(f"replicated {args.scale_from} x{copies} in {time.perf_counter() - t0:.1f}s")
         con = duckdb.connect(str(db))
+        con.execute(f"SET memory_limit = '{args.memory_limit}'")
+        con.execute(f"SET temp_directory = '{work / 'spill'}'")
         if args.threads:
             con.execute(f"SET threads = {args.threads}")
         for t in ("person", "r_payment", "r_hukou", "r_assistance"):

@@ -301,21 +301,16 @@ def _store(con: duckdb.DuckDBPyConnection, spec: RuleSpec, run_id: str) -> tuple
         SELECT h.*, coalesce(l.links, []) AS links FROM h LEFT JOIN l USING (hid)
         """
     )
-    rows = con.execute("SELECT subject, period FROM _hit_links").fetchall()
-    keys = [(s, p, clue_key(spec.id, s, p)) for s, p in rows]
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE _hit_keys (subject VARCHAR, period VARCHAR, clue_key VARCHAR)"
-    )
-    if keys:
-        con.executemany("INSERT INTO _hit_keys VALUES (?, ?, ?)", keys)
+    # clue_key in SQL (same value as clue_key()): no per-hit round trip through Python
     con.execute(
         """
         INSERT INTO hit
         SELECT ?, ?, ?, h.subject, h.subject_name, h.period, h.amount, ?, ?, h.village_code,
-               json_merge_patch(h.evidence, to_json({'identity_links': h.links})), k.clue_key
-        FROM _hit_links h JOIN _hit_keys k USING (subject, period)
+               json_merge_patch(h.evidence, to_json({'identity_links': h.links})),
+               substr(sha256(? || '|' || h.subject || '|' || h.period), 1, 20)
+        FROM _hit_links h
         """,
-        [run_id, spec.id, spec.version, spec.amount_formula, spec.severity],
+        [run_id, spec.id, spec.version, spec.amount_formula, spec.severity, spec.id],
     )
     row = con.execute("SELECT count(*), coalesce(sum(amount), 0) FROM _rule_hits").fetchone()
     n, amt = row if row else (0, 0)
