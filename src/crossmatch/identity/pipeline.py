@@ -334,8 +334,10 @@ def _node_frame(nodes: pd.DataFrame) -> pd.DataFrame:
     birth = idc.str.slice(6, 14)
     ok_birth = birth.str.fullmatch(r"(19|20)\d{6}").fillna(False)
     nodes["birth"] = birth.where(ok_birth)
-    nodes["id_s1"] = idc.str.slice(0, 12)
-    nodes["id_s2"] = idc.str.slice(0, 6) + idc.str.slice(12, 18)
+    # the ID without one of its three parts (region, birth date, sequence + check): one
+    # mistyped or transposed digit leaves at least one of the three intact
+    nodes["id_s1"] = idc.str.slice(0, 14)
+    nodes["id_s2"] = idc.str.slice(0, 6) + idc.str.slice(14, 18)
     nodes["id_s3"] = idc.str.slice(6, 18)
     nodes["township"] = nodes["village_code"].astype("string").str.slice(0, 9)
     nodes["township"] = nodes["township"].where(nodes["township"].str.len() == 9)
@@ -361,7 +363,7 @@ def _build_index(con: duckdb.DuckDBPyConnection) -> int:
             n.id AS idc,
             CASE WHEN regexp_full_match(substr(n.id, 7, 8), '(19|20)\\d{6}')
                 THEN substr(n.id, 7, 8) END AS birth,
-            substr(n.id, 1, 12) AS id_s1, substr(n.id, 1, 6) || substr(n.id, 13, 6) AS id_s2,
+            substr(n.id, 1, 14) AS id_s1, substr(n.id, 1, 6) || substr(n.id, 15, 4) AS id_s2,
             substr(n.id, 7, 12) AS id_s3, n.village_code,
             CASE WHEN length(n.village_code) >= 9 THEN substr(n.village_code, 1, 9) END
                 AS township,
@@ -969,7 +971,8 @@ def _publish(
     np.maximum.at(prob, ul, up)
     np.maximum.at(prob, ur, up)
     judged_nodes = {x for pair in must for x in pair[:2]}
-    is_group = np.array([isinstance(x, str) and x.startswith("G:") for x in nid])
+    nid_s = pd.Series(nid, dtype="string")
+    is_group = nid_s.str.startswith("G:").fillna(False).to_numpy(dtype=bool)
     gi = np.flatnonzero(is_group)
     method = np.where(has_id.reindex(labels[gi]).to_numpy(), "fuzzy", "unresolved").astype(object)
     method[np.isin(gi, list(judged_nodes))] = "judgement"
@@ -977,9 +980,9 @@ def _publish(
     gprob[method == "judgement"] = 1.0
     grp = pd.DataFrame(
         {
-            "gkey": [x[2:] for x in nid[gi]],
+            "gkey": nid_s.iloc[gi].str.slice(2).to_numpy(dtype=object),
             "label": labels[gi],
-            "person_id": pid.reindex(labels[gi]).to_numpy(dtype=object),
+            "person_id": pd.array(pid.reindex(labels[gi]).to_numpy(dtype=object), dtype="string"),
             "method": method,
             "probability": gprob,
             "node_id": nid[gi],
@@ -1010,9 +1013,11 @@ def _publish(
     lab_pid = dict(zip(free["label"], free["pid"], strict=True))
 
     # index nodes that took part: their cluster's person (an outside ID joined to a registry ID)
-    ii = np.flatnonzero(np.array([isinstance(x, str) and x.startswith("I:") for x in nid]))
+    ii = np.flatnonzero(nid_s.str.startswith("I:").fillna(False).to_numpy(dtype=bool))
     ipid = pid.reindex(labels[ii]).to_numpy(dtype=object)
-    idmap = pd.DataFrame({"id": [x[2:] for x in nid[ii]], "person_id": ipid})
+    idmap = pd.DataFrame(
+        {"id": nid_s.iloc[ii].str.slice(2).to_numpy(dtype=object), "person_id": ipid}
+    )
     idmap = idmap[idmap["person_id"].notna() & (idmap["person_id"] != idmap["id"])]
     _store(con, "_idmap", idmap, temp=True)
     del lab_pid
@@ -1039,22 +1044,24 @@ def _publish(
         LEFT JOIN _idmap hm ON hm.id = h.id
         LEFT JOIN _idmap im ON im.id = m.id"""
     )
+    # mentions with neither name nor usable ID: unresolved, with a stable id of their own;
+    # one person = one cluster (computed in the CREATE: an UPDATE of millions of rows is slow)
     con.execute(
         """CREATE OR REPLACE TABLE identity_link AS
-        SELECT source, file, row, role, file_hash, person_id, method, probability, cluster_id,
-            node_id FROM _newlink
-        UNION ALL SELECT source, file, row, role, file_hash, person_id, method, probability,
-            cluster_id, node_id FROM _kept"""
+        WITH u AS (
+            SELECT source, file, row, role, file_hash, person_id, method, probability, node_id
+            FROM _newlink
+            UNION ALL SELECT source, file, row, role, file_hash, person_id, method, probability,
+                node_id FROM _kept),
+        v AS (
+            SELECT * REPLACE (
+                coalesce(person_id, 'P' || upper(substr(sha1(source || '|' || file || '|'
+                    || CAST(row AS VARCHAR) || '|' || role), 1, 15))) AS person_id,
+                CASE WHEN person_id IS NULL THEN 'unresolved' ELSE method END AS method)
+            FROM u)
+        SELECT source, file, row, role, file_hash, person_id, method, probability,
+            person_id AS cluster_id, node_id FROM v"""
     )
-    # mentions with neither name nor usable ID: unresolved, with a stable id of their own
-    con.execute(
-        """UPDATE identity_link SET person_id = 'P' || upper(substr(sha1(
-            source || '|' || file || '|' || CAST(row AS VARCHAR) || '|' || role), 1, 15)),
-            method = 'unresolved'
-        WHERE person_id IS NULL"""
-    )
-    # one person = one cluster
-    con.execute("UPDATE identity_link SET cluster_id = person_id")
     counts = dict(
         con.execute("SELECT method, count(*) FROM identity_link GROUP BY method").fetchall()
     )
