@@ -130,6 +130,21 @@ def test_quality_on_small_county(county):
     assert damaged.f1 >= 0.95, damaged
 
 
+def test_sql_evaluate_counts_like_pandas(county, tmp_path):
+    """`identity-eval` counts in DuckDB from the CSVs; it must agree with the pandas counting."""
+    from crossmatch.identity.evaluate import evaluate
+
+    con, c, _ = county
+    c.truth.to_csv(tmp_path / "records.csv", index=False)
+    c.noise.to_csv(tmp_path / "noise.csv", index=False)
+    df = join_truth(con, c.truth)
+    key = set(zip(c.noise.source_file, c.noise.row, c.noise.role, strict=True))
+    dmg = pd.Series([k in key for k in zip(df.file, df.row, df.role, strict=True)])
+    got = evaluate(con, tmp_path)
+    assert got["overall"] == pair_scores(df)
+    assert got["damaged"] == pair_scores(df, dmg)
+
+
 def test_every_mention_linked_and_views(county):
     con, _, s = county
     n = con.execute("SELECT count(*) FROM person_mention").fetchone()[0]

@@ -106,7 +106,12 @@ def join_truth(con: duckdb.DuckDBPyConnection, truth: pd.DataFrame) -> pd.DataFr
 
 
 def evaluate(con: duckdb.DuckDBPyConnection, truth_dir: str | Path) -> dict[str, PairScores]:
-    """Scores ``overall`` and ``damaged`` (and ``unmatched`` count) for a resolved warehouse."""
+    """Scores ``overall`` and ``damaged`` for a resolved warehouse.
+
+    Computed in DuckDB straight from the CSV files (same counting as :func:`join_truth` and
+    :func:`pair_scores`): a 3-million-person county's truth has 18 million records, too many
+    for pandas string frames in bounded memory.
+    """
     truth_dir = Path(truth_dir)
     rec_path = truth_dir / "records.csv"
     if not rec_path.exists():
@@ -114,22 +119,63 @@ def evaluate(con: duckdb.DuckDBPyConnection, truth_dir: str | Path) -> dict[str,
             f"{rec_path}: not found; point --truth at a sample's truth/ folder "
             "(made by `crossmatch sample`)"
         )
-    truth = pd.read_csv(rec_path, dtype=str, keep_default_na=False)
+    cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {_csv(rec_path)}").fetchall()]
     need = {"source_file", "row", "role", "person_id"}
-    if not need <= set(truth.columns):
-        raise InputFileError(f"{rec_path}: needs columns {sorted(need)}, has {list(truth.columns)}")
-    df = join_truth(con, truth)
-    out = {"overall": pair_scores(df)}
+    if not need <= set(cols):
+        raise InputFileError(f"{rec_path}: needs columns {sorted(need)}, has {cols}")
     noise_path = truth_dir / "noise.csv"
+    cosmetic = ", ".join(f"'{n}'" for n in COSMETIC_NOISE)
+    dmg_sql = (
+        f"""SELECT DISTINCT source_file AS file, CAST("row" AS INTEGER) AS "row", role
+        FROM {_csv(noise_path)} WHERE noise NOT IN ({cosmetic})"""
+        if noise_path.exists()
+        else 'SELECT NULL::VARCHAR AS file, NULL::INTEGER AS "row", NULL::VARCHAR AS role '
+        "WHERE false"
+    )
+    base = f"""
+    WITH t AS (SELECT source_file AS file, CAST("row" AS INTEGER) AS "row", role,
+                      person_id AS tru FROM {_csv(rec_path)}),
+    p AS (SELECT file, "row", role, person_id,
+                 count(*) OVER (PARTITION BY file, "row") AS n FROM identity_link),
+    d AS ({dmg_sql}),
+    j AS (SELECT t.tru, coalesce(p.person_id, s.person_id,
+                 'MISSING:' || t.file || ':' || CAST(t."row" AS VARCHAR) || ':' || t.role) AS pred,
+                 d.file IS NOT NULL AS dmg
+          FROM t LEFT JOIN p USING (file, "row", role)
+          LEFT JOIN (SELECT file, "row", person_id FROM p WHERE n = 1) s
+            ON s.file = t.file AND s."row" = t."row"
+          LEFT JOIN d ON d.file = t.file AND d."row" = t."row" AND d.role = t.role)"""
+
+    def counts(keys: str) -> tuple[int, int]:
+        row = con.execute(
+            base
+            + f""" SELECT sum(n * (n - 1) // 2),
+                sum(n * (n - 1) // 2 - (n - k) * (n - k - 1) // 2)
+            FROM (SELECT count(*)::HUGEINT AS n, sum(dmg::INTEGER)::HUGEINT AS k
+                  FROM j GROUP BY {keys})"""
+        ).fetchone()
+        return int(row[0] or 0), int(row[1] or 0)
+
+    tp, tp_d = counts("pred, tru")
+    pp, pp_d = counts("pred")
+    tt, tt_d = counts("tru")
+    n, n_d = con.execute(base + " SELECT count(*), sum(dmg::INTEGER) FROM j").fetchone()
+    out = {"overall": _scores(tp, pp, tt, int(n))}
     if noise_path.exists():
-        noise = pd.read_csv(noise_path, dtype=str, keep_default_na=False)
-        noise = noise[~noise["noise"].isin(COSMETIC_NOISE)]
-        key = set(zip(noise["source_file"], noise["row"].astype(int), noise["role"], strict=True))
-        dmg = pd.Series(
-            [k in key for k in zip(df["file"], df["row"], df["role"], strict=True)], index=df.index
-        )
-        out["damaged"] = pair_scores(df, dmg)
+        out["damaged"] = _scores(tp_d, pp_d, tt_d, int(n_d or 0))
     return out
+
+
+def _csv(path: Path) -> str:
+    p = str(path).replace("'", "''")
+    return f"read_csv('{p}', all_varchar = true, header = true)"
+
+
+def _scores(tp: int, pp: int, tt: int, records: int) -> PairScores:
+    p = tp / pp if pp else 1.0
+    r = tp / tt if tt else 1.0
+    f1 = 2 * p * r / (p + r) if p + r else 0.0
+    return PairScores(p, r, f1, tt, pp, tp, records)
 
 
 def error_breakdown(con: duckdb.DuckDBPyConnection, truth_dir: str | Path) -> pd.DataFrame:
