@@ -290,10 +290,14 @@ def _earlier_first(st: _FileState, df: pl.DataFrame) -> pl.Series:
     h = df["_h"].to_numpy()
     out = np.full(len(h), -1, dtype=np.int64)
     if len(st.seen_h):
-        idx = np.searchsorted(st.seen_h, h)
+        # sorted needles: numpy's binary search starts from the previous hit, so the look-ups
+        # walk the big array once instead of jumping at random (cache misses: 4x slower)
+        order = np.argsort(h)
+        hs = h[order]
+        idx = np.searchsorted(st.seen_h, hs)
         ok = idx < len(st.seen_h)
-        ok[ok] = st.seen_h[idx[ok]] == h[ok]
-        out[ok] = st.seen_row[idx[ok]]
+        ok[ok] = st.seen_h[idx[ok]] == hs[ok]
+        out[order[ok]] = st.seen_row[idx[ok]]
     x = pl.col("x")
     return (
         pl.DataFrame({"x": out})
