@@ -8,7 +8,8 @@ consecutive sizes. The counties are made outside the test suite, e.g.::
     uv run crossmatch sample --persons 300000 --seed 1 --out /tmp/county300k
     uv run crossmatch ingest --raw /tmp/county300k/raw --warehouse /tmp/county300k.duckdb
     uv run --group bench python benchmarks/bench_identity_scale.py \\
-        /tmp/county30k.duckdb /tmp/county300k.duckdb /tmp/county3m.duckdb --incremental
+        /tmp/county30k.duckdb /tmp/county300k.duckdb /tmp/county3m.duckdb --incremental \\
+        --truth /tmp/county30k/truth --truth /tmp/county300k/truth --truth /tmp/county3m/truth
 
 Peak RSS is the child's ``ru_maxrss`` (DuckDB's native memory included).
 """
@@ -69,16 +70,35 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("warehouses", nargs="+", type=Path, help="ingested warehouses, small first")
     ap.add_argument("--incremental", action="store_true", help="also time a second night")
     ap.add_argument("--keep", action="store_true", help="keep the resolved copies")
+    ap.add_argument(
+        "--truth",
+        type=Path,
+        action="append",
+        default=[],
+        help="truth/ folder of each warehouse, in the same order: score the full run "
+        "(pairwise P/R/F1 overall and on damaged records, as `crossmatch identity-eval`)",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.truth and len(args.truth) != len(args.warehouses):
+        ap.error("give one --truth per warehouse (same order), or none")
     rows = []
-    for wh in args.warehouses:
+    for k, wh in enumerate(args.warehouses):
         tmp = Path(tempfile.mkdtemp(prefix="idscale"))
         copy = tmp / wh.name
         shutil.copy(wh, copy)
         t = time.perf_counter()
         r = run(copy, "full")
         r["label"], r["wall"] = wh.stem, time.perf_counter() - t
+        if args.truth:
+            import duckdb
+
+            from crossmatch.identity.evaluate import evaluate
+
+            t = time.perf_counter()
+            with duckdb.connect(str(copy), read_only=True) as con:
+                r["quality"] = evaluate(con, args.truth[k])
+            r["eval_seconds"] = time.perf_counter() - t
         if args.incremental:
             inc = run(copy, "incremental")
             r["inc_seconds"], r["inc_new"], r["inc_rss_mb"] = (
@@ -100,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         print("    steps: " + ", ".join(f"{k} {v:.1f}s" for k, v in r["steps"].items()))
+        for label, sc in r.get("quality", {}).items():
+            print("    " + sc.render(label))
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
     for a, b in itertools.pairwise(rows):

@@ -644,6 +644,7 @@ def resolve_identities(
     config: LinkageConfig | None = None,
     retrain: bool = False,
     full: bool = False,
+    memory_limit: str | None = "4GB",
 ) -> ResolveSummary:
     """Run identity resolution in the warehouse ``con`` and publish its tables and views.
 
@@ -655,7 +656,31 @@ def resolve_identities(
     was resolved before with the same configuration, roles and judgements: mentions whose
     (source, file, file hash, row, role) were resolved keep their link, and only new mentions
     are blocked and scored, against the person index and each other.
+    ``memory_limit``: DuckDB's buffer pool during the run (beyond it the county-wide joins
+    spill to disk), so that a 3-million-person county stays within a small machine's memory
+    next to the Python side; the connection's own setting is restored afterwards. None leaves
+    the connection as it is.
     """
+    if memory_limit is None:
+        return _resolve(con, specs, roles=roles, config=config, retrain=retrain, full=full)
+    before = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    con.execute(f"SET memory_limit = '{memory_limit}'")
+    try:
+        return _resolve(con, specs, roles=roles, config=config, retrain=retrain, full=full)
+    finally:
+        con.execute(f"SET memory_limit = '{before}'")
+
+
+def _resolve(
+    con: duckdb.DuckDBPyConnection,
+    specs: Any,
+    *,
+    roles: list[RoleRef] | None,
+    config: LinkageConfig | None,
+    retrain: bool,
+    full: bool,
+) -> ResolveSummary:
+    """The run itself (see :func:`resolve_identities`)."""
     s = ResolveSummary()
     t = time.perf_counter()
     roles = roles or (roles_from_specs(specs) if specs is not None else default_roles())
