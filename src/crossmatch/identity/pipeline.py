@@ -825,11 +825,16 @@ def _resolve(
         ).fetchnumpy()["node"]
         need = np.union1d(need, np.asarray(sample, dtype=np.int64))
     _store(con, "_need", pd.DataFrame({"node": need}), temp=True)
+    # only the columns the comparisons, clustering and publishing read (the blocking keys
+    # stay in DuckDB): at 3 million persons every object column costs hundreds of MB
+    keep = ["node", "is_probe", "name", "idc", "reg_id", "ext_id", "prev_pid", "conflict_id"]
+    keep += [c for comp in config.comparisons for c in comp.columns()]
+    keep += list(config.exclusive)
+    keep = list(dict.fromkeys(keep))
     idx_local = con.execute(
-        f"SELECT node, is_probe, {', '.join(_KEYS)}, reg_id, ext_id, prev_pid, conflict_id "
-        "FROM _idx SEMI JOIN _need USING (node) ORDER BY node"
+        f"SELECT {', '.join(keep)} FROM _idx SEMI JOIN _need USING (node) ORDER BY node"
     ).df()
-    nodes = pd.concat([idx_local, loc.drop(columns=["gkey", "kept_key"])], ignore_index=True)
+    nodes = pd.concat([idx_local, loc[keep]], ignore_index=True)
     nodes["_kept"] = ~nodes["is_probe"].astype(bool) & (nodes["node"] >= n_idx)
     glob = nodes["node"].to_numpy(dtype=np.int64)
     nid = np.concatenate([("I:" + idx_local["idc"]).to_numpy(dtype=object), _loc_nid(loc)]).astype(
