@@ -31,7 +31,7 @@ _CHILD = r"""
 import json, logging, resource, sys, time
 import duckdb
 from crossmatch.identity import resolve
-logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
 con = duckdb.connect(sys.argv[1])
 mode = sys.argv[2]
 if mode == "incremental":
@@ -51,18 +51,23 @@ print(json.dumps({"mode": s.mode, "seconds": secs, "mentions": s.mentions,
 
 
 def run(warehouse: Path, mode: str) -> dict:
-    out = subprocess.run(
+    """Resolve in a child process; its log lines are passed on as they come (a 3M run takes
+    minutes, and progress per step is what one watches)."""
+    proc = subprocess.Popen(
         [sys.executable, "-c", _CHILD, str(warehouse), mode],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        check=False,
     )
-    if out.returncode != 0:
-        raise SystemExit(f"{warehouse} ({mode}) failed:\n{out.stderr[-3000:]}")
-    for line in out.stderr.splitlines():
-        if "blocking rule" in line:
-            logging.info("%s", line)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    assert proc.stderr is not None and proc.stdout is not None
+    tail: list[str] = []
+    for line in proc.stderr:
+        tail = [*tail[-40:], line]
+        logging.info("    %s", line.rstrip())
+    out = proc.stdout.read()
+    if proc.wait() != 0:
+        raise SystemExit(f"{warehouse} ({mode}) failed (exit {proc.returncode}):\n{''.join(tail)}")
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def main(argv: list[str] | None = None) -> int:

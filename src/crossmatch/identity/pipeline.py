@@ -719,11 +719,13 @@ def _resolve(
         )
     s.conflicts = len(conflicts)
     s.seconds["exact"] = time.perf_counter() - t
+    log.info("step exact: %.1f s", s.seconds["exact"])
 
     t = time.perf_counter()
     handlers = link_handlers(con)
     _store(con, "_handler_link", handlers, temp=True)
     s.seconds["handlers"] = time.perf_counter() - t
+    log.info("step handlers: %.1f s", s.seconds["handlers"])
 
     t = time.perf_counter()
     jm = con.execute(
@@ -764,12 +766,14 @@ def _resolve(
         temp=True,
     )
     s.seconds["prepare"] = time.perf_counter() - t
+    log.info("step prepare: %.1f s", s.seconds["prepare"])
 
     t = time.perf_counter()
     gl, gr, gsql = (
         _sql_pairs(con, config) if len(groups) else (np.empty(0, np.int64),) * 2 + (None,)
     )
     s.seconds["blocking"] = time.perf_counter() - t
+    log.info("step blocking: %.1f s", s.seconds["blocking"])
 
     t = time.perf_counter()
     # judgements -> global nodes (the ID nodes they name must be loaded)
@@ -895,11 +899,13 @@ def _resolve(
     pred = linker.score(left, right, g)
     s.candidate_pairs = len(left)
     s.seconds["score"] = time.perf_counter() - t
+    log.info("step score: %.1f s", s.seconds["score"])
 
     t = time.perf_counter()
     cl_notes: list[tuple[int, str]] = []
     labels, used = linker.cluster(pred, must_link=must_l, cannot_link=cannot_l, notes=cl_notes)
     s.seconds["cluster"] = time.perf_counter() - t
+    log.info("step cluster: %.1f s", s.seconds["cluster"])
 
     t = time.perf_counter()
     _record_judgement_conflicts(con, must_rows, cl_notes, s)
@@ -914,6 +920,7 @@ def _resolve(
         [s.mode, sig, s.mentions, s.new_mentions, s.candidate_pairs],
     )
     s.seconds["publish"] = time.perf_counter() - t
+    log.info("step publish: %.1f s", s.seconds["publish"])
     return s
 
 
