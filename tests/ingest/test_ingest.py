@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 from decimal import Decimal
 from pathlib import Path
 
@@ -434,3 +435,29 @@ def test_duplicates_found_across_batches(county, monkeypatch):
     for i, line in enumerate(rows, start=2):
         first.setdefault(line, i)
         assert got[i] == (None if first[line] == i else first[line]), i
+
+
+def _reader_frames(path: Path, use_iconv: bool) -> pl.DataFrame:
+    from crossmatch.ingest import readers
+
+    aliases = {readers.norm_header(h) for h in PAY_HEADER.split(",")}
+    r = readers.CsvReader(path, aliases=aliases, use_iconv=use_iconv)
+    return pl.concat(list(readers.read_csv_batches(r)))
+
+
+@pytest.mark.skipif(shutil.which("iconv") is None, reason="no iconv on this machine")
+def test_gb18030_by_iconv_same_as_python_codec(county):
+    """iconv (the fast GB18030 path) yields the same batches as Python's codec; a character
+    the two tables map differently (A6D9: Python U+E78D, glibc U+FE10) falls back to Python."""
+    from crossmatch.ingest import readers
+
+    path = write_csv(county / "raw/finance/q1.csv", [PAY_HEADER, *PAY_ROWS] * 50, "gb18030")
+    assert _reader_frames(path, True).equals(_reader_frames(path, False))
+    odd = "B2,王\ue78d,,1,2025-01,2025/1/5,成功"
+    assert b"\xa6\xd9" in odd.encode("gb18030")
+    write_csv(path, [PAY_HEADER, *PAY_ROWS, odd], "gb18030")
+    with pytest.raises(readers.RetryWithoutIconv):
+        _reader_frames(path, True)
+    r = only(run(county), "loaded")
+    assert (r.rows_read, r.rows_loaded, r.encoding) == (5, 5, "gb18030")
+    assert q(county, "SELECT payee_name_raw FROM src_payment WHERE _row = 6") == [("王\ue78d",)]

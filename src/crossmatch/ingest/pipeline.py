@@ -426,6 +426,7 @@ def _batches(
     info: readers.ReadInfo,
     encoding: str,
     on_bytes: Callable[[int], None] | None,
+    use_iconv: bool = True,
 ) -> Iterator[pl.DataFrame]:
     aliases = {readers.norm_header(a) for f in spec.fields for a in f.columns}
     if fmt == "csv":
@@ -436,6 +437,7 @@ def _batches(
             header_row=spec.header_row,
             aliases=aliases,
             on_progress=on_bytes,
+            use_iconv=use_iconv,
         )
         r.info = info
         yield from readers.read_csv_batches(r)
@@ -582,7 +584,8 @@ def _load_attempts(
 ) -> FileResult:
     fmt = spec.format_for(path)
     encoding = spec.encoding
-    for _attempt in range(2):
+    use_iconv = True
+    for _attempt in range(3):  # at most: UTF-8 -> GB18030 by iconv -> by Python's codec
         info = readers.ReadInfo()
         st: _FileState | None = None
         pending: Future | None = None
@@ -593,7 +596,7 @@ def _load_attempts(
                 if progress
                 else None
             )
-            for batch in _batches(spec, path, fmt, info, encoding, on_bytes):
+            for batch in _batches(spec, path, fmt, info, encoding, on_bytes, use_iconv):
                 if st is None:
                     mapping, missing = match_columns(spec, info.header)
                     if missing:
@@ -672,7 +675,10 @@ def _load_attempts(
         except readers.RetryWithEncoding as exc:
             _settle(pending)
             con.rollback()
-            encoding = exc.encoding
+            if isinstance(exc, readers.RetryWithoutIconv):
+                use_iconv = False  # same encoding, Python's codec (exact messages)
+            else:
+                encoding = exc.encoding
             continue
         except InputFileError as exc:
             _settle(pending)

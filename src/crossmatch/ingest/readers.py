@@ -22,9 +22,13 @@ Python's csv module.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import io
 import re
+import shutil
+import subprocess
+import threading
 import unicodedata
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
@@ -55,6 +59,49 @@ class RetryWithEncoding(Exception):
     def __init__(self, encoding: str):
         super().__init__(encoding)
         self.encoding = encoding
+
+
+class RetryWithoutIconv(RetryWithEncoding):
+    """iconv could not reproduce Python's gb18030 decoding of this file (bad or truncated
+    bytes, or a character the two map differently): read it again with Python's codec, which
+    also words the message for bad bytes."""
+
+
+# GB18030 decoding by iconv (glibc) runs in its own process at ~2.5x the speed of Python's
+# codec. The two tables agree on every byte sequence except these: glibc follows GB18030-2005
+# where Python keeps the 2000 mapping (private-use code points). glibc's side of each differing
+# pair is below; a block holding one is re-read with Python's codec, so results never change.
+# (glibc also rejects 18 four-byte sequences Python accepts: iconv fails, same fallback.)
+_GLIBC_ONLY_SUPPLEMENTARY = tuple(
+    chr(c).encode("utf-8") for c in (0x20087, 0x20089, 0x200CC, 0x215D7, 0x2298F, 0x241FE)
+)
+
+
+def _glibc_differs(utf8: bytes) -> bool:
+    """True when iconv's UTF-8 output holds a character Python's gb18030 maps differently
+    (U+1E3F, U+9FB4-9FBB, U+E7C7, U+FE10-FE19, six CJK extension B characters)."""
+    if b"\xee\x9f\x87" in utf8:  # U+E7C7
+        return True
+    if b"\xf0" in utf8 and any(g in utf8 for g in _GLIBC_ONLY_SUPPLEMENTARY):
+        return True
+    arr = np.frombuffer(utf8, dtype=np.uint8)
+    if len(arr) < 3:
+        return False
+    mid = arr[1:-1]
+    p = np.flatnonzero(mid == 0xBE)  # U+9FB4-9FBB = E9 BE B4..BB
+    if len(p):
+        third = arr[p + 2]
+        if ((arr[p] == 0xE9) & (third >= 0xB4) & (third <= 0xBB)).any():
+            return True
+    p = np.flatnonzero(mid == 0xB8)  # U+1E3F = E1 B8 BF; U+FE10-FE19 = EF B8 90..99
+    if len(p):
+        first, third = arr[p], arr[p + 2]
+        hit = ((first == 0xE1) & (third == 0xBF)) | (
+            (first == 0xEF) & (third >= 0x90) & (third <= 0x99)
+        )
+        if hit.any():
+            return True
+    return False
 
 
 @dataclass
@@ -163,8 +210,10 @@ class CsvReader:
         header_row: int | None = None,
         aliases: set[str] | None = None,
         on_progress: Callable[[int], None] | None = None,
+        use_iconv: bool = True,
     ):
         self.path = path
+        self.use_iconv = use_iconv
         self.declared = encoding
         self.delimiter = delimiter
         self.header_row = header_row
@@ -193,8 +242,58 @@ class CsvReader:
             enc = detect_encoding(self.path, head, self.declared)
             self._head_non_ascii = any(b >= 0x80 for b in head)
             self.info.encoding = enc
+            exe = shutil.which("iconv") if enc == "gb18030" and self.use_iconv else None
+            if exe:
+                yield from self._iconv_blocks(exe, size)
+                return
             fh.seek(0)
             yield from self._blocks(fh, enc, size)
+
+    def _iconv_blocks(self, exe: str, size: int) -> Iterator[pl.DataFrame]:
+        """GB18030 -> UTF-8 by iconv in its own process (fed by a thread that counts the
+        bytes for progress); any failure or differing character raises RetryWithoutIconv."""
+        proc = subprocess.Popen(
+            [exe, "-f", "GB18030", "-t", "UTF-8"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        assert proc.stdin is not None and proc.stdout is not None
+        stdin, fed = proc.stdin, [0]
+
+        def feed() -> None:
+            try:
+                with self.path.open("rb") as src:
+                    while chunk := src.read(1 << 22):
+                        stdin.write(chunk)
+                        fed[0] += len(chunk)
+            except OSError:  # iconv stopped (bad bytes) or the file vanished: seen at EOF
+                fed[0] = -1
+            finally:
+                with contextlib.suppress(OSError):
+                    stdin.close()
+
+        feeder = threading.Thread(target=feed, name="iconv-feed", daemon=True)
+        feeder.start()
+
+        def at_eof() -> None:
+            feeder.join()
+            if proc.wait() != 0 or fed[0] != size:
+                raise RetryWithoutIconv("gb18030")
+
+        try:
+            yield from self._blocks(
+                proc.stdout,  # type: ignore[arg-type]
+                "utf-8",
+                size,
+                transcoded=(lambda: max(fed[0], 0), at_eof),
+            )
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.stdout.close()
+            proc.wait()
+            feeder.join()
 
     # -- internals
     def _decode(self, data: bytes, enc: str, first_line: int, final: bool) -> str:
@@ -222,7 +321,15 @@ class CsvReader:
                 f"it as UTF-8 or GB18030, or set `encoding:` in the source file."
             ) from exc
 
-    def _blocks(self, fh: io.BufferedReader, enc: str, size: int) -> Iterator[pl.DataFrame]:
+    def _blocks(
+        self,
+        fh: io.BufferedReader,
+        enc: str,
+        size: int,
+        transcoded: tuple[Callable[[], int], Callable[[], None]] | None = None,
+    ) -> Iterator[pl.DataFrame]:
+        """Blocks of whole lines -> wide batches. ``transcoded`` = (bytes of the file consumed,
+        end-of-input check) when ``fh`` is iconv's UTF-8 output rather than the file."""
         carry = b""
         next_line = 1
         header_done = False
@@ -230,6 +337,8 @@ class CsvReader:
         while True:
             chunk = fh.read(BLOCK_BYTES)
             final = not chunk
+            if final and transcoded is not None:
+                transcoded[1]()  # before the last block: a failed iconv must not be parsed
             data = carry + chunk
             if not final:
                 cut = data.rfind(b"\n")
@@ -241,14 +350,19 @@ class CsvReader:
                 carry = b""
             if not data:
                 break
-            text = self._decode(data, enc, next_line, final)
-            if next_line == 1 and text.startswith("\ufeff"):
-                text = text[1:]
-            if enc.startswith("utf-8") and not self._replaced:
+            if transcoded is not None:  # iconv's output: valid UTF-8 by construction
+                if _glibc_differs(data):
+                    raise RetryWithoutIconv("gb18030")
                 utf8 = data[3:] if next_line == 1 and data.startswith(codecs.BOM_UTF8) else data
             else:
-                utf8 = text.encode("utf-8")
-            del text
+                text = self._decode(data, enc, next_line, final)
+                if next_line == 1 and text.startswith("\ufeff"):
+                    text = text[1:]
+                if enc.startswith("utf-8") and not self._replaced:
+                    utf8 = data[3:] if next_line == 1 and data.startswith(codecs.BOM_UTF8) else data
+                else:
+                    utf8 = text.encode("utf-8")
+                del text
             fast = self._fast_block(utf8, next_line, header_done)
             if fast is not None:
                 df, n_lines = fast
@@ -273,7 +387,7 @@ class CsvReader:
             header_done = True
             next_line += n_lines
             df = df.filter(pl.col("_row") > self.info.header_row)
-            done += len(data)
+            done = transcoded[0]() if transcoded is not None else done + len(data)
             if self.on_progress:
                 self.on_progress(done)
             if len(df):
