@@ -80,6 +80,7 @@ def generate(persons: int, seed: int, out: Path | str) -> Summary:
             )
             planter.plant(data, builder.rng(2, idx))
             exporter.write_town(data)
+            planter.tally(data, exporter.cases_loaded, exporter.assist_paid)
             summary.residents += len(data.town.persons)
             planted_rows.extend(data.planted)
         planted_rows.extend(planter.finish())

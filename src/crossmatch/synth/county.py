@@ -48,6 +48,8 @@ STANDARDS: tuple[tuple[str, str, str, float, dt.date, dt.date | None], ...] = (
 )
 FARMLAND_RATE = 105.0  # 元/亩, 2025
 FARMLAND_MONTH = 5  # the annual farmland subsidy is paid with the May batch
+#: the assistance items (rules/reference/assistance_items.csv): a household is "paid" by these
+ASSIST_ITEMS = ("城乡低保金", "特困供养金")
 EXEMPT_VEHICLES = ("普通二轮摩托车", "轻便二轮摩托车", "三轮汽车", "残疾人专用小型自动挡载客汽车")
 CARS = ("小型轿车", "小型普通客车", "小型越野客车", "轻型普通货车")
 BANKS = ("来安农商银行", "中国农业银行来安支行", "中国邮政储蓄银行来安县支行")
@@ -338,6 +340,9 @@ class Builder:
         self, data: TownData, p: Person, rng: np.random.Generator, critical: bool = False
     ) -> None:
         assert p.death is not None
+        if critical and any(x[0] is p for x in data.deaths):
+            # one person, one death: a second record would overwrite the first date
+            raise ValueError(f"{p.pid} already has a death record (planted twice?)")
         in_file = critical or rng.random() < 0.9
         crem = (
             p.death + dt.timedelta(days=int(rng.integers(1, 4)))

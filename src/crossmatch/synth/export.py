@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from crossmatch.synth.county import FARMLAND_RATE, STANDARDS, TownData
+from crossmatch.synth.county import ASSIST_ITEMS, FARMLAND_RATE, STANDARDS, TownData
 from crossmatch.synth.io import PersonRef, Sink, Truth
 from crossmatch.synth.model import COUNTY_NAME, YEAR, Person
 from crossmatch.synth.noise import Noiser
@@ -201,6 +201,11 @@ class Exporter:
             (v.code, p.name) for v in t.villages for hh in v.households for p in hh.members
         )
         self.ambiguous = {k for k, n in seen.items() if n > 1}
+        # what a careful ingest loads of this town (damaged rows are quarantined): cases with
+        # at least one intact roster row, payees with an intact successful assistance payment;
+        # relative_concentration's labels count recipient households from these
+        self.cases_loaded: set[int] = set()
+        self.assist_paid: set[int] = set()
         for v in t.villages:
             for hh in v.households:
                 for p in hh.members:
@@ -404,6 +409,8 @@ class Exporter:
             if not c.critical and self.fmt_rng.random() < 0.05:
                 row[14] = (c.start - D(1899, 12, 30)).days  # an Excel serial without a date format
             self.sinks["assistance"].write(row, refs, mess=not c.critical)
+            if not self.sinks["assistance"].last_bad:
+                self.cases_loaded.add(id(c))
 
     def _payments(self, data: TownData) -> None:
         t = data.town
@@ -432,6 +439,8 @@ class Exporter:
                    v.town.name, v.name, v.code]  # fmt: skip
             sink = self.sinks[src]
             sink.write(row, [ref], mess=not pay.critical and pay.status == "成功" and not pay.batch)
+            if pay.status == "成功" and pay.item in ASSIST_ITEMS and not sink.last_bad:
+                self.assist_paid.add(id(pay.payee))
             if sink.last_dup and not sink.last_bad:
                 data.plant("duplicate_payment", "trap", pay.payee.written_id() if pay.payee.ghost
                            else pay.payee.pid, f"{YEAR}-{pay.month:02d}", "导出文件完全重复行")  # fmt: skip

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from crossmatch.synth.county import (
+    ASSIST_ITEMS,
     EXEMPT_VEHICLES,
     FARMLAND_MONTH,
     FARMLAND_RATE,
@@ -38,7 +39,6 @@ from crossmatch.synth.model import YEAR, Household, Person, Village
 D = dt.date
 FLOOR = 24  # cases (and traps of each kind) per rule in the whole county, at least
 PER_PERSONS = 2000  # at scale: about one planted case per rule per this many residents
-ASSIST_ITEMS = ("城乡低保金", "特困供养金")
 FDR = 0.05  # relative_concentration defaults (rules team: hypergeometric test + BH)
 MIN_CASES = 3
 Row = tuple[str, str, str, str, str]
@@ -139,12 +139,46 @@ class Planter:
             for per in periods():
                 data.plant(rule, kind, subject, per, note)
 
+    def tally(self, data: TownData, cases_loaded: set[int], assist_paid: set[int]) -> None:
+        """Count each village's recipient households as a correct system sees them (after export).
+
+        A unit is a case with an intact roster row (damaged rows are quarantined) one of whose
+        roster people received an intact successful assistance payment in the year; it is
+        flagged when it holds a cadre_relative_recipient case (an unfiled close relative of a
+        cadre of the same village, in a paid month of the cadre's term): the same definition
+        as rules/relative_concentration.yaml, whose ``rel`` CTE is that rule's ``links``
+        joined to paid months. That truth is itself checked against the files by the oracle.
+        """
+        crr = {s for r, k, s, _p, _n in data.planted if r == "cadre_relative_recipient"
+               and k == "case"}  # fmt: skip
+        units: dict[str, int] = {}
+        flagged: dict[str, int] = {}
+        for c in data.cases:
+            people = [c.applicant] + [p for p, _ in c.members]
+            if id(c) not in cases_loaded or not any(id(p) in assist_paid for p in people):
+                continue
+            code = c.village.code
+            units[code] = units.get(code, 0) + 1
+            flagged[code] = flagged.get(code, 0) + (c.applicant.pid in crr)
+        for v in data.town.villages:
+            if v.code in units:
+                intent = self.conc.get(v.code, "background")
+                self.village_stats.append((v.code, units[v.code], flagged[v.code], intent))
+
     def finish(self) -> list[Row]:
-        """County-level labels: relative_concentration (needs every village's counts)."""
+        """County-level labels: relative_concentration (needs every village's counts).
+
+        The catalogue's semantics at the rule's defaults (min_cases 3, FDR 5%): a village is a
+        case when at least three of its recipient households are cadre relatives and the
+        one-sided exact (hypergeometric) test against the county base rate is significant after
+        Benjamini-Hochberg at 5%; a trap when it has one or two such households, or three or
+        more without significant excess (a clan in a village with many recipients). Villages
+        without any cadre-relative household are neither.
+        """
         from scipy.stats import hypergeom
 
         rows: list[Row] = []
-        stats = [s for s in self.village_stats if s[1] > 0]
+        stats = self.village_stats
         total = sum(s[1] for s in stats)
         flagged = sum(s[2] for s in stats)
         if not stats or not flagged:
@@ -152,21 +186,12 @@ class Planter:
         n = np.array([s[1] for s in stats])
         k = np.array([s[2] for s in stats])
         p = hypergeom.sf(k - 1, total, flagged, n)
-        order = np.argsort(p, kind="stable")
-        m = len(p)
-        q = np.empty(m)
-        prev = 1.0
-        for rank in range(m - 1, -1, -1):
-            i = order[rank]
-            prev = min(prev, p[i] * m / (rank + 1))
-            q[i] = prev
+        q = _bh(p)
         for (code, units, kk, intent), qv in zip(stats, q, strict=True):
             note = f"{kk}/{units} recipient households are cadre relatives, q={qv:.2g} ({intent})"
-            # only clear outcomes are labelled: a q near the FDR level depends on details of
-            # the count (units, filed relatives) that a correct system may define otherwise
-            if kk >= MIN_CASES and qv <= FDR / 5:
+            if kk >= MIN_CASES and qv <= FDR:
                 rows.append(("relative_concentration", "case", code, "", note))
-            elif 1 <= kk < MIN_CASES or (kk >= MIN_CASES and qv > 4 * FDR):
+            elif kk >= 1:
                 rows.append(("relative_concentration", "trap", code, "", note))
         return rows
 
@@ -324,18 +349,10 @@ class Planter:
             want = {"conc_case": 6, "conc_clan": 3, "conc_small": 1 + int(rng.random() < 0.25)}[
                 intent
             ]
-            flagged = 0
             for c in cases[:want]:
                 self._use_case(c)
                 self._link_relative(c, v, "child" if rng.random() < 0.6 else "spouse")
                 self._case_rows("cadre_relative_recipient", "case", c, f"{intent}: 村干部近亲属")
-                flagged += 1
-            units = sum(1 for c in d.cases if c.village is v)
-            self.village_stats.append((v.code, units, flagged, intent))
-        for v in d.town.villages:
-            if v.code not in self.conc:
-                units = sum(1 for c in d.cases if c.village is v)
-                self.village_stats.append((v.code, units, 0, "background"))
         # traps: filed relatives; relative of another village's cadre; same surname unrelated
         villages = list(d.town.villages)
         pool = self._free_cases(min_members=1, conc=False)
@@ -922,11 +939,17 @@ class Planter:
 
     def _deceased(self, q: int) -> None:
         d, b, rng = self.d, self.b, self.rng
-        cands = self._payee_streams("养老金") + self._payee_streams("残疾人两项补贴")
-        for k in range(2 * q):
+        # a person paid both items is in both streams: list each person once, or the same
+        # person could be planted twice (two death records, the second date overwriting the
+        # first, so the first scenario's case months would start before the true death)
+        cands = _unique(self._payee_streams("养老金") + self._payee_streams("残疾人两项补贴"))
+        k = 0
+        while k < 2 * q:
             p = self._take(cands)
             if p is None:
                 break
+            if p.busy or p.death is not None:
+                continue
             self._crit(p)
             if k % 2 == 0:  # case: death record, payments continue
                 dm = int(rng.integers(1, 10))
@@ -945,6 +968,7 @@ class Planter:
                 self.idx[id(p)] = [x for x in self._pays(p) if x.month <= dm + 1]
                 d.plant("deceased_recipient", "trap", p.pid, ym(dm), "死亡当月发放")
                 d.plant("deceased_recipient", "trap", p.pid, ym(dm + 1), "宽限期内发放")
+            k += 1
         # trap: a living namesake of a dead person keeps being paid
         dead = [x[0] for x in d.deaths if x[1] and x[0].death and x[0].death < D(YEAR, 6, 1)]
         living = self._payee_streams("养老金")
@@ -1051,6 +1075,27 @@ class Planter:
             if crit or not linked:
                 keep.append(row)
         d.procurement = keep
+
+
+def _bh(p: np.ndarray) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values (q-values) in input order, capped at 1."""
+    m = len(p)
+    order = np.argsort(p, kind="stable")
+    ranked = p[order] * m / np.arange(1, m + 1)
+    q = np.empty(m)
+    q[order] = np.minimum(1.0, np.minimum.accumulate(ranked[::-1])[::-1])
+    return q
+
+
+def _unique(people: list[Person]) -> list[Person]:
+    """Each person once, first occurrence kept (order-stable, hence deterministic)."""
+    seen: set[int] = set()
+    out = []
+    for p in people:
+        if id(p) not in seen:
+            seen.add(id(p))
+            out.append(p)
+    return out
 
 
 def _head(c: Case) -> bool:
