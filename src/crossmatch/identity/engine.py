@@ -211,6 +211,22 @@ class Linker:
                 g[lo:hi, j] = comp.levels(ld, rd)
         return g
 
+    def _expected_matches(self, left: np.ndarray, right: np.ndarray, g: np.ndarray) -> float:
+        """Matches among the blocked pairs: the EM posteriors summed per probe, at most one
+        per probe (a mention is one person). Why capped: when most blocked pairs share a name,
+        EM's posteriors are near 1 for every namesake, and the plain sum would grow with the
+        blocks (the prior would then depend on how generous blocking is, not on the data)."""
+        if len(left) == 0:
+            return 0.0
+        p = self.model._posterior(g)
+        if self.config.probe_column:
+            probe = self.df[self.config.probe_column].to_numpy(dtype=bool)
+            side = np.where(probe[right], right, left)
+        else:
+            side = np.maximum(left, right)
+        per = np.bincount(side, weights=p, minlength=len(self.df))
+        return float(np.minimum(per, 1.0).sum())
+
     def possible_pairs(self) -> int:
         """How many pairs blocking chooses from: probe x every row (probe pairs once)."""
         n = len(self.df)
@@ -253,7 +269,16 @@ class Linker:
             self.model.m[j] = np.asarray(m, dtype=float)
         self.model.em(g, max_iter=self.config.em_iterations, fixed=frozenset(m_known or {}))
         if self.config.prior == "population":
-            self.model.set_population_prior(len(g), n_possible or self.possible_pairs())
+            n_probes = (
+                int(self.df[self.config.probe_column].sum())
+                if self.config.probe_column
+                else len(self.df)
+            )
+            self.model.set_population_prior(
+                self._expected_matches(left, right, g),
+                n_possible or self.possible_pairs(),
+                n_probes,
+            )
         self.timings["training"] = time.perf_counter() - t0
         return self.model
 
@@ -305,6 +330,17 @@ class Linker:
             anchored &= ~self.df["_kept"].to_numpy(dtype=bool)
         return anchor, anchored
 
+    def _none_weight(self) -> float:
+        """Weight of "none of the candidates" next to the candidates' odds O_i.
+
+        With the population prior, O_i = (pi / N) x BF_i, and "none" collects the probes
+        whose person is not in the index (1 - pi) and those whose match blocking missed
+        (about 1%). Without an estimate of pi (other priors): 1, the odds form."""
+        share = self.model.match_share
+        if self.config.prior != "population" or share is None:
+            return 1.0
+        return float(np.clip(1.0 - share, 0.01, 1.0) + 0.01)
+
     def _pin_to_persons(
         self, pred: Prediction, sel: np.ndarray, excl: list[np.ndarray]
     ) -> np.ndarray:
@@ -313,14 +349,14 @@ class Linker:
         Why: the pair weight says how likely this one pair matches, but a probe called 王东波
         in a village where one 王东波 is registered and another lives in the next village has
         two candidates, and at most one is right. With per-pair odds O_i (population prior
-        included) the probability that candidate i is the one is O_i / (1 + sum_j O_j) (the 1
-        stands for "none of them"). That probability replaces the pair's on every
-        node-to-person edge. Then the node is *pinned* for clustering: to the person it
-        links to (it takes that exclusive value), or, when it is probably one of its candidates
-        but none reaches the threshold, to a marker of that candidate set, so that no chain
-        through another probe can carry it into any of those persons (a coin toss between
-        two people is not a link). Modifies ``pred.probability`` and ``excl`` in place;
-        returns the new edge selection.
+        included) the probability that candidate i is the one is O_i / (z + sum_j O_j), z the
+        weight of "none of them" (:meth:`_none_weight`). That probability replaces the pair's
+        on every node-to-person edge. Then the node is *pinned* for clustering: to the person
+        it links to (it takes that exclusive value), or, when it is probably one of its
+        candidates but none reaches the threshold, to a marker of that candidate set, so that
+        no chain through another probe can carry it into any of those persons (a coin toss
+        between two people is not a link). Modifies ``pred.probability`` and ``excl`` in
+        place; returns the new edge selection.
         """
         anchor, anchored = self._anchors()
         idx = np.flatnonzero(anchored[pred.left] != anchored[pred.right])
@@ -335,7 +371,7 @@ class Linker:
         best = e.groupby(["probe", "a"], sort=False)["w"].max().reset_index()
         best["o"] = np.exp2(np.clip(best["w"].to_numpy(), -60, 60))
         tot = best.groupby("probe")["o"].transform("sum")
-        best["p"] = best["o"] / (1.0 + tot)
+        best["p"] = best["o"] / (self._none_weight() + tot)
         e = e.merge(best[["probe", "a", "p"]], on=["probe", "a"], how="left")
         sel = sel.copy()
         thr = self.config.threshold

@@ -33,6 +33,8 @@ class FSModel:
     # prior match probability of a *scored* pair when it differs from ``lam`` (the match share
     # among blocked pairs, which EM needs); see :meth:`set_population_prior`
     lam_prior: float | None = None
+    # share of probes whose person is among the scored candidates (see set_population_prior)
+    match_share: float | None = None
 
     def __post_init__(self) -> None:
         if not self.m:
@@ -102,7 +104,9 @@ class FSModel:
             out[ok, j] = bf[col[ok]]
         return out
 
-    def set_population_prior(self, n_blocked: int, n_possible: int) -> None:
+    def set_population_prior(
+        self, expected: float, n_possible: int, n_probes: int | None = None
+    ) -> None:
         """Prior = expected matches among the blocked pairs spread over *all* possible pairs.
 
         Why: u comes from random pairs, so the Bayes factors measure evidence against a random
@@ -112,8 +116,11 @@ class FSModel:
         on top of that share double-counts it). The population prior falls as the county grows
         (more namesakes per person), so a name-only agreement that was enough in 8,000 people
         is not enough in 3 million: the context comparisons and the term frequency decide.
+        ``expected``: how many matches the blocked pairs hold (see ``Linker.train``);
+        ``n_probes``: how many records looked for a match (gives :attr:`match_share`).
         """
-        expected = self.lam * n_blocked
+        if n_probes:
+            self.match_share = float(np.clip(expected / n_probes, 0.0, 1.0))
         self.lam_prior = float(np.clip(expected / max(n_possible, 1), 1e-12, 1 - 1e-6))
         log.info(
             "population prior: %.3g expected matches over %.3g possible pairs = %.3g (%.1f bits)",
@@ -140,6 +147,7 @@ class FSModel:
             "u": [x.tolist() for x in self.u],
             "lam": self.lam,
             "lam_prior": self.lam_prior,
+            "match_share": self.match_share,
         }
 
     @classmethod
@@ -151,6 +159,7 @@ class FSModel:
             u=[np.asarray(x) for x in d["u"]],
             lam=float(d["lam"]),
             lam_prior=None if d.get("lam_prior") is None else float(d["lam_prior"]),
+            match_share=None if d.get("match_share") is None else float(d["match_share"]),
         )
 
 

@@ -7,9 +7,14 @@ Plan, in the order the code runs:
    incompatible with the ID's registry name is an ID conflict (``identity_conflict``) and goes
    to the fuzzy path instead of being merged.
 3. Handlers/approvers (name only) link to payroll staff of their township where unique.
-4. Fuzzy path: mentions without a usable ID, grouped by identical attributes into nodes, probe
-   the person index (one node per ID) with the FS/EM engine (``data/persons.yaml``); analyst
-   judgements become must/cannot links; constrained clustering never joins two registry IDs.
+4. Fuzzy path: mentions without a usable ID, grouped into nodes where identical attributes
+   identify someone (ID candidate, account, staff township; a bare name never does), probe
+   the person index (one node per ID) with the FS/EM engine (``data/persons.yaml``). Blocking
+   and comparison vectors run in DuckDB. m of name/village/account come from ID-bearing
+   mentions (known matches), EM estimates the rest; pairs are scored with the population
+   prior (so a name alone weighs less as the county grows) and term frequencies; a probe's
+   link to a person is weighed against all its candidate persons. Analyst judgements become
+   must/cannot links; constrained clustering never joins two registry IDs.
 5. Person ids: the registry ID, else the valid outside ID, else a stable ``P`` id (the previous
    run's id for these mentions, or a hash of the cluster's first mention).
 6. Outputs: ``identity_link``, ``person``, ``identity_explanation``, ``identity_params`` and the
@@ -174,15 +179,19 @@ def build_mentions(
 # --- 2. exact path ----------------------------------------------------------------------------
 def build_id_index(con: duckdb.DuckDBPyConnection) -> None:
     """``_id_node``: one row per valid ID, its best name/village and whether it is registered."""
+    # registry IDs take the registry's name and village; only the IDs outside the registry
+    # need the (costly) most frequent name over their mentions
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _id_node AS
-        SELECT id,
-            coalesce(arg_min(name, CASE WHEN source = 'hukou' THEN 0 ELSE 1 END)
-                FILTER (WHERE source = 'hukou'), mode(name)) AS name,
-            coalesce(arg_min(village_code, 0) FILTER (WHERE source = 'hukou'),
-                mode(village_code)) AS village_code,
-            bool_or(source = 'hukou') AS in_registry
-        FROM person_mention WHERE id IS NOT NULL GROUP BY id"""
+        WITH reg AS (
+            SELECT id, arg_min(name, row) AS name, arg_min(village_code, row) AS village_code
+            FROM person_mention WHERE id IS NOT NULL AND source = 'hukou' GROUP BY id)
+        SELECT id, name, village_code, true AS in_registry FROM reg
+        UNION ALL
+        SELECT id, mode(name) AS name, mode(village_code) AS village_code, false AS in_registry
+        FROM person_mention m WHERE id IS NOT NULL AND source <> 'hukou'
+            AND NOT EXISTS (SELECT 1 FROM reg WHERE reg.id = m.id)
+        GROUP BY id"""
     )
     # node number = position in ID order (the in-memory linker works on positions)
     con.execute(
