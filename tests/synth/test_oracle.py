@@ -385,8 +385,9 @@ def close(s: Sample) -> dict[str, set[str]]:
         spouse = h["配偶"][0] if h["配偶"] else None
         kids = h["子"] + h["女"]
         for a, b in [(head, spouse), *[(p, q) for p in h["父母"] for q in h["父母"] if p != q]]:
-            if a and b:
+            if a and b:  # spouses: both ways
                 rel[a].add(b)
+                rel[b].add(a)
         for parent in (head, spouse):
             for k in kids if parent else ():
                 rel[parent].add(k)
@@ -399,8 +400,9 @@ def close(s: Sample) -> dict[str, set[str]]:
             rel[k] |= {x for x in kids if x != k}
         for x in h["儿媳"]:
             for parent in (head, spouse):
-                if parent:
+                if parent:  # child-in-law: a relative both ways (the rules' scope is symmetric)
                     rel[parent].add(x)
+                    rel[x].add(parent)
             if len(h["子"]) == 1:
                 rel[x].add(h["子"][0])
                 rel[h["子"][0]].add(x)
