@@ -1220,12 +1220,13 @@ def _publish_persons(con: duckdb.DuckDBPyConnection) -> None:
                 JOIN src_hukou h ON l.source = 'hukou' AND l.file = h._file AND l.row = h._row
                 GROUP BY l.person_id)
         SELECT l.person_id,
-            coalesce(n.name, mode(m.name)) AS name,
+            coalesce(n.name, mode(m.name) FILTER (WHERE n.name IS NULL)) AS name,
             n.id AS id_number,
             coalesce(min(m.birth_date), NULL) AS birth_date,
             min(m.sex) AS sex,
             min(reg.household_no) AS household_no,
-            coalesce(n.village_code, mode(m.village_code)) AS village_code,
+            coalesce(n.village_code, mode(m.village_code) FILTER (WHERE n.village_code IS NULL))
+                AS village_code,
             coalesce(bool_or(n.in_registry), false) AS in_registry,
             min(dd.death_date) AS death_date
         FROM identity_link l JOIN person_mention m USING (source, file, row, role)
