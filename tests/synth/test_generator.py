@@ -343,3 +343,13 @@ def test_same_seed_same_bytes_and_other_seed_differs(tmp_path: Path) -> None:
     assert da == db
     assert da["raw/hukou/户籍人口信息.csv"] != dc["raw/hukou/户籍人口信息.csv"]
     assert a.total_rows > 1200 and "planted" in a.render()
+
+
+def test_one_death_record_per_person(records: pl.DataFrame, persons: pl.DataFrame) -> None:
+    """A person dies once: two records (a person planted twice) would leave a planted case
+    dated from the first death while the truth keeps the second (seed 11 once had this)."""
+    dead = records.filter(pl.col("source_file") == "death/死亡人口信息.xlsx")
+    per = dead.group_by("person_id").len().filter(pl.col("len") > 1)
+    assert per.height == 0, per.head()
+    with_date = set(persons.filter(pl.col("death_date") != "")["person_id"])
+    assert set(dead["person_id"]) <= with_date

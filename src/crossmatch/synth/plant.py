@@ -286,6 +286,15 @@ class Planter:
         ]
         return p.account
 
+    def _crit_rows(self, p: Person) -> None:
+        """Make p's background rows in the cadre roster, school staff and land contracts
+        critical: a scenario that picks up an existing person needs those rows resolvable
+        (no ID damage where name + village do not identify the person), like its own rows."""
+        d = self.d
+        d.cadres = [(*x[:5], x[5] or x[0] is p) for x in d.cadres]
+        d.staff = [(*x[:4], x[4] or x[0] is p) for x in d.staff]
+        d.land = [(*x[:5], x[5] or x[1] is p) for x in d.land]
+
     def _pays(self, p: Person, item: str | None = None) -> list[Pay]:
         return [x for x in self.idx.get(id(p), []) if item is None or x.item == item]
 
@@ -617,6 +626,7 @@ class Planter:
         for k, i in enumerate(picks):
             p, v, _sub, area, _crit = d.farmland[i]
             self._crit(p)
+            self._crit_rows(p)
             if k % 2 == 0:
                 sub = round(area * float(rng.uniform(1.3, 2.2)), 1)
                 d.plant("farmland_over_area", "case", p.pid, "", f"补贴{sub}亩 > 承包{area}亩")
@@ -795,6 +805,7 @@ class Planter:
             p = parents[0]
             self._crit(p)
             cad.busy = True
+            self._crit_rows(cad)
             self._acct(cad)
             item = streams[id(p)]
             for x in self._pays(p, item):
@@ -822,6 +833,7 @@ class Planter:
             k += 1
             self._crit(p)
             cad.busy = True
+            self._crit_rows(cad)
             self._acct(cad)
             first = 1 if k % 4 < 2 else int(rng.integers(2, 10))
             for x in self._pays(p, item):
@@ -894,6 +906,7 @@ class Planter:
                 break
             t, sname, scode, post, _c = st
             t.busy = True
+            self._crit_rows(t)
             kind = ("self", "relative", "trap")[k % 3]
             if kind == "self":
                 e = b.new_enterprise(d, t, rng, capital=500000.0, status="存续", kind="餐饮服务")
