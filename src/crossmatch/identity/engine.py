@@ -125,7 +125,9 @@ class Linker:
         of a larger population that takes part in the pairs (the warehouse resolver loads just
         the index nodes its probes were blocked with, but frequencies must be population-wide).
         """
-        self.df = df.reset_index(drop=True)
+        plain = isinstance(df.index, pd.RangeIndex) and df.index.start == 0 and df.index.step == 1
+        # no copy when the index is already 0..n-1 (a 3M-person county's nodes are GBs)
+        self.df = df if plain else df.reset_index(drop=True)
         self.config = config
         comps = config.comparisons
         self.model = model or FSModel([c.key for c in comps], [c.n_levels for c in comps])

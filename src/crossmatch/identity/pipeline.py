@@ -853,6 +853,7 @@ def _resolve(
     nid = np.concatenate([("I:" + idx_local["idc"]).to_numpy(dtype=object), _loc_nid(loc)]).astype(
         object
     )
+    del idx_local  # its rows live on in ``nodes``
 
     def pos(x: np.ndarray) -> np.ndarray:
         return np.searchsorted(glob, x)
@@ -918,6 +919,7 @@ def _resolve(
 
     t = time.perf_counter()
     _record_judgement_conflicts(con, must_rows, cl_notes, s)
+    del g, left, right, linker.df  # the levels live on in ``pred``; free memory for publishing
     _publish(con, nodes, nid, labels, pred, used, must_l, prev_pids, roles, s, incremental)
     _save_model(con, linker.model, config)
     con.execute(
