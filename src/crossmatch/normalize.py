@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from crossmatch.text import _DOTS, normalize_name
@@ -242,52 +243,54 @@ _FW_FROM = [*"０１２３４５６７８９ｘＸ"]
 _FW_TO = [*"0123456789XX"]
 
 
-_CHUNK_SUMS: dict[tuple[int, int], dict[str, int]] = {}
-_DATES8: dict[str, _dt.date | None] = {}
-_CACHE_MAX = 2_000_000  # entries per table; a county has far fewer distinct chunks
+_ID_WEIGHT_VECTOR = np.array(_ID_WEIGHTS, dtype=np.int64)
+_CACHE_MAX = 2_000_000  # distinct YYYYMMDD strings remembered; a county has ~40k
+# every YYYYMMDD string seen so far and its date (NULL when not a real date in 1880..2100)
+_DATES8 = pl.DataFrame(schema={"k": pl.String, "d": pl.Date})
 
 
 def _weighted_sum(s17: pl.Series) -> pl.Series:
     """GB 11643 weighted digit sum of 17-digit strings (NULL when not 17 ASCII digits).
 
-    Computed per chunk (region 6, birth date 8, sequence 3 digits) from the chunk's *distinct*
-    values, remembered across batches, and mapped back: a county has few regions, ~40k birth
-    dates and 1000 sequences, so each row costs three look-ups instead of 17 digit extractions."""
-    total: pl.Series | None = None
-    for start, length in ((0, 6), (6, 8), (14, 3)):
-        chunk = s17.str.slice(start, length)
-        weights = _ID_WEIGHTS[start : start + length]
-        table = _CHUNK_SUMS.setdefault((start, length), {})
-        if len(table) > _CACHE_MAX:
-            table.clear()
-        for x in chunk.drop_nulls().unique().to_list():
-            if x not in table and len(x) == length and x.isascii() and x.isdigit():
-                table[x] = sum(int(d) * w for d, w in zip(x, weights, strict=True))
-        part = chunk.replace_strict(table, default=None, return_dtype=pl.Int64)
-        total = part if total is None else total + part
-    assert total is not None
-    return total
+    The valid strings are joined into one ASCII buffer and summed as a (rows x 17) digit
+    matrix times the weights by numpy: no per-value Python, no look-up tables to rebuild."""
+    ok = s17.str.contains(r"^[0-9]{17}$").fill_null(False)
+    n_ok = int(ok.sum())
+    if not n_ok:
+        return pl.Series(s17.name, [None] * len(s17), dtype=pl.Int64)
+    joined = s17.filter(ok).str.join("").item()
+    digits = np.frombuffer(joined.encode("ascii"), dtype=np.uint8).reshape(n_ok, 17)
+    sums = pl.Series(s17.name, (digits - 48).astype(np.int64) @ _ID_WEIGHT_VECTOR)
+    if n_ok == len(s17):
+        return sums
+    out = pl.Series(s17.name, [None] * len(s17), dtype=pl.Int64)
+    return out.scatter(ok.arg_true(), sums)
 
 
 def _yyyymmdd_dates(s: pl.Series) -> pl.Series:
     """YYYYMMDD strings -> dates (NULL when not a real date in 1880..2100), parsed once per
-    distinct value and remembered (a county has ~40k birth dates, IDs number millions)."""
+    distinct value and remembered as a polars table (a county has ~40k birth dates, IDs
+    number millions): each batch parses only values never seen and maps with one join."""
+    global _DATES8
     if len(_DATES8) > _CACHE_MAX:
-        _DATES8.clear()
-    for x in s.drop_nulls().unique().to_list():
-        if x in _DATES8:
-            continue
-        d = None
-        if len(x) == 8 and x.isascii() and x.isdigit():
-            try:
-                d = _dt.date(int(x[:4]), int(x[4:6]), int(x[6:]))
-            except ValueError:
-                d = None
-            if d is not None and not 1880 <= d.year <= 2100:
-                d = None
-        _DATES8[x] = d
-    table = {k: v for k, v in _DATES8.items() if v is not None}
-    return s.replace_strict(table, default=None, return_dtype=pl.Date)
+        _DATES8 = _DATES8.clear()
+    uniq = s.drop_nulls().unique()
+    new = uniq.filter(~uniq.is_in(_DATES8["k"].implode()))
+    if len(new):
+        keys = new.to_list()
+        dates: list[_dt.date | None] = []
+        for x in keys:
+            d = None
+            if len(x) == 8 and x.isascii() and x.isdigit():
+                try:
+                    d = _dt.date(int(x[:4]), int(x[4:6]), int(x[6:]))
+                except ValueError:
+                    d = None
+                if d is not None and not 1880 <= d.year <= 2100:
+                    d = None
+            dates.append(d)
+        _DATES8 = pl.concat([_DATES8, pl.DataFrame({"k": keys, "d": dates}, schema=_DATES8.schema)])
+    return s.replace_strict(_DATES8["k"], _DATES8["d"], default=None, return_dtype=pl.Date)
 
 
 @normalizer(
