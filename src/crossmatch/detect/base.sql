@@ -122,3 +122,10 @@ CREATE OR REPLACE TEMP MACRO link_strength(id, id_raw, pid) AS
               AND hamming(upper(regexp_replace(id_raw, '[^0-9Xx]', '', 'g')), pid) <= 2
              THEN 'id'
          ELSE 'name' END;
+
+-- Whether a source row may serve as evidence about its resolved person. Its own ID tying it to
+-- the person (`link_strength` = 'id') always suffices; otherwise identity's posterior for the
+-- link (identity_link.probability: name + village/birth/account agreement weighed against the
+-- other candidates) must reach `min_p`. An unresolved or absent link (NULL) never does.
+CREATE OR REPLACE TEMP MACRO link_trusted(strength, p, min_p) AS
+    strength = 'id' OR coalesce(p >= min_p, false);
