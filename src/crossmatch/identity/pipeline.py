@@ -1220,22 +1220,32 @@ def _publish_persons(con: duckdb.DuckDBPyConnection) -> None:
                     GROUP BY person_id),
         reg AS (SELECT l.person_id, min({hh}) AS household_no FROM identity_link l
                 JOIN src_hukou h ON l.source = 'hukou' AND l.file = h._file AND l.row = h._row
-                GROUP BY l.person_id)
-        SELECT l.person_id,
-            coalesce(n.name, mode(m.name) FILTER (WHERE n.name IS NULL)) AS name,
+                GROUP BY l.person_id),
+        -- persons without an ID node: name and village from their mentions (a small set;
+        -- persons with an ID take them from the ID index, birth date and sex from the ID)
+        free AS (SELECT l.person_id, mode(m.name) AS name, mode(m.village_code) AS village_code,
+                     min(m.birth_date) AS birth_date, min(m.sex) AS sex
+                 FROM identity_link l JOIN person_mention m USING (source, file, row, role)
+                 WHERE NOT EXISTS (SELECT 1 FROM _id_node n WHERE n.id = l.person_id)
+                 GROUP BY l.person_id),
+        p AS (SELECT DISTINCT person_id FROM identity_link)
+        SELECT p.person_id,
+            coalesce(n.name, f.name) AS name,
             n.id AS id_number,
-            coalesce(min(m.birth_date), NULL) AS birth_date,
-            min(m.sex) AS sex,
-            min(reg.household_no) AS household_no,
-            coalesce(n.village_code, mode(m.village_code) FILTER (WHERE n.village_code IS NULL))
-                AS village_code,
-            coalesce(bool_or(n.in_registry), false) AS in_registry,
-            min(dd.death_date) AS death_date
-        FROM identity_link l JOIN person_mention m USING (source, file, row, role)
-        LEFT JOIN _id_node n ON n.id = l.person_id
-        LEFT JOIN reg ON reg.person_id = l.person_id
-        LEFT JOIN dd ON dd.person_id = l.person_id
-        GROUP BY l.person_id, n.name, n.id, n.village_code"""
+            CASE WHEN n.id IS NOT NULL
+                THEN try_strptime(substr(n.id, 7, 8), '%Y%m%d')::DATE ELSE f.birth_date END
+                AS birth_date,
+            CASE WHEN n.id IS NOT NULL THEN
+                CASE WHEN try_cast(substr(n.id, 17, 1) AS INTEGER) % 2 = 1 THEN '男' ELSE '女' END
+                ELSE f.sex END AS sex,
+            reg.household_no,
+            coalesce(n.village_code, f.village_code) AS village_code,
+            coalesce(n.in_registry, false) AS in_registry,
+            dd.death_date
+        FROM p LEFT JOIN _id_node n ON n.id = p.person_id
+        LEFT JOIN free f ON f.person_id = p.person_id
+        LEFT JOIN reg ON reg.person_id = p.person_id
+        LEFT JOIN dd ON dd.person_id = p.person_id"""
     ) if "src_hukou" in tables else con.execute(
         """CREATE OR REPLACE TABLE person AS
         SELECT l.person_id, mode(m.name) AS name, n.id AS id_number,
