@@ -323,3 +323,47 @@ def test_incremental_run_touches_only_new_mentions():
     assert full[("payment", "finance/pay2.csv", 7, "payee")] == ghost
     assert (full == after).mean() > 0.99
     assert c.ghosts  # the county did plant ghosts
+
+
+def test_candidate_posterior_refuses_coin_tosses():
+    """A probe between two equally likely persons links to neither, and no chain through
+    another probe carries it into one of them; a clearly better candidate wins."""
+    from crossmatch.identity.comparisons import Exact
+    from crossmatch.identity.engine import LinkageConfig, Linker, Prediction
+
+    cfg = LinkageConfig(
+        unique_id="node",
+        comparisons=[Exact("name")],
+        blocking_rules=[("name",)],
+        exclusive=("reg_id",),
+        probe_column="is_probe",
+        candidate_posterior=True,
+    )
+    df = pd.DataFrame(
+        {
+            "node": [0, 1, 2, 3],
+            "name": ["王伟"] * 4,
+            "reg_id": ["A", "B", None, None],
+            "is_probe": [False, False, True, True],
+        }
+    )
+
+    def run(w: list[float]) -> np.ndarray:
+        lk = Linker(df, cfg)
+        mw = np.array(w)
+        left, right = np.array([0, 1, 0, 2]), np.array([2, 2, 3, 3])
+        pred = Prediction(
+            left, right, np.zeros((4, 1), np.int8), mw[:, None], ["name"], mw,
+            1 / (1 + np.exp2(-mw)),
+        )  # fmt: skip
+        labels, _ = lk.cluster(pred)
+        return labels
+
+    # probe 2: A and B equally likely; probe 3 strongly tied to A and to probe 2
+    lab = run([5.0, 5.0, 9.0, 9.0])
+    assert lab[2] not in (lab[0], lab[1])  # coin toss between A and B: no link ...
+    assert lab[3] == lab[0]
+    # ... and probe 3 (linked to A) does not drag probe 2 into A
+    # a clearly better candidate wins
+    lab = run([8.0, 1.0, 9.0, 9.0])
+    assert lab[2] == lab[0] != lab[1]
