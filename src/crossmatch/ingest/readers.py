@@ -16,7 +16,10 @@ Why not ``polars.read_csv``/DuckDB ``read_csv``: we need the physical line numbe
 (lineage), ragged rows kept for quarantine instead of an error or silent padding, and GB18030,
 which neither reads. So CSV is decoded in large blocks with Python's codecs (C speed) and split
 into lines and cells by polars string kernels; only files with quoted line breaks fall back to
-Python's csv module.
+Python's csv module. GB18030 files are decoded by ``iconv`` in a separate process when it is
+installed (~2.5x faster than Python's codec, and off the main thread); whenever iconv fails or
+meets one of the few characters glibc maps differently, the file is read again with Python's
+codec, so the loaded text and the error messages are exactly those of the Python path.
 """
 
 from __future__ import annotations
