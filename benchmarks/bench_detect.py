@@ -145,6 +145,10 @@ def main() -> None:
             f"preparation; with kinship build: {t_rules + t_kin:.1f}s wall; "
             f"load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
         )
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"peak RSS of this process: {peak:,.0f} MB (DuckDB memory_limit {args.memory_limit})")
         print(f"target: catalogue < 180s wall -> {'OK' if t_rules < 180 else 'SLOW'}")
         con.close()
     finally:
