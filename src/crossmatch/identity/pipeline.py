@@ -386,6 +386,19 @@ def _build_index(con: duckdb.DuckDBPyConnection) -> int:
     return int(con.execute("SELECT count(*) FROM _id_node").fetchone()[0])
 
 
+def _allk_view(con: duckdb.DuckDBPyConnection) -> None:
+    """``_allk``: every node's blocking keys (index + local). Blocking reads it, and so do the
+    name frequencies, even on a night with no new mention to block (then only the latter)."""
+    cols = ", ".join(
+        f"CAST({c} AS VARCHAR) AS {c}" for c in (*_KEYS, "reg_id", "ext_id", "conflict_id")
+    )
+    con.execute(
+        f"""CREATE OR REPLACE TEMP VIEW _allk AS
+        SELECT node, is_probe, {cols} FROM _idx
+        UNION ALL SELECT node, is_probe, {cols} FROM _loc"""
+    )
+
+
 def _sql_pairs(
     con: duckdb.DuckDBPyConnection, config: LinkageConfig
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -397,14 +410,7 @@ def _sql_pairs(
     With levels, the pairs are also filtered in SQL the way :meth:`Linker._filter_pairs` and
     the ID-conflict guard do (two different exclusive values; a conflicted ID's own node).
     """
-    cols = ", ".join(
-        f"CAST({c} AS VARCHAR) AS {c}" for c in (*_KEYS, "reg_id", "ext_id", "conflict_id")
-    )
-    con.execute(
-        f"""CREATE OR REPLACE TEMP VIEW _allk AS
-        SELECT node, is_probe, {cols} FROM _idx
-        UNION ALL SELECT node, is_probe, {cols} FROM _loc"""
-    )
+    _allk_view(con)
     parts = []
     for rule, cap in config.rules():
         rc = list(rule)
@@ -863,6 +869,7 @@ def _resolve(
     cannot_l = [(int(pos(np.array([a]))[0]), int(pos(np.array([b]))[0])) for a, b in cannot]
     # frequencies over the whole population, not just the loaded part
     tf: dict[str, pd.Series] = {}
+    _allk_view(con)
     for comp in config.comparisons:
         if comp.tf:
             _store(con, "_tfv", pd.DataFrame({"v": nodes[comp.column].dropna().unique()}), True)
