@@ -367,3 +367,14 @@ def test_candidate_posterior_refuses_coin_tosses():
     # a clearly better candidate wins
     lab = run([8.0, 1.0, 9.0, 9.0])
     assert lab[2] == lab[0] != lab[1]
+
+
+def test_night_without_new_mentions_keeps_every_link():
+    # regression: a second night over unchanged files has nothing to block; it must not fail
+    con = duckdb.connect()
+    build(con, n=200, seed=5)
+    resolve(con)
+    before = _links(con)
+    again = resolve(con)
+    assert again.mode == "incremental" and again.new_mentions == 0
+    assert _links(con).reindex(before.index).tolist() == before.tolist()
