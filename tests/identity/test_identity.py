@@ -369,12 +369,16 @@ def test_candidate_posterior_refuses_coin_tosses():
     assert lab[2] == lab[0] != lab[1]
 
 
-def test_night_without_new_mentions_keeps_every_link():
-    # regression: a second night over unchanged files has nothing to block; it must not fail
-    con = duckdb.connect()
+def test_night_without_new_mentions_keeps_every_link(tmp_path):
+    # regression: a second night (a new connection, as every nightly run has) over unchanged
+    # files has nothing to block; it must not fail
+    path = str(tmp_path / "w.duckdb")
+    con = duckdb.connect(path)
     build(con, n=200, seed=5)
     resolve(con)
     before = _links(con)
+    con.close()
+    con = duckdb.connect(path)
     again = resolve(con)
     assert again.mode == "incremental" and again.new_mentions == 0
     assert _links(con).reindex(before.index).tolist() == before.tolist()
