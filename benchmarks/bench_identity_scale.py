@@ -33,6 +33,7 @@ import duckdb
 from crossmatch.identity import resolve
 logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
 con = duckdb.connect(sys.argv[1])
+con.execute("SET enable_progress_bar = false")
 mode = sys.argv[2]
 if mode == "incremental":
     # tonight's new file: a copy of 1% of the payments under a new file name and hash
@@ -53,21 +54,26 @@ print(json.dumps({"mode": s.mode, "seconds": secs, "mentions": s.mentions,
 def run(warehouse: Path, mode: str) -> dict:
     """Resolve in a child process; its log lines are passed on as they come (a 3M run takes
     minutes, and progress per step is what one watches)."""
+    # one merged stream, read as it comes: a separate stdout pipe that nobody drains while
+    # stderr is read can fill up and block the child (DuckDB writes progress to stdout)
     proc = subprocess.Popen(
         [sys.executable, "-c", _CHILD, str(warehouse), mode],
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
     )
-    assert proc.stderr is not None and proc.stdout is not None
+    assert proc.stdout is not None
     tail: list[str] = []
-    for line in proc.stderr:
+    result = None
+    for line in proc.stdout:
         tail = [*tail[-40:], line]
-        logging.info("    %s", line.rstrip())
-    out = proc.stdout.read()
-    if proc.wait() != 0:
+        if line.startswith("{"):
+            result = json.loads(line)
+        else:
+            logging.info("    %s", line.rstrip())
+    if proc.wait() != 0 or result is None:
         raise SystemExit(f"{warehouse} ({mode}) failed (exit {proc.returncode}):\n{''.join(tail)}")
-    return json.loads(out.strip().splitlines()[-1])
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
