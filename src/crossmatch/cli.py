@@ -29,6 +29,35 @@ class _Group(click.Group):
             sys.exit(int(exc.exit_code))
 
 
+def _warehouse_option(help_text: str):
+    return click.option(
+        "--warehouse",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=Path(DEFAULT_WAREHOUSE),
+        show_default=True,
+        help=help_text,
+    )
+
+
+def _folder_option(flag: str, default: str, help_text: str, dest: str | None = None):
+    args = (flag, dest) if dest else (flag,)
+    return click.option(
+        *args,
+        type=click.Path(file_okay=False, path_type=Path),
+        default=Path(default),
+        show_default=True,
+        help=help_text,
+    )
+
+
+def _require(warehouse: Path, message: str) -> None:
+    """Stop with a WarehouseError naming the next step when the warehouse does not exist."""
+    from crossmatch.errors import WarehouseError
+
+    if not warehouse.exists():
+        raise WarehouseError(f"{warehouse}{message}")
+
+
 @click.group(cls=_Group)
 @click.version_option(__version__, prog_name="crossmatch")
 def main() -> None:
@@ -60,20 +89,12 @@ def sample(persons: int, seed: int, out: Path) -> None:
 
 
 @main.command()
-@click.option(
-    "--warehouse",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path(DEFAULT_WAREHOUSE),
-    show_default=True,
-    help="DuckDB warehouse holding the canonical src_* tables.",
-)
-@click.option(
+@_warehouse_option("DuckDB warehouse holding the canonical src_* tables.")
+@_folder_option(
     "--sources",
-    "sources_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("sources"),
-    show_default=True,
-    help="Source specs whose persons: blocks name the person roles (contract roles if absent).",
+    "sources",
+    "Source specs whose persons: blocks name the person roles (contract roles if absent).",
+    dest="sources_dir",
 )
 @click.option("--retrain", is_flag=True, help="Re-estimate match weights instead of reusing them.")
 @click.option(
@@ -85,11 +106,9 @@ def resolve(warehouse: Path, sources_dir: Path, retrain: bool, full: bool) -> No
     """Resolve every person-bearing record to one person (exact ID, fuzzy, or unresolved)."""
     import duckdb
 
-    from crossmatch.errors import WarehouseError
     from crossmatch.identity.pipeline import resolve_identities
 
-    if not warehouse.exists():
-        raise WarehouseError(f"{warehouse}: no such warehouse; run `crossmatch ingest` first")
+    _require(warehouse, ": no such warehouse; run `crossmatch ingest` first")
     specs = None
     if sources_dir.is_dir() and any(sources_dir.glob("*.yaml")):
         from crossmatch.spec.sources import load_sources
@@ -101,29 +120,17 @@ def resolve(warehouse: Path, sources_dir: Path, retrain: bool, full: bool) -> No
 
 
 @main.command("identity-eval")
-@click.option(
-    "--truth",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("data/sample/truth"),
-    show_default=True,
-    help="The sample's truth/ folder (records.csv, noise.csv).",
+@_folder_option(
+    "--truth", "data/sample/truth", "The sample's truth/ folder (records.csv, noise.csv)."
 )
-@click.option(
-    "--warehouse",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path(DEFAULT_WAREHOUSE),
-    show_default=True,
-    help="A warehouse on which `crossmatch resolve` has run.",
-)
+@_warehouse_option("A warehouse on which `crossmatch resolve` has run.")
 def identity_eval(truth: Path, warehouse: Path) -> None:
     """Score the resolution against the truth: pairwise precision, recall, F1."""
     import duckdb
 
-    from crossmatch.errors import WarehouseError
     from crossmatch.identity.evaluate import evaluate
 
-    if not warehouse.exists():
-        raise WarehouseError(f"{warehouse}: no such warehouse; run `crossmatch resolve` first")
+    _require(warehouse, ": no such warehouse; run `crossmatch resolve` first")
     with duckdb.connect(str(warehouse), read_only=True) as con:
         scores = evaluate(con, truth)
     for label, sc in scores.items():
@@ -131,28 +138,11 @@ def identity_eval(truth: Path, warehouse: Path) -> None:
 
 
 @main.command()
-@click.option(
-    "--raw",
-    "raw",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("data/sample/raw"),
-    show_default=True,
-    help="Folder holding the department exports (raw/<dir>/<file>).",
+@_folder_option(
+    "--raw", "data/sample/raw", "Folder holding the department exports (raw/<dir>/<file>)."
 )
-@click.option(
-    "--sources",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("sources"),
-    show_default=True,
-    help="Folder of source mapping files (sources/*.yaml).",
-)
-@click.option(
-    "--warehouse",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path(DEFAULT_WAREHOUSE),
-    show_default=True,
-    help="DuckDB warehouse file (created when missing).",
-)
+@_folder_option("--sources", "sources", "Folder of source mapping files (sources/*.yaml).")
+@_warehouse_option("DuckDB warehouse file (created when missing).")
 @click.option("--only", multiple=True, help="Ingest only this source id (repeatable).")
 @click.option(
     "--strict", is_flag=True, help="Exit 4 when rows were quarantined, not only when files failed."
@@ -248,22 +238,9 @@ def validate(sources: Path, rules: Path | None, raw: Path | None) -> None:
 
 
 @main.command()
-@click.option(
-    "--rules",
-    "rules_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("rules"),
-    show_default=True,
-    help="Folder of rule files.",
-)
+@_folder_option("--rules", "rules", "Folder of rule files.", dest="rules_dir")
 @click.option("--only", default=None, help="Comma-separated rule ids to run (default: all).")
-@click.option(
-    "--warehouse",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path(DEFAULT_WAREHOUSE),
-    show_default=True,
-    help="DuckDB warehouse (after ingest and resolve).",
-)
+@_warehouse_option("DuckDB warehouse (after ingest and resolve).")
 @click.option(
     "--max-age-days",
     type=float,
@@ -275,12 +252,9 @@ def detect(rules_dir: Path, only: str | None, warehouse: Path, max_age_days: flo
     import duckdb
 
     from crossmatch.detect import run_rules
-    from crossmatch.errors import ExitCode, WarehouseError
+    from crossmatch.errors import ExitCode
 
-    if not warehouse.exists():
-        raise WarehouseError(
-            f"{warehouse} not found; run `crossmatch ingest` and `crossmatch resolve` first"
-        )
+    _require(warehouse, " not found; run `crossmatch ingest` and `crossmatch resolve` first")
     ids = [x.strip() for x in only.split(",") if x.strip()] if only else None
     con = duckdb.connect(str(warehouse))
     try:
@@ -293,20 +267,10 @@ def detect(rules_dir: Path, only: str | None, warehouse: Path, max_age_days: flo
 
 
 @main.command()
-@click.option(
-    "--truth",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("data/sample/truth"),
-    show_default=True,
-    help="Folder with planted.csv (the sample county's ground truth).",
+@_folder_option(
+    "--truth", "data/sample/truth", "Folder with planted.csv (the sample county's ground truth)."
 )
-@click.option(
-    "--warehouse",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path(DEFAULT_WAREHOUSE),
-    show_default=True,
-    help="DuckDB warehouse holding the hits of `crossmatch detect`.",
-)
+@_warehouse_option("DuckDB warehouse holding the hits of `crossmatch detect`.")
 @click.option("--details", is_flag=True, help="Also list missed cases, false hits, flagged traps.")
 def evaluate(truth: Path, warehouse: Path, details: bool) -> None:
     """Score the latest hits per rule against planted truth: recall, precision, traps flagged."""
@@ -316,8 +280,7 @@ def evaluate(truth: Path, warehouse: Path, details: bool) -> None:
     from crossmatch.detect.evaluate import render
     from crossmatch.errors import WarehouseError
 
-    if not warehouse.exists():
-        raise WarehouseError(f"{warehouse} not found; run `crossmatch detect` first")
+    _require(warehouse, " not found; run `crossmatch detect` first")
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
         scores = score_hits(con, truth)
