@@ -114,3 +114,12 @@ def ensure_table(
     cols = ", ".join(f"{_quote(c)} {t}" for c, t in columns)
     con.execute(f"CREATE OR REPLACE TABLE {_quote(table)} ({cols})")
     return bool(have)
+
+
+def fetch_one(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> tuple:
+    """The single row of a query that always yields one (a count, a setting, scalar
+    sub-queries): typed as a tuple, and a clear error instead of ``None[0]`` if it does not."""
+    row = con.execute(sql, params or []).fetchone()
+    if row is None:
+        raise WarehouseError(f"expected one row, got none from: {sql.strip()[:120]}")
+    return row

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from crossmatch.errors import InputFileError
+from crossmatch.warehouse import fetch_one
 
 
 @dataclass(frozen=True)
@@ -147,19 +148,20 @@ def evaluate(con: duckdb.DuckDBPyConnection, truth_dir: str | Path) -> dict[str,
           LEFT JOIN d ON d.file = t.file AND d."row" = t."row" AND d.role = t.role)"""
 
     def counts(keys: str) -> tuple[int, int]:
-        row = con.execute(
+        row = fetch_one(
+            con,
             base
             + f""" SELECT sum(n * (n - 1) // 2),
                 sum(n * (n - 1) // 2 - (n - k) * (n - k - 1) // 2)
             FROM (SELECT count(*)::HUGEINT AS n, sum(dmg::INTEGER)::HUGEINT AS k
-                  FROM j GROUP BY {keys})"""
-        ).fetchone()
+                  FROM j GROUP BY {keys})""",
+        )
         return int(row[0] or 0), int(row[1] or 0)
 
     tp, tp_d = counts("pred, tru")
     pp, pp_d = counts("pred")
     tt, tt_d = counts("tru")
-    n, n_d = con.execute(base + " SELECT count(*), sum(dmg::INTEGER) FROM j").fetchone()
+    n, n_d = fetch_one(con, base + " SELECT count(*), sum(dmg::INTEGER) FROM j")
     out = {"overall": _scores(tp, pp, tt, int(n))}
     if noise_path.exists():
         out["damaged"] = _scores(tp_d, pp_d, tt_d, int(n_d or 0))

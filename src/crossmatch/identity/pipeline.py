@@ -42,6 +42,7 @@ from crossmatch.identity.engine import LinkageConfig, Linker
 from crossmatch.identity.fs import FSModel
 from crossmatch.identity.names import name_keys
 from crossmatch.identity.roles import RoleRef, default_roles, roles_from_specs
+from crossmatch.warehouse import fetch_one
 
 log = logging.getLogger(__name__)
 
@@ -383,7 +384,7 @@ def _build_index(con: duckdb.DuckDBPyConnection) -> int:
         FROM _id_node n LEFT JOIN _nk k USING (name)
         LEFT JOIN (SELECT DISTINCT owner FROM _acct_owner) o ON o.owner = n.id"""
     )
-    return int(con.execute("SELECT count(*) FROM _id_node").fetchone()[0])
+    return int(fetch_one(con, "SELECT count(*) FROM _id_node")[0])
 
 
 def _allk_view(con: duckdb.DuckDBPyConnection) -> None:
@@ -411,7 +412,7 @@ def _sql_pairs(
     the ID-conflict guard do (two different exclusive values; a conflicted ID's own node).
     """
     _allk_view(con)
-    parts = []
+    parts: list[str] = []
     for rule, cap in config.rules():
         rc = list(rule)
         sel = ", ".join(rc)
@@ -678,7 +679,7 @@ def resolve_identities(
     """
     if memory_limit is None:
         return _resolve(con, specs, roles=roles, config=config, retrain=retrain, full=full)
-    before = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+    before = fetch_one(con, "SELECT current_setting('memory_limit')")[0]
     con.execute(f"SET memory_limit = '{memory_limit}'")
     try:
         return _resolve(con, specs, roles=roles, config=config, retrain=retrain, full=full)
@@ -705,13 +706,13 @@ def _resolve(
         "ALTER TABLE identity_judgement ADD COLUMN IF NOT EXISTS merge_ids BOOLEAN DEFAULT false"
     )
     build_mentions(con, roles, s)
-    s.mentions = con.execute("SELECT count(*) FROM person_mention").fetchone()[0]
+    s.mentions = fetch_one(con, "SELECT count(*) FROM person_mention")[0]
     model = None if retrain else _load_model(con, config)
     sig = _signature(con, config, roles)
     incremental = not full and model is not None and _can_increment(con, sig)
     s.mode = "incremental" if incremental else "full"
     _split_new(con, incremental)
-    s.new_mentions = con.execute("SELECT count(*) FROM _new").fetchone()[0]
+    s.new_mentions = fetch_one(con, "SELECT count(*) FROM _new")[0]
     prev_pids = _previous_pids(con)
     build_id_index(con)
     conflicts = find_conflicts(con)
@@ -962,11 +963,12 @@ def _record_judgement_conflicts(
         j = must_rows[k]
         params = [j.a_source, j.a_file, int(j.a_row), j.a_role]
         params += [j.b_source, j.b_file, int(j.b_row), j.b_role]
-        ids = con.execute(
+        ids = fetch_one(
+            con,
             "SELECT (SELECT id FROM person_mention WHERE source=? AND file=? AND row=? AND role=?),"
             " (SELECT id FROM person_mention WHERE source=? AND file=? AND row=? AND role=?)",
             params,
-        ).fetchone()
+        )
         who = f"analyst {j.analyst!r}" if j.analyst else "an analyst"
         if what == "merged_exclusive":
             kind = "judgement_merge"
@@ -982,8 +984,9 @@ def _record_judgement_conflicts(
                 "not merged. Record the judgement with merge_ids=True if one person was "
                 "registered twice"
             )
-        rows.append((j.a_source, j.a_file, int(j.a_row), j.a_role, ids[0], None, ids[1]))
-        rows[-1] = (*rows[-1], kind, detail)
+        rows.append(
+            (j.a_source, j.a_file, int(j.a_row), j.a_role, ids[0], None, ids[1], kind, detail)
+        )
     if rows:
         con.executemany("INSERT INTO identity_conflict VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         s.conflicts += len(rows)
@@ -1127,7 +1130,7 @@ def _publish(
 
     _publish_explanations(con, nodes, nid, pred, used, incremental)
     _publish_persons(con)
-    s.persons = con.execute("SELECT count(*) FROM person").fetchone()[0]
+    s.persons = fetch_one(con, "SELECT count(*) FROM person")[0]
     _publish_views(con, roles)
 
 
