@@ -7,6 +7,7 @@ install:
 lint:
 	uv run ruff check .
 	uv run ruff format --check .
+	uv run mypy
 
 check: lint test
 
