@@ -588,20 +588,8 @@ class CsvReader:
     def _take_header(self, df: pl.DataFrame) -> pl.DataFrame:
         head = df.head(HEADER_SCAN_ROWS)
         rows = list(zip(head["_row"].to_list(), head["_fields"].to_list(), strict=True))
-        if self.header_row is not None:
-            match = [(r, c) for r, c in rows if r == self.header_row]
-            if not match:
-                raise InputFileError(
-                    f"{self.path}: header_row {self.header_row} is past the end of the file."
-                )
-            hr, cells = match[0][0], [str(c or "").strip() for c in match[0][1]]
-        else:
-            picked = pick_header_row(rows, self.aliases)
-            if picked is None:
-                raise no_header_error(self.path, rows, self.aliases)
-            hr, cells = picked
-        self.info.header_row, self.info.header = hr, cells
-        return df.filter(pl.col("_row") > hr)
+        self._pick_header(rows)
+        return df.filter(pl.col("_row") > self.info.header_row)
 
     def slow_batches(self) -> Iterator[pl.DataFrame]:
         """Python csv module path for files with quoted line breaks (rare, slower)."""
