@@ -67,6 +67,16 @@ class Comparison:
     def levels(self, left: pd.DataFrame, right: pd.DataFrame) -> np.ndarray:
         raise NotImplementedError
 
+    def _values(
+        self, left: pd.DataFrame, right: pd.DataFrame
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """This column on both sides, where either is null, and where both are equal."""
+        a, b = _obj(left[self.column]), _obj(right[self.column])
+        null = _null(a, b)
+        eq = np.zeros(len(a), dtype=bool)
+        eq[~null] = a[~null] == b[~null]
+        return a, b, null, eq
+
     def sql(self, a: str, b: str) -> str | None:
         """The same levels as a DuckDB expression over table aliases ``a`` and ``b`` (None when
         a kind has no SQL form). Why: at county scale the comparison vectors of millions of
@@ -104,12 +114,8 @@ class FuzzyString(Comparison):
     labels: ClassVar[tuple[str, ...]] = ("different", "jw>=t2", "jw>=t1", "dl<=1", "exact")
 
     def levels(self, left: pd.DataFrame, right: pd.DataFrame) -> np.ndarray:
-        a, b = _obj(left[self.column]), _obj(right[self.column])
-        null = _null(a, b)
-        ok = ~null
-        eq = np.zeros(len(a), dtype=bool)
-        eq[ok] = a[ok] == b[ok]
-        rest = ok & ~eq
+        a, b, null, eq = self._values(left, right)
+        rest = ~null & ~eq
         dl = _dl(a, b, rest)
         jw = _jw(a, b, rest)
         out = np.zeros(len(a), dtype=np.int8)
@@ -138,12 +144,8 @@ class EditDistance(Comparison):
     labels: ClassVar[tuple[str, ...]] = ("different", "dl<=2", "dl<=1", "exact")
 
     def levels(self, left: pd.DataFrame, right: pd.DataFrame) -> np.ndarray:
-        a, b = _obj(left[self.column]), _obj(right[self.column])
-        null = _null(a, b)
-        ok = ~null
-        eq = np.zeros(len(a), dtype=bool)
-        eq[ok] = a[ok] == b[ok]
-        dl = _dl(a, b, ok & ~eq)
+        a, b, null, eq = self._values(left, right)
+        dl = _dl(a, b, ~null & ~eq)
         out = np.zeros(len(a), dtype=np.int8)
         out[dl <= 2] = 1
         out[dl <= 1] = 2
