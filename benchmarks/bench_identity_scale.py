@@ -31,7 +31,17 @@ _CHILD = r"""
 import json, logging, resource, sys, time
 import duckdb
 from crossmatch.identity import resolve
-logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
+def _rss(record):
+    # current and peak RSS on every log line: which step makes the peak
+    with open("/proc/self/status") as f:
+        cur = next((int(x.split()[1]) for x in f if x.startswith("VmRSS:")), 0)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    record.rss = f"[rss {cur / 1024:.0f} MB, peak {peak / 1024:.0f} MB]"
+    return True
+_h = logging.StreamHandler(sys.stderr)
+_h.addFilter(_rss)
+_h.setFormatter(logging.Formatter("%(asctime)s %(message)s %(rss)s"))
+logging.basicConfig(level=logging.INFO, handlers=[_h])
 con = duckdb.connect(sys.argv[1])
 con.execute("SET enable_progress_bar = false")
 mode = sys.argv[2]
@@ -42,7 +52,8 @@ if mode == "incremental":
         "'night2' AS _file_hash) FROM src_payment USING SAMPLE 1 PERCENT (bernoulli, 7)"
     )
 t = time.perf_counter()
-s = resolve(con, full=(mode == "full"))
+limit = json.loads(sys.argv[3])
+s = resolve(con, full=(mode == "full"), **({} if limit is None else {"memory_limit": limit}))
 secs = time.perf_counter() - t
 print(json.dumps({"mode": s.mode, "seconds": secs, "mentions": s.mentions,
     "new": s.new_mentions, "pairs": s.candidate_pairs, "persons": s.persons,
@@ -51,13 +62,13 @@ print(json.dumps({"mode": s.mode, "seconds": secs, "mentions": s.mentions,
 """
 
 
-def run(warehouse: Path, mode: str) -> dict:
+def run(warehouse: Path, mode: str, memory_limit: str | None = None) -> dict:
     """Resolve in a child process; its log lines are passed on as they come (a 3M run takes
     minutes, and progress per step is what one watches)."""
     # one merged stream, read as it comes: a separate stdout pipe that nobody drains while
     # stderr is read can fill up and block the child (DuckDB writes progress to stdout)
     proc = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, str(warehouse), mode],
+        [sys.executable, "-c", _CHILD, str(warehouse), mode, json.dumps(memory_limit)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -89,6 +100,11 @@ def main(argv: list[str] | None = None) -> int:
         help="truth/ folder of each warehouse, in the same order: score the full run "
         "(pairwise P/R/F1 overall and on damaged records, as `crossmatch identity-eval`)",
     )
+    ap.add_argument(
+        "--memory-limit",
+        default=None,
+        help="DuckDB memory_limit for the resolve (default: resolve's own default)",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.truth and len(args.truth) != len(args.warehouses):
@@ -99,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         copy = tmp / wh.name
         shutil.copy(wh, copy)
         t = time.perf_counter()
-        r = run(copy, "full")
+        r = run(copy, "full", args.memory_limit)
         r["label"], r["wall"] = wh.stem, time.perf_counter() - t
         if args.truth:
             import duckdb
@@ -111,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
                 r["quality"] = evaluate(con, args.truth[k])
             r["eval_seconds"] = time.perf_counter() - t
         if args.incremental:
-            inc = run(copy, "incremental")
+            inc = run(copy, "incremental", args.memory_limit)
             r["inc_seconds"], r["inc_new"], r["inc_rss_mb"] = (
                 inc["seconds"],
                 inc["new"],
