@@ -399,16 +399,7 @@ class Linker:
         """Edges from a non-anchored node to anchored nodes where the best two *different*
         anchors (several nodes may carry the same person) are too close to call. A boolean
         ``_kept`` column in ``df`` marks nodes that are anchored but not rivals."""
-        anchor = np.full(len(self.df), None, dtype=object)
-        for c in reversed(self.config.exclusive):
-            v = self.df[c].to_numpy(dtype=object, na_value=None)
-            has = ~pd.isna(v)
-            anchor[has] = [f"{c}={x}" for x in v[has]]
-        anchored = anchor != None  # noqa: E711
-        if "_kept" in self.df:
-            # mentions linked on an earlier night stand for the evidence they are, like the
-            # probes of a full run: they do not count as rival persons
-            anchored &= ~self.df["_kept"].to_numpy(dtype=bool)
+        anchor, anchored = self._anchors()
         idx = np.flatnonzero(sel & (anchored[pred.left] != anchored[pred.right]))
         if len(idx) == 0:
             return np.zeros(len(sel), dtype=bool)
