@@ -357,17 +357,14 @@ def test_failure_mid_file_rolls_back_previous_version_intact(county, monkeypatch
     only(run(county), "loaded")
     big = [PAY_HEADER] + [PAY_ROWS[i % 4].replace("B1", f"B{i}") for i in range(50)]
     write_csv(county / "raw/finance/q1.csv", big)
-    monkeypatch.setattr(pipeline.readers, "BLOCK_BYTES", 512)  # many batches
-    real = pipeline.process_batch
-    calls = {"n": 0}
+    real = pipeline.stage.normalise
 
-    def explode(st, batch):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise OSError(5, "Input/output error")
-        return real(st, batch)
+    def explode(con, *a, **kw):
+        real(con, *a, **kw)  # the new rows are written, then the disk fails
+        assert con.execute("SELECT count(*) FROM src_payment").fetchall() != [(4,)]
+        raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(pipeline, "process_batch", explode)
+    monkeypatch.setattr(pipeline.stage, "normalise", explode)
     assert fail_msg(county) == (
         "finance/q1.csv: cannot read the file (Input/output error). Fix: check it exists and "
         "is readable, then run ingest again."

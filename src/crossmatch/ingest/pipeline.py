@@ -15,7 +15,6 @@ Exact duplicate rows are loaded with ``_dup_of`` = the row number of their first
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 import time
 import uuid
@@ -26,12 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import numpy as np
 import polars as pl
 
-from crossmatch import normalize, warehouse
+from crossmatch import warehouse
 from crossmatch.errors import InputFileError
-from crossmatch.ingest import readers
+from crossmatch.ingest import readers, stage
 from crossmatch.spec import SourceSpec, load_sources
 from crossmatch.spec.common import nearest
 
@@ -184,12 +182,8 @@ def tune_allocators() -> None:
 
 
 def file_sha256(path: Path) -> str:
-    """Content hash (sha256) of a file, streamed (hashlib releases the GIL: runs in a thread)."""
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 24), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """Content hash (sha256) of a file, streamed."""
+    return stage.scan_file(path).sha256
 
 
 # ----------------------------------------------------------------------------- column mapping
@@ -231,191 +225,6 @@ def missing_columns_message(
     )
 
 
-# ----------------------------------------------------------------------------- batches
-
-
-def normalise_distinct(
-    raw: pl.Series, name: str, params: dict[str, Any]
-) -> tuple[dict[str, pl.Series], pl.Series]:
-    """Run normalizer ``name`` on the *distinct* values of ``raw`` and map back.
-
-    Why: most columns repeat a few values (dates, amounts, villages) and even names and IDs
-    repeat across a person's rows; normalising each distinct value once makes the cost scale
-    with cardinality, and a hash join maps the results back in row order."""
-    uniq = raw.unique()
-    if len(uniq) * 2 > len(raw):  # nearly all distinct: the join would cost more than it saves
-        res = normalize.get(name)(raw, params)
-        return res.columns, res.error
-    res = normalize.get(name)(uniq, params)
-    table = pl.DataFrame(
-        {"__k": uniq, **{f"__o{s}": v for s, v in res.columns.items()}, "__e": res.error}
-    )
-    joined = pl.DataFrame({"__k": raw}).join(
-        table, on="__k", how="left", nulls_equal=True, maintain_order="left"
-    )
-    return {s: joined[f"__o{s}"].alias(s) for s in res.columns}, joined["__e"]
-
-
-def _unique_names(header: list[str]) -> list[str]:
-    out: list[str] = []
-    for i, h in enumerate(header):
-        name = h or f"column{i + 1}"
-        while name in out:
-            name = f"{name}_{i + 1}"
-        out.append(name)
-    return out
-
-
-@dataclass(slots=True)
-class _FileState:
-    spec: SourceSpec
-    rel: str
-    file_hash: str
-    header: list[str]
-    mapping: dict[str, int | None]
-    # exact duplicates across batches: row hashes seen so far (sorted) and their first row
-    seen_h: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.uint64))
-    seen_row: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int32))
-    read: int = 0
-    loaded: int = 0
-    quarantined: int = 0
-    duplicate: int = 0
-
-
-def _earlier_first(st: _FileState, df: pl.DataFrame) -> pl.Series:
-    """Per row: the first row of an identical row in an earlier batch, else NULL.
-
-    A sorted numpy array and binary search: a hash join against millions of already-seen
-    rows cost ~1 s per batch; this costs milliseconds."""
-    h = df["_h"].to_numpy()
-    out = np.full(len(h), -1, dtype=np.int64)
-    if len(st.seen_h):
-        # sorted needles: numpy's binary search starts from the previous hit, so the look-ups
-        # walk the big array once instead of jumping at random (cache misses: 4x slower)
-        order = np.argsort(h)
-        hs = h[order]
-        idx = np.searchsorted(st.seen_h, hs)
-        ok = idx < len(st.seen_h)
-        ok[ok] = st.seen_h[idx[ok]] == hs[ok]
-        out[order[ok]] = st.seen_row[idx[ok]]
-    x = pl.col("x")
-    return (
-        pl.DataFrame({"x": out})
-        .select(pl.when(x >= 0).then(x).cast(pl.Int32).alias("_first"))
-        .to_series()
-    )
-
-
-def _remember(st: _FileState, h: np.ndarray, rows: np.ndarray) -> None:
-    if not len(h):
-        return
-    order = np.argsort(h, kind="stable")
-    h, rows = h[order], rows[order].astype(np.int32)
-    pos = np.searchsorted(st.seen_h, h)
-    st.seen_h = np.insert(st.seen_h, pos, h)
-    st.seen_row = np.insert(st.seen_row, pos, rows)
-
-
-def process_batch(st: _FileState, batch: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Normalise one batch; returns (rows for src_<source>, rows for quarantine)."""
-    spec, width = st.spec, len(st.header)
-    if "_fields" in batch.columns:
-        batch = readers.widen(batch, width)
-    if "_line" in batch.columns:
-        batch = batch.with_columns(
-            pl.col("_line").hash().alias("_h"), pl.col("_line").alias("_raw_line")
-        )
-    else:  # fast CSV path: hash the parsed cells (and the count, for ragged rows)
-        cols = [f"c{i}" for i in range(width)]
-        batch = batch.with_columns(batch.select(*cols, "_nf", "_raw_line").hash_rows().alias("_h"))
-    df = batch
-    # exact duplicates: first occurrence in this file (across batches)
-    df = df.with_columns(pl.col("_row").min().over("_h").alias("_bfirst"))
-    df = df.with_columns(_earlier_first(st, df))
-    df = df.with_columns(pl.coalesce("_first", "_bfirst").alias("_f")).with_columns(
-        pl.when(pl.col("_f") < pl.col("_row")).then(pl.col("_f")).alias("_dup_of")
-    )
-    new = df.filter(pl.col("_first").is_null() & (pl.col("_row") == pl.col("_bfirst")))
-    _remember(st, new["_h"].to_numpy(), new["_row"].to_numpy())
-    shape_ok = pl.col("_nf") == width  # readers discount trailing empty cells
-    bad_shape = df.filter(~shape_ok)
-    df = df.filter(shape_ok)
-    st.read += len(bad_shape) + len(df)
-
-    names = _unique_names(st.header)
-    cells = df.select([pl.col(f"c{i}").alias(names[i]) for i in range(width)])
-    out_cols: dict[str, pl.Series] = {}
-    errors: list[pl.Series] = []
-    for f in spec.fields:
-        idx = st.mapping[f.name]
-        raw = cells[names[idx]] if idx is not None else pl.Series([None] * len(df), dtype=pl.String)
-        values, error = normalise_distinct(raw, f.normalizer, f.params)
-        for suffix, s in values.items():
-            out_cols[f.name + suffix] = s
-        label = st.header[idx] if idx is not None else f.name
-        msg: pl.Expr = pl.when(pl.col("e").is_not_null()).then(pl.lit(f"{label}: ") + pl.col("e"))
-        if f.required:
-            msg = (
-                pl.when(pl.col("v").is_null() & pl.col("e").is_null())
-                .then(pl.lit(f"{label}: empty, but the field '{f.name}' is required"))
-                .otherwise(msg)
-            )
-        err = pl.DataFrame({"e": error, "v": values[""]}).select(msg).to_series()
-        errors.append(err.alias(f"_e{len(errors)}"))
-    reason = (
-        pl.DataFrame(errors)
-        .select(pl.concat_str(pl.all(), separator="; ", ignore_nulls=True).alias("r"))
-        .to_series()
-        if errors
-        else pl.Series("r", [""] * len(df))
-    )
-    good_mask = reason == ""
-    lineage = pl.DataFrame(
-        {
-            "_source": pl.Series([spec.id] * len(df), dtype=pl.String),
-            "_file": pl.Series([st.rel] * len(df), dtype=pl.String),
-            "_file_hash": pl.Series([st.file_hash] * len(df), dtype=pl.String),
-            "_row": df["_row"],
-            "_dup_of": df["_dup_of"].cast(pl.Int32),
-        }
-    )
-    full = pl.concat([lineage, pl.DataFrame(out_cols)], how="horizontal")
-    good = full.filter(good_mask)
-    # quarantine: malformed shape + rows with unparseable values
-    q_vals = pl.concat([df.select("_row"), cells], how="horizontal").filter(~good_mask)
-    q_reason = reason.filter(~good_mask)
-    q1 = q_vals.select(
-        pl.col("_row").alias("row"),
-        pl.Series("reason", q_reason),
-        pl.struct(names).struct.json_encode().alias("raw") if names else pl.lit("{}").alias("raw"),
-    )
-    q2 = bad_shape.select(
-        pl.col("_row").alias("row"),
-        (
-            pl.lit("row has ")
-            + pl.col("_nf").cast(pl.String)
-            + pl.lit(
-                f" cells but the header has {width} (truncated file, or a delimiter inside"
-                " an unquoted value, or a value past the last column?)"
-            )
-        ).alias("reason"),
-        pl.struct(pl.col("_raw_line").alias("line")).struct.json_encode().alias("raw"),
-    )
-    quar = (
-        pl.concat([q1, q2])
-        .with_columns(
-            pl.lit(spec.id).alias("source"),
-            pl.lit(st.rel).alias("file"),
-            pl.lit(st.file_hash).alias("file_hash"),
-        )
-        .select("source", "file", "file_hash", pl.col("row").cast(pl.Int32), "reason", "raw")
-    )
-    st.loaded += len(good)
-    st.quarantined += len(quar)
-    st.duplicate += int(good["_dup_of"].is_not_null().sum())
-    return good, quar
-
-
 # ----------------------------------------------------------------------------- files
 
 
@@ -428,7 +237,7 @@ def _batches(
     on_bytes: Callable[[int], None] | None,
     use_iconv: bool = True,
 ) -> Iterator[pl.DataFrame]:
-    aliases = {readers.norm_header(a) for f in spec.fields for a in f.columns}
+    aliases = _aliases(spec)
     if fmt == "csv":
         r = readers.CsvReader(
             path,
@@ -454,14 +263,8 @@ def _batches(
         )
 
 
-def _insert(con: duckdb.DuckDBPyConnection, table: str, df: pl.DataFrame) -> None:
-    if not len(df):
-        return
-    con.register("_cm_batch", df.to_arrow())
-    try:
-        con.execute(f'INSERT INTO "{table}" BY NAME SELECT * FROM _cm_batch')
-    finally:
-        con.unregister("_cm_batch")
+def _aliases(spec: SourceSpec) -> set[str]:
+    return {readers.norm_header(a) for f in spec.fields for a in f.columns}
 
 
 def _record(con: duckdb.DuckDBPyConnection, run_id: str, r: FileResult, **extra: Any) -> None:
@@ -515,193 +318,202 @@ def ingest_file(
     prev = con.execute(
         "SELECT hash, spec_digest FROM ingest_file WHERE source = ? AND file = ? AND status = 'ok'",
         [spec.id, rel],
-    ).fetchone()
-    hasher = ThreadPoolExecutor(max_workers=1)
+    ).fetchall()
+    prev = prev[0] if prev else None
+    scanner = ThreadPoolExecutor(max_workers=1)
     try:
-        fut: Future[str] = hasher.submit(file_sha256, path)
+        fut: Future[stage.FileScan] = scanner.submit(stage.scan_file, path)
         if prev and prev[1] == spec.digest:
             try:
-                h = fut.result()
+                h = fut.result().sha256
             except OSError:
                 h = ""
             if h == prev[0]:
                 res.status, res.hash = "unchanged", h
                 res.seconds = time.perf_counter() - t0
                 return res
-        return _load(con, spec, path, rel, size, fut, run_id, res, t0, progress)
-    finally:
-        hasher.shutdown(wait=True)
-
-
-def _load(
-    con: duckdb.DuckDBPyConnection,
-    spec: SourceSpec,
-    path: Path,
-    rel: str,
-    size: int,
-    fut: Future[str],
-    run_id: str,
-    res: FileResult,
-    t0: float,
-    progress: Progress | None,
-) -> FileResult:
-    # inserting batch N (DuckDB, GIL released) overlaps normalising batch N+1 (polars)
-    writer = ThreadPoolExecutor(max_workers=1)
-    try:
-        return _load_attempts(con, spec, path, rel, size, fut, run_id, res, t0, progress, writer)
-    finally:
-        writer.shutdown(wait=True)
-
-
-def _insert_pair(
-    con: duckdb.DuckDBPyConnection, table: str, good: pl.DataFrame, quar: pl.DataFrame
-) -> None:
-    _insert(con, table, good)
-    _insert(con, "quarantine", quar)
-
-
-def _settle(pending: Future | None) -> None:
-    """Wait for an in-flight insert before rolling back (its own error is superseded)."""
-    if pending is not None:
+        job = _Job(con, spec, path, rel, size, fut, run_id, res, t0, progress)
         try:
-            pending.result()
-        except Exception:  # the first error is the one reported
-            log.debug("insert failed during rollback", exc_info=True)
+            return _load(job)
+        finally:
+            stage.drop_stage(con)
+    finally:
+        scanner.shutdown(wait=True)
 
 
-def _load_attempts(
-    con: duckdb.DuckDBPyConnection,
-    spec: SourceSpec,
-    path: Path,
-    rel: str,
-    size: int,
-    fut: Future[str],
-    run_id: str,
-    res: FileResult,
-    t0: float,
-    progress: Progress | None,
-    writer: ThreadPoolExecutor,
-) -> FileResult:
-    fmt = spec.format_for(path)
+@dataclass(slots=True)
+class _Job:
+    """One file being loaded."""
+
+    con: duckdb.DuckDBPyConnection
+    spec: SourceSpec
+    path: Path
+    rel: str
+    size: int
+    scan: Future[stage.FileScan]
+    run_id: str
+    res: FileResult
+    t0: float
+    progress: Progress | None
+
+    def file_hash(self) -> str:
+        return self.scan.result().sha256
+
+    def on_bytes(self) -> Callable[[int], None] | None:
+        if self.progress is None:
+            return None
+        progress, spec, rel, size = self.progress, self.spec.id, self.rel, self.size
+        return lambda n: progress(ProgressEvent("bytes", spec, rel, n, size))
+
+
+def _stage_by_duckdb(job: _Job, info: readers.ReadInfo) -> int | None:
+    """Stage a CSV with DuckDB: rows staged, or None when the Python readers must read it."""
+    spec = job.spec
+    head = readers.csv_head(
+        job.path,
+        encoding=spec.encoding,
+        delimiter=spec.delimiter,
+        header_row=spec.header_row,
+        aliases=_aliases(spec),
+    )
+    if head is None or head.encoding is None:
+        return None
+    _mapping, missing = match_columns(spec, head.header)
+    if missing:
+        raise InputFileError(missing_columns_message(spec, job.rel, head.header_row, missing))
+    stage.create_stage(job.con, len(head.header))
+    try:
+        rows = stage.stage_csv(
+            job.con,
+            job.path,
+            job.scan.result(),
+            encoding=head.encoding,
+            delimiter=spec.delimiter,
+            header_row=head.header_row,
+            width=len(head.header),
+        )
+    except stage.NotStageable as exc:
+        log.debug("%s: read by the Python readers (%s)", job.rel, exc)
+        return None
+    info.encoding, info.header_row, info.header = head.encoding, head.header_row, head.header
+    if job.progress:
+        job.progress(ProgressEvent("bytes", spec.id, job.rel, job.size, job.size))
+    return rows
+
+
+def _stage_by_readers(job: _Job, info: readers.ReadInfo, encoding: str, use_iconv: bool) -> bool:
+    """Stage any file through the Python readers; returns the rows staged."""
+    spec = job.spec
+    created, rows = False, 0
+    for batch in _batches(
+        spec, job.path, spec.format_for(job.path), info, encoding, job.on_bytes(), use_iconv
+    ):
+        if not created:
+            _check_columns(job, info)
+            stage.create_stage(job.con, len(info.header))
+            created = True
+        stage.stage_batch(job.con, batch, len(info.header))
+        rows += len(batch)
+    return rows
+
+
+def _check_columns(job: _Job, info: readers.ReadInfo) -> None:
+    _, missing = match_columns(job.spec, info.header)
+    if missing:
+        raise InputFileError(missing_columns_message(job.spec, job.rel, info.header_row, missing))
+
+
+def _header_only(job: _Job, info: readers.ReadInfo) -> None:
+    """A file with a header and no data rows: an empty register is a legitimate version,
+    unless it would silently empty a source that had rows."""
+    con, spec, rel = job.con, job.spec, job.rel
+    if not info.header:
+        raise InputFileError(
+            f"{rel}: no header and no data rows. Fix: re-export the file; the "
+            f"previous version (if any) stays in the warehouse."
+        )
+    _check_columns(job, info)
+    before = con.execute(
+        "SELECT rows_loaded FROM ingest_file WHERE source = ? AND file = ? AND status = 'ok'",
+        [spec.id, rel],
+    ).fetchall()
+    before = before[0] if before else None
+    if before and before[0]:
+        raise InputFileError(
+            f"{rel}: header only, no data rows, while the version in the warehouse "
+            f"has {before[0]} rows; kept that version. Fix: re-export the file with "
+            f"its data (to really empty it, delete its rows from {spec.table})."
+        )
+    stage.create_stage(con, len(info.header))
+    info.notes.append("header only: 0 data rows")
+
+
+def _load(job: _Job) -> FileResult:
+    con, spec, rel, res = job.con, job.spec, job.rel, job.res
+    fmt = spec.format_for(job.path)
     encoding = spec.encoding
     use_iconv = True
-    for _attempt in range(3):  # at most: UTF-8 -> GB18030 by iconv -> by Python's codec
+    info = readers.ReadInfo()
+    for attempt in range(3):  # readers: UTF-8 -> GB18030 by iconv -> by Python's codec
         info = readers.ReadInfo()
-        st: _FileState | None = None
-        pending: Future | None = None
-        con.begin()
         try:
-            on_bytes = (
-                (lambda n: progress(ProgressEvent("bytes", spec.id, rel, n, size)))
-                if progress
-                else None
-            )
-            for batch in _batches(spec, path, fmt, info, encoding, on_bytes, use_iconv):
-                if st is None:
-                    mapping, missing = match_columns(spec, info.header)
-                    if missing:
-                        raise InputFileError(
-                            missing_columns_message(spec, rel, info.header_row, missing)
-                        )
-                    file_hash = fut.result()
-                    st = _FileState(
-                        spec,
-                        rel,
-                        file_hash,
-                        info.header,
-                        mapping,
-                    )
-                    con.execute(f'DELETE FROM "{spec.table}" WHERE _file = ?', [rel])
-                    con.execute(
-                        "DELETE FROM quarantine WHERE source = ? AND file = ?", [spec.id, rel]
-                    )
-                good, quar = process_batch(st, batch)
-                if pending is not None:
-                    pending.result()
-                pending = writer.submit(_insert_pair, con, spec.table, good, quar)
-            if pending is not None:
-                pending.result()
-                pending = None
-            if st is None:
-                if not info.header:
-                    raise InputFileError(
-                        f"{rel}: no header and no data rows. Fix: re-export the file; the "
-                        f"previous version (if any) stays in the warehouse."
-                    )
-                mapping, missing = match_columns(spec, info.header)
-                if missing:
-                    raise InputFileError(
-                        missing_columns_message(spec, rel, info.header_row, missing)
-                    )
-                before = con.execute(
-                    "SELECT rows_loaded FROM ingest_file WHERE source = ? AND file = ? "
-                    "AND status = 'ok'",
-                    [spec.id, rel],
-                ).fetchone()
-                if before and before[0]:
-                    raise InputFileError(
-                        f"{rel}: header only, no data rows, while the version in the warehouse "
-                        f"has {before[0]} rows; kept that version. Fix: re-export the file with "
-                        f"its data (to really empty it, delete its rows from {spec.table})."
-                    )
-                # an empty register (e.g. no filings yet) is a legitimate, empty version
-                st = _FileState(
-                    spec,
-                    rel,
-                    fut.result(),
-                    info.header,
-                    mapping,
-                )
+            rows = _stage_by_duckdb(job, info) if attempt == 0 and fmt == "csv" else None
+            if rows is None:
+                info = readers.ReadInfo()
+                rows = _stage_by_readers(job, info, encoding, use_iconv)
+            if not rows:
+                _header_only(job, info)
+            mapping, _ = match_columns(spec, info.header)
+            con.begin()
+            try:
                 con.execute(f'DELETE FROM "{spec.table}" WHERE _file = ?', [rel])
                 con.execute("DELETE FROM quarantine WHERE source = ? AND file = ?", [spec.id, rel])
-                info.notes.append("header only: 0 data rows")
-            res.status = "loaded"
-            res.hash = st.file_hash
-            res.rows_read, res.rows_loaded = st.read, st.loaded
-            res.rows_quarantined, res.rows_duplicate = st.quarantined, st.duplicate
-            res.encoding = info.encoding
-            res.message = "; ".join(info.notes)
-            res.seconds = time.perf_counter() - t0
-            con.execute(
-                "UPDATE ingest_file SET status = 'replaced' "
-                "WHERE source = ? AND file = ? AND status = 'ok'",
-                [spec.id, rel],
-            )
-            _record(
-                con, run_id, res, spec_digest=spec.digest, size=size, header_row=info.header_row
-            )
-            con.commit()
+                counts = stage.normalise(con, spec, rel, job.file_hash(), info.header, mapping)
+                res.status = "loaded"
+                res.hash = job.file_hash()
+                res.rows_read, res.rows_loaded = counts.read, counts.loaded
+                res.rows_quarantined, res.rows_duplicate = counts.quarantined, counts.duplicate
+                res.encoding = info.encoding
+                res.message = "; ".join(info.notes)
+                res.seconds = time.perf_counter() - job.t0
+                con.execute(
+                    "UPDATE ingest_file SET status = 'replaced' "
+                    "WHERE source = ? AND file = ? AND status = 'ok'",
+                    [spec.id, rel],
+                )
+                _record(
+                    con,
+                    job.run_id,
+                    res,
+                    spec_digest=spec.digest,
+                    size=job.size,
+                    header_row=info.header_row,
+                )
+                con.commit()
+            except BaseException:
+                con.rollback()
+                raise
             return res
         except readers.RetryWithEncoding as exc:
-            _settle(pending)
-            con.rollback()
             if isinstance(exc, readers.RetryWithoutIconv):
                 use_iconv = False  # same encoding, Python's codec (exact messages)
             else:
                 encoding = exc.encoding
             continue
         except InputFileError as exc:
-            _settle(pending)
-            con.rollback()
             res.message = str(exc)
         except FileNotFoundError:
-            _settle(pending)
-            con.rollback()
             res.message = (
                 f"{rel}: the file disappeared while it was being read. Fix: let the export "
                 f"finish copying, then run ingest again; its previous version (if any) stays "
                 f"in the warehouse."
             )
         except OSError as exc:
-            _settle(pending)
-            con.rollback()
             res.message = (
                 f"{rel}: cannot read the file ({exc.strerror or exc}). Fix: check it exists "
                 f"and is readable, then run ingest again."
             )
         except (pl.exceptions.PolarsError, duckdb.Error) as exc:
-            _settle(pending)
-            con.rollback()
             log.exception("unexpected error loading %s", rel)
             res.message = (
                 f"{rel}: could not be loaded ({type(exc).__name__}: {str(exc).splitlines()[0]})."
@@ -709,10 +521,11 @@ def _load_attempts(
             )
         break
     res.status = "failed"
-    res.hash = fut.result() if fut.done() and fut.exception() is None else ""
+    fut = job.scan
+    res.hash = fut.result().sha256 if fut.done() and fut.exception() is None else ""
     res.encoding = info.encoding
-    res.seconds = time.perf_counter() - t0
-    _record(con, run_id, res, spec_digest=spec.digest, size=size)
+    res.seconds = time.perf_counter() - job.t0
+    _record(con, job.run_id, res, spec_digest=spec.digest, size=job.size)
     return res
 
 
@@ -764,10 +577,6 @@ def ingest(
         # DuckDB's buffer pool would otherwise grow towards 80% of RAM on a 30M-row county;
         # it spills to disk beyond this, which keeps the whole ingest well under 4 GB
         con.execute(f"SET memory_limit = '{memory_limit}'")
-        # DuckDB only appends here, from a writer thread, while polars normalises the next
-        # batch and iconv decodes: one DuckDB thread leaves them the other cores (appending
-        # the same batches cost 1.6 s CPU with 2 threads, 1.2 s with 1)
-        con.execute("SET threads = 1")
     t0 = time.perf_counter()
     summary = IngestSummary(run_id=uuid.uuid4().hex[:12])
     try:

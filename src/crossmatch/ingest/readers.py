@@ -621,6 +621,44 @@ class CsvReader:
             yield df
 
 
+def csv_head(
+    path: Path,
+    *,
+    encoding: str = "auto",
+    delimiter: str = ",",
+    header_row: int | None = None,
+    aliases: set[str] | None = None,
+) -> ReadInfo | None:
+    """Encoding and header row of a CSV from its first megabyte, for DuckDB to read the rest.
+
+    None whenever anything is unusual (empty, binary, undecodable head, no header found,
+    quoted line breaks near the top ...): :class:`CsvReader` then reads the file and words
+    the problem exactly as before."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(1 << 20)
+            more = bool(fh.read(1))
+        if not head:
+            return None
+        sniff_binary(path, head)
+        enc = detect_encoding(path, head, encoding)
+        cut = head.rfind(b"\n") if more else len(head)
+        if cut < 0:
+            return None
+        text = head[:cut].decode(enc)
+        lines = [ln.rstrip("\r") for ln in text.lstrip("\ufeff").split("\n")[:HEADER_SCAN_ROWS]]
+        if any(ln.count('"') % 2 for ln in lines):
+            return None
+        r = CsvReader(
+            path, encoding=encoding, delimiter=delimiter, header_row=header_row, aliases=aliases
+        )
+        r._pick_header([(i + 1, c) for i, c in enumerate(csv.reader(lines, delimiter=delimiter))])
+    except (InputFileError, UnicodeDecodeError, OSError, csv.Error):
+        return None
+    r.info.encoding = enc
+    return r.info
+
+
 class _NeedsCsvModule(Exception):
     """A value contains a line break inside quotes: use the csv-module path."""
 

@@ -1,0 +1,406 @@
+"""Stage one raw file in DuckDB, then normalise it into ``src_<source>`` with SQL.
+
+Two steps per file (the pipeline wraps them in the file's transaction):
+
+1. **stage**: the file's data rows become the temporary table ``_cm_stage`` =
+   ``_row`` (physical row), ``_nf`` (cells in the row), ``_h`` (hash of the row, for exact
+   duplicates), ``_raw`` (the raw line, kept only for rows of the wrong shape) and the raw cells
+   ``c0 .. c{width-1}`` as text. A clean CSV is staged by DuckDB itself
+   (:func:`stage_csv`): ``read_csv`` reads the physical lines (in parallel, in order: line
+   number = position), SQL splits them into cells. Everything else (xlsx, Parquet, GB18030
+   files iconv cannot reproduce, quoted line breaks, stray carriage returns ...) is read by
+   :mod:`crossmatch.ingest.readers` and appended batch by batch (:func:`stage_batch`).
+2. **normalise** (:func:`normalise`): per field, the normalizer's SQL fast path
+   (:mod:`crossmatch.normalize_sql`) covers the clean cells; the distinct values it does not
+   cover go through the Python normalizer (the definition) and are joined back. Errors become
+   quarantine reasons; exact duplicates get ``_dup_of``; one ``INSERT ... SELECT`` writes the
+   canonical rows.
+
+Why: reading, splitting, normalising and writing 30M rows is DuckDB's strength (vectorised,
+multi-threaded); Python only ever sees the distinct awkward values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from crossmatch import normalize, normalize_sql
+from crossmatch.normalize_sql import sql_literal
+from crossmatch.spec import SourceSpec
+
+log = logging.getLogger(__name__)
+
+STAGE = "_cm_stage"
+LINES = "_cm_lines"
+SCAN_BLOCK = 1 << 24
+
+
+@dataclass(slots=True)
+class FileScan:
+    """What one pass over the bytes tells: content hash and whether DuckDB can read the lines."""
+
+    sha256: str
+    newlines: int = 0
+    ends_with_newline: bool = True
+    lone_cr: bool = False  # a carriage return not followed by a line feed
+    soh: bool = False  # the byte 0x01 (our line-reading delimiter) occurs
+
+
+def scan_file(path: Path) -> FileScan:
+    """Hash the file and count its lines in one streamed pass (run in a thread: hashlib
+    releases the GIL)."""
+    h = hashlib.sha256()
+    n = cr = crlf = 0
+    soh = False
+    last = b""
+    prev_tail = b""
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(SCAN_BLOCK), b""):
+            h.update(chunk)
+            n += chunk.count(b"\n")
+            cr += chunk.count(b"\r")
+            crlf += chunk.count(b"\r\n") + (prev_tail == b"\r" and chunk[:1] == b"\n")
+            soh = soh or b"\x01" in chunk
+            prev_tail = chunk[-1:]
+            last = chunk[-1:]
+    return FileScan(h.hexdigest(), n, last in (b"\n", b""), cr != crlf, soh)
+
+
+def create_stage(con: duckdb.DuckDBPyConnection, width: int) -> None:
+    cells = "".join(f", c{i} VARCHAR" for i in range(width))
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {STAGE} (_row INTEGER, _nf INTEGER, _h UBIGINT, "
+        f"_raw VARCHAR{cells})"
+    )
+
+
+def drop_stage(con: duckdb.DuckDBPyConnection) -> None:
+    for t in (STAGE, LINES, "_cm_dups", "_cm_bad"):
+        con.execute(f"DROP TABLE IF EXISTS {t}")
+
+
+# ----------------------------------------------------------------------------- CSV by DuckDB
+
+
+class NotStageable(Exception):
+    """DuckDB cannot stage this file exactly; the Python readers take over (reason in str)."""
+
+
+def _transcode(path: Path, workdir: Path) -> Path:
+    """GB18030 -> UTF-8 by iconv into a temporary file (NotStageable when iconv is missing or
+    fails: the Python codec then reads the file and words any error)."""
+    exe = shutil.which("iconv")
+    if not exe:
+        raise NotStageable("no iconv")
+    out = workdir / "utf8.csv"
+    with path.open("rb") as src, out.open("wb") as dst:
+        res = subprocess.run(
+            [exe, "-f", "GB18030", "-t", "UTF-8"], stdin=src, stdout=dst, stderr=subprocess.DEVNULL
+        )
+    if res.returncode != 0:
+        raise NotStageable("iconv failed")
+    return out
+
+
+# glibc's GB18030 table differs from Python's for these characters (see readers._glibc_differs)
+_GLIBC_DIFFERS = (
+    r"[\x{1E3F}\x{9FB4}-\x{9FBB}\x{E7C7}\x{FE10}-\x{FE19}"
+    r"\x{20087}\x{20089}\x{200CC}\x{215D7}\x{2298F}\x{241FE}]"
+)
+
+
+def stage_csv(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    scan: FileScan,
+    *,
+    encoding: str,
+    delimiter: str,
+    header_row: int,
+    width: int,
+) -> int:
+    """Stage a CSV by DuckDB: returns rows staged, or raises NotStageable (nothing staged)."""
+    if len(delimiter.encode("utf-8")) != 1 or delimiter == '"':
+        raise NotStageable("multi-byte delimiter")
+    if scan.soh or scan.lone_cr:
+        raise NotStageable("control characters")
+    with tempfile.TemporaryDirectory(prefix="crossmatch-") as td:
+        src = _transcode(path, Path(td)) if encoding == "gb18030" else path
+        try:
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE {LINES} AS SELECT l FROM read_csv(?, "
+                "columns = {'l': 'VARCHAR'}, header = false, delim = '\x01', quote = '', "
+                "escape = '', auto_detect = false, strict_mode = false, new_line = '\\r\\n', "
+                "max_line_size = 16777216)",
+                [str(src)],
+            )
+        except duckdb.Error as exc:  # invalid UTF-8, over-long line ...
+            raise NotStageable(str(exc).splitlines()[0]) from exc
+    expected = scan.newlines + (0 if scan.ends_with_newline else 1)
+    n, odd, differs = con.execute(
+        f"SELECT count(*), count(*) FILTER (WHERE contains(l, '\"') AND "
+        f"(strlen(l) - strlen(replace(l, '\"', ''))) % 2 = 1), "
+        f"count(*) FILTER (WHERE {'regexp_matches(l, ?)' if encoding == 'gb18030' else 'false'})"
+        f" FROM {LINES}",
+        [_GLIBC_DIFFERS] if encoding == "gb18030" else [],
+    ).fetchall()[0]
+    if n != expected:
+        raise NotStageable(f"{n} lines read, {expected} expected")
+    if odd:
+        raise NotStageable("quoted line breaks")
+    if differs:
+        raise NotStageable("characters iconv maps differently")
+    d = sql_literal(delimiter)
+    cell_re = sql_literal(f'{_re_escape(delimiter)}(?:"(?:[^"]|"")*"|[^{_re_escape(delimiter)}]*)')
+    # quoted cells: the quote-aware pattern, then unquote ("" -> ")
+    unq = "x[2:]"
+    dequote = (
+        f"CASE WHEN starts_with({unq}, '\"') AND ends_with({unq}, '\"') AND strlen({unq}) >= 2 "
+        f"THEN replace({unq}[2:-2], '\"\"', '\"') ELSE {unq} END"
+    )
+    split = (
+        f"CASE WHEN contains(l, '\"') THEN list_transform(regexp_extract_all({d} || l, "
+        f"{cell_re}), lambda x: {dequote}) ELSE string_split(l, {d}) END"
+    )
+    trimmed = f"rtrim(l, ' \t' || {d})"
+    eff = (
+        f"CASE WHEN contains({trimmed}, '\"') THEN len(regexp_extract_all({d} || {trimmed}, "
+        f"{cell_re})) ELSE len(string_split({trimmed}, {d})) END"
+    )
+    # trailing empty cells beyond the header are harmless (Excel-made CSVs have them)
+    nf = f"CASE WHEN len(f) > {width} THEN greatest({eff}, {width}) ELSE len(f) END"
+    cells = ", ".join(f"nullif(f[{i + 1}], '')" for i in range(width))
+    con.execute(
+        f"INSERT INTO {STAGE} SELECT _row, _nf, hash(l), CASE WHEN _nf <> {width} THEN l END"
+        f"{', ' if width else ''}{cells} FROM (SELECT *, {nf} AS _nf FROM (SELECT "
+        f"CAST(rowid + 1 AS INTEGER) AS _row, l, {split} AS f FROM {LINES} "
+        f"WHERE rowid + 1 > {header_row} AND trim(l, ' \t\r' || {d}) <> ''))"
+    )
+    con.execute(f"DROP TABLE {LINES}")
+    return int(con.execute(f"SELECT count(*) FROM {STAGE}").fetchall()[0][0])
+
+
+def _re_escape(ch: str) -> str:
+    return "\\" + ch if ch in r"\.^$|?*+()[]{}-" else ch
+
+
+# ----------------------------------------------------------------------------- other readers
+
+
+def stage_batch(con: duckdb.DuckDBPyConnection, batch: pl.DataFrame, width: int) -> None:
+    """Append one reader batch (wide: _row, _line, _nf, c0.. or list: _row, _fields, _line)."""
+    from crossmatch.ingest import readers
+
+    if "_fields" in batch.columns:
+        batch = readers.widen(batch, width)
+    raw = "_raw_line" if "_raw_line" in batch.columns else "_line"
+    cols = [f"c{i}" for i in range(width)]
+    if "_line" not in batch.columns:  # CsvReader's fast blocks: the cells stand for the line
+        batch = batch.with_columns(
+            pl.concat_str([pl.col(c).fill_null("") for c in cols], separator="\x1f").alias("_line")
+        )
+    frame = batch.select(
+        pl.col("_row").cast(pl.Int32),
+        pl.col("_nf").cast(pl.Int32),
+        pl.col("_line"),
+        pl.col(raw).alias("_rawsrc"),
+        *cols,
+    )
+    con.register("_cm_batch", frame.to_arrow())
+    try:
+        # the hash covers the cells and the shape, as the CSV path's covers the line
+        cells = "".join(f", {c}" for c in cols)
+        con.execute(
+            f"INSERT INTO {STAGE} SELECT _row, _nf, hash(_line), "
+            f"CASE WHEN _nf <> {width} THEN _rawsrc END{cells} FROM _cm_batch"
+        )
+    finally:
+        con.unregister("_cm_batch")
+
+
+# ----------------------------------------------------------------------------- normalise
+
+
+@dataclass(slots=True)
+class Counts:
+    read: int = 0
+    loaded: int = 0
+    quarantined: int = 0
+    duplicate: int = 0
+
+
+def _unique_names(header: list[str]) -> list[str]:
+    out: list[str] = []
+    for i, h in enumerate(header):
+        name = h or f"column{i + 1}"
+        while name in out:
+            name = f"{name}_{i + 1}"
+        out.append(name)
+    return out
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _python_map(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    values: pl.Series,
+    norm: normalize.Normalizer,
+    params: dict[str, Any],
+    label: str,
+    field: str,
+    required: bool,
+    types: dict[str, str],
+) -> bool:
+    """Normalise distinct ``values`` in Python into temp table ``table`` (k, o<i>.., msg).
+    Returns whether any value has a message (error or required-but-empty)."""
+    res = norm(values, params)
+    e = res.error
+    v = res.columns[""]
+    msg = pl.DataFrame({"e": e, "v": v}).select(
+        pl.when(pl.col("e").is_not_null())
+        .then(pl.lit(f"{label}: ") + pl.col("e"))
+        .when(pl.col("v").is_null() & pl.lit(required))
+        .then(pl.lit(f"{label}: empty, but the field '{field}' is required"))
+        .alias("msg")
+    )["msg"]
+    frame = pl.DataFrame(
+        {"k": values, **{f"o{i}": res.columns[s] for i, s in enumerate(types)}, "msg": msg}
+    )
+    con.register("_cm_map", frame.to_arrow())
+    try:
+        outs = "".join(f", CAST(o{i} AS {t}) AS o{i}" for i, t in enumerate(types.values()))
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT CAST(k AS VARCHAR) AS k{outs}, "
+            f"msg FROM _cm_map"
+        )
+    finally:
+        con.unregister("_cm_map")
+    return bool(msg.is_not_null().any())
+
+
+def normalise(
+    con: duckdb.DuckDBPyConnection,
+    spec: SourceSpec,
+    rel: str,
+    file_hash: str,
+    header: list[str],
+    mapping: dict[str, int | None],
+) -> Counts:
+    """Normalise ``_cm_stage`` into ``src_<source>`` and ``quarantine`` (see module doc)."""
+    width = len(header)
+    names = _unique_names(header)
+    counts = Counts()
+    counts.read = int(con.execute(f"SELECT count(*) FROM {STAGE}").fetchall()[0][0])
+    shape_ok = f"s._nf = {width}"
+
+    select: list[str] = []  # output expressions of the canonical row
+    target: list[str] = []
+    joins: list[str] = []
+    bad_joins: list[str] = []
+    bad_msgs: list[str] = []
+    maps: list[str] = []
+    for j, f in enumerate(spec.fields):
+        norm = normalize.get(f.normalizer)
+        types = dict(norm.outputs)
+        idx = mapping[f.name]
+        label = header[idx] if idx is not None else f.name
+        col = f"s.c{idx}" if idx is not None else "CAST(NULL AS VARCHAR)"
+        fast = normalize_sql.fast_path(f.normalizer, col, f.params) if idx is not None else None
+        ok = f"coalesce({fast.ok}, false)" if fast else "false"
+        if idx is None:
+            values = pl.Series("k", [None], dtype=pl.String)
+        else:
+            where = f"WHERE {shape_ok}" + (f" AND NOT {ok}" if fast else "")
+            tbl = con.sql(f"SELECT DISTINCT c{idx} AS k FROM {STAGE} s {where}").to_arrow_table()
+            values = pl.Series("k", tbl.column("k"))
+        m = f"_cm_m{j}"
+        has_msg = False
+        if len(values):
+            has_msg = _python_map(
+                con, m, values.cast(pl.String), norm, f.params, label, f.name, f.required, types
+            )
+            maps.append(m)
+            on = "true" if idx is None else f"{col} IS NOT DISTINCT FROM {m}.k"
+            joins.append(f"LEFT JOIN {m} ON {on}")
+            if has_msg:
+                bad_joins.append(
+                    f"LEFT JOIN (SELECT k, msg FROM {m} WHERE msg IS NOT NULL) b{j} ON "
+                    + ("true" if idx is None else f"{col} IS NOT DISTINCT FROM b{j}.k")
+                )
+                bad_msgs.append(f"b{j}.msg")
+        for i, (suffix, typ) in enumerate(types.items()):
+            py = f"{m}.o{i}" if len(values) else f"CAST(NULL AS {typ})"
+            if fast:
+                expr = f"CASE WHEN {ok} THEN CAST({fast.outputs[suffix]} AS {typ}) ELSE {py} END"
+            else:
+                expr = py
+            select.append(expr)
+            target.append(_ident(f.name + suffix))
+
+    lineage = (
+        f"{sql_literal(spec.id)}, {sql_literal(rel)}, {sql_literal(file_hash)}, s._row, d.first"
+    )
+    quar_cols = 'source, file, file_hash, "row", reason, raw'
+    # rows whose values cannot be parsed (or a required value is missing)
+    if bad_msgs:
+        raw_json = (
+            "json_object("
+            + ", ".join(f"{sql_literal(n)}, s.c{i}" for i, n in enumerate(names))
+            + ")"
+            if names
+            else "'{}'"
+        )
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE _cm_bad AS SELECT s._row, "
+            f"concat_ws('; ', {', '.join(bad_msgs)}) AS reason, {raw_json} AS raw "
+            f"FROM {STAGE} s {' '.join(bad_joins)} WHERE {shape_ok} AND "
+            f"({' OR '.join(f'{b} IS NOT NULL' for b in bad_msgs)})"
+        )
+        con.execute(
+            f"INSERT INTO quarantine ({quar_cols}) SELECT {sql_literal(spec.id)}, "
+            f"{sql_literal(rel)}, {sql_literal(file_hash)}, _row, reason, raw FROM _cm_bad"
+        )
+    shape_msg = (
+        f" cells but the header has {width} (truncated file, or a delimiter inside an unquoted "
+        f"value, or a value past the last column?)"
+    )
+    con.execute(
+        f"INSERT INTO quarantine ({quar_cols}) SELECT {sql_literal(spec.id)}, {sql_literal(rel)}, "
+        f"{sql_literal(file_hash)}, _row, 'row has ' || _nf || {sql_literal(shape_msg)}, "
+        f"json_object('line', _raw) FROM {STAGE} s WHERE NOT ({shape_ok})"
+    )
+    # exact duplicates: the first row with the same hash and the same cells
+    cells = ", ".join(["_nf", "_raw", *(f"c{i}" for i in range(width))])
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _cm_dups AS SELECT _row, first FROM (SELECT _row, "
+        f"min(_row) OVER (PARTITION BY _h, {cells}) AS first FROM {STAGE} WHERE _h IN "
+        f"(SELECT _h FROM {STAGE} GROUP BY _h HAVING count(*) > 1)) WHERE first < _row"
+    )
+    not_bad = " AND NOT EXISTS (SELECT 1 FROM _cm_bad b WHERE b._row = s._row)" if bad_msgs else ""
+    cols = ", ".join(["_source", "_file", "_file_hash", "_row", "_dup_of", *target])
+    con.execute(
+        f'INSERT INTO "{spec.table}" ({cols}) SELECT {lineage}, {", ".join(select)} '
+        f"FROM {STAGE} s LEFT JOIN _cm_dups d ON d._row = s._row {' '.join(joins)} "
+        f"WHERE {shape_ok}{not_bad}"
+    )
+    loaded, dups = con.execute(
+        f'SELECT count(*), count(_dup_of) FROM "{spec.table}" WHERE _file = ?', [rel]
+    ).fetchall()[0]
+    counts.loaded, counts.duplicate = int(loaded), int(dups)
+    counts.quarantined = counts.read - counts.loaded
+    for m in maps:
+        con.execute(f"DROP TABLE IF EXISTS {m}")
+    return counts
