@@ -19,7 +19,7 @@ lenient (``%Y%m%d`` accepts ``1985123``), so every date below is guarded by an e
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -28,10 +28,22 @@ __all__ = ["FAST_PATHS", "SqlFast", "fast_path", "sql_literal"]
 
 @dataclass(frozen=True, slots=True)
 class SqlFast:
-    """Where ``ok`` holds, ``outputs[suffix]`` (SQL) equals the Python normalizer's output."""
+    """Where ``ok`` holds, ``outputs[suffix]`` (SQL) equals the Python normalizer's output.
+
+    ``pre``: helper columns (name -> SQL over ``v``) that ``ok`` and ``outputs`` refer to by
+    name; ingestion computes them once per distinct value instead of once per use."""
 
     ok: str
     outputs: dict[str, str]
+    pre: dict[str, str] = field(default_factory=dict)
+
+    def inlined(self) -> SqlFast:
+        """The same fast path with every helper column written out in place."""
+        ok, outs = self.ok, dict(self.outputs)
+        for name, expr in self.pre.items():
+            ok = ok.replace(name, f"({expr})")
+            outs = {k: e.replace(name, f"({expr})") for k, e in outs.items()}
+        return SqlFast(ok, outs)
 
 
 FastPath = Callable[[str, Mapping[str, Any]], SqlFast]
@@ -46,10 +58,16 @@ def _register(name: str) -> Callable[[FastPath], FastPath]:
     return deco
 
 
-def fast_path(normalizer: str, v: str, params: Mapping[str, Any]) -> SqlFast | None:
-    """The fast path of ``normalizer`` over the SQL expression ``v``, or None (all Python)."""
+def fast_path(
+    normalizer: str, v: str, params: Mapping[str, Any], *, inline: bool = True
+) -> SqlFast | None:
+    """The fast path of ``normalizer`` over the SQL expression ``v``, or None (all Python).
+    ``inline=False`` keeps the helper columns (``pre``) for the caller to compute."""
     f = FAST_PATHS.get(normalizer)
-    return f(v, params) if f else None
+    if f is None:
+        return None
+    fp = f(v, params)
+    return fp.inlined() if inline else fp
 
 
 def sql_literal(s: str) -> str:
@@ -103,11 +121,10 @@ _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 def _id(v: str, params: Mapping[str, Any]) -> SqlFast:
     # an 18-character ID in canonical form (digits, upper-case X) whose check character and
     # birth date are right: status valid18, the rest derived from it
-    hi, lo = f"TRY_CAST({v}[1:9] AS INTEGER)", f"TRY_CAST({v}[10:17] AS INTEGER)"
+    hi, lo, birth = "_pre_id_hi", "_pre_id_lo", "_pre_id_birth"
     terms = [f"(({hi} // {10 ** (8 - i)}) % 10) * {w}" for i, w in enumerate(_ID_WEIGHTS[:9])]
     terms += [f"(({lo} // {10 ** (7 - i)}) % 10) * {w}" for i, w in enumerate(_ID_WEIGHTS[9:])]
     last = f"(CASE WHEN {v}[18] = 'X' THEN 10 ELSE ascii({v}[18]) - 48 END)"
-    birth = f"TRY_STRPTIME({v}[7:14], '%Y%m%d')"
     ok = (
         f"(regexp_full_match({v}, '[0-9]{{17}}[0-9X]') AND ({' + '.join(terms)} + {last}) % 11 = 1"
         f" AND year({birth}) BETWEEN 1880 AND 2100)"
@@ -121,6 +138,11 @@ def _id(v: str, params: Mapping[str, Any]) -> SqlFast:
             "_birth_date": f"CAST({birth} AS DATE)",
             "_sex": f"(CASE WHEN (ascii({v}[17]) - 48) % 2 = 1 THEN '男' ELSE '女' END)",
             "_region": f"{v}[1:6]",
+        },
+        pre={
+            hi: f"TRY_CAST({v}[1:9] AS INTEGER)",
+            lo: f"TRY_CAST({v}[10:17] AS INTEGER)",
+            birth: f"TRY_STRPTIME({v}[7:14], '%Y%m%d')",
         },
     )
 
