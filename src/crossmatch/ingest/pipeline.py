@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -532,6 +534,59 @@ def _load(job: _Job) -> FileResult:
 # ----------------------------------------------------------------------------- runs
 
 
+def _run_files(
+    con: duckdb.DuckDBPyConnection,
+    slots: list[FileResult | tuple[SourceSpec, Path]],
+    raw: Path,
+    run_id: str,
+    progress: Progress | None,
+    workers: int | None,
+) -> list[FileResult]:
+    """Load the files of ``slots`` (results kept in slot order).
+
+    Why several at a time: much of a file's load runs on one core (DuckDB appending to the
+    table, iconv, the Python normalizers on leftover values, xlsx parsing), so a second file
+    fills the other core. Largest files first, so the last one to finish is a small one."""
+    n = workers if workers is not None else min(2, os.cpu_count() or 1)
+    lock = threading.Lock()
+
+    def report(ev: ProgressEvent) -> None:
+        if progress is not None:
+            with lock:
+                progress(ev)
+
+    def one(spec: SourceSpec, path: Path) -> FileResult:
+        rel = path.relative_to(raw).as_posix()
+        report(ProgressEvent("start", spec.id, rel, 0, 0))
+        cur = con.cursor()  # temp tables and the transaction are per cursor
+        try:
+            r = ingest_file(cur, spec, raw, path, run_id, report if progress else None)
+        finally:
+            cur.close()
+        report(ProgressEvent("done", spec.id, rel, result=r))
+        return r
+
+    out: list[FileResult | None] = [s if isinstance(s, FileResult) else None for s in slots]
+    todo = [(i, s) for i, s in enumerate(slots) if not isinstance(s, FileResult)]
+    todo.sort(key=lambda t: -_size(t[1][1]))
+    if n <= 1:
+        for i, (spec, path) in todo:
+            out[i] = one(spec, path)
+    else:
+        with ThreadPoolExecutor(max_workers=n, thread_name_prefix="ingest") as pool:
+            futs = {i: pool.submit(one, spec, path) for i, (spec, path) in todo}
+            for i, fut in futs.items():
+                out[i] = fut.result()
+    return [r for r in out if r is not None]
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
 def expand_files(spec: SourceSpec, raw_root: Path) -> list[Path]:
     """Files matching the spec's globs under ``raw_root`` (sorted, no duplicates)."""
     found: dict[Path, None] = {}
@@ -549,9 +604,13 @@ def ingest(
     *,
     only: list[str] | None = None,
     progress: Progress | None = None,
-    memory_limit: str = "1GB",
+    memory_limit: str = "2GB",
+    workers: int | None = None,
 ) -> IngestSummary:
     """Ingest every source's files; returns the summary (bad files are reported, not raised).
+
+    ``workers`` files load at the same time (default: 2, or 1 on a single core), each on its
+    own DuckDB cursor and in its own transaction.
 
     Raises SpecError for invalid source files and WarehouseError when the warehouse cannot be
     opened: both stop the run before anything is written."""
@@ -591,6 +650,9 @@ def ingest(
                 str(sources if not isinstance(sources, list) else ""),
             ],
         )
+        # every table first (DDL on this connection), then the files, several at a time
+        slots: list[FileResult | tuple[SourceSpec, Path]] = []
+        seen: dict[str, set[str]] = {}
         for spec in specs:
             if warehouse.ensure_table(con, spec.table, spec.columns()):
                 con.execute(
@@ -600,7 +662,7 @@ def ingest(
                 con.execute("DELETE FROM quarantine WHERE source = ?", [spec.id])
             files = expand_files(spec, raw)
             if not files:
-                summary.results.append(
+                slots.append(
                     FileResult(
                         spec.id,
                         ", ".join(spec.files),
@@ -612,22 +674,17 @@ def ingest(
                         ),
                     )
                 )
-            seen = set()
-            for path in files:
-                rel = path.relative_to(raw).as_posix()
-                seen.add(rel)
-                if progress:
-                    progress(ProgressEvent("start", spec.id, rel, 0, 0))
-                r = ingest_file(con, spec, raw, path, summary.run_id, progress)
-                summary.results.append(r)
-                if progress:
-                    progress(ProgressEvent("done", spec.id, rel, result=r))
+            seen[spec.id] = {p.relative_to(raw).as_posix() for p in files}
+            slots += [(spec, p) for p in files]
+        done = _run_files(con, slots, raw, summary.run_id, progress, workers)
+        for spec in specs:
+            summary.results += [r for r in done if r.source == spec.id]
             kept = con.execute(
                 "SELECT file, rows_loaded FROM ingest_file WHERE source = ? AND status = 'ok'",
                 [spec.id],
             ).fetchall()
             for file, n in kept:
-                if file not in seen:
+                if file not in seen[spec.id]:
                     summary.results.append(
                         FileResult(
                             spec.id,
