@@ -36,6 +36,7 @@ class SqlFast:
     ok: str
     outputs: dict[str, str]
     pre: dict[str, str] = field(default_factory=dict)
+    per_row: bool = False  # cheap enough to run on every row rather than on distinct values
 
     def inlined(self) -> SqlFast:
         """The same fast path with every helper column written out in place."""
@@ -43,7 +44,7 @@ class SqlFast:
         for name, expr in self.pre.items():
             ok = ok.replace(name, f"({expr})")
             outs = {k: e.replace(name, f"({expr})") for k, e in outs.items()}
-        return SqlFast(ok, outs)
+        return SqlFast(ok, outs, per_row=self.per_row)
 
 
 FastPath = Callable[[str, Mapping[str, Any]], SqlFast]
@@ -86,14 +87,14 @@ def _text(v: str, params: Mapping[str, Any]) -> SqlFast:
     # Python strips Unicode spaces at both ends; a value starting and ending with a visible
     # ASCII or CJK character is returned as is
     ok = f"(regexp_matches({v}, '^{_EDGE}') AND regexp_matches({v}, '{_EDGE}$'))"
-    return SqlFast(ok, {"": v})
+    return SqlFast(ok, {"": v}, per_row=True)
 
 
 @_register("code")
 def _code(v: str, params: Mapping[str, Any]) -> SqlFast:
     # ASCII letters, digits, '-', '_', '/': nothing to remove, only upper-case (no '.', so no
     # float tail; no apostrophe)
-    return SqlFast(f"regexp_full_match({v}, '[0-9A-Za-z_/-]+')", {"": f"upper({v})"})
+    return SqlFast(f"regexp_full_match({v}, '[0-9A-Za-z_/-]+')", {"": f"upper({v})"}, per_row=True)
 
 
 @lru_cache(maxsize=1)

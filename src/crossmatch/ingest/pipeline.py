@@ -636,6 +636,10 @@ def ingest(
         # DuckDB's buffer pool would otherwise grow towards 80% of RAM on a 30M-row county;
         # it spills to disk beyond this, which keeps the whole ingest well under 4 GB
         con.execute(f"SET memory_limit = '{memory_limit}'")
+        # plain FSST string compression costs a quarter of the time of writing the canonical
+        # tables; DuckDB's dictionary+FSST variant then takes its place at the same file size
+        # (measured: 2.6M payment rows, 3.6 s -> 2.7 s, 121 MB both)
+        con.execute("SET disabled_compression_methods = 'fsst'")
     t0 = time.perf_counter()
     summary = IngestSummary(run_id=uuid.uuid4().hex[:12])
     try:

@@ -342,16 +342,15 @@ def _plan_field(
     f: Any,
     idx: int | None,
     label: str,
-    distinct: int,
-    rows: int,
     shape_ok: str,
 ) -> None:
     """Plan one field. Two strategies:
 
     * map: the distinct values are normalised once (SQL fast path, then Python for the rest)
-      into a table joined back on the raw value; for repetitive columns and costly fast paths;
-    * row: the fast path runs on every row (cheap expressions on near-unique columns, where a
-      join would cost more), Python on the distinct leftovers, joined back."""
+      into a table joined back on the raw value (names, IDs, dates, amounts ... repeat);
+    * row: a fast path marked ``per_row`` (a test and a copy: text, codes) runs on every row,
+      which costs less than collecting distinct values and joining them back, and Python
+      normalises the distinct leftovers."""
     norm = normalize.get(f.normalizer)
     types = dict(norm.outputs)
     m, p, d = f"_cm_m{j}", f"_cm_p{j}", f"_cm_d{j}"
@@ -368,7 +367,7 @@ def _plan_field(
             plan.bad_msgs.append(f"b{j}.msg")
         return
     fast = normalize_sql.fast_path(f.normalizer, "k", f.params, inline=False)
-    row_wise = fast is not None and not fast.pre and distinct * 4 > rows
+    row_wise = fast is not None and fast.per_row and not fast.pre
     if row_wise:
         assert fast is not None
         rf = normalize_sql.fast_path(f.normalizer, col, f.params)
@@ -445,19 +444,12 @@ def normalise(
     names = _unique_names(header)
     counts = Counts()
     shape_ok = f"s._nf = {width}"
-    used = sorted({i for i in mapping.values() if i is not None})
-    stats = _x(
-        con,
-        f"SELECT count(*){''.join(f', approx_count_distinct(c{i})' for i in used)} FROM {STAGE}",
-    ).fetchall()[0]
-    counts.read = int(stats[0])
-    distinct = dict(zip(used, stats[1:], strict=True))
+    counts.read = int(_x(con, f"SELECT count(*) FROM {STAGE}").fetchall()[0][0])
     plan = _Plan([], [], [], [], [], [])
     for j, f in enumerate(spec.fields):
         idx = mapping[f.name]
         label = header[idx] if idx is not None else f.name
-        dist = distinct.get(idx, 1) if idx is not None else 1
-        _plan_field(con, plan, j, f, idx, label, dist, counts.read, shape_ok)
+        _plan_field(con, plan, j, f, idx, label, shape_ok)
     select, target, joins = plan.select, plan.target, plan.joins
     bad_joins, bad_msgs, maps = plan.bad_joins, plan.bad_msgs, plan.temp
 
