@@ -324,16 +324,18 @@ def ingest_file(
     prev = prev[0] if prev else None
     scanner = ThreadPoolExecutor(max_workers=1)
     try:
-        fut: Future[stage.FileScan] = scanner.submit(stage.scan_file, path)
-        if prev and prev[1] == spec.digest:
+        if prev and prev[1] == spec.digest:  # probably unchanged: the hash alone decides
             try:
-                h = fut.result().sha256
+                h = stage.scan_file(path, lines=False).sha256
             except OSError:
                 h = ""
             if h == prev[0]:
                 res.status, res.hash = "unchanged", h
                 res.seconds = time.perf_counter() - t0
                 return res
+        # hashed and line-counted while the file is read
+        lines = spec.format_for(path) == "csv"
+        fut: Future[stage.FileScan] = scanner.submit(stage.scan_file, path, lines=lines)
         job = _Job(con, spec, path, rel, size, fut, run_id, res, t0, progress)
         try:
             return _load(job)

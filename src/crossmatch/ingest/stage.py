@@ -57,9 +57,9 @@ class FileScan:
     soh: bool = False  # byte 0x01 or 0x02 occurs (our line delimiter and cell placeholder)
 
 
-def scan_file(path: Path) -> FileScan:
-    """Hash the file and count its lines in one streamed pass (run in a thread: hashlib
-    releases the GIL)."""
+def scan_file(path: Path, *, lines: bool = True) -> FileScan:
+    """Hash the file and (``lines``) count its lines in one streamed pass (run in a thread:
+    hashlib releases the GIL)."""
     h = hashlib.sha256()
     n = cr = crlf = 0
     soh = False
@@ -68,6 +68,8 @@ def scan_file(path: Path) -> FileScan:
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(SCAN_BLOCK), b""):
             h.update(chunk)
+            if not lines:
+                continue
             n += chunk.count(b"\n")
             cr += chunk.count(b"\r")
             crlf += chunk.count(b"\r\n") + (prev_tail == b"\r" and chunk[:1] == b"\n")
