@@ -28,8 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 SAMPLE_RAW = REPO / "data/sample/raw"
 HAS_ICONV = shutil.which("iconv") is not None
 STAGED = "staged"
-CONTROL = "NotStageable: control characters"
-QUOTED_BREAKS = "NotStageable: quoted line breaks"
+FALLBACK = "NotStageable"  # any reason (stage_csv words it)
 
 FILE_COLS = (
     "source, file, status, hash, encoding, header_row, rows_read, rows_loaded, "
@@ -114,6 +113,12 @@ class Both:
         self.assert_same_files(file, loaded=loaded)
 
 
+def outcome(both: Both, rel: str) -> str | None:
+    """staged / NotStageable / None (stage_csv never called) for ``rel`` in the normal run."""
+    got = both.seen.get(rel)
+    return got.split(":")[0] if got else None
+
+
 def ingest_both(root: Path, sources: Path | None = None, *, check: bool = True) -> Both:
     """Ingest ``root/raw`` into ``root/duck.duckdb`` normally and into ``root/py.duckdb``
     with every CSV forced through the Python readers; with ``check``, assert the two
@@ -187,11 +192,6 @@ ROW_CASES: dict[str, list[str]] = {
         row("E2", name='"""李四"""', amount='"""5"""'),
         row('"E""3"', amount='"1,""2"'),
         row("E4", name='"王五"', status='"成""功"'),
-    ],
-    "quote_inside_unquoted_cell": [
-        row("U1", name='张"三"'),
-        row("U2", name='王"小"二'),
-        row('U"3"', name='a"b"c', status='成"功"'),
     ],
     "empty_quoted_cells": [
         row("EQ1", name='""', period='""', status='""'),
@@ -273,16 +273,20 @@ FILE_CASES: dict[str, tuple[bytes, str | None]] = {
         STAGED,
     ),
     "no_trailing_newline_blank_last": (text(H, R1, "  ", end=False), STAGED),
-    # Rows the two paths load differently today (tests fail until one path changes):
-    # DuckDB drops the text after a closing quote ("小"二 -> 小, "1,2"00 -> 1,2, the csv
-    # module reads 小二 and 1,200); the readers fail the whole file (polars: not escaped)
+    # irregular quoting (a quote inside a cell): the readers' handling is the reference
+    "quote_inside_unquoted_cell": (
+        text(H, row(name='张"三"'), row(name='王"小"二'), row('U"3"', name='a"b"c'), R1),
+        FALLBACK,
+    ),
+    # fails today: the readers fail the whole file (polars: field `"小"二` is not properly
+    # escaped); the csv module reads 小二, 1,200 and 张"三丰
     "quoted_cell_then_text": (
         text(H, row(name='"小"二'), row(amount='"1,2"00'), row(name='"张""三"丰'), R1),
-        STAGED,
+        FALLBACK,
     ),
-    # DuckDB (and the csv module): 8 cells, shape quarantine; readers: 7 by the quote
-    # parity count but polars' cells split at the quoted comma (amount ' "1', period '200"')
-    "space_before_quote": (text(H, row(amount=' "1,200"'), row(name=' "张三"'), R1), STAGED),
+    # same both ways, but see test_space_before_a_quote_does_not_shift_cells
+    "space_before_quote": (text(H, row(amount=' "1,200"'), row(name=' "张三"'), R1), FALLBACK),
+    # Rows the two paths load differently today (these tests fail until one path changes):
     # quarantine.raw: DuckDB "发放金额":null, readers "发放金额":"" (polars keeps "" as '')
     "empty_quoted_required_cell": (text(H, row(amount='""'), R1), STAGED),
     # DuckDB hashes the physical line, the readers' fast path the cells: _dup_of NULL vs 2
@@ -292,16 +296,16 @@ FILE_CASES: dict[str, tuple[bytes, str | None]] = {
         STAGED,
     ),
     # fallbacks: the readers load these (exactly as in the forced run)
-    "control_bytes": (text(H, R1, row(name="张\x01三"), row("B2", name="李\x02四")), CONTROL),
+    "control_bytes": (text(H, R1, row(name="张\x01三"), row("B2", name="李\x02四")), FALLBACK),
     "lone_cr_past_the_head": (
         text(H, *MANY, row(name="张\r三"), R1 + "\r\r", R3),
-        CONTROL,
+        FALLBACK,
     ),
     # csv_head sees the odd quotes in the first lines: straight to the readers
     "quoted_line_break_top": (text(H, row(name='"张\n三"'), R1, R3), None),
     "quoted_line_break_later_crlf": (
         text(H, *MANY, row(name='"张\r\n三"'), R1, eol="\r\n"),
-        QUOTED_BREAKS,
+        FALLBACK,
     ),
     "truncated_inside_a_character": (text(H, R1, R3).rstrip(b"\n")[:-2], None),
 }
@@ -316,7 +320,7 @@ if HAS_ICONV:
     )
     FILE_CASES["gb18030_glibc_maps_differently"] = (
         text(H, *PAY_ROWS, ODD_GB, enc="gb18030"),
-        "NotStageable: characters iconv maps differently",
+        FALLBACK,
     )
 
 # the same spec with a tab delimiter (files *.txt), source `paytab`
@@ -388,14 +392,14 @@ def test_shared_file_counts_the_same_and_staged_by_duckdb(folder):
 def test_file_case_loads_the_same_both_ways(folder, name):
     rel = f"finance/{name}.csv"
     folder.assert_same(rel)
-    assert folder.seen.get(rel) == FILE_CASES[name][1]
+    assert outcome(folder, rel) == FILE_CASES[name][1], folder.seen.get(rel)
 
 
 @pytest.mark.parametrize("name", list(TAB_CASES))
 def test_tab_delimited_case_loads_the_same_both_ways(folder, name):
     rel = f"finance/{name}.txt"
     folder.assert_same(rel)
-    assert folder.seen.get(rel) == TAB_CASES[name][1]
+    assert outcome(folder, rel) == TAB_CASES[name][1], folder.seen.get(rel)
 
 
 def test_every_case_was_ingested(folder):
@@ -411,6 +415,19 @@ def test_glibc_character_loaded_as_python_decodes_it(folder):
     sql = "SELECT payee_name_raw FROM src_payment WHERE _file = ? AND _row = 6"
     got = _rows(folder.duck, sql, ["finance/gb18030_glibc_maps_differently.csv"])
     assert got == [("王\ue78d",)]
+
+
+def test_space_before_a_quote_does_not_shift_cells(folder):
+    """`B1,张三,<id>, "1,200",...`: a quote after a space opens no quoted value (csv module,
+    DuckDB's split): 8 cells, a shape quarantine. Fails today: the readers count 7 cells
+    (quote parity) but take polars' cells, split at the comma: amount ' "1', period '200"',
+    date '2025-01', status '2025/1/5', and 成功 is lost."""
+    got = _rows(
+        folder.py,
+        'SELECT reason FROM quarantine WHERE file = ? AND "row" = 2',
+        ["finance/space_before_quote.csv"],
+    )
+    assert [r[0][:16] for r in got] == ["row has 8 cells "]
 
 
 @pytest.mark.parametrize(
