@@ -193,7 +193,7 @@ def stage_csv(
     trimmed = f"rtrim(l, ' \t' || {d})"
     # a line holding only spaces and delimiters is blank (trim() with a set is slow: a regex)
     content = sql_literal(f"[^ \t\r{_re_escape(delimiter)}]")
-    cells = "".join(f", nullif(f[{i + 1}], '')" for i in range(width))
+    cells = "".join(f", f[{i + 1}] AS c{i}" for i in range(width))
     # a line whose quotes all enclose whole cells (no "" inside): delimiters inside quotes
     # become \x02, the quotes go, the line splits like a plain one (3x faster than the regex)
     simple = sql_literal(f'(?:[^"{e}]*|"[^"]*")(?:{e}(?:[^"{e}]*|"[^"]*"))*')
@@ -215,10 +215,12 @@ def stage_csv(
         nf = f"(CASE WHEN len(f) > {width} THEN greatest({count}, {width}) ELSE len(f) END)"
         _x(
             con,
-            f"INSERT INTO {STAGE} SELECT _row, {nf}, hash(l), CASE WHEN {nf} <> {width} THEN l "
-            f"END{cells} FROM (SELECT CAST(rowid + 1 AS INTEGER) AS _row, l, {split} AS f "
-            f"FROM {LINES} WHERE rowid + 1 > {header_row} AND {where} AND "
-            f"regexp_matches(l, {content}))",
+            _finish(
+                width,
+                f"SELECT _row, {nf} AS _nf, CASE WHEN {nf} <> {width} THEN l END AS _raw{cells} "
+                f"FROM (SELECT CAST(rowid + 1 AS INTEGER) AS _row, l, {split} AS f FROM {LINES} "
+                f"WHERE rowid + 1 > {header_row} AND {where} AND regexp_matches(l, {content}))",
+            ),
         )
     _x(con, f"DROP TABLE {LINES}")
     return int(_x(con, f"SELECT count(*) FROM {STAGE}").fetchall()[0][0])
@@ -239,28 +241,36 @@ def stage_batch(con: duckdb.DuckDBPyConnection, batch: pl.DataFrame, width: int)
         batch = readers.widen(batch, width)
     raw = "_raw_line" if "_raw_line" in batch.columns else "_line"
     cols = [f"c{i}" for i in range(width)]
-    if "_line" not in batch.columns:  # CsvReader's fast blocks: the cells stand for the line
-        batch = batch.with_columns(
-            pl.concat_str([pl.col(c).fill_null("") for c in cols], separator="\x1f").alias("_line")
-        )
     frame = batch.select(
         pl.col("_row").cast(pl.Int32),
         pl.col("_nf").cast(pl.Int32),
-        pl.col("_line"),
         pl.col(raw).alias("_rawsrc"),
         *cols,
     )
     con.register("_cm_batch", frame.to_arrow())
     try:
-        # the hash covers the cells and the shape, as the CSV path's covers the line
         cells = "".join(f", {c}" for c in cols)
         _x(
             con,
-            f"INSERT INTO {STAGE} SELECT _row, _nf, hash(_line), "
-            f"CASE WHEN _nf <> {width} THEN _rawsrc END{cells} FROM _cm_batch",
+            _finish(
+                width,
+                f"SELECT _row, _nf, CASE WHEN _nf <> {width} THEN _rawsrc END AS _raw{cells} "
+                f"FROM _cm_batch",
+            ),
         )
     finally:
         con.unregister("_cm_batch")
+
+
+def _finish(width: int, rows: str) -> str:
+    """INSERT into the stage from ``rows`` (_row, _nf, _raw, c0..): empty cells become NULL
+    (quoted or not, whichever reader), and ``_h`` hashes the shape and the cells, so two rows
+    are exact duplicates when their cells are equal, however each was quoted."""
+    cells = [f"nullif(c{i}, '')" for i in range(width)]
+    return (
+        f"INSERT INTO {STAGE} SELECT _row, _nf, hash(_nf, _raw{''.join(', ' + c for c in cells)}),"
+        f" _raw{''.join(', ' + c for c in cells)} FROM ({rows})"
+    )
 
 
 # ----------------------------------------------------------------------------- normalise
