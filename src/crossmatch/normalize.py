@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -34,7 +35,7 @@ import polars as pl
 
 from crossmatch.text import _DOTS, normalize_name
 
-__all__ = ["NORMALIZERS", "Normalized", "Normalizer", "get", "normalizer"]
+__all__ = ["NORMALIZERS", "Normalized", "Normalizer", "get", "normalizer", "prepare"]
 
 
 @dataclass(slots=True)
@@ -75,6 +76,13 @@ def normalizer(
         return n
 
     return deco
+
+
+def prepare() -> None:
+    """Build the lazily loaded tables (traditional characters, zhconv's dictionary) once,
+    before several threads normalise at the same time."""
+    _traditional_class()
+    normalize_name("張")
 
 
 def get(name: str) -> Normalizer:
@@ -247,6 +255,7 @@ _ID_WEIGHT_VECTOR = np.array(_ID_WEIGHTS, dtype=np.int64)
 _CACHE_MAX = 2_000_000  # distinct YYYYMMDD strings remembered; a county has ~40k
 # every YYYYMMDD string seen so far and its date (NULL when not a real date in 1880..2100)
 _DATES8 = pl.DataFrame(schema={"k": pl.String, "d": pl.Date})
+_DATES8_LOCK = threading.Lock()
 
 
 def _weighted_sum(s17: pl.Series) -> pl.Series:
@@ -272,25 +281,29 @@ def _yyyymmdd_dates(s: pl.Series) -> pl.Series:
     distinct value and remembered as a polars table (a county has ~40k birth dates, IDs
     number millions): each batch parses only values never seen and maps with one join."""
     global _DATES8
-    if len(_DATES8) > _CACHE_MAX:
-        _DATES8 = _DATES8.clear()
-    uniq = s.drop_nulls().unique()
-    new = uniq.filter(~uniq.is_in(_DATES8["k"].implode()))
-    if len(new):
-        keys = new.to_list()
-        dates: list[_dt.date | None] = []
-        for x in keys:
-            d = None
-            if len(x) == 8 and x.isascii() and x.isdigit():
-                try:
-                    d = _dt.date(int(x[:4]), int(x[4:6]), int(x[6:]))
-                except ValueError:
-                    d = None
-                if d is not None and not 1880 <= d.year <= 2100:
-                    d = None
-            dates.append(d)
-        _DATES8 = pl.concat([_DATES8, pl.DataFrame({"k": keys, "d": dates}, schema=_DATES8.schema)])
-    return s.replace_strict(_DATES8["k"], _DATES8["d"], default=None, return_dtype=pl.Date)
+    with _DATES8_LOCK:  # ingestion normalises two files at a time, in threads
+        if len(_DATES8) > _CACHE_MAX:
+            _DATES8 = _DATES8.clear()
+        uniq = s.drop_nulls().unique()
+        new = uniq.filter(~uniq.is_in(_DATES8["k"].implode()))
+        if len(new):
+            keys = new.to_list()
+            dates: list[_dt.date | None] = []
+            for x in keys:
+                d = None
+                if len(x) == 8 and x.isascii() and x.isdigit():
+                    try:
+                        d = _dt.date(int(x[:4]), int(x[4:6]), int(x[6:]))
+                    except ValueError:
+                        d = None
+                    if d is not None and not 1880 <= d.year <= 2100:
+                        d = None
+                dates.append(d)
+            _DATES8 = pl.concat(
+                [_DATES8, pl.DataFrame({"k": keys, "d": dates}, schema=_DATES8.schema)]
+            )
+        table = _DATES8
+    return s.replace_strict(table["k"], table["d"], default=None, return_dtype=pl.Date)
 
 
 @normalizer(

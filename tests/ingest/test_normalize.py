@@ -188,3 +188,34 @@ def test_id_numbers_messy_sample_in_batches_agree_with_reference_parse():
             p = parse(r)
             got = (vals[""][i], vals["_status"][i], vals["_birth_date"][i], vals["_region"][i])
             assert got == (p.canonical, p.status, p.birth_date, p.region), r
+
+
+def test_id_birth_date_cache_is_safe_across_threads():
+    """Ingestion normalises two files at a time: the shared YYYYMMDD cache must not end up
+    with a key twice (polars then refuses the mapping and the file fails). Without the lock
+    this fails within a few rounds: threads find the same dates new and both append them."""
+    import threading
+
+    from crossmatch import normalize
+
+    errors: list[BaseException] = []
+    days = [dt.date(1950, 1, 1) + dt.timedelta(days=i) for i in range(20000)]
+
+    def work(k: int) -> None:
+        rng = random.Random(k)
+        try:
+            for _ in range(40):
+                picked = rng.sample(days, 3000)
+                ids = pl.Series([f"341122{d:%Y%m%d}123X" for d in picked])
+                normalize.get("id")(ids, {})
+        except BaseException as exc:
+            errors.append(exc)
+
+    normalize._DATES8 = normalize._DATES8.clear()
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:1]
+    assert normalize._DATES8["k"].is_duplicated().sum() == 0

@@ -29,7 +29,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from crossmatch import warehouse
+from crossmatch import normalize, warehouse
 from crossmatch.errors import InputFileError
 from crossmatch.ingest import readers, stage
 from crossmatch.spec import SourceSpec, load_sources
@@ -568,6 +568,7 @@ def _run_files(
         report(ProgressEvent("done", spec.id, rel, result=r))
         return r
 
+    normalize.prepare()
     out: list[FileResult | None] = [s if isinstance(s, FileResult) else None for s in slots]
     todo = [(i, s) for i, s in enumerate(slots) if not isinstance(s, FileResult)]
     todo.sort(key=lambda t: -_size(t[1][1]))
