@@ -42,6 +42,7 @@ from crossmatch.spec import SourceSpec
 log = logging.getLogger(__name__)
 
 STAGE = "_cm_stage"
+BIG_FILE_ROWS = 200_000  # from here on, a fast path's helper columns are materialised once
 LINES = "_cm_lines"
 SCAN_BLOCK = 1 << 24
 
@@ -359,6 +360,7 @@ def _plan_field(
     idx: int | None,
     label: str,
     shape_ok: str,
+    rows: int,
 ) -> None:
     """Plan one field. Two strategies:
 
@@ -383,61 +385,56 @@ def _plan_field(
             plan.bad_msgs.append(f"b{j}.msg")
         return
     fast = normalize_sql.fast_path(f.normalizer, "k", f.params, inline=False)
-    row_wise = fast is not None and fast.per_row and not fast.pre
-    if row_wise:
-        assert fast is not None
+    has_msg = False
+    if fast is not None and fast.per_row and not fast.pre:
         rf = normalize_sql.fast_path(f.normalizer, col, f.params)
         assert rf is not None
         ok = f"coalesce({rf.ok}, false)"
         left = _keys(
             con, f"SELECT DISTINCT {col} AS k FROM {STAGE} s WHERE {shape_ok} AND NOT {ok}"
         )
-        has_msg = _python_map(con, p, left, norm, f.params, label, f.name, f.required, types)
-        plan.temp.append(p)
         if len(left):
+            has_msg = _python_map(con, p, left, norm, f.params, label, f.name, f.required, types)
             plan.joins.append(f"LEFT JOIN {p} ON {col} IS NOT DISTINCT FROM {p}.k")
         for i, (suffix, typ) in enumerate(types.items()):
             py = f"{p}.o{i}" if len(left) else f"CAST(NULL AS {typ})"
             plan.select.append(
                 f"CASE WHEN {ok} THEN CAST({rf.outputs[suffix]} AS {typ}) ELSE {py} END"
             )
-        source = p
-    else:
-        pre = "".join(f", {e} AS {n}" for n, e in (fast.pre.items() if fast else []))
+    elif fast is not None:
+        distinct = f"SELECT DISTINCT c{idx} AS k FROM {STAGE} s WHERE {shape_ok}"
+        if fast.pre and rows >= BIG_FILE_ROWS:  # helper columns computed once, then used
+            pre = "".join(f", {e} AS {n}" for n, e in fast.pre.items())
+            _x(con, f"CREATE OR REPLACE TEMP TABLE {d} AS SELECT k{pre} FROM ({distinct})")
+            source_sql, fp = d, fast
+        else:  # one statement fewer (on small files statements cost more than re-evaluation)
+            source_sql, fp = f"({distinct})", fast.inlined()
+        outs = "".join(
+            f", CASE WHEN ok THEN CAST({fp.outputs[s]} AS {t}) END AS o{i}"
+            for i, (s, t) in enumerate(types.items())
+        )
         _x(
             con,
-            f"CREATE OR REPLACE TEMP TABLE {d} AS SELECT k{pre} FROM "
-            f"(SELECT DISTINCT c{idx} AS k FROM {STAGE} s WHERE {shape_ok})",
+            f"CREATE OR REPLACE TEMP TABLE {m} AS SELECT k, ok{outs}, CAST(NULL AS VARCHAR) AS "
+            f"msg FROM (SELECT *, coalesce({fp.ok}, false) AS ok FROM {source_sql})",
         )
-        plan.temp += [d, m]
-        if fast is not None:
-            outs = "".join(
-                f", CASE WHEN ok THEN CAST({fast.outputs[s]} AS {t}) END AS o{i}"
-                for i, (s, t) in enumerate(types.items())
-            )
+        left = _keys(con, f"SELECT k FROM {m} WHERE NOT ok")
+        if len(left):  # the values the fast path leaves: Python, then one map
+            has_msg = _python_map(con, p, left, norm, f.params, label, f.name, f.required, types)
+            cols = ", ".join(["k", *(f"o{i}" for i in range(len(types))), "msg"])
             _x(
                 con,
-                f"CREATE OR REPLACE TEMP TABLE {m} AS SELECT k, ok{outs}, "
-                f"CAST(NULL AS VARCHAR) AS msg FROM (SELECT *, coalesce({fast.ok}, false) AS ok "
-                f"FROM {d})",
-            )
-            left = _keys(con, f"SELECT k FROM {m} WHERE NOT ok")
-        else:
-            left = _keys(con, f"SELECT k FROM {d}")
-        has_msg = _python_map(con, p, left, norm, f.params, label, f.name, f.required, types)
-        plan.temp.append(p)
-        outs = ", ".join(f"o{i}" for i in range(len(types)))
-        if fast is None:
-            _x(con, f"CREATE OR REPLACE TEMP TABLE {m} AS SELECT * FROM {p}")
-        elif len(left):
-            _x(
-                con,
-                f"CREATE OR REPLACE TEMP TABLE {m} AS SELECT k, {outs}, msg FROM {m} WHERE ok "
-                f"UNION ALL SELECT k, {outs}, msg FROM {p}",
+                f"CREATE OR REPLACE TEMP TABLE {m} AS SELECT {cols} FROM {m} WHERE ok "
+                f"UNION ALL SELECT {cols} FROM {p}",
             )
         plan.joins.append(f"LEFT JOIN {m} ON {col} IS NOT DISTINCT FROM {m}.k")
         plan.select += [f"{m}.o{i}" for i in range(len(types))]
-        source = p
+    else:  # no fast path: every distinct value through Python
+        left = _keys(con, f"SELECT DISTINCT c{idx} AS k FROM {STAGE} s WHERE {shape_ok}")
+        has_msg = _python_map(con, p, left, norm, f.params, label, f.name, f.required, types)
+        plan.joins.append(f"LEFT JOIN {p} ON {col} IS NOT DISTINCT FROM {p}.k")
+        plan.select += [f"{p}.o{i}" for i in range(len(types))]
+    source = p
     plan.target += [_ident(f.name + s) for s in types]
     if has_msg:
         plan.bad_joins.append(
@@ -465,7 +462,7 @@ def normalise(
     for j, f in enumerate(spec.fields):
         idx = mapping[f.name]
         label = header[idx] if idx is not None else f.name
-        _plan_field(con, plan, j, f, idx, label, shape_ok)
+        _plan_field(con, plan, j, f, idx, label, shape_ok, counts.read)
     select, target, joins = plan.select, plan.target, plan.joins
     bad_joins, bad_msgs, maps = plan.bad_joins, plan.bad_msgs, plan.temp
 
@@ -525,6 +522,7 @@ def normalise(
     ).fetchall()[0]
     counts.loaded, counts.duplicate = int(loaded), int(dups)
     counts.quarantined = counts.read - counts.loaded
+    # the maps go with the cursor (one per file); a caller's own connection drops them here
     for m in dict.fromkeys(maps):
-        _x(con, f"DROP TABLE IF EXISTS {m}")
+        con.execute(f"DROP TABLE IF EXISTS {m}")
     return counts
