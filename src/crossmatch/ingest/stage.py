@@ -419,7 +419,9 @@ def _plan_field(
             f"msg FROM (SELECT *, coalesce({fp.ok}, false) AS ok FROM {source_sql})",
         )
         left = _keys(con, f"SELECT k FROM {m} WHERE NOT ok")
-        if len(left):  # the values the fast path leaves: Python, then one map
+        if _identity(fp, left, norm, f.params, f.required):  # e.g. clean names: no join
+            plan.select += [f"CAST({col} AS {t})" for t in types.values()]
+        elif len(left):  # the values the fast path leaves: Python, then one map
             has_msg = _python_map(con, p, left, norm, f.params, label, f.name, f.required, types)
             cols = ", ".join(["k", *(f"o{i}" for i in range(len(types))), "msg"])
             _x(
@@ -427,8 +429,11 @@ def _plan_field(
                 f"CREATE OR REPLACE TEMP TABLE {m} AS SELECT {cols} FROM {m} WHERE ok "
                 f"UNION ALL SELECT {cols} FROM {p}",
             )
-        plan.joins.append(f"LEFT JOIN {m} ON {col} IS NOT DISTINCT FROM {m}.k")
-        plan.select += [f"{m}.o{i}" for i in range(len(types))]
+            plan.joins.append(f"LEFT JOIN {m} ON {col} IS NOT DISTINCT FROM {m}.k")
+            plan.select += [f"{m}.o{i}" for i in range(len(types))]
+        else:
+            plan.joins.append(f"LEFT JOIN {m} ON {col} IS NOT DISTINCT FROM {m}.k")
+            plan.select += [f"{m}.o{i}" for i in range(len(types))]
     else:  # no fast path: every distinct value through Python
         left = _keys(con, f"SELECT DISTINCT c{idx} AS k FROM {STAGE} s WHERE {shape_ok}")
         has_msg = _python_map(con, p, left, norm, f.params, label, f.name, f.required, types)
@@ -442,6 +447,30 @@ def _plan_field(
             f"{col} IS NOT DISTINCT FROM b{j}.k"
         )
         plan.bad_msgs.append(f"b{j}.msg")
+
+
+def _identity(
+    fast: normalize_sql.SqlFast,
+    left: pl.Series,
+    norm: normalize.Normalizer,
+    params: dict[str, Any],
+    required: bool,
+) -> bool:
+    """Whether every output is the raw cell itself for every value of the column: the fast
+    path returns ``k`` unchanged for all its values and nothing is left for Python but empty
+    cells, which Python maps to NULL without a message."""
+    if any(e != "k" for e in fast.outputs.values()):
+        return False
+    if left.is_not_null().any():
+        return False
+    if len(left) == 0:
+        return True
+    res = norm(pl.Series("k", [None], dtype=pl.String), params)
+    return (
+        not required
+        and res.error.is_null().all()
+        and all(c.is_null().all() for c in res.columns.values())
+    )
 
 
 def normalise(
