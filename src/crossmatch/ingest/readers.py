@@ -16,10 +16,14 @@ Why not ``polars.read_csv``/DuckDB ``read_csv``: we need the physical line numbe
 (lineage), ragged rows kept for quarantine instead of an error or silent padding, and GB18030,
 which neither reads. So CSV is decoded in large blocks with Python's codecs (C speed) and split
 into lines and cells by polars string kernels; only files with quoted line breaks fall back to
-Python's csv module. GB18030 files are decoded by ``iconv`` in a separate process when it is
-installed (~2.5x faster than Python's codec, and off the main thread); whenever iconv fails or
-meets one of the few characters glibc maps differently, the file is read again with Python's
-codec, so the loaded text and the error messages are exactly those of the Python path.
+Python's csv module. A line whose quoting is not RFC 4180 (``"小"二``, ``a, "b,c"``) is split
+by the csv module on its own; a lone carriage return is an ordinary character (a file with
+CR-only line ends is refused, saying so).
+
+GB18030 files are decoded by ``iconv`` in a separate process when it is installed (~2.5x
+faster than Python's codec, and off the main thread); whenever iconv fails or meets one of
+the few characters glibc maps differently, the file is read again with Python's codec, so the
+loaded text and the error messages are exactly those of the Python path.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ BLOCK_BYTES = 16 * 1024 * 1024  # decode/split unit for CSV: bounds memory on hu
 XLSX_BATCH_ROWS = 200_000
 HEADER_SCAN_ROWS = 20
 _BOMS = {codecs.BOM_UTF8: "utf-8-sig"}
+_LONE_CR = re.compile("\r(?!\n)")
 
 
 def norm_header(h: object) -> str:
@@ -227,6 +232,9 @@ class CsvReader:
         self._head_non_ascii = True
         d = re.escape(delimiter)
         self._cell_re = f'{d}(?:"(?:[^"]|"")*"|[^{d}]*)'
+        x = f"\\U{ord(delimiter):08X}"  # the delimiter for polars' (Rust) regex
+        cell = f'(?:[^"{x}]*|"(?:[^"]|"")*")'
+        self._rfc_re = f"^{cell}(?:{x}{cell})*$"  # a line whose quoting is RFC 4180
 
     # -- public
     def batches(self) -> Iterator[pl.DataFrame]:
@@ -380,12 +388,11 @@ class CsvReader:
                         "_line": lines,
                     }
                 )
-                if df.select(self._unbalanced().any()).item():
-                    raise _NeedsCsvModule
+                irr = self._irregular(df, open_tail=not utf8.endswith(b"\n"))
                 if not header_done:
                     self._take_header_lines(df)
-                df = self._cells(utf8, df)
-                blank = pl.col("_line").str.strip_chars(" \t" + self.delimiter) == ""
+                df = self._cells(utf8, df, irr)
+                blank = pl.col("_line").str.strip_chars(" \t\r" + self.delimiter) == ""
                 df = df.filter(~blank)
             header_done = True
             next_line += n_lines
@@ -404,7 +411,9 @@ class CsvReader:
         self, utf8: bytes, first_line: int, header_done: bool
     ) -> tuple[pl.DataFrame, int] | None:
         """Cells by polars' CSV parser; line boundaries and field counts from numpy over the
-        bytes (no per-line strings). Returns None when the general path must be used."""
+        bytes (no per-line strings). Irregularly quoted lines (see :meth:`_parse_line`) are
+        blanked for polars and parsed by the csv module. Returns None when the general path
+        must be used."""
         delim = self.delimiter.encode("utf-8")
         if len(delim) != 1 or not utf8:
             return None
@@ -418,50 +427,68 @@ class CsvReader:
         def per_line(pos: np.ndarray) -> np.ndarray:
             return np.searchsorted(pos, ends) - np.searchsorted(pos, starts)
 
-        qpos = np.flatnonzero(arr == 34)
-        if len(qpos) and (per_line(qpos) % 2).any():
-            raise _NeedsCsvModule  # a quoted value spans lines
-        dpos = np.flatnonzero(arr == delim[0])
-        # a blank line holds nothing but delimiters, spaces and line-end bytes (counted per
-        # line: the positions of these few bytes, never of every content byte)
-        filler = per_line(dpos) + per_line(np.flatnonzero((arr == 32) | (arr == 9) | (arr == 13)))
-        content = (ends - starts) - filler
-        if len(qpos):
-            # every line holds an even number of quotes, so the parity of all quotes before a
-            # delimiter tells whether it sits inside a quoted value: no per-line parsing
-            dpos = dpos[np.searchsorted(qpos, dpos) % 2 == 0]
-        nf = per_line(dpos) + 1
-
         def text(i: int) -> str:
             return utf8[starts[i] : ends[i]].decode("utf-8").rstrip("\r")
 
+        qpos = np.flatnonzero(arr == 34)
+        irr: list[int] = []
+        if len(qpos):
+            irr_mask = _irregular_lines(arr, qpos, starts, ends, delim[0])
+            if irr_mask is not None:
+                irr = np.flatnonzero(irr_mask).tolist()
+                qpos = qpos[~irr_mask[np.searchsorted(ends, qpos)]]
+        parsed = [self._parse_line(text(i), first_line + i) for i in irr]
+        # a quoted value spans lines; except on the file's last line with no line end after
+        # it: the csv module reads that value to the end of the file, as line by line
+        open_tail = not utf8.endswith(b"\n")
+        for i, (_, complete) in zip(irr, parsed, strict=True):
+            if not complete and not (open_tail and i == n - 1):
+                raise _NeedsCsvModule
+        dpos = np.flatnonzero(arr == delim[0])
+        # a blank line holds nothing but delimiters, spaces and line-end bytes (counted per
+        # line: the positions of these few bytes, never of every content byte)
+        blanks = (arr == 32) | (arr == 9) | (arr == 13)
+        if delim[0] in (32, 9, 13):  # a tab delimiter is a blank: count it once
+            filler = per_line(np.flatnonzero(blanks))
+        else:
+            filler = per_line(dpos) + per_line(np.flatnonzero(blanks))
+        content = (ends - starts) - filler
+        if len(qpos):
+            # every other line holds regular quoting, hence an even number of quotes: the
+            # parity of all quotes before a delimiter tells whether it sits inside a quoted
+            # value, no per-line parsing
+            dpos = dpos[np.searchsorted(qpos, dpos) % 2 == 0]
+        nf = per_line(dpos) + 1
+        for i, (fields, _) in zip(irr, parsed, strict=True):
+            nf[i] = len(fields)
+
         if not header_done:
             head = [text(i) for i in range(min(n, HEADER_SCAN_ROWS))]
-            rows = [
-                (first_line + i, list(c))
-                for i, c in enumerate(csv.reader(head, delimiter=self.delimiter))
-            ]
-            self._pick_header(rows)
+            self._pick_header(
+                [
+                    (first_line + i, self._parse_line(t, first_line + i)[0])
+                    for i, t in enumerate(head)
+                ]
+            )
         width = len(self.info.header)
-        cells = pl.read_csv(
-            io.BytesIO(utf8),
-            has_header=False,
-            separator=self.delimiter,
-            quote_char='"',
-            schema={f"c{i}": pl.String for i in range(width)},
-            truncate_ragged_lines=True,
-            missing_columns="insert",
-            raise_if_empty=False,
-        )
-        if len(cells) != n:
+        if irr:  # polars may refuse these lines or split them differently: spaces instead
+            buf = bytearray(utf8)
+            view = np.frombuffer(buf, dtype=np.uint8)
+            for s, e in zip(starts[irr].tolist(), ends[irr].tolist(), strict=True):
+                view[s:e] = 32
+            data: bytes | bytearray = buf
+        else:
+            data = utf8
+        cells = self._polars_cells(data, width)
+        if cells is None or len(cells) != n:
             return None
+        if irr:
+            cells = _scatter_cells(cells, irr, [f for f, _ in parsed], width)
         raw: list[str | None] = [None] * n
         for i in np.flatnonzero(nf != width).tolist():
             line = text(i)
             if nf[i] > width:  # trailing empty cells beyond the header are harmless
-                stripped = line.rstrip(" \t" + self.delimiter)
-                k = len(next(csv.reader([stripped], delimiter=self.delimiter), []))
-                nf[i] = max(k, width)
+                nf[i] = max(self._count_stripped(line, first_line + i), width)
             if nf[i] != width:
                 raw[i] = line
         df = cells.with_columns(
@@ -470,6 +497,53 @@ class CsvReader:
             pl.Series("_raw_line", raw, dtype=pl.String),
         )
         return df.filter(pl.Series(content > 0)), n
+
+    def _polars_cells(self, data: bytes | bytearray, width: int) -> pl.DataFrame | None:
+        """c0..c{width-1} of every line by polars' CSV parser (ragged lines cut or padded);
+        None if polars refuses the block (the caller then splits the lines itself)."""
+        try:
+            return pl.read_csv(
+                io.BytesIO(data),
+                has_header=False,
+                separator=self.delimiter,
+                quote_char='"',
+                schema={f"c{i}": pl.String for i in range(width)},
+                truncate_ragged_lines=True,
+                missing_columns="insert",
+                extra_columns="ignore",  # a long first line would raise otherwise
+                raise_if_empty=False,
+            )
+        except pl.exceptions.PolarsError:
+            return None
+
+    def _parse_line(self, line: str, row: int) -> tuple[list[str], bool]:
+        """The cells of one physical line by Python's csv module, and whether the line is a
+        complete record (False: it ends inside a quoted value, continued on the next line).
+
+        The reference for lines whose quoting is not RFC 4180 (``"小"二`` -> 小二, ``"1,2"00``
+        -> 1,200, ``a "b,c"`` -> two cells: a quote not at the start of a cell is a
+        character). A lone carriage return is an ordinary character (the csv module would
+        raise); never raises csv.Error."""
+        ph = ""
+        if "\r" in line:
+            ph = next(chr(c) for c in range(0xE000, 0x110000) if chr(c) not in line)
+            line = line.replace("\r", ph)
+        try:
+            recs = list(csv.reader([line, ""], delimiter=self.delimiter))
+        except csv.Error as exc:  # a cell longer than csv.field_size_limit()
+            raise InputFileError(
+                f"{self.path}: line {row}: cannot split the line into cells ({exc}). Fix: "
+                f"check the quotes on that line (a missing quote makes one cell swallow the "
+                f"rest of the line) and re-export the file."
+            ) from exc
+        fields = recs[0] if recs else []
+        if ph:
+            fields = [f.replace(ph, "\r") for f in fields]
+        return fields, len(recs) == 2
+
+    def _count_stripped(self, line: str, row: int) -> int:
+        """Cells of ``line`` once trailing delimiters and blanks are removed."""
+        return len(self._parse_line(line.rstrip(" \t" + self.delimiter), row)[0])
 
     def _lines(self, utf8: bytes) -> pl.Series:
         """Physical lines of a block (polars' reader with no quoting and an unused separator
@@ -493,8 +567,10 @@ class CsvReader:
 
     def _take_header_lines(self, df: pl.DataFrame) -> None:
         head = df.head(HEADER_SCAN_ROWS)
-        parsed = list(csv.reader(head["_line"].to_list(), delimiter=self.delimiter))
-        rows = [(r, list(c)) for r, c in zip(head["_row"].to_list(), parsed, strict=True)]
+        rows = [
+            (r, self._parse_line(line.rstrip("\r"), r)[0])
+            for r, line in zip(head["_row"].to_list(), head["_line"].to_list(), strict=True)
+        ]
         self._pick_header(rows)
 
     def _pick_header(self, rows: list[tuple[int, list]]) -> None:
@@ -510,6 +586,12 @@ class CsvReader:
             if picked is None:
                 raise no_header_error(self.path, rows, self.aliases)
             hr, cells = picked
+        if any(_LONE_CR.search(str(c)) for r, row in rows if r == hr for c in row if c):
+            raise InputFileError(
+                f"{self.path}: the header row (line {hr}) holds a carriage return (CR) that ends "
+                f"no line: the file seems to use old Mac line ends (CR only), which cannot be "
+                f"read. Fix: re-export it with CRLF (Windows) or LF line ends."
+            )
         self.info.header_row, self.info.header = hr, cells
 
     def _count_fields(self, e: pl.Expr, quoted: bool) -> pl.Expr:
@@ -517,22 +599,46 @@ class CsvReader:
             return e.str.count_matches(self.delimiter, literal=True) + 1
         return (pl.lit(self.delimiter) + e).str.extract_all(self._cell_re).list.len()
 
-    def _cells(self, utf8: bytes, lines: pl.DataFrame) -> pl.DataFrame:
-        """Wide batch: _row, _line, _nf (field count), c0..c{width-1} (polars' CSV parser)."""
-        width = len(self.info.header)
-        schema = {f"c{i}": pl.String for i in range(width)}
-        cells = pl.read_csv(
-            io.BytesIO(utf8),
-            has_header=False,
-            separator=self.delimiter,
-            quote_char='"',
-            schema=schema,
-            truncate_ragged_lines=True,
-            missing_columns="insert",
-            raise_if_empty=False,
+    def _irregular(self, lines: pl.DataFrame, open_tail: bool) -> dict[int, list[str]]:
+        """Position in ``lines`` -> csv-module cells, for the lines whose quoting is not
+        RFC 4180 (see :meth:`_parse_line`); raises _NeedsCsvModule when such a line ends
+        inside a quoted value (a record spanning lines), unless it is the last line and
+        ``open_tail`` (the file's last line, with no line end after it)."""
+        odd = (
+            lines.with_row_index("_i")
+            .filter(
+                pl.col("_line").str.contains('"', literal=True)
+                & ~pl.col("_line").str.contains(self._rfc_re)
+            )
+            .select("_i", "_row", "_line")
         )
-        if len(cells) != len(lines):  # should not happen; the list path is always right
-            return widen(self._split(lines), width, self.delimiter)
+        out: dict[int, list[str]] = {}
+        for i, r, line in odd.iter_rows():
+            fields, complete = self._parse_line(line.rstrip("\r"), r)
+            if not complete and not (open_tail and i == len(lines) - 1):
+                raise _NeedsCsvModule
+            out[i] = fields
+        return out
+
+    def _cells(self, utf8: bytes, lines: pl.DataFrame, irr: dict[int, list[str]]) -> pl.DataFrame:
+        """Wide batch: _row, _line, _nf (field count), c0..c{width-1} (polars' CSV parser;
+        the csv module for the irregular lines ``irr``)."""
+        width = len(self.info.header)
+        if len(self.delimiter.encode("utf-8")) != 1:  # polars needs a one-byte separator
+            return widen(self._split(lines, irr), width, self.delimiter)
+        data = utf8
+        if irr:  # polars may refuse these lines or split them differently: empty lines
+            idx = pl.Series(list(irr), dtype=pl.UInt32)
+            joined = lines.with_row_index("_i").select(
+                pl.when(pl.col("_i").is_in(idx.implode()))
+                .then(pl.lit(""))
+                .otherwise(pl.col("_line"))
+                .str.join("\n")
+            )
+            data = (joined.item() + "\n").encode("utf-8")
+        cells = self._polars_cells(data, width)
+        if cells is None or len(cells) != len(lines):  # the list path is always right
+            return widen(self._split(lines, irr), width, self.delimiter)
         q = pl.col("_line").str.contains('"', literal=True)
         stripped = pl.col("_line").str.strip_chars_end(" \t" + self.delimiter)
         nf = (
@@ -560,30 +666,51 @@ class CsvReader:
             .otherwise(pl.col("_nf"))
             .alias("_nf")
         )
+        if irr:
+            rows = df["_row"]
+            nfs = []
+            for i, fields in irr.items():
+                k = len(fields)
+                if k > width:
+                    k = max(self._count_stripped(df["_line"][i].rstrip("\r"), rows[i]), width)
+                nfs.append(k)
+            df = df.with_columns(df["_nf"].clone().scatter(list(irr), nfs))
+            cells = _scatter_cells(cells, list(irr), list(irr.values()), width)
         return pl.concat([df, cells], how="horizontal")
 
-    def _unbalanced(self) -> pl.Expr:
-        return pl.col("_line").str.count_matches('"', literal=True) % 2 == 1
-
-    def _split(self, df: pl.DataFrame) -> pl.DataFrame:
-        """Cells of each line: a plain split, and a quote-aware regex only for quoted lines."""
+    def _split(self, df: pl.DataFrame, irr: dict[int, list[str]] | None = None) -> pl.DataFrame:
+        """Cells of each line: a plain split, a quote-aware regex for quoted lines and the
+        given csv-module cells for the irregularly quoted lines ``irr``."""
         quoted = pl.col("_line").str.contains('"', literal=True)
-        df = df.with_columns(quoted.alias("_q"))
+        df = df.with_row_index("_i").with_columns(quoted.alias("_q"))
         plain = df.filter(~pl.col("_q")).select(
             "_row", pl.col("_line").str.split(self.delimiter).alias("_fields"), "_line"
         )
+        parts = [plain]
+        if irr:
+            idx = pl.Series(list(irr), dtype=pl.UInt32).implode()
+            odd = df.filter(pl.col("_i").is_in(idx)).sort("_i")
+            parts.append(
+                odd.select(
+                    "_row",
+                    pl.Series("_fields", [irr[i] for i in sorted(irr)], pl.List(pl.String)),
+                    "_line",
+                )
+            )
+            df = df.filter(~pl.col("_i").is_in(idx))
         q = df.filter(pl.col("_q"))
-        if not len(q):
+        if len(q):
+            unquoted = pl.element().str.slice(1)
+            dequote = (
+                pl.when(unquoted.str.starts_with('"') & unquoted.str.ends_with('"'))
+                .then(unquoted.str.slice(1).str.strip_suffix('"').str.replace_all('""', '"'))
+                .otherwise(unquoted)
+            )
+            cells = (pl.lit(self.delimiter) + pl.col("_line")).str.extract_all(self._cell_re)
+            parts.append(q.select("_row", cells.list.eval(dequote).alias("_fields"), "_line"))
+        if len(parts) == 1:
             return plain
-        unquoted = pl.element().str.slice(1)
-        dequote = (
-            pl.when(unquoted.str.starts_with('"') & unquoted.str.ends_with('"'))
-            .then(unquoted.str.slice(1).str.strip_suffix('"').str.replace_all('""', '"'))
-            .otherwise(unquoted)
-        )
-        cells = (pl.lit(self.delimiter) + pl.col("_line")).str.extract_all(self._cell_re)
-        q = q.select("_row", cells.list.eval(dequote).alias("_fields"), "_line")
-        return pl.concat([plain, q]).sort("_row")
+        return pl.concat(parts).sort("_row")
 
     def _take_header(self, df: pl.DataFrame) -> pl.DataFrame:
         head = df.head(HEADER_SCAN_ROWS)
@@ -602,9 +729,16 @@ class CsvReader:
         reader = csv.reader(io.StringIO(text, newline=""), delimiter=self.delimiter)
         rows: list[tuple[int, list[str], str]] = []
         start = 1
-        for rec in reader:
-            rows.append((start, rec, self.delimiter.join(rec)))
-            start = reader.line_num + 1
+        try:
+            for rec in reader:
+                rows.append((start, rec, self.delimiter.join(rec)))
+                start = reader.line_num + 1
+        except csv.Error as exc:  # a cell longer than csv.field_size_limit()
+            raise InputFileError(
+                f"{self.path}: line {start}: cannot split the file into cells ({exc}). Fix: "
+                f"check the quotes from that line on (a missing quote makes one cell swallow "
+                f"the rest of the file) and re-export the file."
+            ) from exc
         df = pl.DataFrame(
             {
                 "_row": [r[0] for r in rows],
@@ -663,6 +797,54 @@ class _NeedsCsvModule(Exception):
     """A value contains a line break inside quotes: use the csv-module path."""
 
 
+def _irregular_lines(
+    arr: np.ndarray, qpos: np.ndarray, starts: np.ndarray, ends: np.ndarray, delim: int
+) -> np.ndarray | None:
+    """Per line of a block (``starts``/``ends``: its byte range, ``qpos``: the positions of
+    all quotes): True when its quoting is not RFC 4180, i.e. not every cell is either
+    free of quotes or wholly quoted with inner quotes doubled; None when every line is
+    regular. Vectorised over the quotes only: in a line with an even number of quotes,
+    quote 0, 2, 4 ... opens and 1, 3, 5 ... closes; an opening quote must start a cell (or
+    follow a closing quote: ``""`` inside a value), a closing quote must end one (or precede
+    an opening quote); CRs ending the line do not count. An odd number is irregular."""
+    qline = np.searchsorted(ends, qpos)  # the line of each quote
+    first = np.searchsorted(qpos, starts)  # index of each line's first quote
+    odd = (np.searchsorted(qpos, ends) - first) % 2 == 1
+    opening = (np.arange(len(qpos)) - first[qline]) % 2 == 0
+    line_end = ends[qline]
+    prev = arr[qpos - 1]  # arr[-1] for a quote at byte 0: the line start decides then
+    nxt = arr[np.minimum(qpos + 1, len(arr) - 1)]
+    ok_open = (qpos == starts[qline]) | (prev == delim) | (prev == 34)
+    ok_close = (
+        (qpos + 1 == line_end)
+        | (nxt == delim)
+        | (nxt == 34)
+        | ((nxt == 13) & (qpos + 2 == line_end))
+    )
+    bad = np.where(opening, ~ok_open, ~ok_close)
+    if bad.any():
+        for k in np.flatnonzero(bad & ~opening & (nxt == 13)).tolist():  # `"x"\r\r\n`
+            if (arr[qpos[k] + 1 : line_end[k]] == 13).all():
+                bad[k] = False
+    if not bad.any() and not odd.any():
+        return None
+    odd[qline[bad]] = True
+    return odd
+
+
+def _scatter_cells(
+    cells: pl.DataFrame, idx: list[int], rows: list[list[str]], width: int
+) -> pl.DataFrame:
+    """``cells`` (c0..c{width-1}) with the lines at positions ``idx`` set to ``rows`` (cut or
+    padded to the width; an empty cell NULL, as polars reads an unquoted empty cell)."""
+    out = []
+    for j in range(width):
+        s = cells.get_column(f"c{j}").clone()
+        s.scatter(idx, [r[j] if j < len(r) and r[j] != "" else None for r in rows])
+        out.append(s)
+    return cells.with_columns(out)
+
+
 def widen(df: pl.DataFrame, width: int, delimiter: str = ",") -> pl.DataFrame:
     """List batch (_row, _fields, _line) -> wide batch (_row, _line, _nf, c0..)."""
     trimmed = pl.col("_fields").list.eval(pl.element().fill_null("").str.strip_chars(" \t"))
@@ -682,6 +864,12 @@ def no_header_error(
     path: Path, rows: Sequence[tuple[int, Sequence[object]]], aliases: set[str]
 ) -> InputFileError:
     first = rows[0][1] if rows else []
+    if any(_LONE_CR.search(str(c)) for _, cells in rows for c in cells if c):
+        return InputFileError(
+            f"{path}: no header row found: the first lines hold carriage returns (CR) that "
+            f"end no line, so the file seems to use old Mac line ends (CR only), which cannot "
+            f"be read. Fix: re-export it with CRLF (Windows) or LF line ends."
+        )
     shown = ", ".join(str(c) for c in list(first)[:6] if c)
     expect = ", ".join(sorted(aliases)[:6])
     return InputFileError(
