@@ -525,8 +525,10 @@ def _load(job: _Job) -> FileResult:
             )
         break
     res.status = "failed"
-    fut = job.scan
-    res.hash = fut.result().sha256 if fut.done() and fut.exception() is None else ""
+    try:  # the version that failed, for the record (waits for the hash: deterministic)
+        res.hash = job.scan.result().sha256
+    except OSError:  # the file vanished or cannot be read
+        res.hash = ""
     res.encoding = info.encoding
     res.seconds = time.perf_counter() - job.t0
     _record(con, job.run_id, res, spec_digest=spec.digest, size=job.size)
