@@ -149,41 +149,47 @@ def stage_csv(
         raise NotStageable("multi-byte delimiter")
     if scan.soh or scan.lone_cr:
         raise NotStageable("control characters")
+    e, d = _re_escape(delimiter), sql_literal(delimiter)
+    # each line's kind, decided once while reading: 9 blank (only spaces and delimiters),
+    # 0 no quotes, 1 quotes enclosing whole cells, 2 also "" inside them (RFC 4180),
+    # 3 anything else (a quote inside a cell, a value spanning lines): left to the readers,
+    # whose handling of it is the reference
+    content = sql_literal(f"[^ \t\r{e}]")
+    simple = sql_literal(f'(?:[^"{e}]*|"[^"]*")(?:{e}(?:[^"{e}]*|"[^"]*"))*')
+    rfc = sql_literal(f'(?:[^"{e}]*|"(?:[^"]|"")*")(?:{e}(?:[^"{e}]*|"(?:[^"]|"")*"))*')
+    kind = (
+        f"CASE WHEN l IS NULL OR NOT regexp_matches(l, {content}) THEN 9 "
+        f"WHEN NOT contains(l, '\"') THEN 0 WHEN regexp_full_match(l, {simple}) THEN 1 "
+        f"WHEN regexp_full_match(l, {rfc}) THEN 2 ELSE 3 END"
+    )
+    # glibc's GB18030 table differs from Python's for a few characters: such a file is read
+    # by the readers (Python's codec is the reference)
+    differs = "regexp_matches(l, ?)" if encoding == "gb18030" else "false"
     with tempfile.TemporaryDirectory(prefix="crossmatch-") as td:
         src = _transcode(path, Path(td)) if encoding == "gb18030" else path
         try:
             _x(
                 con,
-                f"CREATE OR REPLACE TEMP TABLE {LINES} AS SELECT l FROM read_csv(?, "
-                "columns = {'l': 'VARCHAR'}, header = false, delim = '\x01', quote = '', "
-                "escape = '', auto_detect = false, strict_mode = false, new_line = '\\r\\n', "
-                "max_line_size = 16777216)",
-                [str(src)],
+                f"CREATE OR REPLACE TEMP TABLE {LINES} AS SELECT l, CAST({kind} AS TINYINT) AS q, "
+                f"{differs} AS g FROM read_csv(?, columns = {{'l': 'VARCHAR'}}, header = false, "
+                "delim = '\x01', quote = '', escape = '', auto_detect = false, "
+                "strict_mode = false, new_line = '\\r\\n', max_line_size = 16777216)",
+                [_GLIBC_DIFFERS, str(src)] if encoding == "gb18030" else [str(src)],
             )
         except duckdb.Error as exc:  # invalid UTF-8, over-long line ...
             raise NotStageable(str(exc).splitlines()[0]) from exc
     expected = scan.newlines + (0 if scan.ends_with_newline else 1)
-    e = _re_escape(delimiter)
-    # every quoted line must be well-formed CSV (quotes enclose whole cells, "" inside them);
-    # anything else (a quote inside a cell, a value spanning lines) is left to the readers,
-    # whose handling of it is the reference
-    rfc = sql_literal(f'(?:[^"{e}]*|"(?:[^"]|"")*")(?:{e}(?:[^"{e}]*|"(?:[^"]|"")*"))*')
-    n, irregular, differs = _x(
+    n, irregular, glibc = _x(
         con,
-        f"SELECT count(*), count(*) FILTER (WHERE contains(l, '\"') AND NOT "
-        f"regexp_full_match(l, {rfc})), "
-        f"count(*) FILTER (WHERE {'regexp_matches(l, ?)' if encoding == 'gb18030' else 'false'})"
-        f" FROM {LINES}",
-        [_GLIBC_DIFFERS] if encoding == "gb18030" else [],
+        f"SELECT count(*), count(*) FILTER (WHERE q = 3), count(*) FILTER (WHERE g) FROM {LINES}",
     ).fetchall()[0]
     if n != expected:
         raise NotStageable(f"{n} lines read, {expected} expected")
     if irregular:
         raise NotStageable(f"{irregular} lines with irregular quoting")
-    if differs:
+    if glibc:
         raise NotStageable("characters iconv maps differently")
-    d = sql_literal(delimiter)
-    cell_re = sql_literal(f'{_re_escape(delimiter)}(?:"(?:[^"]|"")*"|[^{_re_escape(delimiter)}]*)')
+    cell_re = sql_literal(f'{e}(?:"(?:[^"]|"")*"|[^{e}]*)')
     # quoted cells: the quote-aware pattern, then unquote ("" -> ")
     unq = "x[2:]"
     dequote = (
@@ -192,12 +198,9 @@ def stage_csv(
     )
     quoted_split = f"list_transform(regexp_extract_all({d} || l, {cell_re}), lambda x: {dequote})"
     trimmed = f"rtrim(l, ' \t' || {d})"
-    # a line holding only spaces and delimiters is blank (trim() with a set is slow: a regex)
-    content = sql_literal(f"[^ \t\r{_re_escape(delimiter)}]")
     cells = "".join(f", f[{i + 1}] AS c{i}" for i in range(width))
-    # a line whose quotes all enclose whole cells (no "" inside): delimiters inside quotes
-    # become \x02, the quotes go, the line splits like a plain one (3x faster than the regex)
-    simple = sql_literal(f'(?:[^"{e}]*|"[^"]*")(?:{e}(?:[^"{e}]*|"[^"]*"))*')
+    # kind 1: delimiters inside quotes become \x02, the quotes go, the line splits like a
+    # plain one (3x faster than the regex)
     hidden = (
         f"array_to_string(list_transform(string_split(l, '\"'), lambda x, i: CASE WHEN i % 2 = 0 "
         f"THEN replace(x, {d}, '\x02') ELSE x END), '')"
@@ -205,12 +208,11 @@ def stage_csv(
     simple_split = f"list_transform(string_split({hidden}, {d}), lambda y: replace(y, '\x02', {d}))"
     plain_count = f"len(string_split({trimmed}, {d}))"
     quoted_count = f"len(regexp_extract_all({d} || {trimmed}, {cell_re}))"
-    # lines without quotes, with simple quotes and with any other quoting apart: a CASE
-    # choosing between list expressions costs more than the three passes together
-    for where, split, count in (
-        ("NOT contains(l, '\"')", f"string_split(l, {d})", plain_count),
-        (f"contains(l, '\"') AND regexp_full_match(l, {simple})", simple_split, quoted_count),
-        (f"contains(l, '\"') AND NOT regexp_full_match(l, {simple})", quoted_split, quoted_count),
+    # one pass per kind: a CASE choosing between list expressions costs more than the passes
+    for q, split, count in (
+        (0, f"string_split(l, {d})", plain_count),
+        (1, simple_split, quoted_count),
+        (2, quoted_split, quoted_count),
     ):
         # trailing empty cells beyond the header are harmless (Excel-made CSVs have them)
         nf = f"(CASE WHEN len(f) > {width} THEN greatest({count}, {width}) ELSE len(f) END)"
@@ -220,7 +222,7 @@ def stage_csv(
                 width,
                 f"SELECT _row, {nf} AS _nf, CASE WHEN {nf} <> {width} THEN l END AS _raw{cells} "
                 f"FROM (SELECT CAST(rowid + 1 AS INTEGER) AS _row, l, {split} AS f FROM {LINES} "
-                f"WHERE rowid + 1 > {header_row} AND {where} AND regexp_matches(l, {content}))",
+                f"WHERE rowid + 1 > {header_row} AND q = {q})",
             ),
         )
     _x(con, f"DROP TABLE {LINES}")
