@@ -390,7 +390,7 @@ def _stage_by_duckdb(job: _Job, info: readers.ReadInfo) -> int | None:
         rows = stage.stage_csv(
             job.con,
             job.path,
-            job.scan.result(),
+            job.scan.result,
             encoding=head.encoding,
             delimiter=spec.delimiter,
             header_row=head.header_row,

@@ -28,6 +28,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,8 +73,11 @@ def scan_file(path: Path, *, lines: bool = True) -> FileScan:
             if not lines:
                 continue
             n += chunk.count(b"\n")
-            cr += chunk.count(b"\r")
-            crlf += chunk.count(b"\r\n") + (prev_tail == b"\r" and chunk[:1] == b"\n")
+            c = chunk.count(b"\r")
+            cr += c
+            crlf += prev_tail == b"\r" and chunk[:1] == b"\n"  # a CRLF across two blocks
+            if c:
+                crlf += chunk.count(b"\r\n")
             soh = soh or b"\x01" in chunk or b"\x02" in chunk
             prev_tail = chunk[-1:]
             last = chunk[-1:]
@@ -137,18 +141,18 @@ _GLIBC_DIFFERS = (
 def stage_csv(
     con: duckdb.DuckDBPyConnection,
     path: Path,
-    scan: FileScan,
+    scan: Callable[[], FileScan],
     *,
     encoding: str,
     delimiter: str,
     header_row: int,
     width: int,
 ) -> int:
-    """Stage a CSV by DuckDB: returns rows staged, or raises NotStageable (nothing staged)."""
+    """Stage a CSV by DuckDB: returns rows staged, or raises NotStageable (nothing staged).
+
+    ``scan`` gives the file's byte scan (hash, line count), computed meanwhile in a thread."""
     if len(delimiter.encode("utf-8")) != 1 or delimiter == '"':
         raise NotStageable("multi-byte delimiter")
-    if scan.soh or scan.lone_cr:
-        raise NotStageable("control characters")
     e, d = _re_escape(delimiter), sql_literal(delimiter)
     # each line's kind, decided once while reading: 9 blank (only spaces and delimiters),
     # 0 no quotes, 1 quotes enclosing whole cells, 2 also "" inside them (RFC 4180),
@@ -178,7 +182,10 @@ def stage_csv(
             )
         except duckdb.Error as exc:  # invalid UTF-8, over-long line ...
             raise NotStageable(str(exc).splitlines()[0]) from exc
-    expected = scan.newlines + (0 if scan.ends_with_newline else 1)
+    counted = scan()
+    if counted.soh or counted.lone_cr:  # DuckDB may have split lines or cells differently
+        raise NotStageable("control characters")
+    expected = counted.newlines + (0 if counted.ends_with_newline else 1)
     n, irregular, glibc = _x(
         con,
         f"SELECT count(*), count(*) FILTER (WHERE q = 3), count(*) FILTER (WHERE g) FROM {LINES}",
