@@ -430,16 +430,13 @@ def _plan_field(
         left = _keys(con, f"SELECT k FROM {m} WHERE NOT ok")
         if _identity(fp, left, norm, f.params, f.required):  # e.g. clean names: no join
             plan.select += [f"CAST({col} AS {t})" for t in types.values()]
-        elif len(left):  # the values the fast path leaves: Python, then one map
+        elif len(left):  # the values the fast path leaves: Python, joined as a second map
             has_msg = _python_map(con, p, left, norm, f.params, label, f.name, f.required, types)
-            cols = ", ".join(["k", *(f"o{i}" for i in range(len(types))), "msg"])
-            _x(
-                con,
-                f"CREATE OR REPLACE TEMP TABLE {m} AS SELECT {cols} FROM {m} WHERE ok "
-                f"UNION ALL SELECT {cols} FROM {p}",
-            )
             plan.joins.append(f"LEFT JOIN {m} ON {col} IS NOT DISTINCT FROM {m}.k")
-            plan.select += [f"{m}.o{i}" for i in range(len(types))]
+            plan.joins.append(f"LEFT JOIN {p} ON {col} IS NOT DISTINCT FROM {p}.k")
+            plan.select += [
+                f"CASE WHEN {m}.ok THEN {m}.o{i} ELSE {p}.o{i} END" for i in range(len(types))
+            ]
         else:
             plan.joins.append(f"LEFT JOIN {m} ON {col} IS NOT DISTINCT FROM {m}.k")
             plan.select += [f"{m}.o{i}" for i in range(len(types))]
