@@ -1,12 +1,15 @@
 """Load raw files into the canonical ``src_<source>`` tables, with lineage and quarantine.
 
-For each source spec and each file matching its globs:
+For each source spec and each file matching its globs (two files at a time, each on its own
+DuckDB cursor):
 
 1. unchanged (same content hash and same spec as the version in the warehouse): nothing happens;
-2. otherwise, inside ONE DuckDB transaction: the file's previous rows and quarantine entries are
-   deleted, the new rows are read in batches, normalised (columnar), split into loaded rows and
-   quarantined rows, and inserted; the ``ingest_file`` row is written; commit. Any failure rolls
-   back, so the previous version stays intact, and the failure is recorded with its message.
+2. otherwise the file is staged in a temporary table (by DuckDB for a clean CSV, else by the
+   Python readers: :mod:`crossmatch.ingest.stage`), then inside ONE DuckDB transaction: the
+   file's previous rows and quarantine entries are deleted, the staged rows are normalised in
+   SQL, split into loaded rows and quarantined rows, and inserted; the ``ingest_file`` row is
+   written; commit. Any failure rolls back, so the previous version stays intact, and the
+   failure is recorded with its message.
 
 Invariant per file, recorded in ``ingest_file``: rows_read = rows_loaded + rows_quarantined.
 Exact duplicate rows are loaded with ``_dup_of`` = the row number of their first occurrence.
@@ -183,11 +186,6 @@ def tune_allocators() -> None:
         log.debug("mallopt unavailable", exc_info=True)
 
 
-def file_sha256(path: Path) -> str:
-    """Content hash (sha256) of a file, streamed."""
-    return stage.scan_file(path).sha256
-
-
 # ----------------------------------------------------------------------------- column mapping
 
 
@@ -321,15 +319,15 @@ def ingest_file(
         "SELECT hash, spec_digest FROM ingest_file WHERE source = ? AND file = ? AND status = 'ok'",
         [spec.id, rel],
     ).fetchall()
-    prev = prev[0] if prev else None
+    last = prev[0] if prev else None
     scanner = ThreadPoolExecutor(max_workers=1)
     try:
-        if prev and prev[1] == spec.digest:  # probably unchanged: the hash alone decides
+        if last and last[1] == spec.digest:  # probably unchanged: the hash alone decides
             try:
                 h = stage.scan_file(path, lines=False).sha256
             except OSError:
                 h = ""
-            if h == prev[0]:
+            if h == last[0]:
                 res.status, res.hash = "unchanged", h
                 res.seconds = time.perf_counter() - t0
                 return res
@@ -405,7 +403,7 @@ def _stage_by_duckdb(job: _Job, info: readers.ReadInfo) -> int | None:
     return rows
 
 
-def _stage_by_readers(job: _Job, info: readers.ReadInfo, encoding: str, use_iconv: bool) -> bool:
+def _stage_by_readers(job: _Job, info: readers.ReadInfo, encoding: str, use_iconv: bool) -> int:
     """Stage any file through the Python readers; returns the rows staged."""
     spec = job.spec
     created, rows = False, 0
@@ -437,15 +435,14 @@ def _header_only(job: _Job, info: readers.ReadInfo) -> None:
             f"previous version (if any) stays in the warehouse."
         )
     _check_columns(job, info)
-    before = con.execute(
+    kept = con.execute(
         "SELECT rows_loaded FROM ingest_file WHERE source = ? AND file = ? AND status = 'ok'",
         [spec.id, rel],
     ).fetchall()
-    before = before[0] if before else None
-    if before and before[0]:
+    if kept and kept[0][0]:
         raise InputFileError(
             f"{rel}: header only, no data rows, while the version in the warehouse "
-            f"has {before[0]} rows; kept that version. Fix: re-export the file with "
+            f"has {kept[0][0]} rows; kept that version. Fix: re-export the file with "
             f"its data (to really empty it, delete its rows from {spec.table})."
         )
     stage.create_stage(con, len(info.header))
