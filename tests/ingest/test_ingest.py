@@ -458,3 +458,23 @@ def test_gb18030_by_iconv_same_as_python_codec(county):
     r = only(run(county), "loaded")
     assert (r.rows_read, r.rows_loaded, r.encoding) == (5, 5, "gb18030")
     assert q(county, "SELECT payee_name_raw FROM src_payment WHERE _row = 6") == [("王\ue78d",)]
+
+
+def test_a_file_loaded_on_a_callers_connection_leaves_no_temporary_tables(county):
+    """ingest_file on a long-lived connection (the flow's, a notebook's): the stage, the line
+    table and the per-field maps are dropped after the file, loaded or failed."""
+    from crossmatch import warehouse
+    from crossmatch.spec import load_sources
+
+    (spec,) = load_sources(county / "sources")
+    con = warehouse.connect(county / "w.duckdb")
+    warehouse.ensure_ingest_schema(con)
+    warehouse.ensure_table(con, spec.table, spec.columns())
+    path = county / "raw/finance/q1.csv"
+    r = pipeline.ingest_file(con, spec, county / "raw", path, "run1")
+    assert r.status == "loaded" and r.rows_loaded == 4
+    path.write_bytes(b"\x00garbage")
+    assert pipeline.ingest_file(con, spec, county / "raw", path, "run2").status == "failed"
+    temp = con.execute("SELECT table_name FROM duckdb_tables() WHERE temporary").fetchall()
+    assert temp == []
+    con.close()

@@ -104,8 +104,13 @@ def create_stage(con: duckdb.DuckDBPyConnection, width: int) -> None:
 
 
 def drop_stage(con: duckdb.DuckDBPyConnection) -> None:
-    for t in (STAGE, LINES, "_cm_dups", "_cm_bad"):
-        _x(con, f"DROP TABLE IF EXISTS {t}")
+    """Drop every temporary table of the file's load (stage, lines, maps ...)."""
+    names = con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE temporary AND starts_with(table_name, ?)",
+        ["_cm_"],
+    ).fetchall()
+    for (name,) in names:
+        con.execute(f'DROP TABLE IF EXISTS temp."{name}"')
 
 
 # ----------------------------------------------------------------------------- CSV by DuckDB
@@ -358,7 +363,6 @@ class _Plan:
     joins: list[str]
     bad_joins: list[str]
     bad_msgs: list[str]
-    temp: list[str]
 
 
 def _plan_field(
@@ -385,7 +389,6 @@ def _plan_field(
     if idx is None:  # optional column absent from this file: every row gets the NULL outputs
         null = pl.Series("k", [None], dtype=pl.String)
         _python_map(con, m, null, norm, f.params, label, f.name, f.required, types)
-        plan.temp.append(m)
         plan.joins.append(f"LEFT JOIN {m} ON true")
         plan.select += [f"{m}.o{i}" for i in range(len(types))]
         plan.target += [_ident(f.name + s) for s in types]
@@ -493,13 +496,13 @@ def normalise(
     counts = Counts()
     shape_ok = f"s._nf = {width}"
     counts.read = int(_x(con, f"SELECT count(*) FROM {STAGE}").fetchall()[0][0])
-    plan = _Plan([], [], [], [], [], [])
+    plan = _Plan([], [], [], [], [])
     for j, f in enumerate(spec.fields):
         idx = mapping[f.name]
         label = header[idx] if idx is not None else f.name
         _plan_field(con, plan, j, f, idx, label, shape_ok, counts.read)
     select, target, joins = plan.select, plan.target, plan.joins
-    bad_joins, bad_msgs, maps = plan.bad_joins, plan.bad_msgs, plan.temp
+    bad_joins, bad_msgs = plan.bad_joins, plan.bad_msgs
 
     lineage = (
         f"{sql_literal(spec.id)}, {sql_literal(rel)}, {sql_literal(file_hash)}, s._row, d.first"
@@ -557,7 +560,4 @@ def normalise(
     ).fetchall()[0]
     counts.loaded, counts.duplicate = int(loaded), int(dups)
     counts.quarantined = counts.read - counts.loaded
-    # the maps go with the cursor (one per file); a caller's own connection drops them here
-    for m in dict.fromkeys(maps):
-        con.execute(f"DROP TABLE IF EXISTS {m}")
     return counts
