@@ -137,6 +137,14 @@ def identity_eval(truth: Path, warehouse: Path) -> None:
         click.echo(sc.render(label))
 
 
+def _memory_size(value: str) -> str:
+    import re
+
+    if not re.fullmatch(r"\d+(\.\d+)?\s*([KMGT]i?B)", value.strip(), re.IGNORECASE):
+        raise click.BadParameter(f"'{value}' is not a size; write it like 2GB or 1500MB.")
+    return value.strip()
+
+
 @main.command()
 @_folder_option(
     "--raw", "data/sample/raw", "Folder holding the department exports (raw/<dir>/<file>)."
@@ -147,7 +155,29 @@ def identity_eval(truth: Path, warehouse: Path) -> None:
 @click.option(
     "--strict", is_flag=True, help="Exit 4 when rows were quarantined, not only when files failed."
 )
-def ingest(raw: Path, sources: Path, warehouse: Path, only: tuple[str, ...], strict: bool) -> None:
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Files loaded at the same time (default: 2, or 1 on a single core).",
+)
+@click.option(
+    "--memory-limit",
+    default="2GB",
+    show_default=True,
+    callback=lambda ctx, param, value: _memory_size(value),
+    help="DuckDB's memory limit while ingesting, e.g. 2GB or 1500MB; beyond it DuckDB spills "
+    "to disk.",
+)
+def ingest(
+    raw: Path,
+    sources: Path,
+    warehouse: Path,
+    only: tuple[str, ...],
+    strict: bool,
+    workers: int | None,
+    memory_limit: str,
+) -> None:
     """Load every source's exports into the warehouse, with lineage and quarantine.
 
     Unchanged files are skipped (content hash); a changed file replaces its earlier rows in
@@ -191,7 +221,15 @@ def ingest(raw: Path, sources: Path, warehouse: Path, only: tuple[str, ...], str
             else:
                 click.echo(f"{r.source}: {r.file}: FAILED: {r.message}")
 
-    summary = run_ingest(raw, sources, warehouse, only=list(only) or None, progress=progress)
+    summary = run_ingest(
+        raw,
+        sources,
+        warehouse,
+        only=list(only) or None,
+        progress=progress,
+        workers=workers,
+        memory_limit=memory_limit,
+    )
     click.echo("")
     click.echo(summary.render())
     quarantined = sum(r.rows_quarantined for r in summary.results)

@@ -72,3 +72,15 @@ def test_validate_ok_and_problems(county):
     assert bad.output.splitlines()[0].endswith(
         "payment.yaml:9: field 'pay_date': unknown normalizer 'dat'; fix: did you mean 'date'?"
     )
+
+
+def test_ingest_workers_and_memory_limit(county):
+    base = ["ingest", "--raw", str(county / "raw"), "--sources", str(county / "sources")]
+    wh = ["--warehouse", str(county / "w.duckdb")]
+    res = invoke(*base, *wh, "--workers", "1", "--memory-limit", "512MB")
+    assert res.exit_code == 0, res.output
+    assert "payment: finance/q1.csv: read 4 = loaded 4" in res.output
+    bad = invoke(*base, *wh, "--memory-limit", "lots")
+    assert bad.exit_code == 2
+    assert "'lots' is not a size; write it like 2GB or 1500MB." in bad.output
+    assert invoke(*base, *wh, "--workers", "0").exit_code == 2

@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import re
 import threading
 import time
 import uuid
@@ -616,6 +617,8 @@ def ingest(
 
     Raises SpecError for invalid source files and WarehouseError when the warehouse cannot be
     opened: both stop the run before anything is written."""
+    if not re.fullmatch(r"\d+(\.\d+)?\s*([KMGT]i?B)", memory_limit.strip(), re.IGNORECASE):
+        raise ValueError(f"memory_limit {memory_limit!r}: write it like 2GB or 1500MB")
     raw = Path(raw_root)
     if not raw.is_dir():
         raise InputFileError(
