@@ -20,7 +20,7 @@ import polars as pl
 import pytest
 
 from crossmatch import normalize, normalize_sql
-from crossmatch.ingest import readers
+from crossmatch.ingest import pipeline, readers
 from crossmatch.ingest.pipeline import expand_files, match_columns
 from crossmatch.spec import SourceSpec, load_sources
 
@@ -62,27 +62,12 @@ def _cases(only: set[str] | None = None) -> list[Any]:
 
 def _read(spec: SourceSpec, path: Path) -> tuple[list[str], list[pl.DataFrame]]:
     """Header and wide batches (c0..) of one raw file, read as ingestion's readers read it."""
-    aliases = {readers.norm_header(a) for f in spec.fields for a in f.columns}
     encoding, use_iconv = spec.encoding, True
     for _ in range(3):
         info = readers.ReadInfo()
         try:
-            if spec.format_for(path) == "xlsx":
-                gen = readers.read_xlsx_batches(
-                    path, info, sheet=spec.sheet, header_row=spec.header_row, aliases=aliases
-                )
-            else:
-                r = readers.CsvReader(
-                    path,
-                    encoding=encoding,
-                    delimiter=spec.delimiter,
-                    header_row=spec.header_row,
-                    aliases=aliases,
-                    use_iconv=use_iconv,
-                )
-                r.info = info
-                gen = readers.read_csv_batches(r)
-            batches = list(gen)
+            fmt = spec.format_for(path)
+            batches = list(pipeline._batches(spec, path, fmt, info, encoding, None, use_iconv))
         except readers.RetryWithEncoding as exc:
             use_iconv = not isinstance(exc, readers.RetryWithoutIconv) and use_iconv
             encoding = exc.encoding
