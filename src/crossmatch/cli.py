@@ -206,6 +206,9 @@ def ingest(
                 last[0] = now
                 msg = f"  {ev.source}: {ev.file} {100 * ev.done / ev.total:5.1f}%"
                 click.echo(("\r" + msg) if tty else msg, err=True, nl=not tty)
+        elif ev.kind == "phase" and (tty or ev.total >= 64 << 20):
+            msg = f"  {ev.source}: {ev.file}: {ev.note}"  # big files: what takes the time
+            click.echo(("\r\033[K" + msg) if tty else msg, err=True, nl=not tty)
         elif ev.kind == "done" and ev.result is not None:
             r = ev.result
             if tty:

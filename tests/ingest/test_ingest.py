@@ -478,3 +478,16 @@ def test_a_file_loaded_on_a_callers_connection_leaves_no_temporary_tables(county
     temp = con.execute("SELECT table_name FROM duckdb_tables() WHERE temporary").fetchall()
     assert temp == []
     con.close()
+
+
+def test_progress_reports_start_phase_and_done_for_every_loaded_file(county):
+    events: list = []
+    run(county, progress=events.append)
+    kinds = [(e.kind, e.file) for e in events if e.kind in ("start", "phase", "done")]
+    assert kinds == [
+        ("start", "finance/q1.csv"),
+        ("phase", "finance/q1.csv"),
+        ("done", "finance/q1.csv"),
+    ]
+    phase = next(e for e in events if e.kind == "phase")
+    assert phase.note == "4 rows read, normalising and writing" and phase.total > 0

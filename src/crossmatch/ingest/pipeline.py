@@ -46,7 +46,8 @@ Progress = Callable[["ProgressEvent"], None]
 
 @dataclass(slots=True)
 class ProgressEvent:
-    """Reported while ingesting: ``kind`` is start / bytes / done."""
+    """Reported while ingesting: ``kind`` is start / bytes (``done`` of ``total`` bytes read) /
+    phase (``note`` says what the file's load is doing now, ``total`` = its size) / done."""
 
     kind: str
     source: str
@@ -54,6 +55,7 @@ class ProgressEvent:
     done: int = 0
     total: int = 0
     result: FileResult | None = None
+    note: str = ""
 
 
 @dataclass(slots=True)
@@ -466,6 +468,9 @@ def _load(job: _Job) -> FileResult:
             if not rows:
                 _header_only(job, info)
             mapping, _ = match_columns(spec, info.header)
+            if job.progress:
+                note = f"{rows:,} rows read, normalising and writing"
+                job.progress(ProgressEvent("phase", spec.id, rel, rows, job.size, note=note))
             con.begin()
             try:
                 con.execute(f'DELETE FROM "{spec.table}" WHERE _file = ?', [rel])
