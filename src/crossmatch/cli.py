@@ -60,8 +60,25 @@ def _require(warehouse: Path, message: str) -> None:
 
 @click.group(cls=_Group)
 @click.version_option(__version__, prog_name="crossmatch")
-def main() -> None:
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning"], case_sensitive=False),
+    default="warning",
+    show_default=True,
+    help="Log messages to stderr from this level on; debug shows, e.g., how long each SQL "
+    "statement of an ingest took.",
+)
+def main(log_level: str) -> None:
     """crossmatch: catch fraud and favouritism in public subsidies."""
+    import logging
+
+    level = getattr(logging, log_level.upper())
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("crossmatch").setLevel(level)  # also when logging was set up before
 
 
 @main.command()

@@ -84,3 +84,18 @@ def test_ingest_workers_and_memory_limit(county):
     assert bad.exit_code == 2
     assert "'lots' is not a size; write it like 2GB or 1500MB." in bad.output
     assert invoke(*base, *wh, "--workers", "0").exit_code == 2
+
+
+def test_log_level_debug_shows_how_long_each_ingest_statement_took(county, caplog):
+    import logging
+
+    args = ["--log-level", "debug", "ingest", "--raw", str(county / "raw")]
+    try:
+        res = invoke(
+            *args, "--sources", str(county / "sources"), "--warehouse", str(county / "w.db")
+        )
+    finally:
+        logging.getLogger("crossmatch").setLevel(logging.NOTSET)  # as before the command
+    assert res.exit_code == 0, res.output
+    timed = [r.getMessage() for r in caplog.records if r.name == "crossmatch.ingest.stage"]
+    assert any('INSERT INTO "src_payment"' in m and m.strip()[0].isdigit() for m in timed)
