@@ -491,3 +491,17 @@ def test_progress_reports_start_phase_and_done_for_every_loaded_file(county):
     ]
     phase = next(e for e in events if e.kind == "phase")
     assert phase.note == "4 rows read, normalising and writing" and phase.total > 0
+
+
+def test_a_carriage_return_inside_a_cell_is_kept_not_dropped(county):
+    """A stray CR inside a line (an Excel cell with a line break, exported badly) is text of
+    its cell, as Python's csv module reads it: never silently cut (polars drops it before a
+    delimiter)."""
+    write_csv(
+        county / "raw/finance/q1.csv",
+        [PAY_HEADER, f"B1,张三\r,{ID_A},100,2025-01,2025/1/5,成功", PAY_ROWS[3]],
+    )
+    r = only(run(county), "loaded")
+    assert (r.rows_read, r.rows_loaded) == (2, 2)
+    rows = q(county, "SELECT _row, payee_name, payee_name_raw FROM src_payment ORDER BY _row")
+    assert rows == [(2, "张三", "张三\r"), (3, "李四", "李四")]

@@ -437,6 +437,15 @@ class CsvReader:
             if irr_mask is not None:
                 irr = np.flatnonzero(irr_mask).tolist()
                 qpos = qpos[~irr_mask[np.searchsorted(ends, qpos)]]
+        # a CR inside a line (not one ending it): polars would cut it from its cell; the csv
+        # module reads it as text, like every irregular line
+        crpos = np.flatnonzero(arr == 13)
+        if len(crpos):
+            cr_line = np.searchsorted(ends, crpos)
+            maybe = np.unique(cr_line[crpos + 1 != ends[cr_line]])  # not right before a LF
+            inner = [i for i in maybe.tolist() if "\r" in text(i)]  # not `\r\r\n` either
+            if inner:
+                irr = sorted(set(irr) | set(inner))
         parsed = [self._parse_line(text(i), first_line + i) for i in irr]
         # a quoted value spans lines; except on the file's last line with no line end after
         # it: the csv module reads that value to the end of the file, as line by line
@@ -607,8 +616,11 @@ class CsvReader:
         odd = (
             lines.with_row_index("_i")
             .filter(
-                pl.col("_line").str.contains('"', literal=True)
-                & ~pl.col("_line").str.contains(self._rfc_re)
+                (
+                    pl.col("_line").str.contains('"', literal=True)
+                    & ~pl.col("_line").str.contains(self._rfc_re)
+                )
+                | pl.col("_line").str.strip_chars_end("\r").str.contains("\r", literal=True)
             )
             .select("_i", "_row", "_line")
         )
