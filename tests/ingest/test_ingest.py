@@ -505,3 +505,28 @@ def test_a_carriage_return_inside_a_cell_is_kept_not_dropped(county):
     assert (r.rows_read, r.rows_loaded) == (2, 2)
     rows = q(county, "SELECT _row, payee_name, payee_name_raw FROM src_payment ORDER BY _row")
     assert rows == [(2, "张三", "张三\r"), (3, "李四", "李四")]
+
+
+def test_big_file_plan_loads_the_same_as_the_small_file_plan(tmp_path, monkeypatch):
+    """From BIG_FILE_ROWS on, a fast path's helper columns are materialised per distinct value
+    instead of written out in place: both plans must load the same rows (sample county)."""
+    import duckdb
+
+    from crossmatch.ingest import ingest, stage
+
+    raw = Path(__file__).parents[2] / "data/sample/raw"
+    sources = Path(__file__).parents[2] / "sources"
+    ingest(raw, sources, tmp_path / "small.duckdb", only=["hukou", "payment", "bank_account"])
+    monkeypatch.setattr(stage, "BIG_FILE_ROWS", 0)
+    ingest(raw, sources, tmp_path / "big.duckdb", only=["hukou", "payment", "bank_account"])
+    con = duckdb.connect()
+    con.execute(f"ATTACH '{tmp_path / 'small.duckdb'}' AS a (READ_ONLY)")
+    con.execute(f"ATTACH '{tmp_path / 'big.duckdb'}' AS b (READ_ONLY)")
+    for t in ("src_hukou", "src_payment", "src_bank_account", "quarantine"):
+        n = con.execute(f"SELECT count(*) FROM a.{t}").fetchall()[0][0]
+        assert n > 0, t
+        for x, y in (("a", "b"), ("b", "a")):
+            diff = con.execute(
+                f"SELECT count(*) FROM (SELECT * FROM {x}.{t} EXCEPT ALL SELECT * FROM {y}.{t})"
+            ).fetchall()[0][0]
+            assert diff == 0, (t, x)
