@@ -5,7 +5,8 @@
 Used to check that a change to ingestion loads exactly what it loaded before: ingest the same
 raw folder with the old code into A and the new code into B. Every ``src_*`` table and
 ``quarantine`` must hold the same rows (any order); prints the first differing rows of each
-table and exits 1 when a table differs.
+table and exits 1 when a table differs. On a 3-million-person county (16.4M rows) it takes
+about 3 minutes and 10 GB of memory.
 """
 
 from __future__ import annotations
