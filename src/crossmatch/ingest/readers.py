@@ -80,14 +80,26 @@ class RetryWithoutIconv(RetryWithEncoding):
 # where Python keeps the 2000 mapping (private-use code points). glibc's side of each differing
 # pair is below; a block holding one is re-read with Python's codec, so results never change.
 # (glibc also rejects 18 four-byte sequences Python accepts: iconv fails, same fallback.)
+GLIBC_DIFFERENT_CODEPOINTS = (
+    0x1E3F,
+    *range(0x9FB4, 0x9FBC),
+    0xE7C7,
+    *range(0xFE10, 0xFE1A),
+    0x20087,
+    0x20089,
+    0x200CC,
+    0x215D7,
+    0x2298F,
+    0x241FE,
+)
 _GLIBC_ONLY_SUPPLEMENTARY = tuple(
-    chr(c).encode("utf-8") for c in (0x20087, 0x20089, 0x200CC, 0x215D7, 0x2298F, 0x241FE)
+    chr(c).encode("utf-8") for c in GLIBC_DIFFERENT_CODEPOINTS if c > 0xFFFF
 )
 
 
 def _glibc_differs(utf8: bytes) -> bool:
     """True when iconv's UTF-8 output holds a character Python's gb18030 maps differently
-    (U+1E3F, U+9FB4-9FBB, U+E7C7, U+FE10-FE19, six CJK extension B characters)."""
+    (GLIBC_DIFFERENT_CODEPOINTS, tested here byte-wise with numpy for speed)."""
     if b"\xee\x9f\x87" in utf8:  # U+E7C7
         return True
     if b"\xf0" in utf8 and any(g in utf8 for g in _GLIBC_ONLY_SUPPLEMENTARY):

@@ -37,6 +37,7 @@ import duckdb
 import polars as pl
 
 from crossmatch import normalize, normalize_sql
+from crossmatch.ingest import readers
 from crossmatch.normalize_sql import sql_literal
 from crossmatch.spec import SourceSpec
 
@@ -66,7 +67,6 @@ def scan_file(path: Path, *, lines: bool = True) -> FileScan:
     n = cr = crlf = 0
     soh = False
     last = b""
-    prev_tail = b""
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(SCAN_BLOCK), b""):
             h.update(chunk)
@@ -75,11 +75,10 @@ def scan_file(path: Path, *, lines: bool = True) -> FileScan:
             n += chunk.count(b"\n")
             c = chunk.count(b"\r")
             cr += c
-            crlf += prev_tail == b"\r" and chunk[:1] == b"\n"  # a CRLF across two blocks
+            crlf += last == b"\r" and chunk[:1] == b"\n"  # a CRLF across two blocks
             if c:
                 crlf += chunk.count(b"\r\n")
             soh = soh or b"\x01" in chunk or b"\x02" in chunk
-            prev_tail = chunk[-1:]
             last = chunk[-1:]
     return FileScan(h.hexdigest(), n, last in (b"\n", b""), cr != crlf, soh)
 
@@ -136,11 +135,8 @@ def _transcode(path: Path, workdir: Path) -> Path:
     return out
 
 
-# glibc's GB18030 table differs from Python's for these characters (see readers._glibc_differs)
-_GLIBC_DIFFERS = (
-    r"[\x{1E3F}\x{9FB4}-\x{9FBB}\x{E7C7}\x{FE10}-\x{FE19}"
-    r"\x{20087}\x{20089}\x{200CC}\x{215D7}\x{2298F}\x{241FE}]"
-)
+# glibc's GB18030 table differs from Python's for these characters (an RE2 class)
+_GLIBC_DIFFERS = "[" + "".join(f"\\x{{{c:X}}}" for c in readers.GLIBC_DIFFERENT_CODEPOINTS) + "]"
 
 
 def stage_csv(
@@ -250,8 +246,6 @@ def _re_escape(ch: str) -> str:
 
 def stage_batch(con: duckdb.DuckDBPyConnection, batch: pl.DataFrame, width: int) -> None:
     """Append one reader batch (wide: _row, _line, _nf, c0.. or list: _row, _fields, _line)."""
-    from crossmatch.ingest import readers
-
     if "_fields" in batch.columns:
         batch = readers.widen(batch, width)
     raw = "_raw_line" if "_raw_line" in batch.columns else "_line"
