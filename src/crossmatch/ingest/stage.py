@@ -380,9 +380,13 @@ def _plan_field(
     types = dict(norm.outputs)
     m, p, d = f"_cm_m{j}", f"_cm_p{j}", f"_cm_d{j}"
     col = f"s.c{idx}"
+
+    def py_map(table: str, values: pl.Series) -> bool:
+        return _python_map(con, table, values, norm, f.params, label, f.name, f.required, types)
+
     if idx is None:  # optional column absent from this file: every row gets the NULL outputs
         null = pl.Series("k", [None], dtype=pl.String)
-        _python_map(con, m, null, norm, f.params, label, f.name, f.required, types)
+        py_map(m, null)
         plan.joins.append(f"LEFT JOIN {m} ON true")
         plan.select += [f"{m}.o{i}" for i in range(len(types))]
         plan.target += [_ident(f.name + s) for s in types]
@@ -400,7 +404,7 @@ def _plan_field(
             con, f"SELECT DISTINCT {col} AS k FROM {STAGE} s WHERE {shape_ok} AND NOT {ok}"
         )
         if len(left):
-            has_msg = _python_map(con, p, left, norm, f.params, label, f.name, f.required, types)
+            has_msg = py_map(p, left)
             plan.joins.append(f"LEFT JOIN {p} ON {col} IS NOT DISTINCT FROM {p}.k")
         for i, (suffix, typ) in enumerate(types.items()):
             py = f"{p}.o{i}" if len(left) else f"CAST(NULL AS {typ})"
@@ -428,7 +432,7 @@ def _plan_field(
         if _identity(fp, left, norm, f.params, f.required):  # e.g. clean names: no join
             plan.select += [f"CAST({col} AS {t})" for t in types.values()]
         elif len(left):  # the values the fast path leaves: Python, joined as a second map
-            has_msg = _python_map(con, p, left, norm, f.params, label, f.name, f.required, types)
+            has_msg = py_map(p, left)
             plan.joins.append(f"LEFT JOIN {m} ON {col} IS NOT DISTINCT FROM {m}.k")
             plan.joins.append(f"LEFT JOIN {p} ON {col} IS NOT DISTINCT FROM {p}.k")
             plan.select += [
@@ -439,14 +443,13 @@ def _plan_field(
             plan.select += [f"{m}.o{i}" for i in range(len(types))]
     else:  # no fast path: every distinct value through Python
         left = _keys(con, f"SELECT DISTINCT c{idx} AS k FROM {STAGE} s WHERE {shape_ok}")
-        has_msg = _python_map(con, p, left, norm, f.params, label, f.name, f.required, types)
+        has_msg = py_map(p, left)
         plan.joins.append(f"LEFT JOIN {p} ON {col} IS NOT DISTINCT FROM {p}.k")
         plan.select += [f"{p}.o{i}" for i in range(len(types))]
-    source = p
     plan.target += [_ident(f.name + s) for s in types]
     if has_msg:
         plan.bad_joins.append(
-            f"LEFT JOIN (SELECT k, msg FROM {source} WHERE msg IS NOT NULL) b{j} ON "
+            f"LEFT JOIN (SELECT k, msg FROM {p} WHERE msg IS NOT NULL) b{j} ON "
             f"{col} IS NOT DISTINCT FROM b{j}.k"
         )
         plan.bad_msgs.append(f"b{j}.msg")
