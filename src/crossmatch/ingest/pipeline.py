@@ -383,9 +383,7 @@ def _stage_by_duckdb(job: _Job, info: readers.ReadInfo) -> int | None:
     )
     if head is None or head.encoding is None:
         return None
-    _mapping, missing = match_columns(spec, head.header)
-    if missing:
-        raise InputFileError(missing_columns_message(spec, job.rel, head.header_row, missing))
+    _check_columns(job, head)
     stage.create_stage(job.con, len(head.header))
     try:
         rows = stage.stage_csv(
