@@ -327,12 +327,14 @@ def test_csv_renamed_xlsx(tmp_path):
 
 
 def test_no_header_row_found(county):
-    write_csv(county / "raw/finance/q1.csv", ["a,b,c", "1,2,3"])
+    # the first row is data (a name, an ID number): it must not reach the message
+    write_csv(county / "raw/finance/q1.csv", [f"张三丰,{ID_A},3", "1,2,3"])
     msg = fail_msg(county)
     assert msg.startswith(
         f"{county / 'raw/finance/q1.csv'}: no header row found in the first 20 rows (row 1 "
-        "reads: a, b, c; expected headers such as "
+        "has 3 non-empty cell(s), none a mapped header; expected headers such as "
     )
+    assert "张三丰" not in msg and ID_A not in msg
 
 
 def test_file_disappearing_mid_run(county, monkeypatch):
