@@ -87,7 +87,7 @@ def _pick(value: str, pattern: str | None) -> str | None:
     return m.group(1) if m.re.groups else m.group(0)
 
 
-def _origin_values(
+def origin_values(
     spec: SourceSpec, rel: str, info: readers.ReadInfo, fname: str
 ) -> list[str | None]:
     """The value of a ``from:`` field per part of the file (one part, or one per sheet)."""
@@ -111,13 +111,15 @@ def _origin_values(
     out: list[str | None] = []
     for k, text in enumerate(texts):
         got = _pick(text, f.pattern)
-        if got is None or (f.origin == "title" and not text):
+        if f.origin == "title" and not text and f.pattern is None:
+            got = None  # no title rows and nothing asked of them: NULL
+        elif got is None or (f.origin == "title" and not text):
             where = f"{rel}#{parts[k].name}" if spec.sheets is not None and parts else rel
             shown = f" ({text!r})" if f.origin in ("path", "sheet") else ""
             found = "holds no text" if not text else "does not match"
             raise InputFileError(
                 f"{where}: field {fname!r}: {what}{shown} {found}"
-                + (f" the pattern {f.pattern!r}" if text and f.pattern else "")
+                + (f" the pattern '{f.pattern}'" if text and f.pattern else "")
                 + f". Fix: correct `pattern:` of field {fname!r} in {spec.path.as_posix()} "
                 f"(group 1 is the value), or map the field from a column."
             )
@@ -152,7 +154,7 @@ def add_derived_cells(
         elif f.origin == "value":
             expr, label = sql_literal(f.value or ""), f"({f.name})"
         else:
-            values = _origin_values(spec, rel, info, f.name)
+            values = origin_values(spec, rel, info, f.name)
             lits = [sql_literal(v) if v is not None else "NULL" for v in values]
             if multi and len(lits) > 1:
                 whens = " ".join(f"WHEN {k} THEN {v}" for k, v in enumerate(lits))
@@ -160,7 +162,7 @@ def add_derived_cells(
             else:
                 expr = lits[0]
             label = f"({f.name})"
-        mapping[f.name] = len(header) + len(exprs)
+        mapping[f.name] = len(header)
         header.append(label)
         exprs.append(f"CAST({expr} AS VARCHAR)")
     if not exprs and not multi:

@@ -195,7 +195,8 @@ def _parse_field(
     if isinstance(value, LocDict):
         problems.check_keys(path, value, allowed, f"field {name!r}")
     origin, const, default, pattern = _parse_origin(path, name, value, kline, problems)
-    columns = _as_str_list(value.get("column")) if origin == "column" else []
+    bare = origin == "column" and "value" not in value and "from" not in value
+    columns = _as_str_list(value.get("column")) if bare else []
     if columns is None:
         problems.add(
             path,
