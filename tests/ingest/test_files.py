@@ -167,6 +167,7 @@ def test_every_sheet_of_a_workbook_is_one_file_with_sheet_lineage(tmp_path):
             ],
             # other title rows, other column order; the same person and amount as 农村低保
             "城市低保": [
+                [],  # a leading empty row: physical rows still count from 1
                 ["2024年城市低保"],
                 ["制表单位：民政局"],
                 ["月保障金额", "姓名", "身份证号"],
@@ -187,8 +188,8 @@ def test_every_sheet_of_a_workbook_is_one_file_with_sheet_lineage(tmp_path):
     ) == [
         ("civil/花名册.xlsx#农村低保", 3, None, "农村低保", "2025", "张三", Decimal("300.00")),
         ("civil/花名册.xlsx#农村低保", 4, None, "农村低保", "2025", "李四", Decimal("300.00")),
-        ("civil/花名册.xlsx#城市低保", 4, None, "城市低保", "2024", "张三", Decimal("300.00")),
-        ("civil/花名册.xlsx#城市低保", 5, 4, "城市低保", "2024", "张三", Decimal("300.00")),
+        ("civil/花名册.xlsx#城市低保", 5, None, "城市低保", "2024", "张三", Decimal("300.00")),
+        ("civil/花名册.xlsx#城市低保", 6, 5, "城市低保", "2024", "张三", Decimal("300.00")),
     ]
     assert q(tmp_path, "SELECT file, status FROM ingest_file") == [("civil/花名册.xlsx", "ok")]
     # a listed sheet without a mapped column fails the whole workbook, naming the sheet
@@ -207,6 +208,23 @@ def test_every_sheet_of_a_workbook_is_one_file_with_sheet_lineage(tmp_path):
         "header row 2"
     )
     assert q(tmp_path, "SELECT count(*) FROM src_roster") == [(4,)]  # the last version stays
+
+
+def test_one_sheet_named_in_sheet_gives_its_name_and_plain_lineage(tmp_path):
+    text = ROSTER.format(sheets="x").replace("sheets: x\n", "sheet: 特困\n")
+    sources(tmp_path, roster=text)
+    write_book(
+        tmp_path / "raw/civil/a.xlsx",
+        {
+            "农村低保": [["姓名", "身份证号", "月保障金额"], ["李四", ID_C, "1"]],
+            "特困": [[], [], ["2023年"], ["姓名", "身份证号", "月保障金额"], ["张三", ID_A, "9"]],
+        },
+    )
+    (r,) = run(tmp_path).results
+    assert r.status == "loaded", r.message
+    assert q(tmp_path, "SELECT _file, _row, item, year, member_name FROM src_roster") == [
+        ("civil/a.xlsx", 5, "特困", "2023", "张三")
+    ]
 
 
 def test_sheet_list_with_an_unknown_sheet_and_from_sheet_on_a_csv(tmp_path):

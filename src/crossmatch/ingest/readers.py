@@ -1303,7 +1303,7 @@ def read_xlsx_batches(
         header = list(read[0].part.header)
     info.header_row, info.header, info.encoding = read[0].part.header_row, header, "xlsx"
     info.title = read[0].part.title
-    info.parts = [sh.part for sh in read] if sheets is not None else []
+    info.parts = [sh.part for sh in read]  # several only with ``sheets:``
     width = len(header)
     for k, sh in enumerate(read):
         own = sh.part.header
