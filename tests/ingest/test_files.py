@@ -76,6 +76,8 @@ TAB_LINES = [
     [
         ("utf-16-le", codecs.BOM_UTF16_LE, "auto", "auto"),
         ("utf-16-be", codecs.BOM_UTF16_BE, "auto", "auto"),
+        ("utf-16-le", b"", "auto", "auto"),  # no BOM: the zero high bytes tell
+        ("utf-16-be", b"", "utf-16-be", "auto"),
         ("utf-16-le", codecs.BOM_UTF16_LE, "utf-16", "tab"),
         ("utf-16-le", codecs.BOM_UTF16_LE, "auto", "','"),  # declared comma: header says tab
     ],
@@ -207,6 +209,20 @@ def test_every_sheet_of_a_workbook_is_one_file_with_sheet_lineage(tmp_path):
         "civil/花名册.xlsx#城市低保: column '身份证号' (field member_id) not found in the "
         "header row 2"
     )
+    problems = validate_all({"sources": tmp_path / "sources", "raw": tmp_path / "raw"})
+    got = sorted((p.line, p.message.split(". Fix")[0]) for p in problems)
+    assert got == [
+        (
+            6,
+            "civil/花名册.xlsx#农村低保: field 'year': the title rows above the header holds "
+            "no text",
+        ),
+        (
+            8,
+            "field 'member_id': column '身份证号' not found in civil/花名册.xlsx#城市低保 "
+            "(header row 2)",
+        ),
+    ]
     assert q(tmp_path, "SELECT count(*) FROM src_roster") == [(4,)]  # the last version stays
 
 
