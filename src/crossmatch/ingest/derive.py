@@ -65,17 +65,23 @@ def drop_summary_rows(
     if width == 0:
         return 0
     rx = sql_literal(SUMMARY_RE)
-    has = " OR ".join(
-        f"coalesce(contains(c{i}, '计') AND regexp_matches(c{i}, {rx}), false)"
-        for i in range(width)
-    )
-    empty = [
-        f"(c{i} IS NULL OR trim(c{i}) = '' OR coalesce(regexp_matches(c{i}, {rx}), false))"
-        for i in _person_cells(spec, mapping)
-    ]
-    cond = "".join(f"{e} AND " for e in empty) + f"({has})"  # cheap tests first
-    row = con.execute(f"DELETE FROM {STAGE} WHERE {cond}").fetchone()
-    return int(row[0]) if row else 0
+    cells = [f"c{i}" for i in range(width)]
+
+    def summary(c: str) -> str:
+        return f"(contains({c}, '计') AND regexp_matches({c}, {rx}))"
+
+    person = [f"c{i}" for i in _person_cells(spec, mapping)]
+    # cheap tests first (person cells empty or holding 计), the patterns on what is left
+    maybe = [f"({c} IS NULL OR trim({c}) = '' OR contains({c}, '计'))" for c in person]
+    exact = [f"({c} IS NULL OR trim({c}) = '' OR {summary(c)})" for c in person]
+    pre = f"SELECT * FROM {STAGE} WHERE {' AND '.join(maybe)}" if maybe else STAGE
+    cond = " AND ".join([*exact, "(" + " OR ".join(summary(c) for c in cells) + ")"])
+    hits = f"SELECT _row FROM ({pre}) WHERE {cond}"
+    n = con.execute(f"SELECT count(*) FROM ({hits})").fetchone()
+    if not n or not n[0]:
+        return 0
+    con.execute(f"DELETE FROM {STAGE} WHERE _row IN ({hits})")
+    return int(n[0])
 
 
 def _pick(value: str, pattern: str | None) -> str | None:
