@@ -548,3 +548,36 @@ def test_a_run_failing_midway_is_not_left_running(county, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         run(county)
     assert q(county, "SELECT status FROM ingest_run") == [("interrupted",)]
+
+
+def test_an_ingest_killed_with_sigkill_is_marked_interrupted_by_the_next(county):
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        f"""
+        import sys, time
+        from crossmatch.ingest import ingest, pipeline
+
+        def hang(*a, **kw):
+            print("running", flush=True)
+            time.sleep(600)
+
+        pipeline._run_files = hang
+        ingest({str(county / "raw")!r}, {str(county / "sources")!r}, {str(county / "w.duckdb")!r})
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "running"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert q(county, "SELECT status FROM ingest_run") == [("running",)]
+    s = run(county)
+    assert dict(q(county, "SELECT run_id = ?, status FROM ingest_run", [s.run_id])) == {
+        False: "interrupted",
+        True: "ok",
+    }
