@@ -394,6 +394,23 @@ def test_two_sources_read_one_long_table_with_where(tmp_path):
     ) == [("enterprise", 4, 4), ("shareholder", 4, 4)]
 
 
+def test_a_where_failing_at_ingest_fails_the_file_without_quoting_values(tmp_path):
+    sources(
+        tmp_path,
+        enterprise=LONG.format(
+            sid="enterprise", where="CAST(legal_rep_name AS INTEGER) > 0", role="legal_rep"
+        ),
+    )
+    write_csv(
+        tmp_path / "raw/market/a.csv",
+        ["统一社会信用代码,姓名,证件号码,角色,认缴出资额", f"9134A,张三,{ID_A},股东,1"],
+    )
+    (r,) = run(tmp_path).results
+    assert r.status == "failed"
+    assert r.message.startswith("market/a.csv: the source's `where:` condition fails on this")
+    assert "张三" not in r.message
+
+
 def test_where_is_checked_against_the_fields(tmp_path):
     bad = LONG.format(sid="enterprise", where="rolle = 1", role="legal_rep")
     sources(tmp_path, enterprise=bad)

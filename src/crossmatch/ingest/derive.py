@@ -190,10 +190,17 @@ def apply_where(con: duckdb.DuckDBPyConnection, spec: SourceSpec, rel: str) -> i
     """Delete the file's canonical rows not matching ``where:`` (NULL = not matching)."""
     if not spec.where:
         return 0
-    row = con.execute(
-        f'DELETE FROM "{spec.table}" WHERE _file = ? AND NOT coalesce(({spec.where}), false)',
-        [rel],
-    ).fetchone()
+    try:
+        row = con.execute(
+            f'DELETE FROM "{spec.table}" WHERE _file = ? AND NOT coalesce(({spec.where}), false)',
+            [rel],
+        ).fetchone()
+    except duckdb.Error as exc:  # e.g. a cast failing on this file's values (never quoted)
+        raise InputFileError(
+            f"{rel}: the source's `where:` condition fails on this file's rows "
+            f"({type(exc).__name__}). Fix: correct `where:` in {spec.path.as_posix()} (e.g. "
+            f"TRY_CAST instead of CAST)."
+        ) from exc
     return int(row[0]) if row else 0
 
 
