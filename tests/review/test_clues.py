@@ -15,9 +15,7 @@ PID_A = "341122195609279642"
 PID_B = "34112219460615062X"
 
 
-def _night(
-    wh: Path, run: str, hits: list[tuple], statuses: dict[str, str] | None = None
-) -> None:
+def _night(wh: Path, run: str, hits: list[tuple], statuses: dict[str, str] | None = None) -> None:
     """Append one detect run to a warehouse: hit rows (rule, subject, period, amount, evidence)."""
     con = duckdb.connect(str(wh))
     con.execute(HIT_DDL)
@@ -184,6 +182,6 @@ def test_verdict_values_are_checked_and_audited(wh: Path) -> None:
         rv.mark("DEC-000-NOPE", VERDICTS[0])
     rv.clues(unmask=True)
     con = duckdb.connect(str(store_path(wh)), read_only=True)
-    actions = [r[0] for r in con.execute("SELECT action FROM audit ORDER BY \"at\"").fetchall()]
+    actions = [r[0] for r in con.execute('SELECT action FROM audit ORDER BY "at"').fetchall()]
     con.close()
     assert "unmask" in actions and "sync" in actions

@@ -525,7 +525,7 @@ class Review:
     # ------------------------------------------------------------------ charts
     def chart(self, by: str = "rule") -> alt.Chart:
         """An altair chart of the open clues: ``by`` rule, region (township), month or state."""
-        df = self.clues(include_closed=True)
+        df = self.clues(include_closed=True).with_columns(pl.col("amount").cast(pl.Float64))
         if by == "rule":
             data = df.group_by("rule_id").agg(pl.len().alias("clues"), pl.col("amount").sum())
             return (
