@@ -76,3 +76,27 @@ def test_person_view_and_second_night_is_ongoing(sample_review: Review, tmp_path
     assert res.counts["ongoing"] == n and res.counts["new"] == 0
     chart = sample_review.chart("rule")
     assert chart.to_dict()["mark"]["type"] == "bar"
+
+
+def test_cli_clues_and_explain_mask_ids(sample_review: Review) -> None:
+    from click.testing import CliRunner
+
+    from crossmatch.cli import main
+
+    wh = str(sample_review.warehouse)
+    rules = str(ROOT / "rules")
+    out = CliRunner().invoke(
+        main, ["clues", "--warehouse", wh, "--rules", rules, "--rule", "ghost_recipient"]
+    )
+    assert out.exit_code == 0, out.output
+    assert "GHO-" in out.output and "********" in out.output
+    cid = sample_review.clues(rule="ghost_recipient", limit=1)["clue_id"][0]
+    out = CliRunner().invoke(main, ["explain", cid, "--warehouse", wh, "--rules", rules])
+    assert out.exit_code == 0 and cid in out.output and "排除提示" in out.output
+    out = CliRunner().invoke(main, ["explain", "NOPE-1", "--warehouse", wh, "--rules", rules])
+    assert out.exit_code != 0 and "crossmatch clues" in out.output
+    out = CliRunner().invoke(
+        main, ["verdict", cid, "无法核实", "--note", "外出", "--warehouse", wh]
+    )
+    assert out.exit_code == 0, out.output
+    assert sample_review.verdicts(cid)["verdict"].to_list() == ["无法核实"]

@@ -87,8 +87,12 @@ class EvidenceRow:
             + (f" ({i['reasons']})" if i.get("reasons") else "")
             for i in self.identity
         )
-        shown = {k: v for k, v in self.values.items() if v not in (None, "")}
-        return f"[{self.source}] {self.file} 第{self.row}行 {shown}" + (
+        shown = {
+            k: str(v) for k, v in self.values.items()
+            if v not in (None, "") and not (k.endswith("_raw") and v == self.values.get(k[:-4]))
+        }  # fmt: skip
+        cells = ", ".join(f"{k}={v}" for k, v in shown.items())
+        return f"[{self.source}] {self.file} 第{self.row}行  {cells}" + (
             f"\n      identity: {how}" if how else ""
         )
 
