@@ -276,7 +276,7 @@ class Review:
             SELECT c.clue_id, c.rule_id, c.category, c.severity, c.state, c.subject,
                    c.subject_name, c.village_code, c.period_from, c.period_to, c.months,
                    c.hits, c.amount, c.first_seen, c.last_seen, c.rule_version,
-                   v.verdict AS last_verdict
+                   v.verdict AS last_verdict, c.last_run
             FROM clue c
             LEFT JOIN (SELECT clue_id, arg_max(verdict, recorded_at) AS verdict
                        FROM verdict GROUP BY clue_id) v USING (clue_id)

@@ -116,4 +116,47 @@ def verdict_command(
     click.echo(f"{clue_id}: {verdict} recorded")
 
 
-COMMANDS = (clues_command, explain_command, verdict_command)
+@click.command("export")
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Output file: .xlsx (investigators), .csv (UTF-8 BOM) or .parquet.")  # fmt: skip
+@_WAREHOUSE
+@_RULES
+@click.option("--sources", "sources_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("sources"), show_default=True,
+              help="Source mappings (department names for the evidence sheet).")  # fmt: skip
+@click.option("--rule", multiple=True, help="Only this rule id (repeatable).")
+@click.option("--region", default=None, help="Code prefix: county (6), township (9), village (12).")
+@click.option("--state", multiple=True, help="Only clues in this state (repeatable).")
+@click.option("--run", default=None, help="The clues one detect run saw (default: all open).")
+@click.option("--include-closed", is_flag=True, help="Also closed and suppressed clues.")
+@click.option("--unmask", is_flag=True,
+              help="Write full ID and account numbers (recorded in the audit log).")  # fmt: skip
+def export_command(
+    out: Path,
+    warehouse: Path,
+    rules_dir: Path,
+    sources_dir: Path,
+    rule: tuple[str, ...],
+    region: str | None,
+    state: tuple[str, ...],
+    run: str | None,
+    include_closed: bool,
+    unmask: bool,
+) -> None:
+    """Write the clue list (问题线索清单): Excel with Chinese headers, CSV or Parquet."""
+    from crossmatch.export import export_clues
+
+    rv = Review(warehouse, rules_dir=rules_dir)
+    click.echo(rv.sync().render())
+    res = export_clues(
+        rv, out, unmask=unmask, rule=list(rule) or None, region=region,
+        state=list(state) or None, run=run, include_closed=include_closed,
+        sources_dir=sources_dir,
+    )  # fmt: skip
+    click.echo(
+        f"{res.path}: {res.rows} clue(s), {'masked' if res.masked else 'UNMASKED (audited)'}, "
+        f"sha256 {res.sha256[:16]}"
+    )
+
+
+COMMANDS = (clues_command, explain_command, verdict_command, export_command)
