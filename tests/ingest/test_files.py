@@ -444,6 +444,17 @@ def test_summary_rows_are_skipped_and_counted(county):
     assert q(county, "SELECT _row FROM src_payment ORDER BY _row") == [(2,), (7,)]
 
 
+def test_summary_rows_of_a_source_without_persons(tmp_path):
+    sources(
+        tmp_path,
+        standard="source: standard\nfiles: [s.csv]\nfields:\n  item: 补贴项目\n"
+        "  amount: {column: 标准金额, normalizer: amount}\n",
+    )
+    write_csv(tmp_path / "raw/s.csv", ["补贴项目,标准金额", "高龄津贴,100", "合计,100"])
+    (r,) = run(tmp_path).results
+    assert (r.status, r.rows_read, r.rows_loaded, r.rows_summary) == ("loaded", 2, 1, 1)
+
+
 # ----------------------------------------------------------------------------- issue 10
 
 

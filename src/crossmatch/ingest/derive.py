@@ -74,7 +74,7 @@ def drop_summary_rows(
     # cheap tests first (person cells empty or holding 计), the patterns on what is left
     maybe = [f"({c} IS NULL OR trim({c}) = '' OR contains({c}, '计'))" for c in person]
     exact = [f"({c} IS NULL OR trim({c}) = '' OR {summary(c)})" for c in person]
-    pre = f"SELECT * FROM {STAGE} WHERE {' AND '.join(maybe)}" if maybe else STAGE
+    pre = f"SELECT * FROM {STAGE}" + (f" WHERE {' AND '.join(maybe)}" if maybe else "")
     cond = " AND ".join([*exact, "(" + " OR ".join(summary(c) for c in cells) + ")"])
     hits = f"SELECT _row FROM ({pre}) WHERE {cond}"
     n = con.execute(f"SELECT count(*) FROM ({hits})").fetchone()
