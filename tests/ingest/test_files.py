@@ -243,6 +243,29 @@ def test_one_sheet_named_in_sheet_gives_its_name_and_plain_lineage(tmp_path):
     ]
 
 
+def test_where_over_sheets_sees_the_sheet_lineage(tmp_path):
+    text = ROSTER.format(sheets="all").replace(
+        "fields:", "where: \"ends_with(_file, '#特困') OR item = '城市'\"\nfields:"
+    )
+    sources(tmp_path, roster=text.replace("  year: {from: title, pattern: '(\\d{4})年'}\n", ""))
+    rows = [["姓名", "身份证号", "月保障金额"], ["张三", ID_A, "1"], ["张三", ID_A, "1"]]
+    write_book(tmp_path / "raw/civil/a.xlsx", {"农村": rows, "城市": rows, "特困": rows})
+    (r,) = run(tmp_path).results
+    assert (r.status, r.rows_read, r.rows_loaded, r.rows_filtered, r.rows_duplicate) == (
+        "loaded",
+        6,
+        4,
+        2,
+        2,
+    ), r.message
+    assert q(tmp_path, "SELECT _file, _row, _dup_of FROM src_roster ORDER BY 1, 2") == [
+        ("civil/a.xlsx#城市", 2, None),
+        ("civil/a.xlsx#城市", 3, 2),
+        ("civil/a.xlsx#特困", 2, None),
+        ("civil/a.xlsx#特困", 3, 2),
+    ]
+
+
 def test_sheet_list_with_an_unknown_sheet_and_from_sheet_on_a_csv(tmp_path):
     sources(tmp_path, roster=ROSTER.format(sheets="[农村低保, 特困]"))
     write_book(tmp_path / "raw/civil/a.xlsx", {"农村低保": [["姓名", "身份证号", "月保障金额"]]})

@@ -192,8 +192,9 @@ def apply_where(con: duckdb.DuckDBPyConnection, spec: SourceSpec, rel: str) -> i
         return 0
     try:
         row = con.execute(
-            f'DELETE FROM "{spec.table}" WHERE _file = ? AND NOT coalesce(({spec.where}), false)',
-            [rel],
+            f'DELETE FROM "{spec.table}" WHERE (_file = ? OR starts_with(_file, ?)) '
+            f"AND NOT coalesce(({spec.where}), false)",
+            [rel, rel + "#"],
         ).fetchone()
     except duckdb.Error as exc:  # e.g. a cast failing on this file's values (never quoted)
         raise InputFileError(

@@ -570,17 +570,18 @@ def _load(job: _Job) -> FileResult:
                 counts = stage.normalise(
                     con, spec, rel, job.file_hash(), derived.header, derived.mapping
                 )
+                derive.sheet_lineage(con, spec, rel, info)  # before `where:` (it may use _file)
                 filtered = derive.apply_where(con, spec, rel)
                 if filtered:
                     counts.loaded -= filtered
                     counts.duplicate = int(
                         warehouse.fetch_one(
                             con,
-                            f'SELECT count(_dup_of) FROM "{spec.table}" WHERE _file = ?',
-                            [rel],
+                            f'SELECT count(_dup_of) FROM "{spec.table}" '
+                            "WHERE _file = ? OR starts_with(_file, ?)",
+                            [rel, rel + "#"],
                         )[0]
                     )
-                derive.sheet_lineage(con, spec, rel, info)
                 res.status = "loaded"
                 res.hash = job.file_hash()
                 res.rows_read = counts.read + summary_rows
