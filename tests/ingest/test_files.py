@@ -112,6 +112,17 @@ def test_utf8_tab_file_with_delimiter_auto_and_declared_encoding_mismatch(tmp_pa
     assert "declared gb18030 but the file is UTF-16-LE" in r.message
 
 
+@pytest.mark.parametrize("sep", [";", "|", ","])
+def test_delimiter_auto_finds_the_header_split(tmp_path, sep):
+    sources(tmp_path, payment=PAY_TAB.format(enc="auto", delim="auto"))
+    lines = [ln.replace("\t", sep) for ln in TAB_LINES]
+    lines[1] = lines[1].replace("1,200.00", '"1,200.00"') if sep == "," else lines[1]
+    write_csv(tmp_path / "raw/finance/q1.csv", ["导出时间 2025-01-05", *lines])
+    (r,) = run(tmp_path).results
+    assert (r.status, r.rows_loaded, r.rows_quarantined) == ("loaded", 2, 0), r.message
+    assert q(tmp_path, "SELECT sum(amount) FROM src_payment") == [(Decimal("1550.00"),)]
+
+
 def test_truncated_utf16_file_fails_with_the_line(tmp_path):
     sources(tmp_path, payment=PAY_TAB.format(enc="auto", delim="auto"))
     path = tmp_path / "raw/finance/q1.csv"
