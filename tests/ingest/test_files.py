@@ -365,6 +365,11 @@ def test_path_pattern_that_does_not_match_fails_the_file_naming_it(tmp_path):
         ("x: {from: sheet, pattern: '(a'}", "is not a valid regex"),
         ("x: {value: a, default: b}", "`default:` goes with `column:` only"),
         ("x: {column: 发放金额, pattern: a}", "`pattern:` goes with `from: path|sheet|title`"),
+        (
+            "x: {column: 状态, default: 完成, normalizer: enum, map: {成功: ok}, other: error}",
+            "default '完成' does not pass normalizer 'enum'",
+        ),
+        ("x: {value: abc, normalizer: amount}", "value 'abc' does not pass normalizer 'amount'"),
     ],
 )
 def test_field_origin_problems_are_reported_at_their_line(tmp_path, field, want):

@@ -227,6 +227,7 @@ def _parse_field(
             problems.add(path, kline(flag), f"field {name!r}: '{flag}' must be true or false")
     if columns is None or norm is None:
         return None
+    _check_constant(path, name, norm, params, const, default, kline, problems)
     return FieldSpec(
         name=name,
         columns=tuple(columns),
@@ -240,6 +241,36 @@ def _parse_field(
         origin=origin,
         pattern=pattern,
     )
+
+
+def _check_constant(
+    path: Path,
+    name: str,
+    norm: normalize.Normalizer,
+    params: dict[str, Any],
+    const: str | None,
+    default: str | None,
+    kline: Any,
+    problems: Problems,
+) -> None:
+    """A ``value:`` / ``default:`` must pass the field's normalizer (else every row it fills
+    would be quarantined)."""
+    import polars as pl
+
+    for key, v in (("value", const), ("default", default)):
+        if v is None:
+            continue
+        try:
+            err = norm(pl.Series("v", [v], dtype=pl.String), params).error[0]
+        except Exception as exc:  # a normalizer refusing its parameters: reported elsewhere
+            err = f"{type(exc).__name__}"
+        if err is not None:
+            problems.add(
+                path,
+                kline(key),
+                f"field {name!r}: {key} {v!r} does not pass normalizer {norm.name!r} ({err})",
+                "write the value as the export would (e.g. a key of `map:` for enum)",
+            )
 
 
 def _parse_origin(
