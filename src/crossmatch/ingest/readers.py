@@ -1304,6 +1304,8 @@ def read_xlsx_batches(
     info.header_row, info.header, info.encoding = read[0].part.header_row, header, "xlsx"
     info.title = read[0].part.title
     info.parts = [sh.part for sh in read]  # several only with ``sheets:``
+    if sheets is not None:
+        info.notes.insert(0, f"sheets read: {', '.join(sh.part.name for sh in read)}")
     width = len(header)
     for k, sh in enumerate(read):
         own = sh.part.header
