@@ -134,6 +134,18 @@ def test_truncated_utf16_file_fails_with_the_line(tmp_path):
     assert ID_A not in r.message
 
 
+def test_a_small_mixed_encoding_file_is_named_at_the_first_bad_line(county):
+    rows = [r.encode("utf-8") for r in [PAY_HEADER, PAY_ROWS[0], PAY_ROWS[1], PAY_ROWS[3]]]
+    bad = "B1,李四,,100,2025-01,2025/1/5,成功".encode("gb18030")
+    (county / "raw/finance/q1.csv").write_bytes(b"\n".join([*rows, bad, rows[1]]) + b"\n")
+    (r,) = run(county).results
+    assert r.status == "failed"
+    assert r.message.endswith(
+        "q1.csv: mixed encodings: the file starts as UTF-8 but line 5 is not UTF-8 (invalid "
+        "start byte). Fix: re-export the whole file in one encoding (UTF-8 or GB18030)."
+    )
+
+
 # ----------------------------------------------------------------------------- sheets
 
 

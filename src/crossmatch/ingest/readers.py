@@ -261,6 +261,8 @@ def detect_encoding(path: Path, head: bytes, declared: str) -> str:
     if declared == "auto":
         if has_bom:
             return "utf-8-sig"
+        if not utf8_ok:
+            _refuse_mixed(path, head)
         return "utf-8" if utf8_ok else "gb18030"
     if declared in ("utf-8", "utf-8-sig"):
         if not (utf8_ok or has_bom):
@@ -277,6 +279,26 @@ def detect_encoding(path: Path, head: bytes, declared: str) -> str:
             f"Chinese character. Fix: set `encoding: auto` in the source file."
         )
     return "gb18030"  # superset of GBK: GBK lacks some name characters
+
+
+_CJK = re.compile("[\u3400-\u9fff]")
+
+
+def _refuse_mixed(path: Path, head: bytes) -> None:
+    """A head that is UTF-8 Chinese text up to some line and not UTF-8 from there on is a
+    mixed file: say so at that line (read as GB18030 it would fail, or garble, at line 1).
+    Two CJK characters of valid UTF-8 first: GB18030 text practically never yields them."""
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = head[: exc.start].decode("utf-8", errors="replace")
+        if len(_CJK.findall(before)) >= 2:
+            line = head.count(b"\n", 0, exc.start) + 1
+            raise InputFileError(
+                f"{path}: mixed encodings: the file starts as UTF-8 but line {line} is not "
+                f"UTF-8 ({exc.reason}). Fix: re-export the whole file in one encoding (UTF-8 "
+                f"or GB18030)."
+            ) from exc
 
 
 def _utf8_prefix_ok(head: bytes) -> bool:
