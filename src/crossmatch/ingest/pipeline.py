@@ -737,7 +737,7 @@ def expand_files(spec: SourceSpec, raw_root: Path) -> list[Path]:
     return list(found)
 
 
-_COPY_NAME = re.compile(r"副本|copy|\(\d+\)|（\d+）|_\d+$", re.IGNORECASE)
+_COPY_NAME = re.compile(r"副本|copy|\(\d+\)|（\d+）", re.IGNORECASE)
 
 
 def split_copies(files: list[Path], raw: Path) -> tuple[list[Path], dict[Path, Path]]:
