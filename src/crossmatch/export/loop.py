@@ -497,7 +497,8 @@ def ledgers(review: Review, out: str | Path, *, unmask: bool = False) -> Path:
                              arg_max(verifier, imported_at) AS verifier
                       FROM feedback GROUP BY clue_id)
                 SELECT c.clue_id, c.rule_id, c.subject, c.subject_name,
-                       c.amount::DOUBLE AS amount, a.unit_code, a.unit_name, a.due_at, f.* EXCLUDE (clue_id),
+                       c.amount::DOUBLE AS amount, a.unit_code, a.unit_name, a.due_at,
+                       f.* EXCLUDE (clue_id),
                        coalesce(s.stage, 'assigned') AS stage
                 FROM a JOIN clue c USING (clue_id) LEFT JOIN f USING (clue_id)
                 LEFT JOIN loop_state s USING (clue_id)
