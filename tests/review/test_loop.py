@@ -164,3 +164,20 @@ def test_fill_in_columns_are_in_the_assigned_workbook(rv: Review, tmp_path: Path
     ws = openpyxl.load_workbook(next(iter(res.workbooks.values())))["线索清单"]
     header = [c.value for c in ws[1]]
     assert header[-len(FILL_IN) :] == list(FILL_IN)
+
+
+def test_four_ledgers_workbook(rv: Review, tmp_path: Path) -> None:
+    from crossmatch.export.loop import LEDGERS, ledgers
+
+    res = assign(rv, tmp_path / "out", rule=["deceased_recipient"])
+    import_feedback(rv, [_fill(p, _good) for p in res.workbooks.values()])
+    out = ledgers(rv, tmp_path / "四张清单.xlsx")
+    wb = openpyxl.load_workbook(out)
+    assert wb.sheetnames == list(LEDGERS)
+    problems = list(wb["重点问题清单"].iter_rows(min_row=2, values_only=True))
+    assert sum(r[3] for r in problems) == res.clues
+    assert {r[7] for r in problems} <= {"已销号", "未销号"}
+    accountability = list(wb["问责处理清单"].iter_rows(min_row=2, values_only=True))
+    assert accountability and all("********" in r[4] for r in accountability)
+    effects = list(wb["整改成效清单"].iter_rows(min_row=2, values_only=True))
+    assert sum(r[3] for r in effects) > 0  # money recovered

@@ -23,10 +23,11 @@ from typing import Any
 import duckdb
 import fastexcel
 import polars as pl
+import xlsxwriter
 
 from crossmatch import warehouse as wh_mod
 from crossmatch.export.clue_list import COLUMNS, FILL_IN, _region_names, export_clues
-from crossmatch.review.api import Review
+from crossmatch.review.api import Review, mask
 from crossmatch.review.clues import FALSE_POSITIVE, VERDICTS
 from crossmatch.review.store import actor, audit
 
@@ -464,3 +465,140 @@ def reopen(review: Review, clue_id: str, reason: str) -> None:
         store.execute("COMMIT")
     finally:
         store.close()
+
+
+# ------------------------------------------------------------------ 四张清单
+LEDGERS = ("重点问题清单", "整改措施清单", "问责处理清单", "整改成效清单")
+
+
+def ledgers(review: Review, out: str | Path, *, unmask: bool = False) -> Path:
+    """The four ledgers the loop is managed with (四张清单), one sheet each, as one workbook.
+
+    A problem is a rule (问题类型) in a township; it is struck off (已销号) when every assigned
+    clue of it is closed (办结).
+    """
+    store = review._store(read_only=True)
+    try:
+        base = pl.from_arrow(
+            store.sql(
+                """
+                WITH a AS (SELECT clue_id, arg_max(unit_code, assigned_at) AS unit_code,
+                                  arg_max(unit_name, assigned_at) AS unit_name,
+                                  arg_max(due_at, assigned_at) AS due_at
+                           FROM assignment GROUP BY clue_id),
+                f AS (SELECT clue_id, arg_max(verdict, imported_at) AS verdict,
+                             arg_max(measures, imported_at) AS measures,
+                             arg_max(payments_stopped, imported_at) AS stopped,
+                             arg_max(amount_due, imported_at) AS due,
+                             arg_max(amount_recovered, imported_at) AS recovered,
+                             arg_max(data_corrected, imported_at) AS corrected,
+                             arg_max(accountability, imported_at) AS acc,
+                             arg_max(sanctions, imported_at) AS sanctions,
+                             arg_max(verifier, imported_at) AS verifier
+                      FROM feedback GROUP BY clue_id)
+                SELECT c.clue_id, c.rule_id, c.subject, c.subject_name,
+                       c.amount::DOUBLE AS amount, a.unit_code, a.unit_name, a.due_at,
+                       f.* EXCLUDE (clue_id),
+                       coalesce(s.stage, 'assigned') AS stage
+                FROM a JOIN clue c USING (clue_id) LEFT JOIN f USING (clue_id)
+                LEFT JOIN loop_state s USING (clue_id)
+                ORDER BY c.rule_id, a.unit_code, c.clue_id
+                """
+            ).to_arrow_table()
+        )
+    finally:
+        store.close()
+    assert isinstance(base, pl.DataFrame)
+    titles = {k: v.title_zh for k, v in review.rules.items()}
+    base = base.with_columns(
+        pl.col("rule_id").replace_strict(titles, default=pl.col("rule_id")).alias("problem"),
+        pl.col("verdict").is_in(list(CONFIRMED)).fill_null(False).alias("confirmed"),
+    )
+    problems = (
+        base.group_by("problem", "rule_id", "unit_code", "unit_name")
+        .agg(
+            pl.len().alias("clues"),
+            pl.col("amount").sum().alias("amount"),
+            pl.col("confirmed").sum().alias("confirmed"),
+            (pl.col("stage") == "closed").sum().alias("closed"),
+            pl.col("due_at").max().alias("due_at"),
+            pl.col("measures").drop_nulls().unique().sort().str.join("；").alias("measures"),
+            pl.col("recovered").cast(pl.Float64).sum().alias("recovered"),
+            pl.col("stopped").cast(pl.Float64).sum().alias("stopped"),
+            pl.col("corrected").fill_null(False).sum().alias("corrected"),
+        )
+        .with_columns(
+            pl.when(pl.col("closed") == pl.col("clues"))
+            .then(pl.lit("已销号"))
+            .otherwise(pl.lit("未销号"))
+            .alias("status")
+        )
+        .sort("rule_id", "unit_code")
+    )
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    wb = xlsxwriter.Workbook(str(out))
+    head = wb.add_format({"bold": True, "bg_color": "#DDEBF7", "border": 1, "text_wrap": True})
+    money = wb.add_format({"num_format": "#,##0.00"})
+
+    def sheet(name: str, headers: list[str], rows: list[list[Any]], widths: list[int]) -> None:
+        ws = wb.add_worksheet(name)
+        for j, h in enumerate(headers):
+            ws.write_string(0, j, h, head)
+            ws.set_column(j, j, widths[j] if j < len(widths) else 12)
+        for i, r in enumerate(rows, start=1):
+            for j, v in enumerate(r):
+                if v is None:
+                    continue
+                if isinstance(v, float):
+                    ws.write_number(i, j, v, money)
+                elif isinstance(v, int):
+                    ws.write_number(i, j, v)
+                else:
+                    ws.write_string(i, j, str(v))
+        ws.freeze_panes(1, 0)
+        ws.autofilter(0, 0, max(len(rows), 1), len(headers) - 1)
+
+    p = problems.iter_rows(named=True)
+    sheet(
+        LEDGERS[0],
+        ["问题类型", "承办单位", "属地代码", "线索数", "涉及金额(元)", "属实线索", "已办结", "销号状态"],  # noqa: E501
+        [[r["problem"], r["unit_name"], r["unit_code"], r["clues"], r["amount"] or 0.0,
+          r["confirmed"], r["closed"], r["status"]] for r in p],
+        [22, 12, 12, 8, 14, 10, 8, 10],
+    )  # fmt: skip
+    sheet(
+        LEDGERS[1],
+        ["问题类型", "承办单位", "整改措施", "整改期限", "销号状态"],
+        [[r["problem"], r["unit_name"], r["measures"] or "(待反馈)",
+          r["due_at"].isoformat() if r["due_at"] else None, r["status"]]
+         for r in problems.iter_rows(named=True)],
+        [22, 12, 50, 12, 10],
+    )  # fmt: skip
+    acc = base.filter(pl.col("confirmed"))
+    sheet(
+        LEDGERS[2],
+        ["线索编号", "问题类型", "承办单位", "对象", "证件号", "核查结论", "问责人数", "处分人数", "状态"],  # noqa: E501
+        [[r["clue_id"], r["problem"], r["unit_name"], r["subject_name"],
+          r["subject"] if unmask else mask(r["subject"]), r["verdict"], r["acc"] or 0,
+          r["sanctions"] or 0, "已销号" if r["stage"] == "closed" else "未销号"]
+         for r in acc.iter_rows(named=True)],
+        [24, 22, 12, 10, 20, 10, 8, 8, 8],
+    )  # fmt: skip
+    sheet(
+        LEDGERS[3],
+        ["问题类型", "承办单位", "停发金额(元)", "追回金额(元)", "更正数据(条)", "制度措施", "销号状态"],  # noqa: E501
+        [[r["problem"], r["unit_name"], r["stopped"] or 0.0, r["recovered"] or 0.0,
+          int(r["corrected"]), r["measures"] or "", r["status"]]
+         for r in problems.iter_rows(named=True)],
+        [22, 12, 14, 14, 12, 50, 10],
+    )  # fmt: skip
+    wb.close()
+    store = review._store()
+    try:
+        audit(
+            store, "ledgers", {"file": str(out), "problems": problems.height, "masked": not unmask}
+        )
+    finally:
+        store.close()
+    return out

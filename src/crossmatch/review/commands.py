@@ -242,7 +242,21 @@ def audit_verify(warehouse: Path) -> None:
     click.echo(f"audit log intact: {n[0] if n else 0} row(s)")
 
 
+@click.command("ledgers")
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The workbook to write, e.g. 四张清单.xlsx.")  # fmt: skip
+@_WAREHOUSE
+@_RULES
+@click.option("--unmask", is_flag=True, help="Full ID numbers (audited).")
+def ledgers_command(out: Path, warehouse: Path, rules_dir: Path, unmask: bool) -> None:
+    """四张清单: 重点问题, 整改措施, 问责处理, 整改成效, each item with its 销号 status."""
+    from crossmatch.export.loop import ledgers
+
+    path = ledgers(Review(warehouse, rules_dir=rules_dir), out, unmask=unmask)
+    click.echo(f"{path}: 四张清单 written")
+
+
 COMMANDS = (
     clues_command, explain_command, verdict_command, export_command, assign_command,
-    feedback_group, metrics_command, audit_verify,
+    feedback_group, metrics_command, audit_verify, ledgers_command,
 )  # fmt: skip
