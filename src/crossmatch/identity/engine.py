@@ -433,7 +433,12 @@ class Linker:
         different exclusive values (two registry IDs); ``notes`` receives what happened to
         such judgements (see :func:`constrained_components`)."""
         sel = pred.probability >= self.config.threshold
-        excl = [self.df[c].to_numpy(dtype=object, na_value=None) for c in self.config.exclusive]
+        # copies: _pin_to_persons writes pins into them, and pandas 3 (copy-on-write) hands out
+        # read-only views of a frame's columns
+        excl = [
+            np.array(self.df[c].to_numpy(dtype=object, na_value=None), dtype=object, copy=True)
+            for c in self.config.exclusive
+        ]
         if self.config.candidate_posterior and self.config.exclusive:
             sel = self._pin_to_persons(pred, sel, excl)
         elif self.config.ambiguity_margin > 0 and self.config.exclusive:
