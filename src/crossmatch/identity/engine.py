@@ -364,12 +364,11 @@ class Linker:
         idx = np.flatnonzero(anchored[pred.left] != anchored[pred.right])
         if len(idx) == 0:
             return sel
+        akey, members = self._candidate_persons(pred, sel, anchor, anchored)
         l_anch = anchored[pred.left[idx]]
         probe = np.where(l_anch, pred.right[idx], pred.left[idx])
         other = np.where(l_anch, pred.left[idx], pred.right[idx])
-        e = pd.DataFrame(
-            {"e": idx, "probe": probe, "a": anchor[other], "w": pred.match_weight[idx]}
-        )
+        e = pd.DataFrame({"e": idx, "probe": probe, "a": akey[other], "w": pred.match_weight[idx]})
         best = e.groupby(["probe", "a"], sort=False)["w"].max().reset_index()
         best["o"] = np.exp2(np.clip(best["w"].to_numpy(), -60, 60))
         tot = best.groupby("probe")["o"].transform("sum")
@@ -384,8 +383,9 @@ class Linker:
         linked = top[top["p"] >= thr]
         cols = list(self.config.exclusive)
         for key, pr in zip(linked["a"], linked["probe"], strict=True):
-            c, v = key.split("=", 1)
-            excl[cols.index(c)][pr] = v
+            for k in members.get(key, (key,)):
+                c, v = k.split("=", 1)
+                excl[cols.index(c)][pr] = v
         mass = best.groupby("probe")["p"].sum()
         unsure = mass.index[(mass >= 0.5).to_numpy()].difference(linked["probe"])
         if len(unsure):
@@ -394,6 +394,44 @@ class Linker:
             for pr, m in marker.items():
                 excl[0][pr] = "ambiguous:" + m
         return sel
+
+    def _candidate_persons(
+        self, pred: Prediction, sel: np.ndarray, anchor: np.ndarray, anchored: np.ndarray
+    ) -> tuple[np.ndarray, dict[str, tuple[str, ...]]]:
+        """Per node, the key of the candidate person it stands for, and the anchors of each
+        key that joins two nodes.
+
+        Why: one person may be two anchored nodes linked to each other, e.g. a registry row
+        whose ID has a bad check digit (anchored by its row) and its valid ID written in
+        other sources (an outside ID). Counted as two candidates, they would split a probe's
+        probability between them and the probe would link to neither. Two anchored nodes
+        with anchors of *different* exclusive columns joined by a selected edge are one
+        candidate (each node with its best such partner only, so a candidate never holds two
+        values of one column); a probe linked to it is pinned to both anchors."""
+        akey = anchor.copy()
+        members: dict[str, tuple[str, ...]] = {}
+        aa = np.flatnonzero(sel & anchored[pred.left] & anchored[pred.right])
+        if len(aa) == 0:
+            return akey, members
+        cols = list(self.config.exclusive)
+        rank = {c: i for i, c in enumerate(cols)}
+
+        def col_rank(nodes: np.ndarray) -> np.ndarray:
+            return np.array([rank[str(a).split("=", 1)[0]] for a in anchor[nodes]], dtype=int)
+
+        lo, hi = pred.left[aa], pred.right[aa]
+        rl, rh = col_rank(lo), col_rank(hi)
+        keep = rl != rh
+        first = np.where(rl < rh, lo, hi)[keep]  # the node anchored on the earlier column
+        second = np.where(rl < rh, hi, lo)[keep]
+        pairs = pd.DataFrame({"x": first, "y": second, "w": pred.match_weight[aa][keep]})
+        pairs = pairs.sort_values(["w", "x", "y"], ascending=[False, True, True])
+        pairs = pairs.drop_duplicates("x").drop_duplicates("y")
+        pairs = pairs[~pairs["y"].isin(pairs["x"])]
+        for x, y in zip(pairs["x"], pairs["y"], strict=True):
+            akey[y] = anchor[x]
+            members[anchor[x]] = (anchor[x], anchor[y])
+        return akey, members
 
     def _ambiguous(self, pred: Prediction, sel: np.ndarray) -> np.ndarray:
         """Edges from a non-anchored node to anchored nodes where the best two *different*

@@ -647,12 +647,32 @@ def _fuzzy_pool(con: duckdb.DuckDBPyConnection, judged: pd.DataFrame) -> pd.Data
                     ELSE '~' END)), 1, 16) AS gkey
         FROM _fz0 f LEFT JOIN _idc i USING (id_raw)"""
     )
+    # ``registry``: the node holds a registry row (an ID with a bad check digit, or none);
+    # it is a registered person of its own, see :func:`_registry_anchor`
     return con.execute(
         """SELECT gkey, any_value(name) AS name, any_value(idc) AS idc,
             any_value(village_code) AS village_code, any_value(acct) AS acct,
-            any_value(conflict_id) AS conflict_id
+            any_value(conflict_id) AS conflict_id, bool_or(source = 'hukou') AS registry
         FROM _fz GROUP BY gkey ORDER BY gkey"""
     ).df()
+
+
+_REG_ROW = "R:"  # prefix of the registry anchor of a registry row without a valid ID
+
+
+def _registry_anchor(groups: pd.DataFrame) -> pd.Series:
+    """``reg_id`` of the probe nodes: a registry row whose ID is unusable (bad check digit,
+    missing) is still a registered person, so its node carries a registry anchor of its own.
+
+    Why: without it such a row is a plain probe. It links to its own valid ID where another
+    source wrote it (an outside ID then, since no registry row carries it), and a probe of a
+    namesake in the same village could chain that outside ID to the namesake's registry ID
+    (a cluster may hold one registry and one outside ID): two registered people merged, and
+    the person lost its registry status (5% bad check digits: hundreds of false ghost clues).
+    With an anchor it never joins another registry row, and candidate probes weigh it as a
+    person of the registry like any other."""
+    reg = groups["registry"].fillna(False).astype(bool)
+    return (_REG_ROW + groups["gkey"].astype(str)).where(reg, None)
 
 
 def resolve_identities(
@@ -770,7 +790,9 @@ def _resolve(
     )
     loc = pd.concat(
         [
-            groups.assign(reg_id=None, ext_id=None, prev_pid=None, is_probe=True),
+            groups.drop(columns="registry").assign(
+                reg_id=_registry_anchor(groups), ext_id=None, prev_pid=None, is_probe=True
+            ),
             prev.assign(conflict_id=None, gkey=None, is_probe=False),
         ],
         ignore_index=True,
@@ -1041,7 +1063,11 @@ def _publish_nodes(
         first = cl.dropna(subset=[c]).sort_values(c).drop_duplicates("label")
         anchor[c] = first.set_index("label")[c]
     has_id = anchor["reg"].notna() | anchor["ext"].notna()
-    pid = anchor["reg"].fillna(anchor["ext"]).fillna(anchor["prev"])
+    # a registry row without a valid ID anchors its person but is no ID: the person takes
+    # the valid ID linked to it, else a P id (see _registry_anchor)
+    reg = anchor["reg"].astype(object)
+    real_reg = reg.where(~reg.fillna("").str.startswith(_REG_ROW), None)
+    pid = real_reg.fillna(anchor["ext"]).fillna(anchor["prev"])
 
     # link probability per node: best used edge touching it
     n = len(nodes)
@@ -1053,7 +1079,10 @@ def _publish_nodes(
     nid_s = pd.Series(nid, dtype="string")
     is_group = nid_s.str.startswith("G:").fillna(False).to_numpy(dtype=bool)
     gi = np.flatnonzero(is_group)
-    method = np.where(has_id.reindex(labels[gi]).to_numpy(), "fuzzy", "unresolved").astype(object)
+    # linked: in a person with an anchor, through at least one used edge (a registry row
+    # without a valid ID is its own anchor: alone, it is unresolved)
+    linked = has_id.reindex(labels[gi]).to_numpy(dtype=bool) & (prob[gi] > 0)
+    method = np.where(linked, "fuzzy", "unresolved").astype(object)
     method[np.isin(gi, list(judged_nodes))] = "judgement"
     gprob = np.where(method == "unresolved", np.nan, prob[gi])
     gprob[method == "judgement"] = 1.0
@@ -1274,7 +1303,10 @@ def _publish_persons(con: duckdb.DuckDBPyConnection) -> None:
                  FROM identity_link l JOIN person_mention m USING (source, file, row, role)
                  WHERE NOT EXISTS (SELECT 1 FROM _id_node n WHERE n.id = l.person_id)
                  GROUP BY l.person_id),
-        p AS (SELECT DISTINCT person_id FROM identity_link)
+        p AS (SELECT DISTINCT person_id FROM identity_link),
+        -- registered: a registry row is linked to the person, whether or not that row's ID
+        -- was usable (a bad check digit on the registry row leaves the person registered)
+        hk AS (SELECT DISTINCT person_id FROM identity_link WHERE source = 'hukou')
         SELECT p.person_id,
             coalesce(n.name, f.name) AS name,
             n.id AS id_number,
@@ -1286,12 +1318,13 @@ def _publish_persons(con: duckdb.DuckDBPyConnection) -> None:
                 ELSE f.sex END AS sex,
             reg.household_no,
             coalesce(n.village_code, f.village_code) AS village_code,
-            coalesce(n.in_registry, false) AS in_registry,
+            coalesce(n.in_registry, false) OR hk.person_id IS NOT NULL AS in_registry,
             dd.death_date
         FROM p LEFT JOIN _id_node n ON n.id = p.person_id
         LEFT JOIN free f ON f.person_id = p.person_id
         LEFT JOIN reg ON reg.person_id = p.person_id
-        LEFT JOIN dd ON dd.person_id = p.person_id"""
+        LEFT JOIN dd ON dd.person_id = p.person_id
+        LEFT JOIN hk ON hk.person_id = p.person_id"""
     ) if "src_hukou" in tables else con.execute(
         """CREATE OR REPLACE TABLE person AS
         SELECT l.person_id, mode(m.name) AS name, n.id AS id_number,
