@@ -54,6 +54,12 @@ class LinkageConfig:
     # judged against all the persons it could be, see :meth:`Linker._pin_to_persons`
     # (replaces ambiguity_margin)
     candidate_posterior: bool = False
+    # per node: the day (days since 1970-01-01) the person died, and the first day a probe's
+    # records speak of (e.g. its earliest payment month); with both, a candidate who had died
+    # before a probe's records is passed over when a living candidate fits on its own
+    # (see :meth:`Linker._pin_to_persons`)
+    death_column: str | None = None
+    event_column: str | None = None
     max_block_size: int = 1000
     u_sample_pairs: int = 300_000
     seed: int = 1
@@ -137,6 +143,8 @@ class Linker:
                 vc = self.df[c.column].value_counts(normalize=True, dropna=True)
                 self._tf[c.key] = vc
         self.timings: dict[str, float] = {}
+        # candidate edges passed over as dead before the probe's records (last clustering)
+        self.passed_over_dead = 0
 
     # --- candidate pairs ----------------------------------------------------------------------
     def candidate_pairs(self) -> tuple[np.ndarray, np.ndarray]:
@@ -369,12 +377,19 @@ class Linker:
         probe = np.where(l_anch, pred.right[idx], pred.left[idx])
         other = np.where(l_anch, pred.left[idx], pred.right[idx])
         e = pd.DataFrame({"e": idx, "probe": probe, "a": akey[other], "w": pred.match_weight[idx]})
+        sel = sel.copy()
+        dead = self._dead_before(probe, other, e["w"].to_numpy())
+        if dead.any():
+            pred.probability[idx[dead]] = 0.0
+            sel[idx[dead]] = False
+            e = e[~dead]
+            if e.empty:
+                return sel
         best = e.groupby(["probe", "a"], sort=False)["w"].max().reset_index()
         best["o"] = np.exp2(np.clip(best["w"].to_numpy(), -60, 60))
         tot = best.groupby("probe")["o"].transform("sum")
         best["p"] = best["o"] / (self._none_weight() + tot)
         e = e.merge(best[["probe", "a", "p"]], on=["probe", "a"], how="left")
-        sel = sel.copy()
         thr = self.config.threshold
         pred.probability[e["e"].to_numpy()] = e["p"].to_numpy()
         sel[e["e"].to_numpy()] = e["p"].to_numpy() >= thr
@@ -394,6 +409,35 @@ class Linker:
             for pr, m in marker.items():
                 excl[0][pr] = "ambiguous:" + m
         return sel
+
+    def _dead_before(self, probe: np.ndarray, other: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """Per probe-candidate edge: pass over this candidate, who had died before the probe's
+        records, because a living candidate of the same probe fits on its own (pair weight at
+        the link threshold or above).
+
+        Why: an ID-less payment to 王伟 in the month after one 王伟 died, when another 王伟
+        fits as well, is the living one's; linked to the dead namesake it would make two false
+        clues (a payment after death, and a living payee left unpaid). Without a living
+        candidate that fits, the dead one is kept: payments after death are what the rules
+        look for."""
+        cfg = self.config
+        n = len(probe)
+        if not (cfg.death_column and cfg.event_column) or n == 0:
+            return np.zeros(n, dtype=bool)
+        if cfg.death_column not in self.df or cfg.event_column not in self.df:
+            return np.zeros(n, dtype=bool)
+        death = self.df[cfg.death_column].to_numpy(dtype=float, na_value=np.nan)
+        event = self.df[cfg.event_column].to_numpy(dtype=float, na_value=np.nan)
+        with np.errstate(invalid="ignore"):
+            dead = death[other] < event[probe]
+        if not dead.any():
+            return dead
+        thr = min(max(self.config.threshold, 1e-9), 1 - 1e-9)
+        fits = ~dead & (w >= np.log2(thr / (1 - thr)))
+        live = pd.Series(fits).groupby(probe).transform("any").to_numpy(dtype=bool)
+        out = dead & live
+        self.passed_over_dead = int(out.sum())
+        return out
 
     def _candidate_persons(
         self, pred: Prediction, sel: np.ndarray, anchor: np.ndarray, anchored: np.ndarray

@@ -56,7 +56,11 @@ CREATE TABLE IF NOT EXISTS identity_judgement (
     same BOOLEAN, analyst VARCHAR, note VARCHAR, created_at TIMESTAMP DEFAULT current_timestamp
 )"""
 
-_CTX = ("village_code", "account", "township", "unit")
+# context keys a role may give (RoleRef.context): village_code, village (a village *name*:
+# mapped to its code through the name / code pairs other records give), account, township
+# (a township name: staff of that township), unit (employer), date (the record's date or
+# month, e.g. a payment's period: a candidate who had died before it is unlikely)
+_CTX = ("village_code", "village", "account", "township", "unit", "date")
 
 
 @dataclass
@@ -73,6 +77,7 @@ class ResolveSummary:
     candidate_pairs: int = 0
     mode: str = "full"
     new_mentions: int = 0
+    passed_over_dead: int = 0  # candidate links dropped: dead before the record, a living fit
     seconds: dict[str, float] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
 
@@ -83,7 +88,8 @@ class ResolveSummary:
             f"mentions {self.mentions:,}: exact {self.exact:,}, fuzzy {self.fuzzy:,}, "
             f"judgement {self.judgement:,}, unresolved {self.unresolved:,}",
             f"persons {self.persons:,}; ID conflicts {self.conflicts:,}; "
-            f"candidate pairs {self.candidate_pairs:,}",
+            f"candidate pairs {self.candidate_pairs:,}; candidates passed over as dead before "
+            f"the record {self.passed_over_dead:,}",
             "time: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items()),
         ]
         lines += [f"skipped: {s}" for s in self.skipped]
@@ -161,8 +167,9 @@ def build_mentions(
                 {col(r.name)} AS name, {col(f"{r.name}_raw" if r.name else None)} AS name_raw,
                 {col(idc)} AS id, {col(f"{idc}_raw" if idc else None)} AS id_raw,
                 {col(f"{idc}_status" if idc else None)} AS id_status,
-                {ctx["village_code"]} AS village_code, {ctx["account"]} AS account,
-                {ctx["township"]} AS township, {ctx["unit"]} AS unit
+                {ctx["village_code"]} AS village_code, {ctx["village"]} AS village,
+                {ctx["account"]} AS account,
+                {ctx["township"]} AS township, {ctx["unit"]} AS unit, {ctx["date"]} AS event_raw
             FROM {r.table}"""
         )
     if not parts:
@@ -170,14 +177,41 @@ def build_mentions(
             "no person-bearing src_* table found in the warehouse; run `crossmatch ingest` first"
         )
     con.execute(
-        "CREATE OR REPLACE TABLE person_mention AS SELECT *, "
+        "CREATE OR REPLACE TEMP TABLE _pm AS SELECT * REPLACE (" + _VILLAGE_CLEAN + " AS village), "
         "CASE WHEN id IS NOT NULL THEN strptime(substr(id, 7, 8), '%Y%m%d')::DATE END "
         "AS birth_date, "
         "CASE WHEN id IS NOT NULL THEN "
-        "CASE WHEN CAST(substr(id, 17, 1) AS INTEGER) % 2 = 1 THEN '男' ELSE '女' END END AS sex "
+        "CASE WHEN CAST(substr(id, 17, 1) AS INTEGER) % 2 = 1 THEN '男' ELSE '女' END END AS sex, "
+        "date_trunc('month', coalesce(try_cast(event_raw AS DATE), "
+        "try_strptime(event_raw, '%Y-%m')::DATE, try_strptime(event_raw, '%Y%m')::DATE))::DATE "
+        "AS event_month "
         "FROM (" + " UNION ALL ".join(parts) + ") "
         "WHERE name IS NOT NULL OR id IS NOT NULL OR id_raw IS NOT NULL"
     )
+    # a village written by name takes the code that name has wherever a record gives both
+    # (only a name with one code in the county: two villages of one name give no code)
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _village_map AS
+        SELECT village, min(village_code) AS code FROM _pm
+        WHERE village IS NOT NULL AND village_code IS NOT NULL
+        GROUP BY village HAVING count(DISTINCT village_code) = 1"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TABLE person_mention AS
+        SELECT m.* EXCLUDE (event_raw) REPLACE (coalesce(m.village_code, v.code) AS village_code)
+        FROM _pm m LEFT JOIN _village_map v USING (village)"""
+    )
+    con.execute("DROP TABLE _pm")
+
+
+# village names as written (马冲村村民委员会, 马冲村3组, 马冲村民委员会, 马冲 村) -> 马冲村;
+# idempotent on names a `village` normalizer has cleaned already
+_VILLAGE_CLEAN = """nullif(regexp_replace(regexp_replace(regexp_replace(regexp_replace(
+    regexp_replace(CAST(village AS VARCHAR), '[\\s\u3000]+', '', 'g'),
+    '([0-9一二三四五六七八九十]+(村民小组|组|队))$', ''),
+    '(村民委员会|村委会|村民委|村委)$', '村'),
+    '(社区居民委员会|社区居委会|居民委员会|居委会)$', '社区'),
+    '村村$', '村'), '')"""
 
 
 # --- 2. exact path ----------------------------------------------------------------------------
@@ -359,6 +393,31 @@ def _node_frame(nodes: pd.DataFrame) -> pd.DataFrame:
     return nodes
 
 
+def _build_deaths(con: duckdb.DuckDBPyConnection) -> None:
+    """``_id_death``: per valid ID, the earliest death the death, cremation and registry
+    (cancelled for death) records state for it (the same sources as ``person.death_date``)."""
+    tables = _tables(con)
+    parts = []
+    for src, table, expr, where in (
+        ("death", "src_death", "death_date", ""),
+        ("cremation", "src_cremation", "cremation_date", ""),
+        ("hukou", "src_hukou", "cancel_date", "AND s.cancel_reason = '死亡'"),
+    ):
+        cols = _columns(con, table) if table in tables else set()
+        if expr not in cols or (where and "cancel_reason" not in cols):
+            continue
+        parts.append(
+            f"""SELECT m.id, TRY_CAST(s.{expr} AS DATE) AS d FROM person_mention m
+            JOIN {table} s ON m.source = {_q(src)} AND s._file = m.file AND s._row = m.row
+            WHERE m.id IS NOT NULL {where}"""
+        )
+    body = " UNION ALL ".join(parts) if parts else "SELECT NULL::VARCHAR AS id, NULL::DATE AS d"
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _id_death AS SELECT id, min(d) AS death "
+        f"FROM ({body}) x WHERE id IS NOT NULL AND d IS NOT NULL GROUP BY id"
+    )
+
+
 def _build_index(con: duckdb.DuckDBPyConnection) -> int:
     """``_idx``: the person index, one row per valid ID with its blocking keys, made in SQL.
 
@@ -366,6 +425,7 @@ def _build_index(con: duckdb.DuckDBPyConnection) -> int:
     that share a blocking key with a probe are ever compared; keeping it in DuckDB keeps memory
     bounded. Name keys come from a small table over the distinct names (``str.translate``).
     """
+    _build_deaths(con)
     names = con.execute("SELECT DISTINCT name FROM _id_node WHERE name IS NOT NULL").df()["name"]
     nk = name_keys(names)
     nk.insert(0, "name", names)
@@ -383,8 +443,11 @@ def _build_index(con: duckdb.DuckDBPyConnection) -> int:
             CASE WHEN o.owner IS NOT NULL THEN n.id END AS acct,
             CASE WHEN n.in_registry THEN n.id END AS reg_id,
             CASE WHEN NOT n.in_registry THEN n.id END AS ext_id,
-            NULL::VARCHAR AS prev_pid, NULL::VARCHAR AS conflict_id, false AS is_probe
+            NULL::VARCHAR AS prev_pid, NULL::VARCHAR AS conflict_id, false AS is_probe,
+            date_diff('day', DATE '1970-01-01', dd.death)::DOUBLE AS death_day,
+            NULL::DOUBLE AS first_day
         FROM _id_node n LEFT JOIN _nk k USING (name)
+        LEFT JOIN _id_death dd ON dd.id = n.id
         LEFT JOIN (SELECT DISTINCT owner FROM _acct_owner) o ON o.owner = n.id"""
     )
     return int(fetch_one(con, "SELECT count(*) FROM _id_node")[0])
@@ -614,7 +677,7 @@ def _fuzzy_pool(con: duckdb.DuckDBPyConnection, judged: pd.DataFrame) -> pd.Data
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _fz0 AS
         SELECT m.source, m.file, m.row, m.role, m.name, m.id_raw, m.village_code,
-            m.township AS township_name, c.id AS conflict_id,
+            m.township AS township_name, c.id AS conflict_id, m.event_month,
             coalesce(o.owner, CASE WHEN m.account IS NOT NULL THEN 'A:' || m.account END) AS acct,
             j.source IS NOT NULL AS judged
         FROM person_mention m
@@ -652,7 +715,8 @@ def _fuzzy_pool(con: duckdb.DuckDBPyConnection, judged: pd.DataFrame) -> pd.Data
     return con.execute(
         """SELECT gkey, any_value(name) AS name, any_value(idc) AS idc,
             any_value(village_code) AS village_code, any_value(acct) AS acct,
-            any_value(conflict_id) AS conflict_id, bool_or(source = 'hukou') AS registry
+            any_value(conflict_id) AS conflict_id, bool_or(source = 'hukou') AS registry,
+            date_diff('day', DATE '1970-01-01', min(event_month))::DOUBLE AS first_day
         FROM _fz GROUP BY gkey ORDER BY gkey"""
     ).df()
 
@@ -799,6 +863,8 @@ def _resolve(
     )
     for c in ("name", "idc", "village_code", "acct", "conflict_id", "prev_pid", "gkey", "kept_key"):
         loc[c] = loc[c].astype(object) if c in loc else None
+    for c in ("death_day", "first_day"):
+        loc[c] = loc[c].astype(float) if c in loc else np.nan
     loc = _node_frame(loc)
     loc.insert(0, "node", np.arange(n_idx, n_idx + len(loc), dtype=np.int64))
     _store(
@@ -876,6 +942,7 @@ def _resolve(
     keep = ["node", "is_probe", "name", "idc", "reg_id", "ext_id", "prev_pid", "conflict_id"]
     keep += [c for comp in config.comparisons for c in comp.columns()]
     keep += list(config.exclusive)
+    keep += [c for c in (config.death_column, config.event_column) if c]
     keep = list(dict.fromkeys(keep))
     idx_local = con.execute(
         f"SELECT {', '.join(keep)} FROM _idx SEMI JOIN _need USING (node) ORDER BY node"
@@ -948,6 +1015,7 @@ def _resolve(
     t = time.perf_counter()
     cl_notes: list[tuple[int, str]] = []
     labels, used = linker.cluster(pred, must_link=must_l, cannot_link=cannot_l, notes=cl_notes)
+    s.passed_over_dead = linker.passed_over_dead
     s.seconds["cluster"] = time.perf_counter() - t
     log.info("step cluster: %.1f s", s.seconds["cluster"])
 
