@@ -60,6 +60,8 @@ class LinkageConfig:
     # (see :meth:`Linker._pin_to_persons`)
     death_column: str | None = None
     event_column: str | None = None
+    # log2 units a candidate dead before the probe's records loses when a living one fits
+    dead_penalty: float = 8.0
     max_block_size: int = 1000
     u_sample_pairs: int = 300_000
     seed: int = 1
@@ -143,7 +145,7 @@ class Linker:
                 vc = self.df[c.column].value_counts(normalize=True, dropna=True)
                 self._tf[c.key] = vc
         self.timings: dict[str, float] = {}
-        # candidate edges passed over as dead before the probe's records (last clustering)
+        # candidate edges weighed down as dead before the probe's records (last clustering)
         self.passed_over_dead = 0
 
     # --- candidate pairs ----------------------------------------------------------------------
@@ -380,11 +382,7 @@ class Linker:
         sel = sel.copy()
         dead = self._dead_before(probe, other, e["w"].to_numpy())
         if dead.any():
-            pred.probability[idx[dead]] = 0.0
-            sel[idx[dead]] = False
-            e = e[~dead]
-            if e.empty:
-                return sel
+            e.loc[dead, "w"] -= self.config.dead_penalty
         best = e.groupby(["probe", "a"], sort=False)["w"].max().reset_index()
         best["o"] = np.exp2(np.clip(best["w"].to_numpy(), -60, 60))
         tot = best.groupby("probe")["o"].transform("sum")
@@ -411,15 +409,17 @@ class Linker:
         return sel
 
     def _dead_before(self, probe: np.ndarray, other: np.ndarray, w: np.ndarray) -> np.ndarray:
-        """Per probe-candidate edge: pass over this candidate, who had died before the probe's
-        records, because a living candidate of the same probe fits on its own (pair weight at
-        the link threshold or above).
+        """Per probe-candidate edge: this candidate had died before the probe's records while
+        a living candidate of the same probe fits on its own (pair weight at the link
+        threshold or above). Such a candidate's weight loses ``dead_penalty`` log2 units.
 
         Why: an ID-less payment to 王伟 in the month after one 王伟 died, when another 王伟
-        fits as well, is the living one's; linked to the dead namesake it would make two false
-        clues (a payment after death, and a living payee left unpaid). Without a living
-        candidate that fits, the dead one is kept: payments after death are what the rules
-        look for."""
+        fits as well, is most likely the living one's; linked to the dead namesake it would
+        make two false clues (a payment after death, and a living payee left out). Why a
+        penalty, not a veto: a payment that goes on after death into the dead person's own
+        account (name, village and account agree) is what the deceased-recipient rule looks
+        for, and a look-alike living neighbour must not take it. Without a living candidate
+        that fits, the dead one is weighed as it is."""
         cfg = self.config
         n = len(probe)
         if not (cfg.death_column and cfg.event_column) or n == 0:

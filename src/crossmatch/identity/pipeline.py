@@ -77,7 +77,7 @@ class ResolveSummary:
     candidate_pairs: int = 0
     mode: str = "full"
     new_mentions: int = 0
-    passed_over_dead: int = 0  # candidate links dropped: dead before the record, a living fit
+    passed_over_dead: int = 0  # candidate links weighed down: dead before the record, a living fit
     seconds: dict[str, float] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
 
@@ -88,7 +88,7 @@ class ResolveSummary:
             f"mentions {self.mentions:,}: exact {self.exact:,}, fuzzy {self.fuzzy:,}, "
             f"judgement {self.judgement:,}, unresolved {self.unresolved:,}",
             f"persons {self.persons:,}; ID conflicts {self.conflicts:,}; "
-            f"candidate pairs {self.candidate_pairs:,}; candidates passed over as dead before "
+            f"candidate pairs {self.candidate_pairs:,}; candidates weighed down as dead before "
             f"the record {self.passed_over_dead:,}",
             "time: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items()),
         ]
