@@ -133,6 +133,8 @@ def test_account_links_an_idless_payment(world):
     assert (pid, method) == (ids["qiang1"], "fuzzy")
     ev = _evidence(con, rows["qiang1"])
     assert ev["acct"] == 1 and ev["name"] == 4
+    ex = explain(con, "payment", "finance/pay.csv", rows["qiang1"], "payee")
+    assert {"acct: exact", "name: exact", "village_code: missing", "prior"} <= set(ex.evidence)
 
 
 def test_living_namesake_preferred_over_one_dead_before(world):

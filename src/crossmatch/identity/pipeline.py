@@ -1456,8 +1456,11 @@ def _save_model(con: duckdb.DuckDBPyConnection, model: FSModel, config: LinkageC
 def explain(
     con: duckdb.DuckDBPyConnection, source: str, file: str, row: int, role: str
 ) -> pd.DataFrame:
-    """Why a record was linked: one row per comparison with its level and log2 weight
-    (Splink's waterfall), plus the prior. Empty for exact-ID links (the ID is the reason)."""
+    """Why a record was linked: one row per comparison with its level, what that level means
+    (``evidence``: e.g. ``acct: exact`` = the account is the candidate's, ``village_code:
+    exact``, ``name: same pinyin``, ``idc: one substitution``; ``missing`` where the record or
+    the candidate lacks the field) and its log2 weight (Splink's waterfall), plus the prior.
+    Empty for exact-ID links (the ID is the reason)."""
     df = con.execute(
         """SELECT l.person_id, l.method, e.linked_to, e.comparison, e.level, e.weight,
             e.probability
@@ -1468,9 +1471,21 @@ def explain(
     ).df()
     if df.empty:
         return df
-    model = _load_model(con, default_config())
+    config = default_config()
+    model = _load_model(con, config)
     prior = model.prior_log2() if model else float("nan")
-    head = df.iloc[[0]].assign(comparison="prior", level=-1, weight=prior)
+    labels = {c.key: c.labels for c in config.comparisons}
+
+    def evidence(comp: str, level: Any) -> str:
+        if comp.startswith("tf_"):
+            return f"{comp[3:]}: how common the value is"
+        if comp not in labels or pd.isna(level):
+            return comp
+        lv = int(level)
+        return f"{comp}: {labels[comp][lv] if 0 <= lv < len(labels[comp]) else 'missing'}"
+
+    df["evidence"] = [evidence(c, lv) for c, lv in zip(df["comparison"], df["level"], strict=True)]
+    head = df.iloc[[0]].assign(comparison="prior", level=-1, weight=prior, evidence="prior")
     return pd.concat([head, df], ignore_index=True)
 
 
