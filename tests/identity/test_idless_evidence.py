@@ -44,14 +44,19 @@ def world():
         "lonely_dead": ("东方朔", V2, "2025-01-20"),
         "acct_dead": ("公孙青", V1, "2025-03-05"),
         "acct_look": ("公孙清", V1, None),  # a living look-alike neighbour
+        "husband": ("端木刚", V1, None),
+        "wife": ("端木丽", V1, None),  # the husband's household
+        "wife_namesake": ("端木丽", V1, None),  # another household of the same village
     }
+    household = {"wife": "husband"}
     ids = {k: make_id(rng) for k in people}
     n0 = con.execute("SELECT max(_row) FROM src_hukou").fetchall()[0][0]
     hk, deaths = [], []
     for i, (k, (name, v, died)) in enumerate(people.items()):
         r = {"_source": "hukou", "_file": "hukou/hk.csv", "_file_hash": "x", "_row": n0 + 1 + i}
         r |= {"_dup_of": None} | _pcols("person", name, ids[k], ids[k])
-        r |= {"household_no": f"HX{i}", "village_code": v, "cancel_reason": None}
+        hh = list(people).index(household.get(k, k))
+        r |= {"household_no": f"HX{hh}", "village_code": v, "cancel_reason": None}
         r |= {"cancel_date": None}
         hk.append(r)
         if died:
@@ -93,6 +98,13 @@ def world():
     for k in ("qiang1", "acct_dead"):
         for m in ("2025-01", "2025-02"):
             payment(k, people[k][0], ids[k], vname(V1), V1, acct[k], m)
+    # a marriage record: the husband with his ID, the wife's ID cell empty
+    mar = {"_source": "marriage", "_file": "marriage/m.csv", "_file_hash": "x", "_row": 2}
+    mar |= {"_dup_of": None, "kind": "marriage"}
+    mar |= _pcols("husband", "端木刚", ids["husband"], ids["husband"])
+    mar |= _pcols("wife", "端木丽", None, None)
+    _write(con, "src_marriage", [mar])
+    rows["marriage"] = 2
     con.register("_pay", pd.DataFrame(pay))
     con.execute("INSERT INTO src_payment BY NAME SELECT * FROM _pay")
     s = resolve(con)
@@ -159,3 +171,17 @@ def test_no_candidate_stays_unresolved(world):
     assert method == "unresolved" and pid.startswith("P")
     inreg = con.execute("SELECT in_registry FROM person WHERE person_id = ?", [pid]).fetchone()
     assert inreg == (False,)
+
+
+def test_name_without_id_linked_through_the_rows_other_person(world):
+    """A marriage record's wife without an ID: the husband's household member of that name,
+    though a namesake lives in the same village; the explanation names the household."""
+    con, ids, _, _ = world
+    pid, method, p = con.execute(
+        "SELECT person_id, method, probability FROM identity_link "
+        "WHERE source = 'marriage' AND row = 2 AND role = 'wife'"
+    ).fetchone()
+    assert (pid, method, p) == (ids["wife"], "fuzzy", 0.99)
+    ex = explain(con, "marriage", "marriage/m.csv", 2, "wife")
+    assert list(ex.comparison) == ["household", "name"]
+    assert ex.evidence.iloc[1] == "name: exact"

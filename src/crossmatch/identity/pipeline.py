@@ -190,9 +190,18 @@ def build_mentions(
     )
     # a village written by name takes the code that name has wherever a record gives both
     # (only a name with one code in the county: two villages of one name give no code)
+    # pairs: every mention that has both, and every canonical table with both a `village`
+    # and a `village_code` field (a roster or payment file naming and coding its villages)
+    pairs = ["SELECT village, village_code FROM _pm"]
+    for t in sorted(_tables(con)):
+        if t.startswith("src_") and {"village", "village_code"} <= _columns(con, t):
+            pairs.append(
+                "SELECT " + _VILLAGE_CLEAN + " AS village, CAST(village_code AS VARCHAR) "
+                f"AS village_code FROM {t}"
+            )
     con.execute(
-        """CREATE OR REPLACE TEMP TABLE _village_map AS
-        SELECT village, min(village_code) AS code FROM _pm
+        f"""CREATE OR REPLACE TEMP TABLE _village_map AS
+        SELECT village, min(village_code) AS code FROM ({" UNION ALL ".join(pairs)}) x
         WHERE village IS NOT NULL AND village_code IS NOT NULL
         GROUP BY village HAVING count(DISTINCT village_code) = 1"""
     )
@@ -345,6 +354,63 @@ def link_handlers(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     if not out:
         return empty
     return pd.concat(out, ignore_index=True)
+
+
+def link_household_comentions(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """A name without an ID on a row whose other person has a valid ID -> that person's
+    registry household member of that name, where there is exactly one.
+
+    Why: a marriage record (husband with ID, wife's ID cell empty), an assistance roster
+    (applicant with ID, member without) name two people of one household. The name alone is
+    no evidence in a county with many namesakes, but within the known person's household a
+    compatible name (exact 0.99; same pinyin or look-alike 0.95) is. Only mentions with no ID
+    cell at all: a mistyped ID is evidence of its own, for the fuzzy path. Not unique, or no
+    household member of that name: left to the fuzzy path.
+    """
+    empty = pd.DataFrame(columns=["source", "file", "row", "role", "id", "probability"])
+    if "household_no" not in _columns(con, "src_hukou"):
+        return empty
+    cand = con.execute(
+        """WITH hh AS (
+            SELECT m.id, any_value(s.household_no) AS household_no FROM person_mention m
+            JOIN src_hukou s ON m.source = 'hukou' AND s._file = m.file AND s._row = m.row
+            WHERE m.id IS NOT NULL AND s.household_no IS NOT NULL GROUP BY m.id),
+        p AS (
+            SELECT DISTINCT b.source, b.file, b.row, b.role, b.name, a.id AS known
+            FROM person_mention b
+            SEMI JOIN _new USING (source, file, row, role)
+            JOIN person_mention a ON a.source = b.source AND a.file = b.file
+                AND a.row = b.row AND a.role <> b.role
+            WHERE b.id IS NULL AND b.id_raw IS NULL AND b.name IS NOT NULL
+                AND a.id IS NOT NULL AND b.source <> 'hukou')
+        SELECT p.source, p.file, p.row, p.role, p.name, n.id, n.name AS cand_name
+        FROM p JOIN hh h1 ON h1.id = p.known
+        JOIN hh h2 ON h2.household_no = h1.household_no AND h2.id <> p.known
+        JOIN _id_node n ON n.id = h2.id AND n.in_registry
+        WHERE n.name IS NOT NULL"""
+    ).df()
+    if cand.empty:
+        return empty
+    lk, rk = name_keys(cand["name"]), name_keys(cand["cand_name"])
+    left = pd.DataFrame({"name": cand["name"], "name_py": lk.name_py, "name_lapy": lk.name_lapy})
+    right = pd.DataFrame(
+        {"name": cand["cand_name"], "name_py": rk.name_py, "name_lapy": rk.name_lapy}
+    )
+    lv = ChineseName("name").levels(left, right)
+    cand = cand.assign(level=lv)
+    cand = cand[cand["level"] >= 2]
+    key = ["source", "file", "row", "role"]
+    n_ids = cand.groupby(key)["id"].transform("nunique")
+    out = cand[n_ids == 1].drop_duplicates(key)
+    out = out.assign(probability=np.where(out["level"] == 4, 0.99, 0.95))
+    # a node of its own per mention, so that its explanation is its own (see _explain_pass)
+    out["node_id"] = "H:" + (
+        out["source"] + "|" + out["file"] + "|" + out["row"].astype(str) + "|" + out["role"]
+    ).map(lambda k: hashlib.sha1(k.encode("utf-8")).hexdigest()[:16])
+    out["linked_to"] = out["cand_name"] + " / ID " + out["id"]
+    out["level"] = out["level"].astype(int)
+    cols = [*key, "id", "probability", "node_id", "linked_to", "level"]
+    return out[cols].reset_index(drop=True)
 
 
 # --- 4. fuzzy path ------------------------------------------------------------------------------
@@ -826,7 +892,11 @@ def _resolve(
     log.info("step exact: %.1f s", s.seconds["exact"])
 
     t = time.perf_counter()
-    handlers = link_handlers(con)
+    handlers = link_handlers(con).assign(node_id=None, linked_to=None, level=None)
+    household = link_household_comentions(con)
+    if len(household):
+        handlers = pd.concat([handlers, household], ignore_index=True)
+    handlers = handlers.astype({"node_id": object, "linked_to": object, "level": "Int64"})
     _store(con, "_handler_link", handlers, temp=True)
     s.seconds["handlers"] = time.perf_counter() - t
     log.info("step handlers: %.1f s", s.seconds["handlers"])
@@ -1023,6 +1093,7 @@ def _resolve(
     _record_judgement_conflicts(con, must_rows, cl_notes, s)
     del g, gsql, left, right, linker.df  # the levels live on in ``pred``; free memory
     _publish_nodes(con, nodes, nid, labels, pred, used, must_l, prev_pids, incremental)
+    _explain_pass(con)
     fitted = linker.model
     # the node frames live on in DuckDB now (_grp, _idmap, identity_explanation): free the
     # Python side before the county-wide joins that publish, so that the two peaks do not add
@@ -1215,7 +1286,7 @@ def _publish(con: duckdb.DuckDBPyConnection, roles: list[RoleRef], s: ResolveSum
                  WHEN h.id IS NOT NULL THEN h.probability
                  WHEN m.id IS NOT NULL THEN 1.0 END AS probability,
             NULL::VARCHAR AS cluster_id,
-            coalesce(f.node_id, 'I:' || h.id, 'I:' || m.id) AS node_id
+            coalesce(f.node_id, h.node_id, 'I:' || h.id, 'I:' || m.id) AS node_id
         FROM person_mention m
         SEMI JOIN _new USING (source, file, row, role)
         LEFT JOIN (SELECT z.source, z.file, z.row, z.role, g.* FROM _fz z JOIN _grp g USING (gkey))
@@ -1329,6 +1400,20 @@ def _publish_explanations(
             "INSERT INTO identity_explanation SELECT * FROM _kept_expl "
             "WHERE node_id NOT IN (SELECT node_id FROM _ex)"
         )
+
+
+def _explain_pass(con: duckdb.DuckDBPyConnection) -> None:
+    """identity_explanation rows of the household links (:func:`link_household_comentions`):
+    the name's level against the household member, and the link's weight."""
+    con.execute(
+        """INSERT INTO identity_explanation
+        SELECT node_id, linked_to, 'household' AS comparison, 1 AS level,
+            log2(probability / (1 - probability)) AS weight, probability
+        FROM _handler_link WHERE node_id IS NOT NULL
+        UNION ALL
+        SELECT node_id, linked_to, 'name', CAST(level AS INTEGER),
+            NULL::DOUBLE, probability FROM _handler_link WHERE node_id IS NOT NULL"""
+    )
 
 
 def _publish_persons(con: duckdb.DuckDBPyConnection) -> None:
@@ -1479,12 +1564,16 @@ def explain(
     def evidence(comp: str, level: Any) -> str:
         if comp.startswith("tf_"):
             return f"{comp[3:]}: how common the value is"
+        if comp == "household":
+            return "household: the name is a household member of the row's other person"
         if comp not in labels or pd.isna(level):
             return comp
         lv = int(level)
         return f"{comp}: {labels[comp][lv] if 0 <= lv < len(labels[comp]) else 'missing'}"
 
     df["evidence"] = [evidence(c, lv) for c, lv in zip(df["comparison"], df["level"], strict=True)]
+    if (df["comparison"] == "household").any():
+        return df  # a household link: no prior, the household is the reason
     head = df.iloc[[0]].assign(comparison="prior", level=-1, weight=prior, evidence="prior")
     return pd.concat([head, df], ignore_index=True)
 
