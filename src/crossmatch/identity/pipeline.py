@@ -6,15 +6,21 @@ Plan, in the order the code runs:
 2. Exact path (SQL): a valid or upgraded-15 ID links to that ID. Guard: a mention whose name is
    incompatible with the ID's registry name is an ID conflict (``identity_conflict``) and goes
    to the fuzzy path instead of being merged.
-3. Handlers/approvers (name only) link to payroll staff of their township where unique.
+3. Handlers/approvers (name only) link to payroll staff of their township where unique; a
+   name without an ID on a row whose other person has an ID links to that person's registry
+   household member of that name where unique (:func:`link_household_comentions`).
 4. Fuzzy path: mentions without a usable ID, grouped into nodes where identical attributes
    identify someone (ID candidate, account, staff township; a bare name never does), probe
    the person index (one node per ID) with the FS/EM engine (``data/persons.yaml``). Blocking
    and comparison vectors run in DuckDB. m of name/village/account come from ID-bearing
    mentions (known matches), EM estimates the rest; pairs are scored with the population
    prior (so a name alone weighs less as the county grows) and term frequencies; a probe's
-   link to a person is weighed against all its candidate persons. Analyst judgements become
-   must/cannot links; constrained clustering never joins two registry IDs.
+   link to a person is weighed against all its candidate persons (one who had died before
+   the probe's records loses weight when a living one fits). A registry row without a valid
+   ID (bad check digit, missing) is a registered person of its own (:func:`_registry_anchor`).
+   A village written by name counts as its code (name / code pairs of the other records).
+   Analyst judgements become must/cannot links; constrained clustering never joins two
+   registry IDs.
 5. Person ids: the registry ID, else the valid outside ID, else a stable ``P`` id (the previous
    run's id for these mentions, or a hash of the cluster's first mention).
 6. Outputs: ``identity_link``, ``person``, ``identity_explanation``, ``identity_params`` and the
