@@ -185,3 +185,18 @@ def test_name_without_id_linked_through_the_rows_other_person(world):
     ex = explain(con, "marriage", "marriage/m.csv", 2, "wife")
     assert list(ex.comparison) == ["household", "name"]
     assert ex.evidence.iloc[1] == "name: exact"
+
+
+def test_one_link_per_mention(world):
+    con, _, _, _ = world
+    n, keys, mentions = con.execute(
+        "SELECT count(*), count(DISTINCT (source, file, row, role)), "
+        "(SELECT count(*) FROM person_mention) FROM identity_link"
+    ).fetchone()
+    assert n == keys == mentions
+    # staff roles without an ID column are linked by the staff pass, not as household members
+    m = con.execute(
+        "SELECT DISTINCT node_id LIKE 'H:%' FROM identity_link "
+        "WHERE role IN ('handler', 'approver')"
+    ).fetchall()
+    assert m in ([], [(False,)])

@@ -369,9 +369,11 @@ def link_household_comentions(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     Why: a marriage record (husband with ID, wife's ID cell empty), an assistance roster
     (applicant with ID, member without) name two people of one household. The name alone is
     no evidence in a county with many namesakes, but within the known person's household a
-    compatible name (exact 0.99; same pinyin or look-alike 0.95) is. Only mentions with no ID
-    cell at all: a mistyped ID is evidence of its own, for the fuzzy path. Not unique, or no
-    household member of that name: left to the fuzzy path.
+    compatible name (exact 0.99; same pinyin or look-alike 0.95) is. Only roles that have an
+    ID column whose cell is empty (status ``missing``): a mistyped ID is evidence of its own,
+    for the fuzzy path, and name-only staff roles (handler, approver) are linked by
+    :func:`link_handlers`. Not unique, or no household member of that name: left to the fuzzy
+    path.
     """
     empty = pd.DataFrame(columns=["source", "file", "row", "role", "id", "probability"])
     if "household_no" not in _columns(con, "src_hukou"):
@@ -387,8 +389,8 @@ def link_household_comentions(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
             SEMI JOIN _new USING (source, file, row, role)
             JOIN person_mention a ON a.source = b.source AND a.file = b.file
                 AND a.row = b.row AND a.role <> b.role
-            WHERE b.id IS NULL AND b.id_raw IS NULL AND b.name IS NOT NULL
-                AND a.id IS NOT NULL AND b.source <> 'hukou')
+            WHERE b.id IS NULL AND b.id_raw IS NULL AND b.id_status = 'missing'
+                AND b.name IS NOT NULL AND a.id IS NOT NULL AND b.source <> 'hukou')
         SELECT p.source, p.file, p.row, p.role, p.name, n.id, n.name AS cand_name
         FROM p JOIN hh h1 ON h1.id = p.known
         JOIN hh h2 ON h2.household_no = h1.household_no AND h2.id <> p.known
@@ -900,6 +902,12 @@ def _resolve(
     t = time.perf_counter()
     handlers = link_handlers(con).assign(node_id=None, linked_to=None, level=None)
     household = link_household_comentions(con)
+    if len(household) and len(handlers):
+        # one link per mention (the staff pass first)
+        done = handlers.set_index(["source", "file", "row", "role"]).index
+        household = household[
+            ~household.set_index(["source", "file", "row", "role"]).index.isin(done)
+        ]
     if len(household):
         handlers = pd.concat([handlers, household], ignore_index=True)
     handlers = handlers.astype({"node_id": object, "linked_to": object, "level": "Int64"})
