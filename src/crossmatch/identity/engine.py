@@ -309,6 +309,16 @@ class Linker:
             adj[top] = np.log2(u_top / np.maximum(freq[top], 1e-9))
             # the TF term refines the average exact-level weight, it must not flip its sign
             adj[top] = np.maximum(adj[top], -w[top, j] + 1.0)
+            # a lower level is no stronger than an exact agreement on the more common of the
+            # two values would be (a look-alike of 王伟 weighs no more than 王伟 = 王伟)
+            low = (g[:, j] >= 0) & ~top
+            if low.any():
+                rvals = self.df[comp.column].to_numpy(dtype=object)[right]
+                rfreq = pd.Series(rvals).map(self._tf[comp.key]).fillna(0).to_numpy(dtype=float)
+                fmax = np.maximum(freq, rfreq)[low]
+                w_top = float(np.log2(self.model.m[j][-1] / self.model.u[j][-1]))
+                cap = w_top + np.minimum(np.log2(u_top / np.maximum(fmax, 1e-9)), 0.0)
+                w[low, j] = np.minimum(w[low, j], np.maximum(cap, 1.0))
             extra.append(adj)
             names.append(f"tf_{comp.key}")
         if extra:
