@@ -22,24 +22,29 @@ def _model() -> FSModel:
     )
 
 
-def test_bayes_factors_monotone_in_level():
-    m = _model()
-    bf = m.bayes_log2(np.array([[0], [1], [2], [3], [4], [-1]], dtype=np.int8))[:, 0]
-    assert np.all(np.diff(bf[:5]) >= 0), bf
-    assert bf[2] == bf[3] < bf[4] and bf[5] == 0
-
-
-def test_lower_level_never_outweighs_an_exact_common_name():
-    """王静 (look-alike of 王清) against a probe 王清 weighs no more than 王清 = 王清 does, with
-    the term-frequency adjustment of a common name included."""
-    names = pd.Series(["王清", "王清", "王静", "王清"] + ["李" + str(i) for i in range(40)])
-    df = pd.concat([pd.DataFrame({"name": names}), name_keys(names)], axis=1)
+def _linker(names: list[str]) -> Linker:
+    s = pd.Series(names)
+    df = pd.concat([pd.DataFrame({"name": s}), name_keys(s)], axis=1)
     cfg = LinkageConfig(
         unique_id="node",
         comparisons=[ChineseName("name", tf=True)],
         blocking_rules=[("surname_py",)],
     )
-    lk = Linker(df, cfg, model=_model())
+    return Linker(df, cfg, model=_model())
+
+
+def test_name_weights_monotone_in_level():
+    lk = _linker(["王清"] * 5 + ["李" + str(i) for i in range(40)])
+    g = np.array([[0], [1], [2], [3], [4], [-1]], dtype=np.int8)
+    w = lk.score(np.zeros(6, dtype=int), np.ones(6, dtype=int), g).weights[:, 0]
+    assert np.all(np.diff(w[:4]) >= 0), w
+    assert w[2] == w[3] and w[5] == 0
+
+
+def test_lower_level_never_outweighs_an_exact_common_name():
+    """王静 (look-alike of 王清) against a probe 王清 weighs no more than 王清 = 王清 does, with
+    the term-frequency adjustment of a common name included."""
+    lk = _linker(["王清", "王清", "王静", "王清"] + ["李" + str(i) for i in range(40)])
     left, right = np.array([1, 2]), np.array([0, 0])  # 王清-王清 (exact), 王静-王清
     g = lk.compare(left, right)
     assert g[:, 0].tolist() == [4, 2]

@@ -296,6 +296,15 @@ class Linker:
 
     def score(self, left: np.ndarray, right: np.ndarray, g: np.ndarray) -> Prediction:
         w = self.model.bayes_log2(g)
+        for j, comp in enumerate(self.config.comparisons):
+            if not comp.monotone:
+                continue
+            # a closer agreement is never weaker evidence: m of a rare level is floored while
+            # its u can be tiny, and a look-alike name would otherwise outweigh an exact one
+            bf = np.log2(self.model.m[j] / self.model.u[j])
+            capped = np.minimum.accumulate(bf[::-1])[::-1]
+            ok = g[:, j] >= 0
+            w[ok, j] = capped[g[ok, j]]
         names = list(self.model.names)
         extra = []
         for j, comp in enumerate(self.config.comparisons):

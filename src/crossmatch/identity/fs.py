@@ -95,17 +95,10 @@ class FSModel:
 
     # --- scoring ----------------------------------------------------------------------------
     def bayes_log2(self, g: np.ndarray) -> np.ndarray:
-        """Per-comparison log2 Bayes factors (n x k); null levels contribute 0.
-
-        Monotone in the level: a level's factor is capped at every higher level's. Why: levels
-        go from different to exact, so a closer agreement is never weaker evidence; but m of a
-        rare level is floored (see ``_labelled_m``) while its u can be tiny, and a look-alike
-        name would otherwise outweigh an exact one (a probe 王清 linked to a neighbour 王静
-        rather than to the 王清 of its village)."""
+        """Per-comparison log2 Bayes factors (n x k); null levels contribute 0."""
         out = np.zeros(g.shape, dtype=np.float64)
         for j in range(g.shape[1]):
             bf = np.log2(self.m[j] / self.u[j])
-            bf = np.minimum.accumulate(bf[::-1])[::-1]
             col = g[:, j]
             ok = col >= 0
             out[ok, j] = bf[col[ok]]
