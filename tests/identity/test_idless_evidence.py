@@ -18,7 +18,13 @@ V1, V2 = "341122001001", "341122002002"
 
 
 def vname(code: str) -> str:
-    return f"马冲{code[-4:]}村"
+    """Village names repeat across townships (马冲001村 in 一 and 二 township): only the
+    township name tells them apart."""
+    return f"马冲{code[-3:]}村"
+
+
+def town(code: str) -> str:
+    return f"{code[6:9]}镇"
 
 
 @pytest.fixture(scope="module")
@@ -29,9 +35,11 @@ def world():
     rng = random.Random(42)
     con.execute("ALTER TABLE src_payment ADD COLUMN village VARCHAR")
     con.execute("ALTER TABLE src_payment ADD COLUMN period VARCHAR")
-    # village name / code pairs: the ID-bearing payments name their village too
+    con.execute("ALTER TABLE src_payment ADD COLUMN township VARCHAR")
+    # village name / code pairs: the ID-bearing payments name their village and township too
     con.execute(
-        "UPDATE src_payment SET village = '马冲' || substr(village_code, 9, 4) || '村', "
+        "UPDATE src_payment SET village = '马冲' || substr(village_code, 10, 3) || '村', "
+        "township = substr(village_code, 7, 3) || '镇', "
         "period = '2025-0' || CAST(1 + _row % 3 AS VARCHAR)"
     )
     people = {
@@ -70,17 +78,25 @@ def world():
     acct = {k: f"6217{rng.randint(10**11, 10**12 - 1)}" for k in people}
     pay = []
 
-    def payment(key: str | None, name: str, idn, village, code, account, period) -> int:
+    def payment(key, name, idn, village, code, account, period, township=None) -> int:
         row = base + 1 + len(pay)
         r = {"_source": "payment", "_file": "finance/pay.csv", "_file_hash": "x", "_row": row}
         r |= {"_dup_of": None} | _pcols("payee", name, idn, idn)
         r |= {"village_code": code, "account": account, "village": village, "period": period}
+        r |= {"township": township}
         pay.append(r)
         return row
 
     rows = {
-        # ID-less, name + village by *name* only (no code, no account): 端木芳 of V1, not V2
-        "fang1": payment(None, "端木芳", None, vname(V1) + "村民委员会", None, None, "2025-06"),
+        # ID-less, name + village by *name* and township (no code, no account): 端木芳 of V1,
+        # not of V2 (马冲001村 is a village name of three townships)
+        "fang1": payment(
+            None, "端木芳", None, vname(V1) + "村民委员会", None, None, "2025-06", town(V1)
+        ),
+        # the same without the township: the name is no code, the two 端木芳 stay a coin toss
+        "fang_notown": payment(
+            None, "端木芳", None, vname(V1), None, "6228000000000003", "2025-06"
+        ),
         # ID-less, after one 端木伟 died: the living namesake of the same village
         "live": payment(None, "端木伟", None, None, V1, None, "2025-06"),
         # before the death: two equal namesakes, a coin toss, left unresolved (an account
@@ -97,7 +113,7 @@ def world():
     }
     for k in ("qiang1", "acct_dead"):
         for m in ("2025-01", "2025-02"):
-            payment(k, people[k][0], ids[k], vname(V1), V1, acct[k], m)
+            payment(k, people[k][0], ids[k], vname(V1), V1, acct[k], m, town(V1))
     # a marriage record: the husband with his ID, the wife's ID cell empty
     mar = {"_source": "marriage", "_file": "marriage/m.csv", "_file_hash": "x", "_row": 2}
     mar |= {"_dup_of": None, "kind": "marriage"}
@@ -137,6 +153,13 @@ def test_village_by_name_is_evidence(world):
         [rows["fang1"]],
     ).fetchone()
     assert (v, code) == (vname(V1), V1)
+    pid, method, _ = _link(con, rows["fang_notown"])
+    assert method == "unresolved" and pid not in ids.values()
+    code = con.execute(
+        "SELECT village_code FROM person_mention WHERE source = 'payment' AND row = ?",
+        [rows["fang_notown"]],
+    ).fetchone()[0]
+    assert code is None  # an ambiguous village name gives no code (never a guess)
 
 
 def test_account_links_an_idless_payment(world):

@@ -166,6 +166,13 @@ def build_mentions(
             # name-only staff roles (handler/approver): their township is the row's township
             context["township"] = "township"
         ctx = {k: col(context.get(k)) for k in _CTX}
+        # the row's township name (contract field `township`), to tell two villages of one
+        # name apart; only read where the role names its village by name
+        town = (
+            "CAST(NULLIF(trim(CAST(township AS VARCHAR)), '') AS VARCHAR)"
+            if context.get("village") and "township" in cols
+            else "CAST(NULL AS VARCHAR)"
+        )
         fh = "CAST(_file_hash AS VARCHAR)" if "_file_hash" in cols else "CAST(NULL AS VARCHAR)"
         parts.append(
             f"""SELECT {_q(r.source)} AS source, _file AS file, _row AS row, {_q(r.role)} AS role,
@@ -175,7 +182,8 @@ def build_mentions(
                 {col(f"{idc}_status" if idc else None)} AS id_status,
                 {ctx["village_code"]} AS village_code, {ctx["village"]} AS village,
                 {ctx["account"]} AS account,
-                {ctx["township"]} AS township, {ctx["unit"]} AS unit, {ctx["date"]} AS event_raw
+                {ctx["township"]} AS township, {ctx["unit"]} AS unit, {ctx["date"]} AS event_raw,
+                {town} AS village_town
             FROM {r.table}"""
         )
     if not parts:
@@ -198,23 +206,41 @@ def build_mentions(
     # (only a name with one code in the county: two villages of one name give no code)
     # pairs: every mention that has both, and every canonical table with both a `village`
     # and a `village_code` field (a roster or payment file naming and coding its villages)
-    pairs = ["SELECT village, village_code FROM _pm"]
+    # (a name two villages share: the pair (township name, village name) where the row says
+    # its township)
+    pairs = ["SELECT village_town AS town, village, village_code FROM _pm"]
     for t in sorted(_tables(con)):
-        if t.startswith("src_") and {"village", "village_code"} <= _columns(con, t):
+        cols = _columns(con, t)
+        if t.startswith("src_") and {"village", "village_code"} <= cols:
+            town = (
+                "NULLIF(trim(CAST(township AS VARCHAR)), '')"
+                if "township" in cols
+                else "NULL::VARCHAR"
+            )
             pairs.append(
-                "SELECT " + _VILLAGE_CLEAN + " AS village, CAST(village_code AS VARCHAR) "
-                f"AS village_code FROM {t}"
+                f"SELECT {town} AS town, " + _VILLAGE_CLEAN + " AS village, "
+                f"CAST(village_code AS VARCHAR) AS village_code FROM {t}"
             )
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _village_map AS
-        SELECT village, min(village_code) AS code FROM ({" UNION ALL ".join(pairs)}) x
-        WHERE village IS NOT NULL AND village_code IS NOT NULL
+        f"""CREATE OR REPLACE TEMP TABLE _village_pairs AS SELECT * FROM
+        ({" UNION ALL ".join(pairs)}) x WHERE village IS NOT NULL AND village_code IS NOT NULL"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _village_map AS
+        SELECT village, min(village_code) AS code FROM _village_pairs
         GROUP BY village HAVING count(DISTINCT village_code) = 1"""
     )
     con.execute(
+        """CREATE OR REPLACE TEMP TABLE _village_town_map AS
+        SELECT town, village, min(village_code) AS code FROM _village_pairs
+        WHERE town IS NOT NULL GROUP BY town, village HAVING count(DISTINCT village_code) = 1"""
+    )
+    con.execute(
         """CREATE OR REPLACE TABLE person_mention AS
-        SELECT m.* EXCLUDE (event_raw) REPLACE (coalesce(m.village_code, v.code) AS village_code)
-        FROM _pm m LEFT JOIN _village_map v USING (village)"""
+        SELECT m.* EXCLUDE (event_raw, village_town)
+            REPLACE (coalesce(m.village_code, v.code, vt.code) AS village_code)
+        FROM _pm m LEFT JOIN _village_map v USING (village)
+        LEFT JOIN _village_town_map vt ON vt.town = m.village_town AND vt.village = m.village"""
     )
     con.execute("DROP TABLE _pm")
 
