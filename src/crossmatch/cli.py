@@ -97,11 +97,23 @@ def main(log_level: str) -> None:
     show_default=True,
     help="Output folder (raw/ exports and truth/).",
 )
-def sample(persons: int, seed: int, out: Path) -> None:
+@click.option(
+    "--layout",
+    default="default",
+    show_default=True,
+    help="Departments' layout to render the county in (default, monthly, workbook, utf16); "
+    "each has its mappings under sources/<layout>/ (default: sources/).",
+)
+def sample(persons: int, seed: int, out: Path, layout: str) -> None:
     """Generate a synthetic county: every department's export, messy, with ground truth."""
     from crossmatch.synth import generate
+    from crossmatch.synth.layouts import LAYOUTS
 
-    summary = generate(persons=persons, seed=seed, out=out)
+    if layout not in LAYOUTS:
+        raise click.BadParameter(
+            f"'{layout}' is not a layout; choose one of {', '.join(LAYOUTS)}", param_hint="--layout"
+        )
+    summary = generate(persons=persons, seed=seed, out=out, layout=layout)
     click.echo(summary.render())
 
 
