@@ -224,10 +224,12 @@ class Render:
     _noise: dict[tuple[str, int, str], set[str]] | None = None
 
     # -------------------------------------------------------------- inputs
-    def table(self, rel: str) -> Table:
+    def table(self, rel: str, use: bool = True) -> Table:
+        """A default export; ``use``: the layout renders it (else it is copied as it is)."""
         if rel not in self._tables:
             self._tables[rel] = read_table(self.src / "raw", rel)
-        self.used.add(rel)
+        if use:
+            self.used.add(rel)
         return self._tables[rel]
 
     def files(self, prefix: str) -> list[str]:
@@ -439,7 +441,7 @@ class Render:
         person -> the case numbers they are a member of, person -> case kind."""
         if self._cases is not None:
             return self._cases
-        t = self.table(ROSTER)
+        t = self.table(ROSTER, use=False)
         ic, iv, i0, i1, ik = (t.idx("救助证编号"), t.idx("行政区划代码"), t.idx("救助开始日期"),
                               t.idx("救助终止日期"), t.idx("救助类别"))  # fmt: skip
         by_v: dict[str, dict[str, tuple[str, dt.date, dt.date | None]]] = defaultdict(dict)
@@ -466,7 +468,7 @@ class Render:
 
     def villages(self) -> dict[str, tuple[str, str]]:
         """Village code -> (township name, village name), from the cadre roster."""
-        t = self.table(CADRE)
+        t = self.table(CADRE, use=False)
         it, iv, ic = t.idx("乡镇"), t.idx("村(社区)"), t.idx("行政区划代码")
         seen: dict[str, Counter[tuple[str, str]]] = defaultdict(Counter)
         for _r, cells in t.rows:
@@ -689,24 +691,28 @@ def render_monthly(r: Render) -> None:
     r.write_xlsx(PAYROLL, [("Sheet1", None, h, rows)], renames=ren)
 
     # village names instead of codes
+    def by_name(t: Table, col: str, groups: bool = False, drop: tuple[str, ...] = ()) -> list[tuple[str, Any]]:
+        """The village column as a name variant with its township before it; no code."""
+        icode = t.idx("行政区划代码")
+        out: list[tuple[str, Any]] = []
+        for h in t.header:
+            if h == col:
+                out.append(("乡镇", lambda c, _r: vill.get(c[icode], ("", ""))[0]))
+                out.append((h, vname(t, h, groups)))
+            elif h != "行政区划代码" and h not in drop:
+                out.append((h, h))
+        return out
+
     cur = r.table("civil/高龄津贴发放名册.csv")
-    cols = [(h, h) for h in cur.header if h != "行政区划代码"]
-    cols = [(h, vname(cur, h)) if h == "村(社区)" else (h, s) for h, s in cols]
-    h, rows, ren = r.reshape(cur, cols)
+    h, rows, ren = r.reshape(cur, by_name(cur, "村(社区)"))
     r.write_csv(cur.rel, h, rows, renames=ren, **gb)
     cur = r.table("agriculture/土地承包经营权信息.csv")
-    cols = [(h, vname(cur, h)) if h == "村" else (h, h) for h in cur.header if h != "行政区划代码"]
-    h, rows, ren = r.reshape(cur, cols)
+    h, rows, ren = r.reshape(cur, by_name(cur, "村"))
     rows.append(_sum_row(len(h), 0, h.index("承包面积(亩)"), rows))
     r.write_csv(cur.rel, h, rows, renames=ren, **gb)
     # farmland: village groups (清岭村3组), the year only in the file name
     cur = r.table("agriculture/耕地地力保护补贴发放清册.xlsx")
-    cols = [
-        (h, vname(cur, h, groups=True)) if h == "村" else (h, h)
-        for h in cur.header
-        if h not in ("行政区划代码", "年度")
-    ]
-    h, rows, ren = r.reshape(cur, cols)
+    h, rows, ren = r.reshape(cur, by_name(cur, "村", groups=True, drop=("年度",)))
     r.write_xlsx(
         f"agriculture/耕地地力保护补贴发放清册{YEAR}.xlsx", [("Sheet1", None, h, rows)], renames=ren
     )
@@ -879,7 +885,7 @@ def render_workbook(r: Render) -> None:
 
 
 def _co_owners(r: Render) -> None:
-    hk = r.table(HUKOU)
+    hk = r.table(HUKOU, use=False)
     ih, irel, iname, iid = (
         hk.idx("户号"),
         hk.idx("与户主关系"),
