@@ -117,8 +117,8 @@ def test_layout_is_deterministic_per_seed(
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert _digest(counties[layout]) == _digest(tmp_path / "again")
-    assert (tmp_path / "again" / "LAYOUT").read_text(encoding="utf-8").startswith(
-        f"layout: {layout}"
+    assert (
+        (tmp_path / "again" / "LAYOUT").read_text(encoding="utf-8").startswith(f"layout: {layout}")
     )
     # another seed gives another county
     generate_layout(PERSONS, SEED + 1, tmp_path / "other", layout)
@@ -198,8 +198,9 @@ def test_monthly_constructs(counties: dict[str, Path]) -> None:
     raw = root / "raw"
     months = sorted(p.name for p in (raw / "finance").glob("一卡通发放明细_2025??.csv"))
     assert len(months) == 12
-    jan, dec = _csv_header(raw / "finance/一卡通发放明细_202501.csv"), _csv_header(
-        raw / "finance/一卡通发放明细_202512.csv"
+    jan, dec = (
+        _csv_header(raw / "finance/一卡通发放明细_202501.csv"),
+        _csv_header(raw / "finance/一卡通发放明细_202512.csv"),
     )
     assert "发放状态" not in jan and "发放状态" in dec
     assert not {"所属期", "行政区划代码"} & set(jan)
@@ -243,13 +244,17 @@ def test_monthly_payments_without_status_hold_no_failed_transfer(
     m = re.search(r"failed payments left out \(no 发放状态 column\): (\d+)", note)
     assert (int(m[1]) if m else 0) == failed_h1
     kept = sum(
-        len(read_sheet_rows(counties["monthly"] / "raw" / f"finance/一卡通发放明细_2025{k:02d}.csv"))
+        len(
+            read_sheet_rows(counties["monthly"] / "raw" / f"finance/一卡通发放明细_2025{k:02d}.csv")
+        )
         - 2
         for k in range(1, 7)
     )  # minus header and 合计
     default_h1 = 0
     for q in (1, 2):
-        default_h1 += len(read_sheet_rows(tmp_path / "raw" / f"finance/一卡通发放明细_2025Q{q}.csv")) - 1
+        default_h1 += (
+            len(read_sheet_rows(tmp_path / "raw" / f"finance/一卡通发放明细_2025Q{q}.csv")) - 1
+        )
     assert kept == default_h1 - failed_h1
 
 
@@ -316,7 +321,9 @@ def test_utf16_constructs(counties: dict[str, Path]) -> None:
     cadre = read_sheet_rows(raw / "organization/村（社区）干部花名册.csv")
     assert any(re.fullmatch(r"\d{4}年\d{1,2}月", r[6]) for r in cadre.values())
     noise = _truth(counties["utf16"], "noise.csv")
-    assert sum(1 for n in noise if n["source_file"].endswith(".txt") and n["noise"] == "id_space") > 20
+    assert (
+        sum(1 for n in noise if n["source_file"].endswith(".txt") and n["noise"] == "id_space") > 20
+    )
 
 
 def test_other_layouts_render_every_default_source(counties: dict[str, Path]) -> None:

@@ -691,7 +691,9 @@ def render_monthly(r: Render) -> None:
     r.write_xlsx(PAYROLL, [("Sheet1", None, h, rows)], renames=ren)
 
     # village names instead of codes
-    def by_name(t: Table, col: str, groups: bool = False, drop: tuple[str, ...] = ()) -> list[tuple[str, Any]]:
+    def by_name(
+        t: Table, col: str, groups: bool = False, drop: tuple[str, ...] = ()
+    ) -> list[tuple[str, Any]]:
         """The village column as a name variant with its township before it; no code."""
         icode = t.idx("行政区划代码")
         out: list[tuple[str, Any]] = []
