@@ -9,7 +9,8 @@ target misses: per-rule recall >= 0.98, precision >= 0.95, no trap flagged, iden
 (overall and damaged), or when a step fails.
 
     uv run python benchmarks/eval_layouts.py --layouts all --seeds 11,23 --persons 8000
-    uv run python benchmarks/eval_layouts.py --layouts monthly --seeds 11 --persons 1500 --keep /tmp/ev
+    uv run python benchmarks/eval_layouts.py --layouts monthly --seeds 11 --persons 1500 \
+        --keep /tmp/ev
 """
 
 from __future__ import annotations
