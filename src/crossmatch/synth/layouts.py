@@ -312,10 +312,11 @@ class Render:
         sheets: list[tuple[str, str | None, list[str], list[OutRow]]],
         *,
         renames: dict[str, str] | None = None,
+        by_sheet: bool = False,
     ) -> None:
-        """A workbook; ``sheets`` = (name, title row or None, header, rows). Rows of every
-        sheet are numbered on their sheet; the truth names the file (the sheet is the only
-        one holding that person at that row number, see ``truth_sheet``)."""
+        """A workbook; ``sheets`` = (name, title row or None, header, rows). Rows are numbered
+        on their sheet; with ``by_sheet`` (a mapping that reads it with ``sheets:``) the truth's
+        source_file is ``<file>#<sheet>``, as ingest's lineage for multi-sheet reads."""
         path = self.out / "raw" / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         wb = xlsxwriter.Workbook(str(path), {"strings_to_numbers": False})
@@ -342,11 +343,11 @@ class Render:
                         ws.write_number(line + k, c, v)
                     else:
                         ws.write_string(line + k, c, str(v))
-            self._record(f"{rel}#{name}" if len(sheets) > 1 else rel, rows, line + 1)
+            self._record(f"{rel}#{name}" if by_sheet else rel, rows, line + 1)
             self.counts[f"rows {rel}#{name}"] = len(rows)
         wb.close()
         for name, *_ in sheets:
-            self.renames[f"{rel}#{name}" if len(sheets) > 1 else rel] = renames or {}
+            self.renames[f"{rel}#{name}" if by_sheet else rel] = renames or {}
 
     def copy(self, rel: str) -> None:
         """A file kept as it is (bytes and truth)."""
@@ -744,7 +745,7 @@ def render_workbook(r: Render) -> None:
     r.write_xlsx("civil/城乡低保特困救助对象花名册.xlsx",
                  [(s, f"来安县{s}对象花名册（2025年12月）", h, by_sheet[s]) for s in ("农村低保", "城市低保", "特困") if by_sheet[s]]
                  + [(s, None, h, v) for s, v in by_sheet.items() if s not in ("农村低保", "城市低保", "特困")],
-                 renames=ren)  # fmt: skip
+                 renames=ren, by_sheet=True)  # fmt: skip
     # payroll: one sheet per post type
     cur = r.table(PAYROLL)
     ip = cur.idx("岗位类别")
@@ -754,7 +755,9 @@ def render_workbook(r: Render) -> None:
     by_sheet = defaultdict(list)
     for row, (_n, old) in zip(rows, cur.rows, strict=True):
         by_sheet[sheet_of.get(old[ip], old[ip])].append(row)
-    r.write_xlsx(PAYROLL, [(s, None, h, v) for s, v in sorted(by_sheet.items())], renames=ren)
+    r.write_xlsx(
+        PAYROLL, [(s, None, h, v) for s, v in sorted(by_sheet.items())], renames=ren, by_sheet=True
+    )
 
     # payments: one workbook per programme (programme in the title row only), a sheet per quarter
     item_name = {"城乡低保金": None, "特困供养金": "特困人员供养金"}
@@ -787,7 +790,7 @@ def render_workbook(r: Render) -> None:
             f"finance/惠民惠农补贴发放清册{YEAR}_{code}.xlsx",
             [(q, f"来安县{YEAR}年{item}发放清册（{q}）", h, sheets[q] + [_sum_row(len(h), 0, 5, sheets[q])])
              for q in quarters if sheets.get(q)],
-            renames=ren,
+            renames=ren, by_sheet=True,
         )  # fmt: skip
 
     # standards: a wide table, one column per household size; other item vocabulary
