@@ -54,7 +54,9 @@ def _step(run: Run, name: str, args: list[str], cwd: Path) -> bool:
     return ok
 
 
-def evaluate_one(layout: str, seed: int, persons: int, work: Path) -> Run:
+def evaluate_one(
+    layout: str, seed: int, persons: int, work: Path, rules: Path = ROOT / "rules"
+) -> Run:
     import duckdb
 
     from crossmatch.detect.evaluate import evaluate as score_rules
@@ -71,7 +73,7 @@ def evaluate_one(layout: str, seed: int, persons: int, work: Path) -> Run:
     if not _step(run, "sample", gen, ROOT):
         run.misses.append("sample failed")
         return run
-    _step(run, "validate", ["validate", "--sources", str(sources), "--rules", str(ROOT / "rules"),
+    _step(run, "validate", ["validate", "--sources", str(sources), "--rules", str(rules),
                             "--raw", str(raw)], ROOT)  # fmt: skip
     ingest_ok = _step(run, "ingest", ["ingest", "--raw", str(raw), "--sources", str(sources),
                                       "--warehouse", str(wh)], ROOT)  # fmt: skip
@@ -80,7 +82,7 @@ def evaluate_one(layout: str, seed: int, persons: int, work: Path) -> Run:
         return run
     del ingest_ok  # a failed file still leaves the others loaded: go on and measure
     if _step(run, "resolve", ["resolve", "--warehouse", str(wh), "--sources", str(sources)], ROOT):
-        _step(run, "detect", ["detect", "--warehouse", str(wh), "--rules", str(ROOT / "rules")],
+        _step(run, "detect", ["detect", "--warehouse", str(wh), "--rules", str(rules)],
               ROOT)  # fmt: skip
     with duckdb.connect(str(wh), read_only=True) as con:
         try:
@@ -144,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", default="11,23", help="comma-separated seeds")
     ap.add_argument("--persons", type=int, default=8000)
     ap.add_argument("--keep", type=Path, default=None, help="keep the counties and warehouses here")
+    ap.add_argument("--rules", type=Path, default=ROOT / "rules", help="rule folder")
     args = ap.parse_args(argv)
     layouts = list(LAYOUTS) if args.layouts == "all" else args.layouts.split(",")
     unknown = [x for x in layouts if x not in LAYOUTS]
@@ -156,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for layout in layouts:
             for seed in seeds:
-                run = evaluate_one(layout, seed, args.persons, work)
+                run = evaluate_one(layout, seed, args.persons, work, args.rules.resolve())
                 runs.append(run)
                 print(render(run), flush=True)
     finally:
