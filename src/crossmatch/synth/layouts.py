@@ -798,7 +798,7 @@ def render_workbook(r: Render) -> None:
     ib = next(
         (
             cur.header.index(x)
-            for x in ("保障人数", "人数档次", "档次", "家庭人口数", "band")
+            for x in ("保障人数", "家庭人口数", "档次(人)", "人数档次", "档次", "band")
             if x in cur.header
         ),
         None,
@@ -816,11 +816,12 @@ def render_workbook(r: Render) -> None:
             if key not in wide:
                 wide[key] = ([nm, c[ip], c[ibasis], *[""] * 6, c[i0], c[i1]], [])
             cells = wide[key][0]
-            if ib is None:
+            band_cell = re.sub(r"\D", "", str(c[ib])) if ib is not None else ""
+            if not band_cell:  # one standard for every household size
                 for k in range(6):
                     cells[3 + k] = c[ia]
             else:
-                band = min(max(int(re.sub(r"\D", "", str(c[ib])) or 1), 1), 6)
+                band = min(max(int(band_cell), 1), 6)
                 cells[3 + band - 1] = c[ia]
             wide[key][1].append((cur.rel, n, None))
     r.write_xlsx("finance/补贴标准.xlsx", [("Sheet1", "来安县惠民惠农补贴标准（按保障人数）",
@@ -906,6 +907,15 @@ def _co_owners(r: Render) -> None:
             spouse[c[ih]] = (c[iname], c[iid], c[iid])
     _, member, _ = r.cases()
     cur = r.table("housing/不动产登记信息.csv")
+    if cur.has("共有人"):  # the export already names co-owners: move them next to the owner
+        ico = cur.idx("共有人")
+        cols: list[tuple[str, Any]] = [(h, h) for h in cur.header[:2]]
+        cols += [("共有人", "共有人"), ("共有人证件号码", "共有人证件号码"),
+                 ("共有情况", lambda c, _r: "共同共有" if c[ico] else "单独所有")]  # fmt: skip
+        cols += [(h, h) for h in cur.header[2:] if h not in ("共有人", "共有人证件号码")]
+        h, rows, ren = r.reshape(cur, cols)
+        r.write_csv(cur.rel, h, rows, renames=ren)
+        return
     iu = cur.idx("规划用途")
     header = [*cur.header[:2], "共有人", "共有人证件号码", "共有情况", *cur.header[2:]]
     rows: list[OutRow] = []
@@ -1032,10 +1042,10 @@ def render_utf16(r: Render) -> None:
 
 
 def _parent_header(h: str) -> str:
-    """Registry parent columns under other headers (父亲身份证号 -> 父亲公民身份号码 ...)."""
+    """Registry parent columns under other headers (父亲公民身份号码 -> 父亲身份证号码 ...)."""
     for who in ("父亲", "母亲"):
         if h.startswith(who) and ("身份" in h or "证件" in h):
-            return f"{who}公民身份号码"
+            return f"{who}身份证号码"
         if h.startswith(who) and "姓名" in h:
             return f"{who}名字"
     return h
