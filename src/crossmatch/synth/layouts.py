@@ -907,32 +907,28 @@ def _co_owners(r: Render) -> None:
             spouse[c[ih]] = (c[iname], c[iid], c[iid])
     _, member, _ = r.cases()
     cur = r.table("housing/不动产登记信息.csv")
-    if cur.has("共有人"):  # the export already names co-owners: move them next to the owner
-        ico = cur.idx("共有人")
-        cols: list[tuple[str, Any]] = [(h, h) for h in cur.header[:2]]
-        cols += [("共有人", "共有人"), ("共有人证件号码", "共有人证件号码"),
-                 ("共有情况", lambda c, _r: "共同共有" if c[ico] else "单独所有")]  # fmt: skip
-        cols += [(h, h) for h in cur.header[2:] if h not in ("共有人", "共有人证件号码")]
-        h, rows, ren = r.reshape(cur, cols)
-        r.write_csv(cur.rel, h, rows, renames=ren)
-        return
     iu = cur.idx("规划用途")
-    header = [*cur.header[:2], "共有人", "共有人证件号码", "共有情况", *cur.header[2:]]
-    rows: list[OutRow] = []
-    for n, c in cur.rows:
+    # co-owner columns next to the owner: the export's own (when it names co-owners) or new
+    cols: list[tuple[str, Any]] = [(h, h) for h in cur.header[:2]]
+    cols += [("共有人", "共有人"), ("共有人证件号码", "共有人证件号码"), ("共有情况", "")]
+    cols += [(h, h) for h in cur.header[2:] if h not in ("共有人", "共有人证件号码")]
+    header, rows, ren = r.reshape(cur, cols)
+    for (cells, origins), (n, c) in zip(rows, cur.rows, strict=True):
+        if len(cells) < 5:
+            continue
         owner = r.pid(cur.rel, n, "owner") or ""
         co = spouse.get(head_hh.get(owner, ""))
-        ok = (co is not None and len(c) == len(cur.header) and c[iu] == "住宅" and owner not in member
-              and co[2] not in member and r.u("co", tuple(c)) < 0.4)  # fmt: skip
-        extra = [co[0], co[1], "共同共有"] if ok and co else ["", "", "单独所有"]
-        cells = c[:2] + extra + c[2:]
-        rows.append((cells, [(cur.rel, n, None)]))
+        ok = (not cells[2] and co is not None and len(c) == len(cur.header) and c[iu] == "住宅"
+              and owner not in member and co[2] not in member and r.u("co", tuple(c)) < 0.4)  # fmt: skip
         if ok and co:
-            r.counts["co-owner cells"] += 1
-    r.write_csv(cur.rel, header, rows)
-    # co-owner truth: the row numbers are those of the default (one header line, same order)
-    for k, (cells, _o) in enumerate(rows):
-        if cells[2]:
+            cells[2], cells[3] = co[0], co[1]
+            r.counts["co-owner cells added"] += 1
+            origins.append(("__co__", n, None))
+        cells[4] = "共同共有" if cells[2] else "单独所有"
+    r.write_csv(cur.rel, header, rows, renames=ren)
+    # the added co-owners' truth (clean registry cells: the ID is the person)
+    for k, (cells, origins) in enumerate(rows):
+        if any(f == "__co__" for f, _n, _r in origins):
             r.extra_records.append((cur.rel, k + 2, "co_owner", cells[3]))
 
 
