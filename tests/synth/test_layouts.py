@@ -452,3 +452,26 @@ def test_eval_layouts_meets_the_targets_on_a_small_county(layout: str, tmp_path:
         capture_output=True, text=True, timeout=1800,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+
+
+def test_month_rounding_is_refused_when_it_would_change_an_overlap() -> None:
+    """A term from 2021-03-20 does not overlap a case that ended 2021-03-10; written as 2021.03
+    it would (2021-03-01): such a cell keeps its day."""
+    import datetime as dt
+
+    from crossmatch.synth.layouts import MonthSafety, month_end
+
+    d = dt.date
+    assert month_end(d(2024, 2, 10)) == d(2024, 2, 29) and month_end(d(2025, 12, 5)) == d(
+        2025, 12, 31
+    )
+    ended_before = [(d(2020, 1, 1), d(2021, 3, 10))]
+    assert not MonthSafety._same(d(2021, 3, 20), None, d(2021, 3, 1), None, ended_before)
+    starts_after = [(d(2026, 4, 20), None)]  # a term to 2026-04-10 vs a case from 04-20
+    assert not MonthSafety._same(
+        d(2021, 3, 20), d(2026, 4, 10), d(2021, 3, 1), d(2026, 4, 30), starts_after
+    )
+    unaffected = [(d(2019, 1, 1), d(2020, 12, 31)), (d(2022, 5, 1), None)]
+    assert MonthSafety._same(
+        d(2021, 3, 20), d(2026, 3, 31), d(2021, 3, 1), d(2026, 3, 31), unaffected
+    )

@@ -564,6 +564,10 @@ def _sum_row(width: int, label_col: int, amount_col: int, rows: list[OutRow]) ->
 
 
 def render_monthly(r: Render) -> None:
+    for k in ("cadre terms kept to the day", "job starts kept to the day",
+              "damaged roster rows left out of the member list",
+              "failed payments left out (no 发放状态 column)"):  # fmt: skip
+        r.counts[k] += 0  # stated in LAYOUT even when none
     vill = r.villages()
     safe = MonthSafety(r)
     gb = {"encoding": "gb18030", "crlf": True}
@@ -933,6 +937,8 @@ def _co_owners(r: Render) -> None:
 
 
 def render_utf16(r: Render) -> None:
+    for k in ("cadre terms kept to the day", "failed payments left out (no 发放状态 column)"):
+        r.counts[k] += 0  # stated in LAYOUT even when none
     u16 = {"encoding": "utf-16", "delimiter": "\t"}
     safe = MonthSafety(r)
     # registry: other headers, sex as a code, parent columns under other headers
