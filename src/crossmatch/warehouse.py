@@ -150,8 +150,10 @@ def ingest_fingerprint(con: duckdb.DuckDBPyConnection, sources: list[str] | None
     '' when nothing was ingested through ``ingest_file`` (a hand-built warehouse)."""
     if not _has_table(con, "ingest_file"):
         return ""
+    cols = {r[0] for r in con.execute("DESCRIBE ingest_file").fetchall()}
+    digest = "coalesce(spec_digest, '')" if "spec_digest" in cols else "''"
     rows = con.execute(
-        "SELECT source, file, hash, coalesce(spec_digest, '') FROM ingest_file "
+        f"SELECT source, file, hash, {digest} FROM ingest_file "
         "WHERE status = 'ok' ORDER BY source, file, hash"
     ).fetchall()
     if sources is not None:

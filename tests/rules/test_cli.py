@@ -23,6 +23,7 @@ def _warehouse(path):
             {
                 "person_pid": "A",
                 "person_id": "A",
+                "person_id_raw": "A",
                 "death_date": "2025-01-10",
                 "_row": 2,
                 "_file": "death/d.xlsx",
@@ -37,6 +38,9 @@ def _warehouse(path):
             {
                 "payee_pid": "A",
                 "payee_id": "A",
+                "payee_name": "张三",
+                "village_code": "341122001001",
+                "account": "6200001",
                 "item": "养老金",
                 "amount": 183,
                 "status": "success",
@@ -67,7 +71,8 @@ def test_detect_then_evaluate(tmp_path):
             "deceased_recipient,vehicle_on_dibao",
         ],
     )
-    assert res.exit_code == 0, res.output
+    # a skipped rule is an input problem: exit 4, not 0
+    assert res.exit_code == 4, res.output
     assert "deceased_recipient" in res.output and "skipped" in res.output
     lines = [ln for ln in res.output.splitlines() if ln.startswith("deceased_recipient")]
     assert lines[0].split()[1:3] == ["ok", "2"]  # 2025-03 and 2025-04
@@ -81,6 +86,20 @@ def test_detect_then_evaluate(tmp_path):
         "deceased_recipient,trap,A,2025-02,grace month\n",
         encoding="utf-8",
     )
+    # every rule asked for is ok: exit 0 (hits are findings, not failures)
+    res = runner.invoke(
+        main,
+        [
+            "detect",
+            "--rules",
+            str(RULES_DIR),
+            "--warehouse",
+            str(wh),
+            "--only",
+            "deceased_recipient",
+        ],
+    )
+    assert res.exit_code == 0, res.output
     res = runner.invoke(main, ["evaluate", "--truth", str(truth), "--warehouse", str(wh)])
     assert res.exit_code == 0, res.output
     row = next(ln for ln in res.output.splitlines() if ln.startswith("deceased_recipient"))

@@ -357,7 +357,8 @@ def _fix(source: str, column: str, spec: Any) -> str:
         return (
             f"{path}:{_key_line(path, 'persons')}: no person role `{role}` (roles: {have}). "
             f"Fix: add `- {{role: {role}, name: {role}_name, id: {role}_id}}` under persons: "
-            "(or rename the role that holds this person)"
+            "(or rename the role that holds this person"
+            + (f"; a role named `{source}` also counts)" if role == "person" else ")")
         )
     return (
         f"{path}:{_key_line(path, 'fields')}: field `{column}` is not mapped. Fix: add "
