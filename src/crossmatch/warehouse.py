@@ -77,12 +77,12 @@ def _hint(msg: str) -> str:
     low = msg.lower()
     if "lock" in low:
         return "another crossmatch process holds it open; wait for it to finish, then run again"
-    if "no space" in low or "disk is full" in low or "disk full" in low:
+    if "no space" in low or "disk is full" in low or "disk full" in low or "too large" in low:
         return "the disk is full; free space (or pass --warehouse on another disk), then run again"
     if "not a valid duckdb" in low or "corrupt" in low or "invalid" in low or "magic" in low:
         return (
             "the file is not a readable crossmatch warehouse (corrupt or another format); "
-            "restore it from a backup or build a new one with `crossmatch ingest`"
+            "move it aside (or restore a backup) and rebuild it with `crossmatch ingest`"
         )
     return "check the path is a crossmatch DuckDB file, or pass another --warehouse"
 
@@ -119,8 +119,13 @@ def session(
     con = connect(path, read_only=read_only, must_exist=must_exist)
     try:
         yield con
-    except (duckdb.IOException, duckdb.FatalException, duckdb.SerializationException) as exc:
+    except duckdb.Error as exc:
         msg = str(exc).splitlines()[0]
+        io = isinstance(
+            exc, duckdb.IOException | duckdb.FatalException | duckdb.SerializationException
+        ) or any(w in msg.lower() for w in ("could not write", "no space", "too large"))
+        if not io:
+            raise
         raise WarehouseError(f"{path}: warehouse I/O failed ({msg}). Fix: {_hint(msg)}.") from exc
     finally:
         with suppress(duckdb.Error):  # closing after a fatal error: nothing more to save

@@ -39,8 +39,9 @@ class County:
     def resolve(self) -> tuple[int, str]:
         return cli("resolve", "--sources", str(SOURCES), "--warehouse", str(self.wh))
 
-    def detect(self, *extra: str) -> tuple[int, str]:
-        return cli("detect", "--rules", str(RULES), "--warehouse", str(self.wh), *extra)
+    def detect(self, *extra: str, only: str | None = None) -> tuple[int, str]:
+        sel = ("--only", only) if only else ()
+        return cli("detect", "--rules", str(RULES), "--warehouse", str(self.wh), *sel, *extra)
 
     def statuses(self) -> dict[str, tuple[str, str]]:
         """rule -> (status, reason) of the latest finished detect run."""
@@ -75,6 +76,10 @@ def built(tmp_path_factory) -> County:
     assert code == 0, out
     code, out = c.resolve()
     assert code == 0, out
+    code, out = cli("kinship", "--warehouse", str(c.wh))
+    assert code == 0, out
+    code, out = c.detect()
+    assert code == 0, out  # the clean county: every rule ok
     return c
 
 
