@@ -4,6 +4,8 @@ exports, then breaks something and checks that crossmatch says so instead of rep
 
 from __future__ import annotations
 
+import fcntl
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,10 +68,7 @@ class County:
             con.close()
 
 
-@pytest.fixture(scope="session")
-def built(tmp_path_factory) -> County:
-    """The sample county ingested and resolved once (per worker)."""
-    base = tmp_path_factory.mktemp("county")
+def _build(base: Path) -> County:
     shutil.copytree(SAMPLE / "raw", base / "raw")
     c = County(base / "raw", base / "w.duckdb")
     code, out = c.ingest()
@@ -81,6 +80,29 @@ def built(tmp_path_factory) -> County:
     code, out = c.detect()
     assert code == 0, out  # the clean county: every rule ok
     return c
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory) -> County:
+    """The sample county ingested, resolved, kinship built and detected once, shared by the
+    test workers (the first one builds it under a lock, the others wait and reuse it)."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    base = root / "faults-county"
+    with open(root / "faults-county.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if (base / "done").exists():
+                return County(base / "raw", base / "w.duckdb")
+            if base.exists():
+                shutil.rmtree(base)
+            base.mkdir()
+            c = _build(base)
+            (base / "done").write_text("ok")
+            return c
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @pytest.fixture
