@@ -111,3 +111,35 @@ def test_detect_without_warehouse_says_what_to_do(tmp_path):
     res = CliRunner().invoke(main, ["detect", "--warehouse", str(tmp_path / "none.duckdb")])
     assert res.exit_code == 5
     assert "run `crossmatch ingest` and `crossmatch resolve` first" in res.output
+
+
+def test_validate_reports_each_rule_against_the_mappings(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    src = tmp_path / "sources"
+    shutil.copytree(root / "sources", src)
+    runner = CliRunner()
+    res = runner.invoke(main, ["validate", "--sources", str(src), "--rules", str(RULES_DIR)])
+    assert res.exit_code == 0, res.output
+    assert "deceased_recipient           ready" in res.output
+    # a mapping that lacks a column a rule reads, a role named differently, a source missing
+    pay = (src / "payment.yaml").read_text(encoding="utf-8")
+    pay = "\n".join(ln for ln in pay.splitlines() if not ln.startswith("  status:"))
+    (src / "payment.yaml").write_text(pay + "\n", encoding="utf-8")
+    cad = (src / "cadre.yaml").read_text(encoding="utf-8").replace("role: cadre", "role: leader")
+    (src / "cadre.yaml").write_text(cad, encoding="utf-8")
+    (src / "vehicle.yaml").unlink()
+    res = runner.invoke(main, ["validate", "--sources", str(src), "--rules", str(RULES_DIR)])
+    assert res.exit_code == 3, res.output
+    out = res.output
+    assert "vehicle_on_dibao             skipped" in out and "'vehicle' has no mapping" in out
+    assert "duplicate_payment            blind" in out
+    assert f"{src / 'payment.yaml'}:" in out and "field `status` is not mapped" in out
+    assert "no person role `person` (roles: leader)" in out
+    assert "farmland_over_area           ready" in out
+    res = runner.invoke(
+        main, ["validate", "--sources", str(src), "--rules", str(RULES_DIR), "--allow-blind"]
+    )
+    assert res.exit_code == 0, res.output

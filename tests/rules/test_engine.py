@@ -191,3 +191,51 @@ def test_fdr_kind_stores_evidence_as_an_object():
     ev = json.loads(con.execute("SELECT evidence FROM hit").fetchone()[0])
     assert ev["units"] == 5 and ev["flagged_units"] == 4 and ev["q_value_bh"] < 0.05
     assert ev["cases"]
+
+
+# ---------------------------------------------------------------- needs derived from the SQL
+
+
+def test_needs_follow_building_blocks_to_the_roster():
+    """over_standard_amount declares [payment, subsidy_standard] but reads the case roster
+    through dibao_member / dibao_case: the derived needs say so (issue 10)."""
+    from crossmatch.detect.needs import derive
+    from crossmatch.spec.rules import load_rules
+
+    specs = load_rules(RULES_DIR, only=["over_standard_amount", "cadre_account"])
+    nd = derive(specs, RULES_DIR)
+    over = nd["over_standard_amount"]
+    assert "assistance" in over.requires and "subsidy_standard" in over.requires
+    cols = over.source_columns()
+    assert "household_size" in cols["assistance"] and "status" in cols["payment"]
+    # a column of a building block the rule never uses is not a need
+    assert "handler_name" not in cols["assistance"]
+    # hand-declared alternatives stay alternatives; kinship needs the registry or marriages
+    ca = nd["cadre_account"]
+    assert ("cadre", "payroll") in ca.requires and "cadre" not in ca.requires
+    assert ("hukou", "marriage") in ca.requires
+
+
+def test_blind_when_a_read_column_is_absent_and_skipped_when_a_source_is_missing():
+    con = _dead_payee_warehouse()
+    con.execute("CREATE TABLE p2 AS SELECT * EXCLUDE (status) FROM r_payment")
+    con.execute("DROP TABLE r_payment")
+    con.execute("ALTER TABLE p2 RENAME TO r_payment")
+    res = run_rules(con, RULES_DIR, only=["deceased_recipient"])
+    (o,) = res.outcomes
+    assert o.status == "blind" and "status" in o.reason, o
+    assert res.exit_code == 4
+
+
+def test_interrupted_run_is_not_the_latest():
+    con = _dead_payee_warehouse()
+    run_rules(con, RULES_DIR, only=["deceased_recipient"])
+    # a crash while storing the second run: nothing of it is written, the first stays latest
+    con.execute("CREATE TABLE hit_backup AS SELECT * FROM hit")
+    con.execute("DROP TABLE hit")
+    con.execute("CREATE VIEW hit AS SELECT * FROM hit_backup")  # INSERT INTO hit will fail
+    with pytest.raises(Exception):  # noqa: B017 - any failure of the final write
+        run_rules(con, RULES_DIR, only=["deceased_recipient"])
+    runs = con.execute("SELECT status FROM detect_run ORDER BY started_at").fetchall()
+    assert [r[0] for r in runs] == ["finished", "running"]
+    assert con.execute("SELECT count(DISTINCT run_id) FROM rule_run").fetchone()[0] == 1
