@@ -321,6 +321,8 @@ def validate(sources: Path, rules: Path | None, raw: Path | None, allow_blind: b
     if problems:
         click.echo(f"{len(problems)} problem(s)", err=True)
         sys.exit(int(ExitCode.SPEC_INVALID))
+    checked = ", ".join(str(x) for x in (sources, rules, raw) if x is not None)
+    click.echo(f"ok: {checked}")
     degraded = 0
     if rules is not None:
         from crossmatch.detect.needs import check_mappings, derive
@@ -333,7 +335,6 @@ def validate(sources: Path, rules: Path | None, raw: Path | None, allow_blind: b
         for c in checks:
             click.echo("  " + c.line())
         degraded = sum(c.status != "ready" for c in checks)
-    checked = ", ".join(str(x) for x in (sources, rules, raw) if x is not None)
     if degraded and not allow_blind:
         click.echo(
             f"{degraded} rule(s) would be skipped or blind; fix the mappings above "
@@ -341,7 +342,6 @@ def validate(sources: Path, rules: Path | None, raw: Path | None, allow_blind: b
             err=True,
         )
         sys.exit(int(ExitCode.SPEC_INVALID))
-    click.echo(f"ok: {checked}")
 
 
 @main.command()

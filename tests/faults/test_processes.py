@@ -139,3 +139,25 @@ def test_disk_full_during_detect(county: County):
     assert p.returncode == 5, (out, err)
     assert "disk is full" in err and "Traceback" not in err, err
     assert county.query("SELECT count(*) FROM hit")[0][0] == before
+
+
+def test_kill_9_during_resolve_then_detect_is_stale(county: County):
+    """A nightly run killed during resolve: the data changed, identity did not finish."""
+    q1 = county.raw / "finance" / "一卡通发放明细_2025Q1.csv"
+    lines = q1.read_bytes().split(b"\n")
+    body = [ln for ln in lines[1:] if ln.strip()]
+    q1.write_bytes(b"\n".join([lines[0], *reversed(body)]) + b"\n")
+    code, out = county.ingest()
+    assert code == 0, out
+    p = _crossmatch("resolve", "--sources", str(SOURCES), "--warehouse", str(county.wh))
+    time.sleep(2.0)
+    if p.poll() is None:
+        os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    code, out = county.detect(only="deceased_recipient,duplicate_payment")
+    if p.returncode == 0:  # resolve won the race on an idle machine: then everything is fresh
+        assert code == 0, out
+        return
+    assert code == 4, out
+    st = county.statuses()
+    assert {s for s, _ in st.values()} == {"stale"}, st
