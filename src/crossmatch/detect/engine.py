@@ -281,11 +281,14 @@ def loaded_columns(con: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
     """Per source, the columns its resolved view (or canonical table) really has, before any
     contract stand-in is added (``person_pid`` counts when identity published ``<source>_pid``)."""
     cols: dict[str, set[str]] = {}
-    for table, col in con.execute(
-        "SELECT table_name, column_name FROM information_schema.columns "
+    temp: dict[str, set[str]] = {}
+    for table, col, sch in con.execute(
+        "SELECT table_name, column_name, table_schema FROM information_schema.columns "
         "WHERE table_name LIKE 'r\\_%' ESCAPE '\\' OR table_name LIKE 'src\\_%' ESCAPE '\\'"
     ).fetchall():
-        cols.setdefault(table, set()).add(col)
+        (cols if sch == "main" else temp).setdefault(table, set()).add(col)
+    for table, c in temp.items():  # a TEMP relation counts only without a stored one
+        cols.setdefault(table, c)
     out = {}
     for src in schema.SOURCES:
         have = cols.get(f"r_{src}") or cols.get(f"src_{src}")
