@@ -50,3 +50,13 @@ def test_two_clean_runs_store_identical_hits(county: County):
                 WHERE n = 1)) GROUP BY rule_id ORDER BY rule_id"""
     )
     assert diff == [], diff
+
+
+def test_clean_run_gives_no_contract_drift_warning(county: County, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="crossmatch"):
+        code, out = county.detect(only="cadre_account,over_standard_amount,supplier_official_link")
+    assert code == 0, out
+    drift = [r for r in caplog.records if "contract drift" in r.getMessage()]
+    assert not [r for r in drift if r.levelno >= logging.WARNING], [r.getMessage() for r in drift]

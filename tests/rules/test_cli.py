@@ -143,3 +143,18 @@ def test_validate_reports_each_rule_against_the_mappings(tmp_path):
         main, ["validate", "--sources", str(src), "--rules", str(RULES_DIR), "--allow-blind"]
     )
     assert res.exit_code == 0, res.output
+
+
+def test_validate_names_a_missing_reference_table(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    rules = tmp_path / "rules"
+    shutil.copytree(RULES_DIR, rules)
+    (rules / "reference" / "exempt_vehicle_types.csv").unlink()
+    res = CliRunner().invoke(
+        main, ["validate", "--sources", str(root / "sources"), "--rules", str(rules)]
+    )
+    assert res.exit_code == 3, res.output
+    assert "exempt_vehicle_types.csv" in res.output

@@ -675,8 +675,20 @@ def compile_problems(specs: list[RuleSpec]) -> list[Problem]:
                 cols = [r[0] for r in con.execute(f"DESCRIBE {sql}").fetchall()]
             except duckdb.Error as exc:
                 msg = str(exc).replace("\n", " ")
+                ref = re.search(r"Table with name (ref_\w+) does not exist", msg)
+                fix = (
+                    f"create {Path(spec.path).parent / 'reference' / (ref.group(1)[4:] + '.csv')}"
+                    " (a reference table the rule reads)"
+                    if ref
+                    else None
+                )
                 problems.append(
-                    Problem(spec.path, _line_in_sql(spec, str(exc)), f"SQL does not compile: {msg}")
+                    Problem(
+                        spec.path,
+                        _line_in_sql(spec, str(exc)),
+                        f"SQL does not compile: {msg}",
+                        fix,
+                    )
                 )
                 continue
             want = list(HIT_COLUMNS) + list(KIND_COLUMNS.get(spec.kind, ()))
