@@ -239,3 +239,34 @@ def test_interrupted_run_is_not_the_latest():
     runs = con.execute("SELECT status FROM detect_run ORDER BY started_at").fetchall()
     assert [r[0] for r in runs] == ["finished", "running"]
     assert con.execute("SELECT count(DISTINCT run_id) FROM rule_run").fetchone()[0] == 1
+
+
+def test_kinship_that_cannot_be_rebuilt_makes_its_rules_stale(monkeypatch):
+    from crossmatch.detect import engine
+
+    con = _dead_payee_warehouse(with_ingest=True)
+    schema.load_rows(con, "r_hukou", [{"person_pid": "A", "status": "正常"}], temp=False)
+    schema.load_rows(con, "kin_relative", [], temp=False)  # built before: stale now
+
+    def broken(_con):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(engine, "rebuild_kinship", broken)
+    res = run_rules(con, RULES_DIR, only=["cadre_account", "deceased_recipient"])
+    by = {o.rule_id: o for o in res.outcomes}
+    assert by["cadre_account"].status in ("stale", "skipped")
+    assert by["deceased_recipient"].status == "ok", by["deceased_recipient"]
+    # with the sources of cadre_account present, the kinship problem is what stops it
+    con.execute(
+        "INSERT INTO ingest_file (source, file, rows_loaded, status) VALUES "
+        "('bank_account', 'b.csv', 1, 'ok'), ('proxy_filing', 'p.csv', 1, 'ok'), "
+        "('cadre', 'c.csv', 1, 'ok'), ('hukou', 'h.csv', 1, 'ok')"
+    )
+    from crossmatch import warehouse
+
+    warehouse.record_stage(con, "resolve", warehouse.ingest_fingerprint(con))
+    for t in ("r_bank_account", "r_proxy_filing", "r_cadre"):
+        schema.load_rows(con, t, [{"_row": 2}], temp=False)
+    res = run_rules(con, RULES_DIR, only=["cadre_account"])
+    (o,) = res.outcomes
+    assert o.status == "stale" and "could not be rebuilt" in o.reason, o

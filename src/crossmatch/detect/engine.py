@@ -399,6 +399,10 @@ def identity_is_stale(con: duckdb.DuckDBPyConnection) -> str | None:
     return None
 
 
+def _reads_kinship(nd: rule_needs.RuleNeeds) -> bool:
+    return any(t.startswith("kin_") for t in nd.columns)
+
+
 def _reads_identity(nd: rule_needs.RuleNeeds) -> bool:
     return any(
         t in ("person", "identity_link")
@@ -590,7 +594,21 @@ def run_rules(
         [run_id, started_run, len(specs)],
     )
     loaded = loaded_columns(con)  # before contract stand-ins hide an absent column
-    prepare(con, rules_dir)
+    kin_problem = None
+    for level, note in schema.conform(con):
+        log.log(level, "contract drift: %s", note)
+    why = kinship_is_stale(con)
+    if why:
+        log.info("%s: rebuilding kinship", why)
+        try:
+            rebuild_kinship(con)
+        except Exception as exc:  # the rules that read kinship wait; the others run
+            log.exception("kinship rebuild failed")
+            kin_problem = (
+                f"kinship is stale ({why}) and could not be rebuilt: {type(exc).__name__}. "
+                "Fix: run `crossmatch kinship` to see the error"
+            )
+    prepare(con, rules_dir, build_kinship=False)
     avail = available_sources(con, max_age_days=max_age_days)
     ident = identity_is_stale(con)
     empty = empty_columns(con, needs)
@@ -601,6 +619,8 @@ def run_rules(
         t0 = time.perf_counter()
         started = dt.datetime.now()
         status, why = assess(needs[spec.id], avail, loaded, empty, ident)
+        if kin_problem and status in ("ok", "blind") and _reads_kinship(needs[spec.id]):
+            status, why = "stale", kin_problem
         out = RuleOutcome(spec.id, spec.version, status, why)
         if status in ("ok", "blind"):  # a blind rule runs: its hits, flagged as partial
             try:
