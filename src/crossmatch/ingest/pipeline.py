@@ -35,7 +35,7 @@ import polars as pl
 
 from crossmatch import normalize, warehouse
 from crossmatch.errors import InputFileError
-from crossmatch.ingest import readers, stage
+from crossmatch.ingest import assemble, readers, stage
 from crossmatch.spec import SourceSpec, load_sources
 from crossmatch.spec.common import nearest
 
@@ -157,7 +157,9 @@ class IngestSummary:
 
         lines = [fmt(head), "  ".join("-" * w for w in widths)]
         lines += [fmt(b) for b in body]
-        problems = [r for r in self.results if r.status in ("failed", "nofile", "missing")]
+        problems = [
+            r for r in self.results if r.status in ("failed", "nofile", "missing", "warning")
+        ]
         if problems:
             lines.append("")
             lines += [f"{r.status.upper()}: {r.message}" for r in problems]
@@ -473,7 +475,7 @@ def _load(job: _Job) -> FileResult:
             try:
                 con.execute(f'DELETE FROM "{spec.table}" WHERE _file = ?', [rel])
                 con.execute("DELETE FROM quarantine WHERE source = ? AND file = ?", [spec.id, rel])
-                counts = stage.normalise(con, spec, rel, job.file_hash(), info.header, mapping)
+                counts = assemble.normalise(con, spec, rel, job.file_hash(), info.header, mapping)
                 res.status = "loaded"
                 res.hash = job.file_hash()
                 res.rows_read, res.rows_loaded = counts.read, counts.loaded
@@ -634,6 +636,9 @@ def ingest(
         if unknown:
             raise InputFileError(f"unknown source(s): {', '.join(unknown)}")
         specs = [s for s in specs if s.id in only]
+    # join / lookup / unpivot: the files load as units, assembled after the files (assemble.py)
+    asm_plan = assemble.plan(specs)
+    specs = asm_plan.units
     own = not isinstance(warehouse_path, duckdb.DuckDBPyConnection)
     con: duckdb.DuckDBPyConnection = (
         warehouse_path
@@ -708,6 +713,7 @@ def ingest(
                             ),
                         )
                     )
+        assemble.report(summary, assemble.run(con, asm_plan, summary.run_id))
         summary.seconds = time.perf_counter() - t0
         res = summary.results
         con.execute(

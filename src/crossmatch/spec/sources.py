@@ -282,6 +282,14 @@ def _parse_field(
     )
 
 
+def _yaml_on(d: LocDict) -> LocDict:
+    """YAML 1.1 reads an unquoted ``on:`` key as the boolean true: give it back its name."""
+    if True in d and "on" not in d:
+        d["on"] = d.pop(True)
+        d.key_lines["on"] = d.key_lines.get(True, d.line)
+    return d
+
+
 def _parse_lookup(path: Path, name: str, value: LocDict, problems: Problems) -> Lookup | None:
     """``lookup: {source: S, on: {this_field: other_field, ...}, take: other_field}``
     (``on: [f, g]`` is short for ``{f: f, g: g}``); cross-source checks in parse_sources."""
@@ -291,6 +299,7 @@ def _parse_lookup(path: Path, name: str, value: LocDict, problems: Problems) -> 
     if not isinstance(raw, LocDict):
         problems.add(path, line, f"field {name!r}: 'lookup' must be a mapping", example)
         return None
+    raw = _yaml_on(raw)
     problems.check_keys(path, raw, ("source", "on", "take"), f"lookup of field {name!r}")
     src, take, on = raw.get("source"), raw.get("take"), raw.get("on")
     ok = True
@@ -409,6 +418,7 @@ def _parse_joins(
         if not isinstance(item, LocDict):
             problems.add(path, line, f"{where} must be a mapping with files, on, fields", example)
             continue
+        item = _yaml_on(item)
         problems.check_keys(path, item, _PART_KEYS, where)
         files = _as_str_list(item.get("files"))
         if files is None:
@@ -701,7 +711,8 @@ def parse_source_file(path: str | Path, problems: Problems) -> SourceSpec | None
                     )
                 produced[col] = fs.name
     joins = _parse_joins(path, doc.get("join"), fields, problems)
-    _check_assembly(path, fields, joins, groups, problems)
+    declared = [str(k) for k in raw_fields] if isinstance(raw_fields, dict) else []
+    _check_assembly(path, fields, joins, groups, problems, declared)
     every = {**fields, **{f.name: f for p in joins for f in p.output_fields()}}
     persons = _parse_persons(path, doc.get("persons"), every, problems)
     if len(problems) > before or sid is None or files is None:
@@ -730,12 +741,16 @@ def _check_assembly(
     joins: list[JoinPart],
     groups: list[dict[str, GroupCell]],
     problems: Problems,
+    declared: list[str],
 ) -> None:
-    """Checks within one file: unpivot fields, lookup keys (cross-source: parse_sources)."""
+    """Checks within one file: unpivot fields, lookup keys (cross-source: parse_sources).
+    ``declared``: every name under ``fields:`` (a field with its own error is not re-flagged)."""
     for i, group in enumerate(groups):
         for fname, cell in group.items():
+            if fname not in fields and fname in declared:
+                continue
             if fname not in fields:
-                near = nearest(fname, fields)
+                near = nearest(fname, declared)
                 problems.add(
                     path,
                     cell.line,
