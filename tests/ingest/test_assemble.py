@@ -412,12 +412,17 @@ def test_unpivot_one_row_per_group_empty_groups_skipped_rows_encoded(tmp_path):
             "城市低保金,341122,600,,",  # row 3: 2 and 6+ empty -> no row
             "特困供养金,341122,abc,800,2000",  # row 4: bad amount in group 1
             "合计,1,2",  # row 5: wrong shape
+            *(f"项目{i},341122,{i},," for i in range(6, 150)),
+            "合计,1,2",  # row 150: wrong shape
         ],
     )
     s = run(tmp_path)
     (r,) = s.results
     assert r.status == "loaded", r.message
-    rows = q(tmp_path, "SELECT _row, item, band, amount FROM src_subsidy_standard ORDER BY _row")
+    rows = q(
+        tmp_path,
+        "SELECT _row, item, band, amount FROM src_subsidy_standard WHERE _row < 600 ORDER BY _row",
+    )
     assert rows == [
         (201, "农村低保金", 1, Decimal("500.00")),
         (202, "农村低保金", 2, Decimal("900.00")),
@@ -426,9 +431,10 @@ def test_unpivot_one_row_per_group_empty_groups_skipped_rows_encoded(tmp_path):
         (402, "特困供养金", 2, Decimal("800.00")),
         (403, "特困供养金", 6, Decimal("2000.00")),
     ]
-    assert (r.rows_read, r.rows_loaded, r.rows_quarantined) == (8, 6, 2)
+    assert (r.rows_read, r.rows_loaded, r.rows_quarantined) == (8 + 145, 6 + 144, 3)
+    assert q(tmp_path, "SELECT max(_row) FROM src_subsidy_standard") == [(14901,)]
     quar = q(tmp_path, 'SELECT "row", reason FROM quarantine ORDER BY "row"')
-    assert [x[0] for x in quar] == [4, 5]
+    assert [x[0] for x in quar] == [4, 5, 150]
     assert "1人" in quar[0][1] or "amount" in quar[0][1]
     assert "cells but the header has 5" in quar[1][1]
 
@@ -515,7 +521,7 @@ def problems(root: Path) -> list[str]:
 def test_validate_lookup_errors_name_the_line_and_the_fix(tmp_path):
     write_spec(tmp_path, "hukou", HUKOU_YAML.replace("NORM", "text"))
     pay = PAY_YAML.replace("NORM", "text")
-    pay = pay.replace("take: village_code}\n  town", "take: vilage_code}\n  town")
+    pay = pay.replace("village], take: village_code", "village], take: vilage_code")
     pay = pay.replace("on: [township, village]", "on: {township: twonship, village: village}")
     pay = pay.replace(
         "source: hukou, on: {village: village}", "source: hukuo, on: {village: village}"
@@ -530,6 +536,14 @@ def test_validate_lookup_errors_name_the_line_and_the_fix(tmp_path):
     assert any(
         p.startswith(f"{f}:12: field 'town_village_code': lookup key 'township' -> 'twonship'")
         and "did you mean 'township'?" in p
+        for p in got
+    ), got
+    assert any(
+        p.startswith(
+            f"{f}:12: field 'town_village_code': lookup take 'vilage_code' is not a "
+            "field of source 'hukou'"
+        )
+        and "did you mean 'village_code'?" in p
         for p in got
     ), got
 
@@ -592,3 +606,16 @@ def test_validate_join_and_unpivot_errors(tmp_path):
     ), got
     assert any(p.startswith(f"{s}:8: field 'extra': 'column' must be") for p in got), got
     assert any(p.startswith(f"{s}:6: field 'band': 'column' must be") for p in got), got
+
+
+def test_validate_raw_checks_the_join_part_headers(joined):
+    write_xlsx(joined / "raw" / "civil" / "cases.xlsx", [["保障证号", "申请人姓名"], ["A01", "x"]])
+    got = [str(p) for p in validate_all({"sources": joined / "sources", "raw": joined / "raw"})]
+    f = (joined / "sources" / "assistance.yaml").as_posix()
+    assert any(
+        p.startswith(
+            f"{f}:13: field 'applicant_name': column '申请人' not found in civil/cases.xlsx"
+        )
+        and "申请人姓名" in p
+        for p in got
+    ), got

@@ -255,8 +255,11 @@ def normalise(
             f"{rel}: more than {MAX_UNPIVOT_ROW} rows; an unpivoted file's rows are numbered "
             f"row * {ROW_FACTOR} + group. Fix: split the export into smaller files."
         )
-    # rows of the wrong shape: quarantined here, once, at their physical row
-    bad = _quarantine_shape(con, spec, rel, file_hash, width)
+    # rows of the wrong shape: quarantined once, at their physical row (after the groups)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _cm_unpivot_bad AS SELECT _row, _nf, _raw "
+        f"FROM {stage.STAGE} WHERE _nf <> {width}"
+    )
     new_header = [*header, *(f"{n} (unpivot)" for n in over), "(unpivot group)"]
     new_width = len(new_header)
     cells = "".join(f", s.c{i}" for i in range(width))
@@ -285,27 +288,19 @@ def normalise(
         f'AND file_hash = ? AND "row" >= {ROW_FACTOR}',
         [spec.id, rel, file_hash],
     )
+    (bad,) = con.execute("SELECT count(*) FROM _cm_unpivot_bad").fetchall()[0]
+    msg = (
+        f" cells but the header has {width} (truncated file, or a delimiter inside an "
+        f"unquoted value, or a value past the last column?)"
+    )
+    con.execute(
+        'INSERT INTO quarantine (source, file, file_hash, "row", reason, raw) SELECT ?, ?, ?, '
+        "_row, 'row has ' || _nf || ?, json_object('line', _raw) FROM _cm_unpivot_bad",
+        [spec.id, rel, file_hash, msg],
+    )
     counts.read += bad
     counts.quarantined += bad
     return counts
-
-
-def _quarantine_shape(
-    con: duckdb.DuckDBPyConnection, spec: SourceSpec, rel: str, file_hash: str, width: int
-) -> int:
-    (n,) = con.execute(f"SELECT count(*) FROM {stage.STAGE} WHERE _nf <> {width}").fetchall()[0]
-    if n:
-        msg = (
-            f" cells but the header has {width} (truncated file, or a delimiter inside an "
-            f"unquoted value, or a value past the last column?)"
-        )
-        con.execute(
-            'INSERT INTO quarantine (source, file, file_hash, "row", reason, raw) SELECT ?, ?, ?, '
-            f"_row, 'row has ' || _nf || ?, json_object('line', _raw) FROM {stage.STAGE} "
-            f"WHERE _nf <> {width}",
-            [spec.id, rel, file_hash, msg],
-        )
-    return int(n)
 
 
 # ----------------------------------------------------------------------------- assembly

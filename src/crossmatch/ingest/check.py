@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from crossmatch.errors import InputFileError
-from crossmatch.ingest import readers
+from crossmatch.ingest import assemble, readers
 from crossmatch.ingest.pipeline import expand_files, match_columns
 from crossmatch.spec import register_validator
 from crossmatch.spec.common import Problem, Problems, nearest
@@ -63,7 +63,7 @@ def read_header(spec: SourceSpec, path: Path) -> tuple[int, list[str]]:
 def check_raw(specs: list[SourceSpec], raw_root: Path) -> list[Problem]:
     """Problems found by matching every spec against the files under ``raw_root``."""
     problems = Problems()
-    for spec in specs:
+    for spec in (u for s in specs for u in assemble.units(s)):  # join parts: their own files
         files = expand_files(spec, raw_root)
         if not files:
             present = [
