@@ -56,7 +56,7 @@ from crossmatch.normalize_sql import sql_literal
 from crossmatch.spec.sources import FieldSpec, JoinPart, SourceSpec
 
 if TYPE_CHECKING:
-    from crossmatch.ingest.pipeline import FileResult, IngestSummary
+    from crossmatch.ingest.pipeline import IngestSummary
 
 log = logging.getLogger(__name__)
 
@@ -379,7 +379,7 @@ def run(
                 (c, t.upper()) for c, t in spec.columns()
             ]
             if force or not same_schema or fp != _last(con, spec.id):
-                _assemble(con, spec, run_id, fp, res)
+                _assemble(con, spec, run_id, fp, res, t0)
         except duckdb.Error as exc:
             log.exception("assembling %s failed", spec.id)
             res.status = "failed"
@@ -393,7 +393,12 @@ def run(
 
 
 def _assemble(
-    con: duckdb.DuckDBPyConnection, spec: SourceSpec, run_id: str, fp: str, res: Outcome
+    con: duckdb.DuckDBPyConnection,
+    spec: SourceSpec,
+    run_id: str,
+    fp: str,
+    res: Outcome,
+    t0: float,
 ) -> None:
     main = main_table(spec)
     have = {c for c, _ in warehouse.table_columns(con, main)}
@@ -518,9 +523,10 @@ def _assemble(
         counts["lookup_missing"] = kinds.get("lookup_missing", 0)
         counts["lookup_ambiguous"] = kinds.get("lookup_ambiguous", 0)
         res.rows = con.execute(f"SELECT count(*) FROM {_q(spec.table)}").fetchall()[0][0]
-        warnings += _warnings(con, spec, counts)
+        warnings += _warnings(con)
         res.status, res.counts, res.warnings = "assembled", counts, warnings
-        res.message = "; ".join(warnings)
+        res.message = " | ".join(warnings)
+        res.seconds = time.perf_counter() - t0
         con.execute(
             "INSERT INTO assemble_run VALUES (?, ?, ?, ?, 'ok', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
@@ -557,7 +563,7 @@ _WHAT = {
         "(never a guess)",
         "remove the duplicate rows from the part's export (assemble_issue lists them)",
     ),
-    "part_duplicate_keys": (
+    "part_duplicate_key": (
         "part row(s) share a key with another, different part row",
         "remove the duplicate rows from the part's export",
     ),
@@ -577,21 +583,20 @@ _WHAT = {
 }
 
 
-def _warnings(
-    con: duckdb.DuckDBPyConnection, spec: SourceSpec, counts: dict[str, int]
-) -> list[str]:
+def _warnings(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """One warning per (kind, join part or lookup field) of ``_cm_asm_issue``, with up to five
+    example rows in up to three files (file and row only: never a value)."""
     out = []
-    kind_of = {"part_duplicate_keys": "part_duplicate_key"}
-    for kind, n in counts.items():
-        if not n:
-            continue
+    groups = con.execute(
+        "SELECT kind, detail, count(*) FROM _cm_asm_issue GROUP BY ALL ORDER BY ALL"
+    ).fetchall()
+    for kind, detail, n in groups:
         rows = con.execute(
-            "SELECT file, list(row ORDER BY row)[:5], any_value(detail) FROM _cm_asm_issue "
-            "WHERE kind = ? GROUP BY file ORDER BY file LIMIT 3",
-            [kind_of.get(kind, kind)],
+            "SELECT file, list(row ORDER BY row)[:5] FROM _cm_asm_issue WHERE kind = ? AND "
+            "detail = ? GROUP BY file ORDER BY file LIMIT 3",
+            [kind, detail],
         ).fetchall()
-        where = "; ".join(f"{f} rows {', '.join(map(str, r))}" for f, r, _d in rows)
-        detail = rows[0][2] if rows else spec.id
+        where = "; ".join(f"{f} rows {', '.join(map(str, r))}" for f, r in rows)
         what, fix = _WHAT[kind]
         out.append(f"{detail}: {n} {what} (e.g. {where}; all in table assemble_issue). Fix: {fix}.")
     return out
@@ -722,7 +727,9 @@ def report(summary: IngestSummary, outcomes: list[Outcome]) -> None:
     for o in outcomes:
         if o.status == "unchanged":
             continue
-        status = "failed" if o.status == "failed" else ("warning" if o.warnings else "assembled")
-        r: FileResult = FileResult(o.source, "(assembly)", status, message=o.message)
-        r.seconds = o.seconds
-        summary.results.append(r)
+        if o.status == "failed":
+            summary.results.append(FileResult(o.source, "(assembly)", "failed", message=o.message))
+        for w in o.warnings:  # one line each in the summary
+            summary.results.append(FileResult(o.source, "(assembly)", "warning", message=w))
+        if not o.warnings and o.status != "failed":
+            summary.results.append(FileResult(o.source, "(assembly)", "assembled"))
