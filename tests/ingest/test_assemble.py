@@ -619,3 +619,31 @@ def test_validate_raw_checks_the_join_part_headers(joined):
         and "申请人姓名" in p
         for p in got
     ), got
+
+
+def test_looked_up_source_not_loaded_warns_and_gives_null(looked):
+    s = run(looked, only=["payment"])
+    msgs = [r.message for r in s.results if r.status == "warning"]
+    assert any("src_hukou" in m and "Fix: ingest source 'hukou'" in m for m in msgs), msgs
+    assert q(looked, "SELECT count(village_code) FROM src_payment") == [(0,)]
+    s = run(looked)  # hukou now loads: payment re-assembles though its file is unchanged
+    assert by_status(s, "payment", "finance/p.csv")[0].status == "unchanged"
+    assert q(looked, "SELECT count(village_code) FROM src_payment") == [(1,)]
+
+
+def test_a_failed_assembly_fails_the_run_and_keeps_the_previous_rows(joined, monkeypatch):
+    run(joined)
+    write_csv(joined / "raw" / "civil" / "members.csv", MEMBERS[:2])
+
+    def boom(*a, **k):
+        raise duckdb.InvalidInputException("simulated")
+
+    monkeypatch.setattr(assemble, "_part_keyed", boom)
+    s = run(joined)
+    (bad,) = [r for r in s.results if r.file == "(assembly)"]
+    assert bad.status == "failed" and "previous rows stay" in bad.message
+    assert s.failed == [bad]
+    assert q(joined, "SELECT count(*) FROM src_assistance") == [(6,)]
+    monkeypatch.undo()
+    run(joined)  # the next run assembles (the failed one recorded no fingerprint)
+    assert q(joined, "SELECT count(*) FROM src_assistance") == [(1,)]

@@ -380,7 +380,7 @@ def run(
             ]
             if force or not same_schema or fp != _last(con, spec.id):
                 _assemble(con, spec, run_id, fp, res, t0)
-        except duckdb.Error as exc:
+        except (duckdb.Error, pl.exceptions.PolarsError, KeyError) as exc:
             log.exception("assembling %s failed", spec.id)
             res.status = "failed"
             res.message = (
@@ -423,7 +423,8 @@ def _assemble(
             _part_keyed(con, spec, k, part, a)
             select += [f"{a}._file", f"{a}._row"]
             cond = " AND ".join(
-                f"{a}.k{i} = CAST({key_of[key]} AS VARCHAR)" for i, key in enumerate(part.on)
+                f"{a}.k{i} = CAST({key_of.get(key, 'NULL')} AS VARCHAR)"
+                for i, key in enumerate(part.on)
             )
             joins.append(f"LEFT JOIN _cm_asm_{a} {a} ON {cond}")
             for f in part.output_fields():
@@ -445,7 +446,8 @@ def _assemble(
                 f"SELECT 'part_unmatched', _file, _row, {sql_literal(where)} FROM _cm_asm_{a}_all "
                 f"x WHERE NOT EXISTS (SELECT 1 FROM {main} m WHERE "
                 + " AND ".join(
-                    f"x.k{i} = CAST({key_of[key]} AS VARCHAR)" for i, key in enumerate(part.on)
+                    f"x.k{i} = CAST({key_of.get(key, 'NULL')} AS VARCHAR)"
+                    for i, key in enumerate(part.on)
                 )
                 + ")"
             )
