@@ -647,3 +647,16 @@ def test_a_failed_assembly_fails_the_run_and_keeps_the_previous_rows(joined, mon
     monkeypatch.undo()
     run(joined)  # the next run assembles (the failed one recorded no fingerprint)
     assert q(joined, "SELECT count(*) FROM src_assistance") == [(1,)]
+
+
+def test_validate_raw_checks_the_unpivot_group_columns(tmp_path):
+    write_spec(tmp_path, "subsidy_standard", STD_YAML)
+    write_csv(
+        tmp_path / "raw" / "finance" / "std.csv", ["补贴项目,区划,1人,两人,6人以上", "x,1,2,3,4"]
+    )
+    got = [str(p) for p in validate_all({"sources": tmp_path / "sources", "raw": tmp_path / "raw"})]
+    f = (tmp_path / "sources" / "subsidy_standard.yaml").as_posix()
+    assert got == [
+        f"{f}:10: unpivot group 2: column '2人' (field amount) not found in finance/std.csv "
+        "(header row 1); fix: the nearest unmapped header is '两人': add it to the group"
+    ]

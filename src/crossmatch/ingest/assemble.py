@@ -198,6 +198,32 @@ def _order(specs: list[SourceSpec]) -> list[SourceSpec]:
 # ----------------------------------------------------------------------------- unpivot
 
 
+def _header_index(header: list[str]) -> dict[str, int]:
+    index: dict[str, int] = {}
+    for i, h in enumerate(header):
+        index.setdefault(readers.norm_header(h), i)
+    return index
+
+
+def _group_column(cell: Any, index: dict[str, int]) -> int | None:
+    return next((index[n] for a in cell.columns if (n := readers.norm_header(a)) in index), None)
+
+
+def unpivot_missing(spec: SourceSpec, header: list[str]) -> list[tuple[int, str, str, int]]:
+    """(group, field, wanted header, spec line) of every unpivot column absent from ``header``
+    (fields marked ``optional`` may be absent)."""
+    index = _header_index(header)
+    fields = {f.name: f for f in spec.fields}
+    out = []
+    for g, group in enumerate(spec.unpivot, 1):
+        for name, cell in group.items():
+            if cell.value is not None or name not in fields or fields[name].optional:
+                continue
+            if _group_column(cell, index) is None:
+                out.append((g, name, cell.columns[0], cell.line))
+    return out
+
+
 def normalise(
     con: duckdb.DuckDBPyConnection,
     spec: SourceSpec,
@@ -210,15 +236,15 @@ def normalise(
     if not spec.unpivot:
         return stage.normalise(con, spec, rel, file_hash, header, mapping)
     width = len(header)
-    index: dict[str, int] = {}
-    for i, h in enumerate(header):
-        index.setdefault(readers.norm_header(h), i)
-    fields = {f.name: f for f in spec.fields}
+    index = _header_index(header)
     over = list(dict.fromkeys(name for g in spec.unpivot for name in g))
     exprs: list[list[str]] = []  # per group: one SQL expression per overridden field
     tests: list[str] = []  # per group: the group yields a row when one of its cells is not empty
-    missing: list[str] = []
-    for g, group in enumerate(spec.unpivot, 1):
+    missing = [
+        f"column '{want}' (group {g}, field {name})"
+        for g, name, want, _line in unpivot_missing(spec, header)
+    ]
+    for group in spec.unpivot:
         row, cells = [], []
         for name in over:
             cell = group.get(name)
@@ -228,13 +254,8 @@ def normalise(
             elif cell.value is not None:
                 row.append(sql_literal(cell.value))
             else:
-                idx = next(
-                    (index[n] for a in cell.columns if (n := readers.norm_header(a)) in index),
-                    None,
-                )
-                if idx is None:
-                    if not fields[name].optional:
-                        missing.append(f"column '{cell.columns[0]}' (group {g}, field {name})")
+                idx = _group_column(cell, index)
+                if idx is None:  # optional and absent
                     row.append("CAST(NULL AS VARCHAR)")
                 else:
                     row.append(f"s.c{idx}")

@@ -95,6 +95,22 @@ def check_raw(specs: list[SourceSpec], raw_root: Path) -> list[Problem]:
                     if near
                     else "mark the field `optional: true`",
                 )
+            used = {readers.norm_header(a) for f in spec.fields for a in f.columns}
+            used |= {
+                readers.norm_header(a) for g in spec.unpivot for c in g.values() for a in c.columns
+            }
+            free = [h for h in header if h and readers.norm_header(h) not in used]
+            for g, fname, want, line in assemble.unpivot_missing(spec, header):
+                near = nearest(want, free)
+                problems.add(
+                    spec.path,
+                    line,
+                    f"unpivot group {g}: column '{want}' (field {fname}) not found in {rel} "
+                    f"(header row {header_row})",
+                    f"the nearest unmapped header is '{near}': add it to the group"
+                    if near
+                    else "add the file's header name to the group",
+                )
     return list(problems)
 
 
