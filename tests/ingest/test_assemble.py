@@ -660,3 +660,70 @@ def test_validate_raw_checks_the_unpivot_group_columns(tmp_path):
         f"{f}:10: unpivot group 2: column '2人' (field amount) not found in finance/std.csv "
         "(header row 1); fix: the nearest unmapped header is '两人': add it to the group"
     ]
+
+
+SAMPLE_ROSTER = Path(__file__).parents[2] / "data/sample/raw/civil/低保特困救助对象花名册.xlsx"
+CASE_COLS = ["救助证编号", "救助类别", "申请人姓名", "申请人身份证号", "保障人数", "月保障金额"]
+CASE_COLS += ["经办人", "审批人", "救助开始日期", "救助终止日期"]
+MEMBER_COLS = ["救助证编号", "成员姓名", "成员身份证号", "与申请人关系", "乡镇(街道)", "村(社区)"]
+MEMBER_COLS += ["行政区划代码"]
+
+
+def test_the_sample_roster_split_in_two_files_and_joined_loads_the_same_rows(tmp_path):
+    """The sample's one-file roster, split into a member list and a case roster (one row per
+    case), joined back: every canonical column of every row equals the one-file load."""
+    repo = Path(__file__).parents[2]
+    df = pl.read_excel(SAMPLE_ROSTER, read_options={"header_row": 1}, infer_schema_length=0)
+    raw = tmp_path / "raw" / "civil"
+    raw.mkdir(parents=True)
+    df.select(MEMBER_COLS).write_csv(raw / "members.csv")
+    cases_ = df.select(CASE_COLS).unique(subset=["救助证编号"], keep="first", maintain_order=True)
+    cases_.write_excel(raw / "cases.xlsx")
+    main = "\n".join(f"  {x}" for x in MEMBER_FIELDS)
+    part = "\n".join(f"      {x}" for x in CASE_FIELDS)
+    yaml = (
+        f"source: assistance\nfiles: [civil/members.csv]\nfields:\n{main}\njoin:\n"
+        f"  - files: [civil/cases.xlsx]\n    on: [case_no]\n    fields:\n{part}\n"
+    )
+    write_spec(tmp_path, "assistance", yaml)
+    run(tmp_path)
+    (one,) = ingest(
+        repo / "data/sample/raw", repo / "sources", tmp_path / "one.duckdb", only=["assistance"]
+    ).results
+    assert one.status == "loaded"
+    with duckdb.connect(str(tmp_path / "one.duckdb"), read_only=True) as con:
+        cols = [
+            c
+            for (c,) in con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = "
+                "'src_assistance' AND NOT starts_with(column_name, '_') ORDER BY ordinal_position"
+            ).fetchall()
+        ]
+        sel = ", ".join(f'"{c}"' for c in cols)
+        want = con.execute(f"SELECT _row - 1, {sel} FROM src_assistance ORDER BY 1").fetchall()
+    got = q(tmp_path, f"SELECT _row, {sel} FROM src_assistance ORDER BY 1")
+    assert len(want) == 2302 and got == want
+    assert q(tmp_path, "SELECT join_missing, join_ambiguous FROM assemble_run") == [(0, 0)]
+
+
+MEMBER_FIELDS = [
+    "case_no: {column: 救助证编号, normalizer: code}",
+    "member_name: {column: 成员姓名, normalizer: name}",
+    "member_id: {column: 成员身份证号, normalizer: id}",
+    "relation_to_applicant: 与申请人关系",
+    "township: 乡镇(街道)",
+    "village: 村(社区)",
+    "village_code: {column: 行政区划代码, normalizer: code}",
+]
+CASE_FIELDS = [
+    "case_no: {column: 救助证编号, normalizer: code}",
+    "assistance_type: 救助类别",
+    "applicant_name: {column: 申请人姓名, normalizer: name}",
+    "applicant_id: {column: 申请人身份证号, normalizer: id}",
+    "household_size: {column: 保障人数, normalizer: int}",
+    "monthly_amount: {column: 月保障金额, normalizer: amount}",
+    "handler_name: {column: 经办人, normalizer: name}",
+    "approver_name: {column: 审批人, normalizer: name}",
+    "start_date: {column: 救助开始日期, normalizer: date}",
+    "end_date: {column: 救助终止日期, normalizer: date}",
+]
