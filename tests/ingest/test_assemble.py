@@ -499,6 +499,11 @@ def test_plan_units_and_dependency_order(tmp_path, village_normalizer):
         ("payment", "_asm_payment__main"),
     ]
     assert [s.id for s in p.assembled] == ["assistance", "payment"]
+    specs = load_sources(tmp_path / "sources")
+    by_id = {s.id: s for s in specs}
+    assert assemble.input_sources(by_id["assistance"], specs) == ["assistance", "assistance.join1"]
+    assert assemble.input_sources(by_id["payment"], specs) == ["hukou", "payment"]
+    assert assemble.input_sources(by_id["hukou"], specs) == ["hukou"]
     pay = next(u for u in p.units if u.id == "payment")
     assert [f.name for f in pay.fields] == [
         "payee_name",

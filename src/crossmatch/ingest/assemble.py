@@ -157,6 +157,26 @@ def units(spec: SourceSpec) -> list[SourceSpec]:
     return out
 
 
+def input_sources(spec: SourceSpec, specs: list[SourceSpec]) -> list[str]:
+    """Every ``ingest_file.source`` whose file versions ``src_<spec.id>`` is computed from:
+    the source, its join parts (``<id>.join<k>``) and, recursively, the sources it looks up.
+    For staleness checks (``warehouse.ingest_fingerprint(con, sources=...)``)."""
+    by_id = {s.id: s for s in specs}
+    out: list[str] = []
+    todo = [spec]
+    while todo:
+        s = todo.pop()
+        if s.id in out:
+            continue
+        out += [s.id, *(part_id(s, k) for k in range(1, len(s.joins) + 1))]
+        todo += [
+            by_id[f.lookup.source]
+            for f in s.fields
+            if f.lookup is not None and f.lookup.source in by_id
+        ]
+    return sorted(out)
+
+
 @dataclass(slots=True)
 class Plan:
     """The specs the pipeline loads (``units``) and the sources to assemble afterwards, in
