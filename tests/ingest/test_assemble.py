@@ -504,6 +504,8 @@ def test_plan_units_and_dependency_order(tmp_path, village_normalizer):
     assert assemble.input_sources(by_id["assistance"], specs) == ["assistance", "assistance.join1"]
     assert assemble.input_sources(by_id["payment"], specs) == ["hukou", "payment"]
     assert assemble.input_sources(by_id["hukou"], specs) == ["hukou"]
+    part = next(u for u in p.units if u.id == "assistance.join1")
+    assert (part.unpivot, part.joins, part.header_row, part.delimiter) == ((), (), None, ",")
     pay = next(u for u in p.units if u.id == "payment")
     assert [f.name for f in pay.fields] == [
         "payee_name",
@@ -732,3 +734,20 @@ CASE_FIELDS = [
     "start_date: {column: 救助开始日期, normalizer: date}",
     "end_date: {column: 救助终止日期, normalizer: date}",
 ]
+
+
+def test_a_part_reads_with_its_own_options_not_the_mains(tmp_path):
+    write_spec(
+        tmp_path,
+        "roster",
+        "source: roster\nfiles: [m.csv]\ndelimiter: ';'\nfields:\n  case_no: 编号\n  name: 姓名\n"
+        "join:\n  - files: [c.csv]\n    on: [case_no]\n    header_row: 2\n    fields:\n"
+        "      case_no: 编号\n      amount: {column: 金额, normalizer: amount}\n",
+    )
+    write_csv(tmp_path / "raw" / "m.csv", ["编号;姓名", "A;甲", "B;乙"])
+    write_csv(tmp_path / "raw" / "c.csv", ["案件清单,", "编号,金额", "A,100元", "B,1.5万元"])
+    run(tmp_path)
+    assert q(tmp_path, "SELECT _row, name, amount, _join1_row FROM src_roster ORDER BY 1") == [
+        (2, "甲", Decimal("100.00"), 3),
+        (3, "乙", Decimal("15000.00"), 4),
+    ]

@@ -135,23 +135,28 @@ def units(spec: SourceSpec) -> list[SourceSpec]:
         if spec.unpivot:
             return [dataclasses.replace(spec, fields=_main_fields(spec))]
         return [spec]
-    out: list[SourceSpec] = [
-        _unit(spec, main_table(spec), fields=_main_fields(spec), joins=(), persons=())
-    ]
-    own = {f.name for f in dataclasses.fields(SourceSpec)}
+    out: list[SourceSpec] = [_unit(spec, main_table(spec), fields=_main_fields(spec), joins=())]
+    # a part reads with its own options; every other file-level option (the main's `where:`,
+    # `sheets:`, delimiter ...) is reset to its default, never inherited from the main
+    keep = {"id", "path", "files", "fields", "persons", "description", "digest"}
+    defaults: dict[str, Any] = {}
+    for f in dataclasses.fields(SourceSpec):
+        if f.name in keep:
+            continue
+        if f.default is not dataclasses.MISSING:
+            defaults[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            defaults[f.name] = f.default_factory()
     for k, part in enumerate(spec.joins, 1):
-        opts = {key: v for key, v in part.options.items() if key in own}
+        opts = {key: v for key, v in part.options.items() if key in defaults}
         out.append(
             _unit(
                 spec,
                 part_table(spec, k),
+                **{**defaults, **opts},
                 id=part_id(spec, k),
                 files=part.files,
                 fields=part.fields,
-                persons=(),
-                unpivot=(),
-                joins=(),
-                **opts,
             )
         )
     return out
