@@ -374,14 +374,17 @@ def test_lookup_through_a_join_part_field(tmp_path, village_normalizer):
         "on: [village], take: village_code}}\n",
     )
     write_spec(tmp_path, "assistance", yaml)
-    write_csv(tmp_path / "raw" / "civil" / "members.csv", MEMBERS[:3])
+    write_csv(tmp_path / "raw" / "civil" / "members.csv", [*MEMBERS[:3], MEMBERS[5]])
     rows = [[*r, "马冲村1组"] for r in cases()[1:3]]
     rows[0][-1] = "村"
+    # case D04 twice, in two villages: its member gets no village, so no code (never a guess)
+    rows += [[*cases()[4], "马冲村"], [*cases()[5], "清岭村"]]
     write_xlsx(tmp_path / "raw" / "civil" / "cases.xlsx", rows)
     run(tmp_path)
     assert q(tmp_path, "SELECT _row, village, village_code FROM src_assistance ORDER BY 1") == [
         (2, "马冲村", "341122001001"),
         (3, "马冲村", "341122001001"),
+        (4, None, None),
     ]
 
 

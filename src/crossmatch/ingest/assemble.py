@@ -685,7 +685,7 @@ def _part_keyed(
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE _cm_asm_{a} AS SELECT {knames}, _n, "
         f"CASE WHEN _n = 1 THEN _file END AS _file, CASE WHEN _n = 1 THEN _row END AS _row"
-        + "".join(f", {_q(c)}" for c in cols)
+        + "".join(f", CASE WHEN _n = 1 THEN {_q(c)} END AS {_q(c)}" for c in cols)
         + f" FROM (SELECT *, row_number() OVER (PARTITION BY {knames} ORDER BY _file, _row) "
         f"AS _rk FROM _cm_asm_{a}_all) WHERE _rk = 1"
     )
