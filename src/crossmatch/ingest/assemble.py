@@ -449,7 +449,8 @@ def _assemble(
     main = main_table(spec)
     have = {c for c, _ in warehouse.table_columns(con, main)}
     counts = dict.fromkeys(COUNT_KINDS, 0)
-    issues: list[str] = []  # SELECTs of (kind, file, row, detail)
+    issues: list[str] = []  # SELECTs of (kind, file, row, detail) over the parts
+    flags: list[tuple[str, str, str]] = []  # (kind, detail, condition) over the joined rows
     warnings: list[str] = []
     try:
         con.begin()
@@ -476,14 +477,8 @@ def _assemble(
             for f in part.output_fields():
                 key_of[f.name] = f"{a}.{_q(f.name)}"
             where = f"{spec.id}: join part {k} ({', '.join(part.files)}) on {', '.join(part.on)}"
-            issues.append(
-                f"SELECT 'join_missing', m._file, m._row, {sql_literal(where)} FROM {{base}} "
-                f"WHERE {a}.k0 IS NULL"
-            )
-            issues.append(
-                f"SELECT 'join_ambiguous', m._file, m._row, {sql_literal(where)} FROM {{base}} "
-                f"WHERE {a}._n > 1"
-            )
+            flags.append(("join_missing", where, f"{a}.k0 IS NULL"))
+            flags.append(("join_ambiguous", where, f"{a}._n > 1"))
             dup_rows = (
                 f"SELECT 'part_duplicate_key', _file, _row, {sql_literal(where)} "
                 f"FROM _cm_asm_{a}_all WHERE _n > 1"
@@ -516,14 +511,9 @@ def _assemble(
             joins.append(f"LEFT JOIN _cm_asm_{a} {a} ON {cond}")
             lookups[f.name] = f"CASE WHEN {a}._n = 1 THEN CAST({a}.v AS {lk.take_type}) END"
             has_key = " AND ".join(f"{expr} IS NOT NULL" for expr, _t, _m in keys)
-            what = sql_literal(f"{spec.id}: field {f.name} (lookup in {lk.source})")
-            issues.append(
-                f"SELECT 'lookup_missing', m._file, m._row, {what} FROM {{base}} "
-                f"WHERE {has_key} AND {a}.k0 IS NULL"
-            )
-            issues.append(
-                f"SELECT 'lookup_ambiguous', m._file, m._row, {what} FROM {{base}} WHERE {a}._n > 1"
-            )
+            what = f"{spec.id}: field {f.name} (lookup in {lk.source})"
+            flags.append(("lookup_missing", what, f"{has_key} AND {a}.k0 IS NULL"))
+            flags.append(("lookup_ambiguous", what, f"{a}._n > 1"))
         for f in spec.fields:
             if f.lookup is not None:
                 select.append(lookups[f.name])
@@ -542,11 +532,24 @@ def _assemble(
         con.execute(f"DELETE FROM {_q(spec.table)}")
         if base is not None:
             con.execute(f"INSERT INTO {_q(spec.table)} SELECT {', '.join(select)} FROM {base}")
+            if flags:  # one pass over the joined rows: the flagged ones, then one SELECT per kind
+                conds = "".join(
+                    f", coalesce({c}, false) AS f{i}" for i, (_k, _d, c) in enumerate(flags)
+                )
+                anyf = " OR ".join(f"coalesce({c}, false)" for _k, _d, c in flags)
+                con.execute(
+                    f"CREATE OR REPLACE TEMP TABLE _cm_asm_flags AS SELECT m._file, m._row{conds} "
+                    f"FROM {base} WHERE {anyf}"
+                )
+                issues += [
+                    f"SELECT {sql_literal(k)}, _file, _row, {sql_literal(d)} FROM _cm_asm_flags "
+                    f"WHERE f{i}"
+                    for i, (k, d, _c) in enumerate(flags)
+                ]
             con.execute(
                 "CREATE OR REPLACE TEMP TABLE _cm_asm_issue AS "
                 + " UNION ALL ".join(
-                    "SELECT * FROM (" + s.replace("{base}", base) + ") t(kind, file, row, detail)"
-                    for s in issues
+                    "SELECT * FROM (" + s + ") t(kind, file, row, detail)" for s in issues
                 )
                 if issues
                 else "CREATE OR REPLACE TEMP TABLE _cm_asm_issue AS SELECT NULL::VARCHAR AS kind, "
