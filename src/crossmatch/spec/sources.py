@@ -161,7 +161,7 @@ class SourceSpec:
         return f"src_{self.id}"
 
     def field(self, name: str) -> FieldSpec:
-        for f in self.fields:
+        for f in self.all_fields():  # join parts' fields too
             if f.name == name:
                 return f
         raise KeyError(name)
