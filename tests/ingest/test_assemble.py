@@ -361,6 +361,14 @@ def test_lookup_reruns_when_the_looked_up_source_changes_only(looked):
     assert q(looked, "SELECT count(*) FROM assemble_run") == [(2,)]
 
 
+def test_a_looked_up_source_ingested_alone_reassembles_its_dependents(looked):
+    run(looked)
+    write_csv(looked / "raw" / "hukou" / "h.csv", [*HUKOU, "己,,大桥镇,不存在村,341122002009"])
+    s = run(looked, only=["hukou"])
+    assert [(r.source, r.status) for r in s.results][:1] == [("hukou", "loaded")]
+    assert q(looked, "SELECT village_code FROM src_payment WHERE _row = 4") == [("341122002009",)]
+
+
 def test_lookup_through_a_join_part_field(tmp_path, village_normalizer):
     write_spec(tmp_path, "hukou", HUKOU_YAML.replace("NORM", village_normalizer))
     write_csv(tmp_path / "raw" / "hukou" / "h.csv", HUKOU)

@@ -191,11 +191,24 @@ class Plan:
     assembled: list[SourceSpec]
 
 
-def plan(specs: list[SourceSpec]) -> Plan:
+def plan(specs: list[SourceSpec], every: list[SourceSpec] | None = None) -> Plan:
+    """Units of ``specs``; assembled: those of ``specs`` plus, from ``every`` (all sources, when
+    ``specs`` is an ``--only`` subset), each source that looks up one of ``specs`` directly or
+    through another lookup, so a looked-up source loaded alone never leaves stale values."""
     units_: list[SourceSpec] = []
     for s in specs:
         units_ += units(s)
-    return Plan(units_, _order([s for s in specs if s.assembled]))
+    chosen = {s.id: s for s in specs}
+    grew = True
+    while grew:
+        grew = False
+        for s in every or []:
+            if s.id in chosen or not s.assembled:
+                continue
+            if any(f.lookup is not None and f.lookup.source in chosen for f in s.fields):
+                chosen[s.id] = s
+                grew = True
+    return Plan(units_, _order([s for s in chosen.values() if s.assembled]))
 
 
 def _order(specs: list[SourceSpec]) -> list[SourceSpec]:

@@ -631,13 +631,14 @@ def ingest(
             f"department exports), e.g. data/sample/raw."
         )
     specs = load_sources(sources) if not isinstance(sources, list) else sources
+    every = specs  # assemble: sources looking up a loaded one re-assemble even with `only`
     if only:
         unknown = sorted(set(only) - {s.id for s in specs})
         if unknown:
             raise InputFileError(f"unknown source(s): {', '.join(unknown)}")
         specs = [s for s in specs if s.id in only]
     # join / lookup / unpivot: the files load as units, assembled after the files (assemble.py)
-    asm_plan = assemble.plan(specs)
+    asm_plan = assemble.plan(specs, every)
     specs = asm_plan.units
     own = not isinstance(warehouse_path, duckdb.DuckDBPyConnection)
     con: duckdb.DuckDBPyConnection = (
