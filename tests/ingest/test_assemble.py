@@ -762,3 +762,9 @@ def test_a_part_reads_with_its_own_options_not_the_mains(tmp_path):
         (2, "甲", Decimal("100.00"), 3),
         (3, "乙", Decimal("15000.00"), 4),
     ]
+
+
+def test_validate_unpivot_with_sheets_is_refused(tmp_path):
+    write_spec(tmp_path, "subsidy_standard", STD_YAML.replace("fields:", "sheets: all\nfields:"))
+    got = problems(tmp_path)
+    assert any("unpivot cannot be combined with `sheets:`" in p for p in got), got

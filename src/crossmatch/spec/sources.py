@@ -682,6 +682,13 @@ def parse_source_file(path: str | Path, problems: Problems) -> SourceSpec | None
         problems.add(path, doc.key_line("sheet"), "sheet must be an index (0 = first) or a name")
         sheet = 0
     groups = _parse_unpivot(path, doc.get("unpivot"), problems)
+    if groups and doc.get("sheets") is not None:  # both number rows: not combined (yet)
+        problems.add(
+            path,
+            doc.key_line("unpivot"),
+            "unpivot cannot be combined with `sheets:` (both renumber the rows)",
+            "write one mapping file per sheet with `sheet: <name>`",
+        )
     covered = set.intersection(*(set(g) for g in groups)) if groups else set()
     raw_fields = doc.get("fields")
     fields: dict[str, FieldSpec] = {}
