@@ -591,6 +591,13 @@ def test_validate_take_and_cycles(tmp_path):
         "{source: b, on: [k], take: k}}\n",
     )
     assert any("lookup cycle: b -> b" in p for p in problems(tmp_path))
+    write_spec(
+        tmp_path,
+        "b",
+        "source: b\nfiles: [b.csv]\nfields:\n  k: K\n  v: {required: true, lookup: "
+        "{source: a, on: [k], take: k}}\n",
+    )
+    assert any("a lookup field cannot be `required`" in p for p in problems(tmp_path))
 
 
 def test_validate_join_and_unpivot_errors(tmp_path):

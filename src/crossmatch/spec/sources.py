@@ -779,6 +779,14 @@ def _check_assembly(
         lk = fs.lookup
         if lk is None:
             continue
+        if fs.required:
+            problems.add(
+                path,
+                fs.line,
+                f"field {fs.name!r}: a lookup field cannot be `required` (a missing or ambiguous "
+                "key gives NULL, counted and warned)",
+                "remove `required: true` (mark the key field required instead)",
+            )
         own = [k for k in lk.on if k not in known]
         if own and not fs.columns:
             near = nearest(own[0], known)
