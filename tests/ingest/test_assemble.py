@@ -775,3 +775,10 @@ def test_validate_unpivot_with_sheets_is_refused(tmp_path):
     write_spec(tmp_path, "subsidy_standard", STD_YAML.replace("fields:", "sheets: all\nfields:"))
     got = problems(tmp_path)
     assert any("unpivot cannot be combined with `sheets:`" in p for p in got), got
+
+
+@pytest.mark.parametrize("pattern", ["../secret/*.csv", "/etc/*.csv", "civil/../../x.csv"])
+def test_validate_join_part_glob_must_stay_in_the_raw_folder(tmp_path, pattern):
+    write_spec(tmp_path, "assistance", ASSIST_YAML.replace("[civil/cases*.xlsx]", f"['{pattern}']"))
+    got = problems(tmp_path)
+    assert any("leaves the raw folder" in p and ":9: join part 1" in p for p in got), got

@@ -425,6 +425,18 @@ def _parse_joins(
             problems.add(
                 path, item.key_line("files"), f"{where}: missing `files:` (glob(s))", example
             )
+        for pat in files or []:  # a part's glob stays inside the raw folder
+            if (
+                pat.startswith(("/", "\\"))
+                or re.match(r"^[A-Za-z]:", pat)
+                or ".." in re.split(r"[/\\]", pat)
+            ):
+                problems.add(
+                    path,
+                    item.key_line("files"),
+                    f"{where}: files pattern {pat!r} leaves the raw folder",
+                    "write a glob relative to the raw folder, e.g. `civil/花名册*.xlsx`",
+                )
         on = _as_str_list(item.get("on"))
         if on is None:
             problems.add(
