@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from crossmatch.errors import InputFileError
-from crossmatch.ingest import derive, readers
+from crossmatch.ingest import assemble, derive, readers
 from crossmatch.ingest.pipeline import expand_files, match_columns
 from crossmatch.spec import register_validator
 from crossmatch.spec.common import Problem, Problems, nearest
@@ -75,7 +75,7 @@ def read_head(spec: SourceSpec, path: Path) -> readers.ReadInfo:
 def check_raw(specs: list[SourceSpec], raw_root: Path) -> list[Problem]:
     """Problems found by matching every spec against the files under ``raw_root``."""
     problems = Problems()
-    for spec in specs:
+    for spec in (u for s in specs for u in assemble.units(s)):  # join parts: their own files
         files = expand_files(spec, raw_root)
         if not files:
             present = [
@@ -110,6 +110,25 @@ def check_raw(specs: list[SourceSpec], raw_root: Path) -> list[Problem]:
                         f"the nearest header is '{near}': add it to `column:`"
                         if near
                         else "mark the field `optional: true`",
+                    )
+                used = {readers.norm_header(a) for f in spec.fields for a in f.columns}
+                used |= {
+                    readers.norm_header(a)
+                    for g in spec.unpivot
+                    for c in g.values()
+                    for a in c.columns
+                }
+                free = [h for h in header if h and readers.norm_header(h) not in used]
+                for g, fname, want, line in assemble.unpivot_missing(spec, header):
+                    near = nearest(want, free)
+                    problems.add(
+                        spec.path,
+                        line,
+                        f"unpivot group {g}: column '{want}' (field {fname}) not found in "
+                        f"{where} (header row {header_row})",
+                        f"the nearest unmapped header is '{near}': add it to the group"
+                        if near
+                        else "add the file's header name to the group",
                     )
             _check_origins(spec, rel, info, problems)
     return list(problems)

@@ -37,7 +37,7 @@ import polars as pl
 
 from crossmatch import normalize, warehouse
 from crossmatch.errors import InputFileError
-from crossmatch.ingest import derive, readers, stage
+from crossmatch.ingest import assemble, derive, readers, stage
 from crossmatch.spec import SourceSpec, load_sources
 from crossmatch.spec.common import nearest
 from crossmatch.spec.sources import unsafe_pattern
@@ -179,7 +179,8 @@ class IngestSummary:
         lines = [fmt(head), "  ".join("-" * w for w in widths)]
         lines += [fmt(b) for b in body]
         problems = [
-            r for r in self.results if r.status in ("failed", "nofile", "missing", "skipped")
+            r for r in self.results
+            if r.status in ("failed", "nofile", "missing", "skipped", "warning")
         ]
         if problems:
             lines.append("")
@@ -567,7 +568,7 @@ def _load(job: _Job) -> FileResult:
             con.begin()
             try:
                 _delete_file_rows(con, spec, rel)
-                counts = stage.normalise(
+                counts = assemble.normalise(  # stage.normalise, unpivot groups first
                     con, spec, rel, job.file_hash(), derived.header, derived.mapping
                 )
                 derive.sheet_lineage(con, spec, rel, info)  # before `where:` (it may use _file)
@@ -850,11 +851,15 @@ def ingest(
             f"department exports), e.g. data/sample/raw."
         )
     specs = load_sources(sources) if not isinstance(sources, list) else sources
+    every = specs  # assemble: sources looking up a loaded one re-assemble even with `only`
     if only:
         unknown = sorted(set(only) - {s.id for s in specs})
         if unknown:
             raise InputFileError(f"unknown source(s): {', '.join(unknown)}")
         specs = [s for s in specs if s.id in only]
+    # join / lookup / unpivot: the files load as units, assembled after the files (assemble.py)
+    asm_plan = assemble.plan(specs, every)
+    specs = asm_plan.units
     for spec in specs:  # before anything is written: a glob leaving the raw folder
         for pattern in spec.files:
             why = unsafe_pattern(pattern)
@@ -878,6 +883,7 @@ def ingest(
             workers,
             allow_shrink,
             shrink_ratio,
+            asm_plan,
         )
     finally:
         if old_mask is not None:
@@ -895,6 +901,7 @@ def _ingest(
     workers: int | None,
     allow_shrink: bool,
     shrink_ratio: float,
+    asm_plan: assemble.Plan,
 ) -> IngestSummary:
     con: duckdb.DuckDBPyConnection = (
         warehouse_path
@@ -981,6 +988,7 @@ def _ingest(
                             ),
                         )
                     )
+        assemble.report(summary, assemble.run(con, asm_plan, summary.run_id))
         summary.seconds = time.perf_counter() - t0
         res = summary.results
         con.execute(

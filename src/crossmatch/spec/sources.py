@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,8 @@ _TOP_KEYS = (
     "where",
     "fields",
     "persons",
+    "join",  # assemble: parts joined by key (crossmatch.ingest.assemble)
+    "unpivot",  # assemble: one row per group of columns
 )
 _FIELD_KEYS = (
     "column",
@@ -51,6 +53,7 @@ _FIELD_KEYS = (
     "default",
     "from",
     "pattern",
+    "lookup",
 )
 _PERSON_KEYS = ("role", "name", "id", "context")
 _IDENT = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -87,11 +90,60 @@ class FieldSpec:
     default: str | None = None
     origin: str = "column"
     pattern: str | None = None
+    lookup: Lookup | None = None  # assemble: the value is taken from another source
 
     def output_columns(self) -> list[tuple[str, str]]:
         """(column name, DuckDB type) this field produces, e.g. payee_id, payee_id_raw ..."""
+        if self.lookup is not None:  # one column: the looked-up source's ``take`` field
+            return [(self.name, self.lookup.take_type)]
         n = normalize.get(self.normalizer)
         return [(self.name + suffix, typ) for suffix, typ in n.outputs.items()]
+
+
+# ----------------------------------------------------------------------------- assemble specs
+# ``join``, ``lookup`` and ``unpivot`` (loaded by crossmatch.ingest.assemble; sources/README.md)
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """``lookup: {source: hukou, on: {village: village}, take: village_code}``: the field's value
+    is ``take`` of the row of ``source`` whose ``on`` fields equal this row's (values cleaned by
+    this source's key field's normalizer on both sides). ``on`` maps this source's field to the
+    other source's field; a key that is not a field of this source stands for the lookup field's
+    own cleaned cell (its ``column``). Ambiguous or missing keys give NULL, counted."""
+
+    source: str
+    on: dict[str, str]
+    take: str
+    take_type: str = "VARCHAR"  # the take field's DuckDB type (set by parse_sources)
+    line: int = 0
+    lines: dict[str, int] = field(default_factory=dict)  # key -> line (source, on, take)
+
+
+@dataclass(frozen=True, slots=True)
+class JoinPart:
+    """One ``join:`` entry: files whose rows are joined to the main rows on the ``on`` fields
+    (present in both ``fields``); ``options`` holds the part's own reading options (encoding,
+    header_row, sheet ... as for the main files)."""
+
+    files: tuple[str, ...]
+    on: tuple[str, ...]
+    fields: tuple[FieldSpec, ...]
+    options: dict[str, Any] = field(default_factory=dict)
+    line: int = 0
+
+    def output_fields(self) -> tuple[FieldSpec, ...]:
+        """The part's fields that reach the assembled table (the keys come from the main)."""
+        return tuple(f for f in self.fields if f.name not in self.on)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupCell:
+    """One field of one ``unpivot:`` group: a column (header aliases) or a constant value."""
+
+    columns: tuple[str, ...] = ()
+    value: str | None = None
+    line: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +177,8 @@ class SourceSpec:
     sheets: tuple[str | int, ...] | str | None = None
     where: str | None = None
     digest: str = ""  # sha256 of the YAML text; a changed spec reloads the source's files
+    unpivot: tuple[dict[str, GroupCell], ...] = ()  # assemble: one row per group
+    joins: tuple[JoinPart, ...] = ()  # assemble: parts joined to the main rows by key
 
     @property
     def table(self) -> str:
@@ -132,17 +186,29 @@ class SourceSpec:
         return f"src_{self.id}"
 
     def field(self, name: str) -> FieldSpec:
-        for f in self.fields:
+        for f in self.all_fields():  # join parts' fields too
             if f.name == name:
                 return f
         raise KeyError(name)
 
     def columns(self) -> list[tuple[str, str]]:
-        """All (column, DuckDB type) of the canonical table, lineage first."""
+        """All (column, DuckDB type) of the canonical table, lineage first (a joined source:
+        then ``_join<k>_file``, ``_join<k>_row`` per part; its fields after the main's)."""
         out = list(LINEAGE_COLUMNS)
-        for f in self.fields:
+        for k in range(1, len(self.joins) + 1):
+            out += [(f"_join{k}_file", "VARCHAR"), (f"_join{k}_row", "INTEGER")]
+        for f in self.all_fields():
             out.extend(f.output_columns())
         return out
+
+    def all_fields(self) -> tuple[FieldSpec, ...]:
+        """Every field of the canonical table: the main files' and each join part's."""
+        return self.fields + tuple(f for p in self.joins for f in p.output_fields())
+
+    @property
+    def assembled(self) -> bool:
+        """Whether ``src_<id>`` is assembled from loaded parts (a join or a lookup)."""
+        return bool(self.joins) or any(f.lookup is not None for f in self.fields)
 
     def format_for(self, path: str | Path) -> str:
         """The reader format for one file: the spec's ``format`` or the file extension."""
@@ -161,8 +227,9 @@ def _as_str_list(value: Any) -> list[str] | None:
 
 
 def _parse_field(
-    path: Path, name: Any, value: Any, line: int, problems: Problems
+    path: Path, name: Any, value: Any, line: int, problems: Problems, covered: bool = False
 ) -> FieldSpec | None:
+    """One field; ``covered``: every unpivot group gives it, so it needs no ``column``."""
     if not isinstance(name, str) or not _IDENT.match(name):
         problems.add(path, line, f"field name {name!r} is not snake_case", "use e.g. `payee_name`")
         return None
@@ -197,6 +264,9 @@ def _parse_field(
     origin, const, default, pattern = _parse_origin(path, name, value, kline, problems)
     bare = origin == "column" and "value" not in value and "from" not in value
     columns = _as_str_list(value.get("column")) if bare else []
+    lookup = _parse_lookup(path, name, value, problems) if "lookup" in value else None
+    if columns is None and (covered or lookup is not None) and "column" not in value:
+        columns = []  # assemble: the value comes from the unpivot groups / the lookup
     if columns is None:
         problems.add(
             path,
@@ -240,6 +310,7 @@ def _parse_field(
         default=default,
         origin=origin,
         pattern=pattern,
+        lookup=lookup,
     )
 
 
@@ -360,6 +431,278 @@ def _parse_origin(
         None if default is None else str(default),
         None if pattern is None else str(pattern),
     )
+
+
+def _yaml_on(d: LocDict) -> LocDict:
+    """YAML 1.1 reads an unquoted ``on:`` key as the boolean true: give it back its name."""
+    if True in d and "on" not in d:
+        d["on"] = d.pop(True)
+        d.key_lines["on"] = d.key_lines.get(True, d.line)
+    return d
+
+
+def _parse_lookup(path: Path, name: str, value: LocDict, problems: Problems) -> Lookup | None:
+    """``lookup: {source: S, on: {this_field: other_field, ...}, take: other_field}``
+    (``on: [f, g]`` is short for ``{f: f, g: g}``); cross-source checks in parse_sources."""
+    raw = value.get("lookup")
+    line = value.key_line("lookup") if isinstance(value, LocDict) else line_of(value)
+    example = "write `lookup: {source: hukou, on: {village: village}, take: village_code}`"
+    if not isinstance(raw, LocDict):
+        problems.add(path, line, f"field {name!r}: 'lookup' must be a mapping", example)
+        return None
+    raw = _yaml_on(raw)
+    problems.check_keys(path, raw, ("source", "on", "take"), f"lookup of field {name!r}")
+    src, take, on = raw.get("source"), raw.get("take"), raw.get("on")
+    ok = True
+    for key, val in (("source", src), ("take", take)):
+        if not isinstance(val, str) or not _IDENT.match(val):
+            problems.add(
+                path,
+                raw.key_line(key),
+                f"field {name!r}: lookup needs `{key}:` (snake_case)",
+                example,
+            )
+            ok = False
+    if isinstance(on, list) and on and all(isinstance(k, str) for k in on):
+        on = {k: k for k in on}
+    if (
+        not isinstance(on, dict)
+        or not on
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in on.items())
+    ):
+        problems.add(
+            path,
+            raw.key_line("on"),
+            f"field {name!r}: lookup `on:` must map this source's field(s) to the other "
+            "source's field(s)",
+            "write e.g. `on: {village: village}` or `on: {township: township, village: village}`",
+        )
+        ok = False
+    if not ok:
+        return None
+    lines = {k: raw.key_line(k) for k in ("source", "on", "take")}
+    return Lookup(str(src), dict(on), str(take), line=line, lines=lines)
+
+
+_PART_KEYS = (
+    "files",
+    "on",
+    "fields",
+    "format",
+    "encoding",
+    "delimiter",
+    "header_row",
+    "sheet",
+    "sheets",
+    "description",
+)
+
+
+def _parse_read_options(path: Path, doc: LocDict, problems: Problems) -> dict[str, Any]:
+    """The reading options of a join part (same syntax and defaults as the main file's)."""
+    out: dict[str, Any] = {}
+    if "format" in doc:
+        if doc["format"] not in FORMATS:
+            problems.add(
+                path,
+                doc.key_line("format"),
+                f"unknown format {doc['format']!r}",
+                f"one of: {', '.join(FORMATS)}",
+            )
+        out["format"] = doc["format"]
+    if "encoding" in doc:
+        enc = str(doc["encoding"]).lower()
+        if enc not in ENCODINGS:
+            problems.add(
+                path,
+                doc.key_line("encoding"),
+                f"unknown encoding {enc!r}",
+                f"one of: {', '.join(ENCODINGS)}",
+            )
+        out["encoding"] = enc
+    if "delimiter" in doc:
+        d = doc["delimiter"]
+        if not isinstance(d, str) or len(d) != 1 or d in '"\r\n':
+            problems.add(path, doc.key_line("delimiter"), "delimiter must be one character")
+        out["delimiter"] = d
+    if "header_row" in doc:
+        hr = doc["header_row"]
+        if hr == "auto":
+            out["header_row"] = None
+        elif isinstance(hr, int) and not isinstance(hr, bool) and hr >= 1:
+            out["header_row"] = hr
+        else:
+            problems.add(
+                path,
+                doc.key_line("header_row"),
+                f"header_row must be auto or a row number >= 1, not {hr!r}",
+            )
+    if "sheet" in doc:
+        sh = doc["sheet"]
+        if not isinstance(sh, int | str) or isinstance(sh, bool):
+            problems.add(
+                path, doc.key_line("sheet"), "sheet must be an index (0 = first) or a name"
+            )
+        out["sheet"] = sh
+    if "sheets" in doc:  # the files stream's option: passed on as written
+        out["sheets"] = doc["sheets"]
+    return out
+
+
+def _parse_joins(
+    path: Path, raw: Any, main: dict[str, FieldSpec], problems: Problems
+) -> list[JoinPart]:
+    """``join: [{files: [...], on: [key], fields: {...}, encoding: ...}, ...]``."""
+    if raw is None:
+        return []
+    example = (
+        "write `join: [{files: [civil/花名册*.xlsx], on: [case_no], fields: {case_no: 保障证号}}]`"
+    )
+    if not isinstance(raw, LocList) or not raw:
+        problems.add(path, line_of(raw), "'join' must be a list of parts", example)
+        return []
+    parts: list[JoinPart] = []
+    taken: dict[str, str] = {n: "the main `fields:`" for n in main}
+    for i, item in enumerate(raw):
+        where = f"join part {i + 1}"
+        line = raw.item_line(i)
+        if not isinstance(item, LocDict):
+            problems.add(path, line, f"{where} must be a mapping with files, on, fields", example)
+            continue
+        item = _yaml_on(item)
+        problems.check_keys(path, item, _PART_KEYS, where)
+        files = _as_str_list(item.get("files"))
+        if files is None:
+            problems.add(
+                path, item.key_line("files"), f"{where}: missing `files:` (glob(s))", example
+            )
+        for pat in files or []:  # a part's glob stays inside the raw folder
+            if (
+                pat.startswith(("/", "\\"))
+                or re.match(r"^[A-Za-z]:", pat)
+                or ".." in re.split(r"[/\\]", pat)
+            ):
+                problems.add(
+                    path,
+                    item.key_line("files"),
+                    f"{where}: files pattern {pat!r} leaves the raw folder",
+                    "write a glob relative to the raw folder, e.g. `civil/花名册*.xlsx`",
+                )
+        on = _as_str_list(item.get("on"))
+        if on is None:
+            problems.add(
+                path,
+                item.key_line("on"),
+                f"{where}: missing `on:` (the key field(s))",
+                "write e.g. `on: [case_no]`",
+            )
+        raw_fields = item.get("fields")
+        fields: dict[str, FieldSpec] = {}
+        if not isinstance(raw_fields, LocDict) or not raw_fields:
+            problems.add(
+                path,
+                item.key_line("fields"),
+                f"{where}: missing `fields:`",
+                "add the part's fields, its key field(s) included",
+            )
+        else:
+            for fname, fval in raw_fields.items():
+                fs = _parse_field(path, fname, fval, raw_fields.key_line(fname), problems)
+                if fs is None:
+                    continue
+                if fs.lookup is not None:
+                    problems.add(
+                        path,
+                        fs.line,
+                        f"{where}: field {fs.name!r}: a lookup belongs in the main `fields:`",
+                        "move the field to the main `fields:` "
+                        "(it may use this part's fields in `on:`)",
+                    )
+                fields[fs.name] = fs
+        for key in on or []:
+            kline = item.key_line("on")
+            if key not in main:
+                near = nearest(key, main)
+                problems.add(
+                    path,
+                    kline,
+                    f"{where}: key {key!r} is not a field of the main `fields:`",
+                    f"did you mean {near!r}?"
+                    if near
+                    else "the key must be mapped in both the main fields and the part",
+                )
+            if fields and key not in fields:
+                problems.add(
+                    path,
+                    kline,
+                    f"{where}: key {key!r} is not one of the part's fields",
+                    f"add `{key}: <the part's header>` to the part's `fields:`",
+                )
+        for fs in fields.values():
+            if fs.name in (on or []):
+                continue
+            if fs.name in taken:
+                problems.add(
+                    path,
+                    fs.line,
+                    f"{where}: field {fs.name!r} is already defined by {taken[fs.name]}",
+                    "rename it, or list it in `on:` if it is a key",
+                )
+            taken[fs.name] = where
+        opts = _parse_read_options(path, item, problems)
+        if files is None or on is None or not fields:
+            continue
+        parts.append(JoinPart(tuple(files), tuple(on), tuple(fields.values()), opts, line))
+    return parts
+
+
+def _parse_unpivot(path: Path, raw: Any, problems: Problems) -> list[dict[str, GroupCell]]:
+    """``unpivot: [{field: 列, other: {value: '1'}}, ...]``: field names checked by the caller."""
+    if raw is None:
+        return []
+    example = (
+        "write `unpivot: [{amount: 1人, band: {value: '1'}}, {amount: 2人, band: {value: '2'}}]`"
+    )
+    if not isinstance(raw, LocList) or not raw:
+        problems.add(path, line_of(raw), "'unpivot' must be a list of groups", example)
+        return []
+    if len(raw) > 99:
+        problems.add(
+            path,
+            raw.line,
+            f"unpivot has {len(raw)} groups; at most 99",
+            "split the source into two mapping files over the same files",
+        )
+    groups: list[dict[str, GroupCell]] = []
+    for i, item in enumerate(raw):
+        line = raw.item_line(i)
+        if not isinstance(item, LocDict) or not item:
+            problems.add(path, line, f"unpivot group {i + 1} must map fields to columns", example)
+            continue
+        group: dict[str, GroupCell] = {}
+        for fname, cell in item.items():
+            cline = item.key_line(fname)
+            cols = _as_str_list(cell)
+            if cols is None and isinstance(cell, LocDict):
+                problems.check_keys(path, cell, ("column", "value"), f"unpivot group {i + 1}")
+                if "value" in cell and "column" not in cell:
+                    v = cell["value"]
+                    if isinstance(v, str | int | float) and not isinstance(v, bool):
+                        group[str(fname)] = GroupCell(value=str(v), line=cline)
+                        continue
+                cols = _as_str_list(cell.get("column"))
+            if cols is None:
+                problems.add(
+                    path,
+                    cline,
+                    f"unpivot group {i + 1}: field {fname!r} needs a "
+                    "header name, `{column: 表头}` or `{value: constant}`",
+                    example,
+                )
+                continue
+            group[str(fname)] = GroupCell(columns=tuple(cols), line=cline)
+        groups.append(group)
+    return groups
 
 
 def _parse_persons(
@@ -523,6 +866,15 @@ def parse_source_file(path: str | Path, problems: Problems) -> SourceSpec | None
     if where is not None and (not isinstance(where, str) or not where.strip()):
         problems.add(path, doc.key_line("where"), "`where:` must be an SQL condition (text)")
         where = None
+    groups = _parse_unpivot(path, doc.get("unpivot"), problems)
+    if groups and doc.get("sheets") is not None:  # both number rows: not combined (yet)
+        problems.add(
+            path,
+            doc.key_line("unpivot"),
+            "unpivot cannot be combined with `sheets:` (both renumber the rows)",
+            "write one mapping file per sheet with `sheet: <name>`",
+        )
+    covered = set.intersection(*(set(g) for g in groups)) if groups else set()
     raw_fields = doc.get("fields")
     fields: dict[str, FieldSpec] = {}
     if not isinstance(raw_fields, LocDict) or not raw_fields:
@@ -534,7 +886,8 @@ def parse_source_file(path: str | Path, problems: Problems) -> SourceSpec | None
         )
     else:
         for fname, fval in raw_fields.items():
-            fs = _parse_field(path, fname, fval, raw_fields.key_line(fname), problems)
+            line = raw_fields.key_line(fname)
+            fs = _parse_field(path, fname, fval, line, problems, fname in covered)
             if fs is not None:
                 fields[fs.name] = fs
         produced: dict[str, str] = {}
@@ -549,7 +902,11 @@ def parse_source_file(path: str | Path, problems: Problems) -> SourceSpec | None
                         "rename one of the fields",
                     )
                 produced[col] = fs.name
-    persons = _parse_persons(path, doc.get("persons"), fields, problems)
+    joins = _parse_joins(path, doc.get("join"), fields, problems)
+    declared = [str(k) for k in raw_fields] if isinstance(raw_fields, dict) else []
+    _check_assembly(path, fields, joins, groups, problems, declared)
+    every = {**fields, **{f.name: f for p in joins for f in p.output_fields()}}
+    persons = _parse_persons(path, doc.get("persons"), every, problems)
     if where is not None and fields and len(problems) == before:
         _check_where(path, doc.key_line("where"), where, list(fields.values()), problems)
     if len(problems) > before or sid is None or files is None:
@@ -569,6 +926,8 @@ def parse_source_file(path: str | Path, problems: Problems) -> SourceSpec | None
         sheets=sheets,
         where=where,
         digest=hashlib.sha256(path.read_bytes()).hexdigest(),
+        unpivot=tuple(groups),
+        joins=tuple(joins),
     )
 
 
@@ -639,6 +998,79 @@ def _check_where(
             f"`where:` is not a valid condition over this source's fields ({err})",
             "write SQL over the canonical field names, e.g. `where: \"role = '股东'\"`",
         )
+def _check_assembly(
+    path: Path,
+    fields: dict[str, FieldSpec],
+    joins: list[JoinPart],
+    groups: list[dict[str, GroupCell]],
+    problems: Problems,
+    declared: list[str],
+) -> None:
+    """Checks within one file: unpivot fields, lookup keys (cross-source: parse_sources).
+    ``declared``: every name under ``fields:`` (a field with its own error is not re-flagged)."""
+    for i, group in enumerate(groups):
+        for fname, cell in group.items():
+            if fname not in fields and fname in declared:
+                continue
+            if fname not in fields:
+                near = nearest(fname, declared)
+                problems.add(
+                    path,
+                    cell.line,
+                    f"unpivot group {i + 1}: {fname!r} is not a field of `fields:`",
+                    f"did you mean {near!r}?"
+                    if near
+                    else f"declare `{fname}:` in `fields:` "
+                    "(with its normalizer; `column:` may be left out when every group gives it)",
+                )
+            elif fields[fname].lookup is not None:
+                problems.add(
+                    path,
+                    cell.line,
+                    f"unpivot group {i + 1}: {fname!r} is a lookup field",
+                    "unpivot the lookup's key field instead",
+                )
+    known = {**fields, **{f.name: f for p in joins for f in p.output_fields()}}
+    for fs in fields.values():
+        lk = fs.lookup
+        if lk is None:
+            continue
+        if fs.required:
+            problems.add(
+                path,
+                fs.line,
+                f"field {fs.name!r}: a lookup field cannot be `required` (a missing or ambiguous "
+                "key gives NULL, counted and warned)",
+                "remove `required: true` (mark the key field required instead)",
+            )
+        own = [k for k in lk.on if k not in known]
+        if own and not fs.columns:
+            near = nearest(own[0], known)
+            problems.add(
+                path,
+                lk.lines.get("on", lk.line),
+                f"field {fs.name!r}: lookup key {own[0]!r} is not a field of this source",
+                f"did you mean {near!r}?"
+                if near
+                else "name a field of this source, or give "
+                "the field its own `column:` (then the key stands for its cleaned cell)",
+            )
+        elif len(own) > 1:
+            problems.add(
+                path,
+                lk.lines.get("on", lk.line),
+                f"field {fs.name!r}: lookup keys {own} are not fields of this source (only one "
+                "key may stand for the field's own cell)",
+                "map the other keys in `fields:`",
+            )
+        for k in lk.on:
+            if k in known and known[k].lookup is not None:
+                problems.add(
+                    path,
+                    lk.lines.get("on", lk.line),
+                    f"field {fs.name!r}: lookup key {k!r} is itself a lookup field",
+                    "use the field the other lookup reads",
+                )
 
 
 def source_files(directory: str | Path) -> list[Path]:
@@ -664,7 +1096,87 @@ def parse_sources(directory: str | Path, problems: Problems) -> list[SourceSpec]
             continue
         seen[spec.id] = path
         specs.append(spec)
-    return specs
+    return _check_lookups(specs, problems)
+
+
+def _check_lookups(specs: list[SourceSpec], problems: Problems) -> list[SourceSpec]:
+    """Cross-source lookup checks (source exists, ``on``/``take`` fields exist, no cycle); sets
+    each lookup's ``take_type``. Returns the specs (with the types set)."""
+    by_id = {s.id: s for s in specs}
+    deps: dict[str, set[str]] = {s.id: set() for s in specs}
+    out: list[SourceSpec] = []
+    for spec in specs:
+        new_fields = []
+        for fs in spec.fields:
+            lk = fs.lookup
+            if lk is None:
+                new_fields.append(fs)
+                continue
+            other = by_id.get(lk.source)
+            if other is None:
+                near = nearest(lk.source, by_id)
+                problems.add(
+                    spec.path,
+                    lk.lines.get("source", lk.line),
+                    f"field {fs.name!r}: lookup source {lk.source!r} not found in the "
+                    "sources folder",
+                    f"did you mean {near!r}?" if near else "add its mapping file",
+                )
+                new_fields.append(fs)
+                continue
+            deps[spec.id].add(other.id)
+            theirs = {f.name: f for f in other.all_fields()}
+            for mine, their in lk.on.items():
+                if their not in theirs:
+                    near = nearest(their, theirs)
+                    problems.add(
+                        spec.path,
+                        lk.lines.get("on", lk.line),
+                        f"field {fs.name!r}: lookup key {mine!r} -> {their!r}: "
+                        f"{their!r} is not a field of source {other.id!r}",
+                        f"did you mean {near!r}?"
+                        if near
+                        else f"name a field of {other.path.as_posix()}",
+                    )
+            take = theirs.get(lk.take)
+            if take is None:
+                near = nearest(lk.take, theirs)
+                problems.add(
+                    spec.path,
+                    lk.lines.get("take", lk.line),
+                    f"field {fs.name!r}: lookup take {lk.take!r} is not a field of "
+                    f"source {other.id!r}",
+                    f"did you mean {near!r}?"
+                    if near
+                    else f"name a field of {other.path.as_posix()}",
+                )
+                new_fields.append(fs)
+                continue
+            typ = dict(take.output_columns()).get(take.name, "VARCHAR")
+            new_fields.append(replace(fs, lookup=replace(lk, take_type=typ)))
+        out.append(replace(spec, fields=tuple(new_fields)))
+    # cycles: a source must be assembled after the sources it looks up
+    state: dict[str, int] = {}
+
+    def visit(sid: str, trail: list[str]) -> None:
+        state[sid] = 1
+        for dep in sorted(deps.get(sid, ())):
+            if state.get(dep) == 1:
+                cyc = [*trail[trail.index(dep) :], dep] if dep in trail else [sid, dep]
+                problems.add(
+                    by_id[sid].path,
+                    1,
+                    "lookup cycle: " + " -> ".join(cyc),
+                    "a source cannot look up a source that looks it up; remove one lookup",
+                )
+            elif dep not in state and dep in deps:
+                visit(dep, [*trail, dep])
+        state[sid] = 2
+
+    for sid in sorted(deps):
+        if sid not in state:
+            visit(sid, [sid])
+    return out
 
 
 def load_sources(directory: str | Path = "sources") -> list[SourceSpec]:
