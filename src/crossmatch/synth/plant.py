@@ -326,6 +326,8 @@ class Planter:
         assert hh is not None
         age = max(28, min(55, head.age_on(JAN1) - int(rng.integers(24, 30))))
         sname = surname_of(head.name) if head.sex == "男" else None
+        if how in ("child", "out_son", "out_daughter") and self._siblings_poor(c, v_cadre):
+            how = "spouse"  # the cadre's siblings would make other cases there relatives too
         if how == "child":
             sex = "男" if rng.random() < 0.7 else "女"
             cadre = b.person(rng, hh, "子" if sex == "男" else "女", sex, age, head.name[0])
@@ -374,6 +376,17 @@ class Planter:
             term = (D(2021, 3, 1) + dt.timedelta(days=int(rng.integers(0, 60))), D(2026, 3, 31))
         self.d.cadres.append((cadre, v_cadre, post, term[0], term[1], True))
         return cadre, relative
+
+    def _siblings_poor(self, c: Case, v: Village) -> bool:
+        """Whether a child of the applicant's couple lives in another poor household of v."""
+        head = c.applicant
+        couple = {id(head)} | {id(x) for x in (head.hh.members if head.hh else [])
+                               if x.rel in ("户主", "配偶")}  # fmt: skip
+        return any(
+            p.hh is not None and p.hh is not head.hh and p.hh.poor and p.hh.village is v
+            for p in self.d.town.persons
+            if (id(p.father) in couple) or (id(p.mother) in couple)
+        )
 
     def _unique_name(self, name: str) -> str:
         """``name``, or a variant of it no resident of the township bears (same surname)."""
