@@ -1132,10 +1132,16 @@ class Planter:
                 # new one since the next day; the contract is signed in the year
                 end = D(YEAR - 1, int(rng.integers(2, 12)), 1) - dt.timedelta(days=1)
                 school = self._new_school(end + dt.timedelta(days=1))
-                old = self._take(self._free_people(lambda p: 45 <= p.age_on(JAN1) <= 64))
-                if school is None or old is None:
+                if school is None:
                     break
-                sname, scode, _pr = school
+                sname, scode, pr = school
+                kin = close_kin(d).get(id(pr), set())
+                old = self._take(self._free_people(
+                    lambda p, k=kin, h=pr.hh: 45 <= p.age_on(JAN1) <= 64 and id(p) not in k
+                    and p.hh is not h
+                ))  # fmt: skip
+                if old is None:
+                    break
                 old.busy, old.role = True, "official"
                 d.payroll.append((old, sname, scode, "校长", "事业", since, end, True))
                 rep = old if k % 20 < 10 else self._kin_of(old, "spouse")
