@@ -1,18 +1,30 @@
 """Kinship graph between resolved persons (docs/data-contract.md section 6).
 
-``build(con)`` derives
+``build(con)`` derives, from every relation the registry and marriage records state,
 
 * ``kin_edge``: one row per *direct* relation that a source states or implies, in both directions:
   household registry (户籍: everybody's relation to the head, so head<->member directly and
-  member<->member through the head, e.g. the head's spouse is the mother of the head's child) and
-  marriage registry (婚姻登记: spouse from the marriage date until a divorce of the same couple);
+  member<->member through the head, e.g. the head's spouse is the mother of the head's child),
+  the registry's father / mother ID columns (``r_hukou.father_pid`` / ``mother_pid``: parent and
+  child in *any* household, e.g. a daughter married into another village; source
+  ``hukou_parent``) and marriage registry (婚姻登记: spouse from the marriage date until a
+  divorce of the same couple);
 * ``kin_relative``: the relatives within two hops with a human-readable path
   (``儿子 via 户籍 户号 3411220010010023 -> 配偶 via 婚姻登记 2019-05-01 (marriage/...csv:23)``),
-  ``hops`` and ``is_close`` (近亲属 by the default scope).
+  ``hops`` and ``is_close`` (近亲属 by the default scope). Siblings share a parent; in-laws go
+  through a spouse (spouses' parents, children's spouses).
 
-Both are plain tables so rules can join them in SQL; ``relatives(con, pid, scope=...)`` is the
-Python query. Relations are stated from ``a``'s side: *b is a's relation*
-(``relation_cn`` 母亲 means b is a's mother).
+Every relation carries a validity interval ``valid_from``..``valid_to`` (NULL = open, both ends
+inclusive): a marriage from registration to divorce; an in-law relation (``AFFINAL``) only while
+the person it goes through is alive (``person.death_date``), so a son-in-law whose wife died
+before a date is no relative then. Blood relations through a person (siblings through a parent)
+do not end with them. Rules ask "relative at date d":
+``(valid_from IS NULL OR valid_from <= d) AND (valid_to IS NULL OR valid_to >= d)``.
+
+Both are plain tables so rules can join them in SQL; ``relatives(con, pid, scope=..., on=d)`` is
+the Python query. Relations are stated from ``a``'s side: *b is a's relation* (``relation_cn``
+母亲 means b is a's mother). ``kin_build`` records the input fingerprint of the build;
+:func:`is_stale` compares it with :func:`input_fingerprint` of the current inputs.
 """
 
 from __future__ import annotations
