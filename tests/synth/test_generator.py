@@ -47,13 +47,20 @@ TRAP_KINDS = {
     "farmland_over_area": ["容差", "公顷"],
     "ghost_recipient": ["可解析为真实人员"],
     "duplicate_payment": ["同村同名不同人", "失败后重发", "完全重复行"],
-    "cadre_relative_recipient": ["已备案", "同姓不同户", "外村"],
-    "approver_relative": ["同姓但无亲属关系"],
+    "cadre_relative_recipient": [
+        "已备案",
+        "同姓不同户",
+        "外村",
+        "前任干部",
+        "已离婚",
+        "批准前已故",
+    ],
+    "approver_relative": ["同姓但无亲属关系", "批准前离婚", "批准前已故"],
     "relative_concentration": ["conc_small", "conc_clan"],
     "shared_account": ["同户成员共用账户", "仅两户", "已备案代领"],
-    "cadre_account": ["干部本人的合法补贴", "子女(村干部)", "已备案代领"],
+    "cadre_account": ["干部本人的合法补贴", "子女(村干部)", "另立户子女", "已备案代领"],
     "over_standard_amount": ["新标准"],
-    "supplier_official_link": ["同名"],
+    "supplier_official_link": ["同名", "前任校长", "另一学校校长"],
 }
 
 

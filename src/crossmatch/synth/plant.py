@@ -388,6 +388,27 @@ class Planter:
             if (id(p.father) in couple) or (id(p.mother) in couple)
         )
 
+    def _new_case(self) -> Case | None:
+        """A new recipient household (an elderly resident living alone, paid all year) outside
+        the relative_concentration villages: scenarios whose trap needs its own case, so the
+        background's cases stay for the other rules."""
+        d, b, rng = self.d, self.b, self.rng
+        vs = [v for v in d.town.villages if v.code not in self.conc] or d.town.villages
+        v = vs[int(rng.integers(0, len(vs)))]
+        p = self._new_single(v, "男" if rng.random() < 0.5 else "女", int(rng.integers(55, 78)))
+        assert p.hh is not None
+        p.hh.poor = True
+        n0, k0 = len(d.cases), len(d.pays)
+        b._assistance(d, p.hh, rng)
+        if len(d.cases) == n0:
+            return None
+        c = d.cases[-1]
+        c.end = None
+        b.case_payments(d, c, rng)
+        for x in d.pays[k0:]:
+            self.idx.setdefault(id(x.payee), []).append(x)
+        return c
+
     def _unique_name(self, name: str) -> str:
         """``name``, or a variant of it no resident of the township bears (same surname)."""
         names = {p.name for p in self.d.town.persons}
@@ -445,16 +466,10 @@ class Planter:
                  D(2021, 4, 1) + dt.timedelta(days=int(rng.integers(0, 900))))
             )  # fmt: skip
             self._case_rows("cadre_relative_recipient", "trap", c, f"已备案的村干部近亲属({how})")
-        # the traps below are never counted by relative_concentration (not flagged, not filed):
-        # no limit per village
-        pool = [c for c in self._free_cases(min_members=1)
-                if _head(c) and c.applicant.age_on(JAN1) >= 48]  # fmt: skip
-
-        def take_spread() -> Case | None:
-            return self._take(pool)
-
+        # the traps below get a case of their own (new recipient households), so the background
+        # cases stay for the other rules
         for k in range(q):
-            oc = take_spread()
+            oc = self._new_case()
             if oc is None or len(villages) < 2:
                 break
             c = oc
@@ -464,7 +479,7 @@ class Planter:
             self._link_relative(c, w, ("spouse", "out_daughter")[k % 2])
             self._case_rows("cadre_relative_recipient", "trap", c, f"外村({w.code})干部的近亲属")
         for k in range(q):
-            fc = take_spread()
+            fc = self._new_case()
             if fc is None:
                 break
             c = fc
@@ -482,7 +497,7 @@ class Planter:
         for how, note in (("divorced", "已离婚的前女婿(干部)"),
                           ("widower", "干部之妻(申请人之女)在批准前已故")):  # fmt: skip
             for _ in range(q):
-                fc = take_spread()
+                fc = self._new_case()
                 if fc is None:
                     break
                 c = fc
@@ -503,7 +518,6 @@ class Planter:
 
     def _approver_relative(self, q: int) -> None:
         d, b, rng = self.d, self.b, self.rng
-        pool = [c for c in self._free_cases() if _head(c) and c.applicant.age_on(JAN1) >= 52]
         gov, gov_code = d.gov  # type: ignore[attr-defined]
         self.keep_officials: set[int] = set()  # cases whose handler/approver a scenario chose
 
@@ -541,7 +555,7 @@ class Planter:
             return w
 
         for k in range(q):
-            c = self._take(pool)
+            c = self._new_case()
             if c is None:
                 break
             self._use_case(c)
@@ -561,8 +575,8 @@ class Planter:
             d.plant("approver_relative", "case", head.pid, "", note)
         # traps: the official was the applicant's son-in-law, but divorced the daughter, or
         # she died, before the case was approved
-        for k in range(2 * q):
-            c = self._take(pool)
+        for k in range(q):
+            c = self._new_case()
             if c is None:
                 break
             self._use_case(c)
@@ -1123,9 +1137,8 @@ class Planter:
         unrelated representative; a relative of school A's principal supplying only school B;
         a former principal (post ended before the signing date)."""
         d, b, rng = self.d, self.b, self.rng
-        for k in range(6 * q):
-            kind = ("self", "parent", "trap_name", "child", "trap_other", "trap_former",
-                    "spouse", "trap_name", "trap_other", "trap_former")[k % 10]  # fmt: skip
+        for k in range(3 * q):
+            kind = _SUPPLIER_KINDS[k % len(_SUPPLIER_KINDS)]
             since = D(2005, 9, 1) + dt.timedelta(days=int(rng.integers(0, 15 * 365)))
             if kind == "trap_former":
                 # the old principal served until the end of a month before the year; the
@@ -1182,6 +1195,9 @@ class Planter:
                 e = b.new_enterprise(d, rep, rng, capital=cap, status="存续", kind="食品")
             e.critical = True
             b.add_contract(d, sname, scode, e, rng, True)
+            # round amounts (a handful of distinct values, as framework contracts are)
+            amt = float(rng.choice([100, 150, 200, 300, 500])) * 1000
+            d.procurement[-1] = (*d.procurement[-1][:4], amt, *d.procurement[-1][5:])
             case = kind in ("self", "parent", "child", "spouse")
             d.plant("supplier_official_link", "case" if case else "trap", e.code, "", note)
 
@@ -1331,6 +1347,12 @@ def _unique(people: list[Person]) -> list[Person]:
             seen.add(id(p))
             out.append(p)
     return out
+
+
+_SUPPLIER_KINDS = (
+    "self", "trap_name", "parent", "trap_former", "child", "trap_other",
+    "spouse", "trap_name", "parent", "trap_former", "child", "trap_other",
+)  # fmt: skip
 
 
 def _set_parents(child: Person, parent: Person) -> None:
