@@ -100,18 +100,48 @@ _HEAD_REL_PATTERNS: list[tuple[str, tuple[str, ...]]] = [
 ]
 
 
-def classify_head_relation(text: str | None) -> str | None:
-    """Relation of a household member to the head from the registry's wording (None = other).
+def _gb4761(code: int) -> str | None:
+    """GB/T 4761 家庭关系代码 (two digits) -> relation to the head (None = other)."""
+    if code in (1, 2):
+        return "head"
+    if 10 <= code <= 12:
+        return "spouse"
+    if code in (28, 38):  # 女婿, 儿媳
+        return "child_in_law"
+    if 20 <= code <= 39:
+        return "child"
+    if 40 <= code <= 44 or code == 49:
+        return "grandchild"
+    if code in (53, 54, 55, 56):  # 公公, 婆婆, 岳父, 岳母
+        return "parent_in_law"
+    if 50 <= code <= 59:
+        return "parent"
+    if 60 <= code <= 64:
+        return "grandparent"
+    if code in (70, 71, 73, 75, 77, 79):  # not 嫂, 弟媳, 姐夫, 妹夫
+        return "sibling"
+    return None
 
-    >>> [classify_head_relation(t) for t in ("长女", "儿媳", "侄子", "姐夫")]
-    ['child', 'child_in_law', None, None]
+
+def classify_head_relation(text: str | None) -> str | None:
+    """Relation of a household member to the head from the registry's wording or its
+    GB/T 4761 two-digit code (None = other).
+
+    >>> [classify_head_relation(t) for t in ("长女", "儿媳", "侄子", "姐夫", "22", "38", "孙媳妇")]
+    ['child', 'child_in_law', None, None, 'child', 'child_in_law', None]
     """
     if not text:
         return None
     t = text.strip()
+    if len(t) == 2 and t.isascii() and t.isdigit():
+        return _gb4761(int(t))
     if any(
         x in t
         for x in (
+            "孙媳",
+            "孙女婿",
+            "曾孙",
+            "曾祖",
             "侄",
             "甥",
             "堂",
