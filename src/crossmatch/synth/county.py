@@ -528,7 +528,7 @@ class Builder:
             for p in hh.members
             if 30 <= p.age_on(JAN1) <= 64 and p.death is None and p.moved is None and not p.role
             and not kin.get(id(p), set()) & poor
-        ]
+        ]  # fmt: skip
         posts = ["党支部书记兼主任", "副主任", "村委委员", "报账员", "妇联主席", "监委会主任"]
         order = rng.permutation(len(cands))
         for post, i in zip(posts, order, strict=False):
