@@ -157,6 +157,31 @@ def test_registry_ids_are_valid_unique_and_consistent(persons: pl.DataFrame) -> 
     assert set(reg["person_id"]) == set(ids)
 
 
+def test_registry_states_parents_across_households() -> None:
+    """父亲/母亲公民身份号码: registry IDs, mostly filled, some empty; many parents live in another
+    household (married-out daughters, sons with their own household), often another village;
+    a parent is older than the child and of the column's sex."""
+    rows = read_csv("hukou/户籍人口信息.csv")
+    assert rows[0][12:14] == ["父亲公民身份号码", "母亲公民身份号码"]
+    by_id = {r[2]: r for r in rows[1:]}
+    stated = cross = other_village = 0
+    for r in rows[1:]:
+        for col, sex in ((12, "男"), (13, "女")):
+            if not r[col]:
+                continue
+            stated += 1
+            par = by_id[r[col]]  # a resident of the county
+            assert par[4] == sex and par[6] < r[6], (r[2], col)
+            cross += par[0] != r[0]
+            other_village += par[8] != r[8]
+    assert stated > 0.3 * len(rows)
+    assert cross > 0.15 * stated and other_village > 0.05 * stated
+    # mostly filled: among rows whose person has a parent in a household with them, few empty
+    empty = sum(1 for r in rows[1:] if r[3] in ("子", "女") and not r[12] and not r[13])
+    kids = sum(1 for r in rows[1:] if r[3] in ("子", "女"))
+    assert 0 < empty < 0.2 * kids
+
+
 def test_identity_noise_is_present_at_intended_rates(
     records: pl.DataFrame, noise: pl.DataFrame
 ) -> None:
