@@ -265,3 +265,20 @@ def test_fingerprint_tracks_the_inputs(cross):
     assert not kinship.is_stale(cross)
     cross.execute("UPDATE person SET death_date = DATE '2023-01-01' WHERE person_id = 'GD'")
     assert kinship.is_stale(cross)
+
+
+def test_registration_kinds_in_other_wordings():
+    con = build_warehouse(
+        {
+            "person": [{"person_id": "M", "sex": "男"}, {"person_id": "F", "sex": "女"}],
+            "r_marriage": [
+                {"kind": "结婚登记", "husband_pid": "M", "wife_pid": "F", "reg_date": "2001-01-01"},
+                {"kind": "离婚登记", "husband_pid": "M", "wife_pid": "F", "reg_date": "2005-01-01"},
+                {"kind": "复婚", "husband_pid": "M", "wife_pid": "F", "reg_date": "2010-01-01"},
+            ],
+        }
+    )
+    kinship.build(con)
+    assert "F" in {r.pid for r in kinship.relatives(con, "M", on=D(2003, 1, 1))}
+    assert "F" not in {r.pid for r in kinship.relatives(con, "M", on=D(2007, 1, 1))}
+    assert "F" in {r.pid for r in kinship.relatives(con, "M", on=D(2020, 1, 1))}

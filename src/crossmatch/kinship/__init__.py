@@ -375,12 +375,14 @@ def build(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
         WITH mar AS (
             SELECT husband_pid AS h, wife_pid AS w, reg_date, _file AS file, _row AS row
             FROM r_marriage
-            WHERE kind IN ('marriage', '结婚') AND husband_pid IS NOT NULL
+            WHERE (kind IN ('marriage', 'remarriage') OR contains(kind, '结婚')
+                   OR contains(kind, '复婚'))
+              AND NOT contains(kind, '离婚') AND husband_pid IS NOT NULL
               AND wife_pid IS NOT NULL AND _dup_of IS NULL
         ),
         div AS (
             SELECT husband_pid AS h, wife_pid AS w, reg_date
-            FROM r_marriage WHERE kind IN ('divorce', '离婚') AND _dup_of IS NULL
+            FROM r_marriage WHERE (kind = 'divorce' OR contains(kind, '离婚')) AND _dup_of IS NULL
         ),
         spells AS (
             SELECT m.*, (SELECT min(d.reg_date) FROM div d
