@@ -1,4 +1,4 @@
-"""The nightly supervision run as a Prefect flow: ingest -> resolve -> kinship -> detect.
+"""The nightly supervision run as a Prefect flow: ingest -> resolve -> kinship -> detect -> clues.
 
 Thin on purpose: every task is one call into ``crossmatch``; business logic lives in the package.
 Only the I/O-bound ingest task retries. Each run publishes a markdown artifact with the per-source
@@ -53,6 +53,7 @@ class NightlyReport:
     hits: int
     rules_stale: list[str] = field(default_factory=list)
     rules_blind: list[str] = field(default_factory=list)
+    clues: str = ""
     exit_code: int = 0
 
     def markdown(self) -> str:
@@ -70,6 +71,8 @@ class NightlyReport:
             ", ".join(f"{k}: {v}" for k, v in self.kinship.items()),
             "## Rules",
             "```\n" + self.detect_table + "\n```",
+            "## Clues",
+            self.clues,
         ]
         return "\n\n".join(parts)
 
@@ -121,7 +124,16 @@ def detect_task(
         "blind": of("blind"),
         "hits": sum(o.hits for o in res.outcomes),
         "exit_code": res.exit_code,
+        "run_id": res.run_id,
     }
+
+
+@task
+def clues_task(warehouse: str, rules: str, run_id: str) -> str:
+    """Record the night's clues in the review store (new / ongoing / closed / ...)."""
+    from crossmatch.review import sync_warehouse
+
+    return sync_warehouse(warehouse, run_id=run_id, rules_dir=rules).render()
 
 
 @flow(name="crossmatch-nightly", log_prints=False)
@@ -148,6 +160,8 @@ def nightly(
             log.warning("rule %s: %s", kind, msg)
     for msg in det["error"]:
         log.error("rule failed: %s", msg)
+    clues = clues_task(warehouse, rules, det["run_id"])
+    log.info("%s", clues)
     report = NightlyReport(
         ingest_table=ingest_table,
         failed_files=failed,
@@ -159,6 +173,7 @@ def nightly(
         hits=det["hits"],
         rules_stale=det["stale"],
         rules_blind=det["blind"],
+        clues=clues,
         exit_code=max(
             det["exit_code"],
             int(ExitCode.INPUT_PROBLEMS) if failed else int(ExitCode.OK),
@@ -181,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     only = [s.strip() for s in a.only.split(",")] if a.only else None
     report = nightly(a.raw, a.sources, a.rules, str(Path(a.warehouse)), only, a.max_age_days)
-    print(report.ingest_table, report.identity, report.detect_table, sep="\n\n")
+    print(report.ingest_table, report.identity, report.detect_table, report.clues, sep="\n\n")
     # the CLI's exit codes: findings are a normal result; a failed file, a rule not ok is not
     return report.exit_code
 

@@ -72,6 +72,9 @@ def test_nightly_on_sample_county(harness, nightly_mod, tmp_path):
         str(raw), str(ROOT / "sources"), str(ROOT / "rules"), str(wh), None
     )
     assert report2.hits == report.hits
+    # the review store saw both nights: every clue new on the first, ongoing on the second
+    assert report.clues.startswith("clues: new ") and "ongoing 0" in report.clues
+    assert "new 0" in report2.clues and "closed 0" in report2.clues
     con = duckdb.connect(str(wh), read_only=True)
     try:
         runs = con.execute(
