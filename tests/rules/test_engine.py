@@ -176,7 +176,7 @@ def test_bh_adjust_matches_definition():
     assert [round(x, 4) for x in q] == [0.04, 0.0533, 0.0533, 0.2]
 
 
-def test_fdr_kind_stores_evidence_as_an_object():
+def test_share_kind_stores_evidence_as_an_object():
     from crossmatch.spec.rules import load_rules
 
     (spec,) = load_rules(RULES_DIR, only=["relative_concentration"])
@@ -189,8 +189,18 @@ def test_fdr_kind_stores_evidence_as_an_object():
     res = run_rules(con, RULES_DIR, only=["relative_concentration"])
     assert res.outcomes[0].hits == 1
     ev = json.loads(con.execute("SELECT evidence FROM hit").fetchone()[0])
-    assert ev["units"] == 5 and ev["flagged_units"] == 4 and ev["q_value_bh"] < 0.05
+    assert ev["units"] == 5 and ev["flagged_units"] == 4 and ev["share"] == 0.8
+    assert ev["test"] == "none" and "q_value_bh" not in ev
     assert ev["cases"]
+    # the significance test is an option; its p and q values join the evidence
+    res = run_rules(
+        con, RULES_DIR, only=["relative_concentration"],
+        params={"relative_concentration": {"test": "hypergeom"}},
+    )  # fmt: skip
+    ev = json.loads(
+        con.execute("SELECT evidence FROM hit WHERE run_id = ?", [res.run_id]).fetchone()[0]
+    )
+    assert ev["test"] == "hypergeom" and 0 <= ev["q_value_bh"] <= 1
 
 
 # ---------------------------------------------------------------- needs derived from the SQL

@@ -47,13 +47,20 @@ TRAP_KINDS = {
     "farmland_over_area": ["容差", "公顷"],
     "ghost_recipient": ["可解析为真实人员"],
     "duplicate_payment": ["同村同名不同人", "失败后重发", "完全重复行"],
-    "cadre_relative_recipient": ["已备案", "同姓不同户", "外村"],
-    "approver_relative": ["同姓但无亲属关系"],
+    "cadre_relative_recipient": [
+        "已备案",
+        "同姓不同户",
+        "外村",
+        "前任干部",
+        "已离婚",
+        "批准前已故",
+    ],
+    "approver_relative": ["同姓但无亲属关系", "批准前离婚", "批准前已故"],
     "relative_concentration": ["conc_small", "conc_clan"],
     "shared_account": ["同户成员共用账户", "仅两户", "已备案代领"],
-    "cadre_account": ["干部本人的合法补贴", "子女(村干部)", "已备案代领"],
+    "cadre_account": ["干部本人的合法补贴", "子女(村干部)", "另立户子女", "已备案代领"],
     "over_standard_amount": ["新标准"],
-    "supplier_official_link": ["同名"],
+    "supplier_official_link": ["同名", "前任校长", "另一学校校长"],
 }
 
 
@@ -148,6 +155,31 @@ def test_registry_ids_are_valid_unique_and_consistent(persons: pl.DataFrame) -> 
     assert names.most_common(1)[0][1] >= 8, "expected many same-name people"
     reg = persons.filter(pl.col("in_registry") == "1")
     assert set(reg["person_id"]) == set(ids)
+
+
+def test_registry_states_parents_across_households() -> None:
+    """父亲/母亲公民身份号码: registry IDs, mostly filled, some empty; many parents live in another
+    household (married-out daughters, sons with their own household), often another village;
+    a parent is older than the child and of the column's sex."""
+    rows = read_csv("hukou/户籍人口信息.csv")
+    assert rows[0][12:14] == ["父亲公民身份号码", "母亲公民身份号码"]
+    by_id = {r[2]: r for r in rows[1:]}
+    stated = cross = other_village = 0
+    for r in rows[1:]:
+        for col, sex in ((12, "男"), (13, "女")):
+            if not r[col]:
+                continue
+            stated += 1
+            par = by_id[r[col]]  # a resident of the county
+            assert par[4] == sex and par[6] < r[6], (r[2], col)
+            cross += par[0] != r[0]
+            other_village += par[8] != r[8]
+    assert stated > 0.3 * len(rows)
+    assert cross > 0.15 * stated and other_village > 0.05 * stated
+    # mostly filled: among rows whose person has a parent in a household with them, few empty
+    empty = sum(1 for r in rows[1:] if r[3] in ("子", "女") and not r[12] and not r[13])
+    kids = sum(1 for r in rows[1:] if r[3] in ("子", "女"))
+    assert 0 < empty < 0.2 * kids
 
 
 def test_identity_noise_is_present_at_intended_rates(

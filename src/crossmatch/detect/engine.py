@@ -224,9 +224,11 @@ def kinship_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
     if not warehouse.ingest_fingerprint(con):
         return ""
     files = warehouse.ingest_fingerprint(con, ["hukou", "marriage"])
+    from crossmatch.kinship import KINSHIP_VERSION  # a changed derivation rebuilds too
+
     res = warehouse.stage_state(con, "resolve")
     ident = f"{res[0]}|{res[2]}" if res else "no-resolve"
-    return hashlib.sha256(f"{files}|{ident}".encode()).hexdigest()
+    return hashlib.sha256(f"{files}|{ident}|{KINSHIP_VERSION}".encode()).hexdigest()
 
 
 def rebuild_kinship(con: duckdb.DuckDBPyConnection) -> dict[str, int]:

@@ -93,6 +93,65 @@ def fdr_enrichment(
     con.unregister("_fdr_out")
 
 
+@register("share_enrichment", extra_columns=("units", "flagged_units"))
+def share_enrichment(
+    con: duckdb.DuckDBPyConnection, spec: RuleSpec, sql: str, params: dict[str, Any]
+) -> None:
+    """Groups (e.g. villages) where flagged units are both many and a large share.
+
+    The SQL returns one candidate row per group with ``units`` (e.g. cases active in the year)
+    and ``flagged_units`` (e.g. those a favouritism rule flags). A group fires when
+    ``flagged_units >= min_cases`` and ``flagged_units / units >= min_share`` (the catalogue's
+    threshold form). ``test: hypergeom`` additionally requires a one-sided exact test against
+    the pooled base rate, Benjamini-Hochberg adjusted, at ``fdr`` (an option, not the default).
+    """
+    df = con.execute(sql).df()
+    cols = [*spec_hit_columns(), "units", "flagged_units"]
+    test = str(params.get("test", "none"))
+    if test not in ("none", "hypergeom"):
+        raise ValueError(f"{spec.id}: parameter test={test!r}; use 'none' or 'hypergeom'")
+    out = df.iloc[0:0].copy()
+    if len(df):
+        n = df["units"].astype(int).to_numpy()
+        k = df["flagged_units"].astype(int).to_numpy()
+        share = k / n.clip(min=1)
+        df = df.assign(share=share)
+        keep = (k >= int(params["min_cases"])) & (share >= float(params["min_share"]))
+        total, flagged = int(n.sum()), int(k.sum())
+        if test == "hypergeom" and total and flagged:
+            from scipy.stats import hypergeom
+
+            p = hypergeom.sf(k - 1, total, flagged, n)
+            df = df.assign(p_value=p, q_value=bh_adjust(p))
+            keep = keep & (df["q_value"].to_numpy() <= float(params.get("fdr", 0.05)))
+        out = df[keep].copy()
+
+        def ev(row: Any) -> str:
+            e = json.loads(row["evidence"]) if isinstance(row["evidence"], str) else {}
+            e.update(
+                {
+                    "units": int(row["units"]),
+                    "flagged_units": int(row["flagged_units"]),
+                    "share": round(float(row["share"]), 4),
+                    "min_cases": int(params["min_cases"]),
+                    "min_share": float(params["min_share"]),
+                    "test": test,
+                }
+            )
+            if "q_value" in row:
+                e.update({"p_value": float(row["p_value"]), "q_value_bh": float(row["q_value"])})
+            return json.dumps(e, ensure_ascii=False, default=str)
+
+        if len(out):
+            out["evidence"] = out.apply(ev, axis=1)
+    con.register("_share_out", out[cols] if len(out) else df.iloc[0:0][cols])
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _rule_hits AS "
+        "SELECT * REPLACE (CAST(evidence AS JSON) AS evidence) FROM _share_out"
+    )
+    con.unregister("_share_out")
+
+
 def spec_hit_columns() -> list[str]:
     from crossmatch.spec.rules import HIT_COLUMNS
 

@@ -39,6 +39,8 @@ SOURCES: dict[str, list[str]] = {
         "status",
         "cancel_reason",
         f"cancel_date:{_D}",
+        "@father",
+        "@mother",
     ],
     "death": ["@person", f"death_date:{_D}", "cause", "reporting_unit"],
     "cremation": ["@person", f"cremation_date:{_D}", "funeral_home"],

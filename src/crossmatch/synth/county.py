@@ -197,6 +197,7 @@ class Builder:
             v = Village(f"{code}{j + 1:03d}", name, town, urban)
             town.villages.append(v)
             self._populate(v, int(self.village_sizes[vi]), rng)
+        self._parents_elsewhere(town, self.rng(4, idx))
         data = TownData(town)
         self._life_events(data, rng)
         if prepare is not None:
@@ -272,40 +273,90 @@ class Builder:
                 P(rng, hh, "配偶", "女", max(45, a - int(rng.integers(0, 6))), sn(), ethnic)
             elif u < 0.72:  # nuclear family
                 a = int(rng.integers(26, 59))
-                P(rng, hh, "户主", "男", a, fam, ethnic)
-                P(rng, hh, "配偶", "女", max(20, a - int(rng.integers(-2, 6))), sn(), ethnic)
+                h = P(rng, hh, "户主", "男", a, fam, ethnic)
+                w = P(rng, hh, "配偶", "女", max(20, a - int(rng.integers(-2, 6))), sn(), ethnic)
                 for _ in range(int(rng.choice([1, 2, 3], p=[0.4, 0.45, 0.15]))):
                     ca = a - int(rng.integers(22, 35))
                     if ca >= 0:
                         s = "男" if rng.random() < 0.52 else "女"
-                        P(rng, hh, "子" if s == "男" else "女", s, ca, fam, ethnic)
+                        k = P(rng, hh, "子" if s == "男" else "女", s, ca, fam, ethnic)
+                        k.father, k.mother = h, w
             elif u < 0.88:  # three generations
                 a = int(rng.integers(48, 73))
-                P(rng, hh, "户主", "男", a, fam, ethnic)
-                P(rng, hh, "配偶", "女", a - int(rng.integers(0, 5)), sn(), ethnic)
+                h = P(rng, hh, "户主", "男", a, fam, ethnic)
+                w = P(rng, hh, "配偶", "女", a - int(rng.integers(0, 5)), sn(), ethnic)
                 sa = a - int(rng.integers(22, 30))
-                P(rng, hh, "子", "男", sa, fam, ethnic)
-                P(rng, hh, "儿媳", "女", max(18, sa - int(rng.integers(-1, 4))), sn(), ethnic)
+                son = P(rng, hh, "子", "男", sa, fam, ethnic)
+                son.father, son.mother = h, w
+                dil = P(rng, hh, "儿媳", "女", max(18, sa - int(rng.integers(-1, 4))), sn(), ethnic)
                 for _ in range(int(rng.integers(1, 3))):
                     ga = sa - int(rng.integers(20, 31))
                     if ga >= 0:
                         s = "男" if rng.random() < 0.52 else "女"
-                        P(rng, hh, "孙子女", s, ga, fam, ethnic)
+                        g = P(rng, hh, "孙子女", s, ga, fam, ethnic)
+                        g.father, g.mother = son, dil
             else:  # with the head's parents
                 a = int(rng.integers(28, 51))
-                P(rng, hh, "户主", "男", a, fam, ethnic)
-                P(rng, hh, "配偶", "女", max(20, a - int(rng.integers(-2, 5))), sn(), ethnic)
+                h = P(rng, hh, "户主", "男", a, fam, ethnic)
+                w = P(rng, hh, "配偶", "女", max(20, a - int(rng.integers(-2, 5))), sn(), ethnic)
                 for _ in range(int(rng.integers(0, 3))):
                     ca = a - int(rng.integers(22, 35))
                     if ca >= 0:
                         s = "男" if rng.random() < 0.52 else "女"
-                        P(rng, hh, "子" if s == "男" else "女", s, ca, fam, ethnic)
+                        k = P(rng, hh, "子" if s == "男" else "女", s, ca, fam, ethnic)
+                        k.father, k.mother = h, w
                 fa = min(100, a + int(rng.integers(22, 33)))
                 if rng.random() < 0.8:
-                    P(rng, hh, "父母", "男", fa, fam, ethnic)
-                P(rng, hh, "父母", "女", fa - int(rng.integers(0, 5)), sn(), ethnic)
+                    h.father = P(rng, hh, "父母", "男", fa, fam, ethnic)
+                h.mother = P(rng, hh, "父母", "女", fa - int(rng.integers(0, 5)), sn(), ethnic)
             v.town.persons.extend(hh.members)
             count += len(hh.members)
+
+    def _parents_elsewhere(self, town: Town, rng: np.random.Generator) -> None:
+        """Parents living in another household of the township (often another village).
+
+        Married-out daughters (a wife whose parents are an elderly couple elsewhere) and sons
+        who split off their own household: only the registry's parent-ID columns state these
+        relations. A daughter takes her father's surname; a son's father takes the son's (the
+        father's household is an elderly couple without children at home, so nobody else's
+        name depends on it).
+        """
+        couples: list[tuple[Person, Person]] = []
+        for v in town.villages:
+            for hh in v.households:
+                m = hh.members
+                if len(m) == 2 and m[1].rel == "配偶" and "·" not in m[0].name + m[1].name:
+                    couples.append((m[0], m[1]))
+        if not couples:
+            return
+        locked: set[int] = set()  # fathers whose surname a son already fixed
+        for v in town.villages:
+            for hh in v.households:
+                for p in hh.members[:2]:
+                    if p.father is not None or p.mother is not None or "·" in p.name:
+                        continue
+                    age = p.age_on(JAN1)
+                    if not 20 <= age <= 62:
+                        continue
+                    daughter = p.rel == "配偶" and p.sex == "女"
+                    son = p.rel == "户主" and p.sex == "男"
+                    if not ((daughter and rng.random() < 0.4) or (son and rng.random() < 0.3)):
+                        continue
+                    for _ in range(12):
+                        f, m = couples[int(rng.integers(0, len(couples)))]
+                        if f.hh is hh or not 22 <= f.age_on(JAN1) - age <= 40:
+                            continue
+                        if not 20 <= m.age_on(JAN1) - age <= 42:
+                            continue
+                        if son and id(f) in locked and surname_of(f.name) != surname_of(p.name):
+                            continue
+                        if son:
+                            f.name = with_surname(f.name, surname_of(p.name))
+                            locked.add(id(f))
+                        else:
+                            p.name = with_surname(p.name, surname_of(f.name))
+                        p.father, p.mother = f, m
+                        break
 
     def _life_events(self, data: TownData, rng: np.random.Generator) -> None:
         """Deaths (2019-2025), moves out, marriages and divorces, poverty."""
@@ -401,8 +452,9 @@ class Builder:
         town = data.town
         villages = town.villages
         self._officials(data, rng)
+        kin = close_kin(data)
         for v in villages:
-            self._cadres(data, v, rng)
+            self._cadres(data, v, rng, kin)
         for v in villages:
             for hh in v.households:
                 if hh.poor:
@@ -464,14 +516,19 @@ class Builder:
             data.payroll.append((p, unit, code, post, ptype, start, end, False))
         data.gov = (gov, gov_code)  # type: ignore[attr-defined]
 
-    def _cadres(self, data: TownData, v: Village, rng: np.random.Generator) -> None:
+    def _cadres(
+        self, data: TownData, v: Village, rng: np.random.Generator, kin: dict[int, set[int]]
+    ) -> None:
+        # a relative in a poor household of the village would be an unplanted favouritism case
+        poor = {id(p) for hh in v.households if hh.poor for p in hh.members}
         cands = [
             p
             for hh in v.households
             if not hh.poor
             for p in hh.members
             if 30 <= p.age_on(JAN1) <= 64 and p.death is None and p.moved is None and not p.role
-        ]
+            and not kin.get(id(p), set()) & poor
+        ]  # fmt: skip
         posts = ["党支部书记兼主任", "副主任", "村委委员", "报账员", "妇联主席", "监委会主任"]
         order = rng.permutation(len(cands))
         for post, i in zip(posts, order, strict=False):
@@ -786,6 +843,62 @@ class Builder:
         g.raw_id, g.pid = g.pid, f"GHOST-{self.ghost_no:06d}"
         data.ghosts.append(g)
         return g
+
+
+def close_kin(data: TownData) -> dict[int, set[int]]:
+    """Every person's close relatives by the truth (``id(person)`` -> ids), ignoring dates.
+
+    A superset of what the files state: spouses (household and marriage registry, divorced
+    too), parents and children (any household), siblings (a shared parent), children's spouses
+    and spouses' parents. The background uses it to stay clean of accidental favouritism hits.
+    """
+    spouse: dict[int, set[Person]] = {}
+    children: dict[int, set[Person]] = {}
+
+    def wed(a: Person, b: Person) -> None:
+        spouse.setdefault(id(a), set()).add(b)
+        spouse.setdefault(id(b), set()).add(a)
+
+    for v in data.town.villages:
+        for hh in v.households:
+            by: dict[str, list[Person]] = {}
+            for p in hh.members:
+                by.setdefault(p.rel, []).append(p)
+            head = hh.members[0] if hh.members else None
+            if head is not None and by.get("配偶"):
+                wed(head, by["配偶"][0])
+            if len(by.get("父母", [])) == 2:
+                wed(*by["父母"])
+            if by.get("子") and by.get("儿媳"):
+                wed(by["子"][0], by["儿媳"][0])
+    for _k, h, w, _d, _c in data.marriages:
+        wed(h, w)
+    for p in data.town.persons:
+        for par in (p.father, p.mother):
+            if par is not None:
+                children.setdefault(id(par), set()).add(p)
+    out: dict[int, set[int]] = {}
+    for p in data.town.persons:
+        parents = {x for x in (p.father, p.mother) if x is not None}
+        sp = spouse.get(id(p), set())
+        kids = children.get(id(p), set())
+        kin = set(sp) | parents | kids
+        kin |= {s for par in parents for s in children.get(id(par), set())}
+        kin |= {x for k in kids for x in spouse.get(id(k), set())}
+        kin |= {x for s in sp for x in (s.father, s.mother) if x is not None}
+        kin.discard(p)
+        out[id(p)] = {id(x) for x in kin}
+    return out
+
+
+def surname_of(name: str) -> str:
+    """The surname of a Han name (two characters for the compound surnames in use)."""
+    return name[:2] if any(name.startswith(s) for s, _w in N.SURNAMES if len(s) > 1) else name[:1]
+
+
+def with_surname(name: str, surname: str) -> str:
+    """The name with its surname replaced."""
+    return surname + name[len(surname_of(name)) :]
 
 
 def _last_paid(p: Person, rng: np.random.Generator) -> int:

@@ -82,7 +82,7 @@ VILLAGE_CONTEXT = frozenset(
 )  # sources whose rows carry the village code
 PAYMENT_ID_SCALE = 1.4  # ~7-8% of payment rows carry no usable ID
 HEADERS: dict[str, list[str]] = {
-    "hukou": ["户号", "姓名", "公民身份号码", "与户主关系", "性别", "民族", "出生日期", "户籍地址", "行政区划代码", "人员状态", "注销原因", "注销日期"],
+    "hukou": ["户号", "姓名", "公民身份号码", "与户主关系", "性别", "民族", "出生日期", "户籍地址", "行政区划代码", "人员状态", "注销原因", "注销日期", "父亲公民身份号码", "母亲公民身份号码"],
     "death": ["姓名", "身份证号", "死亡日期", "死亡原因", "数据来源单位"],
     "cremation": ["逝者姓名", "证件号码", "火化日期", "殡仪馆"],
     "marriage": ["登记类别", "男方姓名", "男方身份证号", "女方姓名", "女方身份证号", "登记日期", "登记机关"],
@@ -117,6 +117,7 @@ class Exporter:
         self.truth = Truth(out / "truth")
         self.truth.open()
         self.seed = seed
+        self.kin_rng = self._rng(21)  # which registry rows leave the parent IDs empty
         self.sinks: dict[str, Sink] = {}
         for i, (src, (rel, enc, title, crlf, *_rest, bad)) in enumerate(LAYOUT.items()):
             date_cols = {"death": (2,), "assistance": (14, 15)}.get(src, ())
@@ -382,8 +383,19 @@ class Exporter:
                 status, reason, cdate = "注销", "死亡", p.cancel
         row = [p.hh.no, p.name, p.pid, p.rel, p.sex, p.ethnic, fmt_date(p.birth, "compact"),
                p.hh.address, v.code, status, reason, fmt_date(cdate, "iso")]  # fmt: skip
-        ref: PersonRef = ("person", p.pid, "姓名", "", "公民身份号码", "")
-        self.sinks["hukou"].write(row, [ref], mess=False)
+        refs: list[PersonRef] = [("person", p.pid, "姓名", "", "公民身份号码", "")]
+        # parent IDs (only parents resident in the county are known): mostly filled, some
+        # cells left empty as in real registries, never for a planted scenario's people
+        planted = p.busy or any(x is not None and x.busy for x in (p.father, p.mother))
+        blank = p.parents_blank or (not planted and self.kin_rng.random() < 0.1)
+        for role, par, col in (("father", p.father, "父亲公民身份号码"),
+                               ("mother", p.mother, "母亲公民身份号码")):  # fmt: skip
+            if par is None or blank:
+                row.append("")
+            else:
+                row.append(par.pid)
+                refs.append((role, par.pid, "", "", col, ""))
+        self.sinks["hukou"].write(row, refs, mess=False)
         self.persons_w.writerow([p.pid, p.name, p.sex, p.birth.isoformat(), p.hh.no, v.code, 1,
                                  p.death.isoformat() if p.death else ""])  # fmt: skip
 

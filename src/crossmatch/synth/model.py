@@ -75,6 +75,9 @@ class Person:
     busy: bool = False  # taken by a planted scenario
     ghost: bool = False
     raw_id: str = ""  # ghosts: the fabricated ID written in exports
+    father: Person | None = None  # when the father is a resident of the county (any household)
+    mother: Person | None = None
+    parents_blank: bool = False  # the registry row leaves the parent-ID cells empty
 
     @property
     def village(self) -> Village:

@@ -32,15 +32,19 @@ from crossmatch.synth.county import (
     Case,
     Pay,
     TownData,
+    close_kin,
     standard,
+    surname_of,
+    uscc,
+    with_surname,
 )
 from crossmatch.synth.model import YEAR, Household, Person, Village
 
 D = dt.date
 FLOOR = 24  # cases (and traps of each kind) per rule in the whole county, at least
 PER_PERSONS = 2000  # at scale: about one planted case per rule per this many residents
-FDR = 0.05  # relative_concentration defaults (rules team: hypergeometric test + BH)
-MIN_CASES = 3
+MIN_CASES = 3  # relative_concentration defaults (catalogue v1.1 threshold form)
+MIN_SHARE = 0.25
 Row = tuple[str, str, str, str, str]
 
 
@@ -140,22 +144,21 @@ class Planter:
                 data.plant(rule, kind, subject, per, note)
 
     def tally(self, data: TownData, cases_loaded: set[int], assist_paid: set[int]) -> None:
-        """Count each village's recipient households as a correct system sees them (after export).
+        """Count each village's cases as a correct system sees them (after export).
 
-        A unit is a case with an intact roster row (damaged rows are quarantined) one of whose
-        roster people received an intact successful assistance payment in the year; it is
-        flagged when it holds a cadre_relative_recipient case (an unfiled close relative of a
-        cadre of the same village, in a paid month of the cadre's term): the same definition
-        as rules/relative_concentration.yaml, whose ``rel`` CTE is that rule's ``links``
-        joined to paid months. That truth is itself checked against the files by the oracle.
+        n = the village's cases with an intact roster row (damaged rows are quarantined) whose
+        interval overlaps the year (rules/relative_concentration.yaml's ``active``); r = those
+        holding a cadre_relative_recipient case (an unfiled close relative of a cadre of the
+        same village, in a paid month of the term, the relation holding then). That truth is
+        itself checked against the files by the oracle.
         """
         crr = {s for r, k, s, _p, _n in data.planted if r == "cadre_relative_recipient"
                and k == "case"}  # fmt: skip
         units: dict[str, int] = {}
         flagged: dict[str, int] = {}
+        y0, y1 = D(YEAR, 1, 1), D(YEAR, 12, 31)
         for c in data.cases:
-            people = [c.applicant] + [p for p, _ in c.members]
-            if id(c) not in cases_loaded or not any(id(p) in assist_paid for p in people):
+            if id(c) not in cases_loaded or c.start > y1 or (c.end is not None and c.end < y0):
                 continue
             code = c.village.code
             units[code] = units.get(code, 0) + 1
@@ -166,30 +169,16 @@ class Planter:
                 self.village_stats.append((v.code, units[v.code], flagged[v.code], intent))
 
     def finish(self) -> list[Row]:
-        """County-level labels: relative_concentration (needs every village's counts).
-
-        The catalogue's semantics at the rule's defaults (min_cases 3, FDR 5%): a village is a
-        case when at least three of its recipient households are cadre relatives and the
-        one-sided exact (hypergeometric) test against the county base rate is significant after
-        Benjamini-Hochberg at 5%; a trap when it has one or two such households, or three or
-        more without significant excess (a clan in a village with many recipients). Villages
-        without any cadre-relative household are neither.
+        """County-level labels: relative_concentration at the rule's defaults (catalogue v1.1
+        threshold form): a village is a case when r >= 3 of its n active cases are cadre
+        relatives and r/n >= 0.25; a trap when it has at least one such case otherwise (one or
+        two; or a clan village where three are a small share). Villages without any
+        cadre-relative case are neither.
         """
-        from scipy.stats import hypergeom
-
         rows: list[Row] = []
-        stats = self.village_stats
-        total = sum(s[1] for s in stats)
-        flagged = sum(s[2] for s in stats)
-        if not stats or not flagged:
-            return rows
-        n = np.array([s[1] for s in stats])
-        k = np.array([s[2] for s in stats])
-        p = hypergeom.sf(k - 1, total, flagged, n)
-        q = _bh(p)
-        for (code, units, kk, intent), qv in zip(stats, q, strict=True):
-            note = f"{kk}/{units} recipient households are cadre relatives, q={qv:.2g} ({intent})"
-            if kk >= MIN_CASES and qv <= FDR:
+        for code, units, kk, intent in self.village_stats:
+            note = f"{kk}/{units} active cases are cadre relatives ({intent})"
+            if kk >= MIN_CASES and kk / units >= MIN_SHARE:
                 rows.append(("relative_concentration", "case", code, "", note))
             elif kk >= 1:
                 rows.append(("relative_concentration", "trap", code, "", note))
@@ -314,41 +303,123 @@ class Planter:
 
     # ------------------------------------------------------------------ favouritism
     def _link_relative(
-        self, c: Case, v_cadre: Village, how: str, post: str = "村委委员"
+        self,
+        c: Case,
+        v_cadre: Village,
+        how: str,
+        post: str = "村委委员",
+        term: tuple[dt.date, dt.date] | None = None,
     ) -> tuple[Person, Person]:
-        """Make a new cadre who is a close relative of a member of case ``c``.
+        """Make a new cadre who is (or was) a close relative of a member of case ``c``.
 
         ``child``: the cadre's hukou is in the recipient household, as the applicant's child
         (parent/child derivable from 户籍). ``spouse``: the applicant's daughter (on the roster)
         married the cadre, who lives in his own household (配偶 derivable from 婚姻登记).
-        Returns (cadre, the relative on the roster).
+        ``out_son`` / ``out_daughter``: the applicant's child with a household of their own
+        (often another village's): only the registry's parent-ID columns state it.
+        ``divorced``: as ``spouse``, divorced before the case's approval. ``widower``: the cadre's
+        wife, the applicant's married-out daughter, died before the case's approval (the link
+        through her ends with her death). Returns (cadre, the relative on the roster).
         """
         b, rng, head = self.b, self.rng, c.applicant
         hh = head.hh
         assert hh is not None
         age = max(28, min(55, head.age_on(JAN1) - int(rng.integers(24, 30))))
+        sname = surname_of(head.name) if head.sex == "男" else None
+        if how in ("child", "out_son", "out_daughter") and self._siblings_poor(c, v_cadre):
+            how = "spouse"  # the cadre's siblings would make other cases there relatives too
         if how == "child":
             sex = "男" if rng.random() < 0.7 else "女"
             cadre = b.person(rng, hh, "子" if sex == "男" else "女", sex, age, head.name[0])
+            _set_parents(cadre, head)
             self.d.town.persons.append(cadre)
             relative = head
-        else:
+        elif how in ("out_son", "out_daughter"):
+            sex = "男" if how == "out_son" else "女"
+            cadre = self._new_single(v_cadre, sex, age)
+            if sname:
+                cadre.name = self._unique_name(with_surname(cadre.name, sname))
+            _set_parents(cadre, head)
+            relative = head
+        elif how == "widower":
+            cadre = self._new_single(v_cadre, "男", age + int(rng.integers(0, 4)))
+            wife = b.person(rng, cadre.hh, "配偶", "女", age, sname)
+            self.d.town.persons.append(wife)
+            _set_parents(wife, head)
+            wife.busy = True
+            wife.death = D(2021, 1, 1) + dt.timedelta(days=int(rng.integers(0, 900)))
+            b._record_death(self.d, wife, rng, critical=True)
+            dm = D(2008, 1, 1) + dt.timedelta(days=int(rng.integers(0, 10 * 365)))
+            self.d.marriages.append(("结婚", cadre, wife, dm, True))
+            # the case was approved after her death (still before the paid year)
+            c.start = wife.death + dt.timedelta(days=int(rng.integers(30, 300)))
+            relative = head
+        else:  # spouse / divorced
             wife = b.person(rng, hh, "女", "女", age, head.name[0])
+            _set_parents(wife, head)
             self.d.town.persons.append(wife)
             c.members.append((wife, "子女"))
             wife.busy = True
             cadre = self._new_single(v_cadre, "男", age + int(rng.integers(0, 4)))
             d = D(2008, 1, 1) + dt.timedelta(days=int(rng.integers(0, 12 * 365)))
+            if how == "divorced":
+                d = D(2006, 1, 1) + dt.timedelta(days=int(rng.integers(0, 8 * 365)))
+                div = d + dt.timedelta(days=int(rng.integers(400, 2000)))
+                self.d.marriages.append(("离婚", cadre, wife, div, True))
+                c.start = max(c.start, div + dt.timedelta(days=int(rng.integers(30, 300))))
+                c.start = min(c.start, D(YEAR - 1, 12, 20))
             self.d.marriages.append(("结婚", cadre, wife, d, True))
             relative = wife
         cadre.busy = True
         cadre.role = "cadre"
-        start = D(2021, 3, 1) + dt.timedelta(days=int(rng.integers(0, 60)))
-        self.d.cadres.append((cadre, v_cadre, post, start, D(2026, 3, 31), True))
+        if term is None:
+            term = (D(2021, 3, 1) + dt.timedelta(days=int(rng.integers(0, 60))), D(2026, 3, 31))
+        self.d.cadres.append((cadre, v_cadre, post, term[0], term[1], True))
         return cadre, relative
+
+    def _siblings_poor(self, c: Case, v: Village) -> bool:
+        """Whether a child of the applicant's couple lives in another poor household of v."""
+        head = c.applicant
+        couple = {id(head)} | {id(x) for x in (head.hh.members if head.hh else [])
+                               if x.rel in ("户主", "配偶")}  # fmt: skip
+        return any(
+            p.hh is not None and p.hh is not head.hh and p.hh.poor and p.hh.village is v
+            for p in self.d.town.persons
+            if (id(p.father) in couple) or (id(p.mother) in couple)
+        )
+
+    def _new_case(self) -> Case | None:
+        """A new recipient household (an elderly resident living alone, paid all year) outside
+        the relative_concentration villages: scenarios whose trap needs its own case, so the
+        background's cases stay for the other rules."""
+        d, b, rng = self.d, self.b, self.rng
+        vs = [v for v in d.town.villages if v.code not in self.conc] or d.town.villages
+        v = vs[int(rng.integers(0, len(vs)))]
+        p = self._new_single(v, "男" if rng.random() < 0.5 else "女", int(rng.integers(55, 78)))
+        assert p.hh is not None
+        p.hh.poor = True
+        n0, k0 = len(d.cases), len(d.pays)
+        b._assistance(d, p.hh, rng)
+        if len(d.cases) == n0:
+            return None
+        c = d.cases[-1]
+        c.end = None
+        b.case_payments(d, c, rng)
+        for x in d.pays[k0:]:
+            self.idx.setdefault(id(x.payee), []).append(x)
+        return c
+
+    def _unique_name(self, name: str) -> str:
+        """``name``, or a variant of it no resident of the township bears (same surname)."""
+        names = {p.name for p in self.d.town.persons}
+        while name in names:
+            sex = "男" if self.rng.random() < 0.5 else "女"
+            name = surname_of(name) + self.b.given(sex, self.rng)
+        return name
 
     def _cadre_relatives(self, q: int) -> None:
         d, rng = self.d, self.rng
+        hows = ("child", "spouse", "out_son", "out_daughter")
         for v in d.town.villages:
             intent = self.conc.get(v.code)
             if intent is None:
@@ -360,9 +431,14 @@ class Planter:
             ]
             for c in cases[:want]:
                 self._use_case(c)
-                self._link_relative(c, v, "child" if rng.random() < 0.6 else "spouse")
-                self._case_rows("cadre_relative_recipient", "case", c, f"{intent}: 村干部近亲属")
-        # traps: filed relatives; relative of another village's cadre; same surname unrelated
+                how = hows[int(rng.integers(0, len(hows)))]
+                self._link_relative(c, v, how)
+                self._case_rows(
+                    "cadre_relative_recipient", "case", c, f"{intent}: 村干部近亲属({how})"
+                )
+        # traps: filed relatives; relative of another village's cadre; same surname unrelated;
+        # a former cadre (term ended a whole month or more before approval); a divorced
+        # son-in-law; a son-in-law whose wife (the link) died before approval
         villages = list(d.town.villages)
         pool = self._free_cases(min_members=1, conc=False)
         pool = [c for c in pool if _head(c) and c.applicant.age_on(JAN1) >= 52]
@@ -383,24 +459,51 @@ class Planter:
                 break
             c = fc
             self._use_case(c)
-            cadre, rel = self._link_relative(
-                c, c.village, "child" if rng.random() < 0.5 else "spouse"
-            )
+            how = hows[int(rng.integers(0, len(hows)))]
+            cadre, rel = self._link_relative(c, c.village, how)
             d.filings.append(
                 (cadre, rel, "父母" if rel is c.applicant else "配偶", "城乡低保",
                  D(2021, 4, 1) + dt.timedelta(days=int(rng.integers(0, 900))))
             )  # fmt: skip
-            self._case_rows("cadre_relative_recipient", "trap", c, "已备案的村干部近亲属")
-        for _ in range(q):
-            oc = take_spread()
+            self._case_rows("cadre_relative_recipient", "trap", c, f"已备案的村干部近亲属({how})")
+        # the traps below get a case of their own (new recipient households), so the background
+        # cases stay for the other rules
+        for k in range(q):
+            oc = self._new_case()
             if oc is None or len(villages) < 2:
                 break
             c = oc
             other = [v for v in villages if v is not c.village]
             w = other[int(rng.integers(0, len(other)))]
             self._use_case(c)
-            self._link_relative(c, w, "spouse")
+            self._link_relative(c, w, ("spouse", "out_daughter")[k % 2])
             self._case_rows("cadre_relative_recipient", "trap", c, f"外村({w.code})干部的近亲属")
+        for k in range(q):
+            fc = self._new_case()
+            if fc is None:
+                break
+            c = fc
+            self._use_case(c)
+            # the term ended on the last day of month m of the year before; approval at least
+            # a whole month later (a month-granular reading of the term cannot reach it)
+            m = int(rng.integers(1, 10))
+            end = D(YEAR - 1, m + 1, 1) - dt.timedelta(days=1)
+            c.start = D(YEAR - 1, m + 2, 1) + dt.timedelta(days=int(rng.integers(0, 25)))
+            term = (D(2015, 1, 1) + dt.timedelta(days=int(rng.integers(0, 700))), end)
+            how = ("out_son", "child")[k % 2]
+            self._link_relative(c, c.village, how, term=term)
+            note = f"前任干部(任期止于{end:%Y-%m})的近亲属, 救助批准于{c.start}"
+            self._case_rows("cadre_relative_recipient", "trap", c, note)
+        for how, note in (("divorced", "已离婚的前女婿(干部)"),
+                          ("widower", "干部之妻(申请人之女)在批准前已故")):  # fmt: skip
+            for _ in range(q):
+                fc = self._new_case()
+                if fc is None:
+                    break
+                c = fc
+                self._use_case(c)
+                self._link_relative(c, c.village, how)
+                self._case_rows("cadre_relative_recipient", "trap", c, note)
         n = 0
         for cadre, v, *_ in list(d.cadres):
             if n >= q or v.code in self.conc:
@@ -415,37 +518,91 @@ class Planter:
 
     def _approver_relative(self, q: int) -> None:
         d, b, rng = self.d, self.b, self.rng
-        pool = [c for c in self._free_cases() if _head(c) and c.applicant.age_on(JAN1) >= 52]
         gov, gov_code = d.gov  # type: ignore[attr-defined]
-        for k in range(q):
-            c = self._take(pool)
-            if c is None:
-                break
-            self._use_case(c)
+        self.keep_officials: set[int] = set()  # cases whose handler/approver a scenario chose
+
+        def official(c: Case, k: int, how: str) -> Person:
+            """A new 民政办 official related to case ``c`` by ``how``; handler or approver."""
             head = c.applicant
-            v = c.village
             age = max(28, min(55, head.age_on(JAN1) - int(rng.integers(24, 30))))
-            wife = b.person(rng, head.hh, "女", "女", age, head.name[0])
-            d.town.persons.append(wife)
-            wife.busy = True
-            c.members.append((wife, "子女"))
-            off = self._new_single(v, "男", age + 2)
+            if how == "out_son":  # the applicant's son with his own household (parent IDs)
+                off = self._new_single(c.village, "男", age)
+                if head.sex == "男":
+                    off.name = with_surname(off.name, surname_of(head.name))
+                _set_parents(off, head)
+            else:
+                off = self._new_single(c.village, "男", age + 2)
             off.role = "official"
             names = {p.name for p in d.town.persons if p is not off}
             while off.name in names:  # the handler is named on the roster by name only
-                off.name = off.name[0] + b.given("男", rng)
-            dm = D(2008, 1, 1) + dt.timedelta(days=int(rng.integers(0, 12 * 365)))
-            d.marriages.append(("结婚", off, wife, dm, True))
+                off.name = surname_of(off.name) + b.given("男", rng)
             post = "民政办科员" if k % 2 == 0 else "民政办主任"
             d.payroll.append((off, gov, gov_code, post, "行政", D(2012, 9, 1), None, True))
             if k % 2 == 0:
                 c.handler = off
             else:
                 c.approver = off
+            self.keep_officials.add(id(c))
+            return off
+
+        def daughter(c: Case, hh: Household | None, age: int, rel: str) -> Person:
+            head = c.applicant
+            sn = surname_of(head.name) if head.sex == "男" else None
+            w = b.person(rng, hh, rel, "女", age, sn)
+            d.town.persons.append(w)
+            _set_parents(w, head)
+            w.busy = True
+            return w
+
+        for k in range(q):
+            c = self._new_case()
+            if c is None:
+                break
+            self._use_case(c)
+            head = c.applicant
             role = "经办人" if k % 2 == 0 else "审批人"
-            d.plant(
-                "approver_relative", "case", head.pid, "", f"{role}{off.name}是成员的配偶(婚姻登记)"
-            )
+            age = max(28, min(55, head.age_on(JAN1) - int(rng.integers(24, 30))))
+            if k % 3 == 2:  # a son with a household of his own: only the parent-ID columns
+                off = official(c, k, "out_son")
+                note = f"{role}{off.name}是申请人之子(另立户, 户籍父母身份号码)"
+            else:
+                wife = daughter(c, head.hh, age, "女")
+                c.members.append((wife, "子女"))
+                off = official(c, k, "spouse")
+                dm = D(2008, 1, 1) + dt.timedelta(days=int(rng.integers(0, 12 * 365)))
+                d.marriages.append(("结婚", off, wife, dm, True))
+                note = f"{role}{off.name}是成员的配偶(婚姻登记)"
+            d.plant("approver_relative", "case", head.pid, "", note)
+        # traps: the official was the applicant's son-in-law, but divorced the daughter, or
+        # she died, before the case was approved
+        for k in range(q):
+            c = self._new_case()
+            if c is None:
+                break
+            self._use_case(c)
+            head = c.applicant
+            age = max(28, min(55, head.age_on(JAN1) - int(rng.integers(24, 30))))
+            off = official(c, k, "spouse")
+            role = "经办人" if k % 2 == 0 else "审批人"
+            if k % 2 == 0:
+                wife = daughter(c, head.hh, age, "女")
+                c.members.append((wife, "子女"))
+                dm = D(2006, 1, 1) + dt.timedelta(days=int(rng.integers(0, 8 * 365)))
+                div = dm + dt.timedelta(days=int(rng.integers(400, 2000)))
+                d.marriages.append(("结婚", off, wife, dm, True))
+                d.marriages.append(("离婚", off, wife, div, True))
+                c.start = div + dt.timedelta(days=int(rng.integers(30, 400)))
+                note = f"{role}{off.name}与申请人之女已于批准前离婚"
+            else:
+                assert off.hh is not None
+                wife = daughter(c, off.hh, age, "配偶")
+                wife.death = D(2021, 1, 1) + dt.timedelta(days=int(rng.integers(0, 900)))
+                b._record_death(d, wife, rng, critical=True)
+                dm = D(2008, 1, 1) + dt.timedelta(days=int(rng.integers(0, 10 * 365)))
+                d.marriages.append(("结婚", off, wife, dm, True))
+                c.start = wife.death + dt.timedelta(days=int(rng.integers(30, 300)))
+                note = f"{role}{off.name}之妻(申请人之女)在批准前已故"
+            d.plant("approver_relative", "trap", head.pid, "", note)
         n = 0
         planted = {s for r, k, s, _p, _n in d.planted if r == "approver_relative"}
         for c in d.cases:
@@ -803,17 +960,21 @@ class Planter:
             if not parents:
                 continue
             p = parents[0]
-            self._crit(p)
-            cad.busy = True
-            self._crit_rows(cad)
-            self._acct(cad)
-            item = streams[id(p)]
-            for x in self._pays(p, item):
-                x.account, x.bank = cad.account, cad.bank
-            for m in self._paid_months(p, item):
-                d.plant("cadre_account", "trap", p.pid, m, "资金进入其子女(村干部)账户")
+            self._redirect_to_child(p, cad, streams[id(p)], "资金进入其子女(村干部)账户")
             n += 1
+        # the same with the cadre's parent in another household (the parent-ID columns)
+        for cad, _v, *_ in list(d.cadres):
+            if n >= 2 * q or cad.busy or cad.hh is None:
+                continue
+            pars = [x for x in (cad.father, cad.mother) if x is not None and not x.busy]
+            par = next((x for x in pars if id(x) in streams and x.hh is not cad.hh), None)
+            if par is None:
+                continue
+            self._redirect_to_child(par, cad, streams[id(par)], "资金进入其另立户子女(村干部)账户")
+            n += 1
+        kin = close_kin(d)
         cadres = [x[0] for x in d.cadres if not x[0].busy and x[0].death is None]
+
         payees = [
             (p, item)
             for item in ("养老金", "残疾人两项补贴", "高龄津贴")
@@ -827,7 +988,7 @@ class Planter:
             if cad is None or pick is None:
                 break
             p, item = pick
-            if cad.hh is p.hh or p.busy:
+            if cad.hh is p.hh or p.busy or id(cad) in kin.get(id(p), set()):
                 cadres.append(cad)
                 continue
             k += 1
@@ -852,6 +1013,17 @@ class Planter:
                 for m in self._paid_months(p, item):
                     if int(m[5:]) >= first:
                         d.plant("cadre_account", "trap", p.pid, m, "已备案代领")
+
+    def _redirect_to_child(self, p: Person, cad: Person, item: str, note: str) -> None:
+        """p's payments of ``item`` land in their child's (a cadre's) account: a trap."""
+        self._crit(p)
+        cad.busy = True
+        self._crit_rows(cad)
+        self._acct(cad)
+        for x in self._pays(p, item):
+            x.account, x.bank = cad.account, cad.bank
+        for m in self._paid_months(p, item):
+            self.d.plant("cadre_account", "trap", p.pid, m, note)
 
     def _over_standard(self, q: int) -> None:
         d, rng = self.d, self.rng
@@ -897,58 +1069,137 @@ class Planter:
                     "over_standard_amount", "case", p.pid, ym(m), "高龄津贴按200元发放(标准100元)"
                 )
 
-    def _supplier(self, q: int) -> None:
-        d, b, rng = self.d, self.b, self.rng
-        staff = [x for x in d.staff if not x[0].busy]
-        for k in range(3 * q + 2):
-            st = self._take(staff)
-            if st is None:
-                break
-            t, sname, scode, post, _c = st
-            t.busy = True
-            self._crit_rows(t)
-            kind = ("self", "relative", "trap")[k % 3]
-            if kind == "self":
-                e = b.new_enterprise(d, t, rng, capital=500000.0, status="存续", kind="餐饮服务")
-                note = f"法定代表人为本校{post}{t.name}"
-            elif kind == "relative":
-                # the head is a close relative of a spouse, child or parent of the head; the
-                # head's spouse is one of the head's (a parent-in-law is not close)
-                want = {"户主": ("配偶",), "配偶": ("户主",), "子": ("户主",), "女": ("户主",),
-                        "父母": ("户主",)}.get(t.rel, ())  # fmt: skip
-                rel = next((p for p in t.hh.members if p is not t and p.rel in want
-                            and p.death is None and 22 <= p.age_on(JAN1) <= 70), None)  # fmt: skip
-                if rel is None and t.rel not in ("户主", "配偶"):
-                    continue  # a spouse of their own would be a second spouse in the registry
-                if rel is not None and (rel.role or rel.busy):
-                    continue
-                if rel is None:
-                    rel = self._new_single(t.village, "男" if t.sex == "女" else "女", 40)
-                    dm = D(2005, 1, 1) + dt.timedelta(days=int(rng.integers(0, 5000)))
-                    h, w = (rel, t) if rel.sex == "男" else (t, rel)
-                    d.marriages.append(("结婚", h, w, dm, True))
-                rel.busy = True
-                e = b.new_enterprise(d, rel, rng, capital=300000.0, status="存续", kind="食品")
-                note = f"法定代表人为本校{post}{t.name}的近亲属({rel.rel})"
+    def _new_school(self, principal_since: dt.date) -> tuple[str, str, Person] | None:
+        """A village school (planted) with a principal from the free residents: staff roster
+        row (校长) and payroll row (校长 from ``principal_since``)."""
+        d, rng = self.d, self.rng
+        people = self._free_people(lambda p: 35 <= p.age_on(JAN1) <= 58)
+        pr = self._take(people)
+        if pr is None:
+            return None
+        pr.busy = True
+        pr.role = "teacher"
+        v = pr.village
+        sname = f"{v.town.name}{v.name}小学"
+        k = sum(1 for x in d.schools if x[0].startswith(sname))
+        sname += "" if k == 0 else f"第{k + 1}校区"
+        scode = uscc(f"{int(rng.integers(10**8, 10**9))}", "12")
+        d.schools.append((sname, scode))
+        d.staff.append((pr, sname, scode, "校长", True))
+        d.payroll.append((pr, sname, scode, "校长", "事业", principal_since, None, True))
+        return sname, scode, pr
+
+    def _kin_of(self, pr: Person, how: str) -> Person:
+        """A new close relative of ``pr``: ``parent`` (a father in his own household, often
+        another village: the parent-ID column) or ``child`` (a married-out daughter, ditto) or
+        ``spouse`` (married, by the marriage registry)."""
+        d, rng = self.d, self.rng
+        age = pr.age_on(JAN1)
+        if how == "parent" and (pr.father is None or pr.mother is None):
+            male = pr.father is None
+            x = self._new_single(
+                self._other_village(pr.village), "男" if male else "女", min(92, age + 27)
+            )
+            if male:
+                if "·" not in pr.name:
+                    x.name = self._unique_name(with_surname(x.name, surname_of(pr.name)))
+                pr.father = x
             else:
-                school_hh = {id(x[0].hh) for x in d.staff if x[2] == scode}
+                pr.mother = x
+            return x
+        if how != "child" and pr.hh is not None:  # a spouse at home (registry + marriage)
+            other = {"户主": "配偶", "配偶": "户主"}.get(pr.rel)
+            x = next((p for p in pr.hh.members if p.rel == other and p.death is None
+                      and p.moved is None and not p.busy and not p.role), None)  # fmt: skip
+            if x is not None:
+                return x
+        if how == "child":
+            x = self._new_single(self._other_village(pr.village), "女", max(22, age - 26))
+            if pr.sex == "男":
+                x.name = self._unique_name(with_surname(x.name, surname_of(pr.name)))
+                x.father = pr
+            else:
+                x.mother = pr
+            return x
+        x = self._new_single(pr.village, "女" if pr.sex == "男" else "男", max(25, age - 2))
+        h, w = (x, pr) if x.sex == "男" else (pr, x)
+        dm = D(2000, 1, 1) + dt.timedelta(days=int(rng.integers(0, 5000)))
+        d.marriages.append(("结婚", h, w, dm, True))
+        return x
 
-                def eligible(p: Person, hhs: set[int] = school_hh) -> bool:
-                    return 25 <= p.age_on(JAN1) <= 60 and id(p.hh) not in hhs
+    def _other_village(self, v: Village) -> Village:
+        vs = [w for w in self.d.town.villages if w is not v] or [v]
+        return vs[int(self.rng.integers(0, len(vs)))]
 
-                reps = self._free_people(eligible)
-                rep = self._take(reps)
-                if rep is None:
-                    continue
+    def _supplier(self, q: int) -> None:
+        """Cases: the buying school's principal, or a close relative of the principal at the
+        signing date, represents (or holds shares in) the supplier. Traps: a same-name
+        unrelated representative; a relative of school A's principal supplying only school B;
+        a former principal (post ended before the signing date)."""
+        d, b, rng = self.d, self.b, self.rng
+        for k in range(3 * q):
+            kind = _SUPPLIER_KINDS[k % len(_SUPPLIER_KINDS)]
+            since = D(2005, 9, 1) + dt.timedelta(days=int(rng.integers(0, 15 * 365)))
+            if kind == "trap_former":
+                # the old principal served until the end of a month before the year; the
+                # new one since the next day; the contract is signed in the year
+                end = D(YEAR - 1, int(rng.integers(2, 12)), 1) - dt.timedelta(days=1)
+                school = self._new_school(end + dt.timedelta(days=1))
+                if school is None:
+                    break
+                sname, scode, pr = school
+                kin = close_kin(d).get(id(pr), set())
+                old = self._take(self._free_people(
+                    lambda p, k=kin, h=pr.hh: 45 <= p.age_on(JAN1) <= 64 and id(p) not in k
+                    and p.hh is not h
+                ))  # fmt: skip
+                if old is None:
+                    break
+                old.busy, old.role = True, "official"
+                d.payroll.append((old, sname, scode, "校长", "事业", since, end, True))
+                rep = old if k % 20 < 10 else self._kin_of(old, "spouse")
                 rep.busy = True
-                rep.name = t.name
                 e = b.new_enterprise(d, rep, rng, capital=300000.0, status="存续", kind="食品")
-                note = f"法定代表人与本校{post}同名({t.name})但非同一人"
+                note = f"前任校长{old.name}(任至{end})" + ("本人" if rep is old else "的配偶")
+            else:
+                school = self._new_school(since)
+                if school is None:
+                    break
+                sname, scode, pr = school
+                if kind == "self":
+                    rep = pr
+                    note = f"法定代表人为本校校长{pr.name}"
+                elif kind in ("parent", "child", "spouse"):
+                    rep = self._kin_of(pr, kind)
+                    note = f"法定代表人为本校校长{pr.name}的近亲属({kind})"
+                elif kind == "trap_name":
+                    school_hh = {id(x[0].hh) for x in d.staff if x[2] == scode}
+
+                    def eligible(p: Person, hhs: set[int] = school_hh) -> bool:
+                        return 25 <= p.age_on(JAN1) <= 60 and id(p.hh) not in hhs
+
+                    rep = self._take(self._free_people(eligible))
+                    if rep is None:
+                        continue
+                    rep.name = pr.name
+                    note = f"法定代表人与本校校长同名({pr.name})但非同一人"
+                else:  # trap_other: a relative of this principal supplies another school only
+                    rep = self._kin_of(pr, ("parent", "child", "spouse")[k % 3])
+                    other = self._new_school(since)
+                    if other is None:
+                        break
+                    sname, scode, _o = other
+                    note = f"{pr.name}(另一学校校长)的近亲属只供应本校"
+                rep.busy = True
+                cap = 500000.0 if rep is pr else 300000.0
+                e = b.new_enterprise(d, rep, rng, capital=cap, status="存续", kind="食品")
             e.critical = True
             b.add_contract(d, sname, scode, e, rng, True)
-            d.plant(
-                "supplier_official_link", "case" if kind != "trap" else "trap", e.code, "", note
-            )
+            # round amounts (a handful of distinct values, as framework contracts are)
+            amt = float(rng.choice([100, 150, 200, 300, 500])) * 1000
+            d.procurement[-1] = (*d.procurement[-1][:4], amt, *d.procurement[-1][5:])
+            case = kind in ("self", "parent", "child", "spouse")
+            d.plant("supplier_official_link", "case" if case else "trap", e.code, "", note)
 
     def _deceased(self, q: int) -> None:
         d, b, rng = self.d, self.b, self.rng
@@ -1045,17 +1296,16 @@ class Planter:
         """
         d = self.d
         planted = {s for r, k, s, _p, _n in d.planted if r == "approver_relative" and k == "case"}
-        spouses: dict[int, list[Person]] = {}
-        for _kind, h, w, _d, _c in d.marriages:
-            spouses.setdefault(id(h), []).append(w)
-            spouses.setdefault(id(w), []).append(h)
+        keep = getattr(self, "keep_officials", set())
+        kin = close_kin(d)
+        by_id = {id(p): p for p in d.town.persons}
         for c in d.cases:
-            if c.applicant.pid in planted:
+            if c.applicant.pid in planted or id(c) in keep:
                 continue
             people = list(c.applicant.hh.members if c.applicant.hh else []) + [
                 p for p, _ in c.members
             ]
-            people += [s for p in list(people) for s in spouses.get(id(p), [])]
+            people += [by_id[x] for p in list(people) for x in kin.get(id(p), ()) if x in by_id]
             names = {p.name for p in people}
             if c.handler.name in names:
                 ok = [h for h in d.handlers if h.name not in names]
@@ -1070,11 +1320,9 @@ class Planter:
         staff_by_school: dict[str, list[Person]] = {}
         for p, _s, scode, _post, _c in d.staff:
             staff_by_school.setdefault(scode, []).append(p)
-        spouses: dict[int, list[Person]] = {}
-        for kind, h, w, _d, _c in d.marriages:
-            if kind == "结婚":
-                spouses.setdefault(id(h), []).append(w)
-                spouses.setdefault(id(w), []).append(h)
+        for p, _u, code, _post, _t, _s, _e, _c in d.payroll:
+            staff_by_school.setdefault(code, []).append(p)
+        close = close_kin(d)
         keep = []
         for row in d.procurement:
             _no, _sn, scode, sup, _amt, _signed, crit = row
@@ -1082,22 +1330,12 @@ class Planter:
             linked = False
             for t in staff_by_school.get(scode, []):
                 kin = {id(t)} | {id(x) for x in (t.hh.members if t.hh else [])}
-                kin |= {id(x) for x in spouses.get(id(t), [])}
+                kin |= close.get(id(t), set())
                 if any(id(x) in kin for x in people):
                     linked = True
             if crit or not linked:
                 keep.append(row)
         d.procurement = keep
-
-
-def _bh(p: np.ndarray) -> np.ndarray:
-    """Benjamini-Hochberg adjusted p-values (q-values) in input order, capped at 1."""
-    m = len(p)
-    order = np.argsort(p, kind="stable")
-    ranked = p[order] * m / np.arange(1, m + 1)
-    q = np.empty(m)
-    q[order] = np.minimum(1.0, np.minimum.accumulate(ranked[::-1])[::-1])
-    return q
 
 
 def _unique(people: list[Person]) -> list[Person]:
@@ -1109,6 +1347,30 @@ def _unique(people: list[Person]) -> list[Person]:
             seen.add(id(p))
             out.append(p)
     return out
+
+
+_SUPPLIER_KINDS = (
+    "self", "trap_name", "parent", "trap_former", "child", "trap_other",
+    "spouse", "trap_name", "parent", "trap_former", "child", "trap_other",
+)  # fmt: skip
+
+
+def _set_parents(child: Person, parent: Person) -> None:
+    """``parent`` (and their spouse at home) become ``child``'s father and mother."""
+    hh = parent.hh
+    other = None
+    if hh is not None:
+        if parent.rel == "户主":
+            other = next((p for p in hh.members if p.rel == "配偶"), None)
+        elif parent.rel == "配偶":
+            other = next((p for p in hh.members if p.rel == "户主"), None)
+    for x in (parent, other):
+        if x is None:
+            continue
+        if x.sex == "男":
+            child.father = x
+        else:
+            child.mother = x
 
 
 def _head(c: Case) -> bool:
