@@ -73,6 +73,7 @@ class FileResult:
     message: str = ""
     hash: str = ""
     encoding: str | None = None
+    warnings: list[str] = field(default_factory=list)  # cells nulled, bad IDs (no values)
 
 
 @dataclass(slots=True)
@@ -161,6 +162,10 @@ class IngestSummary:
         if problems:
             lines.append("")
             lines += [f"{r.status.upper()}: {r.message}" for r in problems]
+        warned = [w for r in self.results if r.status == "loaded" for w in r.warnings]
+        if warned:
+            lines.append("")
+            lines += [f"WARNING: {w}" for w in warned]
         return "\n".join(lines)
 
 
@@ -473,7 +478,10 @@ def _load(job: _Job) -> FileResult:
             try:
                 con.execute(f'DELETE FROM "{spec.table}" WHERE _file = ?', [rel])
                 con.execute("DELETE FROM quarantine WHERE source = ? AND file = ?", [spec.id, rel])
-                counts = stage.normalise(con, spec, rel, job.file_hash(), info.header, mapping)
+                counts = stage.normalise(
+                    con, spec, rel, job.file_hash(), info.header, mapping, job.run_id
+                )
+                res.warnings = counts.warnings
                 res.status = "loaded"
                 res.hash = job.file_hash()
                 res.rows_read, res.rows_loaded = counts.read, counts.loaded
