@@ -598,6 +598,8 @@ def normalise(
     counts.quarantined = counts.read - counts.loaded
     issues = _unreadable_issues(con, plan, tallies, shape_ok, bool(bad_msgs))
     issues += _id_issues(con, spec, rel, header, mapping)
+    order = {f.name: i for i, f in enumerate(spec.fields)}
+    issues.sort(key=lambda i: order[i.field])
     _record_issues(con, spec, rel, file_hash, run_id, issues)
     counts.warnings = [_warning(rel, i) for i in issues if i.problem != "quarantined"]
     return counts
