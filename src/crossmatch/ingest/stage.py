@@ -601,7 +601,7 @@ def normalise(
     order = {f.name: i for i, f in enumerate(spec.fields)}
     issues.sort(key=lambda i: order[i.field])
     _record_issues(con, spec, rel, file_hash, run_id, issues)
-    counts.warnings = [_warning(rel, i) for i in issues if i.problem != "quarantined"]
+    counts.warnings = _warnings(rel, issues)
     return counts
 
 
@@ -756,19 +756,30 @@ def _record_issues(
 
 
 _ID_WORDS = {
-    "bad_checksum": "ID numbers with a wrong check digit",
-    "bad_date": "ID numbers with an impossible birth date",
-    "bad_format": "ID numbers of a wrong length or with other characters",
+    "bad_checksum": "with a wrong check digit",
+    "bad_date": "with an impossible birth date",
+    "bad_format": "of a wrong length or with other characters",
 }
 
 
-def _warning(rel: str, i: FieldIssue) -> str:
-    """One summary line (no value, no name: counts and value shapes only)."""
-    where = f"{rel}: column '{i.header}' (field {i.field})"
-    if i.problem == "nulled":
-        return (
-            f"{where}: {i.cells} unreadable cells set to NULL, rows kept (value shapes: "
-            f"{i.shapes}); see ingest_field_issue, or set `on_error: quarantine`"
-        )
-    what = _ID_WORDS.get(i.problem, i.problem)
-    return f"{where}: {i.cells} {what} (stored with status {i.problem})"
+def _warnings(rel: str, issues: list[FieldIssue]) -> list[str]:
+    """Summary lines, one per column (no value, no name: counts and value shapes only)."""
+    out: list[str] = []
+    ids: dict[tuple[str, str], list[FieldIssue]] = {}
+    for i in issues:
+        where = f"{rel}: column '{i.header}' (field {i.field})"
+        if i.problem == "nulled":
+            out.append(
+                f"{where}: {i.cells} unreadable cells set to NULL, rows kept (value shapes: "
+                f"{i.shapes}); see ingest_field_issue, or set `on_error: quarantine`"
+            )
+        elif i.problem in _ID_WORDS:
+            if (i.field, where) not in ids:
+                out.append(where)  # placeholder, filled below (keeps the field order)
+            ids.setdefault((i.field, where), []).append(i)
+    for (_, where), found in ids.items():
+        parts = [f"{i.cells} {_ID_WORDS[i.problem]}" for i in found]
+        parts[0] = parts[0].replace(" ", " ID numbers ", 1)  # 12 ID numbers with ..., 5 with ...
+        statuses = " / ".join(i.problem for i in found)
+        out[out.index(where)] = f"{where}: {', '.join(parts)} (stored with status {statuses})"
+    return out
