@@ -12,8 +12,12 @@ Contract of a normalizer ``f(values: pl.Series[str], params: dict) -> Normalized
   are companions (``"_raw"``, ``"_status"`` ...). So field ``payee_id`` with normalizer ``id``
   yields ``payee_id``, ``payee_id_raw``, ``payee_id_status`` ... (data contract section 4);
 * ``Normalized.error`` is a String Series, null where the value is fine, else a short reason
-  naming the bad value. A non-empty cell that cannot be parsed sends the row to quarantine;
-  an empty cell is NULL (unless the field is ``required``).
+  naming the bad value; the field's output is NULL there. What an error does is the field's
+  ``on_error`` (quarantine the row, or keep it with the field NULL, counted); an empty cell is
+  NULL (unless the field is ``required``).
+
+Every normalizer also takes ``null_values`` (a field option): cells equal to one of them
+(spaces around ignored) are empty, e.g. ``null_values: [至今, 现任]`` on a term end.
 
 Why columnar: a 3-million-person county has ~30M rows. Everything is a polars expression;
 only the few values needing a Python library (traditional -> simplified names) go through Python,
@@ -58,7 +62,11 @@ class Normalizer:
     doc: str = ""
 
     def __call__(self, values: pl.Series, params: Mapping[str, Any] | None = None) -> Normalized:
-        return self.func(_blank_to_null(values), params or {})
+        params = params or {}
+        values = _blank_to_null(values)
+        if params.get("null_values"):
+            values = _listed_to_null(values, params["null_values"])
+        return self.func(values, params)
 
 
 NORMALIZERS: dict[str, Normalizer] = {}
@@ -107,6 +115,19 @@ def _blank_to_null(s: pl.Series) -> pl.Series:
             .otherwise(v)
             .alias("v")
         )
+        .to_series()
+    )
+
+
+def _listed_to_null(s: pl.Series, listed: Any) -> pl.Series:
+    """Cells that, without surrounding spaces, are one of ``listed`` (a field's
+    ``null_values``, e.g. 至今 in a term end, 无 or / for "none") become NULL: empty, not
+    unreadable."""
+    words = pl.Series([str(x) for x in listed], dtype=pl.String)
+    v = pl.col("v")
+    return (
+        _frame(s)
+        .select(pl.when(_strip(v).is_in(words.implode())).then(None).otherwise(v).alias("v"))
         .to_series()
     )
 

@@ -68,6 +68,9 @@ def fast_path(
     if f is None:
         return None
     fp = f(v, params)
+    if params.get("null_values"):  # a field's null_values: Python makes them NULL
+        listed = ", ".join(sql_literal(str(x)) for x in params["null_values"])
+        fp = SqlFast(f"({fp.ok} AND {v} NOT IN ({listed}))", fp.outputs, fp.pre, fp.per_row)
     return fp.inlined() if inline else fp
 
 

@@ -218,3 +218,16 @@ def test_month_dates_and_places_through_both_readers(tmp_path, fmt):
         ("马冲村", dt.date(2021, 1, 1), dt.date(2023, 6, 30), Decimal("3000.00")),
     ]
     assert q(root, "SELECT count(*) FROM ingest_field_issue") == [(0,)]
+
+
+def test_null_values_keep_an_open_term_empty_without_a_warning(tmp_path):
+    rows = [f"张{i},{ID_OK},马冲,2021.01,至今,3000,1" for i in range(4)]
+    root = setup(tmp_path, rows)
+    _, r = run(root)  # 至今 is not a date: 100% unreadable, the file fails
+    assert r.status == "failed" and "column '任职结束'" in r.message
+    yaml = (root / "sources" / "cadre.yaml").read_text(encoding="utf-8")
+    yaml = yaml.replace("month: end}", "month: end, null_values: [至今]}")
+    (root / "sources" / "cadre.yaml").write_text(yaml, encoding="utf-8")
+    _, r = run(root)
+    assert (r.status, r.rows_loaded, r.warnings) == ("loaded", 4, [])
+    assert q(root, "SELECT count(term_end) FROM src_cadre") == [(0,)]

@@ -64,6 +64,14 @@ def test_month_only_bad_values_are_errors():
     assert vals[5] == dt.date(1899, 12, 30) + dt.timedelta(days=21001) and errs[5] is None
 
 
+def test_null_values_are_empty_not_unreadable():
+    vals, errs = run("date", ["至今", " 至今 ", "现任", "2021.03"], null_values=["至今", "现任"])
+    assert vals == [None, None, None, dt.date(2021, 3, 1)]
+    assert errs == [None] * 4
+    assert run("date", ["至今"])[1] == ["cannot parse date '至今'"]  # only when listed
+    assert run("text", ["无", "无人"], null_values=["无"])[0] == [None, "无人"]
+
+
 # ----------------------------------------------------------------------------- amounts
 
 
@@ -190,7 +198,7 @@ fields:
   a: {column: A, normalizer: date, month: end, on_error: null, max_error_share: 0.2}
   b: {column: B, normalizer: amount, min: -100, max: 1e6, on_error: quarantine}
   c: {column: C, normalizer: amount, required: true}
-  d: {column: D, normalizer: village}
+  d: {column: D, normalizer: village, null_values: [无, /]}
 """
 
 
@@ -210,6 +218,7 @@ def test_spec_keys_and_default_policy(tmp_path):
     assert (b.error_policy, b.params) == ("quarantine", {"min": -100, "max": "1e6"})
     assert (c.on_error, c.error_policy, c.max_error_share) == (None, "quarantine", 0.5)
     assert (d.on_error, d.error_policy, d.month) == (None, "null", "start")
+    assert d.params == {"null_values": ["无", "/"]}
 
 
 def test_spec_rejects_bad_options(tmp_path):
@@ -223,6 +232,7 @@ fields:
   b: {column: B, normalizer: amount, required: true, on_error: null, min: abc}
   c: {column: C, normalizer: amount, min: 10, max: 5}
   d: {column: D, normalizer: text, month: end}
+  e: {column: E, null_values: {a: b}}
 """,
     )
     assert [p.split(";")[0] for p in problems] == [
@@ -234,4 +244,5 @@ fields:
         "field 'b': min must be a number of yuan (at most 1e15 in size), not 'abc'",
         "field 'c': min is greater than max",
         "unknown key 'month' in field 'd'",
+        "field 'e': null_values must be a list of cell texts meaning empty",
     ]

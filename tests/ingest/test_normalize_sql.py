@@ -35,6 +35,8 @@ _SCHEMA = {"i": pl.Int64, "v": pl.String}
 EXTRA_PARAMS: list[tuple[str, dict[str, Any]]] = [
     ("date", {}),
     ("date", {"month": "end"}),
+    ("date", {"null_values": ["至今", "2021-01", "20240305"]}),
+    ("text", {"null_values": ["无", "/", "某某公司"]}),
     ("amount", {}),
     ("amount", {"min": 100, "max": 5000}),
     ("amount", {"unit": "wan", "min": -50000, "max": 1e6}),
@@ -247,6 +249,8 @@ AWKWARD: list[str | None] = [
     "210012",
     "210101",
     "2021.01.05",
+    "至今",
+    " 至今 ",
     # periods
     "2025-13",
     "202500",

@@ -46,6 +46,7 @@ _FIELD_KEYS = (
     "description",
     "on_error",
     "max_error_share",
+    "null_values",
 )
 ON_ERROR = ("null", "quarantine")
 _PERSON_KEYS = ("role", "name", "id", "context")
@@ -225,6 +226,17 @@ def _parse_field(
         if flag in value and not isinstance(value[flag], bool):
             problems.add(path, kline(flag), f"field {name!r}: '{flag}' must be true or false")
     on_error, share = _error_policy(path, name, value, kline, problems)
+    if "null_values" in value:
+        nulls = _as_str_list(value["null_values"])
+        if nulls is None:
+            problems.add(
+                path,
+                kline("null_values"),
+                f"field {name!r}: null_values must be a list of cell texts meaning empty",
+                "e.g. `null_values: [至今, 无]`",
+            )
+        else:
+            params["null_values"] = nulls
     _check_params(path, name, params, kline, problems)
     if columns is None or norm is None:
         return None
