@@ -567,8 +567,9 @@ def period(s: pl.Series, params: Mapping[str, Any]) -> Normalized:
 
 @normalizer("year", outputs={"": "INTEGER"})
 def year(s: pl.Series, params: Mapping[str, Any]) -> Normalized:
-    """Year as an integer from ``2025``, ``2025年`` or ``2025.0``. Anything else is an error."""
-    y = _strip(pl.col("v")).str.extract(r"^(\d{4})(?:年|\.0+)?$", 1).cast(pl.Int32, strict=False)
+    """Year as an integer from ``2025``, ``2025年``, ``2025年度`` or ``2025.0``. Anything else
+    is an error."""
+    y = _strip(pl.col("v")).str.extract(r"^(\d{4})(?:年度?|\.0+)?$", 1).cast(pl.Int32, strict=False)
     out = _frame(s).select(
         y.alias("y"), _err(pl.col("v").is_not_null() & y.is_null(), "year").alias("e")
     )

@@ -72,6 +72,11 @@ def test_null_values_are_empty_not_unreadable():
     assert run("text", ["无", "无人"], null_values=["无"])[0] == [None, "无人"]
 
 
+def test_year_with_niandu():
+    assert run("year", ["2024年度", "2024年", "2024", "2024.0"]) == ([2024] * 4, [None] * 4)
+    assert run("year", ["2024年度补贴"])[1] == ["cannot parse year '2024年度补贴'"]
+
+
 # ----------------------------------------------------------------------------- amounts
 
 
