@@ -351,12 +351,13 @@ def _python_map(
         .alias("msg")
     )["msg"]
     outs = {f"o{i}": res.columns[s] for i, s in enumerate(types)}
-    if bad.any():  # the field itself NULL wherever the value was not read
+    shape = pl.Series("shape", [None] * len(values), dtype=pl.String)
+    if bad.any():  # the field itself NULL wherever the value was not read; their shapes
         outs["o0"] = pl.select(pl.when(~bad).then(outs["o0"])).to_series()
-    shapes = [normalize.value_shape(v) if b else None for v, b in zip(values, bad, strict=True)]
-    frame = pl.DataFrame(
-        {"k": values, **outs, "msg": msg, "bad": bad, "shape": pl.Series(shapes, dtype=pl.String)}
-    )
+        idx = bad.arg_true()
+        shapes = [normalize.value_shape(v) for v in values.gather(idx).to_list()]
+        shape = shape.scatter(idx, pl.Series(shapes, dtype=pl.String))
+    frame = pl.DataFrame({"k": values, **outs, "msg": msg, "bad": bad, "shape": shape})
     con.register("_cm_map", frame.to_arrow())
     try:
         cols = "".join(f", CAST(o{i} AS {t}) AS o{i}" for i, t in enumerate(types.values()))
