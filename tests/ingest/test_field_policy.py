@@ -93,7 +93,7 @@ def test_bad_cell_in_optional_field_is_null_and_counted_required_one_quarantines
     )
     assert [i[:6] for i in issues] == [
         ("bonus", "奖金", "nulled", 1, 0.333, "-999.99 ×1"),
-        ("pid", "身份证号", "bad_checksum", 1, 0.333, None),  # of the IDs loaded
+        ("pid", "身份证号", "bad_checksum", 1, 0.333, "999999999999999999 ×1"),  # of loaded
         ("salary", "月薪", "quarantined", 1, 0.25, "字字 ×1"),
         ("term_start", "任职开始", "nulled", 1, 0.25, "字字字 ×1"),
     ]
@@ -231,3 +231,17 @@ def test_null_values_keep_an_open_term_empty_without_a_warning(tmp_path):
     _, r = run(root)
     assert (r.status, r.rows_loaded, r.warnings) == ("loaded", 4, [])
     assert q(root, "SELECT count(term_end) FROM src_cadre") == [(0,)]
+
+
+def test_an_id_column_of_other_values_fails_the_file(tmp_path):
+    rows = [f"张{i},62301234567890{i},马冲,2021.01,,3000,1" for i in range(3)]
+    rows.append(f"李四,{ID_OK},马冲,2021.01,,3000,1")
+    root = setup(tmp_path, rows)
+    _, r = run(root)
+    assert r.status == "failed"
+    assert r.message.startswith(
+        "hr/t.csv: column '身份证号' (field pid, normalizer id): 75% of its 4 non-empty cells "
+        "are not valid ID numbers (3 cells; value shapes: 999999999999999 ×3), more than "
+        "max_error_share 0.5;"
+    )
+    assert "62301234567890" not in r.message

@@ -718,12 +718,49 @@ def _id_issues(
     step = 1 + len(ID_PROBLEMS)
     for i, f in enumerate(ids):
         filled = int(row[i * step])
-        for k, problem in enumerate(ID_PROBLEMS):
-            n = int(row[i * step + 1 + k])
+        found = {p: int(row[i * step + 1 + k]) for k, p in enumerate(ID_PROBLEMS)}
+        if not any(found.values()):
+            continue
+        label = header[mapping[f.name]]  # type: ignore[index]
+        shapes = _id_shapes(con, spec, rel, f)
+        for problem, n in found.items():
             if n:
-                label = header[mapping[f.name]]  # type: ignore[index]
-                out.append(FieldIssue(f.name, label, problem, n, n / filled, ""))
+                out.append(FieldIssue(f.name, label, problem, n, n / filled, shapes[problem]))
+        bad = sum(found.values())
+        if bad >= MIN_FAILED_CELLS and bad > f.max_error_share * filled:
+            every = ", ".join(shapes[p] for p in ID_PROBLEMS if found[p])
+            raise InputFileError(
+                f"{rel}: column '{label}' (field {f.name}, normalizer id): {bad / filled:.0%} "
+                f"of its {filled} non-empty cells are not valid ID numbers ({bad} cells; value "
+                f"shapes: {every}), more than max_error_share {f.max_error_share:g}; the file "
+                f"is refused, its previous version (if any) stays in the warehouse. Fix: check "
+                f"that `column:` of field {f.name} in {spec.path.as_posix()} names the ID "
+                f"number column (18 characters, or 15 digits); if the IDs really are damaged, "
+                f"correct the export, or load them as they are with `max_error_share: 1` on "
+                f"the field."
+            )
     return out
+
+
+def _id_shapes(
+    con: duckdb.DuckDBPyConnection, spec: SourceSpec, rel: str, f: FieldSpec
+) -> dict[str, str]:
+    """Per bad ID status, the commonest shapes of the raw cells (from up to 5000 values)."""
+    raw, st = _ident(f.name + "_raw"), _ident(f.name + "_status")
+    rows = _x(
+        con,
+        f'SELECT {st}, {raw}, count(*) FROM "{spec.table}" WHERE _file = ? AND {st} IN '
+        f"({', '.join(sql_literal(p) for p in ID_PROBLEMS)}) GROUP BY 1, 2 LIMIT 5000",
+        [rel],
+    ).fetchall()
+    tally: dict[str, dict[str, int]] = {p: {} for p in ID_PROBLEMS}
+    for status, value, n in rows:
+        shape = normalize.value_shape(value)
+        tally[status][shape] = tally[status].get(shape, 0) + int(n)
+    return {
+        p: ", ".join(f"{k} ×{n}" for k, n in sorted(t.items(), key=lambda kv: (-kv[1], kv[0]))[:4])
+        for p, t in tally.items()
+    }
 
 
 def _record_issues(
