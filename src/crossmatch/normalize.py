@@ -457,11 +457,12 @@ def _date_expr(v: pl.Expr, month: str = "start") -> pl.Expr:
     """Parse the date formats seen in exports; NULL when not a date. A month-only value
     (``2021.01``, ``2021年3月``, ``202103``) gives the first (``month="start"``) or the last
     (``"end"``) day of that month."""
+    v = v.str.normalize("NFKC")  # full-width digits and signs
     t = (
         _strip(v)
         .str.replace(r"[T\s]+\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?$", "")
         .str.replace_all(r"[年月/.\-]", "-")
-        .str.replace_all("日", "")
+        .str.replace_all("[日号份]", "")
         .str.strip_chars("-")
         .str.replace(r"^(\d{4})(\d{2})(\d{2})$", "$1-$2-$3")
         .str.replace(r"^(\d{4})(\d{2})$", "$1-$2")  # 6 digits: a month (8 digits: a date)
@@ -527,9 +528,10 @@ def _parse_dates(s: pl.Series, month: str = "start") -> pl.Series:
 def date(s: pl.Series, params: Mapping[str, Any]) -> Normalized:
     """Calendar date from ``2024-03-05``, ``2024/3/5``, ``2024.3.5``, ``20240305``,
     ``2024年3月5日``, a date-time (time dropped), an xlsx date cell, or an Excel serial day
-    number (e.g. ``45356``). A month-only value (``2021.01``, ``2021.1``, ``2021-01``,
-    ``2021/1``, ``2021年3月``, ``202103``) is the first day of the month, or its last day with
-    ``month: end`` (e.g. a cadre term that ends in ``2021.03`` -> 2021-03-31). Eight digits
+    number (e.g. ``45356``), full-width digits too. A month-only value (``2021.01``,
+    ``2021.1``, ``2021-01``, ``2021/1``, ``2021年3月``, ``2021年3月份``, ``202103``) is the
+    first day of the month, or its last day with ``month: end`` (e.g. a cadre term that
+    ends in ``2021.03`` -> 2021-03-31). Eight digits
     are a full date, six digits a month; ``2021.10`` is October (a number cell that lost its
     trailing zero, ``2021.1``, reads as January). Anything else is an error."""
     d = _parse_dates(s, _month_param(params))
@@ -548,7 +550,7 @@ def period(s: pl.Series, params: Mapping[str, Any]) -> Normalized:
     t = (
         _strip(pl.col("v"))
         .str.replace_all(r"[年/.\-]", "-")
-        .str.replace_all("月", "")
+        .str.replace_all("月份?", "")
         .str.replace(r"^(\d{4})(\d{2})$", "$1-$2")
     )
     ym = t.str.extract_groups(r"^(?<y>\d{4})-(?<m>\d{1,2})$")

@@ -32,6 +32,12 @@ def test_month_only_dates_start_by_default():
     assert run("date", ["2021年3月", "202103"], month="start")[0] == [dt.date(2021, 3, 1)] * 2
 
 
+def test_month_only_dates_full_width_and_fen():
+    vals, errs = run("date", ["２０２１年３月", "2021年3月份", "2021年3月5号"])
+    assert vals == [dt.date(2021, 3, 1), dt.date(2021, 3, 1), dt.date(2021, 3, 5)]
+    assert errs == [None] * 3
+
+
 def test_month_only_dates_end_of_month():
     vals, errs = run("date", [*MONTHS, "2024.02", "202302", "2021年12月"], month="end")
     assert vals == [dt.date(2021, 1, 31)] * len(MONTHS) + [
