@@ -757,7 +757,7 @@ _VILLAGE_COMMITTEE = r"村?(?:村民委员会|村委会|村委)$"
 _RESIDENTS_COMMITTEE = r"(?:社区)?(?:居民委员会|居委会)$"
 _TOWNSHIP_PREFIX = r"^.{2,}?(?:街道办事处|街道|镇|乡)(.{2,})$"
 # what a cleaned village-level name may end with; anything else gets 村
-_VILLAGE_ENDS = r"(?:村|社区|嘎查|场|镇|乡|街道|办事处|[0-9A-Za-z])$"
+_VILLAGE_ENDS = r"(?:村|社区|嘎查|场|镇|乡|街道|办事处|组|队|[0-9A-Za-z])$"
 
 
 def _place_text(v: pl.Expr) -> pl.Expr:
@@ -776,7 +776,8 @@ def village(s: pl.Series, params: Mapping[str, Any]) -> Normalized:
     ``马冲村``); a leading county / township part of at least two characters is dropped
     (``来安镇马冲村``, ``城关街道办事处马冲村`` -> ``马冲村``); a bare name gets ``村``
     (``马冲`` -> ``马冲村``), unless it already ends with 村, 社区, 嘎查, 场 (农场 / 林场), or is a
-    township (镇 / 乡 / 街道, kept as written) or a code. Never fails; empty -> NULL."""
+    township (镇 / 乡 / 街道), a group without a number (``马冲组``) or a code: kept as
+    written. Never fails; empty -> NULL."""
     t = (
         _place_text(pl.col("v"))
         .str.replace(_VILLAGE_COMMITTEE, "村")

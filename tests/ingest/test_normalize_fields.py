@@ -159,6 +159,7 @@ VILLAGES = {
     "王家镇村": "王家镇村",  # nothing left after 镇 but 村: part of the name
     "红星农场": "红星农场",
     "来安镇": "来安镇",
+    "马冲村民小组": "马冲村民小组",  # a group without a number: kept, never 马冲村民小组村
     "341122100201": "341122100201",
 }
 
