@@ -623,29 +623,30 @@ class FieldIssue:
     shapes: str  # the commonest value shapes, e.g. "9999.99.99 x12, 字字 x1"
 
 
-def _shapes(con: duckdb.DuckDBPyConnection, sql: str) -> str:
-    rows = _x(con, sql).fetchall()
-    return ", ".join(f"{shape} ×{n}" for shape, n in rows)
-
-
 def _tally_unreadable(
     con: duckdb.DuckDBPyConnection, spec: SourceSpec, rel: str, plan: _Plan, shape_ok: str
 ) -> list[tuple[int, int, str]]:
     """Per field of ``plan.checks``: (unreadable cells, non-empty cells, value shapes).
     Raises InputFileError when a column is unreadable beyond its ``max_error_share``."""
     out: list[tuple[int, int, str]] = []
-    for f, label, col, table in plan.checks:
-        bad, filled = _x(
+    if not plan.checks:
+        return out
+    # non-empty cells of every such column in one scan; then per column, its few unreadable
+    # values (joined to the small table of bad keys only)
+    filled_all = _x(
+        con,
+        f"SELECT {', '.join(f'count({c[2]})' for c in plan.checks)} FROM {STAGE} s "
+        f"WHERE {shape_ok}",
+    ).fetchall()[0]
+    for (f, label, col, table), filled in zip(plan.checks, filled_all, strict=True):
+        rows = _x(
             con,
-            f"SELECT count(*) FILTER (WHERE p.bad), count({col}) FROM {STAGE} s LEFT JOIN "
-            f"{table} p ON {col} IS NOT DISTINCT FROM p.k WHERE {shape_ok}",
-        ).fetchall()[0]
-        shapes = _shapes(
-            con,
-            f"SELECT p.shape, count(*) AS n FROM {STAGE} s JOIN {table} p ON {col} = p.k "
-            f"WHERE {shape_ok} AND p.bad GROUP BY 1 ORDER BY n DESC, 1 LIMIT 4",
-        )
-        out.append((int(bad), int(filled), shapes))
+            f"SELECT p.shape, count(*) AS n FROM {STAGE} s JOIN (SELECT k, shape FROM {table} "
+            f"WHERE bad) p ON {col} = p.k WHERE {shape_ok} GROUP BY 1 ORDER BY n DESC, 1",
+        ).fetchall()
+        bad, filled = sum(int(n) for _, n in rows), int(filled)
+        shapes = ", ".join(f"{shape} ×{n}" for shape, n in rows[:4])
+        out.append((bad, filled, shapes))
         if filled and bad >= MIN_FAILED_CELLS and bad > f.max_error_share * filled:
             hint = _HINTS.get(f.normalizer, f"check the column holds {f.normalizer} values")
             raise InputFileError(
@@ -682,9 +683,9 @@ def _unreadable_issues(
             nulled = int(
                 _x(
                     con,
-                    f"SELECT count(*) FROM {STAGE} s JOIN {table} p ON {col} = p.k WHERE "
-                    f"{shape_ok} AND p.bad AND NOT EXISTS (SELECT 1 FROM _cm_bad b WHERE "
-                    f"b._row = s._row)",
+                    f"SELECT count(*) FROM {STAGE} s JOIN (SELECT k FROM {table} WHERE bad) p "
+                    f"ON {col} = p.k WHERE {shape_ok} AND NOT EXISTS (SELECT 1 FROM _cm_bad b "
+                    f"WHERE b._row = s._row)",
                 ).fetchall()[0][0]
             )
         if nulled:
