@@ -245,3 +245,34 @@ def test_an_id_column_of_other_values_fails_the_file(tmp_path):
         "max_error_share 0.5;"
     )
     assert "62301234567890" not in r.message
+
+
+def test_cli_shows_warnings_exit_0_and_a_refused_column_exit_4(tmp_path):
+    from click.testing import CliRunner
+
+    from crossmatch.cli import main
+
+    root = setup(tmp_path, ROWS)
+    args = ["ingest", "--raw", str(root / "raw"), "--sources", str(root / "sources")]
+    args += ["--warehouse", str(root / "w.duckdb")]
+    res = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    assert "WARNING: hr/t.csv: column '任职开始' (field term_start): 1 unreadable" in res.output
+    assert ID_BAD not in res.output and "待核实" not in res.output
+    bad = [f"张{i},{ID_OK},马冲,x{i},,3000,1" for i in range(3)]
+    write_csv(root / "raw" / "hr" / "t.csv", [HEADER, *bad])
+    res = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert res.exit_code == 4, res.output
+    assert "FAILED: hr/t.csv: column '任职开始' (field term_start, normalizer date): 100%" in (
+        res.output
+    )
+
+
+def test_a_new_version_replaces_the_issues_of_the_previous_one(tmp_path):
+    root = setup(tmp_path, ROWS)
+    run(root)
+    assert q(root, "SELECT count(*) FROM ingest_field_issue") == [(4,)]
+    write_csv(root / "raw" / "hr" / "t.csv", [HEADER, ROWS[0]])
+    _, r = run(root)
+    assert (r.status, r.warnings) == ("loaded", [])
+    assert q(root, "SELECT count(*) FROM ingest_field_issue") == [(0,)]
