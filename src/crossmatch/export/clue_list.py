@@ -128,12 +128,15 @@ def build_frame(
     run: str | None = None,
     include_closed: bool = False,
     sources_dir: str | Path = "sources",
+    clue_ids: list[str] | None = None,
 ) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
     """The selected clues with every clue-list column (unmasked), and their evidence rows."""
     clues = review.clues(
         rule=rule, region=region, state=state, run=run, include_closed=include_closed,
         unmask=True,
     )  # fmt: skip
+    if clue_ids is not None:
+        clues = clues.filter(pl.col("clue_id").is_in(clue_ids))
     departments = _departments(sources_dir)
     today = dt.date.today()
     con = wh_mod.connect(review.warehouse, read_only=True)
@@ -306,6 +309,8 @@ def export_clues(
     run: str | None = None,
     include_closed: bool = False,
     sources_dir: str | Path = "sources",
+    clue_ids: list[str] | None = None,
+    extra_note: str = "",
 ) -> ExportResult:
     """Write the clue list for a selection as xlsx, csv or parquet (by ``fmt`` or suffix)."""
     out = Path(out)
@@ -316,8 +321,10 @@ def export_clues(
                  "include_closed": include_closed}  # fmt: skip
     frame, evidence = build_frame(
         review, rule=rule, region=region, state=state, run=run,
-        include_closed=include_closed, sources_dir=sources_dir,
+        include_closed=include_closed, sources_dir=sources_dir, clue_ids=clue_ids,
     )  # fmt: skip
+    if clue_ids is not None:
+        selection["clue_ids"] = len(clue_ids)
     shown = frame if unmask else _masked_frame(frame)
     if not unmask:
         for e in evidence:
@@ -329,7 +336,7 @@ def export_clues(
     elif fmt == "parquet":
         shown.write_parquet(out)
     else:
-        _write_xlsx(out, shown, evidence, review, selection, unmask)
+        _write_xlsx(out, shown, evidence, review, selection, unmask, extra_note)
     digest = hashlib.sha256(out.read_bytes()).hexdigest()
     store = review._store()
     try:
@@ -347,6 +354,7 @@ def _write_xlsx(
     review: Review,
     selection: dict[str, Any],
     unmask: bool,
+    extra_note: str = "",
 ) -> None:
     wb = xlsxwriter.Workbook(str(path), {"strings_to_numbers": False, "remove_timezone": True})
     wb.set_properties({"title": "问题线索清单", "created": dt.datetime(2000, 1, 1)})
@@ -440,6 +448,7 @@ def _write_xlsx(
         ("数据仓库", str(review.warehouse)),
         ("筛选条件", json.dumps(selection, ensure_ascii=False)),
         ("线索数", str(df.height)),
+        *([("交办", extra_note)] if extra_note else []),
         ("证件号", "已完整显示（已记录审计）" if unmask else "已脱敏：仅显示前6位和后4位"),
         ("核查结论取值", " / ".join(VERDICTS)),
         ("说明", "每条线索是待核实的问题线索，不是结论。请逐项对照“排除提示”核查，"

@@ -159,4 +159,104 @@ def export_command(
     )
 
 
-COMMANDS = (clues_command, explain_command, verdict_command, export_command)
+@click.command("assign")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              required=True, help="Folder for one workbook per unit.")  # fmt: skip
+@_WAREHOUSE
+@_RULES
+@click.option("--level", type=click.Choice(["township", "village"]), default="township",
+              show_default=True, help="Route by township (乡镇) or village (村) code.")  # fmt: skip
+@click.option("--due-days", type=int, default=30, show_default=True, help="Days to reply.")
+@click.option("--rule", multiple=True, help="Only this rule id (repeatable).")
+@click.option("--region", default=None, help="Only clues under this code prefix.")
+@click.option("--unmask", is_flag=True, help="Full ID numbers in the workbooks (audited).")
+def assign_command(
+    out_dir: Path, warehouse: Path, rules_dir: Path, level: str, due_days: int,
+    rule: tuple[str, ...], region: str | None, unmask: bool,
+) -> None:  # fmt: skip
+    """交办: route open clues to units by 属地 and write one workbook per unit."""
+    from crossmatch.export.loop import assign
+
+    rv = Review(warehouse, rules_dir=rules_dir)
+    click.echo(rv.sync().render())
+    res = assign(rv, out_dir, level=level, due_days=due_days, rule=list(rule) or None,
+                 region=region, unmask=unmask)  # fmt: skip
+    click.echo(f"batch {res.batch_id}: {res.clues} clue(s) to {len(res.workbooks)} unit(s)")
+    for unit, path in sorted(res.workbooks.items()):
+        click.echo(f"  {unit}  {path}")
+
+
+@click.group("feedback")
+def feedback_group() -> None:
+    """反馈: read the workbooks the units return."""
+
+
+@feedback_group.command("import")
+@click.argument("files", nargs=-1, required=True,
+                type=click.Path(exists=True, dir_okay=False, path_type=Path))  # fmt: skip
+@_WAREHOUSE
+def feedback_import(files: tuple[Path, ...], warehouse: Path) -> None:
+    """Check every returned workbook, then apply them all in one transaction (or none)."""
+    from crossmatch.export.loop import FeedbackRejected, import_feedback
+
+    try:
+        counts = import_feedback(Review(warehouse), list(files))
+    except FeedbackRejected as exc:
+        click.echo(str(exc), err=True)
+        raise SystemExit(3) from exc
+    click.echo("applied: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+@click.command("metrics")
+@_WAREHOUSE
+@click.option("--by", type=click.Choice(["rule_id", "unit_code"]), multiple=True,
+              help="Group by rule and/or unit (default: rule).")  # fmt: skip
+def metrics_command(warehouse: Path, by: tuple[str, ...]) -> None:
+    """The loop's figures: verification and on-time rates, real precision, 整改完成率, amounts."""
+    from crossmatch.export.loop import metrics
+
+    df = metrics(Review(warehouse), by=by or ("rule_id",))
+    table = Table(title="closed-loop metrics")
+    for c in df.columns:
+        table.add_column(c, justify="left" if c in ("rule_id", "unit_code") else "right")
+    for row in df.iter_rows():
+        table.add_row(*(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row))
+    Console(width=240).print(table)
+
+
+@click.command("audit-verify")
+@_WAREHOUSE
+def audit_verify(warehouse: Path) -> None:
+    """Check the review store's audit log is untampered (its sha256 chain is intact)."""
+    from crossmatch.review.store import open_store, store_path, verify_audit
+
+    store = open_store(store_path(warehouse), read_only=True)
+    try:
+        problems = verify_audit(store)
+        n = store.execute("SELECT count(*) FROM audit").fetchone()
+    finally:
+        store.close()
+    if problems:
+        click.echo("\n".join(problems), err=True)
+        raise SystemExit(3)
+    click.echo(f"audit log intact: {n[0] if n else 0} row(s)")
+
+
+@click.command("ledgers")
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The workbook to write, e.g. 四张清单.xlsx.")  # fmt: skip
+@_WAREHOUSE
+@_RULES
+@click.option("--unmask", is_flag=True, help="Full ID numbers (audited).")
+def ledgers_command(out: Path, warehouse: Path, rules_dir: Path, unmask: bool) -> None:
+    """四张清单: 重点问题, 整改措施, 问责处理, 整改成效, each item with its 销号 status."""
+    from crossmatch.export.loop import ledgers
+
+    path = ledgers(Review(warehouse, rules_dir=rules_dir), out, unmask=unmask)
+    click.echo(f"{path}: 四张清单 written")
+
+
+COMMANDS = (
+    clues_command, explain_command, verdict_command, export_command, assign_command,
+    feedback_group, metrics_command, audit_verify, ledgers_command,
+)  # fmt: skip

@@ -17,7 +17,9 @@ Tables (all written by :mod:`crossmatch.review.clues` and :class:`crossmatch.rev
 
 from __future__ import annotations
 
+import datetime as dt
 import getpass
+import hashlib
 import json
 import os
 import time
@@ -85,10 +87,47 @@ CREATE TABLE IF NOT EXISTS verdict (
     evidence_summary JSON
 );
 CREATE TABLE IF NOT EXISTS audit (
+    seq BIGINT PRIMARY KEY,
     "at" TIMESTAMP,
     actor VARCHAR,
     action VARCHAR,
-    detail JSON
+    detail JSON,
+    prev_hash VARCHAR,
+    hash VARCHAR
+);
+CREATE TABLE IF NOT EXISTS assignment (
+    clue_id VARCHAR,
+    batch_id VARCHAR,
+    unit_code VARCHAR,
+    unit_name VARCHAR,
+    assignee VARCHAR,
+    assigned_at TIMESTAMP,
+    due_at DATE,
+    workbook VARCHAR
+);
+CREATE TABLE IF NOT EXISTS loop_state (
+    clue_id VARCHAR PRIMARY KEY,
+    stage VARCHAR,
+    since TIMESTAMP,
+    reason VARCHAR
+);
+CREATE TABLE IF NOT EXISTS feedback (
+    clue_id VARCHAR,
+    batch_id VARCHAR,
+    verdict VARCHAR,
+    reason VARCHAR,
+    verifier VARCHAR,
+    verified_on DATE,
+    measures VARCHAR,
+    payments_stopped DECIMAL(18,2),
+    amount_due DECIMAL(18,2),
+    amount_recovered DECIMAL(18,2),
+    data_corrected BOOLEAN,
+    accountability INTEGER,
+    sanctions INTEGER,
+    source_file VARCHAR,
+    source_row INTEGER,
+    imported_at TIMESTAMP
 );
 """
 
@@ -138,9 +177,44 @@ def actor() -> str:
     return os.environ.get("CROSSMATCH_USER") or getpass.getuser()
 
 
+def _row_hash(prev: str, seq: int, at: str, who: str, action: str, detail: str) -> str:
+    text = "\x1f".join((prev, str(seq), at, who, action, detail))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def audit(con: duckdb.DuckDBPyConnection, action: str, detail: dict[str, Any]) -> None:
-    """Append one audit row (the caller commits)."""
+    """Append one audit row, chained to the previous one by sha256 (the caller commits).
+
+    Each row's hash covers its own fields and the previous row's hash, so editing, deleting or
+    reordering any row breaks the chain from there on: :func:`verify_audit` finds it.
+    """
+    last = con.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+    seq, prev = (last[0] + 1, last[1]) if last else (1, "")
+    at = dt.datetime.now().replace(microsecond=0)
+    who = actor()
+    text = json.dumps(detail, ensure_ascii=False, sort_keys=True, default=str)
     con.execute(
-        "INSERT INTO audit VALUES (now()::TIMESTAMP, ?, ?, ?)",
-        [actor(), action, json.dumps(detail, ensure_ascii=False, sort_keys=True, default=str)],
-    )
+        "INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [seq, at, who, action, text, prev,
+         _row_hash(prev, seq, at.isoformat(), who, action, text)],
+    )  # fmt: skip
+
+
+def verify_audit(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Problems in the audit chain (empty when no row was edited, removed or reordered)."""
+    problems: list[str] = []
+    prev = ""
+    expected = 1
+    rows = con.execute(
+        'SELECT seq, "at", actor, action, detail, prev_hash, hash FROM audit ORDER BY seq'
+    ).fetchall()
+    for seq, at, who, action, detail, prev_hash, h in rows:
+        if seq != expected:
+            problems.append(f"audit row {expected} is missing (next is {seq})")
+        if prev_hash != prev:
+            problems.append(f"audit row {seq}: previous-hash link broken")
+        text = detail if isinstance(detail, str) else json.dumps(detail)
+        if _row_hash(prev_hash, seq, at.isoformat(), who, action, text) != h:
+            problems.append(f"audit row {seq}: contents changed after it was written")
+        prev, expected = h, seq + 1
+    return problems
