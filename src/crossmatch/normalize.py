@@ -12,8 +12,12 @@ Contract of a normalizer ``f(values: pl.Series[str], params: dict) -> Normalized
   are companions (``"_raw"``, ``"_status"`` ...). So field ``payee_id`` with normalizer ``id``
   yields ``payee_id``, ``payee_id_raw``, ``payee_id_status`` ... (data contract section 4);
 * ``Normalized.error`` is a String Series, null where the value is fine, else a short reason
-  naming the bad value. A non-empty cell that cannot be parsed sends the row to quarantine;
-  an empty cell is NULL (unless the field is ``required``).
+  naming the bad value; the field's output is NULL there. What an error does is the field's
+  ``on_error`` (quarantine the row, or keep it with the field NULL, counted); an empty cell is
+  NULL (unless the field is ``required``).
+
+Every normalizer also takes ``null_values`` (a field option): cells equal to one of them
+(spaces around ignored) are empty, e.g. ``null_values: [至今, 现任]`` on a term end.
 
 Why columnar: a 3-million-person county has ~30M rows. Everything is a polars expression;
 only the few values needing a Python library (traditional -> simplified names) go through Python,
@@ -58,7 +62,11 @@ class Normalizer:
     doc: str = ""
 
     def __call__(self, values: pl.Series, params: Mapping[str, Any] | None = None) -> Normalized:
-        return self.func(_blank_to_null(values), params or {})
+        params = params or {}
+        values = _blank_to_null(values)
+        if params.get("null_values"):
+            values = _listed_to_null(values, params["null_values"])
+        return self.func(values, params)
 
 
 NORMALIZERS: dict[str, Normalizer] = {}
@@ -107,6 +115,19 @@ def _blank_to_null(s: pl.Series) -> pl.Series:
             .otherwise(v)
             .alias("v")
         )
+        .to_series()
+    )
+
+
+def _listed_to_null(s: pl.Series, listed: Any) -> pl.Series:
+    """Cells that, without surrounding spaces, are one of ``listed`` (a field's
+    ``null_values``, e.g. 至今 in a term end, 无 or / for "none") become NULL: empty, not
+    unreadable."""
+    words = pl.Series([str(x) for x in listed], dtype=pl.String)
+    v = pl.col("v")
+    return (
+        _frame(s)
+        .select(pl.when(_strip(v).is_in(words.implode())).then(None).otherwise(v).alias("v"))
         .to_series()
     )
 
@@ -422,15 +443,29 @@ def id_number(s: pl.Series, params: Mapping[str, Any]) -> Normalized:
 # ----------------------------------------------------------------------------- dates
 
 
-def _date_expr(v: pl.Expr) -> pl.Expr:
-    """Parse the date formats seen in exports; NULL when not a date."""
+MONTHS = ("start", "end")
+
+
+def _month_param(params: Mapping[str, Any]) -> str:
+    m = str(params.get("month", "start"))
+    if m not in MONTHS:
+        raise ValueError(f"month must be start or end, not {m!r}")
+    return m
+
+
+def _date_expr(v: pl.Expr, month: str = "start") -> pl.Expr:
+    """Parse the date formats seen in exports; NULL when not a date. A month-only value
+    (``2021.01``, ``2021年3月``, ``202103``) gives the first (``month="start"``) or the last
+    (``"end"``) day of that month."""
+    v = v.str.normalize("NFKC")  # full-width digits and signs
     t = (
         _strip(v)
         .str.replace(r"[T\s]+\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?$", "")
         .str.replace_all(r"[年月/.\-]", "-")
-        .str.replace_all("日", "")
+        .str.replace_all("[日号份]", "")
         .str.strip_chars("-")
         .str.replace(r"^(\d{4})(\d{2})(\d{2})$", "$1-$2-$3")
+        .str.replace(r"^(\d{4})(\d{2})$", "$1-$2")  # 6 digits: a month (8 digits: a date)
     )
     parsed = (
         pl.when(t.str.contains(r"^\d{4}-\d{1,2}-\d{1,2}$"))
@@ -438,6 +473,13 @@ def _date_expr(v: pl.Expr) -> pl.Expr:
         .otherwise(None)
         .str.to_date("%Y-%m-%d", strict=False)
     )
+    first = (
+        pl.when(t.str.contains(r"^\d{4}-\d{1,2}$"))
+        .then(t + pl.lit("-1"))
+        .otherwise(None)
+        .str.to_date("%Y-%m-%d", strict=False)
+    )
+    in_month = first.dt.month_end() if month == "end" else first
     # Excel serial day numbers (1900 date system): 20000 = 1954-10-03 .. 73050 = 2099-12-31
     serial_txt = _strip(v).str.extract(r"^(\d{5})(?:\.\d+)?$", 1).cast(pl.Int64, strict=False)
     serial = (
@@ -446,7 +488,7 @@ def _date_expr(v: pl.Expr) -> pl.Expr:
         .otherwise(None)
         .cast(pl.Date)
     )
-    d = pl.coalesce(parsed, serial)
+    d = pl.coalesce(parsed, in_month, serial)
     return pl.when(d.dt.year().is_between(1880, 2100)).then(d)
 
 
@@ -465,22 +507,34 @@ def _fast_then_full(s: pl.Series, fast: pl.Expr, full: Callable[[pl.Expr], pl.Ex
     return out
 
 
-def _parse_dates(s: pl.Series) -> pl.Series:
+def _parse_dates(s: pl.Series, month: str = "start") -> pl.Series:
     v = pl.col("v")
     fast = pl.coalesce(
         pl.when(v.str.len_bytes() == 10).then(v).str.to_date("%Y-%m-%d", strict=False),
         pl.when(v.str.len_bytes() == 8).then(v).str.to_date("%Y%m%d", strict=False),
     )
     fast = pl.when(fast.dt.year().is_between(1880, 2100)).then(fast)
-    return _fast_then_full(s, fast, _date_expr)
+    return _fast_then_full(s, fast, lambda e: _date_expr(e, month))
 
 
-@normalizer("date", outputs={"": "DATE"})
+@normalizer(
+    "date",
+    outputs={"": "DATE"},
+    params={
+        "month": "a month-only value (2021.01, 2021年3月, 202103) gives the first day of the "
+        "month (start, default) or the last (end)"
+    },
+)
 def date(s: pl.Series, params: Mapping[str, Any]) -> Normalized:
     """Calendar date from ``2024-03-05``, ``2024/3/5``, ``2024.3.5``, ``20240305``,
     ``2024年3月5日``, a date-time (time dropped), an xlsx date cell, or an Excel serial day
-    number (e.g. ``45356``). Anything else is an error."""
-    d = _parse_dates(s)
+    number (e.g. ``45356``), full-width digits too. A month-only value (``2021.01``,
+    ``2021.1``, ``2021-01``, ``2021/1``, ``2021年3月``, ``2021年3月份``, ``202103``) is the
+    first day of the month, or its last day with ``month: end`` (e.g. a cadre term that
+    ends in ``2021.03`` -> 2021-03-31). Eight digits
+    are a full date, six digits a month; ``2021.10`` is October (a number cell that lost its
+    trailing zero, ``2021.1``, reads as January). Anything else is an error."""
+    d = _parse_dates(s, _month_param(params))
     out = (
         _frame(s)
         .with_columns(d.alias("d"))
@@ -496,7 +550,7 @@ def period(s: pl.Series, params: Mapping[str, Any]) -> Normalized:
     t = (
         _strip(pl.col("v"))
         .str.replace_all(r"[年/.\-]", "-")
-        .str.replace_all("月", "")
+        .str.replace_all("月份?", "")
         .str.replace(r"^(\d{4})(\d{2})$", "$1-$2")
     )
     ym = t.str.extract_groups(r"^(?<y>\d{4})-(?<m>\d{1,2})$")
@@ -515,8 +569,9 @@ def period(s: pl.Series, params: Mapping[str, Any]) -> Normalized:
 
 @normalizer("year", outputs={"": "INTEGER"})
 def year(s: pl.Series, params: Mapping[str, Any]) -> Normalized:
-    """Year as an integer from ``2025``, ``2025年`` or ``2025.0``. Anything else is an error."""
-    y = _strip(pl.col("v")).str.extract(r"^(\d{4})(?:年|\.0+)?$", 1).cast(pl.Int32, strict=False)
+    """Year as an integer from ``2025``, ``2025年``, ``2025年度`` or ``2025.0``. Anything else
+    is an error."""
+    y = _strip(pl.col("v")).str.extract(r"^(\d{4})(?:年度?|\.0+)?$", 1).cast(pl.Int32, strict=False)
     out = _frame(s).select(
         y.alias("y"), _err(pl.col("v").is_not_null() & y.is_null(), "year").alias("e")
     )
@@ -531,32 +586,74 @@ def _numeric_text(v: pl.Expr) -> pl.Expr:
     return v.str.normalize("NFKC").str.replace_all(r"[\s,，¥￥]", "")
 
 
+AMOUNT_MIN, AMOUNT_MAX = 0.0, 1e11
+_AMOUNT_UNITS = {"亿元": 10**8, "亿": 10**8, "万元": 10_000, "万": 10_000, "元": 1, "圆": 1}
+_CURRENCY = r"(?:人民币|(?i:rmb|cny))"
+_AMOUNT_RE = (
+    rf"^{_CURRENCY}?(?<n>[+-]?(?:\d+\.?\d*|\.\d+))(?<u>亿元|亿|万元|万|元|圆)?"
+    rf"(?:{_CURRENCY}|整|\({_CURRENCY}\))*$"
+)
+
+
+def _num(x: float) -> str:
+    """``100,000,000,000`` / ``-10.5``: a bound as people write it (no exponent)."""
+    return f"{x:,.2f}".rstrip("0").rstrip(".")
+
+
+def amount_bounds(params: Mapping[str, Any]) -> tuple[float, float]:
+    """The plausibility bounds (yuan) of an ``amount`` field: ``min`` / ``max`` or defaults."""
+    lo = params.get("min", AMOUNT_MIN)
+    hi = params.get("max", AMOUNT_MAX)
+    return float(lo), float(hi)
+
+
 @normalizer(
     "amount",
     outputs={"": "DECIMAL(18,2)"},
-    params={"unit": "unit of a bare number: yuan (default) or wan (万元, e.g. 注册资本(万元))"},
+    params={
+        "unit": "unit of a bare number: yuan (default) or wan (万元, e.g. 注册资本(万元))",
+        "min": "smallest plausible amount in yuan (default 0: a negative amount is an error)",
+        "max": "largest plausible amount in yuan (default 1e11); beyond it is an error",
+    },
 )
 def amount(s: pl.Series, params: Mapping[str, Any]) -> Normalized:
     """Money in yuan as DECIMAL(18,2): ``1,200.00``, ``350元``, ``0.8万元`` (= 8000),
-    ``￥50``. A unit written in the cell wins over the field's ``unit``. Anything else is an
-    error."""
+    ``￥50``, ``100万`` (= 1,000,000), ``100万元人民币``, ``人民币100万元``, ``1,000.00元``,
+    ``5000元整``, ``1.2亿元``. Around the number only a currency word (``人民币``, ``RMB``,
+    ``CNY``, ``(人民币)``, ``整``) is accepted: ``100万美元`` or ``约100`` are errors. A unit
+    written in the cell (元, 万/万元, 亿/亿元) wins over the field's ``unit``, which only says
+    what a bare number means (``unit: wan``: ``50`` = 500,000 yuan; ``50万元`` is still 50万).
+    Plausibility bounds ``min`` (default 0) and ``max`` (default 1e11 yuan): a value outside
+    them (``-183.00``, ``999999999999.99``) is an error, like an unreadable one."""
     factor = {"yuan": 1, "wan": 10000}[str(params.get("unit", "yuan"))]
+    lo, hi = amount_bounds(params)
     t = _numeric_text(pl.col("v"))
-    wan = t.str.contains(r"万元?$")
-    yuan = t.str.contains(r"元$") & ~wan
-    num = t.str.replace(r"(万元|万|元)$", "").cast(pl.Decimal(24, 4), strict=False)
-    ok_txt = t.str.contains(r"^[+-]?(\d+\.?\d*|\.\d+)(万元|万|元)?$")
-    num = pl.when(ok_txt).then(num)
-    value = (
-        pl.when(wan)
-        .then(num * 10000)
-        .when(yuan)
-        .then(num)
-        .otherwise(num * factor)
-        .cast(pl.Decimal(18, 2), strict=False)
+    parts = t.str.extract_groups(_AMOUNT_RE)
+    num = parts.struct.field("n").cast(pl.Decimal(24, 4), strict=False)
+    unit = (
+        parts.struct.field("u")
+        .replace_strict(_AMOUNT_UNITS, default=None, return_dtype=pl.Int64)
+        .fill_null(factor)
     )
-    out = _frame(s).select(
-        value.alias("a"), _err(pl.col("v").is_not_null() & value.is_null(), "amount").alias("e")
+    value = (num * unit).cast(pl.Decimal(18, 2), strict=False)
+    f = pl.col("a").cast(pl.Float64)
+    out = (
+        _frame(s)
+        .with_columns(value.alias("a"))
+        .with_columns(
+            pl.when(pl.col("a").is_not_null() & (f < lo))
+            .then(pl.lit("amount '") + pl.col("v") + pl.lit(f"' below the minimum {_num(lo)}"))
+            .when(pl.col("a").is_not_null() & (f > hi))
+            .then(pl.lit("amount '") + pl.col("v") + pl.lit(f"' above the maximum {_num(hi)}"))
+            .alias("range")
+        )
+        .select(
+            pl.when(pl.col("range").is_null()).then(pl.col("a")).alias("a"),
+            pl.coalesce(
+                pl.col("range") + pl.lit(" (field options min / max)"),
+                _err(pl.col("v").is_not_null() & pl.col("a").is_null(), "amount"),
+            ).alias("e"),
+        )
     )
     return Normalized({"": out["a"]}, out["e"])
 
@@ -649,3 +746,94 @@ def ratio(s: pl.Series, params: Mapping[str, Any]) -> Normalized:
         value.alias("n"), _err(pl.col("v").is_not_null() & value.is_null(), "share").alias("e")
     )
     return Normalized({"": out["n"]}, out["e"])
+
+
+# ----------------------------------------------------------------------------- places
+
+_CN_NUM = "0-9一二三四五六七八九十百零〇两"
+_TAIL_NOTE = r"\([^()]*\)$"  # a parenthesised note at the end, e.g. 马冲村(原清岭村)
+_GROUP = rf"第?[{_CN_NUM}]+(?:村民小组|小组|组|生产队|队|社)$"
+_VILLAGE_COMMITTEE = r"村?(?:村民委员会|村委会|村委)$"
+_RESIDENTS_COMMITTEE = r"(?:社区)?(?:居民委员会|居委会)$"
+_TOWNSHIP_PREFIX = r"^.{2,}?(?:街道办事处|街道|镇|乡)(.{2,})$"
+# what a cleaned village-level name may end with; anything else gets 村
+_VILLAGE_ENDS = r"(?:村|社区|嘎查|场|镇|乡|街道|办事处|组|队|[0-9A-Za-z])$"
+
+
+def _place_text(v: pl.Expr) -> pl.Expr:
+    """NFKC, every space removed, a trailing parenthesised note removed."""
+    return v.str.normalize("NFKC").str.replace_all(r"\s+", "").str.replace(_TAIL_NOTE, "")
+
+
+@normalizer("village")
+def village(s: pl.Series, params: Mapping[str, Any]) -> Normalized:
+    """Village (or urban community) name as ``<name>村`` / ``<name>社区``, so the same place
+    written by different departments matches: NFKC and spaces removed; a trailing note in
+    brackets dropped (``马冲村(原清岭村)``); the committee words become the place
+    (``马冲村村民委员会``, ``马冲村民委员会``, ``马冲村委会``, ``马冲村委`` -> ``马冲村``;
+    ``城东社区居委会``, ``城东社区居民委员会``, ``城东居委会`` -> ``城东社区``); a villager group
+    is dropped (``马冲村3组``, ``马冲村三组``, ``马冲村第3村民小组``, ``马冲村二队`` ->
+    ``马冲村``); a leading county / township part of at least two characters is dropped
+    (``来安镇马冲村``, ``城关街道办事处马冲村`` -> ``马冲村``); a bare name gets ``村``
+    (``马冲`` -> ``马冲村``), unless it already ends with 村, 社区, 嘎查, 场 (农场 / 林场), or is a
+    township (镇 / 乡 / 街道), a group without a number (``马冲组``) or a code: kept as
+    written. Never fails; empty -> NULL."""
+    t = (
+        _place_text(pl.col("v"))
+        .str.replace(_VILLAGE_COMMITTEE, "村")
+        .str.replace(_RESIDENTS_COMMITTEE, "社区")
+        .str.replace(_GROUP, "")
+        .str.replace(_VILLAGE_COMMITTEE, "村")  # 马冲村委会3组
+    )
+    t = t.str.replace(_TOWNSHIP_PREFIX, "$1")
+    t = pl.when(t.str.contains(_VILLAGE_ENDS) | (t == "")).then(t).otherwise(t + pl.lit("村"))
+    out = _frame(s).select(_empty_null(t)).to_series()
+    return Normalized({"": out}, pl.Series("e", [None] * len(s), dtype=pl.String))
+
+
+@normalizer("township")
+def township(s: pl.Series, params: Mapping[str, Any]) -> Normalized:
+    """Township-level name (镇 / 乡 / 街道): NFKC and spaces removed, a trailing note in
+    brackets dropped, the government words removed (``来安镇人民政府``, ``来安镇政府`` ->
+    ``来安镇``; ``城关街道办事处``, ``城关街道办``, ``城关办事处`` -> ``城关街道``). Never fails;
+    empty -> NULL."""
+    t = (
+        _place_text(pl.col("v"))
+        .str.replace(r"(?:人民政府|政府)$", "")
+        .str.replace(r"(?:街道)?(?:办事处|办)$", "街道")
+    )
+    out = _frame(s).select(_empty_null(t)).to_series()
+    return Normalized({"": out}, pl.Series("e", [None] * len(s), dtype=pl.String))
+
+
+# ----------------------------------------------------------------------------- value shapes
+
+# unit characters that say how a value is written: kept in a shape right after a digit
+_SHAPE_KEEP = set("年月日号时分秒元万亿圆整组队社")
+
+
+def value_shape(value: str | None, limit: int = 24) -> str:
+    """How a cell is written, without what it says, for messages and logs: ASCII and
+    full-width digits -> ``9``, letters -> ``A``, CJK characters -> ``字`` except a unit
+    right after a number (年 月 日 元 万 组 ...), other characters kept; cut at ``limit``.
+    ``2021.01.05`` -> ``9999.99.99``, ``2021年3月`` -> ``9999年9月``, ``100万元`` ->
+    ``999万元``, an ID number -> ``99999999999999999A``, a name -> ``字字``. Never shows an ID
+    number or a name (a name has no digit, so none of its characters is kept)."""
+    if value is None:
+        return "(empty)"
+    out = []
+    for c in value:
+        if c.isdigit():
+            out.append("9")
+        elif c.isascii() and c.isalpha():
+            out.append("A")
+        elif c in _SHAPE_KEEP and out and (out[-1] == "9" or out[-1] in _SHAPE_KEEP):
+            out.append(c)
+        elif c.isalpha():  # CJK and other letters
+            out.append("字")
+        elif c.isspace():
+            out.append("␣")
+        else:
+            out.append(c)
+    text = "".join(out)
+    return text if len(text) <= limit else text[:limit] + "…"

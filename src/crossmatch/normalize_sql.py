@@ -68,6 +68,9 @@ def fast_path(
     if f is None:
         return None
     fp = f(v, params)
+    if params.get("null_values"):  # a field's null_values: Python makes them NULL
+        listed = ", ".join(sql_literal(str(x)) for x in params["null_values"])
+        fp = SqlFast(f"({fp.ok} AND {v} NOT IN ({listed}))", fp.outputs, fp.pre, fp.per_row)
     return fp.inlined() if inline else fp
 
 
@@ -150,11 +153,16 @@ def _id(v: str, params: Mapping[str, Any]) -> SqlFast:
 
 @_register("date")
 def _date(v: str, params: Mapping[str, Any]) -> SqlFast:
+    # a full date (ISO or 8 digits) or a month (YYYY-MM or 6 digits): first or last day
     iso = f"regexp_full_match({v}, '[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}')"
     compact = f"regexp_full_match({v}, '[0-9]{{8}}')"
+    month = f"regexp_full_match({v}, '[0-9]{{4}}-?(0[1-9]|1[0-2])')"
+    first = f"make_date(CAST({v}[1:4] AS INTEGER), CAST({v}[-2:] AS INTEGER), 1)"
+    in_month = f"last_day({first})" if params.get("month", "start") == "end" else first
     d = (
         f"(CASE WHEN {iso} THEN TRY_STRPTIME({v}, '%Y-%m-%d') "
-        f"WHEN {compact} THEN TRY_STRPTIME({v}, '%Y%m%d') END)"
+        f"WHEN {compact} THEN TRY_STRPTIME({v}, '%Y%m%d') "
+        f"WHEN {month} THEN CAST({in_month} AS TIMESTAMP) END)"
     )
     return SqlFast(f"(year({d}) BETWEEN 1880 AND 2100)", {"": f"CAST({d} AS DATE)"})
 
@@ -167,11 +175,20 @@ def _period(v: str, params: Mapping[str, Any]) -> SqlFast:
 
 @_register("amount")
 def _amount(v: str, params: Mapping[str, Any]) -> SqlFast:
-    # a plain number with at most two decimals: exact in DECIMAL(18,2) at either unit
+    # a plain number with at most two decimals: exact in DECIMAL(18,2) at either unit, within
+    # the field's plausibility bounds (see crossmatch.normalize.amount)
+    from crossmatch.normalize import amount_bounds
+
     factor = {"yuan": 1, "wan": 10000}[str(params.get("unit", "yuan"))]
-    ok = f"regexp_full_match({v}, '[0-9]{{1,12}}(\\.[0-9]{{1,2}})?')"
+    lo, hi = amount_bounds(params)
     value = f"CAST({v} AS DECIMAL(18,2))"
-    return SqlFast(ok, {"": value if factor == 1 else f"CAST({value} * {factor} AS DECIMAL(18,2))"})
+    value = value if factor == 1 else f"CAST({value} * {factor} AS DECIMAL(18,2))"
+    # CASE evaluates the bounds only where the pattern holds (AND would cast every value)
+    ok = (
+        f"(CASE WHEN regexp_full_match({v}, '[0-9]{{1,12}}(\\.[0-9]{{1,2}})?') THEN "
+        f"CAST({value} AS DOUBLE) BETWEEN {lo!r} AND {hi!r} ELSE false END)"
+    )
+    return SqlFast(ok, {"": value})
 
 
 @_register("int")

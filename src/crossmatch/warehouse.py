@@ -9,6 +9,9 @@ One file (``crossmatch.duckdb`` by default) holds every canonical table (data co
   the warehouse now, ``replaced`` = an older version, ``failed`` = a version that could not be
   loaded: its predecessor stays ``ok``);
 * ``quarantine``: rows that could not be parsed, with the reason, raw values (JSON) and lineage;
+* ``ingest_field_issue``: per file version and field, cells set to NULL (``nulled``), or whose
+  row was quarantined (``quarantined``), and ID numbers stored with a bad status
+  (``bad_checksum`` / ``bad_date`` / ``bad_format``): counts, share and value shapes only;
 * ``ingest_run``: one row per ``crossmatch ingest``;
 * ``stage_state``: per derived stage (``resolve``, ``kinship``, ``seen:<source>``) the
   fingerprint of the inputs it was computed from, so a later stage can tell that its input
@@ -69,6 +72,18 @@ CREATE TABLE IF NOT EXISTS quarantine (
     "row" INTEGER,
     reason VARCHAR,
     raw JSON
+);
+CREATE TABLE IF NOT EXISTS ingest_field_issue (
+    run_id VARCHAR,
+    source VARCHAR,
+    file VARCHAR,
+    file_hash VARCHAR,
+    field VARCHAR,
+    header VARCHAR,
+    problem VARCHAR,
+    cells BIGINT,
+    share DOUBLE,
+    example_shapes VARCHAR
 );
 """
 
@@ -203,7 +218,7 @@ def record_seen(con: duckdb.DuckDBPyConnection, results: list, run_id: str = "")
 
 
 def ensure_ingest_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create ingest_run / ingest_file / quarantine when missing."""
+    """Create ingest_run / ingest_file / quarantine / ingest_field_issue when missing."""
     con.execute(INGEST_DDL)
 
 

@@ -32,6 +32,15 @@ SPECS = load_sources(REPO / "sources")
 MUST_COVER = {"id", "name", "code", "date", "amount", "period"}
 MIN_SHARE = 0.5
 _SCHEMA = {"i": pl.Int64, "v": pl.String}
+EXTRA_PARAMS: list[tuple[str, dict[str, Any]]] = [
+    ("date", {}),
+    ("date", {"month": "end"}),
+    ("date", {"null_values": ["至今", "2021-01", "20240305"]}),
+    ("text", {"null_values": ["无", "/", "某某公司"]}),
+    ("amount", {}),
+    ("amount", {"min": 100, "max": 5000}),
+    ("amount", {"unit": "wan", "min": -50000, "max": 1e6}),
+]
 
 
 def _key(params: dict[str, Any]) -> str:
@@ -50,8 +59,10 @@ def _cases(only: set[str] | None = None) -> list[Any]:
     for name in normalize_sql.FAST_PATHS:  # a fast path no source uses: hand-made values only
         if not any(n == name for n, _ in seen):
             seen[(name, _key({}))] = (name, {}, "unused")
+    for name, params in EXTRA_PARAMS if only is None else ():  # options sources may not use
+        seen.setdefault((name, _key(params)), (name, params, "extra"))
     return [
-        pytest.param(name, params, id=name if not params else f"{name}[{where}]")
+        pytest.param(name, params, id=name if not params else f"{name}[{where}:{_key(params)}]")
         for name, params, where in seen.values()
         if only is None or name in only
     ]
@@ -218,6 +229,28 @@ AWKWARD: list[str | None] = [
     "２０２４-03-05",
     "2024-03-05\n",
     "2024—03—05",
+    # month-only dates
+    "2021.01",
+    "2021.1",
+    "2021-01",
+    "2021/1",
+    "2021年3月",
+    "2021年03月",
+    "202103",
+    "202102",
+    "202402",
+    "2024-02",
+    "2021-12",
+    "202112",
+    "202113",
+    "202100",
+    "187912",
+    "188001",
+    "210012",
+    "210101",
+    "2021.01.05",
+    "至今",
+    " 至今 ",
     # periods
     "2025-13",
     "202500",
@@ -267,6 +300,22 @@ AWKWARD: list[str | None] = [
     "30%",
     "NaN",
     "inf",
+    "100万元人民币",
+    "人民币100万元",
+    "1,000.00元",
+    "100万",
+    "-183.00",
+    "100",
+    "99.99",
+    "5000",
+    "5000.00",
+    "5000.01",
+    "4999.99",
+    "100000000000",
+    "100000000000.00",
+    "100000000000.01",
+    "10000000",
+    "10000000.01",
     # codes
     "'6230123456789012345",
     "'6230",

@@ -269,10 +269,11 @@ def normalise(
     file_hash: str,
     header: list[str],
     mapping: dict[str, int | None],
+    run_id: str = "",
 ) -> stage.Counts:
     """``stage.normalise``, after turning each staged row into one row per unpivot group."""
     if not spec.unpivot:
-        return stage.normalise(con, spec, rel, file_hash, header, mapping)
+        return stage.normalise(con, spec, rel, file_hash, header, mapping, run_id)
     width = len(header)
     index = _header_index(header)
     over = list(dict.fromkeys(name for g in spec.unpivot for name in g))
@@ -340,7 +341,7 @@ def normalise(
     new_mapping = dict(mapping)
     for j, name in enumerate(over):
         new_mapping[name] = width + j
-    counts = stage.normalise(con, spec, rel, file_hash, new_header, new_mapping)
+    counts = stage.normalise(con, spec, rel, file_hash, new_header, new_mapping, run_id)
     # quarantine: the physical row (a group's value error names its column in the reason)
     con.execute(
         f'UPDATE quarantine SET "row" = "row" // {ROW_FACTOR} WHERE source = ? AND file = ? '

@@ -79,6 +79,7 @@ class FileResult:
     message: str = ""
     hash: str = ""
     encoding: str | None = None
+    warnings: list[str] = field(default_factory=list)  # cells nulled, bad IDs (no values)
     rows_filtered: int = 0  # loaded rows not matching the source's `where:` (dropped)
     rows_summary: int = 0  # 合计 / 总计 / 小计 rows skipped
 
@@ -185,6 +186,10 @@ class IngestSummary:
         if problems:
             lines.append("")
             lines += [f"{r.status.upper()}: {r.message}" for r in problems]
+        warned = [w for r in self.results if r.status == "loaded" for w in r.warnings]
+        if warned:
+            lines.append("")
+            lines += [f"WARNING: {w}" for w in warned]
         return "\n".join(lines)
 
 
@@ -569,8 +574,15 @@ def _load(job: _Job) -> FileResult:
             try:
                 _delete_file_rows(con, spec, rel)
                 counts = assemble.normalise(  # stage.normalise, unpivot groups first
-                    con, spec, rel, job.file_hash(), derived.header, derived.mapping
+                    con,
+                    spec,
+                    rel,
+                    job.file_hash(),
+                    derived.header,
+                    derived.mapping,
+                    job.run_id,
                 )
+                res.warnings = counts.warnings
                 derive.sheet_lineage(con, spec, rel, info)  # before `where:` (it may use _file)
                 filtered = derive.apply_where(con, spec, rel)
                 if filtered:

@@ -29,7 +29,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +37,11 @@ import duckdb
 import polars as pl
 
 from crossmatch import normalize, normalize_sql
+from crossmatch.errors import InputFileError
 from crossmatch.ingest import readers
 from crossmatch.normalize_sql import sql_literal
 from crossmatch.spec import SourceSpec
+from crossmatch.spec.sources import FieldSpec
 
 log = logging.getLogger(__name__)
 
@@ -291,6 +293,23 @@ class Counts:
     loaded: int = 0
     quarantined: int = 0
     duplicate: int = 0
+    # per (field, problem) cell counts worth a word in the summary (nulled cells, bad IDs):
+    # no value, no name, only value shapes
+    warnings: list[str] = field(default_factory=list)
+
+
+FIELD_ISSUE = "ingest_field_issue"
+MIN_FAILED_CELLS = 3  # a column fails its file only from this many unreadable cells on
+ID_PROBLEMS = ("bad_checksum", "bad_date", "bad_format")
+_HINTS = {
+    "date": "dates like 2024-03-05, 2024/3/5, 2024年3月5日, 20240305 or 45356 and months like "
+    "2021.01, 2021年3月 or 202103 are read (`month: end` for the last day of the month)",
+    "period": "months like 2025-01, 2025/1, 202501 or 2025年1月 are read",
+    "amount": "amounts like 1,200.00, 350元, 0.8万元 or 人民币100万元 are read; a value outside "
+    "the field's `min:` / `max:` (default 0 .. 100,000,000,000 yuan) counts as unreadable, and "
+    "a bare number in 万元 needs `unit: wan`",
+    "enum": "add the values to `map:`, or drop `other: error`",
+}
 
 
 def _unique_names(header: list[str]) -> list[str]:
@@ -312,36 +331,44 @@ def _python_map(
     table: str,
     values: pl.Series,
     norm: normalize.Normalizer,
-    params: dict[str, Any],
+    f: FieldSpec,
     label: str,
-    field: str,
-    required: bool,
     types: dict[str, str],
-) -> bool:
-    """Normalise distinct ``values`` in Python into temp table ``table`` (k, o<i>.., msg).
-    Returns whether any value has a message (error or required-but-empty)."""
-    res = norm(values, params)
+) -> tuple[bool, bool]:
+    """Normalise distinct ``values`` in Python into temp table ``table`` (k, o<i>.., msg, bad,
+    shape). ``bad``: the normalizer could not read the value (``shape``: how it is written);
+    ``msg``: why the row is quarantined (an unreadable value under ``on_error: quarantine``,
+    or an empty required one). Under ``on_error: null`` an unreadable value's field is NULL.
+    Returns (any message, any unreadable value)."""
+    res = norm(values, f.params)
+    quarantine = f.error_policy == "quarantine"
+    bad = res.error.is_not_null()
     msg = pl.DataFrame({"e": res.error, "v": res.columns[""]}).select(
-        pl.when(pl.col("e").is_not_null())
+        pl.when(pl.col("e").is_not_null() & pl.lit(quarantine))
         .then(pl.lit(f"{label}: ") + pl.col("e"))
-        .when(pl.col("v").is_null() & pl.lit(required))
-        .then(pl.lit(f"{label}: empty, but the field '{field}' is required"))
+        .when(pl.col("e").is_null() & pl.col("v").is_null() & pl.lit(f.required))
+        .then(pl.lit(f"{label}: empty, but the field '{f.name}' is required"))
         .alias("msg")
     )["msg"]
-    frame = pl.DataFrame(
-        {"k": values, **{f"o{i}": res.columns[s] for i, s in enumerate(types)}, "msg": msg}
-    )
+    outs = {f"o{i}": res.columns[s] for i, s in enumerate(types)}
+    shape = pl.Series("shape", [None] * len(values), dtype=pl.String)
+    if bad.any():  # the field itself NULL wherever the value was not read; their shapes
+        outs["o0"] = pl.select(pl.when(~bad).then(outs["o0"])).to_series()
+        idx = bad.arg_true()
+        shapes = [normalize.value_shape(v) for v in values.gather(idx).to_list()]
+        shape = shape.scatter(idx, pl.Series(shapes, dtype=pl.String))
+    frame = pl.DataFrame({"k": values, **outs, "msg": msg, "bad": bad, "shape": shape})
     con.register("_cm_map", frame.to_arrow())
     try:
-        outs = "".join(f", CAST(o{i} AS {t}) AS o{i}" for i, t in enumerate(types.values()))
+        cols = "".join(f", CAST(o{i} AS {t}) AS o{i}" for i, t in enumerate(types.values()))
         _x(
             con,
-            f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT CAST(k AS VARCHAR) AS k{outs}, "
-            f"CAST(msg AS VARCHAR) AS msg FROM _cm_map",
+            f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT CAST(k AS VARCHAR) AS k{cols}, "
+            f"CAST(msg AS VARCHAR) AS msg, bad, CAST(shape AS VARCHAR) AS shape FROM _cm_map",
         )
     finally:
         con.unregister("_cm_map")
-    return bool(msg.is_not_null().any())
+    return bool(msg.is_not_null().any()), bool(bad.any())
 
 
 def _keys(con: duckdb.DuckDBPyConnection, sql: str) -> pl.Series:
@@ -357,13 +384,15 @@ class _Plan:
     joins: list[str]
     bad_joins: list[str]
     bad_msgs: list[str]
+    # fields with unreadable values: (field, header label, raw cell column, Python map table)
+    checks: list[tuple[FieldSpec, str, str, str]] = field(default_factory=list)
 
 
 def _plan_field(
     con: duckdb.DuckDBPyConnection,
     plan: _Plan,
     j: int,
-    f: Any,
+    f: FieldSpec,
     idx: int | None,
     label: str,
     shape_ok: str,
@@ -379,10 +408,13 @@ def _plan_field(
     norm = normalize.get(f.normalizer)
     types = dict(norm.outputs)
     m, p, d = f"_cm_m{j}", f"_cm_p{j}", f"_cm_d{j}"
-    col = f"s.c{idx}"
+    col = f"s.c{idx}" if idx is not None else "NULL"
 
     def py_map(table: str, values: pl.Series) -> bool:
-        return _python_map(con, table, values, norm, f.params, label, f.name, f.required, types)
+        has_msg, has_bad = _python_map(con, table, values, norm, f, label, types)
+        if has_bad:
+            plan.checks.append((f, label, col, table))
+        return has_msg
 
     if idx is None:  # optional column absent from this file: every row gets the NULL outputs
         null = pl.Series("k", [None], dtype=pl.String)
@@ -429,7 +461,7 @@ def _plan_field(
             f"msg FROM (SELECT *, coalesce({fp.ok}, false) AS ok FROM {source_sql})",
         )
         left = _keys(con, f"SELECT k FROM {m} WHERE NOT ok")
-        if _identity(fp, left, norm, f.params, f.required):  # e.g. clean names: no join
+        if _identity(fp, left, norm, f):  # e.g. clean names: no join
             plan.select += [f"CAST({col} AS {t})" for t in types.values()]
         elif len(left):  # the values the fast path leaves: Python, joined as a second map
             has_msg = py_map(p, left)
@@ -459,8 +491,7 @@ def _identity(
     fast: normalize_sql.SqlFast,
     left: pl.Series,
     norm: normalize.Normalizer,
-    params: dict[str, Any],
-    required: bool,
+    f: FieldSpec,
 ) -> bool:
     """Whether every output is the raw cell itself for every value of the column: the fast
     path returns ``k`` unchanged for all its values and nothing is left for Python but empty
@@ -471,9 +502,9 @@ def _identity(
         return False
     if len(left) == 0:
         return True
-    res = norm(pl.Series("k", [None], dtype=pl.String), params)
+    res = norm(pl.Series("k", [None], dtype=pl.String), f.params)
     return (
-        not required
+        not f.required
         and res.error.is_null().all()
         and all(c.is_null().all() for c in res.columns.values())
     )
@@ -486,8 +517,16 @@ def normalise(
     file_hash: str,
     header: list[str],
     mapping: dict[str, int | None],
+    run_id: str = "",
 ) -> Counts:
-    """Normalise ``_cm_stage`` into ``src_<source>`` and ``quarantine`` (see module doc)."""
+    """Normalise ``_cm_stage`` into ``src_<source>`` and ``quarantine`` (see module doc).
+
+    Per field, a cell the normalizer cannot read quarantines its row (``on_error:
+    quarantine``, the default of a required field) or becomes NULL (``on_error: null``); the
+    cells are counted per (file, field) in ``ingest_field_issue`` with their value shapes,
+    as are ID numbers with a wrong check digit, date or format (stored with their status).
+    Raises InputFileError (the file is refused, nothing written) when a column fails on more
+    than its field's ``max_error_share`` of its non-empty cells."""
     width = len(header)
     names = _unique_names(header)
     counts = Counts()
@@ -498,6 +537,7 @@ def normalise(
         idx = mapping[f.name]
         label = header[idx] if idx is not None else f.name
         _plan_field(con, plan, j, f, idx, label, shape_ok, counts.read)
+    tallies = _tally_unreadable(con, spec, rel, plan, shape_ok)
     select, target, joins = plan.select, plan.target, plan.joins
     bad_joins, bad_msgs = plan.bad_joins, plan.bad_msgs
 
@@ -557,4 +597,228 @@ def normalise(
     ).fetchall()[0]
     counts.loaded, counts.duplicate = int(loaded), int(dups)
     counts.quarantined = counts.read - counts.loaded
+    issues = _unreadable_issues(con, plan, tallies, shape_ok, bool(bad_msgs))
+    issues += _id_issues(con, spec, rel, header, mapping)
+    order = {f.name: i for i, f in enumerate(spec.fields)}
+    issues.sort(key=lambda i: order[i.field])
+    _record_issues(con, spec, rel, file_hash, run_id, issues)
+    counts.warnings = _warnings(rel, issues)
     return counts
+
+
+# ----------------------------------------------------------------------------- field issues
+
+
+@dataclass(slots=True)
+class FieldIssue:
+    """Cells of one field of one file with one problem: ``nulled`` (unreadable, set to NULL,
+    row kept), ``quarantined`` (unreadable, row quarantined), or an ID number status
+    (``bad_checksum`` / ``bad_date`` / ``bad_format``, stored with that status)."""
+
+    field: str
+    header: str
+    problem: str
+    cells: int
+    share: float | None  # of the column's non-empty cells
+    shapes: str  # the commonest value shapes, e.g. "9999.99.99 x12, 字字 x1"
+
+
+def _tally_unreadable(
+    con: duckdb.DuckDBPyConnection, spec: SourceSpec, rel: str, plan: _Plan, shape_ok: str
+) -> list[tuple[int, int, str]]:
+    """Per field of ``plan.checks``: (unreadable cells, non-empty cells, value shapes).
+    Raises InputFileError when a column is unreadable beyond its ``max_error_share``."""
+    out: list[tuple[int, int, str]] = []
+    if not plan.checks:
+        return out
+    # non-empty cells of every such column in one scan; then per column, its few unreadable
+    # values (joined to the small table of bad keys only)
+    filled_all = _x(
+        con,
+        f"SELECT {', '.join(f'count({c[2]})' for c in plan.checks)} FROM {STAGE} s "
+        f"WHERE {shape_ok}",
+    ).fetchall()[0]
+    for (f, label, col, table), filled in zip(plan.checks, filled_all, strict=True):
+        rows = _x(
+            con,
+            f"SELECT p.shape, count(*) AS n FROM {STAGE} s JOIN (SELECT k, shape FROM {table} "
+            f"WHERE bad) p ON {col} = p.k WHERE {shape_ok} GROUP BY 1 ORDER BY n DESC, 1",
+        ).fetchall()
+        bad, filled = sum(int(n) for _, n in rows), int(filled)
+        shapes = ", ".join(f"{shape} ×{n}" for shape, n in rows[:4])
+        out.append((bad, filled, shapes))
+        if filled and bad >= MIN_FAILED_CELLS and bad > f.max_error_share * filled:
+            hint = _HINTS.get(f.normalizer, f"check the column holds {f.normalizer} values")
+            raise InputFileError(
+                f"{rel}: column '{label}' (field {f.name}, normalizer {f.normalizer}): "
+                f"{bad / filled:.0%} of its {filled} non-empty cells cannot be read ({bad} "
+                f"cells; value shapes: {shapes}), more than max_error_share "
+                f"{f.max_error_share:g}; the file is refused, its previous version (if any) "
+                f"stays in the warehouse. Fix: check that `column:` of field {f.name} in "
+                f"{spec.path.as_posix()} names the right column and that its normalizer "
+                f"suits it ({hint}); if the values really are bad, correct the export, or "
+                f"accept them as NULL with `max_error_share: 1` on the field."
+            )
+    return out
+
+
+def _unreadable_issues(
+    con: duckdb.DuckDBPyConnection,
+    plan: _Plan,
+    tallies: list[tuple[int, int, str]],
+    shape_ok: str,
+    any_bad_rows: bool,
+) -> list[FieldIssue]:
+    """Unreadable cells per field: quarantined with their row, or nulled in rows kept (a
+    row quarantined for another field's value does not count as nulled)."""
+    out: list[FieldIssue] = []
+    for (f, label, col, table), (bad, filled, shapes) in zip(plan.checks, tallies, strict=True):
+        if not bad:
+            continue
+        if f.error_policy == "quarantine":
+            out.append(FieldIssue(f.name, label, "quarantined", bad, bad / filled, shapes))
+            continue
+        nulled = bad
+        if any_bad_rows:
+            nulled = int(
+                _x(
+                    con,
+                    f"SELECT count(*) FROM {STAGE} s JOIN (SELECT k FROM {table} WHERE bad) p "
+                    f"ON {col} = p.k WHERE {shape_ok} AND NOT EXISTS (SELECT 1 FROM _cm_bad b "
+                    f"WHERE b._row = s._row)",
+                ).fetchall()[0][0]
+            )
+        if nulled:
+            out.append(FieldIssue(f.name, label, "nulled", nulled, nulled / filled, shapes))
+    return out
+
+
+def _id_issues(
+    con: duckdb.DuckDBPyConnection,
+    spec: SourceSpec,
+    rel: str,
+    header: list[str],
+    mapping: dict[str, int | None],
+) -> list[FieldIssue]:
+    """ID numbers loaded with a bad status, per field (identity resolution uses them as
+    evidence; they are counted so that nobody mistakes them for absent persons)."""
+    ids = [f for f in spec.fields if f.normalizer == "id" and mapping.get(f.name) is not None]
+    if not ids:
+        return []
+    t = _ident
+    aggs = ", ".join(
+        f"count({t(f.name + '_raw')})"
+        + "".join(
+            f", count(*) FILTER (WHERE {t(f.name + '_status')} = {sql_literal(p)})"
+            for p in ID_PROBLEMS
+        )
+        for f in ids
+    )
+    row = _x(con, f'SELECT {aggs} FROM "{spec.table}" WHERE _file = ?', [rel]).fetchall()[0]
+    out: list[FieldIssue] = []
+    step = 1 + len(ID_PROBLEMS)
+    for i, f in enumerate(ids):
+        filled = int(row[i * step])
+        found = {p: int(row[i * step + 1 + k]) for k, p in enumerate(ID_PROBLEMS)}
+        if not any(found.values()):
+            continue
+        label = header[mapping[f.name]]  # type: ignore[index]
+        shapes = _id_shapes(con, spec, rel, f)
+        for problem, n in found.items():
+            if n:
+                out.append(FieldIssue(f.name, label, problem, n, n / filled, shapes[problem]))
+        bad = sum(found.values())
+        if bad >= MIN_FAILED_CELLS and bad > f.max_error_share * filled:
+            every = ", ".join(shapes[p] for p in ID_PROBLEMS if found[p])
+            raise InputFileError(
+                f"{rel}: column '{label}' (field {f.name}, normalizer id): {bad / filled:.0%} "
+                f"of its {filled} non-empty cells are not valid ID numbers ({bad} cells; value "
+                f"shapes: {every}), more than max_error_share {f.max_error_share:g}; the file "
+                f"is refused, its previous version (if any) stays in the warehouse. Fix: check "
+                f"that `column:` of field {f.name} in {spec.path.as_posix()} names the ID "
+                f"number column (18 characters, or 15 digits); if the IDs really are damaged, "
+                f"correct the export, or load them as they are with `max_error_share: 1` on "
+                f"the field."
+            )
+    return out
+
+
+def _id_shapes(
+    con: duckdb.DuckDBPyConnection, spec: SourceSpec, rel: str, f: FieldSpec
+) -> dict[str, str]:
+    """Per bad ID status, the commonest shapes of the raw cells (from up to 5000 values)."""
+    raw, st = _ident(f.name + "_raw"), _ident(f.name + "_status")
+    rows = _x(
+        con,
+        f'SELECT {st}, {raw}, count(*) FROM "{spec.table}" WHERE _file = ? AND {st} IN '
+        f"({', '.join(sql_literal(p) for p in ID_PROBLEMS)}) GROUP BY 1, 2 LIMIT 5000",
+        [rel],
+    ).fetchall()
+    tally: dict[str, dict[str, int]] = {p: {} for p in ID_PROBLEMS}
+    for status, value, n in rows:
+        shape = normalize.value_shape(value)
+        tally[status][shape] = tally[status].get(shape, 0) + int(n)
+    return {
+        p: ", ".join(f"{k} ×{n}" for k, n in sorted(t.items(), key=lambda kv: (-kv[1], kv[0]))[:4])
+        for p, t in tally.items()
+    }
+
+
+def _record_issues(
+    con: duckdb.DuckDBPyConnection,
+    spec: SourceSpec,
+    rel: str,
+    file_hash: str,
+    run_id: str,
+    issues: list[FieldIssue],
+) -> None:
+    """This file version's issues replace the previous version's (same transaction)."""
+    _x(con, f"DELETE FROM {FIELD_ISSUE} WHERE source = ? AND file = ?", [spec.id, rel])
+    for i in issues:
+        _x(
+            con,
+            f"INSERT INTO {FIELD_ISSUE} (run_id, source, file, file_hash, field, header, "
+            f"problem, cells, share, example_shapes) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            [
+                run_id or None,
+                spec.id,
+                rel,
+                file_hash,
+                i.field,
+                i.header,
+                i.problem,
+                i.cells,
+                i.share,
+                i.shapes or None,
+            ],
+        )
+
+
+_ID_WORDS = {
+    "bad_checksum": "with a wrong check digit",
+    "bad_date": "with an impossible birth date",
+    "bad_format": "of a wrong length or with other characters",
+}
+
+
+def _warnings(rel: str, issues: list[FieldIssue]) -> list[str]:
+    """Summary lines, one per column (no value, no name: counts and value shapes only)."""
+    out: list[str] = []
+    ids: dict[tuple[str, str], list[FieldIssue]] = {}
+    for i in issues:
+        where = f"{rel}: column '{i.header}' (field {i.field})"
+        if i.problem == "nulled":
+            out.append(
+                f"{where}: {i.cells} unreadable cells set to NULL, rows kept (value shapes: "
+                f"{i.shapes}); see ingest_field_issue, or set `on_error: quarantine`"
+            )
+        elif i.problem in _ID_WORDS:
+            if (i.field, where) not in ids:
+                out.append(where)  # placeholder, filled below (keeps the field order)
+            ids.setdefault((i.field, where), []).append(i)
+    for (_, where), found in ids.items():
+        parts = [f"{i.cells} {_ID_WORDS[i.problem]}" for i in found]
+        parts[0] = parts[0].replace(" ", " ID numbers ", 1)  # 12 ID numbers with ..., 5 with ...
+        statuses = " / ".join(i.problem for i in found)
+        out[out.index(where)] = f"{where}: {', '.join(parts)} (stored with status {statuses})"
+    return out

@@ -33,6 +33,8 @@ Source file format (one per department export)::
       amount: {column: 发放金额, normalizer: amount, required: true}
       status: {column: 发放状态, normalizer: enum, map: {成功: success, 失败: failed}}
       bank: {column: 开户银行, optional: true}   # column may be missing from a file
+      pay_date: {column: 发放日期, normalizer: date, on_error: null}   # bad -> NULL, counted
+      term_end: {column: 任职结束, normalizer: date, month: end, null_values: [至今]}
     persons:
       - role: payee
         name: payee_name

@@ -49,12 +49,16 @@ _FIELD_KEYS = (
     "required",
     "optional",
     "description",
+    "on_error",
+    "max_error_share",
+    "null_values",
     "value",
     "default",
     "from",
     "pattern",
     "lookup",
 )
+ON_ERROR = ("null", "quarantine")
 _PERSON_KEYS = ("role", "name", "id", "context")
 _IDENT = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -74,6 +78,12 @@ class FieldSpec:
     ``columns`` are header aliases, first match wins (e.g. 身份证号 / 公民身份号码 / 证件号码).
     ``required``: an empty cell quarantines the row. ``optional``: the column may be absent
     from a file (the field is then NULL) instead of failing the file.
+    ``on_error``: what a cell the normalizer cannot read (or out of its bounds) does:
+    ``quarantine`` the row, or ``null`` (the cell becomes NULL, the row is kept, the cells are
+    counted in ``ingest_field_issue`` and warned about); None = quarantine when ``required``,
+    else null. ``max_error_share``: a column failing on more than this share of its non-empty
+    cells in a file fails the file (default 0.5), whatever ``on_error`` says.
+    ``month``: the ``date`` option for month-only values (start / end of the month).
     """
 
     name: str
@@ -83,6 +93,9 @@ class FieldSpec:
     required: bool = False
     optional: bool = False
     line: int = 0
+    month: str = "start"
+    on_error: str | None = None
+    max_error_share: float = 0.5
     # stream files: a value not (only) from a column. ``origin``: column | value | path |
     # sheet | title; ``value`` the constant; ``default`` for an absent column or empty cell;
     # ``pattern`` a regex over the path / sheet name / title text (group 1, else the match)
@@ -91,6 +104,13 @@ class FieldSpec:
     origin: str = "column"
     pattern: str | None = None
     lookup: Lookup | None = None  # assemble: the value is taken from another source
+
+    @property
+    def error_policy(self) -> str:
+        """``null`` or ``quarantine``: what an unreadable cell does (``on_error`` or default)."""
+        if self.on_error is not None:
+            return self.on_error
+        return "quarantine" if self.required else "null"
 
     def output_columns(self) -> list[tuple[str, str]]:
         """(column name, DuckDB type) this field produces, e.g. payee_id, payee_id_raw ..."""
@@ -295,6 +315,19 @@ def _parse_field(
     for flag in ("required", "optional"):
         if flag in value and not isinstance(value[flag], bool):
             problems.add(path, kline(flag), f"field {name!r}: '{flag}' must be true or false")
+    on_error, share = _error_policy(path, name, value, kline, problems)
+    if "null_values" in value:
+        nulls = _as_str_list(value["null_values"])
+        if nulls is None:
+            problems.add(
+                path,
+                kline("null_values"),
+                f"field {name!r}: null_values must be a list of cell texts meaning empty",
+                "e.g. `null_values: [至今, 无]`",
+            )
+        else:
+            params["null_values"] = nulls
+    _check_params(path, name, params, kline, problems)
     if columns is None or norm is None:
         return None
     _check_constant(path, name, norm, params, const, default, kline, problems)
@@ -306,6 +339,9 @@ def _parse_field(
         required=bool(value.get("required", False)),
         optional=bool(value.get("optional", False)) or default is not None,
         line=line,
+        month=str(params.get("month", "start")),
+        on_error=on_error,
+        max_error_share=share,
         value=const,
         default=default,
         origin=origin,
@@ -703,6 +739,80 @@ def _parse_unpivot(path: Path, raw: Any, problems: Problems) -> list[dict[str, G
             group[str(fname)] = GroupCell(columns=tuple(cols), line=cline)
         groups.append(group)
     return groups
+
+
+def _error_policy(
+    path: Path, name: str, value: Mapping[str, Any], kline: Any, problems: Problems
+) -> tuple[str | None, float]:
+    """``on_error`` (None when not given) and ``max_error_share`` of a field, checked.
+    YAML reads a bare ``on_error: null`` as None: the key being there means the policy null."""
+    on_error: str | None = None
+    if "on_error" in value:
+        raw = value["on_error"]
+        on_error = "null" if raw is None else str(raw)
+        if on_error not in ON_ERROR:
+            problems.add(
+                path,
+                kline("on_error"),
+                f"field {name!r}: on_error must be null or quarantine, not {raw!r}",
+                "write `on_error: null` (cell -> NULL, counted) or `on_error: quarantine`",
+            )
+            on_error = None
+        elif on_error == "null" and value.get("required") is True:
+            problems.add(
+                path,
+                kline("on_error"),
+                f"field {name!r}: on_error: null contradicts required: true (an unreadable "
+                "cell would leave the required field empty)",
+                "drop `on_error:` (a required field quarantines the row) or `required: true`",
+            )
+    share = 0.5
+    if "max_error_share" in value:
+        raw = value["max_error_share"]
+        if isinstance(raw, bool) or not isinstance(raw, int | float) or not 0 <= raw <= 1:
+            problems.add(
+                path,
+                kline("max_error_share"),
+                f"field {name!r}: max_error_share must be a number from 0 to 1, not {raw!r}",
+                "e.g. `max_error_share: 0.5` (1 never fails the file)",
+            )
+        else:
+            share = float(raw)
+    return on_error, share
+
+
+def _check_params(
+    path: Path, name: str, params: Mapping[str, Any], kline: Any, problems: Problems
+) -> None:
+    """The options of the date (month) and amount (min / max) normalizers."""
+    if "month" in params and params["month"] not in normalize.MONTHS:
+        problems.add(
+            path,
+            kline("month"),
+            f"field {name!r}: month must be start or end, not {params['month']!r}",
+            "`month: start` (first day of a month-only value) or `month: end` (its last day)",
+        )
+    bounds: dict[str, float] = {}
+    for key in ("min", "max"):
+        if key not in params:
+            continue
+        raw = params[key]
+        try:  # YAML reads `1e11` (no dot) as text
+            num = float(raw) if isinstance(raw, int | float | str) and raw is not True else None
+        except ValueError:
+            num = None
+        if raw is False or num is None or not abs(num) <= 1e15:
+            problems.add(
+                path,
+                kline(key),
+                f"field {name!r}: {key} must be a number of yuan (at most 1e15 in size), "
+                f"not {raw!r}",
+                f"e.g. `{key}: {0 if key == 'min' else 1e11:g}`",
+            )
+        else:
+            bounds[key] = num
+    if "min" in bounds and "max" in bounds and bounds["min"] > bounds["max"]:
+        problems.add(path, kline("min"), f"field {name!r}: min is greater than max")
 
 
 def _parse_persons(
