@@ -244,11 +244,11 @@ def test_over_standard_amount(s: Sample, paid: list[dict], households: dict[str,
     size = {c["applicant"]: c["size"] for c in households.values()}
     hits = set()
     for p in paid:
-        std = standard(p["item"], p["village"], int(p["period"][5:]))
-        if not std:
-            continue
         n = size.get(p["pid"], 1) if p["item"] in ASSIST else 1
-        if p["amount"] > std * n * 1.05:
+        due = standard(p["item"], p["village"], int(p["period"][5:]), n)  # band or x persons
+        if not due:
+            continue
+        if p["amount"] > due * 1.05:
             hits.add((p["pid"], p["period"]))
     check(s, "over_standard_amount", hits)
 

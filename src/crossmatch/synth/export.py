@@ -100,7 +100,7 @@ HEADERS: dict[str, list[str]] = {
     "land_contract": ["合同编号", "承包方代表姓名", "承包方代表身份证号", "村", "行政区划代码", "承包地块数", "承包面积(亩)"],
     "farmland_subsidy": ["姓名", "身份证号", "村", "行政区划代码", "补贴面积(亩)", "补贴标准(元/亩)", "补贴金额", "年度"],
     "bank_account": ["账号", "户名", "证件号码", "开户行", "开户日期", "销户日期"],
-    "subsidy_standard": ["补贴项目", "适用区划代码", "计发方式", "标准金额", "生效日期", "失效日期"],
+    "subsidy_standard": ["补贴项目", "适用区划代码", "计发方式", "保障人数", "标准金额", "生效日期", "失效日期"],
     "procurement": ["合同编号", "采购单位", "采购单位代码", "供应商名称", "供应商统一社会信用代码", "合同金额", "签订日期"],
     "school_staff": ["姓名", "身份证号", "学校名称", "学校代码", "职务"],
 }  # fmt: skip
@@ -392,7 +392,7 @@ class Exporter:
         item = "特困供养金" if c.kind == "特困供养" else "城乡低保金"
         from crossmatch.synth.county import standard
 
-        amount = round(standard(item, c.village.code, 12) * size * c.factor, 0)
+        amount = round(standard(item, c.village.code, 12, size) * c.factor, 0)
         if c.pay_override:
             amount = c.pay_override[max(c.pay_override)]
         an, ai, ra = self._p(
@@ -446,9 +446,10 @@ class Exporter:
                            else pay.payee.pid, f"{YEAR}-{pay.month:02d}", "导出文件完全重复行")  # fmt: skip
 
     def write_standards(self) -> None:
-        for item, pref, basis, amt, f, t in STANDARDS:
+        for item, pref, basis, amt, f, t, band in STANDARDS:
+            cell = "" if band is None else f"{band}人"  # the top band (TOP_BAND) is open: 6 = 6+
             self.sinks["subsidy_standard"].write(
-                [item, pref, basis, f"{amt:.2f}", fmt_date(f, "iso"), fmt_date(t, "iso")],
+                [item, pref, basis, cell, f"{amt:.2f}", fmt_date(f, "iso"), fmt_date(t, "iso")],
                 [],
                 mess=False,
             )

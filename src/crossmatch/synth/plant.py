@@ -28,10 +28,12 @@ from crossmatch.synth.county import (
     FARMLAND_MONTH,
     FARMLAND_RATE,
     JAN1,
+    TOP_BAND,
     Builder,
     Case,
     Pay,
     TownData,
+    banded,
     standard,
 )
 from crossmatch.synth.model import YEAR, Household, Person, Village
@@ -861,12 +863,18 @@ class Planter:
             if c is None:
                 break
             self._use_case(c)
-            size = len(c.members)
+            size, code = len(c.members), c.village.code
             months = [int(x) for x in sorted(rng.choice(12, size=2 + k % 4, replace=False) + 1)]
             for x in self._pays(c.applicant):
                 if x.item in ASSIST_ITEMS and x.month in months:
-                    x.amount = round(standard(x.item, c.village.code, x.month) * size * 1.3, 0)
-            self._case_rows("over_standard_amount", "case", c, "超出标准×保障人数",
+                    if banded(x.item, code) and size < TOP_BAND:
+                        # the next band's amount (one person more than covered): only the
+                        # case's own band catches it, not the most generous band
+                        x.amount = standard(x.item, code, x.month, size + 1)
+                    else:
+                        x.amount = round(standard(x.item, code, x.month, size) * 1.3, 0)
+            note = "超出所在人数档标准" if banded("城乡低保金", code) else "超出标准×保障人数"
+            self._case_rows("over_standard_amount", "case", c, note,
                             lambda m, ms=tuple(months): m in ms)  # fmt: skip
         # trap: full new standard from July (above the old standard, within the new one)
         pool = [c for c in self._free_cases("低保")]
@@ -878,9 +886,36 @@ class Planter:
             size = len(c.members)
             for x in self._pays(c.applicant):
                 if x.item in ASSIST_ITEMS:
-                    x.amount = round(standard(x.item, c.village.code, x.month) * size, 0)
+                    x.amount = round(standard(x.item, c.village.code, x.month, size), 0)
             self._case_rows("over_standard_amount", "trap", c, "7月起按新标准发放",
                             lambda m: m >= 7)  # fmt: skip
+        # trap: 4% above the standard in some months (within the 5% tolerance)
+        for _ in range(max(1, q // 2)):
+            c = self._take(pool)
+            if c is None:
+                break
+            self._use_case(c)
+            size = len(c.members)
+            months = [int(x) for x in sorted(rng.choice(12, size=3, replace=False) + 1)]
+            for x in self._pays(c.applicant):
+                if x.item in ASSIST_ITEMS and x.month in months:
+                    x.amount = round(standard(x.item, c.village.code, x.month, size) * 1.04, 0)
+            self._case_rows("over_standard_amount", "trap", c, "超标准4%(容差5%内)",
+                            lambda m, ms=tuple(months): m in ms)  # fmt: skip
+        # trap: a small household in a banded township paid its full band, which is above the
+        # county's per-person standard x size (a rule ignoring bands would flag it)
+        small = [c for c in pool if banded("城乡低保金", c.village.code) and len(c.members) <= 2]
+        for _ in range(q):
+            c = self._take(small)
+            if c is None:
+                break
+            pool.remove(c)
+            self._use_case(c)
+            size = len(c.members)
+            for x in self._pays(c.applicant):
+                if x.item in ASSIST_ITEMS:
+                    x.amount = standard(x.item, c.village.code, x.month, size)
+            self._case_rows("over_standard_amount", "trap", c, f"按{size}人档足额发放")
         # elderly allowance paid double for some months
         cands = self._payee_streams("高龄津贴")
         for _ in range(max(1, q // 3)):
