@@ -162,6 +162,7 @@ class TownData:
     cadres: list[tuple] = field(default_factory=list)
     filings: list[tuple] = field(default_factory=list)
     properties: list[tuple] = field(default_factory=list)
+    co_owners: dict[str, Person] = field(default_factory=dict)  # unit number -> 共有人
     vehicles: list[tuple] = field(default_factory=list)
     enterprises: list[Enterprise] = field(default_factory=list)
     land: list[tuple] = field(default_factory=list)
@@ -579,7 +580,8 @@ class Builder:
         reg: dt.date | None,
         cancel: dt.date | None,
         critical: bool = False,
-    ) -> None:
+        co_owner: Person | None = None,
+    ) -> str:
         reg = reg or D(2003, 1, 1) + dt.timedelta(days=int(rng.integers(0, 21 * 365)))
         if cancel is not None and cancel <= reg:
             reg = cancel - dt.timedelta(days=int(rng.integers(400, 3000)))
@@ -589,6 +591,9 @@ class Builder:
         loc = f"{owner.village.town.name}{street}{int(rng.integers(1, 300))}号"
         area = round(float(rng.uniform(60, 160) if usage == "住宅" else rng.uniform(20, 300)), 2)
         data.properties.append((owner, unit, loc, usage, area, reg, cancel, critical))
+        if co_owner is not None:
+            data.co_owners[unit] = co_owner
+        return unit
 
     def add_vehicle(
         self,

@@ -93,7 +93,7 @@ HEADERS: dict[str, list[str]] = {
     "payroll": ["姓名", "身份证号码", "工作单位", "单位统一社会信用代码", "岗位", "岗位类别", "入职日期", "离职日期"],
     "cadre": ["姓名", "身份证号", "乡镇", "村(社区)", "行政区划代码", "职务", "任职开始", "任职结束"],
     "relative_filing": ["干部姓名", "干部身份证号", "亲属姓名", "亲属身份证号", "与干部关系", "享受项目", "备案日期"],
-    "property": ["权利人", "证件号码", "不动产单元号", "坐落", "规划用途", "建筑面积", "登记日期", "注销日期"],
+    "property": ["权利人", "证件号码", "不动产单元号", "坐落", "规划用途", "建筑面积", "登记日期", "注销日期", "共有人", "共有人证件号码"],
     "vehicle": ["机动车所有人", "身份证明号码", "号牌号码", "车辆类型", "使用性质", "初次登记日期", "机动车状态", "状态变更日期"],
     "enterprise": ["统一社会信用代码", "企业名称", "法定代表人", "法定代表人证件号码", "注册资本(万元)", "登记状态", "成立日期", "注销日期"],
     "shareholder": ["统一社会信用代码", "股东名称", "股东证件号码", "认缴出资额(万元)", "出资比例"],
@@ -285,6 +285,10 @@ class Exporter:
             )
         for owner, unit, loc, usage, area, reg, cancel, crit in data.properties:
             n, i, ref = self._p("property", "owner", owner, "权利人", "证件号码", crit)
+            refs, co, cn, ci = [ref], data.co_owners.get(unit), "", ""
+            if co is not None:  # 共有人: optional columns, empty for sole ownership
+                cn, ci, r2 = self._p("property", "co_owner", co, "共有人", "共有人证件号码", crit)
+                refs.append(r2)
             row = [
                 n,
                 i,
@@ -294,8 +298,10 @@ class Exporter:
                 f"{area:.2f}",
                 fmt_date(reg, self._alt("iso")),
                 fmt_date(cancel, "iso"),
+                cn,
+                ci,
             ]
-            s["property"].write(row, [ref], mess=not crit)
+            s["property"].write(row, refs, mess=not crit)
         for owner, plate, vt, use, reg, status, sdate, crit in data.vehicles:
             n, i, ref = self._p("vehicle", "owner", owner, "机动车所有人", "身份证明号码", crit)
             row = [
