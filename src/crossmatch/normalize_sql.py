@@ -167,10 +167,14 @@ def _period(v: str, params: Mapping[str, Any]) -> SqlFast:
 
 @_register("amount")
 def _amount(v: str, params: Mapping[str, Any]) -> SqlFast:
-    # a plain number with at most two decimals: exact in DECIMAL(18,2) at either unit
+    # a plain number with at most two decimals, digits optionally grouped by commas (1,250.00):
+    # exact in DECIMAL(18,2) at either unit
     factor = {"yuan": 1, "wan": 10000}[str(params.get("unit", "yuan"))]
-    ok = f"regexp_full_match({v}, '[0-9]{{1,12}}(\\.[0-9]{{1,2}})?')"
-    value = f"CAST({v} AS DECIMAL(18,2))"
+    ok = (
+        f"regexp_full_match({v}, '([0-9]{{1,12}}|[0-9]{{1,3}}(,[0-9]{{3}}){{1,3}})"
+        f"(\\.[0-9]{{1,2}})?')"
+    )
+    value = f"CAST(replace({v}, ',', '') AS DECIMAL(18,2))"
     return SqlFast(ok, {"": value if factor == 1 else f"CAST({value} * {factor} AS DECIMAL(18,2))"})
 
 

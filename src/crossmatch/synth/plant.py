@@ -124,8 +124,8 @@ class Planter:
         self._over_standard(q)
         self._payroll(q)
         self._vehicle(q)
+        self._business(q)  # before property: its pool (adult members) is the scarcer one
         self._property(q)
-        self._business(q)
         self._underage(q)
         self._farmland(q)
         self._deceased(q)
@@ -530,9 +530,11 @@ class Planter:
         props = {id(x[0]) for x in d.properties} | {id(p) for p in d.co_owners.values()}
         pool = [c for c in pool if not any(id(p) in props for p, _ in c.members)]
         two = [c for c in pool if any(p is not c.applicant for p, _ in c.members)]
-        for k in range(5 * q):
-            kind = ("case", "one_home", "sold", "co_owner", "co_owned")[k % 5]
-            c = self._take(two if kind in ("co_owner", "co_owned", "sold") else pool)
+        for k in range(4 * q):
+            kind = ("case", "one_home", "sold", "co_owner")[k % 4]
+            variant = (k // 4) % 3
+            need_two = kind in ("sold", "co_owner") or (kind == "one_home" and variant == 2)
+            c = self._take(two if need_two else pool)
             if c is None:
                 continue
             for lst in (pool, two):
@@ -542,25 +544,32 @@ class Planter:
             others = [p for p, _ in c.members if p is not c.applicant]
             m = self._member(c, adult=False)
             if kind == "case":
-                if k % 2 == 0:
+                if variant == 0:
                     b.add_property(d, c.applicant, "住宅", rng, D(2010, 6, 1), None, True)
                     b.add_property(d, m, "住宅", rng, D(2019, 8, 1), None, True)
                     note = "两套住宅"
                 else:
-                    usage = ("商业", "办公")[(k // 5) % 2]
+                    usage = ("商业", "办公")[variant - 1]
                     b.add_property(d, m, usage, rng, D(2018, 4, 1), None, True)
                     note = f"{usage}用房"
                 self._case_rows("property_on_dibao", "case", c, note)
             elif kind == "one_home":
-                b.add_property(d, c.applicant, "住宅", rng, D(2006, 3, 1), None, True)
-                note = "仅一套住宅"
-                if k % 2 == 1:
+                if variant == 2:  # one home co-owned by two members
+                    co = others[int(rng.integers(0, len(others)))]
+                    b.add_property(
+                        d, c.applicant, "住宅", rng, D(2009, 4, 1), None, True, co_owner=co
+                    )
+                    note = "一套住宅由两名成员共有"
+                else:
+                    b.add_property(d, c.applicant, "住宅", rng, D(2006, 3, 1), None, True)
+                    note = "仅一套住宅"
+                if variant == 1:
                     b.add_property(d, m, "车位", rng, D(2016, 9, 1), None, True)
-                    note = "一套住宅加一个车位(车位不计)"
+                    note = "仅一套住宅加一个车位(车位不计)"
                 self._case_rows("property_on_dibao", "trap", c, note)
             elif kind == "sold":
                 sm = others[int(rng.integers(0, len(others)))]
-                if k % 2 == 0:
+                if k % 8 == 2:
                     b.add_property(d, c.applicant, "住宅", rng, D(2006, 3, 1), None, True)
                     sold = D(2023, 1, 1) + dt.timedelta(days=int(rng.integers(0, 700)))
                     b.add_property(d, sm, "住宅", rng, D(2015, 3, 1), sold, True)
@@ -571,7 +580,7 @@ class Planter:
                     b.add_property(d, sm, "住宅", rng, D(YEAR, mo, 20), None, True)
                     note = f"{mo}月5日售出旧房、20日购入新房(同日从未持有两套)"
                 self._case_rows("property_on_dibao", "trap", c, note)
-            elif kind == "co_owner":  # a member co-owns an outsider's home, the applicant owns one
+            else:  # a member co-owns an outsider's home, the applicant owns one
                 outs = self._free_people(lambda p: 25 <= p.age_on(JAN1) <= 70)
                 out = self._take(outs)
                 if out is None:
@@ -581,10 +590,6 @@ class Planter:
                 b.add_property(d, c.applicant, "住宅", rng, D(2007, 7, 1), None, True)
                 b.add_property(d, out, "住宅", rng, D(2020, 10, 1), None, True, co_owner=co)
                 self._case_rows("property_on_dibao", "case", c, f"成员{co.name}为另一套住宅共有人")
-            else:  # one home co-owned by two members
-                co = others[int(rng.integers(0, len(others)))]
-                b.add_property(d, c.applicant, "住宅", rng, D(2009, 4, 1), None, True, co_owner=co)
-                self._case_rows("property_on_dibao", "trap", c, "一套住宅由两名成员共有")
 
     def _business(self, q: int) -> None:
         d, b, rng = self.d, self.b, self.rng
