@@ -157,3 +157,34 @@ def test_generator_standards_are_banded_and_not_proportional():
     assert bands[0] > per_person[0] and bands[2] < per_person[2]  # not proportional
     assert standard("城乡低保金", t2, 7, 2) > standard("城乡低保金", t2, 6, 2)  # July raise
     assert any(s[6] is not None for s in STANDARDS)
+
+
+def test_payment_export_without_status_column_loads_and_counts_as_paid(tmp_path: Path):
+    """The mapping in sources/payment.yaml: a quarter exported without 发放状态 loads (status
+    NULL), and base.sql counts those rows as made payments (never "no payment")."""
+    from crossmatch.ingest import ingest
+
+    repo = RULES_DIR.parent
+    src = tmp_path / "sources"
+    src.mkdir()
+    shutil.copy(repo / "sources" / "payment.yaml", src / "payment.yaml")
+    raw = tmp_path / "raw" / "finance"
+    raw.mkdir(parents=True)
+    (raw / "一卡通发放明细_2025Q3.csv").write_text(
+        "补贴项目,收款人姓名,收款人身份证号,社保卡/银行账号,发放金额,所属期\n"
+        f"农村低保金,张三,{ID},6217001,600.00,2025-07\n",
+        encoding="utf-8",
+    )
+    (raw / "一卡通发放明细_2025Q4.csv").write_text(
+        "补贴项目,收款人姓名,收款人身份证号,社保卡/银行账号,发放金额,所属期,发放状态\n"
+        f"农村低保金,张三,{ID},6217001,600.00,2025-10,失败\n",
+        encoding="utf-8",
+    )
+    wh = tmp_path / "w.duckdb"
+    summary = ingest(tmp_path / "raw", src, wh)
+    assert all(r.rows_loaded == 1 for r in summary.results), summary.results
+    con = duckdb.connect(str(wh))
+    con.execute("CREATE TEMP VIEW r_payment AS SELECT *, payee_id AS payee_pid FROM src_payment")
+    prepare(con, RULES_DIR)
+    got = con.execute("SELECT period, status, item_class FROM paid").fetchall()
+    assert got == [("2025-07", None, "dibao_rural")]  # the failed October transfer is not paid
