@@ -360,5 +360,14 @@ def evaluate(truth: Path, warehouse: Path, details: bool) -> None:
                     click.echo(f"  {s.rule_id}: {label}: {subj} {period}")
 
 
+def _review_commands() -> None:
+    from crossmatch.review.commands import COMMANDS
+
+    for cmd in COMMANDS:
+        main.add_command(cmd)
+
+
+_review_commands()
+
 if __name__ == "__main__":  # pragma: no cover
     main()
