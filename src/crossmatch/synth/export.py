@@ -104,6 +104,7 @@ HEADERS: dict[str, list[str]] = {
     "procurement": ["合同编号", "采购单位", "采购单位代码", "供应商名称", "供应商统一社会信用代码", "合同金额", "签订日期"],
     "school_staff": ["姓名", "身份证号", "学校名称", "学校代码", "职务"],
 }  # fmt: skip
+STANDARD_LABELS = {"特困供养金": "特困人员供养金"}  # the standards file's own item names
 SOURCE_FILES = {k: v[0] for k, v in LAYOUT.items()} | {
     f"payment_Q{q}": f[0] for q, f in PAYMENT_FILES.items()
 }
@@ -452,7 +453,12 @@ class Exporter:
                            else pay.payee.pid, f"{YEAR}-{pay.month:02d}", "导出文件完全重复行")  # fmt: skip
 
     def write_standards(self) -> None:
+        """The finance bureau's standards table. Its item names are its own vocabulary, not the
+        payment export's: the rules match them by item class (rules/reference/item_class.csv):
+        特困人员供养金 is the payments' 特困供养金; township 002's banded table is for 农村低保
+        (rural cases, paid as 城乡低保金)."""
         for item, pref, basis, amt, f, t, band in STANDARDS:
+            item = "农村低保金" if band is not None else STANDARD_LABELS.get(item, item)
             cell = "" if band is None else f"{band}人"  # the top band (TOP_BAND) is open: 6 = 6+
             self.sinks["subsidy_standard"].write(
                 [item, pref, basis, cell, f"{amt:.2f}", fmt_date(f, "iso"), fmt_date(t, "iso")],
