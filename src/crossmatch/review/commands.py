@@ -40,9 +40,10 @@ _RULES = click.option(
     type=click.Choice(["new", "ongoing", "reopened", "closed", "suppressed", "unchecked"]),
     help="Only clues in this state (repeatable; default: all but closed and suppressed).",
 )
-@click.option("--severity", type=click.Choice(["high", "medium", "low"]), default=None)
+@click.option("--severity", type=click.Choice(["high", "medium", "low"]), default=None,
+              help="Only clues of rules with this severity.")  # fmt: skip
 @click.option("--min-amount", type=float, default=None, help="Only clues at stake >= this.")
-@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--limit", type=int, default=50, show_default=True, help="Show at most this many.")
 @click.option("--sync/--no-sync", default=True, show_default=True,
               help="First record the latest detect run in the review store.")  # fmt: skip
 @click.option("--unmask", is_flag=True, help="Show full ID and account numbers (audited).")
