@@ -74,9 +74,30 @@ def _pcols(role: str, name: str | None, idn: str | None, id_raw: str | None) -> 
     }
 
 
-def build(con: duckdb.DuckDBPyConnection, n: int = 600, seed: int = 3) -> County:
-    """Write src_hukou, src_payment, src_assistance, src_payroll, src_shareholder into ``con``."""
+def bad_check(rng: random.Random, idn: str) -> str:
+    """The ID with a wrong check digit (the first 17 characters intact)."""
+    good = idnumber.check_char(idn[:17])
+    return idn[:17] + rng.choice([c for c in "0123456789X" if c != good])
+
+
+def build(
+    con: duckdb.DuckDBPyConnection, n: int = 600, seed: int = 3, bad_checks: float = 0.0
+) -> County:
+    """Write src_hukou, src_payment, src_assistance, src_payroll, src_shareholder into ``con``.
+
+    ``bad_checks``: share of the registry's and the payments' intact ID cells written with a
+    wrong check digit (status bad_checksum; drawn from a generator of its own, so the rest of
+    the county is the same as without)."""
     rng = random.Random(seed)
+    brng = random.Random(seed + 1000)
+
+    def checked(idn: str, file: str, row: int, role: str) -> tuple[str | None, str]:
+        """(canonical ID or None, raw cell) after the bad-check-digit damage."""
+        if bad_checks and brng.random() < bad_checks:
+            noise.append((file, row, role, "x", "id_checksum"))
+            return None, bad_check(brng, idn)
+        return idn, idn
+
     people = []
     for i in range(n):
         name = rng.choice(SURNAMES) + rng.choice(GIVEN)
@@ -99,7 +120,7 @@ def build(con: duckdb.DuckDBPyConnection, n: int = 600, seed: int = 3) -> County
     rows = []
     for i, p in P.iterrows():
         r = lineage("hukou", "hukou/hk.csv", i + 2)
-        r |= _pcols("person", p["name"], p["pid"], p["pid"])
+        r |= _pcols("person", p["name"], *checked(p["pid"], "hukou/hk.csv", i + 2, "person"))
         r |= {"household_no": p["household_no"], "village_code": p["village"]}
         r |= {"cancel_reason": None, "cancel_date": None}
         rows.append(r)
@@ -129,6 +150,8 @@ def build(con: duckdb.DuckDBPyConnection, n: int = 600, seed: int = 3) -> County
                 name, k = damage_name(rng, name)
                 if k:
                     kinds.append(k)
+            if idn is not None:
+                idn, id_raw = checked(idn, "finance/pay.csv", row, "payee")
             r = lineage("payment", "finance/pay.csv", row)
             r |= _pcols("payee", name, idn, id_raw)
             r |= {"village_code": p["village"], "account": p["account"]}

@@ -52,6 +52,9 @@ class Comparison:
     name: str = ""
     tf: bool = False  # term-frequency adjust the top level on this column's value
     labels: ClassVar[tuple[str, ...]] = ("different", "exact")
+    # True: a level's weight is capped at every higher level's (see Linker.score); only where
+    # every level occurs among true matches (not the ID: probes never carry the exact ID)
+    monotone: ClassVar[bool] = False
 
     @property
     def key(self) -> str:
@@ -172,6 +175,7 @@ class ChineseName(Comparison):
     """
 
     jw: float = 0.88
+    monotone: ClassVar[bool] = True
     labels: ClassVar[tuple[str, ...]] = (
         "different",
         "one char differs / pinyin similar",

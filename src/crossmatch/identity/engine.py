@@ -54,6 +54,14 @@ class LinkageConfig:
     # judged against all the persons it could be, see :meth:`Linker._pin_to_persons`
     # (replaces ambiguity_margin)
     candidate_posterior: bool = False
+    # per node: the day (days since 1970-01-01) the person died, and the first day a probe's
+    # records speak of (e.g. its earliest payment month); with both, a candidate who had died
+    # before a probe's records is passed over when a living candidate fits on its own
+    # (see :meth:`Linker._pin_to_persons`)
+    death_column: str | None = None
+    event_column: str | None = None
+    # log2 units a candidate dead before the probe's records loses when a living one fits
+    dead_penalty: float = 8.0
     max_block_size: int = 1000
     u_sample_pairs: int = 300_000
     seed: int = 1
@@ -137,6 +145,8 @@ class Linker:
                 vc = self.df[c.column].value_counts(normalize=True, dropna=True)
                 self._tf[c.key] = vc
         self.timings: dict[str, float] = {}
+        # candidate edges weighed down as dead before the probe's records (last clustering)
+        self.passed_over_dead = 0
 
     # --- candidate pairs ----------------------------------------------------------------------
     def candidate_pairs(self) -> tuple[np.ndarray, np.ndarray]:
@@ -286,6 +296,15 @@ class Linker:
 
     def score(self, left: np.ndarray, right: np.ndarray, g: np.ndarray) -> Prediction:
         w = self.model.bayes_log2(g)
+        for j, comp in enumerate(self.config.comparisons):
+            if not comp.monotone:
+                continue
+            # a closer agreement is never weaker evidence: m of a rare level is floored while
+            # its u can be tiny, and a look-alike name would otherwise outweigh an exact one
+            bf = np.log2(self.model.m[j] / self.model.u[j])
+            capped = np.minimum.accumulate(bf[::-1])[::-1]
+            ok = g[:, j] >= 0
+            w[ok, j] = capped[g[ok, j]]
         names = list(self.model.names)
         extra = []
         for j, comp in enumerate(self.config.comparisons):
@@ -299,6 +318,16 @@ class Linker:
             adj[top] = np.log2(u_top / np.maximum(freq[top], 1e-9))
             # the TF term refines the average exact-level weight, it must not flip its sign
             adj[top] = np.maximum(adj[top], -w[top, j] + 1.0)
+            # a lower level is no stronger than an exact agreement on the more common of the
+            # two values would be (a look-alike of 王伟 weighs no more than 王伟 = 王伟)
+            low = (g[:, j] >= 0) & ~top
+            if low.any():
+                rvals = self.df[comp.column].to_numpy(dtype=object)[right]
+                rfreq = pd.Series(rvals).map(self._tf[comp.key]).fillna(0).to_numpy(dtype=float)
+                fmax = np.maximum(freq, rfreq)[low]
+                w_top = float(np.log2(self.model.m[j][-1] / self.model.u[j][-1]))
+                cap = w_top + np.minimum(np.log2(u_top / np.maximum(fmax, 1e-9)), 0.0)
+                w[low, j] = np.minimum(w[low, j], np.maximum(cap, 1.0))
             extra.append(adj)
             names.append(f"tf_{comp.key}")
         if extra:
@@ -364,18 +393,20 @@ class Linker:
         idx = np.flatnonzero(anchored[pred.left] != anchored[pred.right])
         if len(idx) == 0:
             return sel
+        akey, members = self._candidate_persons(pred, sel, anchor, anchored)
         l_anch = anchored[pred.left[idx]]
         probe = np.where(l_anch, pred.right[idx], pred.left[idx])
         other = np.where(l_anch, pred.left[idx], pred.right[idx])
-        e = pd.DataFrame(
-            {"e": idx, "probe": probe, "a": anchor[other], "w": pred.match_weight[idx]}
-        )
+        e = pd.DataFrame({"e": idx, "probe": probe, "a": akey[other], "w": pred.match_weight[idx]})
+        sel = sel.copy()
+        dead = self._dead_before(probe, other, e["w"].to_numpy())
+        if dead.any():
+            e.loc[dead, "w"] -= self.config.dead_penalty
         best = e.groupby(["probe", "a"], sort=False)["w"].max().reset_index()
         best["o"] = np.exp2(np.clip(best["w"].to_numpy(), -60, 60))
         tot = best.groupby("probe")["o"].transform("sum")
         best["p"] = best["o"] / (self._none_weight() + tot)
         e = e.merge(best[["probe", "a", "p"]], on=["probe", "a"], how="left")
-        sel = sel.copy()
         thr = self.config.threshold
         pred.probability[e["e"].to_numpy()] = e["p"].to_numpy()
         sel[e["e"].to_numpy()] = e["p"].to_numpy() >= thr
@@ -384,8 +415,9 @@ class Linker:
         linked = top[top["p"] >= thr]
         cols = list(self.config.exclusive)
         for key, pr in zip(linked["a"], linked["probe"], strict=True):
-            c, v = key.split("=", 1)
-            excl[cols.index(c)][pr] = v
+            for k in members.get(key, (key,)):
+                c, v = k.split("=", 1)
+                excl[cols.index(c)][pr] = v
         mass = best.groupby("probe")["p"].sum()
         unsure = mass.index[(mass >= 0.5).to_numpy()].difference(linked["probe"])
         if len(unsure):
@@ -394,6 +426,75 @@ class Linker:
             for pr, m in marker.items():
                 excl[0][pr] = "ambiguous:" + m
         return sel
+
+    def _dead_before(self, probe: np.ndarray, other: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """Per probe-candidate edge: this candidate had died before the probe's records while
+        a living candidate of the same probe fits on its own (pair weight at the link
+        threshold or above). Such a candidate's weight loses ``dead_penalty`` log2 units.
+
+        Why: an ID-less payment to 王伟 in the month after one 王伟 died, when another 王伟
+        fits as well, is most likely the living one's; linked to the dead namesake it would
+        make two false clues (a payment after death, and a living payee left out). Why a
+        penalty, not a veto: a payment that goes on after death into the dead person's own
+        account (name, village and account agree) is what the deceased-recipient rule looks
+        for, and a look-alike living neighbour must not take it. Without a living candidate
+        that fits, the dead one is weighed as it is."""
+        cfg = self.config
+        n = len(probe)
+        if not (cfg.death_column and cfg.event_column) or n == 0:
+            return np.zeros(n, dtype=bool)
+        if cfg.death_column not in self.df or cfg.event_column not in self.df:
+            return np.zeros(n, dtype=bool)
+        death = self.df[cfg.death_column].to_numpy(dtype=float, na_value=np.nan)
+        event = self.df[cfg.event_column].to_numpy(dtype=float, na_value=np.nan)
+        with np.errstate(invalid="ignore"):
+            dead = death[other] < event[probe]
+        if not dead.any():
+            return dead
+        thr = min(max(self.config.threshold, 1e-9), 1 - 1e-9)
+        fits = ~dead & (w >= np.log2(thr / (1 - thr)))
+        live = pd.Series(fits).groupby(probe).transform("any").to_numpy(dtype=bool)
+        out = dead & live
+        self.passed_over_dead = int(out.sum())
+        return out
+
+    def _candidate_persons(
+        self, pred: Prediction, sel: np.ndarray, anchor: np.ndarray, anchored: np.ndarray
+    ) -> tuple[np.ndarray, dict[str, tuple[str, ...]]]:
+        """Per node, the key of the candidate person it stands for, and the anchors of each
+        key that joins two nodes.
+
+        Why: one person may be two anchored nodes linked to each other, e.g. a registry row
+        whose ID has a bad check digit (anchored by its row) and its valid ID written in
+        other sources (an outside ID). Counted as two candidates, they would split a probe's
+        probability between them and the probe would link to neither. Two anchored nodes
+        with anchors of *different* exclusive columns joined by a selected edge are one
+        candidate (each node with its best such partner only, so a candidate never holds two
+        values of one column); a probe linked to it is pinned to both anchors."""
+        akey = anchor.copy()
+        members: dict[str, tuple[str, ...]] = {}
+        aa = np.flatnonzero(sel & anchored[pred.left] & anchored[pred.right])
+        if len(aa) == 0:
+            return akey, members
+        cols = list(self.config.exclusive)
+        rank = {c: i for i, c in enumerate(cols)}
+
+        def col_rank(nodes: np.ndarray) -> np.ndarray:
+            return np.array([rank[str(a).split("=", 1)[0]] for a in anchor[nodes]], dtype=int)
+
+        lo, hi = pred.left[aa], pred.right[aa]
+        rl, rh = col_rank(lo), col_rank(hi)
+        keep = rl != rh
+        first = np.where(rl < rh, lo, hi)[keep]  # the node anchored on the earlier column
+        second = np.where(rl < rh, hi, lo)[keep]
+        pairs = pd.DataFrame({"x": first, "y": second, "w": pred.match_weight[aa][keep]})
+        pairs = pairs.sort_values(["w", "x", "y"], ascending=[False, True, True])
+        pairs = pairs.drop_duplicates("x").drop_duplicates("y")
+        pairs = pairs[~pairs["y"].isin(pairs["x"])]
+        for x, y in zip(pairs["x"], pairs["y"], strict=True):
+            akey[y] = anchor[x]
+            members[anchor[x]] = (anchor[x], anchor[y])
+        return akey, members
 
     def _ambiguous(self, pred: Prediction, sel: np.ndarray) -> np.ndarray:
         """Edges from a non-anchored node to anchored nodes where the best two *different*
@@ -433,7 +534,12 @@ class Linker:
         different exclusive values (two registry IDs); ``notes`` receives what happened to
         such judgements (see :func:`constrained_components`)."""
         sel = pred.probability >= self.config.threshold
-        excl = [self.df[c].to_numpy(dtype=object, na_value=None) for c in self.config.exclusive]
+        # copies: _pin_to_persons writes pins into them, and pandas 3 (copy-on-write) hands out
+        # read-only views of a frame's columns
+        excl = [
+            np.array(self.df[c].to_numpy(dtype=object, na_value=None), dtype=object, copy=True)
+            for c in self.config.exclusive
+        ]
         if self.config.candidate_posterior and self.config.exclusive:
             sel = self._pin_to_persons(pred, sel, excl)
         elif self.config.ambiguity_margin > 0 and self.config.exclusive:

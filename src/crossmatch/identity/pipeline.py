@@ -6,15 +6,21 @@ Plan, in the order the code runs:
 2. Exact path (SQL): a valid or upgraded-15 ID links to that ID. Guard: a mention whose name is
    incompatible with the ID's registry name is an ID conflict (``identity_conflict``) and goes
    to the fuzzy path instead of being merged.
-3. Handlers/approvers (name only) link to payroll staff of their township where unique.
+3. Handlers/approvers (name only) link to payroll staff of their township where unique; a
+   name without an ID on a row whose other person has an ID links to that person's registry
+   household member of that name where unique (:func:`link_household_comentions`).
 4. Fuzzy path: mentions without a usable ID, grouped into nodes where identical attributes
    identify someone (ID candidate, account, staff township; a bare name never does), probe
    the person index (one node per ID) with the FS/EM engine (``data/persons.yaml``). Blocking
    and comparison vectors run in DuckDB. m of name/village/account come from ID-bearing
    mentions (known matches), EM estimates the rest; pairs are scored with the population
    prior (so a name alone weighs less as the county grows) and term frequencies; a probe's
-   link to a person is weighed against all its candidate persons. Analyst judgements become
-   must/cannot links; constrained clustering never joins two registry IDs.
+   link to a person is weighed against all its candidate persons (one who had died before
+   the probe's records loses weight when a living one fits). A registry row without a valid
+   ID (bad check digit, missing) is a registered person of its own (:func:`_registry_anchor`).
+   A village written by name counts as its code (name / code pairs of the other records).
+   Analyst judgements become must/cannot links; constrained clustering never joins two
+   registry IDs.
 5. Person ids: the registry ID, else the valid outside ID, else a stable ``P`` id (the previous
    run's id for these mentions, or a hash of the cluster's first mention).
 6. Outputs: ``identity_link``, ``person``, ``identity_explanation``, ``identity_params`` and the
@@ -56,7 +62,11 @@ CREATE TABLE IF NOT EXISTS identity_judgement (
     same BOOLEAN, analyst VARCHAR, note VARCHAR, created_at TIMESTAMP DEFAULT current_timestamp
 )"""
 
-_CTX = ("village_code", "account", "township", "unit")
+# context keys a role may give (RoleRef.context): village_code, village (a village *name*:
+# mapped to its code through the name / code pairs other records give), account, township
+# (a township name: staff of that township), unit (employer), date (the record's date or
+# month, e.g. a payment's period: a candidate who had died before it is unlikely)
+_CTX = ("village_code", "village", "account", "township", "unit", "date")
 
 
 @dataclass
@@ -73,6 +83,7 @@ class ResolveSummary:
     candidate_pairs: int = 0
     mode: str = "full"
     new_mentions: int = 0
+    passed_over_dead: int = 0  # candidate links weighed down: dead before the record, a living fit
     seconds: dict[str, float] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
 
@@ -83,7 +94,8 @@ class ResolveSummary:
             f"mentions {self.mentions:,}: exact {self.exact:,}, fuzzy {self.fuzzy:,}, "
             f"judgement {self.judgement:,}, unresolved {self.unresolved:,}",
             f"persons {self.persons:,}; ID conflicts {self.conflicts:,}; "
-            f"candidate pairs {self.candidate_pairs:,}",
+            f"candidate pairs {self.candidate_pairs:,}; candidates weighed down as dead before "
+            f"the record {self.passed_over_dead:,}",
             "time: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items()),
         ]
         lines += [f"skipped: {s}" for s in self.skipped]
@@ -154,6 +166,13 @@ def build_mentions(
             # name-only staff roles (handler/approver): their township is the row's township
             context["township"] = "township"
         ctx = {k: col(context.get(k)) for k in _CTX}
+        # the row's township name (contract field `township`), to tell two villages of one
+        # name apart; only read where the role names its village by name
+        town = (
+            "CAST(NULLIF(trim(CAST(township AS VARCHAR)), '') AS VARCHAR)"
+            if context.get("village") and "township" in cols
+            else "CAST(NULL AS VARCHAR)"
+        )
         fh = "CAST(_file_hash AS VARCHAR)" if "_file_hash" in cols else "CAST(NULL AS VARCHAR)"
         parts.append(
             f"""SELECT {_q(r.source)} AS source, _file AS file, _row AS row, {_q(r.role)} AS role,
@@ -161,8 +180,10 @@ def build_mentions(
                 {col(r.name)} AS name, {col(f"{r.name}_raw" if r.name else None)} AS name_raw,
                 {col(idc)} AS id, {col(f"{idc}_raw" if idc else None)} AS id_raw,
                 {col(f"{idc}_status" if idc else None)} AS id_status,
-                {ctx["village_code"]} AS village_code, {ctx["account"]} AS account,
-                {ctx["township"]} AS township, {ctx["unit"]} AS unit
+                {ctx["village_code"]} AS village_code, {ctx["village"]} AS village,
+                {ctx["account"]} AS account,
+                {ctx["township"]} AS township, {ctx["unit"]} AS unit, {ctx["date"]} AS event_raw,
+                {town} AS village_town
             FROM {r.table}"""
         )
     if not parts:
@@ -170,14 +191,68 @@ def build_mentions(
             "no person-bearing src_* table found in the warehouse; run `crossmatch ingest` first"
         )
     con.execute(
-        "CREATE OR REPLACE TABLE person_mention AS SELECT *, "
+        "CREATE OR REPLACE TEMP TABLE _pm AS SELECT * REPLACE (" + _VILLAGE_CLEAN + " AS village), "
         "CASE WHEN id IS NOT NULL THEN strptime(substr(id, 7, 8), '%Y%m%d')::DATE END "
         "AS birth_date, "
         "CASE WHEN id IS NOT NULL THEN "
-        "CASE WHEN CAST(substr(id, 17, 1) AS INTEGER) % 2 = 1 THEN '男' ELSE '女' END END AS sex "
+        "CASE WHEN CAST(substr(id, 17, 1) AS INTEGER) % 2 = 1 THEN '男' ELSE '女' END END AS sex, "
+        "date_trunc('month', coalesce(try_cast(event_raw AS DATE), "
+        "try_strptime(event_raw, '%Y-%m')::DATE, try_strptime(event_raw, '%Y%m')::DATE))::DATE "
+        "AS event_month "
         "FROM (" + " UNION ALL ".join(parts) + ") "
         "WHERE name IS NOT NULL OR id IS NOT NULL OR id_raw IS NOT NULL"
     )
+    # a village written by name takes the code that name has wherever a record gives both
+    # (only a name with one code in the county: two villages of one name give no code)
+    # pairs: every mention that has both, and every canonical table with both a `village`
+    # and a `village_code` field (a roster or payment file naming and coding its villages)
+    # (a name two villages share: the pair (township name, village name) where the row says
+    # its township)
+    pairs = ["SELECT village_town AS town, village, village_code FROM _pm"]
+    for t in sorted(_tables(con)):
+        cols = _columns(con, t)
+        if t.startswith("src_") and {"village", "village_code"} <= cols:
+            town = (
+                "NULLIF(trim(CAST(township AS VARCHAR)), '')"
+                if "township" in cols
+                else "NULL::VARCHAR"
+            )
+            pairs.append(
+                f"SELECT {town} AS town, " + _VILLAGE_CLEAN + " AS village, "
+                f"CAST(village_code AS VARCHAR) AS village_code FROM {t}"
+            )
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _village_pairs AS SELECT * FROM
+        ({" UNION ALL ".join(pairs)}) x WHERE village IS NOT NULL AND village_code IS NOT NULL"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _village_map AS
+        SELECT village, min(village_code) AS code FROM _village_pairs
+        GROUP BY village HAVING count(DISTINCT village_code) = 1"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _village_town_map AS
+        SELECT town, village, min(village_code) AS code FROM _village_pairs
+        WHERE town IS NOT NULL GROUP BY town, village HAVING count(DISTINCT village_code) = 1"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TABLE person_mention AS
+        SELECT m.* EXCLUDE (event_raw, village_town)
+            REPLACE (coalesce(m.village_code, v.code, vt.code) AS village_code)
+        FROM _pm m LEFT JOIN _village_map v USING (village)
+        LEFT JOIN _village_town_map vt ON vt.town = m.village_town AND vt.village = m.village"""
+    )
+    con.execute("DROP TABLE _pm")
+
+
+# village names as written (马冲村村民委员会, 马冲村3组, 马冲村民委员会, 马冲 村) -> 马冲村;
+# idempotent on names a `village` normalizer has cleaned already
+_VILLAGE_CLEAN = """nullif(regexp_replace(regexp_replace(regexp_replace(regexp_replace(
+    regexp_replace(CAST(village AS VARCHAR), '[\\s\u3000]+', '', 'g'),
+    '([0-9一二三四五六七八九十]+(村民小组|组|队))$', ''),
+    '(村民委员会|村委会|村民委|村委)$', '村'),
+    '(社区居民委员会|社区居委会|居民委员会|居委会)$', '社区'),
+    '村村$', '村'), '')"""
 
 
 # --- 2. exact path ----------------------------------------------------------------------------
@@ -313,6 +388,65 @@ def link_handlers(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     return pd.concat(out, ignore_index=True)
 
 
+def link_household_comentions(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """A name without an ID on a row whose other person has a valid ID -> that person's
+    registry household member of that name, where there is exactly one.
+
+    Why: a marriage record (husband with ID, wife's ID cell empty), an assistance roster
+    (applicant with ID, member without) name two people of one household. The name alone is
+    no evidence in a county with many namesakes, but within the known person's household a
+    compatible name (exact 0.99; same pinyin or look-alike 0.95) is. Only roles that have an
+    ID column whose cell is empty (status ``missing``): a mistyped ID is evidence of its own,
+    for the fuzzy path, and name-only staff roles (handler, approver) are linked by
+    :func:`link_handlers`. Not unique, or no household member of that name: left to the fuzzy
+    path.
+    """
+    empty = pd.DataFrame(columns=["source", "file", "row", "role", "id", "probability"])
+    if "household_no" not in _columns(con, "src_hukou"):
+        return empty
+    cand = con.execute(
+        """WITH hh AS (
+            SELECT m.id, any_value(s.household_no) AS household_no FROM person_mention m
+            JOIN src_hukou s ON m.source = 'hukou' AND s._file = m.file AND s._row = m.row
+            WHERE m.id IS NOT NULL AND s.household_no IS NOT NULL GROUP BY m.id),
+        p AS (
+            SELECT DISTINCT b.source, b.file, b.row, b.role, b.name, a.id AS known
+            FROM person_mention b
+            SEMI JOIN _new USING (source, file, row, role)
+            JOIN person_mention a ON a.source = b.source AND a.file = b.file
+                AND a.row = b.row AND a.role <> b.role
+            WHERE b.id IS NULL AND b.id_raw IS NULL AND b.id_status = 'missing'
+                AND b.name IS NOT NULL AND a.id IS NOT NULL AND b.source <> 'hukou')
+        SELECT p.source, p.file, p.row, p.role, p.name, n.id, n.name AS cand_name
+        FROM p JOIN hh h1 ON h1.id = p.known
+        JOIN hh h2 ON h2.household_no = h1.household_no AND h2.id <> p.known
+        JOIN _id_node n ON n.id = h2.id AND n.in_registry
+        WHERE n.name IS NOT NULL"""
+    ).df()
+    if cand.empty:
+        return empty
+    lk, rk = name_keys(cand["name"]), name_keys(cand["cand_name"])
+    left = pd.DataFrame({"name": cand["name"], "name_py": lk.name_py, "name_lapy": lk.name_lapy})
+    right = pd.DataFrame(
+        {"name": cand["cand_name"], "name_py": rk.name_py, "name_lapy": rk.name_lapy}
+    )
+    lv = ChineseName("name").levels(left, right)
+    cand = cand.assign(level=lv)
+    cand = cand[cand["level"] >= 2]
+    key = ["source", "file", "row", "role"]
+    n_ids = cand.groupby(key)["id"].transform("nunique")
+    out = cand[n_ids == 1].drop_duplicates(key)
+    out = out.assign(probability=np.where(out["level"] == 4, 0.99, 0.95))
+    # a node of its own per mention, so that its explanation is its own (see _explain_pass)
+    out["node_id"] = "H:" + (
+        out["source"] + "|" + out["file"] + "|" + out["row"].astype(str) + "|" + out["role"]
+    ).map(lambda k: hashlib.sha1(k.encode("utf-8")).hexdigest()[:16])
+    out["linked_to"] = out["cand_name"] + " / ID " + out["id"]
+    out["level"] = out["level"].astype(int)
+    cols = [*key, "id", "probability", "node_id", "linked_to", "level"]
+    return out[cols].reset_index(drop=True)
+
+
 # --- 4. fuzzy path ------------------------------------------------------------------------------
 _KEYS = (
     "name", "name_py", "name_la", "name_lapy", "surname_py", "given_py", "idc", "birth",
@@ -359,6 +493,31 @@ def _node_frame(nodes: pd.DataFrame) -> pd.DataFrame:
     return nodes
 
 
+def _build_deaths(con: duckdb.DuckDBPyConnection) -> None:
+    """``_id_death``: per valid ID, the earliest death the death, cremation and registry
+    (cancelled for death) records state for it (the same sources as ``person.death_date``)."""
+    tables = _tables(con)
+    parts = []
+    for src, table, expr, where in (
+        ("death", "src_death", "death_date", ""),
+        ("cremation", "src_cremation", "cremation_date", ""),
+        ("hukou", "src_hukou", "cancel_date", "AND s.cancel_reason = '死亡'"),
+    ):
+        cols = _columns(con, table) if table in tables else set()
+        if expr not in cols or (where and "cancel_reason" not in cols):
+            continue
+        parts.append(
+            f"""SELECT m.id, TRY_CAST(s.{expr} AS DATE) AS d FROM person_mention m
+            JOIN {table} s ON m.source = {_q(src)} AND s._file = m.file AND s._row = m.row
+            WHERE m.id IS NOT NULL {where}"""
+        )
+    body = " UNION ALL ".join(parts) if parts else "SELECT NULL::VARCHAR AS id, NULL::DATE AS d"
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _id_death AS SELECT id, min(d) AS death "
+        f"FROM ({body}) x WHERE id IS NOT NULL AND d IS NOT NULL GROUP BY id"
+    )
+
+
 def _build_index(con: duckdb.DuckDBPyConnection) -> int:
     """``_idx``: the person index, one row per valid ID with its blocking keys, made in SQL.
 
@@ -366,6 +525,7 @@ def _build_index(con: duckdb.DuckDBPyConnection) -> int:
     that share a blocking key with a probe are ever compared; keeping it in DuckDB keeps memory
     bounded. Name keys come from a small table over the distinct names (``str.translate``).
     """
+    _build_deaths(con)
     names = con.execute("SELECT DISTINCT name FROM _id_node WHERE name IS NOT NULL").df()["name"]
     nk = name_keys(names)
     nk.insert(0, "name", names)
@@ -383,8 +543,11 @@ def _build_index(con: duckdb.DuckDBPyConnection) -> int:
             CASE WHEN o.owner IS NOT NULL THEN n.id END AS acct,
             CASE WHEN n.in_registry THEN n.id END AS reg_id,
             CASE WHEN NOT n.in_registry THEN n.id END AS ext_id,
-            NULL::VARCHAR AS prev_pid, NULL::VARCHAR AS conflict_id, false AS is_probe
+            NULL::VARCHAR AS prev_pid, NULL::VARCHAR AS conflict_id, false AS is_probe,
+            date_diff('day', DATE '1970-01-01', dd.death)::DOUBLE AS death_day,
+            NULL::DOUBLE AS first_day
         FROM _id_node n LEFT JOIN _nk k USING (name)
+        LEFT JOIN _id_death dd ON dd.id = n.id
         LEFT JOIN (SELECT DISTINCT owner FROM _acct_owner) o ON o.owner = n.id"""
     )
     return int(fetch_one(con, "SELECT count(*) FROM _id_node")[0])
@@ -614,7 +777,7 @@ def _fuzzy_pool(con: duckdb.DuckDBPyConnection, judged: pd.DataFrame) -> pd.Data
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _fz0 AS
         SELECT m.source, m.file, m.row, m.role, m.name, m.id_raw, m.village_code,
-            m.township AS township_name, c.id AS conflict_id,
+            m.township AS township_name, c.id AS conflict_id, m.event_month,
             coalesce(o.owner, CASE WHEN m.account IS NOT NULL THEN 'A:' || m.account END) AS acct,
             j.source IS NOT NULL AS judged
         FROM person_mention m
@@ -647,12 +810,33 @@ def _fuzzy_pool(con: duckdb.DuckDBPyConnection, judged: pd.DataFrame) -> pd.Data
                     ELSE '~' END)), 1, 16) AS gkey
         FROM _fz0 f LEFT JOIN _idc i USING (id_raw)"""
     )
+    # ``registry``: the node holds a registry row (an ID with a bad check digit, or none);
+    # it is a registered person of its own, see :func:`_registry_anchor`
     return con.execute(
         """SELECT gkey, any_value(name) AS name, any_value(idc) AS idc,
             any_value(village_code) AS village_code, any_value(acct) AS acct,
-            any_value(conflict_id) AS conflict_id
+            any_value(conflict_id) AS conflict_id, bool_or(source = 'hukou') AS registry,
+            date_diff('day', DATE '1970-01-01', min(event_month))::DOUBLE AS first_day
         FROM _fz GROUP BY gkey ORDER BY gkey"""
     ).df()
+
+
+_REG_ROW = "R:"  # prefix of the registry anchor of a registry row without a valid ID
+
+
+def _registry_anchor(groups: pd.DataFrame) -> pd.Series:
+    """``reg_id`` of the probe nodes: a registry row whose ID is unusable (bad check digit,
+    missing) is still a registered person, so its node carries a registry anchor of its own.
+
+    Why: without it such a row is a plain probe. It links to its own valid ID where another
+    source wrote it (an outside ID then, since no registry row carries it), and a probe of a
+    namesake in the same village could chain that outside ID to the namesake's registry ID
+    (a cluster may hold one registry and one outside ID): two registered people merged, and
+    the person lost its registry status (5% bad check digits: hundreds of false ghost clues).
+    With an anchor it never joins another registry row, and candidate probes weigh it as a
+    person of the registry like any other."""
+    reg = groups["registry"].fillna(False).astype(bool)
+    return (_REG_ROW + groups["gkey"].astype(str)).where(reg, None)
 
 
 def resolve_identities(
@@ -742,7 +926,17 @@ def _resolve(
     log.info("step exact: %.1f s", s.seconds["exact"])
 
     t = time.perf_counter()
-    handlers = link_handlers(con)
+    handlers = link_handlers(con).assign(node_id=None, linked_to=None, level=None)
+    household = link_household_comentions(con)
+    if len(household) and len(handlers):
+        # one link per mention (the staff pass first)
+        done = handlers.set_index(["source", "file", "row", "role"]).index
+        household = household[
+            ~household.set_index(["source", "file", "row", "role"]).index.isin(done)
+        ]
+    if len(household):
+        handlers = pd.concat([handlers, household], ignore_index=True)
+    handlers = handlers.astype({"node_id": object, "linked_to": object, "level": "Int64"})
     _store(con, "_handler_link", handlers, temp=True)
     s.seconds["handlers"] = time.perf_counter() - t
     log.info("step handlers: %.1f s", s.seconds["handlers"])
@@ -770,13 +964,17 @@ def _resolve(
     )
     loc = pd.concat(
         [
-            groups.assign(reg_id=None, ext_id=None, prev_pid=None, is_probe=True),
+            groups.drop(columns="registry").assign(
+                reg_id=_registry_anchor(groups), ext_id=None, prev_pid=None, is_probe=True
+            ),
             prev.assign(conflict_id=None, gkey=None, is_probe=False),
         ],
         ignore_index=True,
     )
     for c in ("name", "idc", "village_code", "acct", "conflict_id", "prev_pid", "gkey", "kept_key"):
         loc[c] = loc[c].astype(object) if c in loc else None
+    for c in ("death_day", "first_day"):
+        loc[c] = loc[c].astype(float) if c in loc else np.nan
     loc = _node_frame(loc)
     loc.insert(0, "node", np.arange(n_idx, n_idx + len(loc), dtype=np.int64))
     _store(
@@ -854,6 +1052,7 @@ def _resolve(
     keep = ["node", "is_probe", "name", "idc", "reg_id", "ext_id", "prev_pid", "conflict_id"]
     keep += [c for comp in config.comparisons for c in comp.columns()]
     keep += list(config.exclusive)
+    keep += [c for c in (config.death_column, config.event_column) if c]
     keep = list(dict.fromkeys(keep))
     idx_local = con.execute(
         f"SELECT {', '.join(keep)} FROM _idx SEMI JOIN _need USING (node) ORDER BY node"
@@ -926,6 +1125,7 @@ def _resolve(
     t = time.perf_counter()
     cl_notes: list[tuple[int, str]] = []
     labels, used = linker.cluster(pred, must_link=must_l, cannot_link=cannot_l, notes=cl_notes)
+    s.passed_over_dead = linker.passed_over_dead
     s.seconds["cluster"] = time.perf_counter() - t
     log.info("step cluster: %.1f s", s.seconds["cluster"])
 
@@ -933,6 +1133,7 @@ def _resolve(
     _record_judgement_conflicts(con, must_rows, cl_notes, s)
     del g, gsql, left, right, linker.df  # the levels live on in ``pred``; free memory
     _publish_nodes(con, nodes, nid, labels, pred, used, must_l, prev_pids, incremental)
+    _explain_pass(con)
     fitted = linker.model
     # the node frames live on in DuckDB now (_grp, _idmap, identity_explanation): free the
     # Python side before the county-wide joins that publish, so that the two peaks do not add
@@ -1041,7 +1242,11 @@ def _publish_nodes(
         first = cl.dropna(subset=[c]).sort_values(c).drop_duplicates("label")
         anchor[c] = first.set_index("label")[c]
     has_id = anchor["reg"].notna() | anchor["ext"].notna()
-    pid = anchor["reg"].fillna(anchor["ext"]).fillna(anchor["prev"])
+    # a registry row without a valid ID anchors its person but is no ID: the person takes
+    # the valid ID linked to it, else a P id (see _registry_anchor)
+    reg = anchor["reg"].astype(object)
+    real_reg = reg.where(~reg.fillna("").str.startswith(_REG_ROW), None)
+    pid = real_reg.fillna(anchor["ext"]).fillna(anchor["prev"])
 
     # link probability per node: best used edge touching it
     n = len(nodes)
@@ -1053,7 +1258,10 @@ def _publish_nodes(
     nid_s = pd.Series(nid, dtype="string")
     is_group = nid_s.str.startswith("G:").fillna(False).to_numpy(dtype=bool)
     gi = np.flatnonzero(is_group)
-    method = np.where(has_id.reindex(labels[gi]).to_numpy(), "fuzzy", "unresolved").astype(object)
+    # linked: in a person with an anchor, through at least one used edge (a registry row
+    # without a valid ID is its own anchor: alone, it is unresolved)
+    linked = has_id.reindex(labels[gi]).to_numpy(dtype=bool) & (prob[gi] > 0)
+    method = np.where(linked, "fuzzy", "unresolved").astype(object)
     method[np.isin(gi, list(judged_nodes))] = "judgement"
     gprob = np.where(method == "unresolved", np.nan, prob[gi])
     gprob[method == "judgement"] = 1.0
@@ -1118,7 +1326,7 @@ def _publish(con: duckdb.DuckDBPyConnection, roles: list[RoleRef], s: ResolveSum
                  WHEN h.id IS NOT NULL THEN h.probability
                  WHEN m.id IS NOT NULL THEN 1.0 END AS probability,
             NULL::VARCHAR AS cluster_id,
-            coalesce(f.node_id, 'I:' || h.id, 'I:' || m.id) AS node_id
+            coalesce(f.node_id, h.node_id, 'I:' || h.id, 'I:' || m.id) AS node_id
         FROM person_mention m
         SEMI JOIN _new USING (source, file, row, role)
         LEFT JOIN (SELECT z.source, z.file, z.row, z.role, g.* FROM _fz z JOIN _grp g USING (gkey))
@@ -1234,6 +1442,20 @@ def _publish_explanations(
         )
 
 
+def _explain_pass(con: duckdb.DuckDBPyConnection) -> None:
+    """identity_explanation rows of the household links (:func:`link_household_comentions`):
+    the name's level against the household member, and the link's weight."""
+    con.execute(
+        """INSERT INTO identity_explanation
+        SELECT node_id, linked_to, 'household' AS comparison, 1 AS level,
+            log2(probability / (1 - probability)) AS weight, probability
+        FROM _handler_link WHERE node_id IS NOT NULL
+        UNION ALL
+        SELECT node_id, linked_to, 'name', CAST(level AS INTEGER),
+            NULL::DOUBLE, probability FROM _handler_link WHERE node_id IS NOT NULL"""
+    )
+
+
 def _publish_persons(con: duckdb.DuckDBPyConnection) -> None:
     tables = _tables(con)
     deaths = []
@@ -1274,7 +1496,10 @@ def _publish_persons(con: duckdb.DuckDBPyConnection) -> None:
                  FROM identity_link l JOIN person_mention m USING (source, file, row, role)
                  WHERE NOT EXISTS (SELECT 1 FROM _id_node n WHERE n.id = l.person_id)
                  GROUP BY l.person_id),
-        p AS (SELECT DISTINCT person_id FROM identity_link)
+        p AS (SELECT DISTINCT person_id FROM identity_link),
+        -- registered: a registry row is linked to the person, whether or not that row's ID
+        -- was usable (a bad check digit on the registry row leaves the person registered)
+        hk AS (SELECT DISTINCT person_id FROM identity_link WHERE source = 'hukou')
         SELECT p.person_id,
             coalesce(n.name, f.name) AS name,
             n.id AS id_number,
@@ -1286,12 +1511,13 @@ def _publish_persons(con: duckdb.DuckDBPyConnection) -> None:
                 ELSE f.sex END AS sex,
             reg.household_no,
             coalesce(n.village_code, f.village_code) AS village_code,
-            coalesce(n.in_registry, false) AS in_registry,
+            coalesce(n.in_registry, false) OR hk.person_id IS NOT NULL AS in_registry,
             dd.death_date
         FROM p LEFT JOIN _id_node n ON n.id = p.person_id
         LEFT JOIN free f ON f.person_id = p.person_id
         LEFT JOIN reg ON reg.person_id = p.person_id
-        LEFT JOIN dd ON dd.person_id = p.person_id"""
+        LEFT JOIN dd ON dd.person_id = p.person_id
+        LEFT JOIN hk ON hk.person_id = p.person_id"""
     ) if "src_hukou" in tables else con.execute(
         """CREATE OR REPLACE TABLE person AS
         SELECT l.person_id, mode(m.name) AS name, n.id AS id_number,
@@ -1355,8 +1581,11 @@ def _save_model(con: duckdb.DuckDBPyConnection, model: FSModel, config: LinkageC
 def explain(
     con: duckdb.DuckDBPyConnection, source: str, file: str, row: int, role: str
 ) -> pd.DataFrame:
-    """Why a record was linked: one row per comparison with its level and log2 weight
-    (Splink's waterfall), plus the prior. Empty for exact-ID links (the ID is the reason)."""
+    """Why a record was linked: one row per comparison with its level, what that level means
+    (``evidence``: e.g. ``acct: exact`` = the account is the candidate's, ``village_code:
+    exact``, ``name: same pinyin``, ``idc: one substitution``; ``missing`` where the record or
+    the candidate lacks the field) and its log2 weight (Splink's waterfall), plus the prior.
+    Empty for exact-ID links (the ID is the reason)."""
     df = con.execute(
         """SELECT l.person_id, l.method, e.linked_to, e.comparison, e.level, e.weight,
             e.probability
@@ -1367,9 +1596,25 @@ def explain(
     ).df()
     if df.empty:
         return df
-    model = _load_model(con, default_config())
+    config = default_config()
+    model = _load_model(con, config)
     prior = model.prior_log2() if model else float("nan")
-    head = df.iloc[[0]].assign(comparison="prior", level=-1, weight=prior)
+    labels = {c.key: c.labels for c in config.comparisons}
+
+    def evidence(comp: str, level: Any) -> str:
+        if comp.startswith("tf_"):
+            return f"{comp[3:]}: how common the value is"
+        if comp == "household":
+            return "household: the name is a household member of the row's other person"
+        if comp not in labels or pd.isna(level):
+            return comp
+        lv = int(level)
+        return f"{comp}: {labels[comp][lv] if 0 <= lv < len(labels[comp]) else 'missing'}"
+
+    df["evidence"] = [evidence(c, lv) for c, lv in zip(df["comparison"], df["level"], strict=True)]
+    if (df["comparison"] == "household").any():
+        return df  # a household link: no prior, the household is the reason
+    head = df.iloc[[0]].assign(comparison="prior", level=-1, weight=prior, evidence="prior")
     return pd.concat([head, df], ignore_index=True)
 
 

@@ -17,8 +17,11 @@ from typing import Any
 class RoleRef:
     """One person role of one source: name/ID columns and context columns.
 
-    ``context`` keys understood by the resolver: ``village_code``, ``account``, ``township``
-    (a township *name*, used to find handlers among payroll staff), ``unit`` (employer name).
+    ``context`` keys understood by the resolver: ``village_code``, ``village`` (a village
+    *name*; mapped to its code through the records that give both), ``account``, ``township``
+    (a township *name*, used to find handlers among payroll staff), ``unit`` (employer name),
+    ``date`` (the record's date or month ``YYYY-MM``: a candidate who had died before it is
+    passed over when a living one fits).
     """
 
     source: str
@@ -39,24 +42,34 @@ _CONTRACT: list[tuple[str, str, bool, dict[str, str]]] = [
     ("cremation", "person", True, {}),
     ("marriage", "husband", True, {}),
     ("marriage", "wife", True, {}),
-    ("assistance", "applicant", True, {"village_code": "village_code"}),
-    ("assistance", "member", True, {"village_code": "village_code"}),
+    ("assistance", "applicant", True, {"village_code": "village_code", "village": "village"}),
+    ("assistance", "member", True, {"village_code": "village_code", "village": "village"}),
     ("assistance", "handler", False, {"township": "township"}),
     ("assistance", "approver", False, {"township": "township"}),
-    ("elderly", "person", True, {"village_code": "village_code"}),
+    ("elderly", "person", True, {"village_code": "village_code", "village": "village"}),
     ("proxy_filing", "beneficiary", True, {}),
     ("proxy_filing", "agent", True, {"account": "account"}),
-    ("payment", "payee", True, {"village_code": "village_code", "account": "account"}),
+    (
+        "payment",
+        "payee",
+        True,
+        {
+            "village_code": "village_code",
+            "village": "village",
+            "account": "account",
+            "date": "period",
+        },
+    ),
     ("payroll", "person", True, {"unit": "unit_name"}),
-    ("cadre", "person", True, {"village_code": "village_code"}),
+    ("cadre", "person", True, {"village_code": "village_code", "village": "village"}),
     ("relative_filing", "cadre", True, {}),
     ("relative_filing", "relative", True, {}),
     ("property", "owner", True, {}),
     ("vehicle", "owner", True, {}),
     ("enterprise", "legal_rep", True, {}),
     ("shareholder", "holder", True, {}),
-    ("land_contract", "contractor", True, {"village_code": "village_code"}),
-    ("farmland_subsidy", "person", True, {"village_code": "village_code"}),
+    ("land_contract", "contractor", True, {"village_code": "village_code", "village": "village"}),
+    ("farmland_subsidy", "person", True, {"village_code": "village_code", "village": "village"}),
     ("bank_account", "holder", True, {"account": "account"}),
     ("school_staff", "person", True, {"unit": "school_name"}),
 ]
