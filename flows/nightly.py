@@ -1,9 +1,15 @@
-"""The nightly supervision run as a Prefect flow: ingest -> resolve -> kinship -> detect.
+"""The nightly supervision run as a Prefect flow: ingest -> resolve -> kinship -> detect -> clues.
 
 Thin on purpose: every task is one call into ``crossmatch``; business logic lives in the package.
 Only the I/O-bound ingest task retries. Each run publishes a markdown artifact with the per-source
 and per-rule tables, so an operator sees a failed file or a skipped rule next morning instead of a
 silent drop in hits.
+
+Stale stages never feed the rules: the flow always runs resolve after ingest, rebuilds kinship,
+and detect runs with a maximum data age (``max_age_days``, default 35): a department whose export
+has not been present for longer makes its rules ``stale``. The exit code is the CLI's (see
+``crossmatch.cli``): 0 all rules ok, 4 a file failed or a rule skipped / stale / blind, 6 a rule in
+error.
 
 Run it once on the sample county (temporary local Prefect server, no setup):
 
@@ -17,7 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +51,17 @@ class NightlyReport:
     rules_error: list[str]
     rules_skipped: list[str]
     hits: int
+    rules_stale: list[str] = field(default_factory=list)
+    rules_blind: list[str] = field(default_factory=list)
+    clues: str = ""
+    exit_code: int = 0
 
     def markdown(self) -> str:
         parts = [
             "# crossmatch nightly run",
             f"**hits**: {self.hits}; **failed files**: {len(self.failed_files)}; "
             f"**rules skipped**: {len(self.rules_skipped)}; "
+            f"**rules stale**: {len(self.rules_stale)}; **rules blind**: {len(self.rules_blind)}; "
             f"**rules in error**: {len(self.rules_error)}",
             "## Ingest",
             "```\n" + self.ingest_table + "\n```",
@@ -60,6 +71,8 @@ class NightlyReport:
             ", ".join(f"{k}: {v}" for k, v in self.kinship.items()),
             "## Rules",
             "```\n" + self.detect_table + "\n```",
+            "## Clues",
+            self.clues,
         ]
         return "\n\n".join(parts)
 
@@ -69,6 +82,8 @@ def ingest_task(raw: str, sources: str, warehouse: str) -> tuple[str, list[str]]
     from crossmatch.ingest.pipeline import ingest
 
     summary = ingest(raw, sources, warehouse)
+    with wh.session(warehouse) as con:  # data age counts from the last night an export was seen
+        wh.record_seen(con, summary.results, summary.run_id)
     return summary.render(), [r.message for r in summary.failed]
 
 
@@ -77,39 +92,48 @@ def resolve_task(warehouse: str, sources: str) -> str:
     from crossmatch import identity
     from crossmatch.spec import load_sources
 
-    con = wh.connect(warehouse)
-    try:
+    with wh.session(warehouse) as con:
         return str(identity.resolve(con, load_sources(sources)).render())
-    finally:
-        con.close()
 
 
 @task
 def kinship_task(warehouse: str) -> dict[str, int]:
-    from crossmatch import kinship
+    from crossmatch.detect.engine import rebuild_kinship
 
-    con = wh.connect(warehouse)
-    try:
-        return kinship.build(con)
-    finally:
-        con.close()
+    with wh.session(warehouse) as con:
+        return rebuild_kinship(con)
 
 
 @task
-def detect_task(warehouse: str, rules: str, only: list[str] | None) -> dict[str, Any]:
+def detect_task(
+    warehouse: str, rules: str, only: list[str] | None, max_age_days: float | None
+) -> dict[str, Any]:
     from crossmatch.detect import run_rules
 
-    con = wh.connect(warehouse)
-    try:
-        res = run_rules(con, rules, only=only)
-    finally:
-        con.close()
+    with wh.session(warehouse) as con:
+        res = run_rules(con, rules, only=only, max_age_days=max_age_days)
+
+    def of(status: str) -> list[str]:
+        return [f"{o.rule_id}: {o.reason}" for o in res.outcomes if o.status == status]
+
     return {
         "table": res.table(),
-        "error": [f"{o.rule_id}: {o.reason}" for o in res.outcomes if o.status == "error"],
-        "skipped": [f"{o.rule_id}: {o.reason}" for o in res.outcomes if o.status == "skipped"],
+        "error": of("error"),
+        "skipped": of("skipped"),
+        "stale": of("stale"),
+        "blind": of("blind"),
         "hits": sum(o.hits for o in res.outcomes),
+        "exit_code": res.exit_code,
+        "run_id": res.run_id,
     }
+
+
+@task
+def clues_task(warehouse: str, rules: str, run_id: str) -> str:
+    """Record the night's clues in the review store (new / ongoing / closed / ...)."""
+    from crossmatch.review import sync_warehouse
+
+    return sync_warehouse(warehouse, run_id=run_id, rules_dir=rules).render()
 
 
 @flow(name="crossmatch-nightly", log_prints=False)
@@ -119,19 +143,25 @@ def nightly(
     rules: str = "rules",
     warehouse: str = "crossmatch.duckdb",
     only_rules: list[str] | None = None,
+    max_age_days: float | None = 35,
 ) -> NightlyReport:
     """Ingest every department's exports, resolve identities, rebuild kinship, run the rules."""
+    from crossmatch.errors import ExitCode
+
     log = get_run_logger()
     ingest_table, failed = ingest_task(raw, sources, warehouse)
     for msg in failed:
         log.warning("source problem: %s", msg)
     ident = resolve_task(warehouse, sources)
     kin = kinship_task(warehouse)
-    det = detect_task(warehouse, rules, only_rules)
-    for msg in det["skipped"]:
-        log.warning("rule skipped: %s", msg)
+    det = detect_task(warehouse, rules, only_rules, max_age_days)
+    for kind in ("skipped", "stale", "blind"):
+        for msg in det[kind]:
+            log.warning("rule %s: %s", kind, msg)
     for msg in det["error"]:
         log.error("rule failed: %s", msg)
+    clues = clues_task(warehouse, rules, det["run_id"])
+    log.info("%s", clues)
     report = NightlyReport(
         ingest_table=ingest_table,
         failed_files=failed,
@@ -141,6 +171,13 @@ def nightly(
         rules_error=det["error"],
         rules_skipped=det["skipped"],
         hits=det["hits"],
+        rules_stale=det["stale"],
+        rules_blind=det["blind"],
+        clues=clues,
+        exit_code=max(
+            det["exit_code"],
+            int(ExitCode.INPUT_PROBLEMS) if failed else int(ExitCode.OK),
+        ),
     )
     create_markdown_artifact(report.markdown(), key="crossmatch-nightly", description="nightly")
     return report
@@ -153,12 +190,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rules", default="rules", help="rule files")
     ap.add_argument("--warehouse", default="crossmatch.duckdb", help="DuckDB warehouse file")
     ap.add_argument("--only", default=None, help="comma-separated rule ids")
+    ap.add_argument(
+        "--max-age-days", type=float, default=35, help="older sources make their rules stale"
+    )
     a = ap.parse_args(argv)
     only = [s.strip() for s in a.only.split(",")] if a.only else None
-    report = nightly(a.raw, a.sources, a.rules, str(Path(a.warehouse)), only)
-    print(report.ingest_table, report.identity, report.detect_table, sep="\n\n")
-    # findings are a normal result; a failed file or rule is not
-    return 4 if (report.failed_files or report.rules_error) else 0
+    report = nightly(a.raw, a.sources, a.rules, str(Path(a.warehouse)), only, a.max_age_days)
+    print(report.ingest_table, report.identity, report.detect_table, report.clues, sep="\n\n")
+    # the CLI's exit codes: findings are a normal result; a failed file, a rule not ok is not
+    return report.exit_code
 
 
 if __name__ == "__main__":

@@ -1,8 +1,18 @@
 """The ``crossmatch`` command line.
 
 Each command is a thin wrapper: parse options, call one function in the package, translate
-``crossmatch.errors`` exceptions into a message and an exit code (see :class:`ExitCode`).
-Heavy imports happen inside the commands so that ``crossmatch --help`` stays fast.
+``crossmatch.errors`` exceptions into a message and an exit code. Heavy imports happen inside the
+commands so that ``crossmatch --help`` stays fast. Every command opens the warehouse through
+``crossmatch.warehouse`` (missing, locked, corrupt file, disk full: one clear message, exit 5).
+
+Exit codes (one table for every command and for the nightly flow, ``flows/nightly.py``):
+
+    0  done; findings (hits) are a normal result
+    2  bad command-line usage
+    3  spec files invalid; validate: a rule would be skipped or blind (unless --allow-blind)
+    4  input problems: a file failed (ingest); a rule skipped, stale or blind (detect, flow)
+    5  warehouse missing, locked, corrupt or the disk full
+    6  the run failed: a rule in error
 """
 
 from __future__ import annotations
@@ -50,14 +60,6 @@ def _folder_option(flag: str, default: str, help_text: str, dest: str | None = N
     )
 
 
-def _require(warehouse: Path, message: str) -> None:
-    """Stop with a WarehouseError naming the next step when the warehouse does not exist."""
-    from crossmatch.errors import WarehouseError
-
-    if not warehouse.exists():
-        raise WarehouseError(f"{warehouse}{message}")
-
-
 @click.group(cls=_Group)
 @click.version_option(__version__, prog_name="crossmatch")
 @click.option(
@@ -97,11 +99,23 @@ def main(log_level: str) -> None:
     show_default=True,
     help="Output folder (raw/ exports and truth/).",
 )
-def sample(persons: int, seed: int, out: Path) -> None:
+@click.option(
+    "--layout",
+    default="default",
+    show_default=True,
+    help="Departments' layout to render the county in (default, monthly, workbook, utf16); "
+    "each has its mappings under sources/<layout>/ (default: sources/).",
+)
+def sample(persons: int, seed: int, out: Path, layout: str) -> None:
     """Generate a synthetic county: every department's export, messy, with ground truth."""
     from crossmatch.synth import generate
+    from crossmatch.synth.layouts import LAYOUTS
 
-    summary = generate(persons=persons, seed=seed, out=out)
+    if layout not in LAYOUTS:
+        raise click.BadParameter(
+            f"'{layout}' is not a layout; choose one of {', '.join(LAYOUTS)}", param_hint="--layout"
+        )
+    summary = generate(persons=persons, seed=seed, out=out, layout=layout)
     click.echo(summary.render())
 
 
@@ -121,19 +135,35 @@ def sample(persons: int, seed: int, out: Path) -> None:
 )
 def resolve(warehouse: Path, sources_dir: Path, retrain: bool, full: bool) -> None:
     """Resolve every person-bearing record to one person (exact ID, fuzzy, or unresolved)."""
-    import duckdb
-
+    from crossmatch import warehouse as wh
     from crossmatch.identity.pipeline import resolve_identities
 
-    _require(warehouse, ": no such warehouse; run `crossmatch ingest` first")
     specs = None
     if sources_dir.is_dir() and any(sources_dir.glob("*.yaml")):
         from crossmatch.spec.sources import load_sources
 
         specs = load_sources(sources_dir)
-    with duckdb.connect(str(warehouse)) as con:
+    with wh.session(warehouse, must_exist="run `crossmatch ingest` first") as con:
         summary = resolve_identities(con, specs, retrain=retrain, full=full or retrain)
     click.echo(summary.render())
+
+
+@main.command()
+@_warehouse_option("A warehouse on which `crossmatch resolve` has run.")
+def kinship(warehouse: Path) -> None:
+    """Rebuild the kinship tables (kin_edge, kin_relative) from the registry, marriages and
+    identity. `detect` also rebuilds them whenever their inputs changed."""
+    from crossmatch import warehouse as wh
+    from crossmatch.detect.engine import identity_is_stale, rebuild_kinship
+    from crossmatch.errors import ExitCode
+
+    with wh.session(warehouse, must_exist="run `crossmatch ingest` and `resolve` first") as con:
+        stale = identity_is_stale(con)
+        if stale:
+            click.echo(f"error: kinship not built: {stale}", err=True)
+            sys.exit(int(ExitCode.INPUT_PROBLEMS))
+        counts = rebuild_kinship(con)
+    click.echo(", ".join(f"{k}: {v}" for k, v in counts.items()))
 
 
 @main.command("identity-eval")
@@ -143,12 +173,10 @@ def resolve(warehouse: Path, sources_dir: Path, retrain: bool, full: bool) -> No
 @_warehouse_option("A warehouse on which `crossmatch resolve` has run.")
 def identity_eval(truth: Path, warehouse: Path) -> None:
     """Score the resolution against the truth: pairwise precision, recall, F1."""
-    import duckdb
-
+    from crossmatch import warehouse as wh
     from crossmatch.identity.evaluate import evaluate
 
-    _require(warehouse, ": no such warehouse; run `crossmatch resolve` first")
-    with duckdb.connect(str(warehouse), read_only=True) as con:
+    with wh.session(warehouse, read_only=True, must_exist="run `crossmatch resolve` first") as con:
         scores = evaluate(con, truth)
     for label, sc in scores.items():
         click.echo(sc.render(label))
@@ -250,6 +278,10 @@ def ingest(
         workers=workers,
         memory_limit=memory_limit,
     )
+    from crossmatch import warehouse as wh
+
+    with wh.session(warehouse) as con:  # data age (detect --max-age-days) counts from here
+        wh.record_seen(con, summary.results, summary.run_id)
     click.echo("")
     click.echo(summary.render())
     quarantined = sum(r.rows_quarantined for r in summary.results)
@@ -278,8 +310,18 @@ def ingest(
     default=None,
     help="Also check the source files against these exports' headers.",
 )
-def validate(sources: Path, rules: Path | None, raw: Path | None) -> None:
-    """Check every source (and rule) file; report all problems at once as file:line."""
+@click.option(
+    "--allow-blind",
+    is_flag=True,
+    help="Exit 0 even when a rule would be skipped or blind with these mappings.",
+)
+def validate(sources: Path, rules: Path | None, raw: Path | None, allow_blind: bool) -> None:
+    """Check every source (and rule) file; report all problems at once as file:line.
+
+    Then, per rule, what it needs (derived from its SQL) against the mappings in --sources:
+    `ready`, `blind` (a column it reads is not mapped: which, where, the fix) or `skipped` (a
+    source it needs has no mapping). Exit 3 when a rule would be skipped or blind, unless
+    --allow-blind."""
     from crossmatch.errors import ExitCode
     from crossmatch.spec import validate_all
 
@@ -293,6 +335,25 @@ def validate(sources: Path, rules: Path | None, raw: Path | None) -> None:
         sys.exit(int(ExitCode.SPEC_INVALID))
     checked = ", ".join(str(x) for x in (sources, rules, raw) if x is not None)
     click.echo(f"ok: {checked}")
+    degraded = 0
+    if rules is not None:
+        from crossmatch.detect.needs import check_mappings, derive
+        from crossmatch.spec.rules import load_rules
+        from crossmatch.spec.sources import load_sources
+
+        specs = load_sources(sources)
+        checks = check_mappings(derive(load_rules(rules), rules), specs, rules)
+        click.echo("rules against the mappings in " + str(sources) + ":")
+        for c in checks:
+            click.echo("  " + c.line())
+        degraded = sum(c.status != "ready" for c in checks)
+    if degraded and not allow_blind:
+        click.echo(
+            f"{degraded} rule(s) would be skipped or blind; fix the mappings above "
+            "(or pass --allow-blind)",
+            err=True,
+        )
+        sys.exit(int(ExitCode.SPEC_INVALID))
 
 
 @main.command()
@@ -303,25 +364,27 @@ def validate(sources: Path, rules: Path | None, raw: Path | None) -> None:
     "--max-age-days",
     type=float,
     default=None,
-    help="Skip rules whose source was last loaded longer ago than this.",
+    help="Rules reading a source whose export was last present longer ago than this are "
+    "`stale` (not run).",
 )
 def detect(rules_dir: Path, only: str | None, warehouse: Path, max_age_days: float | None) -> None:
-    """Run the detection rules; print hits, amount, seconds and status per rule."""
-    import duckdb
+    """Run the detection rules; print hits, amount, seconds and status per rule.
 
+    Status per rule: ok, blind (ran, but a column it reads is absent or empty), stale (identity
+    or a source older than the data: not run), skipped (a source it needs is not loaded or its
+    last file failed: not run), error. Exit 0 when every rule is ok, 4 when one is blind, stale
+    or skipped, 6 when one is in error."""
+    from crossmatch import warehouse as wh
     from crossmatch.detect import run_rules
-    from crossmatch.errors import ExitCode
 
-    _require(warehouse, " not found; run `crossmatch ingest` and `crossmatch resolve` first")
     ids = [x.strip() for x in only.split(",") if x.strip()] if only else None
-    con = duckdb.connect(str(warehouse))
-    try:
+    with wh.session(
+        warehouse, must_exist="run `crossmatch ingest` and `crossmatch resolve` first"
+    ) as con:
         result = run_rules(con, rules_dir, only=ids, max_age_days=max_age_days)
-    finally:
-        con.close()
     click.echo(result.table())
-    if not result.ok:
-        sys.exit(int(ExitCode.RUN_FAILED))
+    if result.exit_code:
+        sys.exit(result.exit_code)
 
 
 @main.command()
@@ -334,20 +397,18 @@ def evaluate(truth: Path, warehouse: Path, details: bool) -> None:
     """Score the latest hits per rule against planted truth: recall, precision, traps flagged."""
     import duckdb
 
+    from crossmatch import warehouse as wh
     from crossmatch.detect.evaluate import evaluate as score_hits
     from crossmatch.detect.evaluate import render
     from crossmatch.errors import WarehouseError
 
-    _require(warehouse, " not found; run `crossmatch detect` first")
-    con = duckdb.connect(str(warehouse), read_only=True)
-    try:
-        scores = score_hits(con, truth)
-    except duckdb.CatalogException as exc:
-        raise WarehouseError(
-            f"{warehouse} has no hits yet ({exc}); run `crossmatch detect`"
-        ) from exc
-    finally:
-        con.close()
+    with wh.session(warehouse, read_only=True, must_exist="run `crossmatch detect` first") as con:
+        try:
+            scores = score_hits(con, truth)
+        except duckdb.CatalogException as exc:
+            raise WarehouseError(
+                f"{warehouse} has no hits yet. Fix: run `crossmatch detect`"
+            ) from exc
     click.echo(render(scores))
     if details:
         for s in scores:

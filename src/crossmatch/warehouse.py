@@ -9,11 +9,21 @@ One file (``crossmatch.duckdb`` by default) holds every canonical table (data co
   the warehouse now, ``replaced`` = an older version, ``failed`` = a version that could not be
   loaded: its predecessor stays ``ok``);
 * ``quarantine``: rows that could not be parsed, with the reason, raw values (JSON) and lineage;
-* ``ingest_run``: one row per ``crossmatch ingest``.
+* ``ingest_run``: one row per ``crossmatch ingest``;
+* ``stage_state``: per derived stage (``resolve``, ``kinship``, ``seen:<source>``) the
+  fingerprint of the inputs it was computed from, so a later stage can tell that its input
+  is stale (issue 10).
+
+Every command opens the warehouse through :func:`connect`: a missing, locked or corrupt file, or a
+full disk, becomes a :class:`WarehouseError` naming the file and the fix (exit code 5).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import duckdb
@@ -63,23 +73,133 @@ CREATE TABLE IF NOT EXISTS quarantine (
 """
 
 
-def connect(path: str | Path = "crossmatch.duckdb", *, read_only: bool = False):
-    """Open (or create) the warehouse; a clear WarehouseError when that is impossible."""
+def _hint(msg: str) -> str:
+    low = msg.lower()
+    if "lock" in low:
+        return "another crossmatch process holds it open; wait for it to finish, then run again"
+    if "no space" in low or "disk is full" in low or "disk full" in low or "too large" in low:
+        return "the disk is full; free space (or pass --warehouse on another disk), then run again"
+    if "not a valid duckdb" in low or "corrupt" in low or "invalid" in low or "magic" in low:
+        return (
+            "the file is not a readable crossmatch warehouse (corrupt or another format); "
+            "move it aside (or restore a backup) and rebuild it with `crossmatch ingest`"
+        )
+    return "check the path is a crossmatch DuckDB file, or pass another --warehouse"
+
+
+def connect(
+    path: str | Path = "crossmatch.duckdb",
+    *,
+    read_only: bool = False,
+    must_exist: str | None = None,
+):
+    """Open (or create) the warehouse; a clear WarehouseError when that is impossible.
+
+    ``must_exist``: the next step to name when the file does not exist (then it is not created),
+    e.g. "run `crossmatch ingest` first"."""
     p = Path(path)
-    if read_only and not p.exists():
-        raise WarehouseError(f"{p}: warehouse not found. Fix: run `crossmatch ingest` first.")
+    if (read_only or must_exist) and not p.exists():
+        step = must_exist or "run `crossmatch ingest` first"
+        raise WarehouseError(f"{p}: warehouse not found. Fix: {step}.")
     if not read_only and p.parent and not p.parent.exists():
         p.parent.mkdir(parents=True, exist_ok=True)
     try:
         return duckdb.connect(str(p), read_only=read_only)
+    except (duckdb.Error, OSError) as exc:
+        msg = str(exc).splitlines()[0]
+        raise WarehouseError(f"{p}: cannot open the warehouse ({msg}). Fix: {_hint(msg)}.") from exc
+
+
+@contextmanager
+def session(
+    path: str | Path, *, read_only: bool = False, must_exist: str | None = None
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """``with session(path) as con``: :func:`connect`, and a DuckDB I/O failure while working
+    (disk full, a file damaged under us) also becomes a WarehouseError with the fix."""
+    con = connect(path, read_only=read_only, must_exist=must_exist)
+    try:
+        yield con
     except duckdb.Error as exc:
         msg = str(exc).splitlines()[0]
-        hint = (
-            "another process holds it open; wait for it to finish"
-            if "lock" in msg.lower()
-            else "check the path is a crossmatch DuckDB file, or pass another --warehouse"
-        )
-        raise WarehouseError(f"{p}: cannot open the warehouse ({msg}). Fix: {hint}.") from exc
+        io = isinstance(
+            exc, duckdb.IOException | duckdb.FatalException | duckdb.SerializationException
+        ) or any(w in msg.lower() for w in ("could not write", "no space", "too large"))
+        if not io:
+            raise
+        raise WarehouseError(f"{path}: warehouse I/O failed ({msg}). Fix: {_hint(msg)}.") from exc
+    finally:
+        with suppress(duckdb.Error):  # closing after a fatal error: nothing more to save
+            con.close()
+
+
+# ----------------------------------------------------------------------------- stage state
+
+STAGE_DDL = """
+CREATE TABLE IF NOT EXISTS stage_state (
+    stage VARCHAR PRIMARY KEY, inputs_fingerprint VARCHAR, run_id VARCHAR, finished_at TIMESTAMP
+)
+"""
+
+
+def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return bool(
+        con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]
+        ).fetchone()[0]  # type: ignore[index]
+    )
+
+
+def ingest_fingerprint(con: duckdb.DuckDBPyConnection, sources: list[str] | None = None) -> str:
+    """sha256 of the file versions now in the warehouse (source, file, content hash, mapping
+    digest of every ``ingest_file`` row with status ok), for all sources or those listed.
+    '' when nothing was ingested through ``ingest_file`` (a hand-built warehouse)."""
+    if not _has_table(con, "ingest_file"):
+        return ""
+    cols = {r[0] for r in con.execute("DESCRIBE ingest_file").fetchall()}
+    digest = "coalesce(spec_digest, '')" if "spec_digest" in cols else "''"
+    rows = con.execute(
+        f"SELECT source, file, hash, {digest} FROM ingest_file "
+        "WHERE status = 'ok' ORDER BY source, file, hash"
+    ).fetchall()
+    if sources is not None:
+        keep = set(sources)
+        rows = [r for r in rows if r[0] in keep]
+    if not rows and sources is None:
+        return ""
+    return hashlib.sha256("\n".join("|".join(map(str, r)) for r in rows).encode()).hexdigest()
+
+
+def record_stage(
+    con: duckdb.DuckDBPyConnection, stage: str, fingerprint: str, run_id: str = ""
+) -> None:
+    """Record that ``stage`` finished now, computed from inputs with ``fingerprint``."""
+    con.execute(STAGE_DDL)
+    con.execute(
+        "INSERT OR REPLACE INTO stage_state VALUES (?, ?, ?, ?)",
+        [stage, fingerprint, run_id, dt.datetime.now()],
+    )
+
+
+def stage_state(con: duckdb.DuckDBPyConnection, stage: str) -> tuple[str, str, dt.datetime] | None:
+    """(inputs_fingerprint, run_id, finished_at) of ``stage``, or None if never recorded."""
+    if not _has_table(con, "stage_state"):
+        return None
+    row = con.execute(
+        "SELECT inputs_fingerprint, run_id, finished_at FROM stage_state WHERE stage = ?", [stage]
+    ).fetchone()
+    return (row[0], row[1], row[2]) if row else None
+
+
+def record_seen(con: duckdb.DuckDBPyConnection, results: list, run_id: str = "") -> None:
+    """After an ingest: per source, when its export was last present (loaded or unchanged), as
+    stage ``seen:<source>``; data age (``detect --max-age-days``) counts from there."""
+    seen: dict[str, list[str]] = {}
+    for r in results:
+        if getattr(r, "status", "") in ("loaded", "unchanged"):
+            seen.setdefault(r.source, []).append(f"{r.file}|{r.hash}")
+    for src, files in seen.items():
+        fp = hashlib.sha256("\n".join(sorted(files)).encode()).hexdigest()
+        record_stage(con, f"seen:{src}", fp, run_id)
 
 
 def ensure_ingest_schema(con: duckdb.DuckDBPyConnection) -> None:

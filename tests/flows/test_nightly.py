@@ -55,6 +55,9 @@ def test_nightly_on_sample_county(harness, nightly_mod, tmp_path):
     assert any("vehicle" in m for m in report.failed_files)
     assert any(s.startswith("vehicle_on_dibao:") for s in report.rules_skipped)
     assert not report.rules_error, report.rules_error
+    # every other rule reads fresh, complete inputs: none stale or blind; exit code as the CLI's
+    assert not report.rules_stale and not report.rules_blind, report.detect_table
+    assert report.exit_code == 4
     con = duckdb.connect(str(wh), read_only=True)
     try:
         n_hits = con.execute("SELECT count(*) FROM hit").fetchone()[0]
@@ -69,6 +72,9 @@ def test_nightly_on_sample_county(harness, nightly_mod, tmp_path):
         str(raw), str(ROOT / "sources"), str(ROOT / "rules"), str(wh), None
     )
     assert report2.hits == report.hits
+    # the review store saw both nights: every clue new on the first, ongoing on the second
+    assert report.clues.startswith("clues: new ") and "ongoing 0" in report.clues
+    assert "new 0" in report2.clues and "closed 0" in report2.clues
     con = duckdb.connect(str(wh), read_only=True)
     try:
         runs = con.execute(

@@ -62,7 +62,10 @@ def test_ingest_exit_code_4_when_a_file_failed(county):
 
 
 def test_validate_ok_and_problems(county):
-    ok = invoke("validate", "--sources", str(county / "sources"), "--raw", str(county / "raw"))
+    ok = invoke(  # one source only: the rules reading others would be skipped
+        "validate", "--sources", str(county / "sources"), "--raw", str(county / "raw"),
+        "--allow-blind",
+    )  # fmt: skip
     assert ok.exit_code == 0 and ok.output.startswith("ok: ")
     (county / "sources/payment.yaml").write_text(
         PAYMENT_YAML.replace("normalizer: date", "normalizer: dat"), "utf-8"

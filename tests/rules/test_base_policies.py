@@ -35,6 +35,8 @@ def _case_with_payroll(item: str, status: str | None = "success") -> duckdb.Duck
                 }
             ],
             "r_payroll": [{"person_pid": "S", "post_type": "行政", "start_date": "2020-01-01"}],
+            # the registry is loaded (the rule reads the applicant's registry household too)
+            "r_hukou": [{"household_no": "H9", "person_pid": "X", "status": "正常"}],
         }
     )
 

@@ -23,6 +23,7 @@ def _warehouse(path):
             {
                 "person_pid": "A",
                 "person_id": "A",
+                "person_id_raw": "A",
                 "death_date": "2025-01-10",
                 "_row": 2,
                 "_file": "death/d.xlsx",
@@ -37,6 +38,9 @@ def _warehouse(path):
             {
                 "payee_pid": "A",
                 "payee_id": "A",
+                "payee_name": "张三",
+                "village_code": "341122001001",
+                "account": "6200001",
                 "item": "养老金",
                 "amount": 183,
                 "status": "success",
@@ -67,7 +71,8 @@ def test_detect_then_evaluate(tmp_path):
             "deceased_recipient,vehicle_on_dibao",
         ],
     )
-    assert res.exit_code == 0, res.output
+    # a skipped rule is an input problem: exit 4, not 0
+    assert res.exit_code == 4, res.output
     assert "deceased_recipient" in res.output and "skipped" in res.output
     lines = [ln for ln in res.output.splitlines() if ln.startswith("deceased_recipient")]
     assert lines[0].split()[1:3] == ["ok", "2"]  # 2025-03 and 2025-04
@@ -81,6 +86,20 @@ def test_detect_then_evaluate(tmp_path):
         "deceased_recipient,trap,A,2025-02,grace month\n",
         encoding="utf-8",
     )
+    # every rule asked for is ok: exit 0 (hits are findings, not failures)
+    res = runner.invoke(
+        main,
+        [
+            "detect",
+            "--rules",
+            str(RULES_DIR),
+            "--warehouse",
+            str(wh),
+            "--only",
+            "deceased_recipient",
+        ],
+    )
+    assert res.exit_code == 0, res.output
     res = runner.invoke(main, ["evaluate", "--truth", str(truth), "--warehouse", str(wh)])
     assert res.exit_code == 0, res.output
     row = next(ln for ln in res.output.splitlines() if ln.startswith("deceased_recipient"))
@@ -92,3 +111,50 @@ def test_detect_without_warehouse_says_what_to_do(tmp_path):
     res = CliRunner().invoke(main, ["detect", "--warehouse", str(tmp_path / "none.duckdb")])
     assert res.exit_code == 5
     assert "run `crossmatch ingest` and `crossmatch resolve` first" in res.output
+
+
+def test_validate_reports_each_rule_against_the_mappings(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    src = tmp_path / "sources"
+    shutil.copytree(root / "sources", src)
+    runner = CliRunner()
+    res = runner.invoke(main, ["validate", "--sources", str(src), "--rules", str(RULES_DIR)])
+    assert res.exit_code == 0, res.output
+    assert "deceased_recipient           ready" in res.output
+    # a mapping that lacks a column a rule reads, a role named differently, a source missing
+    pay = (src / "payment.yaml").read_text(encoding="utf-8")
+    pay = "\n".join(ln for ln in pay.splitlines() if not ln.startswith("  status:"))
+    (src / "payment.yaml").write_text(pay + "\n", encoding="utf-8")
+    cad = (src / "cadre.yaml").read_text(encoding="utf-8").replace("role: cadre", "role: leader")
+    (src / "cadre.yaml").write_text(cad, encoding="utf-8")
+    (src / "vehicle.yaml").unlink()
+    res = runner.invoke(main, ["validate", "--sources", str(src), "--rules", str(RULES_DIR)])
+    assert res.exit_code == 3, res.output
+    out = res.output
+    assert "vehicle_on_dibao             skipped" in out and "'vehicle' has no mapping" in out
+    assert "duplicate_payment            blind" in out
+    assert f"{src / 'payment.yaml'}:" in out and "field `status` is not mapped" in out
+    assert "no person role `person` (roles: leader)" in out
+    assert "farmland_over_area           ready" in out
+    res = runner.invoke(
+        main, ["validate", "--sources", str(src), "--rules", str(RULES_DIR), "--allow-blind"]
+    )
+    assert res.exit_code == 0, res.output
+
+
+def test_validate_names_a_missing_reference_table(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    rules = tmp_path / "rules"
+    shutil.copytree(RULES_DIR, rules)
+    (rules / "reference" / "exempt_vehicle_types.csv").unlink()
+    res = CliRunner().invoke(
+        main, ["validate", "--sources", str(root / "sources"), "--rules", str(rules)]
+    )
+    assert res.exit_code == 3, res.output
+    assert "exempt_vehicle_types.csv" in res.output

@@ -69,33 +69,29 @@ FROM p WHERE month_start IS NOT NULL;
 -- One row per assistance case (低保/特困 certificate). `persons` = the number of covered persons
 -- (保障人数 as declared, else the distinct people on the roster): the band of its standard.
 CREATE OR REPLACE TEMP TABLE dibao_case AS
-WITH c AS (
-    SELECT case_no,
-           first_by(assistance_type, _row) AS assistance_type,
-           first_by(applicant_pid, _row) AS applicant_pid,
-           first_by(applicant_name, _row) AS applicant_name,
-           first_by(village_code, _row) AS village_code,
-           first_by(handler_name, _row) AS handler_name,
-           first_by(approver_name, _row) AS approver_name,
-           first_by(handler_pid, _row) AS handler_pid,
-           first_by(approver_pid, _row) AS approver_pid,
-           max(household_size) AS household_size,
-           count(DISTINCT coalesce(member_pid, member_id, member_name)) AS listed,
-           bool_or(applicant_pid IS NOT NULL AND member_pid IS NOT NULL
-                   AND applicant_pid = member_pid) AS applicant_listed,
-           min(start_date) AS start_date,
-           CASE WHEN bool_or(end_date IS NULL) THEN NULL ELSE max(end_date) END AS end_date,
-           first_by(_source, _row) AS source, first_by(_file, _row) AS file, min(_row) AS row
-    FROM r_assistance
-    WHERE _dup_of IS NULL AND case_no IS NOT NULL
-    GROUP BY case_no
-)
-SELECT c.* EXCLUDE (listed, applicant_listed),
-       m.class AS case_class,
-       coalesce(c.household_size,
-                c.listed + CASE WHEN c.applicant_listed OR c.applicant_pid IS NULL THEN 0
-                                ELSE 1 END) AS persons
-FROM c LEFT JOIN item_class_map m ON m.item = trim(c.assistance_type);
+SELECT a.case_no,
+       first_by(a.assistance_type, a._row) AS assistance_type,
+       first_by(m.class, a._row) AS case_class,
+       first_by(a.applicant_pid, a._row) AS applicant_pid,
+       first_by(a.applicant_name, a._row) AS applicant_name,
+       first_by(a.village_code, a._row) AS village_code,
+       first_by(a.handler_name, a._row) AS handler_name,
+       first_by(a.approver_name, a._row) AS approver_name,
+       first_by(a.handler_pid, a._row) AS handler_pid,
+       first_by(a.approver_pid, a._row) AS approver_pid,
+       max(a.household_size) AS household_size,
+       coalesce(max(a.household_size),
+                count(DISTINCT coalesce(a.member_pid, a.member_id, a.member_name))
+                + CASE WHEN first_by(a.applicant_pid, a._row) IS NULL
+                         OR bool_or(a.member_pid = a.applicant_pid) THEN 0 ELSE 1 END) AS persons,
+       min(a.start_date) AS start_date,
+       CASE WHEN bool_or(a.end_date IS NULL) THEN NULL ELSE max(a.end_date) END AS end_date,
+       first_by(a._source, a._row) AS source, first_by(a._file, a._row) AS file,
+       min(a._row) AS row
+FROM r_assistance a
+LEFT JOIN item_class_map m ON m.item = trim(a.assistance_type)
+WHERE a._dup_of IS NULL AND a.case_no IS NOT NULL
+GROUP BY a.case_no;
 
 -- The household (共同生活家庭成员) of each case: the roster's members (and the applicant), plus the
 -- applicant's household in the registry (户籍). `basis` says where a member comes from so a rule

@@ -3,8 +3,19 @@
 parse (crossmatch.spec.rules) -> plan (check sources, render parameters) -> execute (the rule's
 kind, in DuckDB) -> result (``hit`` + ``rule_run`` rows, and a :class:`RunResult`).
 
-A rule whose required source is missing or stale is ``skipped`` with the reason (never reported as
-zero hits); a rule that errors is recorded as ``error`` and the other rules still run.
+Every rule gets a status from its real inputs (what it reads: :mod:`crossmatch.detect.needs`):
+
+* ``skipped``: a source it needs has no loaded rows, or its last file failed (not run);
+* ``stale``: identity (``crossmatch resolve``) was computed before the last ingest that changed
+  data, or a source is older than ``max_age_days`` (not run: hits on stale inputs are wrong);
+* ``blind``: a column it reads is absent from the loaded table or NULL in every row (run: the
+  hits are stored, but the rule could not see everything it looks at);
+* ``error``: the rule failed (the other rules still run); ``ok`` otherwise. Never ``ok`` over
+  missing inputs.
+
+Kinship is rebuilt whenever its inputs (hukou, marriage, identity) changed since it was built.
+A run's hits and rule rows are written in one transaction at the end, and ``detect_run`` marks the
+run finished: an interrupted run leaves the previous results as the latest.
 """
 
 from __future__ import annotations
@@ -14,6 +25,7 @@ import logging
 import re
 import time
 import uuid
+from contextlib import suppress
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -21,9 +33,11 @@ from typing import Any
 
 import duckdb
 
+from crossmatch import warehouse
+from crossmatch.detect import needs as rule_needs
 from crossmatch.detect import schema
 from crossmatch.detect.kinds import KIND_COLUMNS, KINDS
-from crossmatch.errors import SpecError
+from crossmatch.errors import ExitCode, SpecError
 from crossmatch.spec.common import Problem
 from crossmatch.spec.rules import HIT_COLUMNS, Example, RuleSpec, load_rules
 
@@ -39,7 +53,29 @@ CREATE TABLE IF NOT EXISTS rule_run (
     run_id VARCHAR, rule_id VARCHAR, rule_version INTEGER, status VARCHAR, reason VARCHAR,
     hits INTEGER, amount DECIMAL(18,2), seconds DOUBLE, started_at TIMESTAMP
 );
+CREATE TABLE IF NOT EXISTS detect_run (
+    run_id VARCHAR, started_at TIMESTAMP, finished_at TIMESTAMP, status VARCHAR,
+    rules INTEGER, hits INTEGER
+);
 """
+#: Rule statuses, worst last; the CLI and the flow exit with the code of the worst.
+STATUSES = ("ok", "blind", "stale", "skipped", "error")
+#: Columns whose NULL in every row is a normal state (open terms, nothing cancelled, no closing
+#: date), so "all NULL" does not make a rule blind.
+MAY_BE_ALL_NULL = frozenset(
+    {
+        "end_date",
+        "cancel_date",
+        "term_end",
+        "closed",
+        "deregistered",
+        "valid_to",
+        "status_date",
+        "cancel_reason",
+        "handler_pid",
+        "approver_pid",
+    }
+)
 #: Reference tables the shared base views (base.sql) read, with their key column.
 REQUIRED_REFERENCE = {"ref_item_class": "item,class", "ref_assistance_classes": "class,parent"}
 _BAD_STATUS = ("failed", "error", "stale", "rejected")
@@ -51,7 +87,7 @@ class RuleOutcome:
 
     rule_id: str
     version: int
-    status: str  # ok / skipped / error
+    status: str  # ok / blind / stale / skipped / error
     reason: str = ""
     hits: int = 0
     amount: float = 0.0
@@ -68,7 +104,19 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
+        """No rule in error (findings and degraded rules are not failures of the run)."""
         return all(o.status != "error" for o in self.outcomes)
+
+    @property
+    def complete(self) -> bool:
+        """Every rule ``ok``: nothing skipped, stale, blind or in error."""
+        return all(o.status == "ok" for o in self.outcomes)
+
+    @property
+    def exit_code(self) -> int:
+        """0 all ok (hits are findings, not failures); 4 some rule skipped / stale / blind
+        (input problems); 6 some rule in error. The CLI and the nightly flow both use this."""
+        return exit_code_for([o.status for o in self.outcomes])
 
     def table(self) -> str:
         head = f"{'rule':<28} {'status':<8} {'hits':>7} {'amount':>14} {'seconds':>8}  reason"
@@ -88,6 +136,15 @@ class RunResult:
         sec += self.prepare_seconds
         lines.append(f"{'total':<28} {'':<8} {tot:>7} {amt:>14,.2f} {sec:>8.2f}")
         return "\n".join(lines)
+
+
+def exit_code_for(statuses: list[str]) -> int:
+    """The exit code of a run whose rules ended with ``statuses`` (see RunResult.exit_code)."""
+    if "error" in statuses:
+        return int(ExitCode.RUN_FAILED)
+    if any(s != "ok" for s in statuses):
+        return int(ExitCode.INPUT_PROBLEMS)
+    return int(ExitCode.OK)
 
 
 def clue_key(rule_id: str, subject: str, period: str) -> str:
@@ -165,6 +222,44 @@ def _create_text_table(con: duckdb.DuckDBPyConnection, name: str, path: Path) ->
         )
 
 
+def kinship_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
+    """What kinship is computed from: the hukou and marriage file versions and the identity run
+    (stage ``resolve``). '' on a warehouse not built by ingest (fixtures)."""
+    import hashlib
+
+    if not warehouse.ingest_fingerprint(con):
+        return ""
+    files = warehouse.ingest_fingerprint(con, ["hukou", "marriage"])
+    res = warehouse.stage_state(con, "resolve")
+    ident = f"{res[0]}|{res[2]}" if res else "no-resolve"
+    return hashlib.sha256(f"{files}|{ident}".encode()).hexdigest()
+
+
+def rebuild_kinship(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """(Re)build the kinship tables and record the inputs they were built from."""
+    from crossmatch import kinship
+
+    counts = kinship.build(con)
+    warehouse.record_stage(con, "kinship", kinship_fingerprint(con))
+    return counts
+
+
+def kinship_is_stale(con: duckdb.DuckDBPyConnection) -> str | None:
+    """Why the kinship tables must be rebuilt before rules read them, or None."""
+    have = schema.existing_relations(con)
+    if "r_hukou" not in have:
+        return None
+    if "kin_relative" not in have:
+        return "kinship tables missing"
+    fp = kinship_fingerprint(con)
+    if not fp:  # a hand-built warehouse: its kinship tables are what they are
+        return None
+    st = warehouse.stage_state(con, "kinship")
+    if st is None or st[0] != fp:
+        return "kinship inputs (hukou, marriage, identity) changed since it was built"
+    return None
+
+
 def prepare(
     con: duckdb.DuckDBPyConnection,
     rules_dir: str | Path,
@@ -173,43 +268,65 @@ def prepare(
     keep: set[str] | None = None,
 ) -> list[str]:
     """Make the connection ready for rules: stand-ins for absent contract tables, reference
-    tables, kinship (built if absent and the registry is loaded) and the shared base views.
+    tables, kinship (rebuilt when absent or stale) and the shared base views.
     Returns the names of the stand-ins created (absent inputs)."""
-    for note in schema.conform(con):
-        log.warning("contract drift: %s", note)
-    have = schema.existing_relations(con)
-    if build_kinship and "kin_relative" not in have and "r_hukou" in have:
-        from crossmatch import kinship
-
-        log.info("kinship tables missing: building them from r_hukou / r_marriage")
-        kinship.build(con)
+    for level, note in schema.conform(con):
+        log.log(level, "contract drift: %s", note)
+    why = kinship_is_stale(con) if build_kinship else None
+    if why:
+        log.info("%s: building kinship from r_hukou / r_marriage", why)
+        rebuild_kinship(con)
     made = schema.ensure_contract_tables(con)
     load_reference(con, rules_dir, keep)
     base = resources.files("crossmatch.detect").joinpath("base.sql").read_text(encoding="utf-8")
-    for stmt in _split_sql(base):
-        con.execute(stmt)
+    con.execute(base)
     for (msg,) in con.execute("SELECT message FROM base_warning").fetchall():
         log.warning("%s", msg)  # e.g. an item name without a class: reported, never dropped
     return made
 
 
-def _split_sql(text: str) -> list[str]:
-    body = "\n".join(ln for ln in text.splitlines() if not ln.lstrip().startswith("--"))
-    return [s.strip() for s in body.split(";") if s.strip()]
+def loaded_columns(con: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
+    """Per source, the columns its resolved view (or canonical table) really has, before any
+    contract stand-in is added (``person_pid`` counts when identity published ``<source>_pid``)."""
+    cols: dict[str, set[str]] = {}
+    temp: dict[str, set[str]] = {}
+    for table, col, sch in con.execute(
+        "SELECT table_name, column_name, table_schema FROM information_schema.columns "
+        "WHERE table_name LIKE 'r\\_%' ESCAPE '\\' OR table_name LIKE 'src\\_%' ESCAPE '\\'"
+    ).fetchall():
+        (cols if sch == "main" else temp).setdefault(table, set()).add(col)
+    for table, c in temp.items():  # a TEMP relation counts only without a stored one
+        cols.setdefault(table, c)
+    out = {}
+    for src in schema.SOURCES:
+        have = cols.get(f"r_{src}") or cols.get(f"src_{src}")
+        if have is None:
+            continue
+        if f"{src}_pid" in have:
+            have = have | {"person_pid"}
+        out[src] = have
+    return out
 
 
 def available_sources(
     con: duckdb.DuckDBPyConnection, *, max_age_days: float | None = None
-) -> dict[str, str | None]:
-    """Source id -> None if usable, else the reason it is not (missing / failed / stale).
+) -> dict[str, tuple[str, str] | None]:
+    """Source id -> None if usable, else (status, reason): ``skipped`` (not loaded, no rows, its
+    last file failed) or ``stale`` (older than ``max_age_days``).
 
     With an ``ingest_file`` record, that decides; without one (tests, hand-built warehouses) a
     source is present when its resolved view has rows.
     """
-    status: dict[str, str | None] = {}
-    rows = con.execute(
-        "SELECT source, status, rows_loaded, loaded_at, message FROM ingest_file"
-    ).fetchall()
+    status: dict[str, tuple[str, str] | None] = {}
+    have = schema.existing_relations(con)
+    rows = (
+        con.execute(
+            "SELECT source, file, status, rows_loaded, loaded_at, message FROM ingest_file "
+            "ORDER BY loaded_at"
+        ).fetchall()
+        if "ingest_file" in have
+        else []
+    )
     by_src: dict[str, list[tuple]] = {}
     for r in rows:
         by_src.setdefault(r[0], []).append(r)
@@ -217,48 +334,162 @@ def available_sources(
     for s in schema.SOURCES:
         if rows:
             versions = by_src.get(s, [])
-            good = [
-                v
-                for v in versions
-                if str(v[1] or "").lower() not in _BAD_STATUS and (v[2] or 0) > 0
-            ]
             if not versions:
-                status[s] = f"source '{s}' not loaded (no file in ingest_file)"
-                continue
-            if not good:
-                st = versions[-1]
-                status[s] = f"source '{s}' unusable: status {st[1]!r}, {st[2] or 0} rows loaded" + (
-                    f" ({st[4]})" if st[4] else ""
+                status[s] = (
+                    "skipped",
+                    f"source '{s}' not loaded (no file in ingest_file). Fix: add its export "
+                    "and run `crossmatch ingest`",
                 )
                 continue
-            newest = max((v[3] for v in good if v[3] is not None), default=None)
+            last: dict[str, tuple] = {}
+            for v in versions:  # ordered by loaded_at: the last record of each file wins
+                last[v[1]] = v
+            failed = [v for v in last.values() if str(v[2] or "").lower() in _BAD_STATUS]
+            if failed:
+                v = failed[-1]
+                msg = str(v[5] or "").splitlines()[0][:200] if v[5] else ""
+                status[s] = (
+                    "skipped",
+                    f"source '{s}': its last file {v[1]} {v[2]}"
+                    + (f" ({msg})" if msg else "")
+                    + ". Fix: correct the export and run `crossmatch ingest`",
+                )
+                continue
+            good = [v for v in versions if v[2] == "ok" and (v[3] or 0) > 0]
+            if not good:
+                status[s] = ("skipped", f"source '{s}': no rows loaded")
+                continue
+            newest = max((v[4] for v in good if v[4] is not None), default=None)
+            seen = warehouse.stage_state(con, f"seen:{s}")
+            if seen and seen[2] and (newest is None or seen[2] > newest):
+                newest = seen[2]
             if (
                 max_age_days is not None
                 and newest is not None
                 and (now - newest).total_seconds() > max_age_days * 86400
             ):
-                status[s] = f"source '{s}' stale: last loaded {newest:%Y-%m-%d %H:%M}"
+                status[s] = (
+                    "stale",
+                    f"source '{s}' last present {newest:%Y-%m-%d %H:%M}, older than "
+                    f"--max-age-days {max_age_days:g}. Fix: ingest tonight's export",
+                )
                 continue
-        row = con.execute(f"SELECT count(*) FROM r_{s}").fetchone()
-        n = row[0] if row else 0
-        status[s] = None if n else f"source '{s}' has no rows in r_{s}"
+        view = f"r_{s}" if f"r_{s}" in have else f"src_{s}" if f"src_{s}" in have else None
+        n = con.execute(f'SELECT count(*) FROM "{view}"').fetchone()[0] if view else 0  # type: ignore[index]
+        status[s] = None if n else ("skipped", f"source '{s}' has no rows in r_{s}")
     return status
 
 
-def missing_requirement(spec: RuleSpec, avail: dict[str, str | None]) -> str | None:
-    """Why ``spec`` cannot run (first missing requirement), or None."""
-    for req in spec.requires:
-        if isinstance(req, tuple):
-            if all(avail.get(s) for s in req):
-                return (
-                    "needs one of "
-                    + "/".join(req)
-                    + ": "
-                    + "; ".join(str(avail.get(s)) for s in req)
-                )
-        elif avail.get(req):
-            return str(avail[req])
+def identity_is_stale(con: duckdb.DuckDBPyConnection) -> str | None:
+    """Why identity (``identity_link``, ``person``, the ``R_pid`` columns) cannot be trusted now,
+    or None. Hand-built warehouses (no ``ingest_file``) are taken as they are."""
+    fp = warehouse.ingest_fingerprint(con)
+    if not fp:
+        return None
+    have = schema.existing_relations(con)
+    fix = "Fix: run `crossmatch resolve` (the nightly flow always does) and detect again"
+    if "identity_link" not in have:
+        return f"identity not resolved. {fix}"
+    st = warehouse.stage_state(con, "resolve")
+    if st is None or st[0] != fp:
+        return f"identity was computed before the last ingest changed data. {fix}"
+    if "person_mention" in have:
+        row = con.execute(
+            """SELECT count(*) FROM (
+                (SELECT DISTINCT source, file, file_hash FROM person_mention
+                 EXCEPT SELECT DISTINCT source, file, file_hash FROM identity_link)
+                UNION ALL
+                (SELECT DISTINCT source, file, file_hash FROM identity_link
+                 EXCEPT SELECT DISTINCT source, file, file_hash FROM person_mention))"""
+        ).fetchone()
+        if row and row[0]:
+            return f"person_mention and identity_link disagree (resolve interrupted?). {fix}"
     return None
+
+
+def _reads_kinship(nd: rule_needs.RuleNeeds) -> bool:
+    return any(t.startswith("kin_") for t in nd.columns)
+
+
+def _reads_identity(nd: rule_needs.RuleNeeds) -> bool:
+    return any(
+        t in ("person", "identity_link")
+        or t.startswith("kin_")
+        or any(c.endswith("_pid") for c in cols)
+        for t, cols in nd.columns.items()
+    )
+
+
+def assess(
+    nd: rule_needs.RuleNeeds,
+    avail: dict[str, tuple[str, str] | None],
+    loaded: dict[str, set[str]],
+    empty: dict[str, set[str]],
+    identity_stale: str | None,
+) -> tuple[str, str]:
+    """(status, reason) of a rule before it runs: skipped / stale / blind, or ('ok', '')."""
+    reasons: list[str] = []
+    for req in nd.requires:
+        group = req if isinstance(req, tuple) else (req,)
+        states = [avail.get(s) for s in group]
+        if all(st is not None and st[0] == "skipped" for st in states):
+            if len(group) == 1:
+                reasons.append(states[0][1])  # type: ignore[index]
+            else:
+                reasons.append(
+                    "needs one of " + "/".join(group) + ": " + "; ".join(st[1] for st in states)
+                )  # type: ignore[index]
+    if reasons:
+        return "skipped", "; ".join(reasons)
+    stale = [st[1] for s in sorted(nd.sources()) if (st := avail.get(s)) and st[0] == "stale"]
+    if identity_stale and _reads_identity(nd):
+        stale.insert(0, identity_stale)
+    if stale:
+        return "stale", "; ".join(stale)
+    blind = []
+    for src, cols in sorted(nd.source_columns().items()):
+        if avail.get(src) is not None or src not in loaded:
+            continue
+        absent = [c for c in cols if c not in loaded[src]]
+        nulls = [c for c in cols if c in empty.get(src, set()) and c not in absent]
+        if absent:
+            blind.append(
+                f"r_{src} has no column {', '.join(absent)} (not in sources/{src}.yaml). "
+                f"Fix: map it, then ingest and resolve"
+            )
+        if nulls:
+            blind.append(
+                f"r_{src}.{', '.join(nulls)} empty in every row. Fix: map the column that holds "
+                f"it in sources/{src}.yaml (or a `value:`/`default:`), then ingest and resolve"
+            )
+    if blind:
+        return "blind", "; ".join(blind)
+    return "ok", ""
+
+
+def empty_columns(
+    con: duckdb.DuckDBPyConnection, needs: dict[str, rule_needs.RuleNeeds]
+) -> dict[str, set[str]]:
+    """Per source, the columns rules read that are NULL in every row of a non-empty view
+    (those in MAY_BE_ALL_NULL and lineage left out)."""
+    want: dict[str, set[str]] = {}
+    for nd in needs.values():
+        for src, cols in nd.source_columns().items():
+            want.setdefault(src, set()).update(c for c in cols if c not in MAY_BE_ALL_NULL)
+    have = schema.existing_relations(con)
+    out: dict[str, set[str]] = {}
+    for src, cols in want.items():
+        if f"r_{src}" not in have or not cols:
+            continue
+        real = {r[0] for r in con.execute(f'DESCRIBE "r_{src}"').fetchall()}
+        cols_l = sorted(c for c in cols if c in real)
+        if not cols_l:
+            continue
+        sel = ", ".join(f'count("{c}")' for c in cols_l)
+        row = con.execute(f'SELECT count(*), {sel} FROM "r_{src}"').fetchone()
+        if row and row[0]:
+            out[src] = {c for c, n in zip(cols_l, row[1:], strict=True) if n == 0}
+    return out
 
 
 # ---------------------------------------------------------------- execution
@@ -283,26 +514,44 @@ def execute_rule(
                village_code::VARCHAR AS village_code, to_json(evidence) AS evidence
         FROM _rule_hits WHERE subject IS NOT NULL
         QUALIFY row_number() OVER (PARTITION BY subject, coalesce(period::VARCHAR, '')
-                                   ORDER BY amount DESC NULLS LAST) = 1
+                                   ORDER BY amount DESC NULLS LAST, subject_name, village_code,
+                                            to_json(evidence)::VARCHAR) = 1
         """
     )
 
 
+#: Evidence with every top-level list sorted (rules build lists with list(), whose order follows
+#: the scan): two runs over the same data store byte-identical evidence.
+_SORT_EVIDENCE = """
+CREATE OR REPLACE TEMP MACRO _sorted_evidence(e) AS to_json(map_from_entries(list_transform(
+    json_keys(e), lambda k: {'key': k, 'value': CASE
+        WHEN json_type(e, '$."' || k || '"') = 'ARRAY'
+        THEN to_json(list_sort(CAST(json_extract(e, '$."' || k || '"') AS JSON[])))
+        ELSE json_extract(e, '$."' || k || '"') END})))
+"""
+
+
 def _store(con: duckdb.DuckDBPyConnection, spec: RuleSpec, run_id: str) -> tuple[int, float]:
-    """Append ``_rule_hits`` to ``hit`` with identity links added to the evidence."""
+    """Append ``_rule_hits`` to the run's staging table ``_run_hit`` with identity links added
+    to the evidence (written to ``hit`` when the whole run has finished)."""
+    con.execute(_SORT_EVIDENCE)
     con.execute(
         """
         CREATE OR REPLACE TEMP TABLE _hit_links AS
-        WITH h AS (SELECT row_number() OVER () AS hid, * FROM _rule_hits),
+        WITH h AS (SELECT row_number() OVER (ORDER BY subject, period) AS hid, * FROM _rule_hits),
         r AS (
             SELECT hid, unnest(from_json(json_extract(evidence, '$.rows'),
                                          '[{"file": "VARCHAR", "row": "INTEGER"}]')) AS x
             FROM h
         ),
         l AS (
-            SELECT r.hid, list(DISTINCT {'file': il.file, 'row': il.row, 'role': il.role,
-                                         'person_id': il.person_id, 'method': il.method,
-                                         'probability': il.probability}) AS links
+            SELECT r.hid,
+                   list(DISTINCT {'file': il.file, 'row': il.row, 'role': il.role,
+                                  'person_id': il.person_id, 'method': il.method,
+                                  'probability': il.probability}
+                        ORDER BY {'file': il.file, 'row': il.row, 'role': il.role,
+                                  'person_id': il.person_id, 'method': il.method,
+                                  'probability': il.probability}) AS links
             FROM r JOIN identity_link il ON il.file = r.x.file AND il.row = r.x.row
             GROUP BY r.hid
         )
@@ -312,11 +561,12 @@ def _store(con: duckdb.DuckDBPyConnection, spec: RuleSpec, run_id: str) -> tuple
     # clue_key in SQL (same value as clue_key()): no per-hit round trip through Python
     con.execute(
         """
-        INSERT INTO hit
+        INSERT INTO _run_hit
         SELECT ?, ?, ?, h.subject, h.subject_name, h.period, h.amount, ?, ?, h.village_code,
-               json_merge_patch(h.evidence, to_json({'identity_links': h.links})),
+               _sorted_evidence(json_merge_patch(h.evidence,
+                                                 to_json({'identity_links': h.links}))),
                substr(sha256(? || '|' || h.subject || '|' || h.period), 1, 20)
-        FROM _hit_links h
+        FROM _hit_links h ORDER BY h.hid
         """,
         [run_id, spec.id, spec.version, spec.amount_formula, spec.severity, spec.id],
     )
@@ -337,36 +587,61 @@ def run_rules(
     """Run every rule in ``rules_dir`` (or those in ``only``) and store hits and rule_run rows.
 
     Spec problems raise :class:`crossmatch.errors.SpecError` before anything runs. ``params``
-    overrides parameters per rule id.
+    overrides parameters per rule id. Each rule's status comes from its real inputs (module
+    docstring); hits, ``rule_run`` rows and the finished ``detect_run`` row are written in one
+    transaction at the end.
     """
     specs = load_rules(rules_dir, only=only)
+    needs = rule_needs.derive_cached(specs, rules_dir)
     run_id = run_id or dt.datetime.now().strftime("%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:6]
+    started_run = dt.datetime.now()
     t_prep = time.perf_counter()
-    prepare(con, rules_dir)
-    for stmt in _split_sql(HIT_DDL):
-        con.execute(stmt)
+    con.execute(HIT_DDL)
+    con.execute(
+        "INSERT INTO detect_run VALUES (?, ?, NULL, 'running', ?, NULL)",
+        [run_id, started_run, len(specs)],
+    )
+    loaded = loaded_columns(con)  # before contract stand-ins hide an absent column
+    kin_problem = None
+    for level, note in schema.conform(con):
+        log.log(level, "contract drift: %s", note)
+    why = kinship_is_stale(con)
+    if why:
+        log.info("%s: rebuilding kinship", why)
+        try:
+            rebuild_kinship(con)
+        except Exception as exc:  # the rules that read kinship wait; the others run
+            log.exception("kinship rebuild failed")
+            kin_problem = (
+                f"kinship is stale ({why}) and could not be rebuilt: {type(exc).__name__}. "
+                "Fix: run `crossmatch kinship` to see the error"
+            )
+    prepare(con, rules_dir, build_kinship=False)
     avail = available_sources(con, max_age_days=max_age_days)
+    ident = identity_is_stale(con)
+    empty = empty_columns(con, needs)
+    con.execute("CREATE OR REPLACE TEMP TABLE _run_hit AS SELECT * FROM hit LIMIT 0")
+    con.execute("CREATE OR REPLACE TEMP TABLE _run_rule AS SELECT * FROM rule_run LIMIT 0")
     result = RunResult(run_id, prepare_seconds=time.perf_counter() - t_prep)
     for spec in specs:
         t0 = time.perf_counter()
         started = dt.datetime.now()
-        out = RuleOutcome(spec.id, spec.version, "ok")
-        why = missing_requirement(spec, avail)
-        if why:
-            out.status, out.reason = "skipped", why
-        else:
+        status, why = assess(needs[spec.id], avail, loaded, empty, ident)
+        if kin_problem and status in ("ok", "blind") and _reads_kinship(needs[spec.id]):
+            status, why = "stale", kin_problem
+        out = RuleOutcome(spec.id, spec.version, status, why)
+        if status in ("ok", "blind"):  # a blind rule runs: its hits, flagged as partial
             try:
-                con.execute("BEGIN TRANSACTION")
                 execute_rule(con, spec, (params or {}).get(spec.id))
                 out.hits, out.amount = _store(con, spec, run_id)
-                con.execute("COMMIT")
             except Exception as exc:  # one broken rule must not stop the others
-                con.execute("ROLLBACK")
                 log.exception("rule %s failed", spec.id)
                 out.status, out.reason = "error", f"{type(exc).__name__}: {exc}".splitlines()[0]
+                out.hits, out.amount = 0, 0.0
+                con.execute("DELETE FROM _run_hit WHERE rule_id = ?", [spec.id])
         out.seconds = time.perf_counter() - t0
         con.execute(
-            "INSERT INTO rule_run VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO _run_rule VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 run_id,
                 spec.id,
@@ -381,6 +656,19 @@ def run_rules(
         )
         log.info("rule %s: %s %d hits %.2fs", spec.id, out.status, out.hits, out.seconds)
         result.outcomes.append(out)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute("INSERT INTO hit SELECT * FROM _run_hit")
+        con.execute("INSERT INTO rule_run SELECT * FROM _run_rule")
+        con.execute(
+            "UPDATE detect_run SET finished_at = ?, status = 'finished', hits = ? WHERE run_id = ?",
+            [dt.datetime.now(), sum(o.hits for o in result.outcomes), run_id],
+        )
+        con.execute("COMMIT")
+    except BaseException:
+        with suppress(duckdb.Error):  # a failed COMMIT has already rolled back
+            con.execute("ROLLBACK")
+        raise
     return result
 
 
@@ -408,16 +696,27 @@ def compile_problems(specs: list[RuleSpec]) -> list[Problem]:
             except ValueError as exc:  # a malformed reference CSV
                 return [Problem(str(d / "reference"), 1, str(exc))]
         base = resources.files("crossmatch.detect").joinpath("base.sql").read_text("utf-8")
-        for stmt in _split_sql(base):
-            con.execute(stmt)
+        con.execute(base)
         for spec in specs:
             try:
                 sql = spec.render_sql()
                 cols = [r[0] for r in con.execute(f"DESCRIBE {sql}").fetchall()]
             except duckdb.Error as exc:
                 msg = str(exc).replace("\n", " ")
+                ref = re.search(r"Table with name (ref_\w+) does not exist", msg)
+                fix = (
+                    f"create {Path(spec.path).parent / 'reference' / (ref.group(1)[4:] + '.csv')}"
+                    " (a reference table the rule reads)"
+                    if ref
+                    else None
+                )
                 problems.append(
-                    Problem(spec.path, _line_in_sql(spec, str(exc)), f"SQL does not compile: {msg}")
+                    Problem(
+                        spec.path,
+                        _line_in_sql(spec, str(exc)),
+                        f"SQL does not compile: {msg}",
+                        fix,
+                    )
                 )
                 continue
             want = list(HIT_COLUMNS) + list(KIND_COLUMNS.get(spec.kind, ()))

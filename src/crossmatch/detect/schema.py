@@ -11,6 +11,8 @@ Rules read the resolved views ``r_<source>``, ``person``, ``identity_link``, the
 
 from __future__ import annotations
 
+import logging
+
 import duckdb
 
 LINEAGE = [
@@ -198,6 +200,7 @@ OTHER_TABLES: dict[str, list[tuple[str, str]]] = {
         ("source", "VARCHAR"),
         ("file", "VARCHAR"),
         ("hash", "VARCHAR"),
+        ("spec_digest", "VARCHAR"),
         ("rows_read", "INTEGER"),
         ("rows_loaded", "INTEGER"),
         ("rows_quarantined", "INTEGER"),
@@ -262,7 +265,7 @@ def existing_relations(con: duckdb.DuckDBPyConnection) -> set[str]:
     return {r[0] for r in rows}
 
 
-def conform(con: duckdb.DuckDBPyConnection) -> list[str]:
+def conform(con: duckdb.DuckDBPyConnection) -> list[tuple[int, str]]:
     """Make every resolved view the rules read present with its contract columns.
 
     * ``r_<source>`` absent but ``src_<source>`` loaded (sources without person roles): a TEMP
@@ -270,10 +273,11 @@ def conform(con: duckdb.DuckDBPyConnection) -> list[str]:
     * a contract column absent from an existing view: a TEMP view adding it, from a known alias
       (``<source>_pid`` for ``person_pid``, as identity names the cadre's) or as NULL.
 
-    Returns one note per adaptation (logged by the engine) so a drift between the contract and
-    the warehouse is visible rather than silently changing hits.
+    Returns (log level, note) per adaptation, logged by the engine: a real drift (a contract
+    column absent: the rules reading it are reported ``blind``) is a warning; the agreed alias and
+    an old warehouse without role-less ``r_*`` views are not (no warning on a clean run).
     """
-    notes: list[str] = []
+    notes: list[tuple[int, str]] = []
     where = {
         r[0]: f'"{r[1]}"."{r[2]}"."{r[0]}"'
         for r in con.execute(
@@ -286,7 +290,7 @@ def conform(con: duckdb.DuckDBPyConnection) -> list[str]:
             base = where[view]
         elif f"src_{src}" in where:
             base = where[f"src_{src}"]
-            notes.append(f"{view} missing: using src_{src}")
+            notes.append((logging.INFO, f"{view} missing: using src_{src}"))
         else:
             continue
         cols = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {base}").fetchall()}
@@ -297,10 +301,10 @@ def conform(con: duckdb.DuckDBPyConnection) -> list[str]:
             alias = f"{src}_pid" if name == "person_pid" else None
             if alias and alias in cols:
                 adds.append(f'"{alias}" AS "{name}"')
-                notes.append(f"{view}.{name} taken from {alias}")
+                notes.append((logging.DEBUG, f"{view}.{name} taken from {alias}"))
             else:
                 adds.append(f'CAST(NULL AS {typ}) AS "{name}"')
-                notes.append(f"{view}.{name} missing: NULL")
+                notes.append((logging.WARNING, f"{view}.{name} missing: NULL"))
         if adds and base.startswith('"temp"'):
             raise ValueError(f"{view} is a temp table without contract columns {adds}")
         if adds or view not in where:

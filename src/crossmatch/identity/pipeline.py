@@ -1530,6 +1530,12 @@ def _publish_persons(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _publish_views(con: duckdb.DuckDBPyConnection, roles: list[RoleRef]) -> None:
+    """``r_<source>`` = ``src_<source>`` + one ``R_pid`` per role, joined by file, row *and file
+    hash* (a row of a file version identity has not seen gets no person: never an old file's).
+    Sources without person roles get a plain view. Records stage ``resolve`` with the ingest
+    fingerprint it was computed from (detect refuses to run on identity older than the data)."""
+    from crossmatch import warehouse
+
     by_source: dict[str, list[str]] = {}
     for r in roles:
         if _columns(con, r.table):
@@ -1538,10 +1544,18 @@ def _publish_views(con: duckdb.DuckDBPyConnection, roles: list[RoleRef]) -> None
         sel = ", ".join(f"l{i}.person_id AS {role}_pid" for i, role in enumerate(rls))
         joins = " ".join(
             f"LEFT JOIN identity_link l{i} ON l{i}.source = {_q(src)} AND l{i}.file = s._file "
-            f"AND l{i}.row = s._row AND l{i}.role = {_q(role)}"
+            f"AND l{i}.row = s._row AND l{i}.file_hash = s._file_hash AND l{i}.role = {_q(role)}"
             for i, role in enumerate(rls)
         )
         con.execute(f"CREATE OR REPLACE VIEW r_{src} AS SELECT s.*, {sel} FROM src_{src} s {joins}")
+    for (table,) in con.execute(
+        "SELECT table_name FROM information_schema.tables "
+        "WHERE table_schema = 'main' AND table_name LIKE 'src\\_%' ESCAPE '\\'"
+    ).fetchall():
+        src = table[4:]
+        if src not in by_source and src.isidentifier():
+            con.execute(f'CREATE OR REPLACE VIEW "r_{src}" AS SELECT * FROM "{table}"')
+    warehouse.record_stage(con, "resolve", warehouse.ingest_fingerprint(con))
 
 
 # --- persistence of weights and ids -------------------------------------------------------

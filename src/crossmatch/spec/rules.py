@@ -77,7 +77,11 @@ class Example:
 
 @dataclass(frozen=True)
 class RuleSpec:
-    """One parsed rule file. ``requires`` items are source ids; a tuple means any one of them."""
+    """One parsed rule file. ``requires`` items are source ids; a tuple means any one of them.
+
+    ``requires`` is only an addition: what a rule needs is derived from its SQL
+    (:mod:`crossmatch.detect.needs`): every source it reads is required, except the sources of a
+    declared ``{any: [a, b]}`` group, which stay alternatives."""
 
     id: str
     version: int

@@ -59,8 +59,15 @@ class Summary:
         return "\n".join(lines)
 
 
-def generate(persons: int, seed: int, out: Path | str) -> Summary:
-    """Generate a county of about ``persons`` residents into ``out`` (replacing raw/, truth/)."""
+def generate(persons: int, seed: int, out: Path | str, layout: str = "default") -> Summary:
+    """Generate a county of about ``persons`` residents into ``out`` (replacing raw/, truth/).
+
+    ``layout`` other than ``default`` renders the same county in another departments' layout
+    (:mod:`crossmatch.synth.layouts`, mappings under ``sources/<layout>/``)."""
+    if layout != "default":
+        from crossmatch.synth.layouts import generate_layout
+
+        return generate_layout(persons, seed, out, layout)
     if persons < 200:
         raise ValueError(f"persons={persons}: a county needs at least 200 residents")
     t0 = time.perf_counter()

@@ -61,7 +61,7 @@ STANDARDS: tuple[tuple[str, str, str, float, dt.date, dt.date | None, int | None
 TOP_BAND = 6  # the open band: 6 = six or more covered persons
 FARMLAND_RATE = 105.0  # 元/亩, 2025
 FARMLAND_MONTH = 5  # the annual farmland subsidy is paid with the May batch
-#: the assistance items (rules/reference/assistance_items.csv): a household is "paid" by these
+#: the assistance items (classes dibao / tekun in rules/reference/item_class.csv)
 ASSIST_ITEMS = ("城乡低保金", "特困供养金")
 EXEMPT_VEHICLES = ("普通二轮摩托车", "轻便二轮摩托车", "三轮汽车", "残疾人专用小型自动挡载客汽车")
 CARS = ("小型轿车", "小型普通客车", "小型越野客车", "轻型普通货车")
