@@ -214,6 +214,12 @@ def _memory_size(value: str) -> str:
     help="DuckDB's memory limit while ingesting, e.g. 2GB or 1500MB; beyond it DuckDB spills "
     "to disk.",
 )
+@click.option(
+    "--allow-shrink",
+    is_flag=True,
+    help="Accept a file with far fewer rows than its version in the warehouse (refused "
+    "otherwise as a probably truncated export).",
+)
 def ingest(
     raw: Path,
     sources: Path,
@@ -222,6 +228,7 @@ def ingest(
     strict: bool,
     workers: int | None,
     memory_limit: str,
+    allow_shrink: bool,
 ) -> None:
     """Load every source's exports into the warehouse, with lineage and quarantine.
 
@@ -261,7 +268,10 @@ def ingest(
             if r.status == "loaded":
                 click.echo(
                     f"{r.source}: {r.file}: read {r.rows_read} = loaded {r.rows_loaded} + "
-                    f"quarantined {r.rows_quarantined} (duplicates {r.rows_duplicate}, "
+                    f"quarantined {r.rows_quarantined}"
+                    + (f" + filtered {r.rows_filtered}" if r.rows_filtered else "")
+                    + (f" + summary rows {r.rows_summary}" if r.rows_summary else "")
+                    + f" (duplicates {r.rows_duplicate}, "
                     f"{r.encoding}, {r.seconds:.1f}s)"
                 )
             elif r.status == "unchanged":
@@ -277,6 +287,7 @@ def ingest(
         progress=progress,
         workers=workers,
         memory_limit=memory_limit,
+        allow_shrink=allow_shrink,
     )
     from crossmatch import warehouse as wh
 

@@ -38,6 +38,9 @@ def test_ingest_prints_per_file_counts_and_per_source_table(county):
         "loaded",
         "quarant.",
         "dups",
+        "filtered",
+        "summary",
+        "copies",
         "s",
     ]
     assert lines[head + 2].split()[:9] == ["payment", "1", "1", "0", "0", "4", "4", "0", "1"]

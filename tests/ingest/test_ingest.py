@@ -250,7 +250,8 @@ def test_header_only_file_is_an_empty_version_but_never_wipes_data(county):
         "delete its rows from src_payment)."
     )
     assert q(county, "SELECT count(*) FROM src_payment") == [(4,)]
-    write_csv(county / "raw/finance/q2.csv", [PAY_HEADER])  # a new, empty register is fine
+    # a new, empty register is fine (CRLF: not a byte copy of q1, which would be skipped)
+    write_csv(county / "raw/finance/q2.csv", [PAY_HEADER], eol="\r\n")
     res = {r.file: r for r in run(county).results}
     assert res["finance/q2.csv"].status == "loaded"
     assert res["finance/q2.csv"].message == "header only: 0 data rows"
@@ -327,12 +328,14 @@ def test_csv_renamed_xlsx(tmp_path):
 
 
 def test_no_header_row_found(county):
-    write_csv(county / "raw/finance/q1.csv", ["a,b,c", "1,2,3"])
+    # the first row is data (a name, an ID number): it must not reach the message
+    write_csv(county / "raw/finance/q1.csv", [f"张三丰,{ID_A},3", "1,2,3"])
     msg = fail_msg(county)
     assert msg.startswith(
         f"{county / 'raw/finance/q1.csv'}: no header row found in the first 20 rows (row 1 "
-        "reads: a, b, c; expected headers such as "
+        "has 3 non-empty cell(s), none a mapped header; expected headers such as "
     )
+    assert "张三丰" not in msg and ID_A not in msg
 
 
 def test_file_disappearing_mid_run(county, monkeypatch):
@@ -468,7 +471,7 @@ def test_a_file_loaded_on_a_callers_connection_leaves_no_temporary_tables(county
 
     (spec,) = load_sources(county / "sources")
     con = warehouse.connect(county / "w.duckdb")
-    warehouse.ensure_ingest_schema(con)
+    pipeline.ensure_schema(con)
     warehouse.ensure_table(con, spec.table, spec.columns())
     path = county / "raw/finance/q1.csv"
     r = pipeline.ingest_file(con, spec, county / "raw", path, "run1")

@@ -47,7 +47,7 @@ persons:
         f"{f}:3: unknown key 'encodng' in source file; fix: did you mean 'encoding'?",
         f"{f}:5: field 'payee_name': unknown normalizer 'nmae'; fix: did you mean 'name'?",
         f"{f}:6: unknown key 'unit' in field 'payee_id'; fix: allowed keys: column, normalizer,"
-        " required, optional, description",
+        " required, optional, description" + problems[2].split("description", 1)[-1],
         f"{f}:7: field 'amount': 'column' must be a header name or a list of header aliases;"
         " fix: add `column: 表头` (or `column: [身份证号, 公民身份号码]`)",
         f"{f}:10: person role 'payee': name refers to unknown field 'payee_nam';"

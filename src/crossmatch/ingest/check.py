@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from crossmatch.errors import InputFileError
-from crossmatch.ingest import readers
+from crossmatch.ingest import derive, readers
 from crossmatch.ingest.pipeline import expand_files, match_columns
 from crossmatch.spec import register_validator
 from crossmatch.spec.common import Problem, Problems, nearest
@@ -22,6 +22,13 @@ from crossmatch.spec.sources import SourceSpec, parse_sources
 
 def read_header(spec: SourceSpec, path: Path) -> tuple[int, list[str]]:
     """(header row, header cells) of one raw file; InputFileError when unreadable."""
+    info = read_head(spec, path)
+    return info.header_row, info.header
+
+
+def read_head(spec: SourceSpec, path: Path) -> readers.ReadInfo:
+    """What the readers learn from the first rows of one raw file (header, title, sheets,
+    delimiter); InputFileError when unreadable."""
     aliases = {readers.norm_header(a) for f in spec.fields for a in f.columns}
     fmt = spec.format_for(path)
     info = readers.ReadInfo()
@@ -49,7 +56,12 @@ def read_header(spec: SourceSpec, path: Path) -> tuple[int, list[str]]:
     elif fmt == "xlsx":
         next(
             readers.read_xlsx_batches(
-                path, info, sheet=spec.sheet, header_row=spec.header_row, aliases=aliases
+                path,
+                info,
+                sheet=spec.sheet,
+                sheets=spec.sheets,
+                header_row=spec.header_row,
+                aliases=aliases,
             ),
             None,
         )
@@ -57,7 +69,7 @@ def read_header(spec: SourceSpec, path: Path) -> tuple[int, list[str]]:
         next(readers.read_parquet_batches(path, info), None)
     else:
         raise InputFileError(f"{path}: unknown file type; set `format:` in {spec.path}")
-    return info.header_row, info.header
+    return info
 
 
 def check_raw(specs: list[SourceSpec], raw_root: Path) -> list[Problem]:
@@ -80,22 +92,37 @@ def check_raw(specs: list[SourceSpec], raw_root: Path) -> list[Problem]:
         for path in files:
             rel = path.relative_to(raw_root).as_posix()
             try:
-                header_row, header = read_header(spec, path)
+                info = read_head(spec, path)
             except InputFileError as exc:
                 problems.add(spec.path, 1, f"cannot read {rel}: {exc}")
                 continue
-            _mapping, missing = match_columns(spec, header)
-            for fname, want, near in missing:
-                problems.add(
-                    spec.path,
-                    spec.field(fname).line,
-                    f"field {fname!r}: column '{want}' not found in {rel} (header row "
-                    f"{header_row})",
-                    f"the nearest header is '{near}': add it to `column:`"
-                    if near
-                    else "mark the field `optional: true`",
-                )
+            heads = [(rel, info.header_row, info.header)]
+            if spec.sheets is not None and info.parts:
+                heads = [(f"{rel}#{p.name}", p.header_row, p.header) for p in info.parts]
+            for where, header_row, header in heads:
+                _mapping, missing = match_columns(spec, header)
+                for fname, want, near in missing:
+                    problems.add(
+                        spec.path,
+                        spec.field(fname).line,
+                        f"field {fname!r}: column '{want}' not found in {where} (header row "
+                        f"{header_row})",
+                        f"the nearest header is '{near}': add it to `column:`"
+                        if near
+                        else "mark the field `optional: true`",
+                    )
+            _check_origins(spec, rel, info, problems)
     return list(problems)
+
+
+def _check_origins(spec: SourceSpec, rel: str, info: readers.ReadInfo, problems: Problems) -> None:
+    """``from: path|sheet|title`` fields: the pattern must match this file (or each sheet)."""
+    for f in spec.fields:
+        if f.origin in ("path", "sheet", "title"):
+            try:
+                derive.origin_values(spec, rel, info, f.name)
+            except InputFileError as exc:
+                problems.add(spec.path, f.line, str(exc))
 
 
 def validate_raw(paths: Mapping[str, Any]) -> list[Problem]:

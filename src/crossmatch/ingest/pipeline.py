@@ -17,7 +17,9 @@ Exact duplicate rows are loaded with ``_dup_of`` = the row number of their first
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import getpass
 import logging
 import os
 import re
@@ -35,9 +37,10 @@ import polars as pl
 
 from crossmatch import normalize, warehouse
 from crossmatch.errors import InputFileError
-from crossmatch.ingest import readers, stage
+from crossmatch.ingest import derive, readers, stage
 from crossmatch.spec import SourceSpec, load_sources
 from crossmatch.spec.common import nearest
+from crossmatch.spec.sources import unsafe_pattern
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +63,10 @@ class ProgressEvent:
 
 @dataclass(slots=True)
 class FileResult:
-    """Outcome for one file (status: loaded / unchanged / failed / missing / nofile)."""
+    """Outcome for one file (status: loaded / unchanged / failed / missing / nofile /
+    skipped: a byte-identical copy of another file of the source).
+
+    rows_read = rows_loaded + rows_quarantined + rows_filtered + rows_summary."""
 
     source: str
     file: str
@@ -73,6 +79,8 @@ class FileResult:
     message: str = ""
     hash: str = ""
     encoding: str | None = None
+    rows_filtered: int = 0  # loaded rows not matching the source's `where:` (dropped)
+    rows_summary: int = 0  # 合计 / 总计 / 小计 rows skipped
 
 
 @dataclass(slots=True)
@@ -102,9 +110,14 @@ class IngestSummary:
                     "rows_loaded": 0,
                     "quarantined": 0,
                     "duplicates": 0,
+                    "filtered": 0,
+                    "summary": 0,
+                    "skipped": 0,
                     "seconds": 0.0,
                 },
             )
+            if r.status == "skipped":
+                s["skipped"] += 1
             if r.status in ("loaded", "unchanged", "failed"):
                 s["files"] += 1
                 s[r.status] += 1
@@ -114,6 +127,8 @@ class IngestSummary:
             s["rows_loaded"] += r.rows_loaded
             s["quarantined"] += r.rows_quarantined
             s["duplicates"] += r.rows_duplicate
+            s["filtered"] += r.rows_filtered
+            s["summary"] += r.rows_summary
             s["seconds"] += r.seconds
         return list(rows.values())
 
@@ -128,6 +143,9 @@ class IngestSummary:
             "loaded",
             "quarant.",
             "dups",
+            "filtered",
+            "summary",
+            "copies",
             "s",
         )
         body: list[tuple[Any, ...]] = [
@@ -141,11 +159,14 @@ class IngestSummary:
                 s["rows_loaded"],
                 s["quarantined"],
                 s["duplicates"],
+                s["filtered"],
+                s["summary"],
+                s["skipped"],
                 f"{s['seconds']:.1f}",
             )
             for s in self.per_source()
         ]
-        tot = [sum(int(b[i]) for b in body) for i in range(1, 9)]
+        tot = [sum(int(b[i]) for b in body) for i in range(1, 12)]
         body.append(("TOTAL", *tot, f"{self.seconds:.1f}"))
         widths = [max(len(str(x)) for x in col) for col in zip(head, *body, strict=True)]
 
@@ -157,7 +178,9 @@ class IngestSummary:
 
         lines = [fmt(head), "  ".join("-" * w for w in widths)]
         lines += [fmt(b) for b in body]
-        problems = [r for r in self.results if r.status in ("failed", "nofile", "missing")]
+        problems = [
+            r for r in self.results if r.status in ("failed", "nofile", "missing", "skipped")
+        ]
         if problems:
             lines.append("")
             lines += [f"{r.status.upper()}: {r.message}" for r in problems]
@@ -204,11 +227,17 @@ def match_columns(
     missing: list[tuple[str, str, str | None]] = []
     used = {readers.norm_header(a) for f in spec.fields for a in f.columns}
     free = [h for h in header if h and readers.norm_header(h) not in used]
+    # a row naming none of the mapped headers is not a header (maybe data): never quote it
+    is_header = any(readers.norm_header(h) in used for h in header)
     for f in spec.fields:
+        if f.origin != "column":  # a constant, the path, the sheet name or the title
+            mapping[f.name] = None
+            continue
         idx = next((index[n] for a in f.columns if (n := readers.norm_header(a)) in index), None)
         mapping[f.name] = idx
         if idx is None and not f.optional:
-            missing.append((f.name, f.columns[0], nearest(f.columns[0], free or header)))
+            near = nearest(f.columns[0], free or header) if is_header else None
+            missing.append((f.name, f.columns[0], near))
     return mapping, missing
 
 
@@ -255,7 +284,12 @@ def _batches(
         yield from readers.read_csv_batches(r)
     elif fmt == "xlsx":
         yield from readers.read_xlsx_batches(
-            path, info, sheet=spec.sheet, header_row=spec.header_row, aliases=aliases
+            path,
+            info,
+            sheet=spec.sheet,
+            sheets=spec.sheets,
+            header_row=spec.header_row,
+            aliases=aliases,
         )
     elif fmt == "parquet":
         yield from readers.read_parquet_batches(path, info)
@@ -274,7 +308,8 @@ def _record(con: duckdb.DuckDBPyConnection, run_id: str, r: FileResult, **extra:
     con.execute(
         "INSERT INTO ingest_file (run_id, source, file, hash, spec_digest, size, encoding, "
         "header_row, rows_read, rows_loaded, rows_quarantined, rows_duplicate, seconds, "
-        "loaded_at, status, message) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        "loaded_at, status, message, rows_filtered, rows_summary) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         [
             run_id,
             r.source,
@@ -292,6 +327,8 @@ def _record(con: duckdb.DuckDBPyConnection, run_id: str, r: FileResult, **extra:
             dt.datetime.now(),
             "ok" if r.status == "loaded" else r.status,
             r.message,
+            r.rows_filtered,
+            r.rows_summary,
         ],
     )
 
@@ -303,8 +340,14 @@ def ingest_file(
     path: Path,
     run_id: str,
     progress: Progress | None = None,
+    *,
+    allow_shrink: bool = False,
+    shrink_ratio: float = 0.5,
 ) -> FileResult:
-    """Load one file (or skip it when unchanged); never raises for bad input."""
+    """Load one file (or skip it when unchanged); never raises for bad input.
+
+    A version with fewer than ``shrink_ratio`` times the rows of the one in the warehouse is
+    refused (the previous version stays) unless ``allow_shrink``."""
     t0 = time.perf_counter()
     rel = path.relative_to(raw_root).as_posix() if path.is_relative_to(raw_root) else str(path)
     res = FileResult(spec.id, rel, "failed")
@@ -337,7 +380,9 @@ def ingest_file(
         # hashed and line-counted while the file is read
         lines = spec.format_for(path) == "csv"
         fut: Future[stage.FileScan] = scanner.submit(stage.scan_file, path, lines=lines)
-        job = _Job(con, spec, path, rel, size, fut, run_id, res, t0, progress)
+        job = _Job(
+            con, spec, path, rel, size, fut, run_id, res, t0, progress, allow_shrink, shrink_ratio
+        )
         try:
             return _load(job)
         finally:
@@ -360,6 +405,8 @@ class _Job:
     res: FileResult
     t0: float
     progress: Progress | None
+    allow_shrink: bool = False
+    shrink_ratio: float = 0.5
 
     def file_hash(self) -> str:
         return self.scan.result().sha256
@@ -391,7 +438,7 @@ def _stage_by_duckdb(job: _Job, info: readers.ReadInfo) -> int | None:
             job.path,
             job.scan.result,
             encoding=head.encoding,
-            delimiter=spec.delimiter,
+            delimiter=head.delimiter,
             header_row=head.header_row,
             width=len(head.header),
         )
@@ -399,6 +446,7 @@ def _stage_by_duckdb(job: _Job, info: readers.ReadInfo) -> int | None:
         log.debug("%s: read by the Python readers (%s)", job.rel, exc)
         return None
     info.encoding, info.header_row, info.header = head.encoding, head.header_row, head.header
+    info.delimiter, info.title, info.notes = head.delimiter, head.title, list(head.notes)
     if job.progress:
         job.progress(ProgressEvent("bytes", spec.id, job.rel, job.size, job.size))
     return rows
@@ -420,7 +468,50 @@ def _stage_by_readers(job: _Job, info: readers.ReadInfo, encoding: str, use_icon
     return rows
 
 
+def _delete_file_rows(con: duckdb.DuckDBPyConnection, spec: SourceSpec, rel: str) -> None:
+    """A file's rows and quarantine entries (also ``<rel>#<sheet>`` rows of its sheets)."""
+    con.execute(
+        f'DELETE FROM "{spec.table}" WHERE _file = ? OR starts_with(_file, ?)', [rel, rel + "#"]
+    )
+    con.execute(
+        "DELETE FROM quarantine WHERE source = ? AND (file = ? OR starts_with(file, ?))",
+        [spec.id, rel, rel + "#"],
+    )
+
+
+SHRINK_MIN_ROWS = 10  # below this many rows before, a shrink is no evidence of truncation
+
+
+def _shrink_guard(job: _Job, rows: int) -> None:
+    """Refuse a new version with far fewer rows than the one in the warehouse (a truncated
+    export), unless allowed; the previous version then stays. Versions of fewer than
+    SHRINK_MIN_ROWS rows are not compared (a tiny register may well halve)."""
+    if job.allow_shrink:
+        return
+    kept = job.con.execute(
+        "SELECT rows_read FROM ingest_file WHERE source = ? AND file = ? AND status = 'ok'",
+        [job.spec.id, job.rel],
+    ).fetchall()
+    before = int(kept[0][0] or 0) if kept else 0
+    if before >= SHRINK_MIN_ROWS and rows < job.shrink_ratio * before:
+        raise InputFileError(
+            f"{job.rel}: {rows} data rows where the version in the warehouse has {before} "
+            f"(fewer than {job.shrink_ratio:.0%}): a truncated export? Kept that version. "
+            f"Fix: check the export is complete and re-export it; if the shrink is real, run "
+            f"`crossmatch ingest --allow-shrink` (ingest(..., allow_shrink=True))."
+        )
+
+
 def _check_columns(job: _Job, info: readers.ReadInfo) -> None:
+    if job.spec.sheets is not None and info.parts:  # every sheet has every mapped column
+        for part in info.parts:
+            _, missing = match_columns(job.spec, part.header)
+            if missing:
+                where = f"{job.rel}#{part.name}"
+                raise InputFileError(
+                    missing_columns_message(job.spec, where, part.header_row, missing)
+                )
+        return
     _, missing = match_columns(job.spec, info.header)
     if missing:
         raise InputFileError(missing_columns_message(job.spec, job.rel, info.header_row, missing))
@@ -465,20 +556,43 @@ def _load(job: _Job) -> FileResult:
                 rows = _stage_by_readers(job, info, encoding, use_iconv)
             if not rows:
                 _header_only(job, info)
+            else:
+                _shrink_guard(job, rows)
             mapping, _ = match_columns(spec, info.header)
+            summary_rows = derive.drop_summary_rows(con, spec, len(info.header), mapping)
+            derived = derive.add_derived_cells(con, spec, rel, info, mapping)
             if job.progress:
                 note = f"{rows:,} rows read, normalising and writing"
                 job.progress(ProgressEvent("phase", spec.id, rel, rows, job.size, note=note))
             con.begin()
             try:
-                con.execute(f'DELETE FROM "{spec.table}" WHERE _file = ?', [rel])
-                con.execute("DELETE FROM quarantine WHERE source = ? AND file = ?", [spec.id, rel])
-                counts = stage.normalise(con, spec, rel, job.file_hash(), info.header, mapping)
+                _delete_file_rows(con, spec, rel)
+                counts = stage.normalise(
+                    con, spec, rel, job.file_hash(), derived.header, derived.mapping
+                )
+                derive.sheet_lineage(con, spec, rel, info)  # before `where:` (it may use _file)
+                filtered = derive.apply_where(con, spec, rel)
+                if filtered:
+                    counts.loaded -= filtered
+                    counts.duplicate = int(
+                        warehouse.fetch_one(
+                            con,
+                            f'SELECT count(_dup_of) FROM "{spec.table}" '
+                            "WHERE _file = ? OR starts_with(_file, ?)",
+                            [rel, rel + "#"],
+                        )[0]
+                    )
                 res.status = "loaded"
                 res.hash = job.file_hash()
-                res.rows_read, res.rows_loaded = counts.read, counts.loaded
+                res.rows_read = counts.read + summary_rows
+                res.rows_loaded = counts.loaded
                 res.rows_quarantined, res.rows_duplicate = counts.quarantined, counts.duplicate
+                res.rows_filtered, res.rows_summary = filtered, summary_rows
                 res.encoding = info.encoding
+                if summary_rows:
+                    info.notes.append(f"{summary_rows} summary row(s) (合计/总计/小计) skipped")
+                if filtered:
+                    info.notes.append(f"{filtered} row(s) not matching `where:` dropped")
                 res.message = "; ".join(info.notes)
                 res.seconds = time.perf_counter() - job.t0
                 con.execute(
@@ -519,10 +633,11 @@ def _load(job: _Job) -> FileResult:
                 f"and is readable, then run ingest again."
             )
         except (pl.exceptions.PolarsError, duckdb.Error) as exc:
-            log.exception("unexpected error loading %s", rel)
+            # the exception's text may quote a cell (a name, an ID number): never logged
+            log.error("unexpected %s loading %s", type(exc).__name__, rel)
             res.message = (
-                f"{rel}: could not be loaded ({type(exc).__name__}: {str(exc).splitlines()[0]})."
-                f" The previous version (if any) stays in the warehouse. Please report this."
+                f"{rel}: could not be loaded ({type(exc).__name__}). The previous version (if "
+                f"any) stays in the warehouse. Please report this."
             )
         break
     res.status = "failed"
@@ -546,6 +661,8 @@ def _run_files(
     run_id: str,
     progress: Progress | None,
     workers: int | None,
+    allow_shrink: bool = False,
+    shrink_ratio: float = 0.5,
 ) -> list[FileResult]:
     """Load the files of ``slots`` (results kept in slot order).
 
@@ -565,7 +682,16 @@ def _run_files(
         report(ProgressEvent("start", spec.id, rel, 0, 0))
         cur = con.cursor()  # temp tables and the transaction are per cursor
         try:
-            r = ingest_file(cur, spec, raw, path, run_id, report if progress else None)
+            r = ingest_file(
+                cur,
+                spec,
+                raw,
+                path,
+                run_id,
+                report if progress else None,
+                allow_shrink=allow_shrink,
+                shrink_ratio=shrink_ratio,
+            )
         finally:
             cur.close()
         report(ProgressEvent("done", spec.id, rel, result=r))
@@ -594,13 +720,99 @@ def _size(path: Path) -> int:
 
 
 def expand_files(spec: SourceSpec, raw_root: Path) -> list[Path]:
-    """Files matching the spec's globs under ``raw_root`` (sorted, no duplicates)."""
+    """Files matching the spec's globs under ``raw_root`` (sorted, no duplicates).
+
+    A glob that would leave the raw folder (absolute, ``..``) raises InputFileError."""
     found: dict[Path, None] = {}
     for pattern in spec.files:
+        why = unsafe_pattern(pattern)
+        if why:
+            raise InputFileError(
+                f"{spec.path.as_posix()}: files pattern {pattern!r} {why}. Fix: write a glob "
+                f"relative to the raw folder, e.g. `finance/*.csv`."
+            )
         for p in sorted(raw_root.glob(pattern)):
             if p.is_file() and not p.name.startswith(("~$", ".")):
                 found[p] = None
     return list(found)
+
+
+_COPY_NAME = re.compile(r"副本|copy|\(\d+\)|（\d+）", re.IGNORECASE)
+
+
+def split_copies(files: list[Path], raw: Path) -> tuple[list[Path], dict[Path, Path]]:
+    """(files to load, copy -> original) for files with byte-identical content (a Windows
+    ``… - 副本.csv``): the original is the one whose name looks least like a copy (then the
+    shortest, then the first by name). Only files of equal size are hashed."""
+    by_size: dict[int, list[Path]] = {}
+    for p in files:
+        with contextlib.suppress(OSError):
+            by_size.setdefault(p.stat().st_size, []).append(p)
+    copies: dict[Path, Path] = {}
+    for same in by_size.values():
+        if len(same) < 2:
+            continue
+        by_hash: dict[str, list[Path]] = {}
+        for p in same:
+            try:
+                by_hash.setdefault(stage.scan_file(p, lines=False).sha256, []).append(p)
+            except OSError:
+                continue
+        for group in by_hash.values():
+            group.sort(key=lambda q: (bool(_COPY_NAME.search(q.stem)), len(q.name), q.name))
+            for q in group[1:]:
+                copies[q] = group[0]
+    return [p for p in files if p not in copies], copies
+
+
+def _skip_copy(
+    con: duckdb.DuckDBPyConnection, spec: SourceSpec, raw: Path, copy: Path, orig: Path, run_id: str
+) -> FileResult:
+    """Record a byte-identical copy as skipped; rows an earlier run loaded from it go."""
+    rel, orel = copy.relative_to(raw).as_posix(), orig.relative_to(raw).as_posix()
+    res = FileResult(
+        spec.id,
+        rel,
+        "skipped",
+        message=(
+            f"{rel}: the same bytes as {orel} (a copy): loaded once, from {orel}. Fix: delete "
+            f"the copy from the raw folder (or narrow `files:` in {spec.path.as_posix()})."
+        ),
+    )
+    con.begin()
+    try:
+        _delete_file_rows(con, spec, rel)
+        con.execute(
+            "UPDATE ingest_file SET status = 'replaced' "
+            "WHERE source = ? AND file = ? AND status = 'ok'",
+            [spec.id, rel],
+        )
+        _record(con, run_id, res, spec_digest=spec.digest, size=_size(copy))
+        con.commit()
+    except BaseException:
+        con.rollback()
+        raise
+    return res
+
+
+RUN_COLUMNS = (("started_by", "VARCHAR"),)
+FILE_COLUMNS = (("rows_filtered", "BIGINT"), ("rows_summary", "BIGINT"))
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """The ingestion tables, with the columns added since v1 (older warehouses too):
+    ``ingest_run.started_by``, ``ingest_file.rows_filtered`` / ``rows_summary``."""
+    warehouse.ensure_ingest_schema(con)
+    for table, cols in (("ingest_run", RUN_COLUMNS), ("ingest_file", FILE_COLUMNS)):
+        for name, typ in cols:
+            con.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {name} {typ}")
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name in the environment nor the password file
+        return f"uid {os.getuid()}" if hasattr(os, "getuid") else "unknown"
 
 
 def ingest(
@@ -612,16 +824,25 @@ def ingest(
     progress: Progress | None = None,
     memory_limit: str = "2GB",
     workers: int | None = None,
+    allow_shrink: bool = False,
+    shrink_ratio: float = 0.5,
 ) -> IngestSummary:
     """Ingest every source's files; returns the summary (bad files are reported, not raised).
 
     ``workers`` files load at the same time (default: 2, or 1 on a single core), each on its
-    own DuckDB cursor and in its own transaction.
+    own DuckDB cursor and in its own transaction. A file with fewer than ``shrink_ratio``
+    times the rows of its version in the warehouse is refused (that version stays) unless
+    ``allow_shrink``. Byte-identical files of one source are loaded once (the copies are
+    reported ``skipped``). A new warehouse file is created readable by its owner only (0600);
+    ``ingest_run`` records who started each run, and runs a killed process left ``running``
+    are marked ``interrupted`` at the next start.
 
     Raises SpecError for invalid source files and WarehouseError when the warehouse cannot be
     opened: both stop the run before anything is written."""
     if not re.fullmatch(r"\d+(\.\d+)?\s*([KMGT]i?B)", memory_limit.strip(), re.IGNORECASE):
         raise ValueError(f"memory_limit {memory_limit!r}: write it like 2GB or 1500MB")
+    if not 0 <= shrink_ratio <= 1:
+        raise ValueError(f"shrink_ratio {shrink_ratio!r}: a share between 0 and 1, e.g. 0.5")
     raw = Path(raw_root)
     if not raw.is_dir():
         raise InputFileError(
@@ -634,7 +855,47 @@ def ingest(
         if unknown:
             raise InputFileError(f"unknown source(s): {', '.join(unknown)}")
         specs = [s for s in specs if s.id in only]
+    for spec in specs:  # before anything is written: a glob leaving the raw folder
+        for pattern in spec.files:
+            why = unsafe_pattern(pattern)
+            if why:
+                raise InputFileError(
+                    f"{spec.path.as_posix()}: files pattern {pattern!r} {why}. Fix: write a "
+                    f"glob relative to the raw folder, e.g. `finance/*.csv`."
+                )
     own = not isinstance(warehouse_path, duckdb.DuckDBPyConnection)
+    # the warehouse holds ID numbers: a new file (and its WAL) readable by its owner only
+    old_mask = os.umask(0o077) if own and hasattr(os, "umask") else None
+    try:
+        return _ingest(
+            raw,
+            sources,
+            specs,
+            warehouse_path,
+            own,
+            progress,
+            memory_limit,
+            workers,
+            allow_shrink,
+            shrink_ratio,
+        )
+    finally:
+        if old_mask is not None:
+            os.umask(old_mask)
+
+
+def _ingest(
+    raw: Path,
+    sources: str | Path | list[SourceSpec],
+    specs: list[SourceSpec],
+    warehouse_path: str | Path | duckdb.DuckDBPyConnection,
+    own: bool,
+    progress: Progress | None,
+    memory_limit: str,
+    workers: int | None,
+    allow_shrink: bool,
+    shrink_ratio: float,
+) -> IngestSummary:
     con: duckdb.DuckDBPyConnection = (
         warehouse_path
         if isinstance(warehouse_path, duckdb.DuckDBPyConnection)
@@ -650,18 +911,25 @@ def ingest(
         con.execute("SET disabled_compression_methods = 'fsst'")
     t0 = time.perf_counter()
     summary = IngestSummary(run_id=uuid.uuid4().hex[:12])
+    started = False
     try:
-        warehouse.ensure_ingest_schema(con)
+        ensure_schema(con)
+        # a run still `running` was killed (DuckDB lets one process write at a time)
         con.execute(
-            "INSERT INTO ingest_run (run_id, started_at, raw_root, sources_dir, status) "
-            "VALUES (?, ?, ?, ?, 'running')",
+            "UPDATE ingest_run SET status = 'interrupted' WHERE status = 'running'",
+        )
+        con.execute(
+            "INSERT INTO ingest_run (run_id, started_at, raw_root, sources_dir, status, "
+            "started_by) VALUES (?, ?, ?, ?, 'running', ?)",
             [
                 summary.run_id,
                 dt.datetime.now(),
                 str(raw),
                 str(sources if not isinstance(sources, list) else ""),
+                _user(),
             ],
         )
+        started = True
         # every table first (DDL on this connection), then the files, several at a time
         slots: list[FileResult | tuple[SourceSpec, Path]] = []
         seen: dict[str, set[str]] = {}
@@ -687,8 +955,13 @@ def ingest(
                     )
                 )
             seen[spec.id] = {p.relative_to(raw).as_posix() for p in files}
+            files, copies = split_copies(files, raw)
+            for copy, orig in copies.items():
+                slots.append(_skip_copy(con, spec, raw, copy, orig, summary.run_id))
             slots += [(spec, p) for p in files]
-        done = _run_files(con, slots, raw, summary.run_id, progress, workers)
+        done = _run_files(
+            con, slots, raw, summary.run_id, progress, workers, allow_shrink, shrink_ratio
+        )
         for spec in specs:
             summary.results += [r for r in done if r.source == spec.id]
             kept = con.execute(
@@ -724,6 +997,15 @@ def ingest(
                 summary.run_id,
             ],
         )
+    except BaseException as exc:
+        if started:  # an error or Ctrl-C: the run must not stay `running`
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            with contextlib.suppress(duckdb.Error):
+                con.execute(
+                    "UPDATE ingest_run SET finished_at = ?, status = ? WHERE run_id = ?",
+                    [dt.datetime.now(), status, summary.run_id],
+                )
+        raise
     finally:
         if own:
             con.close()

@@ -31,6 +31,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
+import html
 import io
 import re
 import shutil
@@ -41,6 +42,7 @@ import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -133,6 +135,43 @@ class ReadInfo:
     header: list[str] = field(default_factory=list)
     size: int = 0
     notes: list[str] = field(default_factory=list)
+    delimiter: str = ","  # the delimiter used (CSV; detected when `auto` or when needed)
+    title: str = ""  # text of the rows above the header (cells joined by spaces)
+    # workbook sheets read (``sheets:``): one entry per sheet, in order; the staged ``_row`` of
+    # sheet k is (k << SHEET_ROW_BITS) | physical row (see :func:`split_sheet_row`)
+    parts: list[SheetPart] = field(default_factory=list)
+
+
+SHEET_ROW_BITS = 20  # 1,048,576 rows: Excel's limit; sheet k's rows are staged as k << 20 | row
+SHEET_ROW_MASK = (1 << SHEET_ROW_BITS) - 1
+
+
+@dataclass
+class SheetPart:
+    """One sheet of a workbook read with ``sheets:``: its name, header and title."""
+
+    name: str
+    index: int
+    header_row: int
+    header: list[str]
+    title: str = ""
+
+
+def title_text(rows: Sequence[tuple[int, Sequence[object]]], header_row: int) -> str:
+    """The title rows' text: the non-empty cells of the rows above the header."""
+    out = []
+    for r, cells in rows:
+        if r < header_row:
+            out += [str(c).strip() for c in cells if c is not None and str(c).strip()]
+    return " ".join(out)
+
+
+def header_score(rows: Sequence[tuple[int, list[str | None]]], aliases: set[str]) -> int:
+    """How many mapped headers the best of the first rows names (0: no header found)."""
+    best = 0
+    for _, cells in rows[:HEADER_SCAN_ROWS]:
+        best = max(best, sum(1 for c in cells if norm_header(c) in aliases))
+    return best
 
 
 def pick_header_row(
@@ -161,11 +200,8 @@ def sniff_binary(path: Path, head: bytes) -> None:
             f"{path}: not a CSV text file: it is a zip/xlsx workbook. "
             f"Fix: export it as CSV, or set `format: xlsx` in the source file."
         )
-    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        raise InputFileError(
-            f"{path}: encoded as UTF-16, which is not supported. "
-            f"Fix: re-save {name} as UTF-8 (or GB18030)."
-        )
+    if utf16_kind(head):
+        return
     sample = head[:65536]
     if b"\x00" in sample or (
         sample and sum(b < 9 or 13 < b < 32 for b in sample) / len(sample) > 0.01
@@ -176,18 +212,57 @@ def sniff_binary(path: Path, head: bytes) -> None:
         )
 
 
+def utf16_kind(head: bytes) -> str | None:
+    """``utf-16-le`` / ``utf-16-be`` when the bytes are UTF-16 (a BOM, or without one the
+    zero high bytes of mostly-ASCII text: tabs, digits, line ends), else None."""
+    if head.startswith(codecs.BOM_UTF16_LE) and not head.startswith(b"\xff\xfe\x00\x00"):
+        return "utf-16-le"
+    if head.startswith(codecs.BOM_UTF16_BE):
+        return "utf-16-be"
+    sample = head[:4096]
+    if len(sample) < 8:
+        return None
+    even, odd = sample[0::2], sample[1::2]
+    ze, zo = even.count(0) / len(even), odd.count(0) / len(odd)
+    if zo > 0.3 and ze < 0.05:
+        return "utf-16-le"
+    if ze > 0.3 and zo < 0.05:
+        return "utf-16-be"
+    return None
+
+
 def detect_encoding(path: Path, head: bytes, declared: str) -> str:
     """The codec for a CSV: BOM, else UTF-8 if the first block decodes, else GB18030.
+
+    UTF-16 (a BOM, or the zero bytes of UTF-16 text) gives ``utf-16-le`` / ``utf-16-be``.
 
     A GBK/GB18030 file must never load as mojibake: valid UTF-8 Chinese text is practically
     never valid GB18030 text meant otherwise, so 'UTF-8 first' is safe; a declared
     encoding that contradicts the bytes is an error, not a guess."""
+    u16 = utf16_kind(head)
+    if declared.startswith("utf-16"):
+        if u16 is None:
+            raise InputFileError(
+                f"{path}: declared {declared} but the bytes are not UTF-16. Fix: set "
+                f"`encoding: auto` in the source file."
+            )
+        has_bom16 = head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+        return u16 if has_bom16 or declared == "utf-16" else declared
+    if u16 is not None:
+        if declared != "auto":
+            raise InputFileError(
+                f"{path}: declared {declared} but the file is {u16.upper()}. Fix: set "
+                f"`encoding: auto` (or {u16}) in the source file."
+            )
+        return u16
     has_bom = head.startswith(codecs.BOM_UTF8)
     utf8_ok = _utf8_prefix_ok(head)
     non_ascii = any(b >= 0x80 for b in head[:65536])
     if declared == "auto":
         if has_bom:
             return "utf-8-sig"
+        if not utf8_ok:
+            _refuse_mixed(path, head)
         return "utf-8" if utf8_ok else "gb18030"
     if declared in ("utf-8", "utf-8-sig"):
         if not (utf8_ok or has_bom):
@@ -206,12 +281,119 @@ def detect_encoding(path: Path, head: bytes, declared: str) -> str:
     return "gb18030"  # superset of GBK: GBK lacks some name characters
 
 
+_CJK = re.compile("[\u3400-\u9fff]")
+
+
+def _refuse_mixed(path: Path, head: bytes) -> None:
+    """A head that is UTF-8 Chinese text up to some line and not UTF-8 from there on is a
+    mixed file: say so at that line (read as GB18030 it would fail, or garble, at line 1).
+    Two CJK characters of valid UTF-8 first: GB18030 text practically never yields them."""
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = head[: exc.start].decode("utf-8", errors="replace")
+        if len(_CJK.findall(before)) >= 2:
+            line = head.count(b"\n", 0, exc.start) + 1
+            raise InputFileError(
+                f"{path}: mixed encodings: the file starts as UTF-8 but line {line} is not "
+                f"UTF-8 ({exc.reason}). Fix: re-export the whole file in one encoding (UTF-8 "
+                f"or GB18030)."
+            ) from exc
+
+
 def _utf8_prefix_ok(head: bytes) -> bool:
     try:
         codecs.getincrementaldecoder("utf-8")("strict").decode(head, final=False)
     except UnicodeDecodeError:
         return False
     return True
+
+
+DELIMITERS = (",", "\t", ";", "|")
+_DELIM_NAMES = {",": "comma", "\t": "tab", ";": "semicolon", "|": "|"}
+
+
+def resolve_delimiter(
+    path: Path, encoding: str, declared: str, header_row: int | None, aliases: set[str]
+) -> tuple[str, str | None]:
+    """The delimiter to read a CSV with, and a note when it is not the declared one.
+
+    ``auto``: the one of comma, tab, semicolon, | whose split of the first lines names the most
+    mapped headers (comma on a tie; with no header found, the most frequent one in line 1). A
+    declared delimiter is kept unless the header does not split on it while another one
+    finds it (a tab-separated export mapped as CSV)."""
+    fallback = "," if declared == "auto" else declared
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(1 << 16)
+        enc = detect_encoding(path, head, encoding)
+    except (OSError, InputFileError):
+        return fallback, None  # the reader words the problem
+    text = head.decode(enc, errors="replace").lstrip("\ufeff")
+    lines = [ln.rstrip("\r") for ln in text.split("\n")[:HEADER_SCAN_ROWS]]
+
+    def score(d: str) -> int:
+        try:
+            rows = list(enumerate(csv.reader(lines, delimiter=d), 1))
+        except csv.Error:
+            return 0
+        if header_row is not None:
+            rows = [r for r in rows if r[0] == header_row]
+        return header_score(rows, aliases)
+
+    if declared != "auto":
+        if not aliases or score(declared) > 0:
+            return declared, None
+        others = [d for d in DELIMITERS if d != declared]
+        scores = {d: score(d) for d in others}
+        best = max(others, key=lambda d: scores[d])
+        if scores[best] > 0:
+            return best, (
+                f"the header does not split on the declared delimiter "
+                f"({_DELIM_NAMES.get(declared, declared)}): read as {_DELIM_NAMES[best]}-separated"
+            )
+        return declared, None
+    scores = {d: score(d) for d in DELIMITERS}
+    best = max(DELIMITERS, key=lambda d: scores[d])
+    if scores[best] == 0:
+        first = lines[0] if lines else ""
+        best = max(DELIMITERS, key=first.count) if any(d in first for d in DELIMITERS) else ","
+    return best, None
+
+
+class _Utf16ToUtf8(io.RawIOBase):
+    """A UTF-16 file read as UTF-8 bytes (streamed, so the block reader splits lines on
+    ``\n`` bytes as for any UTF-8 file)."""
+
+    def __init__(self, fh: io.BufferedReader, encoding: str, path: Path):
+        self.fh, self.enc, self.path = fh, encoding, path
+        self.dec = codecs.getincrementaldecoder(encoding)("strict")
+        self.buf = b""
+        self.lines = 1
+        self.eof = False
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:  # type: ignore[override]
+        while (n < 0 or len(self.buf) < n) and not self.eof:
+            chunk = self.fh.read(BLOCK_BYTES)
+            self.eof = not chunk
+            try:
+                text = self.dec.decode(chunk, final=self.eof)
+            except UnicodeDecodeError as exc:
+                raise InputFileError(
+                    f"{self.path}: after line {self.lines}: bytes that are not valid "
+                    f"{self.enc} ({exc.reason}; a truncated or damaged file?). Fix: re-export "
+                    f"the file (as UTF-8, GB18030 or UTF-16 with its BOM)."
+                ) from exc
+            self.lines += text.count("\n")
+            self.buf += text.encode("utf-8")
+        if n < 0:
+            out, self.buf = self.buf, b""
+        else:
+            out, self.buf = self.buf[:n], self.buf[n:]
+        return out
 
 
 def _line_of_byte(data: bytes, pos: int, first_line: int) -> int:
@@ -235,11 +417,14 @@ class CsvReader:
         self.path = path
         self.use_iconv = use_iconv
         self.declared = encoding
-        self.delimiter = delimiter
         self.header_row = header_row
         self.aliases = aliases or set()
+        delimiter, self.delimiter_note = resolve_delimiter(
+            path, encoding, delimiter, header_row, self.aliases
+        )
+        self.delimiter = delimiter
         self.on_progress = on_progress
-        self.info = ReadInfo()
+        self.info = ReadInfo(delimiter=delimiter)
         self._replaced = False
         self._head_non_ascii = True
         d = re.escape(delimiter)
@@ -265,6 +450,13 @@ class CsvReader:
             enc = detect_encoding(self.path, head, self.declared)
             self._head_non_ascii = any(b >= 0x80 for b in head)
             self.info.encoding = enc
+            self.info.delimiter = self.delimiter
+            if self.delimiter_note and self.delimiter_note not in self.info.notes:
+                self.info.notes.append(self.delimiter_note)
+            if enc.startswith("utf-16"):  # transcoded to UTF-8 on the fly, then as usual
+                fh.seek(0)
+                yield from self._blocks(_Utf16ToUtf8(fh, enc, self.path), "utf-8", size)  # type: ignore[arg-type]
+                return
             exe = shutil.which("iconv") if enc == "gb18030" and self.use_iconv else None
             if exe:
                 yield from self._iconv_blocks(exe, size)
@@ -614,6 +806,7 @@ class CsvReader:
                 f"read. Fix: re-export it with CRLF (Windows) or LF line ends."
             )
         self.info.header_row, self.info.header = hr, cells
+        self.info.title = title_text(rows, hr)
 
     def _count_fields(self, e: pl.Expr, quoted: bool) -> pl.Expr:
         if not quoted:
@@ -800,6 +993,8 @@ def csv_head(
             return None
         sniff_binary(path, head)
         enc = detect_encoding(path, head, encoding)
+        if enc.startswith("utf-16"):  # DuckDB reads UTF-8 only: the readers transcode it
+            return None
         cut = head.rfind(b"\n") if more else len(head)
         if cut < 0:
             return None
@@ -810,10 +1005,12 @@ def csv_head(
         r = CsvReader(
             path, encoding=encoding, delimiter=delimiter, header_row=header_row, aliases=aliases
         )
-        r._pick_header([(i + 1, c) for i, c in enumerate(csv.reader(lines, delimiter=delimiter))])
+        r._pick_header([(i + 1, c) for i, c in enumerate(csv.reader(lines, delimiter=r.delimiter))])
     except (InputFileError, UnicodeDecodeError, OSError, csv.Error):
         return None
     r.info.encoding = enc
+    if r.delimiter_note:
+        r.info.notes.append(r.delimiter_note)
     return r.info
 
 
@@ -894,13 +1091,14 @@ def no_header_error(
             f"end no line, so the file seems to use old Mac line ends (CR only), which cannot "
             f"be read. Fix: re-export it with CRLF (Windows) or LF line ends."
         )
-    shown = ", ".join(str(c) for c in list(first)[:6] if c)
+    # the cells are never shown: a first row may be data (a name, an ID number)
+    filled = sum(1 for c in first if c is not None and str(c).strip())
     expect = ", ".join(sorted(aliases)[:6])
     return InputFileError(
-        f"{path}: no header row found in the first {HEADER_SCAN_ROWS} rows (row 1 reads: "
-        f"{shown or '(empty)'}; expected headers such as {expect}). Fix: check the file is "
-        f"the right export and readable (encoding), or set `header_row:`/`column:` in the "
-        f"source file."
+        f"{path}: no header row found in the first {HEADER_SCAN_ROWS} rows (row 1 has "
+        f"{filled} non-empty cell(s), none a mapped header; expected headers such as "
+        f"{expect}). Fix: check the file is the right export and readable (encoding, "
+        f"delimiter), or set `header_row:`/`column:` in the source file."
     )
 
 
@@ -930,16 +1128,47 @@ def read_csv_batches(reader: CsvReader) -> Iterator[pl.DataFrame]:
 # ----------------------------------------------------------------------------- xlsx
 
 
-def _xlsx_first_rows(path: Path, sheet: int | str) -> int:
+def _sheet_xml_paths(z: zipfile.ZipFile) -> dict[str, str]:
+    """Sheet name -> worksheet XML part, from the workbook and its relationships."""
+    try:
+        wb = z.read("xl/workbook.xml").decode("utf-8", errors="replace")
+        rels = z.read("xl/_rels/workbook.xml.rels").decode("utf-8", errors="replace")
+    except KeyError:
+        return {}
+    targets = {}
+    for m in re.finditer(r"<Relationship\b[^>]*>", rels):
+        tag = m.group(0)
+        rid = re.search(r'\bId="([^"]+)"', tag)
+        tgt = re.search(r'\bTarget="([^"]+)"', tag)
+        if rid and tgt:
+            t = tgt.group(1).lstrip("/")
+            targets[rid.group(1)] = t if t.startswith("xl/") else "xl/" + t
+    out = {}
+    for m in re.finditer(r"<(?:\w+:)?sheet\b[^>]*>", wb):
+        tag = m.group(0)
+        name = re.search(r'\bname="([^"]*)"', tag)
+        rid = re.search(r'\b\w+:id="([^"]+)"', tag)
+        if name and rid and rid.group(1) in targets:
+            out[html.unescape(name.group(1))] = targets[rid.group(1)]
+    return out
+
+
+def _xlsx_first_rows(path: Path, sheet: int | str, names: Sequence[str] = ()) -> int:
     """Physical row of the first non-empty row (calamine drops leading empty rows)."""
     try:
         with zipfile.ZipFile(path) as z:
-            names = sorted(n for n in z.namelist() if re.match(r"xl/worksheets/sheet\d+\.xml$", n))
-            if isinstance(sheet, int) and sheet < len(names):
-                target = f"xl/worksheets/sheet{sheet + 1}.xml"
-                name = target if target in names else names[sheet]
-            else:
-                name = names[0] if names else ""
+            by_name = _sheet_xml_paths(z)
+            wanted = names[sheet] if isinstance(sheet, int) and sheet < len(names) else sheet
+            name = by_name.get(str(wanted), "")
+            if not name:
+                parts = sorted(
+                    n for n in z.namelist() if re.match(r"xl/worksheets/sheet\d+\.xml$", n)
+                )
+                if isinstance(sheet, int) and sheet < len(parts):
+                    target = f"xl/worksheets/sheet{sheet + 1}.xml"
+                    name = target if target in parts else parts[sheet]
+                else:
+                    name = parts[0] if parts else ""
             if not name:
                 return 1
             with z.open(name) as fh:
@@ -953,15 +1182,14 @@ def _xlsx_first_rows(path: Path, sheet: int | str) -> int:
     return 1
 
 
-def read_xlsx_batches(
-    path: Path,
-    info: ReadInfo,
-    *,
-    sheet: int | str = 0,
-    header_row: int | None = None,
-    aliases: set[str] | None = None,
-) -> Iterator[pl.DataFrame]:
-    """Read a workbook sheet (calamine via fastexcel: ~20x openpyxl), all cells as text."""
+@dataclass
+class _Sheet:
+    part: SheetPart
+    data: pl.DataFrame  # x0.. cells and _row, the rows below the header
+    ncols: int
+
+
+def _open_workbook(path: Path, info: ReadInfo) -> tuple[bytes, object]:
     import fastexcel
 
     raw = path.read_bytes()
@@ -974,54 +1202,186 @@ def read_xlsx_batches(
             f" (an old .xls or CSV renamed .xlsx does not work; set `format: csv` for CSV)."
         )
     try:
-        book = fastexcel.read_excel(raw)
+        return raw, fastexcel.read_excel(raw)
+    except Exception as exc:  # fastexcel raises its own error types
+        raise InputFileError(
+            f"{path}: cannot read the workbook ({type(exc).__name__}). "
+            f"Fix: open and re-save it in Excel/WPS as .xlsx."
+        ) from exc
+
+
+def _read_sheet(
+    path: Path,
+    book: Any,
+    sheet: int | str,
+    index: int,
+    header_row: int | None,
+    aliases: set[str],
+    *,
+    must: bool,
+    multi: bool = False,
+) -> _Sheet | str:
+    """One sheet with its header found; a reason (str) when it is skipped (``must`` False:
+    an empty sheet or one without the mapped headers, under ``sheets: all``)."""
+    names = list(book.sheet_names)
+    label = names[sheet] if isinstance(sheet, int) and 0 <= sheet < len(names) else str(sheet)
+    try:
         sh = book.load_sheet(sheet, header_row=None, dtypes="string")
         df = sh.to_polars()
     except Exception as exc:  # fastexcel raises its own error types
         raise InputFileError(
-            f"{path}: cannot read the workbook ({type(exc).__name__}: {exc}). "
-            f"Fix: open and re-save it in Excel/WPS as .xlsx, or check `sheet:`."
+            f"{path}: cannot read sheet {label!r} ({type(exc).__name__}). Fix: check "
+            f"`sheet:`/`sheets:` in the source file (sheets: {', '.join(names)}), or open and "
+            f"re-save the workbook in Excel/WPS as .xlsx."
         ) from exc
-    first = _xlsx_first_rows(path, sheet)
     if df.height == 0 or not df.columns:
-        raise InputFileError(f"{path}: the sheet is empty. Fix: re-export the roster.")
+        if not must:
+            return f"sheet {label!r} is empty"
+        raise InputFileError(f"{path}: sheet {label!r} is empty. Fix: re-export the roster.")
+    first = _xlsx_first_rows(path, sheet, names)
     ncols = len(df.columns)
     df = df.select([pl.col(c).cast(pl.String).alias(f"x{i}") for i, c in enumerate(df.columns)])
     df = df.with_columns(pl.int_range(first, first + df.height, dtype=pl.Int32).alias("_row"))
     rows = [(int(r[-1]), list(r[:-1])) for r in df.head(HEADER_SCAN_ROWS).rows()]
+    where = f" (sheet {label!r})" if multi else ""
     if header_row is not None:
         match = [r for r in rows if r[0] == header_row]
         if not match:
-            raise InputFileError(f"{path}: header_row {header_row} is not in the sheet.")
+            raise InputFileError(f"{path}: header_row {header_row} is not in sheet {label!r}.")
         hr, cells = match[0][0], [str(c or "").strip() for c in match[0][1]]
     else:
-        picked = pick_header_row(rows, aliases or set())
+        picked = pick_header_row(rows, aliases)
         if picked is None:
-            raise no_header_error(path, rows, aliases or set())
+            if not must:
+                return f"sheet {label!r} has no row naming the mapped headers"
+            err = no_header_error(path, rows, aliases)
+            raise InputFileError(str(err).replace(f"{path}:", f"{path}{where}:", 1))
         hr, cells = picked
     while cells and not cells[-1]:  # trailing empty header cells come from formatting only
         cells.pop()
-    info.header_row, info.header, info.encoding = hr, cells, "xlsx"
-    width = len(cells)
-    data = df.filter(pl.col("_row") > hr)
+    part = SheetPart(label, index, hr, cells, title_text(rows, hr))
+    return _Sheet(part, df.filter(pl.col("_row") > hr), ncols)
+
+
+def read_xlsx_batches(
+    path: Path,
+    info: ReadInfo,
+    *,
+    sheet: int | str = 0,
+    sheets: Sequence[int | str] | str | None = None,
+    header_row: int | None = None,
+    aliases: set[str] | None = None,
+) -> Iterator[pl.DataFrame]:
+    """Read a workbook sheet (calamine via fastexcel: ~20x openpyxl), all cells as text.
+
+    ``sheets`` (``all`` or names / indices) reads several sheets as one file: each has its own
+    title rows and header; the header is the union of theirs (in order of appearance), each
+    sheet's cells are placed under it, and its rows are staged as ``k << SHEET_ROW_BITS | row``
+    (k = the sheet's position in ``info.parts``)."""
+    _raw, book = _open_workbook(path, info)
+    aliases = aliases or set()
+    names = list(book.sheet_names)  # type: ignore[attr-defined]
+    if sheets is None:
+        wanted: list[int | str] = [sheet]
+        must = True
+    elif sheets == "all":
+        wanted, must = list(range(len(names))), False
+    else:
+        wanted, must = list(sheets), True
+        unknown = [w for w in wanted if (w not in names if isinstance(w, str) else w >= len(names))]
+        if unknown:
+            raise InputFileError(
+                f"{path}: no sheet {', '.join(map(repr, unknown))} in the workbook (its sheets: "
+                f"{', '.join(names)}). Fix: correct `sheets:` in the source file."
+            )
+    read: list[_Sheet] = []
+    for w in wanted:
+        got = _read_sheet(
+            path, book, w, len(read), header_row, aliases, must=must, multi=sheets is not None
+        )
+        if isinstance(got, str):
+            info.notes.append(got + ": skipped")
+        else:
+            read.append(got)
+    if not read:
+        raise InputFileError(
+            f"{path}: no sheet holds the mapped headers (sheets: {', '.join(names)}). Fix: "
+            f"check the file is the right export, or correct `sheets:`/`column:`."
+        )
+    if sheets is not None and len(read) > (1 << (31 - SHEET_ROW_BITS)) - 1:
+        raise InputFileError(f"{path}: more than 2047 sheets; split the workbook.")
+    # the union header: every sheet's headers, matched by their comparison form
+    header: list[str] = []
+    pos: dict[str, int] = {}
+    for sh in read:
+        for h in sh.part.header:
+            k = norm_header(h)
+            if k and k not in pos:
+                pos[k] = len(header)
+                header.append(h)
+            elif not k:
+                header.append(h)
+    if sheets is None:  # one sheet: its header as it is (empty header cells keep their place)
+        header = list(read[0].part.header)
+    info.header_row, info.header, info.encoding = read[0].part.header_row, header, "xlsx"
+    info.title = read[0].part.title
+    info.parts = [sh.part for sh in read]  # several only with ``sheets:``
+    if sheets is not None:
+        info.notes.insert(0, f"sheets read: {', '.join(sh.part.name for sh in read)}")
+    width = len(header)
+    for k, sh in enumerate(read):
+        own = sh.part.header
+        if sheets is None:
+            place = list(range(len(own)))
+        else:
+            place, blanks = [], 0
+            for h in own:
+                key = norm_header(h)
+                if key:
+                    place.append(pos[key])
+                else:  # an empty header cell: its own column in the union, in order
+                    idx = [i for i, x in enumerate(header) if not norm_header(x)][blanks:]
+                    blanks += 1
+                    place.append(idx[0] if idx else width)
+        yield from _sheet_batches(sh, place, width, k << SHEET_ROW_BITS if sheets else 0)
+
+
+def _sheet_batches(
+    sh: _Sheet, place: list[int], width: int, row_base: int
+) -> Iterator[pl.DataFrame]:
+    """Wide batches of one sheet: its cell j goes to column ``place[j]`` of the union."""
+    own_w, ncols = len(sh.part.header), sh.ncols
     xs = [f"x{i}" for i in range(ncols)]
     filled = [pl.col(x).fill_null("") for x in xs]
-    # a value beyond the header's last column makes the row ragged (quarantined, not cut)
+    # a value beyond the header's last column makes the row ragged (quarantined, not cut);
+    # a whole row counts as the union's width (its own width + what lies beyond it)
     nf: pl.Expr = pl.lit(width, pl.Int32)
-    for j in range(width, ncols):
+    for j in range(own_w, ncols):
         nonempty = pl.col(xs[j]).str.strip_chars().fill_null("") != ""
-        nf = pl.when(nonempty).then(pl.lit(j + 1, pl.Int32)).otherwise(nf)
+        nf = pl.when(nonempty).then(pl.lit(width + j + 1 - own_w, pl.Int32)).otherwise(nf)
+    src = {p: j for j, p in enumerate(place)}
     cols = [
-        (pl.col(xs[i]) if i < ncols else pl.lit(None, pl.String)).alias(f"c{i}")
+        (pl.col(xs[src[i]]) if i in src and src[i] < ncols else pl.lit(None, pl.String)).alias(
+            f"c{i}"
+        )
         for i in range(width)
     ]
+    data = sh.data
     for off in range(0, data.height, XLSX_BATCH_ROWS):
         b = data.slice(off, XLSX_BATCH_ROWS).select(
-            "_row", pl.concat_str(filled, separator="\x1f").alias("_line"), nf.alias("_nf"), *cols
+            (pl.col("_row") + row_base).cast(pl.Int32).alias("_row"),
+            pl.concat_str(filled, separator="\x1f").alias("_line"),
+            nf.alias("_nf"),
+            *cols,
         )
         b = b.filter(pl.col("_line").str.strip_chars(" \t\r\n\x1f\u3000") != "")
         if len(b):
             yield b
+
+
+def split_sheet_row(row: int) -> tuple[int, int]:
+    """(sheet position in ``ReadInfo.parts``, physical row) of a staged ``_row``."""
+    return row >> SHEET_ROW_BITS, row & SHEET_ROW_MASK
 
 
 # ----------------------------------------------------------------------------- Parquet

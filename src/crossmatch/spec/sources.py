@@ -25,7 +25,8 @@ from crossmatch.spec.common import (
 )
 
 FORMATS = ("csv", "xlsx", "parquet")
-ENCODINGS = ("auto", "utf-8", "utf-8-sig", "gb18030", "gbk")
+ENCODINGS = ("auto", "utf-8", "utf-8-sig", "gb18030", "gbk", "utf-16", "utf-16-le", "utf-16-be")
+ORIGINS = ("column", "value", "path", "sheet", "title")  # where a field's raw value comes from
 _TOP_KEYS = (
     "source",
     "description",
@@ -35,10 +36,22 @@ _TOP_KEYS = (
     "delimiter",
     "header_row",
     "sheet",
+    "sheets",
+    "where",
     "fields",
     "persons",
 )
-_FIELD_KEYS = ("column", "normalizer", "required", "optional", "description")
+_FIELD_KEYS = (
+    "column",
+    "normalizer",
+    "required",
+    "optional",
+    "description",
+    "value",
+    "default",
+    "from",
+    "pattern",
+)
 _PERSON_KEYS = ("role", "name", "id", "context")
 _IDENT = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -67,6 +80,13 @@ class FieldSpec:
     required: bool = False
     optional: bool = False
     line: int = 0
+    # stream files: a value not (only) from a column. ``origin``: column | value | path |
+    # sheet | title; ``value`` the constant; ``default`` for an absent column or empty cell;
+    # ``pattern`` a regex over the path / sheet name / title text (group 1, else the match)
+    value: str | None = None
+    default: str | None = None
+    origin: str = "column"
+    pattern: str | None = None
 
     def output_columns(self) -> list[tuple[str, str]]:
         """(column name, DuckDB type) this field produces, e.g. payee_id, payee_id_raw ..."""
@@ -100,6 +120,10 @@ class SourceSpec:
     delimiter: str = ","
     header_row: int | None = None  # None: detect (first row matching the mapped headers)
     sheet: int | str = 0
+    # stream files: ``sheets: all`` or a list of names / indices (None: the one ``sheet``);
+    # ``where``: SQL over the canonical fields, rows not matching are dropped (counted)
+    sheets: tuple[str | int, ...] | str | None = None
+    where: str | None = None
     digest: str = ""  # sha256 of the YAML text; a changed spec reloads the source's files
 
     @property
@@ -170,7 +194,9 @@ def _parse_field(
     allowed = list(_FIELD_KEYS) + (list(norm.params) if norm else [])
     if isinstance(value, LocDict):
         problems.check_keys(path, value, allowed, f"field {name!r}")
-    columns = _as_str_list(value.get("column"))
+    origin, const, default, pattern = _parse_origin(path, name, value, kline, problems)
+    bare = origin == "column" and "value" not in value and "from" not in value
+    columns = _as_str_list(value.get("column")) if bare else []
     if columns is None:
         problems.add(
             path,
@@ -201,14 +227,138 @@ def _parse_field(
             problems.add(path, kline(flag), f"field {name!r}: '{flag}' must be true or false")
     if columns is None or norm is None:
         return None
+    _check_constant(path, name, norm, params, const, default, kline, problems)
     return FieldSpec(
         name=name,
         columns=tuple(columns),
         normalizer=norm.name,
         params=params,
         required=bool(value.get("required", False)),
-        optional=bool(value.get("optional", False)),
+        optional=bool(value.get("optional", False)) or default is not None,
         line=line,
+        value=const,
+        default=default,
+        origin=origin,
+        pattern=pattern,
+    )
+
+
+def _check_constant(
+    path: Path,
+    name: str,
+    norm: normalize.Normalizer,
+    params: dict[str, Any],
+    const: str | None,
+    default: str | None,
+    kline: Any,
+    problems: Problems,
+) -> None:
+    """A ``value:`` / ``default:`` must pass the field's normalizer (else every row it fills
+    would be quarantined)."""
+    import polars as pl
+
+    for key, v in (("value", const), ("default", default)):
+        if v is None:
+            continue
+        try:
+            err = norm(pl.Series("v", [v], dtype=pl.String), params).error[0]
+        except Exception as exc:  # a normalizer refusing its parameters: reported elsewhere
+            err = f"{type(exc).__name__}"
+        if err is not None:
+            problems.add(
+                path,
+                kline(key),
+                f"field {name!r}: {key} {v!r} does not pass normalizer {norm.name!r} ({err})",
+                "write the value as the export would (e.g. a key of `map:` for enum)",
+            )
+
+
+def _parse_origin(
+    path: Path, name: str, value: Mapping[str, Any], kline: Any, problems: Problems
+) -> tuple[str, str | None, str | None, str | None]:
+    """(origin, value, default, pattern) of a field: ``value:`` a constant, ``from:`` path /
+    sheet / title (with an optional ``pattern:``), else a ``column:`` with an optional
+    ``default:`` (an absent column or an empty cell takes it)."""
+    scalar = (str, int, float)
+    const = value.get("value")
+    default = value.get("default")
+    src = value.get("from")
+    pattern = value.get("pattern")
+    origin = "column"
+    given = [k for k in ("column", "value", "from") if k in value]
+    if len(given) > 1:
+        problems.add(
+            path,
+            kline(given[1]),
+            f"field {name!r}: give one of `column:`, `value:` or `from:`, "
+            f"not {' and '.join(given)}",
+        )
+    if "value" in value:
+        origin = "value"
+        if not isinstance(const, scalar) or isinstance(const, bool):
+            problems.add(
+                path,
+                kline("value"),
+                f"field {name!r}: 'value' must be text or a number",
+                "quote it, e.g. `value: '成功'`",
+            )
+            const = None
+    elif "from" in value:
+        if src not in ORIGINS[2:]:
+            problems.add(
+                path,
+                kline("from"),
+                f"field {name!r}: unknown `from: {src}`",
+                "one of: path (the file path under the raw folder), sheet (the xlsx sheet "
+                "name), title (the title rows above the header)",
+            )
+        else:
+            origin = str(src)
+    if default is not None and (not isinstance(default, scalar) or isinstance(default, bool)):
+        problems.add(path, kline("default"), f"field {name!r}: 'default' must be text or a number")
+        default = None
+    if default is not None and origin != "column":
+        problems.add(path, kline("default"), f"field {name!r}: `default:` goes with `column:` only")
+    if pattern is not None:
+        if origin in ("column", "value"):
+            problems.add(
+                path,
+                kline("pattern"),
+                f"field {name!r}: `pattern:` goes with `from: path|sheet|title` only",
+            )
+        elif not isinstance(pattern, str):
+            problems.add(path, kline("pattern"), f"field {name!r}: 'pattern' must be a regex text")
+            pattern = None
+        else:
+            try:
+                rx = re.compile(pattern)
+            except re.error as exc:
+                problems.add(
+                    path,
+                    kline("pattern"),
+                    f"field {name!r}: pattern {pattern!r} is not a valid regex ({exc})",
+                    "quote it in single quotes, e.g. `pattern: '_(\\d{6})\\.csv$'`",
+                )
+            else:
+                if rx.groups > 1:
+                    problems.add(
+                        path,
+                        kline("pattern"),
+                        f"field {name!r}: pattern {pattern!r} has {rx.groups} groups",
+                        "use one group (its text is the value), or (?:...) for the others",
+                    )
+    if origin == "path" and pattern is None and "pattern" not in value:
+        problems.add(
+            path,
+            kline("from"),
+            f"field {name!r}: `from: path` needs a `pattern:` (the group is the value)",
+            "e.g. `pattern: '_(\\d{6})\\.csv$'`",
+        )
+    return (
+        origin,
+        None if const is None else str(const),
+        None if default is None else str(default),
+        None if pattern is None else str(pattern),
     )
 
 
@@ -319,6 +469,17 @@ def parse_source_file(path: str | Path, problems: Problems) -> SourceSpec | None
             "missing `files:` (glob(s) under the raw folder)",
             "add e.g. `files: [finance/一卡通发放明细_*.csv]`",
         )
+    else:
+        for pat in files:
+            why = unsafe_pattern(pat)
+            if why:
+                problems.add(
+                    path,
+                    doc.key_line("files"),
+                    f"files pattern {pat!r} {why}",
+                    "write a glob relative to the raw folder, e.g. `finance/*.csv`",
+                )
+                files = None
     fmt = doc.get("format")
     if fmt is not None and fmt not in FORMATS:
         problems.add(
@@ -330,11 +491,17 @@ def parse_source_file(path: str | Path, problems: Problems) -> SourceSpec | None
             path,
             doc.key_line("encoding"),
             f"unknown encoding {enc!r}",
-            f"one of: {', '.join(ENCODINGS)} (auto detects UTF-8, UTF-8 BOM and GB18030)",
+            f"one of: {', '.join(ENCODINGS)} (auto detects UTF-8, UTF-8 BOM, UTF-16 and GB18030)",
         )
     delim = doc.get("delimiter", ",")
-    if not isinstance(delim, str) or len(delim) != 1 or delim in '"\r\n':
-        problems.add(path, doc.key_line("delimiter"), "delimiter must be one character")
+    delim = {"tab": "\t", "\\t": "\t"}.get(delim, delim) if isinstance(delim, str) else delim
+    if delim != "auto" and (not isinstance(delim, str) or len(delim) != 1 or delim in '"\r\n'):
+        problems.add(
+            path,
+            doc.key_line("delimiter"),
+            "delimiter must be one character, `tab` or `auto`",
+            "auto detects comma, tab, semicolon or | from the header",
+        )
         delim = ","
     hr = doc.get("header_row", "auto")
     header_row: int | None = None
@@ -351,6 +518,11 @@ def parse_source_file(path: str | Path, problems: Problems) -> SourceSpec | None
     if not isinstance(sheet, int | str) or isinstance(sheet, bool):
         problems.add(path, doc.key_line("sheet"), "sheet must be an index (0 = first) or a name")
         sheet = 0
+    sheets = _parse_sheets(path, doc, problems)
+    where = doc.get("where")
+    if where is not None and (not isinstance(where, str) or not where.strip()):
+        problems.add(path, doc.key_line("where"), "`where:` must be an SQL condition (text)")
+        where = None
     raw_fields = doc.get("fields")
     fields: dict[str, FieldSpec] = {}
     if not isinstance(raw_fields, LocDict) or not raw_fields:
@@ -378,6 +550,8 @@ def parse_source_file(path: str | Path, problems: Problems) -> SourceSpec | None
                     )
                 produced[col] = fs.name
     persons = _parse_persons(path, doc.get("persons"), fields, problems)
+    if where is not None and fields and len(problems) == before:
+        _check_where(path, doc.key_line("where"), where, list(fields.values()), problems)
     if len(problems) > before or sid is None or files is None:
         return None
     return SourceSpec(
@@ -392,8 +566,79 @@ def parse_source_file(path: str | Path, problems: Problems) -> SourceSpec | None
         delimiter=delim,
         header_row=header_row,
         sheet=sheet,
+        sheets=sheets,
+        where=where,
         digest=hashlib.sha256(path.read_bytes()).hexdigest(),
     )
+
+
+def unsafe_pattern(pattern: str) -> str | None:
+    """Why a ``files:`` glob could read outside the raw folder (absolute, ``..``), or None."""
+    p = pattern.replace("\\", "/")
+    if p.startswith("/") or re.match(r"^[A-Za-z]:", p) or p.startswith("~"):
+        return "is absolute: it must stay inside the raw folder"
+    if ".." in p.split("/"):
+        return "climbs out of the raw folder (`..`)"
+    return None
+
+
+def _parse_sheets(
+    path: Path, doc: LocDict, problems: Problems
+) -> tuple[str | int, ...] | str | None:
+    raw = doc.get("sheets")
+    if raw is None:
+        return None
+    if raw == "all":
+        return "all"
+    items = raw if isinstance(raw, list) else [raw]
+    if not items or not all(
+        isinstance(x, str | int) and not isinstance(x, bool) and x != "all" for x in items
+    ):
+        problems.add(
+            path,
+            doc.key_line("sheets"),
+            "`sheets:` must be `all` or a list of sheet names / indices (0 = first)",
+            "e.g. `sheets: all` or `sheets: [农村低保, 城市低保]`",
+        )
+        return None
+    if "sheet" in doc:
+        problems.add(path, doc.key_line("sheet"), "give `sheet:` or `sheets:`, not both")
+    return tuple(items)
+
+
+def _check_where(
+    path: Path, line: int, where: str, fields: list[FieldSpec], problems: Problems
+) -> None:
+    """``where:`` must be one SQL condition over the canonical columns (checked by DuckDB
+    against an empty table of the source's columns: unknown columns, syntax, types)."""
+    import duckdb
+
+    cols = list(LINEAGE_COLUMNS)
+    for f in fields:
+        cols.extend(f.output_columns())
+    try:
+        stmts = duckdb.extract_statements(f"SELECT 1 FROM t WHERE ({where})")
+    except duckdb.Error as exc:
+        stmts, err = [], str(exc).splitlines()[0]
+    else:
+        err = "" if len(stmts) == 1 else "more than one statement"
+    if not err:
+        con = duckdb.connect()
+        try:
+            body = ", ".join('"' + c.replace('"', '""') + f'" {t}' for c, t in cols)
+            con.execute(f"CREATE TABLE t ({body})")
+            con.execute(f"SELECT count(*) FROM t WHERE ({where})").fetchall()
+        except duckdb.Error as exc:
+            err = str(exc).splitlines()[0]
+        finally:
+            con.close()
+    if err:
+        problems.add(
+            path,
+            line,
+            f"`where:` is not a valid condition over this source's fields ({err})",
+            "write SQL over the canonical field names, e.g. `where: \"role = '股东'\"`",
+        )
 
 
 def source_files(directory: str | Path) -> list[Path]:
