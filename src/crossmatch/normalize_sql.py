@@ -175,18 +175,20 @@ def _period(v: str, params: Mapping[str, Any]) -> SqlFast:
 
 @_register("amount")
 def _amount(v: str, params: Mapping[str, Any]) -> SqlFast:
-    # a plain number with at most two decimals: exact in DECIMAL(18,2) at either unit, within
-    # the field's plausibility bounds (see crossmatch.normalize.amount)
+    # a plain number with at most two decimals, digits optionally grouped by commas (1,250.00):
+    # exact in DECIMAL(18,2) at either unit, within the field's plausibility bounds (see
+    # crossmatch.normalize.amount)
     from crossmatch.normalize import amount_bounds
 
     factor = {"yuan": 1, "wan": 10000}[str(params.get("unit", "yuan"))]
     lo, hi = amount_bounds(params)
-    value = f"CAST({v} AS DECIMAL(18,2))"
+    value = f"CAST(replace({v}, ',', '') AS DECIMAL(18,2))"
     value = value if factor == 1 else f"CAST({value} * {factor} AS DECIMAL(18,2))"
     # CASE evaluates the bounds only where the pattern holds (AND would cast every value)
     ok = (
-        f"(CASE WHEN regexp_full_match({v}, '[0-9]{{1,12}}(\\.[0-9]{{1,2}})?') THEN "
-        f"CAST({value} AS DOUBLE) BETWEEN {lo!r} AND {hi!r} ELSE false END)"
+        f"(CASE WHEN regexp_full_match({v}, '([0-9]{{1,12}}|[0-9]{{1,3}}(,[0-9]{{3}}){{1,3}})"
+        f"(\\.[0-9]{{1,2}})?') THEN CAST({value} AS DOUBLE) BETWEEN {lo!r} AND {hi!r} "
+        "ELSE false END)"
     )
     return SqlFast(ok, {"": value})
 

@@ -89,11 +89,11 @@ def test_wrong_result_shape(tmp_path):
 
 def test_missing_reference_table_is_reported(tmp_path):
     d = write(tmp_path, "ghost_recipient.yaml", GOOD)
-    (d / "reference" / "assistance_items.csv").unlink()
+    (d / "reference" / "item_class.csv").unlink()
     (p,) = validate_rules(d)
     assert str(p).endswith(
-        "assistance_items.csv:1: reference table missing; fix: create it "
-        "with header `item` (the shared base views read it)"
+        "item_class.csv:1: reference table missing; fix: create it "
+        "with header `item,class` (the shared base views read it)"
     )
 
 

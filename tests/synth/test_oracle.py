@@ -174,7 +174,13 @@ def households(s: Sample) -> dict[str, dict]:
                                     "start": parse_date(r[14]),
                                     "end": parse_date(r[15])})  # fmt: skip
         c["members"].add(s.pid(rel, i, "member"))
+        c.setdefault("starts", []).append(parse_date(r[14]))
+        c.setdefault("ends", []).append(parse_date(r[15]))
     for c in cases.values():
+        starts = [d for d in c.pop("starts") if d]
+        ends = c.pop("ends")
+        c["start"] = min(starts) if starts else None
+        c["end"] = None if None in ends else max(ends)
         c["roster"] = c["members"] | {c["applicant"]}
     hukou = s.rows("hukou/户籍人口信息.csv")
     hh_of = {r[2]: r[0] for _i, r in hukou}
@@ -246,11 +252,11 @@ def test_over_standard_amount(s: Sample, paid: list[dict], households: dict[str,
     size = {c["applicant"]: c["size"] for c in households.values()}
     hits = set()
     for p in paid:
-        std = standard(p["item"], p["village"], int(p["period"][5:]))
-        if not std:
-            continue
         n = size.get(p["pid"], 1) if p["item"] in ASSIST else 1
-        if p["amount"] > std * n * 1.05:
+        due = standard(p["item"], p["village"], int(p["period"][5:]), n)  # band or x persons
+        if not due:
+            continue
+        if p["amount"] > due * 1.05:
             hits.add((p["pid"], p["period"]))
     check(s, "over_standard_amount", hits)
 
@@ -291,20 +297,34 @@ def test_vehicle_on_dibao(s: Sample, paid: list[dict], households: dict[str, dic
 
 
 def test_property_on_dibao(s: Sample, paid: list[dict], households: dict[str, dict]) -> None:
+    """v1.1: homes held on the same day inside the case interval (owner or co-owner, one unit
+    once), any commercial/office property; parking never counts."""
     props = defaultdict(list)
     rel = "housing/不动产登记信息.csv"
     for i, r in s.rows(rel):
-        props[s.pid(rel, i, "owner")].append((r[2], r[4], parse_date(r[6]), parse_date(r[7])))
+        held = (r[2], r[4], parse_date(r[6]), parse_date(r[7]))
+        props[s.pid(rel, i, "owner")].append(held)
+        if len(r) > 8 and r[8]:
+            props[s.pid(rel, i, "co_owner")].append(held)
+    never = dt.date(9999, 12, 31)
     hits = set()
     for c, per in dibao_months(paid, households):
         start, end = month_bounds(per)
-        held = {
-            (unit, use)
-            for m in c["members"]
-            for unit, use, reg, cancel in props.get(m, ())
-            if reg and reg <= end and (cancel is None or cancel >= start)
-        }
-        if sum(u == "住宅" for _n, u in held) >= 2 or any(u == "商业" for _n, u in held):
+        ws, we = max(start, c["start"] or start), min(end, c["end"] or end)
+        if ws > we:
+            ws, we = start, end
+        units: dict[tuple[str, str], tuple[dt.date, dt.date]] = {}
+        for m in c["members"]:
+            for unit, use, reg, cancel in props.get(m, ()):
+                f, t = max(reg or dt.date(1900, 1, 1), ws), min(cancel or never, we)
+                if f <= t:
+                    g, u = units.get((unit, use), (f, t))
+                    units[(unit, use)] = (min(f, g), max(t, u))
+        homes = [v for (_n, use), v in units.items() if use == "住宅"]
+        two = any(
+            max(a[0], b[0]) <= min(a[1], b[1]) for i, a in enumerate(homes) for b in homes[i + 1 :]
+        )
+        if two or any(use in ("商业", "办公") for _n, use in units):
             hits.add((c["applicant"], per))
     check(s, "property_on_dibao", hits)
 

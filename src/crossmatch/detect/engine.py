@@ -77,7 +77,7 @@ MAY_BE_ALL_NULL = frozenset(
     }
 )
 #: Reference tables the shared base views (base.sql) read, with their key column.
-REQUIRED_REFERENCE = {"ref_assistance_items": "item"}
+REQUIRED_REFERENCE = {"ref_item_class": "item,class", "ref_assistance_classes": "class,parent"}
 _BAD_STATUS = ("failed", "error", "stale", "rejected")
 
 
@@ -190,6 +190,12 @@ def reference_problems(con: duckdb.DuckDBPyConnection, rules_dir: str | Path) ->
     ]
 
 
+def _ident(name: str) -> str:
+    """A SQL identifier quoted safely (embedded double quotes doubled): a reference CSV's header
+    or file name is data, never SQL."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def _create_text_table(con: duckdb.DuckDBPyConnection, name: str, path: Path) -> None:
     """A reference CSV as a TEMP table of text columns. Python's csv module rather than DuckDB's
     sniffer: these files are tiny and hand-edited, and a comma inside a quoted note must not
@@ -207,12 +213,12 @@ def _create_text_table(con: duckdb.DuckDBPyConnection, name: str, path: Path) ->
                 f"{path}:{i + 2}: {len(r)} fields, header has {len(header)}; "
                 "quote values that contain commas"
             )
-    cols = ", ".join(f'"{h.strip()}" VARCHAR' for h in header)
-    con.execute(f'CREATE OR REPLACE TEMP TABLE "{name}" ({cols})')
+    cols = ", ".join(f"{_ident(h.strip())} VARCHAR" for h in header)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {_ident(name)} ({cols})")
     if body:
         marks = ", ".join("?" for _ in header)
         con.executemany(
-            f'INSERT INTO "{name}" VALUES ({marks})', [[v.strip() for v in r] for r in body]
+            f"INSERT INTO {_ident(name)} VALUES ({marks})", [[v.strip() for v in r] for r in body]
         )
 
 
@@ -276,6 +282,8 @@ def prepare(
     load_reference(con, rules_dir, keep)
     base = resources.files("crossmatch.detect").joinpath("base.sql").read_text(encoding="utf-8")
     con.execute(base)
+    for (msg,) in con.execute("SELECT message FROM base_warning").fetchall():
+        log.warning("%s", msg)  # e.g. an item name without a class: reported, never dropped
     return made
 
 

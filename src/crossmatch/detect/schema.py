@@ -110,6 +110,7 @@ SOURCES: dict[str, list[str]] = {
     "relative_filing": ["@cadre", "@relative", "relation", "item", f"filed_date:{_D}"],
     "property": [
         "@owner",
+        "@co_owner",  # optional (共有人): a member who only co-owns a home holds it
         "unit_no",
         "location",
         "usage",
@@ -158,6 +159,7 @@ SOURCES: dict[str, list[str]] = {
         "item",
         "region_prefix",
         "basis",
+        f"band:{_I}",  # covered persons (保障人数); the last band is open (6 = 6+)
         f"amount:{_M}",
         f"valid_from:{_D}",
         f"valid_to:{_D}",

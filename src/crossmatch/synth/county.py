@@ -34,21 +34,34 @@ from crossmatch.synth.model import (
 D = dt.date
 JAN1 = D(YEAR, 1, 1)
 
-# Subsidy standards: (item, region prefix, basis, monthly amount, valid_from, valid_to).
-STANDARDS: tuple[tuple[str, str, str, float, dt.date, dt.date | None], ...] = (
-    ("城乡低保金", COUNTY, "按人", 530.0, D(2024, 1, 1), D(2024, 12, 31)),
-    ("城乡低保金", COUNTY, "按人", 560.0, D(2025, 1, 1), D(2025, 6, 30)),
-    ("城乡低保金", COUNTY, "按人", 600.0, D(2025, 7, 1), None),
-    ("城乡低保金", COUNTY + "001", "按人", 720.0, D(2025, 1, 1), D(2025, 6, 30)),
-    ("城乡低保金", COUNTY + "001", "按人", 780.0, D(2025, 7, 1), None),
-    ("特困供养金", COUNTY, "按人", 900.0, D(2024, 1, 1), None),
-    ("高龄津贴", COUNTY, "按人", 100.0, D(2020, 1, 1), None),
-    ("残疾人两项补贴", COUNTY, "按人", 90.0, D(2022, 1, 1), None),
-    ("养老金", COUNTY, "按人", 183.0, D(2025, 1, 1), None),
+# Subsidy standards: (item, region prefix, basis, monthly amount, valid_from, valid_to, band).
+# band = number of covered persons (保障人数) the amount is for, the highest band open (6 = 6+);
+# None = the amount applies to every household size (per person when basis is 按人). Township 002
+# pays 低保 by household-size band (按户), not proportionally to size: its 1- and 2-person bands
+# are above the county's per-person standard x size, its 3+ bands below.
+STANDARDS: tuple[tuple[str, str, str, float, dt.date, dt.date | None, int | None], ...] = (
+    ("城乡低保金", COUNTY, "按人", 530.0, D(2024, 1, 1), D(2024, 12, 31), None),
+    ("城乡低保金", COUNTY, "按人", 560.0, D(2025, 1, 1), D(2025, 6, 30), None),
+    ("城乡低保金", COUNTY, "按人", 600.0, D(2025, 7, 1), None, None),
+    ("城乡低保金", COUNTY + "001", "按人", 720.0, D(2025, 1, 1), D(2025, 6, 30), None),
+    ("城乡低保金", COUNTY + "001", "按人", 780.0, D(2025, 7, 1), None, None),
+    *(
+        ("城乡低保金", COUNTY + "002", "按户", amt, f, t, band)
+        for f, t, amts in (
+            (D(2025, 1, 1), D(2025, 6, 30), (620.0, 1250.0, 1650.0, 2000.0, 2350.0, 2650.0)),
+            (D(2025, 7, 1), None, (660.0, 1330.0, 1750.0, 2120.0, 2490.0, 2800.0)),
+        )
+        for band, amt in enumerate(amts, start=1)
+    ),
+    ("特困供养金", COUNTY, "按人", 900.0, D(2024, 1, 1), None, None),
+    ("高龄津贴", COUNTY, "按人", 100.0, D(2020, 1, 1), None, None),
+    ("残疾人两项补贴", COUNTY, "按人", 90.0, D(2022, 1, 1), None, None),
+    ("养老金", COUNTY, "按人", 183.0, D(2025, 1, 1), None, None),
 )
+TOP_BAND = 6  # the open band: 6 = six or more covered persons
 FARMLAND_RATE = 105.0  # 元/亩, 2025
 FARMLAND_MONTH = 5  # the annual farmland subsidy is paid with the May batch
-#: the assistance items (rules/reference/assistance_items.csv): a household is "paid" by these
+#: the assistance items (classes dibao / tekun in rules/reference/item_class.csv)
 ASSIST_ITEMS = ("城乡低保金", "特困供养金")
 EXEMPT_VEHICLES = ("普通二轮摩托车", "轻便二轮摩托车", "三轮汽车", "残疾人专用小型自动挡载客汽车")
 CARS = ("小型轿车", "小型普通客车", "小型越野客车", "轻型普通货车")
@@ -59,15 +72,29 @@ ITEM_CODE = {
 }  # fmt: skip
 
 
-def standard(item: str, village_code: str, month: int) -> float:
-    """The per-person monthly standard for an item, region and month (longest prefix wins)."""
+def standard(item: str, village_code: str, month: int, persons: int = 1) -> float:
+    """The monthly amount due to a household of ``persons`` covered persons for an item, region
+    and month: the longest region prefix wins; a banded standard gives its band's amount (the
+    top band open), a per-person one is multiplied by ``persons`` (0.0 when none applies)."""
     d = D(YEAR, month, 1)
     best, blen = 0.0, -1
-    for it, pref, _b, amt, f, t in STANDARDS:
+    for it, pref, basis, amt, f, t, band in STANDARDS:
         live = f <= d and (t is None or d <= t)
-        if it == item and village_code.startswith(pref) and live and len(pref) > blen:
-            best, blen = amt, len(pref)
+        if it != item or not village_code.startswith(pref) or not live or len(pref) < blen:
+            continue
+        if band is not None and band != min(persons, TOP_BAND):
+            continue
+        due = amt * persons if basis == "按人" else amt
+        if len(pref) > blen:
+            best, blen = due, len(pref)
     return best
+
+
+def banded(item: str, village_code: str) -> bool:
+    """Whether the item's standard for this village is given by household-size band."""
+    rows = [x for x in STANDARDS if x[0] == item and village_code.startswith(x[1])]
+    longest = max((len(x[1]) for x in rows), default=-1)
+    return any(x[6] is not None for x in rows if len(x[1]) == longest)
 
 
 @dataclass(eq=False, slots=True)
@@ -135,6 +162,7 @@ class TownData:
     cadres: list[tuple] = field(default_factory=list)
     filings: list[tuple] = field(default_factory=list)
     properties: list[tuple] = field(default_factory=list)
+    co_owners: dict[str, Person] = field(default_factory=dict)  # unit number -> 共有人
     vehicles: list[tuple] = field(default_factory=list)
     enterprises: list[Enterprise] = field(default_factory=list)
     land: list[tuple] = field(default_factory=list)
@@ -609,7 +637,8 @@ class Builder:
         reg: dt.date | None,
         cancel: dt.date | None,
         critical: bool = False,
-    ) -> None:
+        co_owner: Person | None = None,
+    ) -> str:
         reg = reg or D(2003, 1, 1) + dt.timedelta(days=int(rng.integers(0, 21 * 365)))
         if cancel is not None and cancel <= reg:
             reg = cancel - dt.timedelta(days=int(rng.integers(400, 3000)))
@@ -619,6 +648,9 @@ class Builder:
         loc = f"{owner.village.town.name}{street}{int(rng.integers(1, 300))}号"
         area = round(float(rng.uniform(60, 160) if usage == "住宅" else rng.uniform(20, 300)), 2)
         data.properties.append((owner, unit, loc, usage, area, reg, cancel, critical))
+        if co_owner is not None:
+            data.co_owners[unit] = co_owner
+        return unit
 
     def add_vehicle(
         self,
@@ -800,7 +832,7 @@ class Builder:
             if case.pay_override and m in case.pay_override:
                 amt = case.pay_override[m]
             else:
-                amt = round(standard(item, case.village.code, m) * size * case.factor, 0)
+                amt = round(standard(item, case.village.code, m, size) * case.factor, 0)
             self.pay(data, item, case.applicant, amt, m, rng, critical=case.critical)
 
     def pay(

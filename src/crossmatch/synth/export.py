@@ -93,17 +93,18 @@ HEADERS: dict[str, list[str]] = {
     "payroll": ["姓名", "身份证号码", "工作单位", "单位统一社会信用代码", "岗位", "岗位类别", "入职日期", "离职日期"],
     "cadre": ["姓名", "身份证号", "乡镇", "村(社区)", "行政区划代码", "职务", "任职开始", "任职结束"],
     "relative_filing": ["干部姓名", "干部身份证号", "亲属姓名", "亲属身份证号", "与干部关系", "享受项目", "备案日期"],
-    "property": ["权利人", "证件号码", "不动产单元号", "坐落", "规划用途", "建筑面积", "登记日期", "注销日期"],
+    "property": ["权利人", "证件号码", "不动产单元号", "坐落", "规划用途", "建筑面积", "登记日期", "注销日期", "共有人", "共有人证件号码"],
     "vehicle": ["机动车所有人", "身份证明号码", "号牌号码", "车辆类型", "使用性质", "初次登记日期", "机动车状态", "状态变更日期"],
     "enterprise": ["统一社会信用代码", "企业名称", "法定代表人", "法定代表人证件号码", "注册资本(万元)", "登记状态", "成立日期", "注销日期"],
     "shareholder": ["统一社会信用代码", "股东名称", "股东证件号码", "认缴出资额(万元)", "出资比例"],
     "land_contract": ["合同编号", "承包方代表姓名", "承包方代表身份证号", "村", "行政区划代码", "承包地块数", "承包面积(亩)"],
     "farmland_subsidy": ["姓名", "身份证号", "村", "行政区划代码", "补贴面积(亩)", "补贴标准(元/亩)", "补贴金额", "年度"],
     "bank_account": ["账号", "户名", "证件号码", "开户行", "开户日期", "销户日期"],
-    "subsidy_standard": ["补贴项目", "适用区划代码", "计发方式", "标准金额", "生效日期", "失效日期"],
+    "subsidy_standard": ["补贴项目", "适用区划代码", "计发方式", "保障人数", "标准金额", "生效日期", "失效日期"],
     "procurement": ["合同编号", "采购单位", "采购单位代码", "供应商名称", "供应商统一社会信用代码", "合同金额", "签订日期"],
     "school_staff": ["姓名", "身份证号", "学校名称", "学校代码", "职务"],
 }  # fmt: skip
+STANDARD_LABELS = {"特困供养金": "特困人员供养金"}  # the standards file's own item names
 SOURCE_FILES = {k: v[0] for k, v in LAYOUT.items()} | {
     f"payment_Q{q}": f[0] for q, f in PAYMENT_FILES.items()
 }
@@ -286,6 +287,10 @@ class Exporter:
             )
         for owner, unit, loc, usage, area, reg, cancel, crit in data.properties:
             n, i, ref = self._p("property", "owner", owner, "权利人", "证件号码", crit)
+            refs, co, cn, ci = [ref], data.co_owners.get(unit), "", ""
+            if co is not None:  # 共有人: optional columns, empty for sole ownership
+                cn, ci, r2 = self._p("property", "co_owner", co, "共有人", "共有人证件号码", crit)
+                refs.append(r2)
             row = [
                 n,
                 i,
@@ -295,8 +300,10 @@ class Exporter:
                 f"{area:.2f}",
                 fmt_date(reg, self._alt("iso")),
                 fmt_date(cancel, "iso"),
+                cn,
+                ci,
             ]
-            s["property"].write(row, [ref], mess=not crit)
+            s["property"].write(row, refs, mess=not crit)
         for owner, plate, vt, use, reg, status, sdate, crit in data.vehicles:
             n, i, ref = self._p("vehicle", "owner", owner, "机动车所有人", "身份证明号码", crit)
             row = [
@@ -404,7 +411,7 @@ class Exporter:
         item = "特困供养金" if c.kind == "特困供养" else "城乡低保金"
         from crossmatch.synth.county import standard
 
-        amount = round(standard(item, c.village.code, 12) * size * c.factor, 0)
+        amount = round(standard(item, c.village.code, 12, size) * c.factor, 0)
         if c.pay_override:
             amount = c.pay_override[max(c.pay_override)]
         an, ai, ra = self._p(
@@ -458,9 +465,15 @@ class Exporter:
                            else pay.payee.pid, f"{YEAR}-{pay.month:02d}", "导出文件完全重复行")  # fmt: skip
 
     def write_standards(self) -> None:
-        for item, pref, basis, amt, f, t in STANDARDS:
+        """The finance bureau's standards table. Its item names are its own vocabulary, not the
+        payment export's: the rules match them by item class (rules/reference/item_class.csv):
+        特困人员供养金 is the payments' 特困供养金; township 002's banded table is for 农村低保
+        (rural cases, paid as 城乡低保金)."""
+        for item, pref, basis, amt, f, t, band in STANDARDS:
+            item = "农村低保金" if band is not None else STANDARD_LABELS.get(item, item)
+            cell = "" if band is None else f"{band}人"  # the top band (TOP_BAND) is open: 6 = 6+
             self.sinks["subsidy_standard"].write(
-                [item, pref, basis, f"{amt:.2f}", fmt_date(f, "iso"), fmt_date(t, "iso")],
+                [item, pref, basis, cell, f"{amt:.2f}", fmt_date(f, "iso"), fmt_date(t, "iso")],
                 [],
                 mess=False,
             )

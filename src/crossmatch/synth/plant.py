@@ -28,10 +28,12 @@ from crossmatch.synth.county import (
     FARMLAND_MONTH,
     FARMLAND_RATE,
     JAN1,
+    TOP_BAND,
     Builder,
     Case,
     Pay,
     TownData,
+    banded,
     close_kin,
     standard,
     surname_of,
@@ -126,8 +128,8 @@ class Planter:
         self._over_standard(q)
         self._payroll(q)
         self._vehicle(q)
+        self._business(q)  # before property: its pool (adult members) is the scarcer one
         self._property(q)
-        self._business(q)
         self._underage(q)
         self._farmland(q)
         self._deceased(q)
@@ -678,34 +680,73 @@ class Planter:
                 self._case_rows("vehicle_on_dibao", "trap", c, f"车辆已{status}({sd})")
 
     def _property(self, q: int) -> None:
+        """Catalogue v1.1: homes count when held on the same day inside the case interval, by
+        owner or co-owner (共有人); 车位 never counts; commercial or office property does."""
         d, b, rng = self.d, self.b, self.rng
         pool = self._free_cases()
-        props = {id(x[0]) for x in d.properties}
+        props = {id(x[0]) for x in d.properties} | {id(p) for p in d.co_owners.values()}
         pool = [c for c in pool if not any(id(p) in props for p, _ in c.members)]
-        for k in range(3 * q):
-            c = self._take(pool)
+        two = [c for c in pool if any(p is not c.applicant for p, _ in c.members)]
+        for k in range(4 * q):
+            kind = ("case", "one_home", "sold", "co_owner")[k % 4]
+            variant = (k // 4) % 3
+            need_two = kind in ("sold", "co_owner") or (kind == "one_home" and variant == 2)
+            c = self._take(two if need_two else pool)
             if c is None:
-                break
+                continue
+            for lst in (pool, two):
+                if c in lst:
+                    lst.remove(c)
             self._use_case(c)
+            others = [p for p, _ in c.members if p is not c.applicant]
             m = self._member(c, adult=False)
-            kind = ("case", "one_home", "sold")[k % 3]
             if kind == "case":
-                if k % 2 == 0:
+                if variant == 0:
                     b.add_property(d, c.applicant, "住宅", rng, D(2010, 6, 1), None, True)
                     b.add_property(d, m, "住宅", rng, D(2019, 8, 1), None, True)
                     note = "两套住宅"
                 else:
-                    b.add_property(d, m, "商业", rng, D(2018, 4, 1), None, True)
-                    note = "商业用房"
+                    usage = ("商业", "办公")[variant - 1]
+                    b.add_property(d, m, usage, rng, D(2018, 4, 1), None, True)
+                    note = f"{usage}用房"
                 self._case_rows("property_on_dibao", "case", c, note)
             elif kind == "one_home":
-                b.add_property(d, c.applicant, "住宅", rng, D(2006, 3, 1), None, True)
-                self._case_rows("property_on_dibao", "trap", c, "仅一套住宅")
-            else:
-                b.add_property(d, c.applicant, "住宅", rng, D(2006, 3, 1), None, True)
-                sold = D(2023, 1, 1) + dt.timedelta(days=int(rng.integers(0, 700)))
-                b.add_property(d, m, "住宅", rng, D(2015, 3, 1), sold, True)
-                self._case_rows("property_on_dibao", "trap", c, f"第二套住宅已于{sold}注销")
+                if variant == 2:  # one home co-owned by two members
+                    co = others[int(rng.integers(0, len(others)))]
+                    b.add_property(
+                        d, c.applicant, "住宅", rng, D(2009, 4, 1), None, True, co_owner=co
+                    )
+                    note = "一套住宅由两名成员共有"
+                else:
+                    b.add_property(d, c.applicant, "住宅", rng, D(2006, 3, 1), None, True)
+                    note = "仅一套住宅"
+                if variant == 1:
+                    b.add_property(d, m, "车位", rng, D(2016, 9, 1), None, True)
+                    note = "仅一套住宅加一个车位(车位不计)"
+                self._case_rows("property_on_dibao", "trap", c, note)
+            elif kind == "sold":
+                sm = others[int(rng.integers(0, len(others)))]
+                if k % 8 == 2:
+                    b.add_property(d, c.applicant, "住宅", rng, D(2006, 3, 1), None, True)
+                    sold = D(2023, 1, 1) + dt.timedelta(days=int(rng.integers(0, 700)))
+                    b.add_property(d, sm, "住宅", rng, D(2015, 3, 1), sold, True)
+                    note = f"第二套住宅已于{sold}注销"
+                else:  # sold on the 5th, the next home bought on the 20th of the same month
+                    mo = int(rng.integers(3, 11))
+                    b.add_property(d, c.applicant, "住宅", rng, D(2008, 5, 1), D(YEAR, mo, 5), True)
+                    b.add_property(d, sm, "住宅", rng, D(YEAR, mo, 20), None, True)
+                    note = f"{mo}月5日售出旧房、20日购入新房(同日从未持有两套)"
+                self._case_rows("property_on_dibao", "trap", c, note)
+            else:  # a member co-owns an outsider's home, the applicant owns one
+                outs = self._free_people(lambda p: 25 <= p.age_on(JAN1) <= 70)
+                out = self._take(outs)
+                if out is None:
+                    continue
+                out.busy = True
+                co = others[int(rng.integers(0, len(others)))]
+                b.add_property(d, c.applicant, "住宅", rng, D(2007, 7, 1), None, True)
+                b.add_property(d, out, "住宅", rng, D(2020, 10, 1), None, True, co_owner=co)
+                self._case_rows("property_on_dibao", "case", c, f"成员{co.name}为另一套住宅共有人")
 
     def _business(self, q: int) -> None:
         d, b, rng = self.d, self.b, self.rng
@@ -1033,12 +1074,18 @@ class Planter:
             if c is None:
                 break
             self._use_case(c)
-            size = len(c.members)
+            size, code = len(c.members), c.village.code
             months = [int(x) for x in sorted(rng.choice(12, size=2 + k % 4, replace=False) + 1)]
             for x in self._pays(c.applicant):
                 if x.item in ASSIST_ITEMS and x.month in months:
-                    x.amount = round(standard(x.item, c.village.code, x.month) * size * 1.3, 0)
-            self._case_rows("over_standard_amount", "case", c, "超出标准×保障人数",
+                    if banded(x.item, code) and size < TOP_BAND:
+                        # the next band's amount (one person more than covered): only the
+                        # case's own band catches it, not the most generous band
+                        x.amount = standard(x.item, code, x.month, size + 1)
+                    else:
+                        x.amount = round(standard(x.item, code, x.month, size) * 1.3, 0)
+            note = "超出所在人数档标准" if banded("城乡低保金", code) else "超出标准×保障人数"
+            self._case_rows("over_standard_amount", "case", c, note,
                             lambda m, ms=tuple(months): m in ms)  # fmt: skip
         # trap: full new standard from July (above the old standard, within the new one)
         pool = [c for c in self._free_cases("低保")]
@@ -1050,9 +1097,36 @@ class Planter:
             size = len(c.members)
             for x in self._pays(c.applicant):
                 if x.item in ASSIST_ITEMS:
-                    x.amount = round(standard(x.item, c.village.code, x.month) * size, 0)
+                    x.amount = round(standard(x.item, c.village.code, x.month, size), 0)
             self._case_rows("over_standard_amount", "trap", c, "7月起按新标准发放",
                             lambda m: m >= 7)  # fmt: skip
+        # trap: 4% above the standard in some months (within the 5% tolerance)
+        for _ in range(max(1, q // 2)):
+            c = self._take(pool)
+            if c is None:
+                break
+            self._use_case(c)
+            size = len(c.members)
+            months = [int(x) for x in sorted(rng.choice(12, size=3, replace=False) + 1)]
+            for x in self._pays(c.applicant):
+                if x.item in ASSIST_ITEMS and x.month in months:
+                    x.amount = round(standard(x.item, c.village.code, x.month, size) * 1.04, 0)
+            self._case_rows("over_standard_amount", "trap", c, "超标准4%(容差5%内)",
+                            lambda m, ms=tuple(months): m in ms)  # fmt: skip
+        # trap: a small household in a banded township paid its full band, which is above the
+        # county's per-person standard x size (a rule ignoring bands would flag it)
+        small = [c for c in pool if banded("城乡低保金", c.village.code) and len(c.members) <= 2]
+        for _ in range(q):
+            c = self._take(small)
+            if c is None:
+                break
+            pool.remove(c)
+            self._use_case(c)
+            size = len(c.members)
+            for x in self._pays(c.applicant):
+                if x.item in ASSIST_ITEMS:
+                    x.amount = standard(x.item, c.village.code, x.month, size)
+            self._case_rows("over_standard_amount", "trap", c, f"按{size}人档足额发放")
         # elderly allowance paid double for some months
         cands = self._payee_streams("高龄津贴")
         for _ in range(max(1, q // 3)):
