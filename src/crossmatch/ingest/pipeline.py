@@ -180,7 +180,8 @@ class IngestSummary:
         lines = [fmt(head), "  ".join("-" * w for w in widths)]
         lines += [fmt(b) for b in body]
         problems = [
-            r for r in self.results
+            r
+            for r in self.results
             if r.status in ("failed", "nofile", "missing", "skipped", "warning")
         ]
         if problems:

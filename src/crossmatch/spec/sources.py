@@ -1108,6 +1108,8 @@ def _check_where(
             f"`where:` is not a valid condition over this source's fields ({err})",
             "write SQL over the canonical field names, e.g. `where: \"role = '股东'\"`",
         )
+
+
 def _check_assembly(
     path: Path,
     fields: dict[str, FieldSpec],
