@@ -31,6 +31,7 @@ import xlsxwriter
 
 from crossmatch import idnumber
 from crossmatch import warehouse as wh_mod
+from crossmatch.detect.schema import existing_relations
 from crossmatch.review.api import Review, mask
 from crossmatch.review.clues import VERDICTS
 from crossmatch.review.store import actor, audit
@@ -229,9 +230,7 @@ def _departments(sources_dir: str | Path) -> dict[str, str]:
 
 def _region_names(con: Any) -> dict[str, tuple[str | None, str | None]]:
     """village_code -> (township, village) from every resolved table that names both."""
-    tables = {
-        t[0] for t in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
-    }
+    tables = existing_relations(con)
     parts = []
     for t in ("src_payment", "src_assistance", "src_cadre"):
         if t in tables:
@@ -250,9 +249,7 @@ def _region_names(con: Any) -> dict[str, tuple[str | None, str | None]]:
 
 def _fill_evidence_values(con: Any, rows: list[dict[str, Any]]) -> None:
     """Attach each evidence row's decisive values (the canonical cells, lineage dropped)."""
-    tables = {
-        t[0] for t in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
-    }
+    tables = existing_relations(con)
     by_source: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         by_source.setdefault(r["source"], []).append(r)

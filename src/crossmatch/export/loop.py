@@ -26,6 +26,7 @@ import polars as pl
 import xlsxwriter
 
 from crossmatch import warehouse as wh_mod
+from crossmatch.detect.schema import existing_relations
 from crossmatch.export.clue_list import COLUMNS, FILL_IN, _region_names, export_clues
 from crossmatch.review.api import Review, mask
 from crossmatch.review.clues import FALSE_POSITIVE, VERDICTS
@@ -379,9 +380,7 @@ def _case_handlers(review: Review, subjects: list[str]) -> dict[str, set[str]]:
     """subject pid -> names of the handlers and approvers of that person's assistance cases."""
     con = wh_mod.connect(review.warehouse, read_only=True)
     try:
-        tables = {
-            t[0] for t in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
-        }
+        tables = existing_relations(con)
         if "r_assistance" not in tables:
             return {}
         cols = {c[0] for c in con.execute("DESCRIBE r_assistance").fetchall()}

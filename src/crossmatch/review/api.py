@@ -25,6 +25,7 @@ import duckdb
 import polars as pl
 
 from crossmatch import warehouse as wh_mod
+from crossmatch.detect.schema import existing_relations
 from crossmatch.identity import explain as identity_explain
 from crossmatch.review.clues import VERDICTS, SyncResult, latest_run, sync_run
 from crossmatch.review.store import actor, audit, open_store, store_path
@@ -419,9 +420,7 @@ class Review:
             for r in ev.get("rows") or []:
                 key = (r.get("source", ""), r["file"], int(r["row"]), r.get("role", ""))
                 seen.setdefault(key, EvidenceRow(key[0], key[1], key[2], key[3], {}))
-        tables = {
-            t[0] for t in wh.execute("SELECT table_name FROM information_schema.tables").fetchall()
-        }
+        tables = existing_relations(wh)
         by_source: dict[str, list[EvidenceRow]] = {}
         for er in seen.values():
             by_source.setdefault(er.source, []).append(er)
@@ -469,10 +468,7 @@ class Review:
         """A person across every source: records, household, relatives and clues."""
         wh = self._wh()
         try:
-            tables = {
-                t[0]
-                for t in wh.execute("SELECT table_name FROM information_schema.tables").fetchall()
-            }
+            tables = existing_relations(wh)
             person = _pl(wh.execute("SELECT * FROM person WHERE person_id = ?", [pid]))
             records = _pl(
                 wh.execute(
