@@ -37,7 +37,7 @@ import polars as pl
 
 from crossmatch import normalize, warehouse
 from crossmatch.errors import InputFileError
-from crossmatch.ingest import assemble, derive, readers, stage
+from crossmatch.ingest import assemble, crossfile, derive, readers, stage
 from crossmatch.spec import SourceSpec, load_sources
 from crossmatch.spec.common import nearest
 from crossmatch.spec.sources import unsafe_pattern
@@ -187,7 +187,9 @@ class IngestSummary:
         if problems:
             lines.append("")
             lines += [f"{r.status.upper()}: {r.message}" for r in problems]
-        warned = [w for r in self.results if r.status == "loaded" for w in r.warnings]
+        warned = [
+            w for r in self.results if r.status in ("loaded", "unchanged") for w in r.warnings
+        ]
         if warned:
             lines.append("")
             lines += [f"WARNING: {w}" for w in warned]
@@ -726,6 +728,33 @@ def _run_files(
     return [r for r in out if r is not None]
 
 
+def _cross_file_duplicates(
+    con: duckdb.DuckDBPyConnection, spec: SourceSpec, summary: IngestSummary
+) -> None:
+    """Mark rows repeated across the source's files (:mod:`crossmatch.ingest.crossfile`) and
+    count them on the files' results, with a warning naming the files (never values)."""
+    mine = [r for r in summary.results if r.source == spec.id]
+    if not crossfile.needs_pass(con, spec, any(r.status == "loaded" for r in mine)):
+        return
+    marked = crossfile.mark(con, spec, summary.run_id)
+    by_file = {r.file: r for r in mine}
+    for file, n in sorted(marked.items()):
+        r = by_file.get(file)
+        if r is None:
+            continue
+        r.rows_duplicate += n
+        of = con.execute(
+            f"SELECT DISTINCT of_file FROM {crossfile.DUPLICATE_TABLE} WHERE source = ? AND "
+            "split_part(file, '#', 1) = ? ORDER BY 1",
+            [spec.id, file],
+        ).fetchall()
+        r.warnings.append(
+            f"{file}: {n} rows repeat rows of {', '.join(f for (f,) in of)} (an overlapping "
+            f"export): counted once, see ingest_duplicate. Fix: remove the overlap from one "
+            f"export if it is not intended."
+        )
+
+
 def _size(path: Path) -> int:
     try:
         return path.stat().st_size
@@ -984,6 +1013,7 @@ def _ingest(
         )
         for spec in specs:
             summary.results += [r for r in done if r.source == spec.id]
+            _cross_file_duplicates(con, spec, summary)
             kept = con.execute(
                 "SELECT file, rows_loaded FROM ingest_file WHERE source = ? AND status = 'ok'",
                 [spec.id],
