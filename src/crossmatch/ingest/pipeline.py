@@ -846,6 +846,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     """The ingestion tables, with the columns added since v1 (older warehouses too):
     ``ingest_run.started_by``, ``ingest_file.rows_filtered`` / ``rows_summary``."""
     warehouse.ensure_ingest_schema(con)
+    crossfile.ensure_tables(con)
     for table, cols in (("ingest_run", RUN_COLUMNS), ("ingest_file", FILE_COLUMNS)):
         for name, typ in cols:
             con.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {name} {typ}")
