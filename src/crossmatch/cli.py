@@ -22,7 +22,7 @@ from pathlib import Path
 
 import click
 
-from crossmatch import __version__
+from crossmatch import __version__, contract
 from crossmatch.errors import CrossmatchError
 
 DEFAULT_WAREHOUSE = "crossmatch.duckdb"
@@ -139,6 +139,7 @@ def resolve(warehouse: Path, sources_dir: Path, retrain: bool, full: bool) -> No
     from crossmatch.identity.pipeline import resolve_identities
 
     specs = None
+    contract.use(sources_dir)
     if sources_dir.is_dir() and any(sources_dir.glob("*.yaml")):
         from crossmatch.spec.sources import load_sources
 
@@ -338,6 +339,7 @@ def validate(sources: Path, rules: Path | None, raw: Path | None, allow_blind: b
 
     if rules is None and Path("rules").is_dir():
         rules = Path("rules")
+    contract.use(sources)
     problems = validate_all({"sources": sources, "rules": rules, "raw": raw})
     for p in problems:
         click.echo(str(p))
@@ -369,6 +371,9 @@ def validate(sources: Path, rules: Path | None, raw: Path | None, allow_blind: b
 
 @main.command()
 @_folder_option("--rules", "rules", "Folder of rule files.", dest="rules_dir")
+@_folder_option(
+    "--sources", "sources", "Source mapping files: their sources join the contract the rules read."
+)
 @click.option("--only", default=None, help="Comma-separated rule ids to run (default: all).")
 @_warehouse_option("DuckDB warehouse (after ingest and resolve).")
 @click.option(
@@ -378,7 +383,9 @@ def validate(sources: Path, rules: Path | None, raw: Path | None, allow_blind: b
     help="Rules reading a source whose export was last present longer ago than this are "
     "`stale` (not run).",
 )
-def detect(rules_dir: Path, only: str | None, warehouse: Path, max_age_days: float | None) -> None:
+def detect(
+    rules_dir: Path, sources: Path, only: str | None, warehouse: Path, max_age_days: float | None
+) -> None:
     """Run the detection rules; print hits, amount, seconds and status per rule.
 
     Status per rule: ok, blind (ran, but a column it reads is absent or empty), stale (identity
@@ -389,6 +396,7 @@ def detect(rules_dir: Path, only: str | None, warehouse: Path, max_age_days: flo
     from crossmatch.detect import run_rules
 
     ids = [x.strip() for x in only.split(",") if x.strip()] if only else None
+    contract.use(sources)
     with wh.session(
         warehouse, must_exist="run `crossmatch ingest` and `crossmatch resolve` first"
     ) as con:

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import duckdb
 
+from crossmatch import contract
 from crossmatch.errors import WarehouseError
 
 INGEST_DDL = """
@@ -258,3 +259,19 @@ def fetch_one(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = No
     if row is None:
         raise WarehouseError(f"expected one row, got none from: {sql.strip()[:120]}")
     return row
+
+
+def existing_relations(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """Names of tables and views visible on ``con`` (main schema and temp)."""
+    rows = con.execute(
+        "SELECT table_name FROM information_schema.tables "
+        "WHERE table_schema IN ('main', 'temp') OR table_catalog = 'temp'"
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def create_empty(con: duckdb.DuckDBPyConnection, table: str, *, temp: bool = True) -> None:
+    """Create an empty contract-shaped table (a stand-in for a source that was never loaded)."""
+    cols = ", ".join(f'"{c}" {t}' for c, t in contract.active().columns_of(table))
+    kw = "TEMP " if temp else ""
+    con.execute(f'CREATE OR REPLACE {kw}TABLE "{table}" ({cols})')

@@ -26,7 +26,7 @@ def build_warehouse(tables: dict[str, list[dict]]) -> duckdb.DuckDBPyConnection:
                 r.setdefault("_source", table[2:])
                 r.setdefault("_file", f"{table[2:]}/fixture.csv")
                 r.setdefault("_row", i + 2)
-                for role in schema.roles(table[2:]) if table[2:] in schema.SOURCES else ():
+                for role in schema.roles(table[2:]) if table[2:] in schema.sources() else ():
                     if f"{role}_pid" in r:
                         r.setdefault(f"{role}_id", r[f"{role}_pid"])
             full.append(r)

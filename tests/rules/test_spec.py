@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from crossmatch.spec.rules import load_rules, sql_literal, validate_rules
+from crossmatch.detect.rule_check import validate_rules
+from crossmatch.spec.rules import load_rules, sql_literal
 
 from .conftest import RULES_DIR
 

@@ -36,10 +36,10 @@ import duckdb
 from crossmatch import warehouse
 from crossmatch.detect import needs as rule_needs
 from crossmatch.detect import schema
-from crossmatch.detect.kinds import KIND_COLUMNS, KINDS
+from crossmatch.detect.kinds import KIND_COLUMNS, KINDS, load_checked_rules
 from crossmatch.errors import ExitCode, SpecError
 from crossmatch.spec.common import Problem
-from crossmatch.spec.rules import HIT_COLUMNS, Example, RuleSpec, load_rules
+from crossmatch.spec.rules import HIT_COLUMNS, Example, RuleSpec
 
 log = logging.getLogger(__name__)
 
@@ -300,7 +300,7 @@ def loaded_columns(con: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
     for table, c in temp.items():  # a TEMP relation counts only without a stored one
         cols.setdefault(table, c)
     out = {}
-    for src in schema.SOURCES:
+    for src in schema.sources():
         have = cols.get(f"r_{src}") or cols.get(f"src_{src}")
         if have is None:
             continue
@@ -333,7 +333,7 @@ def available_sources(
     for r in rows:
         by_src.setdefault(r[0], []).append(r)
     now = dt.datetime.now()
-    for s in schema.SOURCES:
+    for s in schema.sources():
         if rows:
             versions = by_src.get(s, [])
             if not versions:
@@ -593,7 +593,7 @@ def run_rules(
     docstring); hits, ``rule_run`` rows and the finished ``detect_run`` row are written in one
     transaction at the end.
     """
-    specs = load_rules(rules_dir, only=only)
+    specs = load_checked_rules(rules_dir, only=only)
     needs = rule_needs.derive_cached(specs, rules_dir)
     run_id = run_id or dt.datetime.now().strftime("%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:6]
     started_run = dt.datetime.now()
@@ -752,7 +752,7 @@ def run_example(
                     r.setdefault("_row", i + 2)
                     # a row given with a person id carries that ID number unless it says
                     # otherwise (`<role>_id: null` = a name-only link)
-                    for role in schema.roles(table[2:]) if table[2:] in schema.SOURCES else ():
+                    for role in schema.roles(table[2:]) if table[2:] in schema.sources() else ():
                         if f"{role}_pid" in r:
                             r.setdefault(f"{role}_id", r[f"{role}_pid"])
                 full.append(r)

@@ -7,13 +7,14 @@ TEMP table ``_rule_hits`` whose first columns are ``HIT_COLUMNS``.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
 
 import duckdb
 
-if TYPE_CHECKING:
-    from crossmatch.spec.rules import RuleSpec
+from crossmatch.spec.common import Problem, Problems
+from crossmatch.spec.rules import RuleSpec, load_rules
 
 KindFn = Callable[[duckdb.DuckDBPyConnection, "RuleSpec", str, dict[str, Any]], None]
 KINDS: dict[str, KindFn] = {}
@@ -172,3 +173,26 @@ def bh_adjust(p: Any) -> Any:
     q = np.empty(m)
     q[order] = q_sorted
     return q
+
+
+def kind_problems(specs: Iterable[RuleSpec]) -> list[Problem]:
+    """A rule naming a kind no module registered."""
+    return [
+        Problem(
+            s.path,
+            s.kind_line,
+            f"unknown rule kind {s.kind!r}",
+            f"use one of {', '.join(sorted(KINDS))}",
+        )
+        for s in specs
+        if s.kind not in KINDS
+    ]
+
+
+def load_checked_rules(rules_dir: str | Path, only: Iterable[str] | None = None) -> list[RuleSpec]:
+    """``load_rules`` plus the kind check; raises ``SpecError`` listing every problem."""
+    problems = Problems()
+    specs = load_rules(rules_dir, problems, only=only)
+    problems.extend(kind_problems(specs))
+    problems.raise_if_any()
+    return specs

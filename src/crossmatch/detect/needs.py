@@ -29,6 +29,7 @@ from typing import Any
 
 import duckdb
 
+from crossmatch import contract
 from crossmatch.detect import schema
 from crossmatch.spec.rules import RuleSpec
 
@@ -39,7 +40,7 @@ _CREATE = re.compile(
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 KIN_SOURCES = ("hukou", "marriage")
 #: Lineage columns: every loaded row carries them, whatever the mapping says.
-LINEAGE = frozenset(c for c, _ in schema.LINEAGE)
+LINEAGE = frozenset(c for c, _ in contract.LINEAGE)
 
 
 @dataclass(frozen=True)
@@ -280,7 +281,7 @@ def _requires(
     alternatives = {s for g in groups for s in g}
     singles: list[str] = []
     for t in cols:
-        if t.startswith("r_") and t[2:] in schema.SOURCES and t[2:] not in alternatives:
+        if t.startswith("r_") and t[2:] in schema.sources() and t[2:] not in alternatives:
             singles.append(t[2:])
     for r in spec.requires:
         if isinstance(r, str) and r not in singles:

@@ -1,7 +1,8 @@
-"""The rule engine's view of the warehouse contract (docs/data-contract.md sections 4-7).
+"""The rule engine's use of the warehouse contract (``crossmatch.contract``, derived from
+``sources/*.yaml``; docs/data-contract.md sections 4-7).
 
 Rules read the resolved views ``r_<source>``, ``person``, ``identity_link``, the kinship tables and
-``ref_<name>`` reference tables. This module spells those columns out once so that
+``ref_<name>`` reference tables. This module builds on the contract so that
 
 * ``crossmatch validate`` can compile every rule's SQL against empty contract tables, without data;
 * the engine can create an empty stand-in for a view whose source was never loaded (the rule that
@@ -14,257 +15,47 @@ from __future__ import annotations
 import logging
 
 import duckdb
+from rapidfuzz import process
 
-LINEAGE = [
-    ("_source", "VARCHAR"),
-    ("_file", "VARCHAR"),
-    ("_file_hash", "VARCHAR"),
-    ("_row", "INTEGER"),
-    ("_dup_of", "INTEGER"),
+from crossmatch import contract
+from crossmatch.warehouse import create_empty, existing_relations
+
+__all__ = [
+    "all_tables",
+    "conform",
+    "create_empty",
+    "ensure_contract_tables",
+    "existing_relations",
+    "load_rows",
+    "resolved_columns",
+    "roles",
+    "sources",
+    "table_columns",
 ]
 
-# Field spec per source: "name:TYPE" or "@role" (a person role R -> R_name, R_name_raw, R_id,
-# R_id_raw, R_id_status, and R_pid in the resolved view). Default type VARCHAR.
-_D, _M, _F, _I = "DATE", "DECIMAL(18,2)", "DOUBLE", "INTEGER"
-SOURCES: dict[str, list[str]] = {
-    "hukou": [
-        "household_no",
-        "@person",
-        "relation_to_head",
-        "sex",
-        "ethnicity",
-        f"birth_date:{_D}",
-        "address",
-        "village_code",
-        "status",
-        "cancel_reason",
-        f"cancel_date:{_D}",
-        "@father",
-        "@mother",
-    ],
-    "death": ["@person", f"death_date:{_D}", "cause", "reporting_unit"],
-    "cremation": ["@person", f"cremation_date:{_D}", "funeral_home"],
-    "marriage": ["kind", "@husband", "@wife", f"reg_date:{_D}", "office"],
-    "assistance": [
-        "assistance_type",
-        "case_no",
-        "@applicant",
-        "@member",
-        "relation_to_applicant",
-        f"household_size:{_I}",
-        f"monthly_amount:{_M}",
-        "township",
-        "village",
-        "village_code",
-        "handler_name",
-        "handler_name_raw",
-        "approver_name",
-        "approver_name_raw",
-        "handler_pid",
-        "approver_pid",
-        f"start_date:{_D}",
-        f"end_date:{_D}",
-    ],
-    "elderly": [
-        "@person",
-        "sex",
-        f"age:{_I}",
-        "village",
-        "village_code",
-        f"monthly_amount:{_M}",
-        "start_month",
-    ],
-    "proxy_filing": ["@beneficiary", "@agent", "account", f"filed_date:{_D}"],
-    "payment": [
-        "batch_no",
-        "item",
-        "@payee",
-        "account",
-        "bank",
-        f"amount:{_M}",
-        "period",
-        f"pay_date:{_D}",
-        "status",
-        "township",
-        "village",
-        "village_code",
-    ],
-    "payroll": [
-        "@person",
-        "unit_name",
-        "unit_code",
-        "post",
-        "post_type",
-        f"start_date:{_D}",
-        f"end_date:{_D}",
-    ],
-    "cadre": [
-        "@person",
-        "township",
-        "village",
-        "village_code",
-        "post",
-        f"term_start:{_D}",
-        f"term_end:{_D}",
-    ],
-    "relative_filing": ["@cadre", "@relative", "relation", "item", f"filed_date:{_D}"],
-    "property": [
-        "@owner",
-        "@co_owner",  # optional (共有人): a member who only co-owns a home holds it
-        "unit_no",
-        "location",
-        "usage",
-        f"area_m2:{_F}",
-        f"reg_date:{_D}",
-        f"cancel_date:{_D}",
-    ],
-    "vehicle": [
-        "@owner",
-        "plate",
-        "vehicle_type",
-        "use_type",
-        f"reg_date:{_D}",
-        "status",
-        f"status_date:{_D}",
-    ],
-    "enterprise": [
-        "credit_code",
-        "name",
-        "@legal_rep",
-        f"capital:{_M}",
-        "status",
-        f"established:{_D}",
-        f"deregistered:{_D}",
-    ],
-    "shareholder": ["credit_code", "@holder", f"subscribed:{_M}", f"share:{_F}"],
-    "land_contract": [
-        "contract_no",
-        "@contractor",
-        "village",
-        "village_code",
-        f"plots:{_I}",
-        f"area_mu:{_F}",
-    ],
-    "farmland_subsidy": [
-        "@person",
-        "village",
-        "village_code",
-        f"area_mu:{_F}",
-        f"rate:{_M}",
-        f"amount:{_M}",
-        f"year:{_I}",
-    ],
-    "bank_account": ["account", "@holder", "bank", f"opened:{_D}", f"closed:{_D}"],
-    "subsidy_standard": [
-        "item",
-        "region_prefix",
-        "basis",
-        f"band:{_I}",  # covered persons (保障人数); the last band is open (6 = 6+)
-        f"amount:{_M}",
-        f"valid_from:{_D}",
-        f"valid_to:{_D}",
-    ],
-    "procurement": [
-        "contract_no",
-        "buyer_name",
-        "buyer_code",
-        "supplier_name",
-        "supplier_credit_code",
-        f"amount:{_M}",
-        f"signed_date:{_D}",
-    ],
-    "school_staff": ["@person", "school_name", "school_code", "post"],
-}
 
-OTHER_TABLES: dict[str, list[tuple[str, str]]] = {
-    "person": [
-        ("person_id", "VARCHAR"),
-        ("name", "VARCHAR"),
-        ("id_number", "VARCHAR"),
-        ("birth_date", "DATE"),
-        ("sex", "VARCHAR"),
-        ("household_no", "VARCHAR"),
-        ("village_code", "VARCHAR"),
-        ("in_registry", "BOOLEAN"),
-        ("death_date", "DATE"),
-    ],
-    "identity_link": [
-        ("source", "VARCHAR"),
-        ("file", "VARCHAR"),
-        ("row", "INTEGER"),
-        ("role", "VARCHAR"),
-        ("person_id", "VARCHAR"),
-        ("method", "VARCHAR"),
-        ("probability", "DOUBLE"),
-        ("cluster_id", "VARCHAR"),
-    ],
-    "ingest_file": [
-        ("source", "VARCHAR"),
-        ("file", "VARCHAR"),
-        ("hash", "VARCHAR"),
-        ("spec_digest", "VARCHAR"),
-        ("rows_read", "INTEGER"),
-        ("rows_loaded", "INTEGER"),
-        ("rows_quarantined", "INTEGER"),
-        ("rows_duplicate", "INTEGER"),
-        ("loaded_at", "TIMESTAMP"),
-        ("status", "VARCHAR"),
-        ("message", "VARCHAR"),
-    ],
-}
+def sources() -> list[str]:
+    """Source ids of the active contract (``crossmatch.contract``)."""
+    return list(contract.active().sources)
 
 
 def roles(source: str) -> list[str]:
-    """Person roles of a source, in contract order."""
-    return [f[1:] for f in SOURCES[source] if f.startswith("@")]
+    """Person roles of a source that carry an ID number, in contract order."""
+    return contract.active().roles(source)
 
 
 def resolved_columns(source: str) -> list[tuple[str, str]]:
     """Columns of ``r_<source>``: canonical fields, per-role person fields + ``R_pid``, lineage."""
-    cols: list[tuple[str, str]] = []
-    for f in SOURCES[source]:
-        if f.startswith("@"):
-            r = f[1:]
-            cols += [
-                (f"{r}_name", "VARCHAR"),
-                (f"{r}_name_raw", "VARCHAR"),
-                (f"{r}_id", "VARCHAR"),
-                (f"{r}_id_raw", "VARCHAR"),
-                (f"{r}_id_status", "VARCHAR"),
-                (f"{r}_pid", "VARCHAR"),
-            ]
-        else:
-            name, _, typ = f.partition(":")
-            cols.append((name, typ or "VARCHAR"))
-    return cols + LINEAGE
+    return contract.active().resolved_columns(source)
 
 
 def table_columns(table: str) -> list[tuple[str, str]]:
     """Contract columns of any table the rules may read (``r_*``, person, ...)."""
-    if table.startswith("r_") and table[2:] in SOURCES:
-        return resolved_columns(table[2:])
-    if table in OTHER_TABLES:
-        return OTHER_TABLES[table]
-    from crossmatch.kinship import KINSHIP_TABLES
-
-    if table in KINSHIP_TABLES:
-        return KINSHIP_TABLES[table]
-    raise KeyError(table)
+    return contract.active().columns_of(table)
 
 
 def all_tables() -> list[str]:
-    from crossmatch.kinship import KINSHIP_TABLES
-
-    return [f"r_{s}" for s in SOURCES] + list(OTHER_TABLES) + list(KINSHIP_TABLES)
-
-
-def existing_relations(con: duckdb.DuckDBPyConnection) -> set[str]:
-    """Names of tables and views visible on ``con`` (main schema and temp)."""
-    rows = con.execute(
-        "SELECT table_name FROM information_schema.tables "
-        "WHERE table_schema IN ('main', 'temp') OR table_catalog = 'temp'"
-    ).fetchall()
-    return {r[0] for r in rows}
+    return contract.active().tables()
 
 
 def conform(con: duckdb.DuckDBPyConnection) -> list[tuple[int, str]]:
@@ -286,7 +77,7 @@ def conform(con: duckdb.DuckDBPyConnection) -> list[tuple[int, str]]:
             "SELECT table_name, table_catalog, table_schema FROM information_schema.tables"
         ).fetchall()
     }
-    for src in SOURCES:
+    for src in sources():
         view = f"r_{src}"
         if view in where:
             base = where[view]
@@ -315,13 +106,6 @@ def conform(con: duckdb.DuckDBPyConnection) -> list[tuple[int, str]]:
     return notes
 
 
-def create_empty(con: duckdb.DuckDBPyConnection, table: str, *, temp: bool = True) -> None:
-    """Create an empty contract-shaped table (a stand-in for a source that was never loaded)."""
-    cols = ", ".join(f'"{c}" {t}' for c, t in table_columns(table))
-    kw = "TEMP " if temp else ""
-    con.execute(f'CREATE OR REPLACE {kw}TABLE "{table}" ({cols})')
-
-
 def ensure_contract_tables(con: duckdb.DuckDBPyConnection, *, temp: bool = True) -> list[str]:
     """Create empty stand-ins for every contract table that does not exist; return their names."""
     have = existing_relations(con)
@@ -346,8 +130,6 @@ def load_rows(
     for i, r in enumerate(rows):
         bad = set(r) - set(names)
         if bad:
-            from rapidfuzz import process
-
             hints = [f"{b} (did you mean {process.extractOne(b, names)[0]}?)" for b in sorted(bad)]
             raise KeyError(f"{table} row {i + 1}: unknown column(s) " + ", ".join(hints))
     create_empty(con, table, temp=temp)

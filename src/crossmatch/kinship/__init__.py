@@ -30,11 +30,15 @@ the Python query. Relations are stated from ``a``'s side: *b is a's relation* (`
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import duckdb
+
+from crossmatch.contract import KINSHIP_TABLES  # noqa: F401  (re-exported: the tables kinship writes)
+from crossmatch.warehouse import create_empty, existing_relations
 
 log = logging.getLogger(__name__)
 
@@ -57,33 +61,6 @@ CLOSE_RELATIVES: tuple[str, ...] = ("spouse", "parent", "child", "sibling", "chi
 AFFINAL: tuple[str, ...] = ("child_in_law", "parent_in_law")
 #: Bumped whenever the derivation changes, so a staleness check rebuilds older tables.
 KINSHIP_VERSION = "2"
-
-KINSHIP_TABLES: dict[str, list[tuple[str, str]]] = {
-    "kin_edge": [
-        ("a_pid", "VARCHAR"),
-        ("b_pid", "VARCHAR"),
-        ("relation", "VARCHAR"),
-        ("relation_cn", "VARCHAR"),
-        ("source", "VARCHAR"),
-        ("evidence", "VARCHAR"),
-        ("valid_from", "DATE"),
-        ("valid_to", "DATE"),
-        ("file", "VARCHAR"),
-        ("row", "INTEGER"),
-        ("link_pid", "VARCHAR"),
-    ],
-    "kin_relative": [
-        ("person_pid", "VARCHAR"),
-        ("relative_pid", "VARCHAR"),
-        ("relation", "VARCHAR"),
-        ("relation_cn", "VARCHAR"),
-        ("path", "VARCHAR"),
-        ("hops", "INTEGER"),
-        ("is_close", "BOOLEAN"),
-        ("valid_from", "DATE"),
-        ("valid_to", "DATE"),
-    ],
-}
 
 # How a registry's 与户主关系 wording maps to the member's relation *to the head*. Matched in
 # order, first hit wins (so 儿媳 is a child-in-law before 儿 could make it a child).
@@ -237,8 +214,6 @@ def build(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     head). Records the input fingerprint in ``kin_build`` (see :func:`is_stale`). Returns row
     counts.
     """
-    from crossmatch.detect.schema import create_empty, existing_relations
-
     have = existing_relations(con)
     for t in ("r_hukou", "r_marriage", "person"):
         if t not in have:
@@ -504,10 +479,6 @@ def input_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
     """A digest of everything kinship is computed from (the inputs' rows and this code's
     version). Equal fingerprints mean a rebuild would give the same tables; a staleness check
     compares it with the one recorded in ``kin_build`` (:func:`is_stale`)."""
-    import hashlib
-
-    from crossmatch.detect.schema import existing_relations
-
     have = existing_relations(con)
     parts = [KINSHIP_VERSION]
     for table, cols in _INPUTS.items():
@@ -523,8 +494,6 @@ def input_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
 
 def built_fingerprint(con: duckdb.DuckDBPyConnection) -> str | None:
     """The input fingerprint the current kinship tables were built from (None: never built)."""
-    from crossmatch.detect.schema import existing_relations
-
     if "kin_build" not in existing_relations(con):
         return None
     row = con.execute("SELECT fingerprint FROM kin_build ORDER BY built_at DESC LIMIT 1").fetchone()

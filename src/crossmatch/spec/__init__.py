@@ -45,7 +45,8 @@ Validation plug-ins: ``validate_all({"sources": dir, "rules": dir, "raw": dir})`
 registered validator and returns all problems (``file:line: message; fix: ...``). A validator
 is ``f(paths: dict[str, Path | None]) -> list[Problem]``; register it with
 :func:`register_validator` in its module and add the module to ``VALIDATOR_MODULES`` (imported
-lazily; a missing module is skipped), e.g. ``crossmatch.spec.rules`` registering ``"rules"``.
+lazily, by name: the plug-ins live in higher layers; a missing module is skipped), e.g.
+``crossmatch.detect.rule_check`` registering ``"rules"``.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ Validator = Callable[[Mapping[str, Any]], list[Problem]]
 _VALIDATORS: dict[str, Validator] = {}
 
 #: Modules that register validators when imported (a module that does not exist yet is skipped).
-VALIDATOR_MODULES: list[str] = ["crossmatch.spec.rules", "crossmatch.ingest.check"]
+VALIDATOR_MODULES: list[str] = ["crossmatch.detect.rule_check", "crossmatch.ingest.check"]
 
 
 def register_validator(name: str, func: Validator) -> None:
@@ -91,21 +92,6 @@ def register_validator(name: str, func: Validator) -> None:
 
 
 register_validator("sources", validate_sources)
-
-
-def _validate_rules_adapter(paths: Mapping[str, Any]) -> list[Problem]:
-    """Rule files, via ``crossmatch.spec.rules.validate_rules`` (until it registers itself)."""
-    d = paths.get("rules")
-    if d is None:
-        return []
-    try:
-        from crossmatch.spec import rules
-    except ModuleNotFoundError:
-        return []
-    return list(rules.validate_rules(d))
-
-
-register_validator("rules", _validate_rules_adapter)
 
 
 def _load_plugins() -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from crossmatch import contract
 from crossmatch.spec.common import LocDict, LocList, Problems, line_of, load_yaml, nearest
 
 CATEGORIES = ("false_claim", "duplicate", "deceased", "favouritism", "embezzlement", "procurement")
@@ -99,6 +100,7 @@ class RuleSpec:
     description: str = ""
     path: str = ""
     sql_line: int = 1
+    kind_line: int = 1
 
     def render_sql(self, overrides: dict[str, Any] | None = None) -> str:
         """The SQL with every ``{{ params.x }}`` replaced by a typed literal."""
@@ -169,8 +171,7 @@ def sql_literal(value: Any, typ: str) -> str:
 
 
 def _parse_one(path: Path, problems: Problems) -> RuleSpec | None:
-    from crossmatch.detect.schema import SOURCES
-
+    known_sources = contract.active().sources
     doc = load_yaml(path, problems)
     if doc is None:
         return None
@@ -209,16 +210,7 @@ def _parse_one(path: Path, problems: Problems) -> RuleSpec | None:
                 f"{key} {doc[key]!r} is not one of {', '.join(allowed)}",
                 f"did you mean {near!r}?" if near else None,
             )
-    from crossmatch.detect.kinds import KINDS
-
-    kind = doc.get("kind", "sql")
-    if kind not in KINDS:
-        problems.add(
-            path,
-            doc.key_line("kind"),
-            f"unknown rule kind {kind!r}",
-            f"use one of {', '.join(sorted(KINDS))}",
-        )
+    kind = doc.get("kind", "sql")  # checked against the registered kinds by crossmatch.detect
     # requires: [payment, {any: [death, cremation, hukou]}]
     requires: list[str | tuple[str, ...]] = []
     req = doc.get("requires", [])
@@ -232,8 +224,8 @@ def _parse_one(path: Path, problems: Problems) -> RuleSpec | None:
             problems.add(path, line, f"bad requires item {item!r}", "a source id or {any: [a, b]}")
             continue
         for s in names:
-            if s not in SOURCES:
-                near = nearest(str(s), SOURCES)
+            if s not in known_sources:
+                near = nearest(str(s), known_sources)
                 problems.add(
                     path,
                     line,
@@ -318,12 +310,11 @@ def _parse_one(path: Path, problems: Problems) -> RuleSpec | None:
         if not isinstance(given, dict):
             problems.add(path, line, "`given:` must map table names to lists of rows")
             continue
-        from crossmatch.detect.schema import all_tables
-
+        tables = contract.active().tables()
         for t, rows in given.items():
             tl = given.key_line(t) if isinstance(given, LocDict) else line
-            if t not in all_tables() and not str(t).startswith("ref_"):
-                near = nearest(str(t), all_tables())
+            if t not in tables and not str(t).startswith("ref_"):
+                near = nearest(str(t), tables)
                 problems.add(
                     path,
                     tl,
@@ -363,6 +354,7 @@ def _parse_one(path: Path, problems: Problems) -> RuleSpec | None:
         params=params,
         examples=tuple(examples),
         kind=kind,
+        kind_line=doc.key_line("kind") if "kind" in doc else doc.line,
         description=str(doc.get("description", "")),
         path=str(path),
         sql_line=sql_line,
@@ -401,13 +393,10 @@ def load_rules(
     return specs
 
 
-def validate_rules(rules_dir: str | Path, *, compile_sql: bool = True) -> Problems:
-    """All problems of all rule files at once: structure, parameters, then (if the structure is
-    sound) referenced tables/columns and SQL compilation against empty contract tables."""
+def rule_file_problems(rules_dir: str | Path) -> Problems:
+    """All structural problems of all rule files at once (keys, metadata, parameters, examples'
+    tables). The full check, with rule kinds and SQL compiled against the contract, is
+    ``crossmatch.detect.rule_check.validate_rules``."""
     problems = Problems()
-    specs = load_rules(rules_dir, problems)
-    if compile_sql and specs:
-        from crossmatch.detect.engine import compile_problems
-
-        problems.extend(compile_problems(specs))
+    load_rules(rules_dir, problems)
     return problems

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from crossmatch import normalize
+from crossmatch.contract import LINEAGE
 from crossmatch.spec.common import (
     LocDict,
     LocList,
@@ -62,13 +63,7 @@ ON_ERROR = ("null", "quarantine")
 _PERSON_KEYS = ("role", "name", "id", "context")
 _IDENT = re.compile(r"^[a-z][a-z0-9_]*$")
 
-LINEAGE_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("_source", "VARCHAR"),
-    ("_file", "VARCHAR"),
-    ("_file_hash", "VARCHAR"),
-    ("_row", "INTEGER"),
-    ("_dup_of", "INTEGER"),
-)
+LINEAGE_COLUMNS: tuple[tuple[str, str], ...] = tuple(LINEAGE)
 
 
 @dataclass(frozen=True, slots=True)
