@@ -17,13 +17,40 @@ Exit codes (one table for every command and for the nightly flow, ``flows/nightl
 
 from __future__ import annotations
 
+import os
+
+# polars' jemalloc reads this once, when polars loads (imported below): keep freed memory for
+# reuse for 10 s instead of returning it at once (see crossmatch.ingest.pipeline.tune_allocators).
+os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:10000,muzzy_decay_ms:10000")
+
+import logging
+import re
 import sys
+import time
 from pathlib import Path
 
 import click
+import duckdb
 
 from crossmatch import __version__, contract
-from crossmatch.errors import CrossmatchError
+from crossmatch import warehouse as wh
+from crossmatch.detect import run_rules
+from crossmatch.detect.engine import identity_is_stale, rebuild_kinship
+from crossmatch.detect.evaluate import evaluate as score_hits
+from crossmatch.detect.evaluate import render
+from crossmatch.detect.needs import check_mappings, derive
+from crossmatch.errors import CrossmatchError, ExitCode, WarehouseError
+from crossmatch.identity.evaluate import evaluate as evaluate_identity
+from crossmatch.identity.pipeline import resolve_identities
+from crossmatch.ingest import ProgressEvent
+from crossmatch.ingest import ingest as run_ingest
+from crossmatch.ingest.pipeline import tune_allocators
+from crossmatch.review.commands import COMMANDS
+from crossmatch.spec import validate_all
+from crossmatch.spec.rules import load_rules
+from crossmatch.spec.sources import load_sources
+from crossmatch.synth import generate
+from crossmatch.synth.layouts import LAYOUTS
 
 DEFAULT_WAREHOUSE = "crossmatch.duckdb"
 
@@ -72,8 +99,6 @@ def _folder_option(flag: str, default: str, help_text: str, dest: str | None = N
 )
 def main(log_level: str) -> None:
     """crossmatch: catch fraud and favouritism in public subsidies."""
-    import logging
-
     level = getattr(logging, log_level.upper())
     logging.basicConfig(
         level=level,
@@ -108,9 +133,6 @@ def main(log_level: str) -> None:
 )
 def sample(persons: int, seed: int, out: Path, layout: str) -> None:
     """Generate a synthetic county: every department's export, messy, with ground truth."""
-    from crossmatch.synth import generate
-    from crossmatch.synth.layouts import LAYOUTS
-
     if layout not in LAYOUTS:
         raise click.BadParameter(
             f"'{layout}' is not a layout; choose one of {', '.join(LAYOUTS)}", param_hint="--layout"
@@ -135,14 +157,9 @@ def sample(persons: int, seed: int, out: Path, layout: str) -> None:
 )
 def resolve(warehouse: Path, sources_dir: Path, retrain: bool, full: bool) -> None:
     """Resolve every person-bearing record to one person (exact ID, fuzzy, or unresolved)."""
-    from crossmatch import warehouse as wh
-    from crossmatch.identity.pipeline import resolve_identities
-
     specs = None
     contract.use(sources_dir)
     if sources_dir.is_dir() and any(sources_dir.glob("*.yaml")):
-        from crossmatch.spec.sources import load_sources
-
         specs = load_sources(sources_dir)
     with wh.session(warehouse, must_exist="run `crossmatch ingest` first") as con:
         summary = resolve_identities(con, specs, retrain=retrain, full=full or retrain)
@@ -154,10 +171,6 @@ def resolve(warehouse: Path, sources_dir: Path, retrain: bool, full: bool) -> No
 def kinship(warehouse: Path) -> None:
     """Rebuild the kinship tables (kin_edge, kin_relative) from the registry, marriages and
     identity. `detect` also rebuilds them whenever their inputs changed."""
-    from crossmatch import warehouse as wh
-    from crossmatch.detect.engine import identity_is_stale, rebuild_kinship
-    from crossmatch.errors import ExitCode
-
     with wh.session(warehouse, must_exist="run `crossmatch ingest` and `resolve` first") as con:
         stale = identity_is_stale(con)
         if stale:
@@ -174,18 +187,13 @@ def kinship(warehouse: Path) -> None:
 @_warehouse_option("A warehouse on which `crossmatch resolve` has run.")
 def identity_eval(truth: Path, warehouse: Path) -> None:
     """Score the resolution against the truth: pairwise precision, recall, F1."""
-    from crossmatch import warehouse as wh
-    from crossmatch.identity.evaluate import evaluate
-
     with wh.session(warehouse, read_only=True, must_exist="run `crossmatch resolve` first") as con:
-        scores = evaluate(con, truth)
+        scores = evaluate_identity(con, truth)
     for label, sc in scores.items():
         click.echo(sc.render(label))
 
 
 def _memory_size(value: str) -> str:
-    import re
-
     if not re.fullmatch(r"\d+(\.\d+)?\s*([KMGT]i?B)", value.strip(), re.IGNORECASE):
         raise click.BadParameter(f"'{value}' is not a size; write it like 2GB or 1500MB.")
     return value.strip()
@@ -237,16 +245,6 @@ def ingest(
     one transaction. Ends with a per-source table. Exit 0 when every file loaded, 4 when a
     file failed (its previous version stays) or, with --strict, rows were quarantined.
     """
-    import os
-    import time
-
-    if "polars" not in sys.modules:  # tune polars' allocator before it loads (see below)
-        os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:10000,muzzy_decay_ms:10000")
-    from crossmatch.errors import ExitCode
-    from crossmatch.ingest import ProgressEvent
-    from crossmatch.ingest import ingest as run_ingest
-    from crossmatch.ingest.pipeline import tune_allocators
-
     tune_allocators()
 
     tty = sys.stderr.isatty()
@@ -290,7 +288,6 @@ def ingest(
         memory_limit=memory_limit,
         allow_shrink=allow_shrink,
     )
-    from crossmatch import warehouse as wh
 
     with wh.session(warehouse) as con:  # data age (detect --max-age-days) counts from here
         wh.record_seen(con, summary.results, summary.run_id)
@@ -334,9 +331,6 @@ def validate(sources: Path, rules: Path | None, raw: Path | None, allow_blind: b
     `ready`, `blind` (a column it reads is not mapped: which, where, the fix) or `skipped` (a
     source it needs has no mapping). Exit 3 when a rule would be skipped or blind, unless
     --allow-blind."""
-    from crossmatch.errors import ExitCode
-    from crossmatch.spec import validate_all
-
     if rules is None and Path("rules").is_dir():
         rules = Path("rules")
     contract.use(sources)
@@ -350,10 +344,6 @@ def validate(sources: Path, rules: Path | None, raw: Path | None, allow_blind: b
     click.echo(f"ok: {checked}")
     degraded = 0
     if rules is not None:
-        from crossmatch.detect.needs import check_mappings, derive
-        from crossmatch.spec.rules import load_rules
-        from crossmatch.spec.sources import load_sources
-
         specs = load_sources(sources)
         checks = check_mappings(derive(load_rules(rules), rules), specs, rules)
         click.echo("rules against the mappings in " + str(sources) + ":")
@@ -392,9 +382,6 @@ def detect(
     or a source older than the data: not run), skipped (a source it needs is not loaded or its
     last file failed: not run), error. Exit 0 when every rule is ok, 4 when one is blind, stale
     or skipped, 6 when one is in error."""
-    from crossmatch import warehouse as wh
-    from crossmatch.detect import run_rules
-
     ids = [x.strip() for x in only.split(",") if x.strip()] if only else None
     contract.use(sources)
     with wh.session(
@@ -414,13 +401,6 @@ def detect(
 @click.option("--details", is_flag=True, help="Also list missed cases, false hits, flagged traps.")
 def evaluate(truth: Path, warehouse: Path, details: bool) -> None:
     """Score the latest hits per rule against planted truth: recall, precision, traps flagged."""
-    import duckdb
-
-    from crossmatch import warehouse as wh
-    from crossmatch.detect.evaluate import evaluate as score_hits
-    from crossmatch.detect.evaluate import render
-    from crossmatch.errors import WarehouseError
-
     with wh.session(warehouse, read_only=True, must_exist="run `crossmatch detect` first") as con:
         try:
             scores = score_hits(con, truth)
@@ -441,8 +421,6 @@ def evaluate(truth: Path, warehouse: Path, details: bool) -> None:
 
 
 def _review_commands() -> None:
-    from crossmatch.review.commands import COMMANDS
-
     for cmd in COMMANDS:
         main.add_command(cmd)
 

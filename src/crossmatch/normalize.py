@@ -222,7 +222,7 @@ _DOT_CLASS = "[" + re.escape(_DOTS) + "]+"
 @lru_cache(maxsize=1)
 def _traditional_class() -> str:
     """Regex class of every character zhconv would change when simplifying (built once)."""
-    import zhconv.zhconv as z
+    import zhconv.zhconv as z  # lazy: zhconv loads a dictionary; off the CLI start
 
     z.loaddict()
     # characters that change on their own; a name made only of other characters is left

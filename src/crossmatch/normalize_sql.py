@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from crossmatch.normalize import _traditional_class, amount_bounds
+
 __all__ = ["FAST_PATHS", "SqlFast", "fast_path", "sql_literal"]
 
 
@@ -102,8 +104,6 @@ def _code(v: str, params: Mapping[str, Any]) -> SqlFast:
 
 @lru_cache(maxsize=1)
 def _traditional_sql_class() -> str:
-    from crossmatch.normalize import _traditional_class
-
     return _traditional_class().replace("'", "''")
 
 
@@ -178,7 +178,6 @@ def _amount(v: str, params: Mapping[str, Any]) -> SqlFast:
     # a plain number with at most two decimals, digits optionally grouped by commas (1,250.00):
     # exact in DECIMAL(18,2) at either unit, within the field's plausibility bounds (see
     # crossmatch.normalize.amount)
-    from crossmatch.normalize import amount_bounds
 
     factor = {"yuan": 1, "wan": 10000}[str(params.get("unit", "yuan"))]
     lo, hi = amount_bounds(params)

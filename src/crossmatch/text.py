@@ -14,7 +14,7 @@ _SPACE_RE = re.compile(r"\s+")
 
 @lru_cache(maxsize=1)
 def _t2s():  # zhconv loads a dictionary on first use; keep import cost off the CLI start
-    import zhconv
+    import zhconv  # lazy: zhconv loads a dictionary; off the CLI start
 
     return zhconv
 

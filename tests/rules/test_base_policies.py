@@ -11,7 +11,8 @@ import duckdb
 import pytest
 
 from crossmatch.detect import run_rules
-from crossmatch.detect.engine import _create_text_table, prepare
+from crossmatch.detect.engine import prepare
+from crossmatch.detect.reference import create_text_table
 
 from .conftest import RULES_DIR, build_warehouse
 
@@ -140,7 +141,7 @@ def test_crafted_reference_header_is_a_column_name_not_sql(tmp_path: Path):
     f = tmp_path / "evil.csv"
     evil = 'pattern" VARCHAR); DROP TABLE hit; CREATE TEMP TABLE "x'
     f.write_text(f'"{evil.replace(chr(34), chr(34) * 2)}",note\nA,b\n', encoding="utf-8")
-    _create_text_table(con, 'ref_"evil', f)
+    create_text_table(con, 'ref_"evil', f)
     assert con.execute("SELECT count(*) FROM hit").fetchone() == (0,)  # still there
     cols = [r[0] for r in con.execute('DESCRIBE "ref_""evil"').fetchall()]
     assert cols == [evil, "note"]

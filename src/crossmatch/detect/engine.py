@@ -21,6 +21,7 @@ run finished: an interrupted run leaves the previous results as the latest.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import re
 import time
@@ -32,12 +33,18 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pandas as pd
 
-from crossmatch import warehouse
+from crossmatch import kinship, warehouse
 from crossmatch.detect import needs as rule_needs
 from crossmatch.detect import schema
 from crossmatch.detect.kinds import KIND_COLUMNS, KINDS, load_checked_rules
+from crossmatch.detect.reference import (
+    load_reference,
+    reference_problems,
+)
 from crossmatch.errors import ExitCode, SpecError
+from crossmatch.kinship import KINSHIP_VERSION
 from crossmatch.spec.common import Problem
 from crossmatch.spec.rules import HIT_COLUMNS, Example, RuleSpec
 
@@ -76,8 +83,6 @@ MAY_BE_ALL_NULL = frozenset(
         "approver_pid",
     }
 )
-#: Reference tables the shared base views (base.sql) read, with their key column.
-REQUIRED_REFERENCE = {"ref_item_class": "item,class", "ref_assistance_classes": "class,parent"}
 _BAD_STATUS = ("failed", "error", "stale", "rejected")
 
 
@@ -149,88 +154,18 @@ def exit_code_for(statuses: list[str]) -> int:
 
 def clue_key(rule_id: str, subject: str, period: str) -> str:
     """Stable clue id: the same (rule, subject, period) gives the same key in every run."""
-    import hashlib
-
     return hashlib.sha256(f"{rule_id}|{subject}|{period}".encode()).hexdigest()[:20]
 
 
 # ---------------------------------------------------------------- preparation
 
 
-def load_reference(
-    con: duckdb.DuckDBPyConnection, rules_dir: str | Path, keep: set[str] | None = None
-) -> list[str]:
-    """Load ``rules_dir/reference/*.csv`` as ``ref_<name>`` tables (all text columns), except
-    the names in ``keep`` (already provided, e.g. by an inline example)."""
-    names = []
-    for f in sorted((Path(rules_dir) / "reference").glob("*.csv")):
-        name = f"ref_{f.stem}"
-        if name in (keep or set()):
-            continue
-        _create_text_table(con, name, f)
-        names.append(name)
-    missing = reference_problems(con, rules_dir)
-    if missing:
-        raise SpecError([str(p) for p in missing])
-    return names
-
-
-def reference_problems(con: duckdb.DuckDBPyConnection, rules_dir: str | Path) -> list[Problem]:
-    """Reference tables the base views need but that are not loaded."""
-    have = schema.existing_relations(con)
-    return [
-        Problem(
-            str(Path(rules_dir) / "reference" / f"{t[4:]}.csv"),
-            1,
-            "reference table missing",
-            f"create it with header `{col}` (the shared base views read it)",
-        )
-        for t, col in REQUIRED_REFERENCE.items()
-        if t not in have
-    ]
-
-
-def _ident(name: str) -> str:
-    """A SQL identifier quoted safely (embedded double quotes doubled): a reference CSV's header
-    or file name is data, never SQL."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _create_text_table(con: duckdb.DuckDBPyConnection, name: str, path: Path) -> None:
-    """A reference CSV as a TEMP table of text columns. Python's csv module rather than DuckDB's
-    sniffer: these files are tiny and hand-edited, and a comma inside a quoted note must not
-    change the columns."""
-    import csv
-
-    with path.open(encoding="utf-8-sig", newline="") as fh:
-        rows = [r for r in csv.reader(fh) if r and not r[0].startswith("#")]
-    if not rows:
-        raise ValueError(f"{path}: empty reference table; add a header row")
-    header, body = rows[0], rows[1:]
-    for i, r in enumerate(body):
-        if len(r) != len(header):
-            raise ValueError(
-                f"{path}:{i + 2}: {len(r)} fields, header has {len(header)}; "
-                "quote values that contain commas"
-            )
-    cols = ", ".join(f"{_ident(h.strip())} VARCHAR" for h in header)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {_ident(name)} ({cols})")
-    if body:
-        marks = ", ".join("?" for _ in header)
-        con.executemany(
-            f"INSERT INTO {_ident(name)} VALUES ({marks})", [[v.strip() for v in r] for r in body]
-        )
-
-
 def kinship_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
     """What kinship is computed from: the hukou and marriage file versions and the identity run
     (stage ``resolve``). '' on a warehouse not built by ingest (fixtures)."""
-    import hashlib
-
     if not warehouse.ingest_fingerprint(con):
         return ""
     files = warehouse.ingest_fingerprint(con, ["hukou", "marriage"])
-    from crossmatch.kinship import KINSHIP_VERSION  # a changed derivation rebuilds too
 
     res = warehouse.stage_state(con, "resolve")
     ident = f"{res[0]}|{res[2]}" if res else "no-resolve"
@@ -239,8 +174,6 @@ def kinship_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
 
 def rebuild_kinship(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """(Re)build the kinship tables and record the inputs they were built from."""
-    from crossmatch import kinship
-
     counts = kinship.build(con)
     warehouse.record_stage(con, "kinship", kinship_fingerprint(con))
     return counts
@@ -757,8 +690,6 @@ def run_example(
                             r.setdefault(f"{role}_id", r[f"{role}_pid"])
                 full.append(r)
             if table.startswith("ref_"):
-                import pandas as pd
-
                 con.register("_ex", pd.DataFrame(full).astype(str))
                 con.execute(f'CREATE TEMP TABLE "{table}" AS SELECT * FROM _ex')
                 con.unregister("_ex")

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 
 from crossmatch.spec.common import Problem, Problems
-from crossmatch.spec.rules import RuleSpec, load_rules
+from crossmatch.spec.rules import HIT_COLUMNS, RuleSpec, load_rules
 
 KindFn = Callable[[duckdb.DuckDBPyConnection, "RuleSpec", str, dict[str, Any]], None]
 KINDS: dict[str, KindFn] = {}
@@ -54,7 +55,7 @@ def fdr_enrichment(
     fires when ``flagged_units >= min_cases`` and the adjusted p-value is ``<= fdr``. Parameters:
     ``min_cases`` (int) and ``fdr`` (float).
     """
-    from scipy.stats import hypergeom
+    from scipy.stats import hypergeom  # lazy: scipy.stats costs seconds to import
 
     df = con.execute(sql).df()
     cols = [*spec_hit_columns(), "units", "flagged_units"]
@@ -120,7 +121,7 @@ def share_enrichment(
         keep = (k >= int(params["min_cases"])) & (share >= float(params["min_share"]))
         total, flagged = int(n.sum()), int(k.sum())
         if test == "hypergeom" and total and flagged:
-            from scipy.stats import hypergeom
+            from scipy.stats import hypergeom  # lazy: scipy.stats costs seconds to import
 
             p = hypergeom.sf(k - 1, total, flagged, n)
             df = df.assign(p_value=p, q_value=bh_adjust(p))
@@ -154,15 +155,11 @@ def share_enrichment(
 
 
 def spec_hit_columns() -> list[str]:
-    from crossmatch.spec.rules import HIT_COLUMNS
-
     return list(HIT_COLUMNS)
 
 
 def bh_adjust(p: Any) -> Any:
     """Benjamini-Hochberg adjusted p-values (q-values), in the input order."""
-    import numpy as np
-
     p = np.asarray(p, dtype=float)
     m = len(p)
     if m == 0:

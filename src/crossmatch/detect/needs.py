@@ -31,6 +31,7 @@ import duckdb
 
 from crossmatch import contract
 from crossmatch.detect import schema
+from crossmatch.detect.reference import create_text_table
 from crossmatch.spec.rules import RuleSpec
 
 _CREATE = re.compile(
@@ -120,15 +121,13 @@ class _Prober:
     folder and the building blocks as views (so dropping a column re-binds everything)."""
 
     def __init__(self, rules_dir: str | Path | None) -> None:
-        from crossmatch.detect.engine import _create_text_table
-
         self.con = duckdb.connect()
         schema.ensure_contract_tables(self.con)
         self.refs: set[str] = set()
         if rules_dir is not None:
             for f in sorted((Path(rules_dir) / "reference").glob("*.csv")):
                 try:
-                    _create_text_table(self.con, f"ref_{f.stem}", f)
+                    create_text_table(self.con, f"ref_{f.stem}", f)
                     self.refs.add(f"ref_{f.stem}")
                 except ValueError:  # a malformed reference file: compile_problems reports it
                     pass

@@ -13,6 +13,9 @@ refused. Either way the outcome is reported through ``notes`` so the caller can 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 
 class _DSU:
@@ -80,9 +83,6 @@ def constrained_components(
     analyst judgements) go through the edge-by-edge Kruskal pass, whose Python loop would cost
     minutes over the millions of links of a 3-million-person county.
     """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     exclusive = exclusive or []
     must_link = must_link or []
     cannot_link = cannot_link or []
@@ -126,8 +126,6 @@ def constrained_components(
 
 def _codes(values: np.ndarray) -> np.ndarray:
     """Integer code per value (equal values, equal codes)."""
-    import pandas as pd
-
     return pd.factorize(pd.Series(values, dtype=object))[0].astype(np.int64)
 
 
@@ -178,6 +176,4 @@ def _kruskal(
 
 
 def _isnull(arr: np.ndarray) -> np.ndarray:
-    import pandas as pd
-
     return np.asarray(pd.isna(arr))

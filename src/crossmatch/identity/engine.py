@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from crossmatch.identity.cluster import constrained_components
 from crossmatch.identity.comparisons import Comparison, comparison_from_dict
@@ -80,8 +81,6 @@ class LinkageConfig:
     @classmethod
     def load(cls, path: str | Path) -> LinkageConfig:
         """Read a YAML configuration (``data/persons.yaml``, ``data/febrl4.yaml``)."""
-        import yaml
-
         return cls.from_dict(yaml.safe_load(Path(path).read_text("utf-8")))
 
     @classmethod

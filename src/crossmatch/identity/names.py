@@ -24,6 +24,7 @@ def _strip_tone(s: str) -> str:
 @lru_cache(maxsize=1)
 def pinyin_table() -> dict[int, str]:
     """Code point -> toneless lower-case pinyin of the first reading (built once per process)."""
+    # lazy: pypinyin's table costs seconds to import; loaded on the first fuzzy name
     from pypinyin.pinyin_dict import pinyin_dict
 
     table: dict[int, str] = {}

@@ -44,7 +44,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from crossmatch import idnumber
+from crossmatch import idnumber, warehouse
 from crossmatch.errors import WarehouseError
 from crossmatch.identity.comparisons import ChineseName
 from crossmatch.identity.engine import LinkageConfig, Linker
@@ -1534,8 +1534,6 @@ def _publish_views(con: duckdb.DuckDBPyConnection, roles: list[RoleRef]) -> None
     hash* (a row of a file version identity has not seen gets no person: never an old file's).
     Sources without person roles get a plain view. Records stage ``resolve`` with the ingest
     fingerprint it was computed from (detect refuses to run on identity older than the data)."""
-    from crossmatch import warehouse
-
     by_source: dict[str, list[str]] = {}
     for r in roles:
         if _columns(con, r.table):

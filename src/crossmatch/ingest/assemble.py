@@ -44,7 +44,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -52,11 +52,9 @@ import polars as pl
 from crossmatch import normalize, warehouse
 from crossmatch.errors import InputFileError
 from crossmatch.ingest import readers, stage
+from crossmatch.ingest.results import FileResult, IngestSummary
 from crossmatch.normalize_sql import sql_literal
 from crossmatch.spec.sources import FieldSpec, JoinPart, SourceSpec
-
-if TYPE_CHECKING:
-    from crossmatch.ingest.pipeline import IngestSummary
 
 log = logging.getLogger(__name__)
 
@@ -787,8 +785,6 @@ def _clean_map(
 
 def report(summary: IngestSummary, outcomes: list[Outcome]) -> None:
     """Add each assembly to the ingest summary: a failure fails the run, counts warn."""
-    from crossmatch.ingest.pipeline import FileResult
-
     for o in outcomes:
         if o.status == "unchanged":
             continue

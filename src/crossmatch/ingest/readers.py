@@ -1190,7 +1190,7 @@ class _Sheet:
 
 
 def _open_workbook(path: Path, info: ReadInfo) -> tuple[bytes, object]:
-    import fastexcel
+    import fastexcel  # lazy: only for xlsx files
 
     raw = path.read_bytes()
     info.size = len(raw)

@@ -9,8 +9,11 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from crossmatch.export import export_clues
+from crossmatch.export.loop import FeedbackRejected, assign, import_feedback, ledgers, metrics
 from crossmatch.review.api import Review
 from crossmatch.review.clues import VERDICTS
+from crossmatch.review.store import open_store, store_path, verify_audit
 
 _WAREHOUSE = click.option(
     "--warehouse",
@@ -145,8 +148,6 @@ def export_command(
     unmask: bool,
 ) -> None:
     """Write the clue list (问题线索清单): Excel with Chinese headers, CSV or Parquet."""
-    from crossmatch.export import export_clues
-
     rv = Review(warehouse, rules_dir=rules_dir)
     click.echo(rv.sync().render())
     res = export_clues(
@@ -176,8 +177,6 @@ def assign_command(
     rule: tuple[str, ...], region: str | None, unmask: bool,
 ) -> None:  # fmt: skip
     """交办: route open clues to units by 属地 and write one workbook per unit."""
-    from crossmatch.export.loop import assign
-
     rv = Review(warehouse, rules_dir=rules_dir)
     click.echo(rv.sync().render())
     res = assign(rv, out_dir, level=level, due_days=due_days, rule=list(rule) or None,
@@ -198,8 +197,6 @@ def feedback_group() -> None:
 @_WAREHOUSE
 def feedback_import(files: tuple[Path, ...], warehouse: Path) -> None:
     """Check every returned workbook, then apply them all in one transaction (or none)."""
-    from crossmatch.export.loop import FeedbackRejected, import_feedback
-
     try:
         counts = import_feedback(Review(warehouse), list(files))
     except FeedbackRejected as exc:
@@ -214,8 +211,6 @@ def feedback_import(files: tuple[Path, ...], warehouse: Path) -> None:
               help="Group by rule and/or unit (default: rule).")  # fmt: skip
 def metrics_command(warehouse: Path, by: tuple[str, ...]) -> None:
     """The loop's figures: verification and on-time rates, real precision, 整改完成率, amounts."""
-    from crossmatch.export.loop import metrics
-
     df = metrics(Review(warehouse), by=by or ("rule_id",))
     table = Table(title="closed-loop metrics")
     for c in df.columns:
@@ -229,8 +224,6 @@ def metrics_command(warehouse: Path, by: tuple[str, ...]) -> None:
 @_WAREHOUSE
 def audit_verify(warehouse: Path) -> None:
     """Check the review store's audit log is untampered (its sha256 chain is intact)."""
-    from crossmatch.review.store import open_store, store_path, verify_audit
-
     store = open_store(store_path(warehouse), read_only=True)
     try:
         problems = verify_audit(store)
@@ -251,8 +244,6 @@ def audit_verify(warehouse: Path) -> None:
 @click.option("--unmask", is_flag=True, help="Full ID numbers (audited).")
 def ledgers_command(out: Path, warehouse: Path, rules_dir: Path, unmask: bool) -> None:
     """四张清单: 重点问题, 整改措施, 问责处理, 整改成效, each item with its 销号 status."""
-    from crossmatch.export.loop import ledgers
-
     path = ledgers(Review(warehouse, rules_dir=rules_dir), out, unmask=unmask)
     click.echo(f"{path}: 四张清单 written")
 

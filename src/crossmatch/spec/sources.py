@@ -13,6 +13,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import duckdb
+import polars as pl
+
 from crossmatch import normalize
 from crossmatch.contract import LINEAGE
 from crossmatch.spec.common import (
@@ -357,8 +360,6 @@ def _check_constant(
 ) -> None:
     """A ``value:`` / ``default:`` must pass the field's normalizer (else every row it fills
     would be quarantined)."""
-    import polars as pl
-
     for key, v in (("value", const), ("default", default)):
         if v is None:
             continue
@@ -1075,8 +1076,6 @@ def _check_where(
 ) -> None:
     """``where:`` must be one SQL condition over the canonical columns (checked by DuckDB
     against an empty table of the source's columns: unknown columns, syntax, types)."""
-    import duckdb
-
     cols = list(LINEAGE_COLUMNS)
     for f in fields:
         cols.extend(f.output_columns())
