@@ -150,7 +150,7 @@ def febrl_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
 def febrl_crossmatch(
     a: pd.DataFrame, b: pd.DataFrame, _thr: float, _u_pairs: float
 ) -> tuple[pd.DataFrame, list]:
-    from crossmatch.identity.engine import LinkageConfig, Linker
+    from crossmatch.identity.linker import LinkageConfig, Linker
 
     cols = [c for c in a.columns if c != "truth"]  # the truth never reaches the linker
     df = pd.concat([a[cols].assign(dataset="a"), b[cols].assign(dataset="b")], ignore_index=True)

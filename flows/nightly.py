@@ -98,7 +98,7 @@ def resolve_task(warehouse: str, sources: str) -> str:
 
 @task
 def kinship_task(warehouse: str) -> dict[str, int]:
-    from crossmatch.detect.engine import rebuild_kinship
+    from crossmatch.detect.rule_runner import rebuild_kinship
 
     with wh.session(warehouse) as con:
         return rebuild_kinship(con)

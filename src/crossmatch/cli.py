@@ -34,18 +34,18 @@ import duckdb
 
 from crossmatch import __version__, contract
 from crossmatch import warehouse as wh
+from crossmatch.clue_commands import COMMANDS
 from crossmatch.detect import run_rules
-from crossmatch.detect.engine import identity_is_stale, rebuild_kinship
 from crossmatch.detect.evaluate import evaluate as score_hits
 from crossmatch.detect.evaluate import render
 from crossmatch.detect.needs import check_mappings, derive
+from crossmatch.detect.rule_runner import identity_is_stale, rebuild_kinship
 from crossmatch.errors import CrossmatchError, ExitCode, WarehouseError
 from crossmatch.identity.evaluate import evaluate as evaluate_identity
 from crossmatch.identity.pipeline import resolve_identities
 from crossmatch.ingest import ProgressEvent
 from crossmatch.ingest import ingest as run_ingest
 from crossmatch.ingest.pipeline import tune_allocators
-from crossmatch.review.commands import COMMANDS
 from crossmatch.spec import validate_all
 from crossmatch.spec.rules import load_rules
 from crossmatch.spec.sources import load_sources

@@ -329,7 +329,7 @@ def test_candidate_posterior_refuses_coin_tosses():
     """A probe between two equally likely persons links to neither, and no chain through
     another probe carries it into one of them; a clearly better candidate wins."""
     from crossmatch.identity.comparisons import Exact
-    from crossmatch.identity.engine import LinkageConfig, Linker, Prediction
+    from crossmatch.identity.linker import LinkageConfig, Linker, Prediction
 
     cfg = LinkageConfig(
         unique_id="node",

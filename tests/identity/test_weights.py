@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 
 from crossmatch.identity.comparisons import ChineseName
-from crossmatch.identity.engine import LinkageConfig, Linker
-from crossmatch.identity.fs import FSModel
+from crossmatch.identity.fellegi_sunter import FSModel
+from crossmatch.identity.linker import LinkageConfig, Linker
 from crossmatch.identity.names import name_keys
 
 

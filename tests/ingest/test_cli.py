@@ -103,5 +103,5 @@ def test_log_level_debug_shows_how_long_each_ingest_statement_took(county, caplo
     finally:
         logging.getLogger("crossmatch").setLevel(logging.NOTSET)  # as before the command
     assert res.exit_code == 0, res.output
-    timed = [r.getMessage() for r in caplog.records if r.name == "crossmatch.ingest.stage"]
+    timed = [r.getMessage() for r in caplog.records if r.name == "crossmatch.ingest.raw_staging"]
     assert any('INSERT INTO "src_payment"' in m and m.strip()[0].isdigit() for m in timed)

@@ -364,14 +364,14 @@ def test_failure_mid_file_rolls_back_previous_version_intact(county, monkeypatch
     only(run(county), "loaded")
     big = [PAY_HEADER] + [PAY_ROWS[i % 4].replace("B1", f"B{i}") for i in range(50)]
     write_csv(county / "raw/finance/q1.csv", big)
-    real = pipeline.stage.normalise
+    real = pipeline.raw_staging.normalise
 
     def explode(con, *a, **kw):
         real(con, *a, **kw)  # the new rows are written, then the disk fails
         assert con.execute("SELECT count(*) FROM src_payment").fetchall() != [(4,)]
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(pipeline.stage, "normalise", explode)
+    monkeypatch.setattr(pipeline.raw_staging, "normalise", explode)
     assert fail_msg(county) == (
         "finance/q1.csv: cannot read the file (Input/output error). Fix: check it exists and "
         "is readable, then run ingest again."
@@ -519,12 +519,12 @@ def test_big_file_plan_loads_the_same_as_the_small_file_plan(tmp_path, monkeypat
     instead of written out in place: both plans must load the same rows (sample county)."""
     import duckdb
 
-    from crossmatch.ingest import ingest, stage
+    from crossmatch.ingest import ingest, raw_staging
 
     raw = Path(__file__).parents[2] / "data/sample/raw"
     sources = Path(__file__).parents[2] / "sources"
     ingest(raw, sources, tmp_path / "small.duckdb", only=["hukou", "payment", "bank_account"])
-    monkeypatch.setattr(stage, "BIG_FILE_ROWS", 0)
+    monkeypatch.setattr(raw_staging, "BIG_FILE_ROWS", 0)
     ingest(raw, sources, tmp_path / "big.duckdb", only=["hukou", "payment", "bank_account"])
     con = duckdb.connect()
     con.execute(f"ATTACH '{tmp_path / 'small.duckdb'}' AS a (READ_ONLY)")

@@ -1,6 +1,7 @@
 """The two ways a CSV is staged load the same warehouse.
 
-DuckDB stages a clean CSV itself (``stage.stage_csv``); anything it cannot stage exactly raises
+DuckDB stages a clean CSV itself (``raw_staging.stage_csv``); anything it cannot stage exactly
+raises
 ``NotStageable`` and the Python readers read the file instead. :func:`ingest_both` ingests a raw
 folder twice, normally (a spy records which files DuckDB staged) and with ``stage_csv`` forced
 to raise (every CSV through the readers), and compares the two warehouses: every ``src_*``
@@ -21,7 +22,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from crossmatch.ingest import ingest, stage
+from crossmatch.ingest import ingest, raw_staging
 
 from .conftest import ID_A, PAY_HEADER, PAY_ROWS, PAYMENT_YAML
 
@@ -128,13 +129,13 @@ def ingest_both(root: Path, sources: Path | None = None, *, check: bool = True) 
     warehouses are identical and every file loaded."""
     raw, sources = root / "raw", sources or root / "sources"
     seen: dict[str, str] = {}
-    real = stage.stage_csv
+    real = raw_staging.stage_csv
 
     def spy(con, path, *args, **kwargs):
         rel = Path(path).relative_to(raw).as_posix()
         try:
             n = real(con, path, *args, **kwargs)
-        except stage.NotStageable as exc:
+        except raw_staging.NotStageable as exc:
             seen[rel] = f"NotStageable: {exc}"
             raise
         seen[rel] = STAGED
@@ -144,13 +145,13 @@ def ingest_both(root: Path, sources: Path | None = None, *, check: bool = True) 
 
     def forced(con, path, *args, **kwargs):
         forced_files.add(Path(path).relative_to(raw).as_posix())
-        raise stage.NotStageable("forced")
+        raise raw_staging.NotStageable("forced")
 
     both = Both(root / "duck.duckdb", root / "py.duckdb", seen)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(stage, "stage_csv", spy)
+        mp.setattr(raw_staging, "stage_csv", spy)
         ingest(raw, sources, both.duck)
-        mp.setattr(stage, "stage_csv", forced)
+        mp.setattr(raw_staging, "stage_csv", forced)
         ingest(raw, sources, both.py)
     # the same files reached stage_csv in both runs (the patch really took effect)
     assert forced_files == set(seen)

@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from crossmatch.detect.engine import HIT_DDL
+from crossmatch.detect.rule_runner import HIT_DDL
 from crossmatch.review import VERDICTS, Review, clue_id, mask, store_path
 
 PID_A = "341122195609279642"

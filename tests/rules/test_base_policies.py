@@ -11,8 +11,8 @@ import duckdb
 import pytest
 
 from crossmatch.detect import run_rules
-from crossmatch.detect.engine import prepare
 from crossmatch.detect.reference import create_text_table
+from crossmatch.detect.rule_runner import prepare
 
 from .conftest import RULES_DIR, build_warehouse
 

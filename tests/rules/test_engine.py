@@ -10,8 +10,8 @@ import pytest
 
 from crossmatch import warehouse
 from crossmatch.detect import run_rules, schema
-from crossmatch.detect.engine import clue_key
-from crossmatch.detect.kinds import bh_adjust
+from crossmatch.detect.rule_kinds import bh_adjust
+from crossmatch.detect.rule_runner import clue_key
 from crossmatch.errors import SpecError
 
 from .conftest import RULES_DIR, build_warehouse
@@ -252,7 +252,7 @@ def test_interrupted_run_is_not_the_latest():
 
 
 def test_kinship_that_cannot_be_rebuilt_makes_its_rules_stale(monkeypatch):
-    from crossmatch.detect import engine
+    from crossmatch.detect import rule_runner
 
     con = _dead_payee_warehouse(with_ingest=True)
     schema.load_rows(con, "r_hukou", [{"person_pid": "A", "status": "正常"}], temp=False)
@@ -261,7 +261,7 @@ def test_kinship_that_cannot_be_rebuilt_makes_its_rules_stale(monkeypatch):
     def broken(_con):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(engine, "rebuild_kinship", broken)
+    monkeypatch.setattr(rule_runner, "rebuild_kinship", broken)
     res = run_rules(con, RULES_DIR, only=["cadre_account", "deceased_recipient"])
     by = {o.rule_id: o for o in res.outcomes}
     assert by["cadre_account"].status in ("stale", "skipped")

@@ -6,8 +6,8 @@ from decimal import Decimal
 
 import pytest
 
-from crossmatch.detect.engine import run_example
 from crossmatch.detect.rule_check import validate_rules
+from crossmatch.detect.rule_runner import run_example
 from crossmatch.spec.rules import load_rules, rule_files
 
 from .conftest import RULES_DIR

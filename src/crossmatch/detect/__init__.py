@@ -7,6 +7,6 @@ Python API for flows and notebooks::
     print(result.table())
 """
 
-from crossmatch.detect.engine import RuleOutcome, RunResult, run_example, run_rules
+from crossmatch.detect.rule_runner import RuleOutcome, RunResult, run_example, run_rules
 
 __all__ = ["RuleOutcome", "RunResult", "run_example", "run_rules"]

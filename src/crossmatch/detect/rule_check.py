@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from crossmatch.detect.engine import compile_problems
-from crossmatch.detect.kinds import kind_problems
+from crossmatch.detect.rule_kinds import kind_problems
+from crossmatch.detect.rule_runner import compile_problems
 from crossmatch.spec import register_validator
 from crossmatch.spec.common import Problem, Problems
 from crossmatch.spec.rules import load_rules

@@ -4,7 +4,7 @@ A comparison looks at one attribute of both records of a pair and returns a leve
 ``-1`` when either side is null (the comparison then contributes nothing), ``0`` for "different",
 and higher numbers for closer agreement. Levels are ordered from worst (0) to best, and each has a
 label used in explanations. Kinds are registered by name in :data:`COMPARISON_KINDS` so a linkage
-configuration can be written as data (see :mod:`crossmatch.identity.engine`).
+configuration can be written as data (see :mod:`crossmatch.identity.linker`).
 """
 
 from __future__ import annotations

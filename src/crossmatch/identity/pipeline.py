@@ -47,8 +47,8 @@ import pandas as pd
 from crossmatch import idnumber, warehouse
 from crossmatch.errors import WarehouseError
 from crossmatch.identity.comparisons import ChineseName
-from crossmatch.identity.engine import LinkageConfig, Linker
-from crossmatch.identity.fs import FSModel
+from crossmatch.identity.fellegi_sunter import FSModel
+from crossmatch.identity.linker import LinkageConfig, Linker
 from crossmatch.identity.names import name_keys
 from crossmatch.identity.roles import RoleRef, default_roles, roles_from_specs
 from crossmatch.warehouse import fetch_one

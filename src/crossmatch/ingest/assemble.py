@@ -5,7 +5,7 @@ How a source is loaded:
 
 * **plain** (no join, no lookup): its files load straight into ``src_<source>`` as before;
   with ``unpivot`` each raw row becomes one row per group while the file is normalised
-  (:func:`normalise`, called by the pipeline instead of ``stage.normalise``).
+  (:func:`normalise`, called by the pipeline instead of ``raw_staging.normalise``).
 * **assembled** (a ``join`` or a ``lookup``): its files load, file by file with the usual
   lineage, quarantine and skip-when-unchanged, into *unit* tables: the main files into
   ``_asm_<source>__main`` (``ingest_file.source`` = the source id), join part *k* into
@@ -51,7 +51,7 @@ import polars as pl
 
 from crossmatch import normalize, warehouse
 from crossmatch.errors import InputFileError
-from crossmatch.ingest import readers, stage
+from crossmatch.ingest import raw_staging, readers
 from crossmatch.ingest.results import FileResult, IngestSummary
 from crossmatch.normalize_sql import sql_literal
 from crossmatch.spec.sources import FieldSpec, JoinPart, SourceSpec
@@ -268,10 +268,10 @@ def normalise(
     header: list[str],
     mapping: dict[str, int | None],
     run_id: str = "",
-) -> stage.Counts:
-    """``stage.normalise``, after turning each staged row into one row per unpivot group."""
+) -> raw_staging.Counts:
+    """``raw_staging.normalise``, after turning each staged row into one row per unpivot group."""
     if not spec.unpivot:
-        return stage.normalise(con, spec, rel, file_hash, header, mapping, run_id)
+        return raw_staging.normalise(con, spec, rel, file_hash, header, mapping, run_id)
     width = len(header)
     index = _header_index(header)
     over = list(dict.fromkeys(name for g in spec.unpivot for name in g))
@@ -306,7 +306,7 @@ def normalise(
             f"of aliases is allowed), or mark the field `optional: true`."
         )
     big = con.execute(
-        f"SELECT count(*) FROM {stage.STAGE} WHERE _row > {MAX_UNPIVOT_ROW}"
+        f"SELECT count(*) FROM {raw_staging.STAGE} WHERE _row > {MAX_UNPIVOT_ROW}"
     ).fetchall()[0][0]
     if big:
         raise InputFileError(
@@ -316,7 +316,7 @@ def normalise(
     # rows of the wrong shape: quarantined once, at their physical row (after the groups)
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE _cm_unpivot_bad AS SELECT _row, _nf, _raw "
-        f"FROM {stage.STAGE} WHERE _nf <> {width}"
+        f"FROM {raw_staging.STAGE} WHERE _nf <> {width}"
     )
     new_header = [*header, *(f"{n} (unpivot)" for n in over), "(unpivot group)"]
     new_width = len(new_header)
@@ -326,7 +326,7 @@ def normalise(
         extra = "".join(f", {e}" for e in row)
         selects.append(
             f"SELECT s._row * {ROW_FACTOR} + {g}, {new_width}, hash(s._h, {g}), s._raw{cells}"
-            f"{extra}, '{g}' FROM {stage.STAGE} s WHERE s._nf = {width} AND ({tests[g - 1]})"
+            f"{extra}, '{g}' FROM {raw_staging.STAGE} s WHERE s._nf = {width} AND ({tests[g - 1]})"
         )
     new_cells = "".join(f", c{i} VARCHAR" for i in range(new_width))
     con.execute(
@@ -334,12 +334,12 @@ def normalise(
         f"_raw VARCHAR{new_cells})"
     )
     con.execute(f"INSERT INTO _cm_unpivot {' UNION ALL '.join(selects)}")
-    con.execute(f"DROP TABLE {stage.STAGE}")
-    con.execute(f"ALTER TABLE _cm_unpivot RENAME TO {stage.STAGE}")
+    con.execute(f"DROP TABLE {raw_staging.STAGE}")
+    con.execute(f"ALTER TABLE _cm_unpivot RENAME TO {raw_staging.STAGE}")
     new_mapping = dict(mapping)
     for j, name in enumerate(over):
         new_mapping[name] = width + j
-    counts = stage.normalise(con, spec, rel, file_hash, new_header, new_mapping, run_id)
+    counts = raw_staging.normalise(con, spec, rel, file_hash, new_header, new_mapping, run_id)
     # quarantine: the physical row (a group's value error names its column in the reason)
     con.execute(
         f'UPDATE quarantine SET "row" = "row" // {ROW_FACTOR} WHERE source = ? AND file = ? '

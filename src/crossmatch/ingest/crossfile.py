@@ -1,7 +1,7 @@
 """Duplicates across the files of one source: an overlapping re-export is loaded once.
 
 Within one file, a row whose raw cells equal an earlier row's gets ``_dup_of`` at staging
-(:mod:`crossmatch.ingest.stage`); byte-identical copies of a whole file are skipped
+(:mod:`crossmatch.ingest.raw_staging`); byte-identical copies of a whole file are skipped
 (``split_copies``). What is left is the export that overlaps another one: the first quarter's
 payments exported again inside a half-year file, a 副本 saved with another encoding, a registry
 re-exported with other column names. Their rows carry the same canonical values in two files,

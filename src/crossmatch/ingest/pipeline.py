@@ -5,7 +5,7 @@ DuckDB cursor):
 
 1. unchanged (same content hash and same spec as the version in the warehouse): nothing happens;
 2. otherwise the file is staged in a temporary table (by DuckDB for a clean CSV, else by the
-   Python readers: :mod:`crossmatch.ingest.stage`), then inside ONE DuckDB transaction: the
+   Python readers: :mod:`crossmatch.ingest.raw_staging`), then inside ONE DuckDB transaction: the
    file's previous rows and quarantine entries are deleted, the staged rows are normalised in
    SQL, split into loaded rows and quarantined rows, and inserted; the ``ingest_file`` row is
    written; commit. Any failure rolls back, so the previous version stays intact, and the
@@ -40,7 +40,7 @@ import polars as pl
 
 from crossmatch import normalize, warehouse
 from crossmatch.errors import InputFileError
-from crossmatch.ingest import assemble, crossfile, derive, readers, stage
+from crossmatch.ingest import assemble, crossfile, derive, raw_staging, readers
 from crossmatch.ingest.results import FileResult, IngestSummary, Progress, ProgressEvent
 from crossmatch.spec import SourceSpec, load_sources
 from crossmatch.spec.common import nearest
@@ -225,7 +225,7 @@ def ingest_file(
     try:
         if last and last[1] == spec.digest:  # probably unchanged: the hash alone decides
             try:
-                h = stage.scan_file(path, lines=False).sha256
+                h = raw_staging.scan_file(path, lines=False).sha256
             except OSError:
                 h = ""
             if h == last[0]:
@@ -234,14 +234,14 @@ def ingest_file(
                 return res
         # hashed and line-counted while the file is read
         lines = spec.format_for(path) == "csv"
-        fut: Future[stage.FileScan] = scanner.submit(stage.scan_file, path, lines=lines)
+        fut: Future[raw_staging.FileScan] = scanner.submit(raw_staging.scan_file, path, lines=lines)
         job = _Job(
             con, spec, path, rel, size, fut, run_id, res, t0, progress, allow_shrink, shrink_ratio
         )
         try:
             return _load(job)
         finally:
-            stage.drop_stage(con)
+            raw_staging.drop_stage(con)
     finally:
         scanner.shutdown(wait=True)
 
@@ -255,7 +255,7 @@ class _Job:
     path: Path
     rel: str
     size: int
-    scan: Future[stage.FileScan]
+    scan: Future[raw_staging.FileScan]
     run_id: str
     res: FileResult
     t0: float
@@ -286,9 +286,9 @@ def _stage_by_duckdb(job: _Job, info: readers.ReadInfo) -> int | None:
     if head is None or head.encoding is None:
         return None
     _check_columns(job, head)
-    stage.create_stage(job.con, len(head.header))
+    raw_staging.create_stage(job.con, len(head.header))
     try:
-        rows = stage.stage_csv(
+        rows = raw_staging.stage_csv(
             job.con,
             job.path,
             job.scan.result,
@@ -297,7 +297,7 @@ def _stage_by_duckdb(job: _Job, info: readers.ReadInfo) -> int | None:
             header_row=head.header_row,
             width=len(head.header),
         )
-    except stage.NotStageable as exc:
+    except raw_staging.NotStageable as exc:
         log.debug("%s: read by the Python readers (%s)", job.rel, exc)
         return None
     info.encoding, info.header_row, info.header = head.encoding, head.header_row, head.header
@@ -316,9 +316,9 @@ def _stage_by_readers(job: _Job, info: readers.ReadInfo, encoding: str, use_icon
     ):
         if not created:
             _check_columns(job, info)
-            stage.create_stage(job.con, len(info.header))
+            raw_staging.create_stage(job.con, len(info.header))
             created = True
-        stage.stage_batch(job.con, batch, len(info.header))
+        raw_staging.stage_batch(job.con, batch, len(info.header))
         rows += len(batch)
     return rows
 
@@ -392,7 +392,7 @@ def _header_only(job: _Job, info: readers.ReadInfo) -> None:
             f"has {kept[0][0]} rows; kept that version. Fix: re-export the file with "
             f"its data (to really empty it, delete its rows from {spec.table})."
         )
-    stage.create_stage(con, len(info.header))
+    raw_staging.create_stage(con, len(info.header))
     info.notes.append("header only: 0 data rows")
 
 
@@ -422,7 +422,7 @@ def _load(job: _Job) -> FileResult:
             con.begin()
             try:
                 _delete_file_rows(con, spec, rel)
-                counts = assemble.normalise(  # stage.normalise, unpivot groups first
+                counts = assemble.normalise(  # raw_staging.normalise, unpivot groups first
                     con,
                     spec,
                     rel,
@@ -644,7 +644,7 @@ def split_copies(files: list[Path], raw: Path) -> tuple[list[Path], dict[Path, P
         by_hash: dict[str, list[Path]] = {}
         for p in same:
             try:
-                by_hash.setdefault(stage.scan_file(p, lines=False).sha256, []).append(p)
+                by_hash.setdefault(raw_staging.scan_file(p, lines=False).sha256, []).append(p)
             except OSError:
                 continue
         for group in by_hash.values():

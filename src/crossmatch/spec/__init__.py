@@ -1,7 +1,7 @@
 """Spec files: parse and validate ``sources/*.yaml`` (and, via plug-ins, ``rules/*.yaml``).
 
 Pure: nothing here reads department data (the raw-header check of ``crossmatch validate --raw``
-is a validator registered by ``crossmatch.ingest.check``).
+is a validator registered by ``crossmatch.ingest.header_check``).
 
 Public API (used by ingestion, identity resolution and the rule engine)::
 
@@ -83,7 +83,7 @@ Validator = Callable[[Mapping[str, Any]], list[Problem]]
 _VALIDATORS: dict[str, Validator] = {}
 
 #: Modules that register validators when imported (a module that does not exist yet is skipped).
-VALIDATOR_MODULES: list[str] = ["crossmatch.detect.rule_check", "crossmatch.ingest.check"]
+VALIDATOR_MODULES: list[str] = ["crossmatch.detect.rule_check", "crossmatch.ingest.header_check"]
 
 
 def register_validator(name: str, func: Validator) -> None:

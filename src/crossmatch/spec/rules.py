@@ -3,7 +3,7 @@
 A rule file is metadata + parameters + one DuckDB query that returns hits in a fixed shape
 (see ``HIT_COLUMNS``) + the verifier's 排除提示 + small inline examples (the rule's own test).
 This module never touches data; compiling the SQL against the contract is done by
-:func:`crossmatch.detect.engine.compile_problems`, which :func:`validate_rules` calls.
+:func:`crossmatch.detect.rule_runner.compile_problems`, which :func:`validate_rules` calls.
 
 Parameters appear in the SQL as ``{{ params.name }}`` and are rendered as typed SQL literals
 (strings quoted and escaped, lists as DuckDB lists), so a parameter value can never inject SQL.

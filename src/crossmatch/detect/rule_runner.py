@@ -38,11 +38,11 @@ import pandas as pd
 from crossmatch import kinship, warehouse
 from crossmatch.detect import needs as rule_needs
 from crossmatch.detect import schema
-from crossmatch.detect.kinds import KIND_COLUMNS, KINDS, load_checked_rules
 from crossmatch.detect.reference import (
     load_reference,
     reference_problems,
 )
+from crossmatch.detect.rule_kinds import KIND_COLUMNS, KINDS, load_checked_rules
 from crossmatch.errors import ExitCode, SpecError
 from crossmatch.kinship import KINSHIP_VERSION
 from crossmatch.spec.common import Problem

@@ -18,7 +18,7 @@ import yaml
 
 from crossmatch.identity.cluster import constrained_components
 from crossmatch.identity.comparisons import Comparison, comparison_from_dict
-from crossmatch.identity.fs import FSModel, probability
+from crossmatch.identity.fellegi_sunter import FSModel, probability
 
 log = logging.getLogger(__name__)
 
