@@ -11,14 +11,15 @@ from __future__ import annotations
 import datetime as _dt
 from dataclasses import dataclass
 
-_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-_CHECK = "10X98765432"
+#: GB 11643 check-character weights of the first 17 digits and the character per remainder mod 11.
+ID_CHECK_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+ID_CHECK_CHARS = "10X98765432"
 
 
 def check_char(first17: str) -> str:
     """The GB 11643 check character for the first 17 digits."""
-    total = sum(int(c) * w for c, w in zip(first17, _WEIGHTS, strict=True))
-    return _CHECK[total % 11]
+    total = sum(int(c) * w for c, w in zip(first17, ID_CHECK_WEIGHTS, strict=True))
+    return ID_CHECK_CHARS[total % 11]
 
 
 def is_valid18(idn: str) -> bool:

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from crossmatch.idnumber import ID_CHECK_CHARS, ID_CHECK_WEIGHTS
 from crossmatch.text import _DOTS, normalize_name
 
 __all__ = ["NORMALIZERS", "Normalized", "Normalizer", "get", "normalizer", "prepare"]
@@ -266,13 +267,11 @@ def name(s: pl.Series, params: Mapping[str, Any]) -> Normalized:
 
 # ----------------------------------------------------------------------------- ID numbers
 
-_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-_ID_CHECK = "10X98765432"
 _FW_FROM = [*"０１２３４５６７８９ｘＸ"]
 _FW_TO = [*"0123456789XX"]
 
 
-_ID_WEIGHT_VECTOR = np.array(_ID_WEIGHTS, dtype=np.int64)
+_ID_WEIGHT_VECTOR = np.array(ID_CHECK_WEIGHTS, dtype=np.int64)
 _CACHE_MAX = 2_000_000  # distinct YYYYMMDD strings remembered; a county has ~40k
 # every YYYYMMDD string seen so far and its date (NULL when not a real date in 1880..2100)
 _DATES8 = pl.DataFrame(schema={"k": pl.String, "d": pl.Date})
@@ -381,7 +380,7 @@ def id_number(s: pl.Series, params: Mapping[str, Any]) -> Normalized:
         .then(
             pl.col("s17")
             + (pl.col("w") % 11).replace_strict(
-                dict(enumerate(_ID_CHECK)), default=None, return_dtype=pl.String
+                dict(enumerate(ID_CHECK_CHARS)), default=None, return_dtype=pl.String
             )
         )
         .when("is18")

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from crossmatch.idnumber import ID_CHECK_WEIGHTS
 from crossmatch.normalize import _traditional_class, amount_bounds
 
 __all__ = ["FAST_PATHS", "SqlFast", "fast_path", "sql_literal"]
@@ -118,16 +119,13 @@ def _name(v: str, params: Mapping[str, Any]) -> SqlFast:
     return SqlFast(ok, {"": v, "_raw": v})
 
 
-_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-
-
 @_register("id")
 def _id(v: str, params: Mapping[str, Any]) -> SqlFast:
     # an 18-character ID in canonical form (digits, upper-case X) whose check character and
     # birth date are right: status valid18, the rest derived from it
     hi, lo, birth = "_pre_id_hi", "_pre_id_lo", "_pre_id_birth"
-    terms = [f"(({hi} // {10 ** (8 - i)}) % 10) * {w}" for i, w in enumerate(_ID_WEIGHTS[:9])]
-    terms += [f"(({lo} // {10 ** (7 - i)}) % 10) * {w}" for i, w in enumerate(_ID_WEIGHTS[9:])]
+    terms = [f"(({hi} // {10 ** (8 - i)}) % 10) * {w}" for i, w in enumerate(ID_CHECK_WEIGHTS[:9])]
+    terms += [f"(({lo} // {10 ** (7 - i)}) % 10) * {w}" for i, w in enumerate(ID_CHECK_WEIGHTS[9:])]
     last = f"(CASE WHEN {v}[18] = 'X' THEN 10 ELSE ascii({v}[18]) - 48 END)"
     ok = (
         f"(regexp_full_match({v}, '[0-9]{{17}}[0-9X]') AND ({' + '.join(terms)} + {last}) % 11 = 1"

@@ -223,7 +223,7 @@ def ensure_ingest_schema(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(INGEST_DDL)
 
 
-def table_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, str]]:
+def stored_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, str]]:
     """(column, type) of ``table`` in the main schema, [] when it does not exist."""
     rows = con.execute(
         "SELECT column_name, data_type FROM information_schema.columns "
@@ -243,7 +243,7 @@ def ensure_table(
     """Create ``table`` with ``columns``; if it exists with other columns, rebuild it empty.
 
     Returns True when an existing table was rebuilt (its files must be loaded again)."""
-    have = table_columns(con, table)
+    have = stored_columns(con, table)
     want = [(c, t.upper()) for c, t in columns]
     if have and [(c, t.upper()) for c, t in have] == want:
         return False

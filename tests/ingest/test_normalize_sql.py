@@ -20,6 +20,7 @@ import polars as pl
 import pytest
 
 from crossmatch import normalize, normalize_sql
+from crossmatch.idnumber import ID_CHECK_CHARS, ID_CHECK_WEIGHTS
 from crossmatch.ingest import pipeline, readers
 from crossmatch.ingest.pipeline import expand_files, match_columns
 from crossmatch.spec import SourceSpec, load_sources
@@ -113,8 +114,8 @@ def sample_cells() -> dict[tuple[str, str], set[str | None]]:
 
 
 def _id_check(s17: str) -> str:
-    w = sum(int(c) * k for c, k in zip(s17, normalize._ID_WEIGHTS, strict=True))
-    return s17 + normalize._ID_CHECK[w % 11]
+    w = sum(int(c) * k for c, k in zip(s17, ID_CHECK_WEIGHTS, strict=True))
+    return s17 + ID_CHECK_CHARS[w % 11]
 
 
 def _fullwidth(s: str) -> str:

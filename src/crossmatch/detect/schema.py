@@ -23,6 +23,7 @@ from crossmatch.warehouse import create_empty, existing_relations
 __all__ = [
     "all_tables",
     "conform",
+    "contract_columns",
     "create_empty",
     "ensure_contract_tables",
     "existing_relations",
@@ -30,7 +31,6 @@ __all__ = [
     "resolved_columns",
     "roles",
     "sources",
-    "table_columns",
 ]
 
 
@@ -49,7 +49,7 @@ def resolved_columns(source: str) -> list[tuple[str, str]]:
     return contract.active().resolved_columns(source)
 
 
-def table_columns(table: str) -> list[tuple[str, str]]:
+def contract_columns(table: str) -> list[tuple[str, str]]:
     """Contract columns of any table the rules may read (``r_*``, person, ...)."""
     return contract.active().columns_of(table)
 
@@ -125,7 +125,7 @@ def load_rows(
     Unknown column names raise ``KeyError`` naming the nearest contract column, so a typo in a
     fixture fails loudly instead of silently becoming NULL.
     """
-    cols = table_columns(table)
+    cols = contract_columns(table)
     names = [c for c, _ in cols]
     for i, r in enumerate(rows):
         bad = set(r) - set(names)

@@ -134,7 +134,8 @@ def _store(con: duckdb.DuckDBPyConnection, name: str, df: pd.DataFrame, temp: bo
         con.unregister("_df_in")
 
 
-def _q(s: str) -> str:
+def _sql_text(s: str) -> str:
+    """``s`` as a SQL string literal (quotes doubled)."""
     return "'" + s.replace("'", "''") + "'"
 
 
@@ -175,7 +176,8 @@ def build_mentions(
         )
         fh = "CAST(_file_hash AS VARCHAR)" if "_file_hash" in cols else "CAST(NULL AS VARCHAR)"
         parts.append(
-            f"""SELECT {_q(r.source)} AS source, _file AS file, _row AS row, {_q(r.role)} AS role,
+            f"""SELECT {_sql_text(r.source)} AS source, _file AS file, _row AS row,
+                {_sql_text(r.role)} AS role,
                 {fh} AS file_hash,
                 {col(r.name)} AS name, {col(f"{r.name}_raw" if r.name else None)} AS name_raw,
                 {col(idc)} AS id, {col(f"{idc}_raw" if idc else None)} AS id_raw,
@@ -508,7 +510,7 @@ def _build_deaths(con: duckdb.DuckDBPyConnection) -> None:
             continue
         parts.append(
             f"""SELECT m.id, TRY_CAST(s.{expr} AS DATE) AS d FROM person_mention m
-            JOIN {table} s ON m.source = {_q(src)} AND s._file = m.file AND s._row = m.row
+            JOIN {table} s ON m.source = {_sql_text(src)} AND s._file = m.file AND s._row = m.row
             WHERE m.id IS NOT NULL {where}"""
         )
     body = " UNION ALL ".join(parts) if parts else "SELECT NULL::VARCHAR AS id, NULL::DATE AS d"
@@ -553,7 +555,7 @@ def _build_index(con: duckdb.DuckDBPyConnection) -> int:
     return int(fetch_one(con, "SELECT count(*) FROM _id_node")[0])
 
 
-def _allk_view(con: duckdb.DuckDBPyConnection) -> None:
+def _create_blocking_keys_view(con: duckdb.DuckDBPyConnection) -> None:
     """``_allk``: every node's blocking keys (index + local). Blocking reads it, and so do the
     name frequencies, even on a night with no new mention to block (then only the latter)."""
     cols = ", ".join(
@@ -577,7 +579,7 @@ def _sql_pairs(
     With levels, the pairs are also filtered in SQL the way :meth:`Linker._filter_pairs` and
     the ID-conflict guard do (two different exclusive values; a conflicted ID's own node).
     """
-    _allk_view(con)
+    _create_blocking_keys_view(con)
     parts: list[str] = []
     for rule, cap in config.rules():
         rc = list(rule)
@@ -1073,7 +1075,7 @@ def _resolve(
     cannot_l = [(int(pos(np.array([a]))[0]), int(pos(np.array([b]))[0])) for a, b in cannot]
     # frequencies over the whole population, not just the loaded part
     tf: dict[str, pd.Series] = {}
-    _allk_view(con)
+    _create_blocking_keys_view(con)
     for comp in config.comparisons:
         if comp.tf:
             _store(con, "_tfv", pd.DataFrame({"v": nodes[comp.column].dropna().unique()}), True)
@@ -1415,7 +1417,7 @@ def _publish_explanations(
             wide[f"_w{j}"] = pred.weights[e, j]
         _store(con, "_exw", pd.DataFrame(wide), temp=True)
         del wide, desc, best, both
-        names = ", ".join(_q(n) for n in pred.weight_names)
+        names = ", ".join(_sql_text(n) for n in pred.weight_names)
         levels = ", ".join(
             f"CAST(_l{j} AS INTEGER)" if j < nl else "NULL::INTEGER" for j in range(k)
         )
@@ -1541,8 +1543,9 @@ def _publish_views(con: duckdb.DuckDBPyConnection, roles: list[RoleRef]) -> None
     for src, rls in by_source.items():
         sel = ", ".join(f"l{i}.person_id AS {role}_pid" for i, role in enumerate(rls))
         joins = " ".join(
-            f"LEFT JOIN identity_link l{i} ON l{i}.source = {_q(src)} AND l{i}.file = s._file "
-            f"AND l{i}.row = s._row AND l{i}.file_hash = s._file_hash AND l{i}.role = {_q(role)}"
+            f"LEFT JOIN identity_link l{i} ON l{i}.source = {_sql_text(src)} "
+            f"AND l{i}.file = s._file AND l{i}.row = s._row AND l{i}.file_hash = s._file_hash "
+            f"AND l{i}.role = {_sql_text(role)}"
             for i, role in enumerate(rls)
         )
         con.execute(f"CREATE OR REPLACE VIEW r_{src} AS SELECT s.*, {sel} FROM src_{src} s {joins}")

@@ -433,7 +433,8 @@ def run(
         res = Outcome(spec.id)
         try:
             fp = fingerprint(con, spec)
-            same_schema = [(c, t.upper()) for c, t in warehouse.table_columns(con, spec.table)] == [
+            stored = warehouse.stored_columns(con, spec.table)
+            same_schema = [(c, t.upper()) for c, t in stored] == [
                 (c, t.upper()) for c, t in spec.columns()
             ]
             if force or not same_schema or fp != _last(con, spec.id):
@@ -459,7 +460,7 @@ def _assemble(
     t0: float,
 ) -> None:
     main = main_table(spec)
-    have = {c for c, _ in warehouse.table_columns(con, main)}
+    have = {c for c, _ in warehouse.stored_columns(con, main)}
     counts = dict.fromkeys(COUNT_KINDS, 0)
     issues: list[str] = []  # SELECTs of (kind, file, row, detail) over the parts
     flags: list[tuple[str, str, str]] = []  # (kind, detail, condition) over the joined rows
@@ -672,7 +673,7 @@ def _part_keyed(
     part rows with that key; values only when ``_n`` = 1), ``_cm_asm_<a>_all``: every keyed
     part row with its key's ``_n``."""
     table = part_table(spec, k)
-    have = {c for c, _ in warehouse.table_columns(con, table)}
+    have = {c for c, _ in warehouse.stored_columns(con, table)}
     keycols = {f.name: f for f in part.fields}
     cols = [c for f in part.output_fields() for c, _t in f.output_columns()]
     typed = [(c, t) for f in part.output_fields() for c, t in f.output_columns()]
@@ -719,7 +720,7 @@ def _lookup_table(
     lk = f.lookup
     assert lk is not None
     other = f"src_{lk.source}"
-    have = {c for c, _ in warehouse.table_columns(con, other)}
+    have = {c for c, _ in warehouse.stored_columns(con, other)}
     knames = ", ".join(f"k{j}" for j in range(len(keys)))
     need = [their for _e, their, _m in keys] + [lk.take]
     if not have or any(c not in have for c in need):
