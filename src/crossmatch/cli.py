@@ -31,8 +31,9 @@ from pathlib import Path
 
 import click
 import duckdb
+from rich.progress import Progress, TaskID
 
-from crossmatch import __version__, contract
+from crossmatch import __version__, console, contract
 from crossmatch import warehouse as wh
 from crossmatch.clue_commands import COMMANDS
 from crossmatch.detect import run_rules
@@ -161,7 +162,11 @@ def resolve(warehouse: Path, sources_dir: Path, retrain: bool, full: bool) -> No
     contract.use(sources_dir)
     if sources_dir.is_dir() and any(sources_dir.glob("*.yaml")):
         specs = load_sources(sources_dir)
-    with wh.session(warehouse, must_exist="run `crossmatch ingest` first") as con:
+    with (
+        wh.session(warehouse, must_exist="run `crossmatch ingest` first") as con,
+        console.progress() as bar,
+    ):
+        bar.add_task("resolving identities", total=None)
         summary = resolve_identities(con, specs, retrain=retrain, full=full or retrain)
     click.echo(summary.render())
 
@@ -176,7 +181,9 @@ def kinship(warehouse: Path) -> None:
         if stale:
             click.echo(f"error: kinship not built: {stale}", err=True)
             sys.exit(int(ExitCode.INPUT_PROBLEMS))
-        counts = rebuild_kinship(con)
+        with console.progress() as bar:
+            bar.add_task("building the kinship graph", total=None)
+            counts = rebuild_kinship(con)
     click.echo(", ".join(f"{k}: {v}" for k, v in counts.items()))
 
 
@@ -249,21 +256,29 @@ def ingest(
 
     tty = sys.stderr.isatty()
     last = [time.monotonic()]
+    tasks: dict[tuple[str, str], TaskID] = {}
+
+    def task_of(bar: Progress, ev: ProgressEvent) -> TaskID:
+        key = (ev.source, ev.file)
+        if key not in tasks:
+            tasks[key] = bar.add_task(f"{ev.source}: {ev.file}", total=ev.total or None)
+        return tasks[key]
 
     def progress(ev: ProgressEvent) -> None:
         if ev.kind == "bytes" and ev.total:
+            bar.update(task_of(bar, ev), completed=ev.done, total=ev.total)
             now = time.monotonic()
-            if now - last[0] >= (0.2 if tty else 10.0):
+            if not tty and now - last[0] >= 10.0:  # a log: a line every 10 s
                 last[0] = now
-                msg = f"  {ev.source}: {ev.file} {100 * ev.done / ev.total:5.1f}%"
-                click.echo(("\r" + msg) if tty else msg, err=True, nl=not tty)
-        elif ev.kind == "phase" and (tty or ev.total >= 64 << 20):
-            msg = f"  {ev.source}: {ev.file}: {ev.note}"  # big files: what takes the time
-            click.echo(("\r\033[K" + msg) if tty else msg, err=True, nl=not tty)
+                click.echo(f"  {ev.source}: {ev.file} {100 * ev.done / ev.total:5.1f}%", err=True)
+        elif ev.kind == "phase":
+            bar.update(task_of(bar, ev), description=f"{ev.source}: {ev.file}: {ev.note}")
+            if not tty and ev.total >= 64 << 20:  # big files: what takes the time
+                click.echo(f"  {ev.source}: {ev.file}: {ev.note}", err=True)
         elif ev.kind == "done" and ev.result is not None:
+            if (ev.source, ev.file) in tasks:
+                bar.remove_task(tasks.pop((ev.source, ev.file)))
             r = ev.result
-            if tty:
-                click.echo("\r\033[K", err=True, nl=False)
             if r.status == "loaded":
                 click.echo(
                     f"{r.source}: {r.file}: read {r.rows_read} = loaded {r.rows_loaded} + "
@@ -278,16 +293,17 @@ def ingest(
             else:
                 click.echo(f"{r.source}: {r.file}: FAILED: {r.message}")
 
-    summary = run_ingest(
-        raw,
-        sources,
-        warehouse,
-        only=list(only) or None,
-        progress=progress,
-        workers=workers,
-        memory_limit=memory_limit,
-        allow_shrink=allow_shrink,
-    )
+    with console.progress() as bar:
+        summary = run_ingest(
+            raw,
+            sources,
+            warehouse,
+            only=list(only) or None,
+            progress=progress,
+            workers=workers,
+            memory_limit=memory_limit,
+            allow_shrink=allow_shrink,
+        )
 
     with wh.session(warehouse) as con:  # data age (detect --max-age-days) counts from here
         wh.record_seen(con, summary.results, summary.run_id)
@@ -384,10 +400,18 @@ def detect(
     or skipped, 6 when one is in error."""
     ids = [x.strip() for x in only.split(",") if x.strip()] if only else None
     contract.use(sources)
-    with wh.session(
-        warehouse, must_exist="run `crossmatch ingest` and `crossmatch resolve` first"
-    ) as con:
-        result = run_rules(con, rules_dir, only=ids, max_age_days=max_age_days)
+    with (
+        wh.session(
+            warehouse, must_exist="run `crossmatch ingest` and `crossmatch resolve` first"
+        ) as con,
+        console.progress() as bar,
+    ):
+        task = bar.add_task("rules", total=None)
+
+        def advance(rule_id: str, done: int, total: int) -> None:
+            bar.update(task, description=f"rule {rule_id}", completed=done, total=total)
+
+        result = run_rules(con, rules_dir, only=ids, max_age_days=max_age_days, progress=advance)
     click.echo(result.table())
     if result.exit_code:
         sys.exit(result.exit_code)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import duckdb
 
+from crossmatch.console import text_table
 from crossmatch.errors import InputFileError
 
 
@@ -115,17 +116,24 @@ def evaluate(con: duckdb.DuckDBPyConnection, truth_dir: str | Path) -> list[Rule
 
 
 def render(scores: list[RuleScore]) -> str:
-    def f(x: float | None) -> str:
-        return "   -" if x is None else f"{x:.3f}"
+    """Per rule: status, planted, found, hits, recall, precision, traps, traps flagged."""
 
-    head = (
-        f"{'rule':<28} {'status':<8} {'planted':>7} {'found':>6} {'hits':>6} {'recall':>7} "
-        f"{'precision':>9} {'traps':>6} {'flagged':>7}"
-    )
-    out = [head, "-" * len(head)]
-    for s in scores:
-        out.append(
-            f"{s.rule_id:<28} {s.status:<8} {s.planted:>7} {s.found:>6} {s.hits:>6} "
-            f"{f(s.recall):>7} {f(s.precision):>9} {s.traps:>6} {s.traps_flagged:>7}"
+    def f(x: float | None) -> str:
+        return "-" if x is None else f"{x:.3f}"
+
+    head = ("rule", "status", "planted", "found", "hits", "recall", "precision", "traps", "flagged")
+    rows = [
+        (
+            s.rule_id,
+            s.status,
+            s.planted,
+            s.found,
+            s.hits,
+            f(s.recall),
+            f(s.precision),
+            s.traps,
+            s.traps_flagged,
         )
-    return "\n".join(out)
+        for s in scores
+    ]
+    return text_table(head, rows, right=range(2, 9))

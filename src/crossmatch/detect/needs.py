@@ -73,7 +73,7 @@ class RuleNeeds:
 def _statements() -> list[str]:
     text = resources.files("crossmatch.detect").joinpath("base.sql").read_text(encoding="utf-8")
     body = "\n".join(ln for ln in text.splitlines() if not ln.lstrip().startswith("--"))
-    return [s.strip() for s in body.split(";") if s.strip()]
+    return [s.query.strip() for s in duckdb.extract_statements(body)]  # DuckDB's own parser
 
 
 def base_statements() -> list[tuple[str, str, str]]:

@@ -160,16 +160,10 @@ def spec_hit_columns() -> list[str]:
 
 def bh_adjust(p: Any) -> Any:
     """Benjamini-Hochberg adjusted p-values (q-values), in the input order."""
+    from scipy.stats import false_discovery_control  # lazy: scipy.stats costs seconds
+
     p = np.asarray(p, dtype=float)
-    m = len(p)
-    if m == 0:
-        return p
-    order = np.argsort(p)
-    ranked = p[order] * m / np.arange(1, m + 1)
-    q_sorted = np.minimum(1.0, np.minimum.accumulate(ranked[::-1])[::-1])
-    q = np.empty(m)
-    q[order] = q_sorted
-    return q
+    return p if len(p) == 0 else false_discovery_control(p, method="bh")
 
 
 def kind_problems(specs: Iterable[RuleSpec]) -> list[Problem]:

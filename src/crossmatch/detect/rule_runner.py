@@ -26,6 +26,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from importlib import resources
@@ -36,6 +37,7 @@ import duckdb
 import pandas as pd
 
 from crossmatch import kinship, warehouse
+from crossmatch.console import text_table
 from crossmatch.detect import needs as rule_needs
 from crossmatch.detect import schema
 from crossmatch.detect.reference import (
@@ -124,23 +126,21 @@ class RunResult:
         return exit_code_for([o.status for o in self.outcomes])
 
     def table(self) -> str:
-        head = f"{'rule':<28} {'status':<8} {'hits':>7} {'amount':>14} {'seconds':>8}  reason"
-        lines = [f"run {self.run_id}", head, "-" * len(head)]
-        for o in self.outcomes:
-            lines.append(
-                f"{o.rule_id:<28} {o.status:<8} {o.hits:>7} {o.amount:>14,.2f} "
-                f"{o.seconds:>8.2f}  {o.reason}"
-            )
+        """Per rule: status, hits, amount, seconds and the reason; totals below."""
+        rows = [
+            (o.rule_id, o.status, o.hits, f"{o.amount:,.2f}", f"{o.seconds:.2f}", o.reason)
+            for o in self.outcomes
+        ]
         tot = sum(o.hits for o in self.outcomes)
         amt = sum(o.amount for o in self.outcomes)
-        sec = sum(o.seconds for o in self.outcomes)
-        lines.append("-" * len(head))
-        lines.append(
-            f"{'(prepare: base tables)':<28} {'':<8} {'':>7} {'':>14} {self.prepare_seconds:>8.2f}"
-        )
-        sec += self.prepare_seconds
-        lines.append(f"{'total':<28} {'':<8} {tot:>7} {amt:>14,.2f} {sec:>8.2f}")
-        return "\n".join(lines)
+        sec = sum(o.seconds for o in self.outcomes) + self.prepare_seconds
+        footer = [
+            ("(prepare: base tables)", "", "", "", f"{self.prepare_seconds:.2f}", ""),
+            ("total", "", tot, f"{amt:,.2f}", f"{sec:.2f}", ""),
+        ]
+        head = ("rule", "status", "hits", "amount", "seconds", "reason")
+        body = text_table(head, rows, right=(2, 3, 4), footer=footer)
+        return f"run {self.run_id}\n{body}"
 
 
 def exit_code_for(statuses: list[str]) -> int:
@@ -518,8 +518,11 @@ def run_rules(
     params: dict[str, dict[str, Any]] | None = None,
     run_id: str | None = None,
     max_age_days: float | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> RunResult:
     """Run every rule in ``rules_dir`` (or those in ``only``) and store hits and rule_run rows.
+
+    ``progress(rule_id, done, total)`` is called before each rule (and once at the end).
 
     Spec problems raise :class:`crossmatch.errors.SpecError` before anything runs. ``params``
     overrides parameters per rule id. Each rule's status comes from its real inputs (module
@@ -558,7 +561,9 @@ def run_rules(
     con.execute("CREATE OR REPLACE TEMP TABLE _run_hit AS SELECT * FROM hit LIMIT 0")
     con.execute("CREATE OR REPLACE TEMP TABLE _run_rule AS SELECT * FROM rule_run LIMIT 0")
     result = RunResult(run_id, prepare_seconds=time.perf_counter() - t_prep)
-    for spec in specs:
+    for i, spec in enumerate(specs):
+        if progress is not None:
+            progress(spec.id, i, len(specs))
         t0 = time.perf_counter()
         started = dt.datetime.now()
         status, why = assess(needs[spec.id], avail, loaded, empty, ident)
@@ -591,6 +596,8 @@ def run_rules(
         )
         log.info("rule %s: %s %d hits %.2fs", spec.id, out.status, out.hits, out.seconds)
         result.outcomes.append(out)
+    if progress is not None:
+        progress("storing hits", len(specs), len(specs))
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute("INSERT INTO hit SELECT * FROM _run_hit")

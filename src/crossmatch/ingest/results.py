@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from crossmatch.console import text_table
+
 Progress = Callable[["ProgressEvent"], None]
 
 
@@ -134,17 +136,11 @@ class IngestSummary:
             for s in self.per_source()
         ]
         tot = [sum(int(b[i]) for b in body) for i in range(1, 12)]
-        body.append(("TOTAL", *tot, f"{self.seconds:.1f}"))
-        widths = [max(len(str(x)) for x in col) for col in zip(head, *body, strict=True)]
-
-        def fmt(row: tuple) -> str:
-            return "  ".join(
-                str(v).ljust(w) if i == 0 else str(v).rjust(w)
-                for i, (v, w) in enumerate(zip(row, widths, strict=True))
+        lines = [
+            text_table(
+                head, body, right=range(1, 13), footer=[("TOTAL", *tot, f"{self.seconds:.1f}")]
             )
-
-        lines = [fmt(head), "  ".join("-" * w for w in widths)]
-        lines += [fmt(b) for b in body]
+        ]
         problems = [
             r
             for r in self.results
