@@ -10,26 +10,56 @@ explanation and judgement tables and the resolved views ``r_<source>`` in a Duck
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from crossmatch.identity.evaluate import evaluate as evaluate
+    from crossmatch.identity.linker import LinkageConfig
+    from crossmatch.identity.pipeline import ResolveSummary
+    from crossmatch.identity.pipeline import explain as explain
+    from crossmatch.identity.pipeline import record_judgement as record_judgement
+    from crossmatch.identity.roles import RoleRef
+    from crossmatch.spec.sources import SourceSpec
 
 __all__ = ["evaluate", "explain", "record_judgement", "resolve"]
 
+_LAZY = {
+    "explain": "crossmatch.identity.pipeline",
+    "record_judgement": "crossmatch.identity.pipeline",
+    "evaluate": "crossmatch.identity.evaluate",
+}
 
-def resolve(con: Any, specs: Any = None, **kwargs: Any) -> Any:
-    """Resolve every person mention in warehouse ``con``; see
-    :func:`crossmatch.identity.pipeline.resolve_identities`."""
-    from crossmatch.identity.pipeline import resolve_identities
 
-    return resolve_identities(con, specs, **kwargs)
+def resolve(
+    con: duckdb.DuckDBPyConnection,
+    specs: Sequence[SourceSpec] | None = None,
+    *,
+    roles: list[RoleRef] | None = None,
+    config: LinkageConfig | None = None,
+    retrain: bool = False,
+    full: bool = False,
+    memory_limit: str | None = "2.5GB",
+) -> ResolveSummary:
+    """Resolve every person mention in warehouse ``con`` (the source specs' ``persons:`` roles;
+    default: the contract's) and publish ``person``, ``identity_link`` and the ``r_<source>``
+    views; see :func:`crossmatch.identity.pipeline.resolve_identities`."""
+    pipeline = importlib.import_module("crossmatch.identity.pipeline")
+    return pipeline.resolve_identities(
+        con,
+        specs,
+        roles=roles,
+        config=config,
+        retrain=retrain,
+        full=full,
+        memory_limit=memory_limit,
+    )
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("explain", "record_judgement"):
-        from crossmatch.identity import pipeline
-
-        return getattr(pipeline, name)
-    if name == "evaluate":
-        from crossmatch.identity.evaluate import evaluate
-
-        return evaluate
-    raise AttributeError(name)
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'crossmatch.identity' has no attribute {name!r}")
