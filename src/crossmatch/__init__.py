@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from crossmatch.errors import CrossmatchError as CrossmatchError
     from crossmatch.errors import SpecError as SpecError
     from crossmatch.identity import resolve as resolve
-    from crossmatch.identity.pipeline import ResolveSummary as ResolveSummary
+    from crossmatch.identity.summary import ResolveSummary as ResolveSummary
     from crossmatch.ingest.pipeline import ingest as ingest
     from crossmatch.ingest.results import IngestSummary as IngestSummary
     from crossmatch.review.api import Review as Review
@@ -55,7 +55,7 @@ _API: dict[str, tuple[str, str]] = {
     "ingest": ("crossmatch.ingest.pipeline", "ingest"),
     "IngestSummary": ("crossmatch.ingest.results", "IngestSummary"),
     "resolve": ("crossmatch.identity", "resolve"),
-    "ResolveSummary": ("crossmatch.identity.pipeline", "ResolveSummary"),
+    "ResolveSummary": ("crossmatch.identity.summary", "ResolveSummary"),
     "rebuild_kinship": ("crossmatch.detect.rule_runner", "rebuild_kinship"),
     "run_rules": ("crossmatch.detect.rule_runner", "run_rules"),
     "RunResult": ("crossmatch.detect.rule_runner", "RunResult"),

@@ -17,19 +17,19 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import duckdb
 
+    from crossmatch.identity.analyst import explain as explain
+    from crossmatch.identity.analyst import record_judgement as record_judgement
     from crossmatch.identity.evaluate import evaluate as evaluate
     from crossmatch.identity.linker import LinkageConfig
-    from crossmatch.identity.pipeline import ResolveSummary
-    from crossmatch.identity.pipeline import explain as explain
-    from crossmatch.identity.pipeline import record_judgement as record_judgement
     from crossmatch.identity.roles import RoleRef
+    from crossmatch.identity.summary import ResolveSummary
     from crossmatch.spec.sources import SourceSpec
 
 __all__ = ["evaluate", "explain", "record_judgement", "resolve"]
 
 _LAZY = {
-    "explain": "crossmatch.identity.pipeline",
-    "record_judgement": "crossmatch.identity.pipeline",
+    "explain": "crossmatch.identity.analyst",
+    "record_judgement": "crossmatch.identity.analyst",
     "evaluate": "crossmatch.identity.evaluate",
 }
 

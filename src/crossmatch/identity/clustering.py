@@ -1,0 +1,135 @@
+"""Stage 4b of identity resolution: the pool of fuzzy nodes, registry anchors for
+registered persons without a valid ID, and analyst judgements as must/cannot links before
+the constrained clustering (:mod:`crossmatch.identity.cluster`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from crossmatch.identity.fuzzy_model import _candidate_id
+from crossmatch.identity.mentions import _store
+from crossmatch.identity.summary import ResolveSummary
+from crossmatch.warehouse import fetch_one
+
+
+def _fuzzy_pool(con: duckdb.DuckDBPyConnection, judged: pd.DataFrame) -> pd.DataFrame:
+    """``_fz``: new mentions with no usable ID (or an ID conflict) not linked as handlers, each
+    with its group key; returns one row per group (identical attributes = one node)."""
+    _store(con, "_judged", judged, temp=True)
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _fz0 AS
+        SELECT m.source, m.file, m.row, m.role, m.name, m.id_raw, m.village_code,
+            m.township AS township_name, c.id AS conflict_id, m.event_month,
+            coalesce(o.owner, CASE WHEN m.account IS NOT NULL THEN 'A:' || m.account END) AS acct,
+            j.source IS NOT NULL AS judged
+        FROM person_mention m
+        SEMI JOIN _new USING (source, file, row, role)
+        LEFT JOIN identity_conflict c USING (source, file, row, role)
+        LEFT JOIN _handler_link h USING (source, file, row, role)
+        LEFT JOIN _acct_owner o ON o.account = m.account
+        LEFT JOIN (SELECT DISTINCT * FROM _judged) j USING (source, file, row, role)
+        WHERE (m.id IS NULL OR c.id IS NOT NULL) AND h.id IS NULL AND m.name IS NOT NULL"""
+    )
+    raw = con.execute("SELECT DISTINCT id_raw FROM _fz0 WHERE id_raw IS NOT NULL").df()
+    raw["idc"] = _candidate_id(raw["id_raw"])
+    _store(con, "_idc", raw, temp=True)
+    # Identical attributes make one node only when they identify someone: an ID candidate, an
+    # account or a staff township. A bare name identifies nobody (a county of 300,000 has
+    # thousands of 王伟): each name-only mention is its own node, and name + village groups
+    # only within one source and role (one roster's repeated rows). A judged mention is its
+    # own node so that the judgement applies to it alone.
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _fz AS
+        SELECT f.*, CASE WHEN f.conflict_id IS NULL THEN i.idc END AS idc,
+            substr(md5(concat_ws('\x1f', coalesce(f.name, '~'),
+                coalesce(CASE WHEN f.conflict_id IS NULL THEN i.idc END, '~'),
+                coalesce(f.village_code, '~'), coalesce(f.acct, '~'),
+                coalesce(f.township_name, '~'), coalesce(f.conflict_id, '~'),
+                CASE WHEN f.judged OR (i.idc IS NULL AND f.acct IS NULL
+                        AND f.village_code IS NULL AND f.township_name IS NULL)
+                    THEN f.source || '|' || f.file || '|' || CAST(f.row AS VARCHAR) || '|' || f.role
+                    WHEN i.idc IS NULL AND f.acct IS NULL THEN f.source || '|' || f.role
+                    ELSE '~' END)), 1, 16) AS gkey
+        FROM _fz0 f LEFT JOIN _idc i USING (id_raw)"""
+    )
+    # ``registry``: the node holds a registry row (an ID with a bad check digit, or none);
+    # it is a registered person of its own, see :func:`_registry_anchor`
+    return con.execute(
+        """SELECT gkey, any_value(name) AS name, any_value(idc) AS idc,
+            any_value(village_code) AS village_code, any_value(acct) AS acct,
+            any_value(conflict_id) AS conflict_id, bool_or(source = 'hukou') AS registry,
+            date_diff('day', DATE '1970-01-01', min(event_month))::DOUBLE AS first_day
+        FROM _fz GROUP BY gkey ORDER BY gkey"""
+    ).df()
+
+
+_REG_ROW = "R:"  # prefix of the registry anchor of a registry row without a valid ID
+
+
+def _registry_anchor(groups: pd.DataFrame) -> pd.Series:
+    """``reg_id`` of the probe nodes: a registry row whose ID is unusable (bad check digit,
+    missing) is still a registered person, so its node carries a registry anchor of its own.
+
+    Why: without it such a row is a plain probe. It links to its own valid ID where another
+    source wrote it (an outside ID then, since no registry row carries it), and a probe of a
+    namesake in the same village could chain that outside ID to the namesake's registry ID
+    (a cluster may hold one registry and one outside ID): two registered people merged, and
+    the person lost its registry status (5% bad check digits: hundreds of false ghost clues).
+    With an anchor it never joins another registry row, and candidate probes weigh it as a
+    person of the registry like any other."""
+    reg = groups["registry"].fillna(False).astype(bool)
+    return (_REG_ROW + groups["gkey"].astype(str)).where(reg, None)
+
+
+def _loc_nid(loc: pd.DataFrame) -> np.ndarray:
+    """Stable node ids of the pandas-side nodes: ``G:`` + group key, ``P:`` + previous id."""
+    g = "G:" + loc["gkey"].astype("string")
+    p = "K:" + loc["kept_key"].astype("string")
+    return g.fillna(p).to_numpy(dtype=object)
+
+
+def _record_judgement_conflicts(
+    con: duckdb.DuckDBPyConnection,
+    must_rows: list[Any],
+    notes: list[tuple[int, str]],
+    s: ResolveSummary,
+) -> None:
+    """A same-person judgement across two registry IDs: merged only when it says ``merge_ids``
+    (one person registered twice), refused otherwise; both are recorded in identity_conflict."""
+    rows = []
+    for k, what in notes:
+        j = must_rows[k]
+        params = [j.a_source, j.a_file, int(j.a_row), j.a_role]
+        params += [j.b_source, j.b_file, int(j.b_row), j.b_role]
+        ids = fetch_one(
+            con,
+            "SELECT (SELECT id FROM person_mention WHERE source=? AND file=? AND row=? AND role=?),"
+            " (SELECT id FROM person_mention WHERE source=? AND file=? AND row=? AND role=?)",
+            params,
+        )
+        who = f"analyst {j.analyst!r}" if j.analyst else "an analyst"
+        if what == "merged_exclusive":
+            kind = "judgement_merge"
+            detail = (
+                f"{who} judged this the same person as {j.b_source}/{j.b_file} row {j.b_row} "
+                f"({j.b_role}) with merge_ids: IDs {ids[0]} and {ids[1]} are one person"
+            )
+        else:
+            kind = "judgement_refused"
+            detail = (
+                f"{who} judged this the same person as {j.b_source}/{j.b_file} row {j.b_row} "
+                f"({j.b_role}), but that joins two different IDs ({ids[0]}, {ids[1]}); "
+                "not merged. Record the judgement with merge_ids=True if one person was "
+                "registered twice"
+            )
+        rows.append(
+            (j.a_source, j.a_file, int(j.a_row), j.a_role, ids[0], None, ids[1], kind, detail)
+        )
+    if rows:
+        con.executemany("INSERT INTO identity_conflict VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        s.conflicts += len(rows)

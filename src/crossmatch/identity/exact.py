@@ -1,0 +1,207 @@
+"""Stages 2-3 of identity resolution: exact links. A valid (or upgraded 15-digit) ID links
+to that ID unless the name is incompatible (``identity_conflict``); handlers and approvers
+link to payroll staff of their township where unique; a name without an ID links to the
+registry household member of that name on the same row where unique.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from crossmatch.identity.comparisons import ChineseName
+from crossmatch.identity.mentions import _columns, _tables
+from crossmatch.identity.names import name_keys
+
+
+def build_id_index(con: duckdb.DuckDBPyConnection) -> None:
+    """``_id_node``: one row per valid ID, its best name/village and whether it is registered."""
+    # registry IDs take the registry's name and village; only the IDs outside the registry
+    # need the (costly) most frequent name over their mentions
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _id_node AS
+        WITH reg AS (
+            SELECT id, arg_min(name, row) AS name, arg_min(village_code, row) AS village_code
+            FROM person_mention WHERE id IS NOT NULL AND source = 'hukou' GROUP BY id)
+        SELECT id, name, village_code, true AS in_registry FROM reg
+        UNION ALL
+        SELECT id, mode(name) AS name, mode(village_code) AS village_code, false AS in_registry
+        FROM person_mention m WHERE id IS NOT NULL AND source <> 'hukou'
+            AND NOT EXISTS (SELECT 1 FROM reg WHERE reg.id = m.id)
+        GROUP BY id"""
+    )
+    # node number = position in ID order (the in-memory linker works on positions)
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _id_node AS "
+        "SELECT (row_number() OVER (ORDER BY id) - 1)::BIGINT AS node, * FROM _id_node"
+    )
+    # account -> owner, where the owner is unambiguous among ID-bearing mentions
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _acct_owner AS
+        SELECT account, min(id) AS owner FROM person_mention
+        WHERE account IS NOT NULL AND id IS NOT NULL
+        GROUP BY account HAVING count(DISTINCT id) = 1"""
+    )
+
+
+def find_conflicts(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Mentions whose valid ID belongs to a clearly different name (not a spelling variant)."""
+    cand = con.execute(
+        """SELECT m.source, m.file, m.row, m.role, m.id, m.name AS m_name, n.name AS n_name
+        FROM person_mention m JOIN _id_node n USING (id)
+        SEMI JOIN _new USING (source, file, row, role)
+        WHERE m.name IS NOT NULL AND n.name IS NOT NULL AND m.name <> n.name"""
+    ).df()
+    if cand.empty:
+        return cand.assign(kind=[], detail=[])
+    lk = name_keys(cand["m_name"])
+    rk = name_keys(cand["n_name"])
+    left = pd.DataFrame({"name": cand["m_name"], "name_py": lk.name_py, "name_lapy": lk.name_lapy})
+    right = pd.DataFrame({"name": cand["n_name"], "name_py": rk.name_py, "name_lapy": rk.name_lapy})
+    lv = ChineseName("name").levels(left, right)
+    out = cand[lv == 0].copy()
+    out["kind"] = "name"
+    out["detail"] = "ID " + out["id"] + " is registered to " + out["n_name"]
+    return out
+
+
+def link_handlers(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Name-only staff mentions (a township context, no ID) -> payroll staff of that township.
+
+    Candidates are payroll persons whose unit name contains the township name. A unique
+    exact-name match links with probability 0.99, a unique same-pinyin match with 0.9.
+    Why a second pass: a township government easily has two clerks called 王伟, one the
+    handler, the other the approver. What kind of staff does a role's work (unit kind, i.e. the
+    unit name without the township, and post: 人民政府/民政办科员 for handlers) is *learned*
+    from the first pass's unique links, and an ambiguous name is retried among staff of that
+    profile only (probability 0.9 / 0.85). Still ambiguous or absent: left to the fuzzy path.
+    """
+    empty = pd.DataFrame(columns=["source", "file", "row", "role", "id", "probability"])
+    h = con.execute(
+        """SELECT source, file, row, role, name, township FROM person_mention
+        SEMI JOIN _new USING (source, file, row, role)
+        WHERE id IS NULL AND id_raw IS NULL AND township IS NOT NULL AND name IS NOT NULL"""
+    ).df()
+    post = (
+        "p.post"
+        if "src_payroll" in _tables(con) and "post" in _columns(con, "src_payroll")
+        else "NULL::VARCHAR"
+    )
+    join = (
+        "LEFT JOIN src_payroll p ON p._file = m.file AND p._row = m.row"
+        if post != "NULL::VARCHAR"
+        else ""
+    )
+    staff = con.execute(
+        f"""SELECT DISTINCT m.id, m.name, m.unit, {post} AS post FROM person_mention m {join}
+        WHERE m.source = 'payroll' AND m.id IS NOT NULL AND m.unit IS NOT NULL"""
+    ).df()
+    if h.empty or staff.empty:
+        return empty
+    staff["name_py"] = name_keys(staff["name"])["name_py"]
+    h["name_py"] = name_keys(h["name"])["name_py"]
+    groups = []
+    for (name, py, town, role), grp in h.groupby(
+        ["name", "name_py", "township", "role"], dropna=False
+    ):
+        local = staff[staff["unit"].str.contains(str(town), regex=False)]
+        local = local.assign(
+            profile=local["unit"].str.replace(str(town), "", regex=False)
+            + "|"
+            + local["post"].fillna("")
+        )
+        groups.append((role, grp, local[local["name"] == name], local[local["name_py"] == py]))
+
+    def unique(hit: pd.DataFrame) -> str | None:
+        ids = hit["id"].unique()
+        return str(ids[0]) if len(ids) == 1 else None
+
+    out, ambiguous, linked_profiles = [], [], []
+    for role, grp, exact, same_py in groups:
+        pick, prob = unique(exact), 0.99
+        if pick is None and exact.empty:
+            pick, prob = unique(same_py), 0.9
+        if pick is not None:
+            hit = exact if prob == 0.99 else same_py
+            linked_profiles.append(
+                pd.DataFrame({"role": role, "profile": hit["profile"].iloc[:1], "n": len(grp)})
+            )
+            out.append(grp[["source", "file", "row", "role"]].assign(id=pick, probability=prob))
+        else:
+            ambiguous.append((role, grp, exact, same_py))
+    if ambiguous and linked_profiles:
+        prof = pd.concat(linked_profiles).groupby(["role", "profile"])["n"].sum()
+        share = prof / prof.groupby(level="role").transform("sum")
+        typical = {r: set(share.loc[r].index[share.loc[r] >= 0.05]) for r in prof.index.levels[0]}
+        for role, grp, exact, same_py in ambiguous:
+            ok = typical.get(role, set())
+            pick, prob = unique(exact[exact["profile"].isin(ok)]), 0.9
+            if pick is None and exact.empty:
+                pick, prob = unique(same_py[same_py["profile"].isin(ok)]), 0.85
+            if pick is not None:
+                out.append(grp[["source", "file", "row", "role"]].assign(id=pick, probability=prob))
+    if not out:
+        return empty
+    return pd.concat(out, ignore_index=True)
+
+
+def link_household_comentions(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """A name without an ID on a row whose other person has a valid ID -> that person's
+    registry household member of that name, where there is exactly one.
+
+    Why: a marriage record (husband with ID, wife's ID cell empty), an assistance roster
+    (applicant with ID, member without) name two people of one household. The name alone is
+    no evidence in a county with many namesakes, but within the known person's household a
+    compatible name (exact 0.99; same pinyin or look-alike 0.95) is. Only roles that have an
+    ID column whose cell is empty (status ``missing``): a mistyped ID is evidence of its own,
+    for the fuzzy path, and name-only staff roles (handler, approver) are linked by
+    :func:`link_handlers`. Not unique, or no household member of that name: left to the fuzzy
+    path.
+    """
+    empty = pd.DataFrame(columns=["source", "file", "row", "role", "id", "probability"])
+    if "household_no" not in _columns(con, "src_hukou"):
+        return empty
+    cand = con.execute(
+        """WITH hh AS (
+            SELECT m.id, any_value(s.household_no) AS household_no FROM person_mention m
+            JOIN src_hukou s ON m.source = 'hukou' AND s._file = m.file AND s._row = m.row
+            WHERE m.id IS NOT NULL AND s.household_no IS NOT NULL GROUP BY m.id),
+        p AS (
+            SELECT DISTINCT b.source, b.file, b.row, b.role, b.name, a.id AS known
+            FROM person_mention b
+            SEMI JOIN _new USING (source, file, row, role)
+            JOIN person_mention a ON a.source = b.source AND a.file = b.file
+                AND a.row = b.row AND a.role <> b.role
+            WHERE b.id IS NULL AND b.id_raw IS NULL AND b.id_status = 'missing'
+                AND b.name IS NOT NULL AND a.id IS NOT NULL AND b.source <> 'hukou')
+        SELECT p.source, p.file, p.row, p.role, p.name, n.id, n.name AS cand_name
+        FROM p JOIN hh h1 ON h1.id = p.known
+        JOIN hh h2 ON h2.household_no = h1.household_no AND h2.id <> p.known
+        JOIN _id_node n ON n.id = h2.id AND n.in_registry
+        WHERE n.name IS NOT NULL"""
+    ).df()
+    if cand.empty:
+        return empty
+    lk, rk = name_keys(cand["name"]), name_keys(cand["cand_name"])
+    left = pd.DataFrame({"name": cand["name"], "name_py": lk.name_py, "name_lapy": lk.name_lapy})
+    right = pd.DataFrame(
+        {"name": cand["cand_name"], "name_py": rk.name_py, "name_lapy": rk.name_lapy}
+    )
+    lv = ChineseName("name").levels(left, right)
+    cand = cand.assign(level=lv)
+    cand = cand[cand["level"] >= 2]
+    key = ["source", "file", "row", "role"]
+    n_ids = cand.groupby(key)["id"].transform("nunique")
+    out = cand[n_ids == 1].drop_duplicates(key)
+    out = out.assign(probability=np.where(out["level"] == 4, 0.99, 0.95))
+    # a node of its own per mention, so that its explanation is its own (see _explain_pass)
+    out["node_id"] = "H:" + (
+        out["source"] + "|" + out["file"] + "|" + out["row"].astype(str) + "|" + out["role"]
+    ).map(lambda k: hashlib.sha1(k.encode("utf-8")).hexdigest()[:16])
+    out["linked_to"] = out["cand_name"] + " / ID " + out["id"]
+    out["level"] = out["level"].astype(int)
+    cols = [*key, "id", "probability", "node_id", "linked_to", "level"]
+    return out[cols].reset_index(drop=True)

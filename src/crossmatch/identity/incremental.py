@@ -1,0 +1,116 @@
+"""Incremental resolution: which mentions are new or changed since the last run, whether
+the model may be reused (signature), and the previous run's persons and ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import duckdb
+import pandas as pd
+
+from crossmatch.identity.fuzzy_model import _candidate_id
+from crossmatch.identity.linker import LinkageConfig
+from crossmatch.identity.mentions import _columns, _tables
+from crossmatch.identity.roles import RoleRef
+
+
+def _signature(con: duckdb.DuckDBPyConnection, config: LinkageConfig, roles: list[RoleRef]) -> str:
+    """What must not change for an incremental run to be valid: config, roles, judgements."""
+    j = sorted(
+        map(
+            repr,
+            con.execute(
+                "SELECT a_source, a_file, a_row, a_role, b_source, b_file, b_row, b_role, same, "
+                "merge_ids FROM identity_judgement"
+            ).fetchall(),
+        )
+    )
+    text = repr((config, sorted(map(repr, roles)), j))
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+def _can_increment(con: duckdb.DuckDBPyConnection, sig: str) -> bool:
+    tables = _tables(con)
+    if not {"identity_link", "identity_run", "identity_params"} <= tables:
+        return False
+    if not {"file_hash", "node_id"} <= _columns(con, "identity_link"):
+        return False
+    row = con.execute(
+        "SELECT signature FROM identity_run ORDER BY run_at DESC, rowid DESC LIMIT 1"
+    ).fetchone()
+    return bool(row and row[0] == sig)
+
+
+def _split_new(con: duckdb.DuckDBPyConnection, incremental: bool) -> None:
+    """``_kept``: previous links of mentions whose (source, file, file hash, row, role) were
+    resolved before (they keep their link); ``_new``: every other mention (resolved now)."""
+    if incremental:
+        con.execute(
+            """CREATE OR REPLACE TEMP TABLE _kept AS
+            SELECT l.* FROM identity_link l JOIN person_mention m
+              ON l.source = m.source AND l.file = m.file AND l.row = m.row AND l.role = m.role
+             AND l.file_hash = m.file_hash"""
+        )
+        con.execute(
+            """CREATE OR REPLACE TEMP TABLE _kept_conflict AS
+            SELECT c.* FROM identity_conflict c SEMI JOIN _kept USING (source, file, row, role)"""
+        )
+        con.execute(
+            """CREATE OR REPLACE TEMP TABLE _kept_expl AS
+            SELECT e.* FROM identity_explanation e SEMI JOIN _kept USING (node_id)"""
+        )
+    else:
+        con.execute(
+            """CREATE OR REPLACE TEMP TABLE _kept AS SELECT source, file, row, role, file_hash,
+                NULL::VARCHAR AS person_id, NULL::VARCHAR AS method, NULL::DOUBLE AS probability,
+                NULL::VARCHAR AS cluster_id, NULL::VARCHAR AS node_id
+            FROM person_mention LIMIT 0"""
+        )
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _new AS SELECT source, file, row, role
+        FROM person_mention ANTI JOIN _kept USING (source, file, row, role)"""
+    )
+
+
+def _previous_persons(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """Index nodes for the kept mentions that were linked without an ID (fuzzy, judgement,
+    unresolved), one per distinct attribute set, anchored to the person they were linked to.
+
+    Why: tonight's new mentions must be able to reach a person through the evidence earlier
+    nights used (a name-only shareholder reached its ID through an ID-less payment with the
+    same name and account), and to join a person that has no ID at all (``P`` ids). The anchor
+    goes in the exclusive column of its kind, so a kept node and its ID node agree.
+    """
+    df = con.execute(
+        """SELECT any_value(k.person_id) AS person_id, m.name, m.id_raw, m.village_code,
+            coalesce(o.owner, CASE WHEN m.account IS NOT NULL THEN 'A:' || m.account END) AS acct,
+            any_value(n.in_registry) AS in_registry
+        FROM _kept k JOIN person_mention m USING (source, file, row, role)
+        LEFT JOIN _acct_owner o ON o.account = m.account
+        LEFT JOIN _id_node n ON n.id = k.person_id
+        WHERE k.method IN ('fuzzy', 'judgement', 'unresolved') AND m.name IS NOT NULL
+        GROUP BY k.person_id, m.name, m.id_raw, m.village_code, 5"""
+    ).df()
+    df["idc"] = _candidate_id(df["id_raw"])
+    reg = df["in_registry"].fillna(False).astype(bool)
+    known = df["in_registry"].notna()
+    df["reg_id"] = df["person_id"].where(known & reg)
+    df["ext_id"] = df["person_id"].where(known & ~reg)
+    df["prev_pid"] = df["person_id"].where(~known)
+    df["kept_key"] = (
+        df["person_id"] + "|" + df.index.astype(str)
+    )  # node id suffix; only needs to be unique within the run
+    return df.drop(columns=["id_raw", "in_registry", "person_id"])
+
+
+def _previous_pids(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """mention key -> P id from the previous run (before identity_link is replaced)."""
+    tables = _tables(con)
+    if "identity_link" not in tables:
+        return {}
+    rows = con.execute(
+        "SELECT source || '|' || file || '|' || CAST(row AS VARCHAR) || '|' || role, person_id "
+        "FROM identity_link WHERE person_id LIKE 'P%'"
+    ).fetchall()
+    return dict(rows)

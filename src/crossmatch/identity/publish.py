@@ -1,0 +1,362 @@
+"""Stages 5-6 of identity resolution: person ids, ``identity_link``, ``person``,
+``identity_explanation`` and the resolved views ``r_<source>``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from crossmatch import warehouse
+from crossmatch.identity.clustering import _REG_ROW
+from crossmatch.identity.mentions import _columns, _sql_text, _store, _tables
+from crossmatch.identity.roles import RoleRef
+from crossmatch.identity.summary import ResolveSummary
+from crossmatch.warehouse import fetch_one
+
+
+def _publish_nodes(
+    con: duckdb.DuckDBPyConnection,
+    nodes: pd.DataFrame,
+    nid: np.ndarray,
+    labels: np.ndarray,
+    pred: Any,
+    used: np.ndarray,
+    must: list[tuple[int, int, bool]],
+    prev_pids: dict[str, str],
+    incremental: bool,
+) -> None:
+    """The Python side of publishing: person per cluster (``_grp``), ID map (``_idmap``) and
+    ``identity_explanation``; :func:`_publish` then builds the rest in DuckDB alone."""
+    # person id per cluster: registry ID > outside ID > previous person > previous P id > hash
+    cl = pd.DataFrame(
+        {
+            "label": labels,
+            "reg": nodes["reg_id"].to_numpy(dtype=object),
+            "ext": nodes["ext_id"].to_numpy(dtype=object),
+            "prev": nodes["prev_pid"].to_numpy(dtype=object),
+        }
+    )
+    anchor = pd.DataFrame(index=pd.Index(np.unique(labels), name="label"))
+    for c in ("reg", "ext", "prev"):
+        # smallest value per cluster (sort + first: a groupby min on strings is per-group Python)
+        first = cl.dropna(subset=[c]).sort_values(c).drop_duplicates("label")
+        anchor[c] = first.set_index("label")[c]
+    has_id = anchor["reg"].notna() | anchor["ext"].notna()
+    # a registry row without a valid ID anchors its person but is no ID: the person takes
+    # the valid ID linked to it, else a P id (see _registry_anchor)
+    reg = anchor["reg"].astype(object)
+    real_reg = reg.where(~reg.fillna("").str.startswith(_REG_ROW), None)
+    pid = real_reg.fillna(anchor["ext"]).fillna(anchor["prev"])
+
+    # link probability per node: best used edge touching it
+    n = len(nodes)
+    prob = np.zeros(n)
+    ul, ur, up = pred.left[used], pred.right[used], pred.probability[used]
+    np.maximum.at(prob, ul, up)
+    np.maximum.at(prob, ur, up)
+    judged_nodes = {x for pair in must for x in pair[:2]}
+    nid_s = pd.Series(nid, dtype="string")
+    is_group = nid_s.str.startswith("G:").fillna(False).to_numpy(dtype=bool)
+    gi = np.flatnonzero(is_group)
+    # linked: in a person with an anchor, through at least one used edge (a registry row
+    # without a valid ID is its own anchor: alone, it is unresolved)
+    linked = has_id.reindex(labels[gi]).to_numpy(dtype=bool) & (prob[gi] > 0)
+    method = np.where(linked, "fuzzy", "unresolved").astype(object)
+    method[np.isin(gi, list(judged_nodes))] = "judgement"
+    gprob = np.where(method == "unresolved", np.nan, prob[gi])
+    gprob[method == "judgement"] = 1.0
+    grp = pd.DataFrame(
+        {
+            "gkey": nid_s.iloc[gi].str.slice(2).to_numpy(dtype=object),
+            "label": labels[gi],
+            "person_id": pd.array(pid.reindex(labels[gi]).to_numpy(dtype=object), dtype="string"),
+            "method": method,
+            "probability": gprob,
+            "node_id": nid[gi],
+        }
+    )
+    _store(con, "_grp", grp, temp=True)
+    # clusters without an anchor: the previous run's P id of their mentions, else a hash
+    _store(
+        con,
+        "_prevp",
+        pd.DataFrame({"mstr": list(prev_pids), "prev": list(prev_pids.values())}),
+        temp=True,
+    )
+    free = con.execute(
+        """SELECT g.label, min(f.source || '|' || f.file || '|' || CAST(f.row AS VARCHAR) || '|'
+                || f.role) AS first_key, mode(p.prev) AS prev
+        FROM _fz f JOIN _grp g USING (gkey)
+        LEFT JOIN _prevp p ON p.mstr = f.source || '|' || f.file || '|' || CAST(f.row AS VARCHAR)
+            || '|' || f.role
+        WHERE g.person_id IS NULL GROUP BY g.label"""
+    ).df()
+    free["pid"] = free["prev"].where(free["prev"].notna(), free["first_key"].map(_stable_key_pid))
+    _store(con, "_free", free[["label", "pid"]], temp=True)
+    con.execute(
+        "UPDATE _grp SET person_id = f.pid FROM _free f "
+        "WHERE _grp.label = f.label AND _grp.person_id IS NULL"
+    )
+    lab_pid = dict(zip(free["label"], free["pid"], strict=True))
+
+    # index nodes that took part: their cluster's person (an outside ID joined to a registry ID)
+    ii = np.flatnonzero(nid_s.str.startswith("I:").fillna(False).to_numpy(dtype=bool))
+    ipid = pid.reindex(labels[ii]).to_numpy(dtype=object)
+    idmap = pd.DataFrame(
+        {"id": nid_s.iloc[ii].str.slice(2).to_numpy(dtype=object), "person_id": ipid}
+    )
+    idmap = idmap[idmap["person_id"].notna() & (idmap["person_id"] != idmap["id"])]
+    _store(con, "_idmap", idmap, temp=True)
+    del lab_pid
+    _publish_explanations(con, nodes, nid, pred, used, incremental)
+
+
+def _publish(con: duckdb.DuckDBPyConnection, roles: list[RoleRef], s: ResolveSummary) -> None:
+    """identity_link, person and the r_* views from the tables :func:`_publish_nodes` stored."""
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _newlink AS
+        SELECT m.source, m.file, m.row, m.role, m.file_hash,
+            coalesce(f.person_id, hm.person_id, h.id, im.person_id, m.id) AS person_id,
+            CASE WHEN f.method IS NOT NULL THEN f.method
+                 WHEN h.id IS NOT NULL THEN 'fuzzy'
+                 WHEN m.id_status = 'upgraded15' THEN 'upgraded15'
+                 WHEN m.id IS NOT NULL THEN 'exact'
+                 ELSE 'unresolved' END AS method,
+            CASE WHEN f.method IS NOT NULL THEN f.probability
+                 WHEN h.id IS NOT NULL THEN h.probability
+                 WHEN m.id IS NOT NULL THEN 1.0 END AS probability,
+            NULL::VARCHAR AS cluster_id,
+            coalesce(f.node_id, h.node_id, 'I:' || h.id, 'I:' || m.id) AS node_id
+        FROM person_mention m
+        SEMI JOIN _new USING (source, file, row, role)
+        LEFT JOIN (SELECT z.source, z.file, z.row, z.role, g.* FROM _fz z JOIN _grp g USING (gkey))
+            f USING (source, file, row, role)
+        LEFT JOIN _handler_link h USING (source, file, row, role)
+        LEFT JOIN _idmap hm ON hm.id = h.id
+        LEFT JOIN _idmap im ON im.id = m.id"""
+    )
+    # mentions with neither name nor usable ID: unresolved, with a stable id of their own;
+    # one person = one cluster (computed in the CREATE: an UPDATE of millions of rows is slow)
+    con.execute(
+        """CREATE OR REPLACE TABLE identity_link AS
+        WITH u AS (
+            SELECT source, file, row, role, file_hash, person_id, method, probability, node_id
+            FROM _newlink
+            UNION ALL SELECT source, file, row, role, file_hash, person_id, method, probability,
+                node_id FROM _kept),
+        v AS (
+            SELECT * REPLACE (
+                coalesce(person_id, 'P' || upper(substr(sha1(source || '|' || file || '|'
+                    || CAST(row AS VARCHAR) || '|' || role), 1, 15))) AS person_id,
+                CASE WHEN person_id IS NULL THEN 'unresolved' ELSE method END AS method)
+            FROM u)
+        SELECT source, file, row, role, file_hash, person_id, method, probability,
+            person_id AS cluster_id, node_id FROM v"""
+    )
+    counts = dict(
+        con.execute("SELECT method, count(*) FROM identity_link GROUP BY method").fetchall()
+    )
+    s.exact = counts.get("exact", 0) + counts.get("upgraded15", 0)
+    s.fuzzy = counts.get("fuzzy", 0)
+    s.judgement = counts.get("judgement", 0)
+    s.unresolved = counts.get("unresolved", 0)
+    _publish_persons(con)
+    s.persons = fetch_one(con, "SELECT count(*) FROM person")[0]
+    _publish_views(con, roles)
+
+
+def _stable_key_pid(key: str) -> str:
+    """Stable ``P`` id of a person with no ID: a hash of its first mention's key."""
+    return "P" + hashlib.sha1(key.encode("utf-8")).hexdigest()[:15].upper()
+
+
+def _publish_explanations(
+    con: duckdb.DuckDBPyConnection,
+    nodes: pd.DataFrame,
+    nid: np.ndarray,
+    pred: Any,
+    used: np.ndarray,
+    incremental: bool,
+) -> None:
+    """Per linked node: the comparisons of the strongest link that put it in its person."""
+    idx = np.flatnonzero(used)
+    cols = ["node_id", "linked_to", "comparison", "level", "weight", "probability"]
+    ex = pd.DataFrame(columns=cols)
+    if len(idx):
+        both = pd.DataFrame(
+            {
+                "node": np.concatenate([pred.left[idx], pred.right[idx]]),
+                "other": np.concatenate([pred.right[idx], pred.left[idx]]),
+                "e": np.concatenate([idx, idx]),
+                "p": np.concatenate([pred.probability[idx], pred.probability[idx]]),
+            }
+        )
+        best = both.sort_values(["p", "e"], ascending=[False, True]).drop_duplicates("node")
+        other = best["other"].to_numpy()
+        name = nodes["name"].to_numpy(dtype=object)[other]
+        idc = nodes["idc"].to_numpy(dtype=object)[other]
+        desc = np.array(
+            [f"{a} / ID {b}" if b is not None else str(a) for a, b in zip(name, idc, strict=True)],
+            dtype=object,
+        )
+        e = best["e"].to_numpy()
+        k = len(pred.weight_names)
+        nl = pred.levels.shape[1]
+        # one row per node here, one per comparison in DuckDB: a long frame in pandas would
+        # repeat the node's strings k times (GBs at 3 million persons)
+        wide: dict[str, Any] = {
+            "node_id": nid[best["node"].to_numpy()],
+            "linked_to": desc,
+            "probability": best["p"].to_numpy(),
+        }
+        for j in range(k):
+            if j < nl:
+                wide[f"_l{j}"] = pred.levels[e, j]
+            wide[f"_w{j}"] = pred.weights[e, j]
+        _store(con, "_exw", pd.DataFrame(wide), temp=True)
+        del wide, desc, best, both
+        names = ", ".join(_sql_text(n) for n in pred.weight_names)
+        levels = ", ".join(
+            f"CAST(_l{j} AS INTEGER)" if j < nl else "NULL::INTEGER" for j in range(k)
+        )
+        weights = ", ".join(f"_w{j}" for j in range(k))
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _ex AS SELECT node_id, linked_to,
+                unnest([{names}]) AS comparison, unnest([{levels}]) AS level,
+                unnest([{weights}]) AS weight, probability FROM _exw"""
+        )
+        con.execute("DROP TABLE _exw")
+    else:
+        _store(con, "_ex", ex, temp=True)
+    con.execute(
+        """CREATE OR REPLACE TABLE identity_explanation AS
+        SELECT CAST(node_id AS VARCHAR) AS node_id, CAST(linked_to AS VARCHAR) AS linked_to,
+            CAST(comparison AS VARCHAR) AS comparison, CAST(level AS INTEGER) AS level,
+            CAST(weight AS DOUBLE) AS weight, CAST(probability AS DOUBLE) AS probability
+        FROM _ex"""
+    )
+    if incremental:
+        con.execute(
+            "INSERT INTO identity_explanation SELECT * FROM _kept_expl "
+            "WHERE node_id NOT IN (SELECT node_id FROM _ex)"
+        )
+
+
+def _explain_pass(con: duckdb.DuckDBPyConnection) -> None:
+    """identity_explanation rows of the household links (:func:`link_household_comentions`):
+    the name's level against the household member, and the link's weight."""
+    con.execute(
+        """INSERT INTO identity_explanation
+        SELECT node_id, linked_to, 'household' AS comparison, 1 AS level,
+            log2(probability / (1 - probability)) AS weight, probability
+        FROM _handler_link WHERE node_id IS NOT NULL
+        UNION ALL
+        SELECT node_id, linked_to, 'name', CAST(level AS INTEGER),
+            NULL::DOUBLE, probability FROM _handler_link WHERE node_id IS NOT NULL"""
+    )
+
+
+def _publish_persons(con: duckdb.DuckDBPyConnection) -> None:
+    tables = _tables(con)
+    deaths = []
+    if "src_death" in tables and "death_date" in _columns(con, "src_death"):
+        deaths.append(
+            "SELECT l.person_id, d.death_date AS d FROM src_death d JOIN identity_link l "
+            "ON l.source='death' AND l.file=d._file AND l.row=d._row"
+        )
+    if "src_cremation" in tables and "cremation_date" in _columns(con, "src_cremation"):
+        deaths.append(
+            "SELECT l.person_id, d.cremation_date FROM src_cremation d JOIN identity_link l "
+            "ON l.source='cremation' AND l.file=d._file AND l.row=d._row"
+        )
+    hcols = _columns(con, "src_hukou")
+    if {"cancel_reason", "cancel_date"} <= hcols:
+        deaths.append(
+            "SELECT l.person_id, h.cancel_date FROM src_hukou h JOIN identity_link l "
+            "ON l.source='hukou' AND l.file=h._file AND l.row=h._row "
+            "WHERE h.cancel_reason = '死亡'"
+        )
+    death_sql = (
+        " UNION ALL ".join(deaths)
+        if deaths
+        else "SELECT NULL::VARCHAR AS person_id, NULL::DATE AS d"
+    )
+    hh = "h.household_no" if "household_no" in hcols else "NULL::VARCHAR"
+    con.execute(
+        f"""CREATE OR REPLACE TABLE person AS
+        WITH dd AS (SELECT person_id, min(d) AS death_date FROM ({death_sql}) x(person_id, d)
+                    GROUP BY person_id),
+        reg AS (SELECT l.person_id, min({hh}) AS household_no FROM identity_link l
+                JOIN src_hukou h ON l.source = 'hukou' AND l.file = h._file AND l.row = h._row
+                GROUP BY l.person_id),
+        -- persons without an ID node: name and village from their mentions (a small set;
+        -- persons with an ID take them from the ID index, birth date and sex from the ID)
+        free AS (SELECT l.person_id, mode(m.name) AS name, mode(m.village_code) AS village_code,
+                     min(m.birth_date) AS birth_date, min(m.sex) AS sex
+                 FROM identity_link l JOIN person_mention m USING (source, file, row, role)
+                 WHERE NOT EXISTS (SELECT 1 FROM _id_node n WHERE n.id = l.person_id)
+                 GROUP BY l.person_id),
+        p AS (SELECT DISTINCT person_id FROM identity_link),
+        -- registered: a registry row is linked to the person, whether or not that row's ID
+        -- was usable (a bad check digit on the registry row leaves the person registered)
+        hk AS (SELECT DISTINCT person_id FROM identity_link WHERE source = 'hukou')
+        SELECT p.person_id,
+            coalesce(n.name, f.name) AS name,
+            n.id AS id_number,
+            CASE WHEN n.id IS NOT NULL
+                THEN try_strptime(substr(n.id, 7, 8), '%Y%m%d')::DATE ELSE f.birth_date END
+                AS birth_date,
+            CASE WHEN n.id IS NOT NULL THEN
+                CASE WHEN try_cast(substr(n.id, 17, 1) AS INTEGER) % 2 = 1 THEN '男' ELSE '女' END
+                ELSE f.sex END AS sex,
+            reg.household_no,
+            coalesce(n.village_code, f.village_code) AS village_code,
+            coalesce(n.in_registry, false) OR hk.person_id IS NOT NULL AS in_registry,
+            dd.death_date
+        FROM p LEFT JOIN _id_node n ON n.id = p.person_id
+        LEFT JOIN free f ON f.person_id = p.person_id
+        LEFT JOIN reg ON reg.person_id = p.person_id
+        LEFT JOIN dd ON dd.person_id = p.person_id
+        LEFT JOIN hk ON hk.person_id = p.person_id"""
+    ) if "src_hukou" in tables else con.execute(
+        """CREATE OR REPLACE TABLE person AS
+        SELECT l.person_id, mode(m.name) AS name, n.id AS id_number,
+            min(m.birth_date) AS birth_date, min(m.sex) AS sex, NULL::VARCHAR AS household_no,
+            mode(m.village_code) AS village_code,
+            false AS in_registry, NULL::DATE AS death_date
+        FROM identity_link l JOIN person_mention m USING (source, file, row, role)
+        LEFT JOIN _id_node n ON n.id = l.person_id GROUP BY l.person_id, n.id"""
+    )
+
+
+def _publish_views(con: duckdb.DuckDBPyConnection, roles: list[RoleRef]) -> None:
+    """``r_<source>`` = ``src_<source>`` + one ``R_pid`` per role, joined by file, row *and file
+    hash* (a row of a file version identity has not seen gets no person: never an old file's).
+    Sources without person roles get a plain view. Records stage ``resolve`` with the ingest
+    fingerprint it was computed from (detect refuses to run on identity older than the data)."""
+    by_source: dict[str, list[str]] = {}
+    for r in roles:
+        if _columns(con, r.table):
+            by_source.setdefault(r.source, []).append(r.role)
+    for src, rls in by_source.items():
+        sel = ", ".join(f"l{i}.person_id AS {role}_pid" for i, role in enumerate(rls))
+        joins = " ".join(
+            f"LEFT JOIN identity_link l{i} ON l{i}.source = {_sql_text(src)} "
+            f"AND l{i}.file = s._file AND l{i}.row = s._row AND l{i}.file_hash = s._file_hash "
+            f"AND l{i}.role = {_sql_text(role)}"
+            for i, role in enumerate(rls)
+        )
+        con.execute(f"CREATE OR REPLACE VIEW r_{src} AS SELECT s.*, {sel} FROM src_{src} s {joins}")
+    for (table,) in con.execute(
+        "SELECT table_name FROM information_schema.tables "
+        "WHERE table_schema = 'main' AND table_name LIKE 'src\\_%' ESCAPE '\\'"
+    ).fetchall():
+        src = table[4:]
+        if src not in by_source and src.isidentifier():
+            con.execute(f'CREATE OR REPLACE VIEW "r_{src}" AS SELECT * FROM "{table}"')
+    warehouse.record_stage(con, "resolve", warehouse.ingest_fingerprint(con))

@@ -1,0 +1,38 @@
+"""What a resolution run reports (``ResolveSummary``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ResolveSummary:
+    """What a run did, for the CLI and the flow's logs."""
+
+    mentions: int = 0
+    exact: int = 0
+    fuzzy: int = 0
+    judgement: int = 0
+    unresolved: int = 0
+    conflicts: int = 0
+    persons: int = 0
+    candidate_pairs: int = 0
+    mode: str = "full"
+    new_mentions: int = 0
+    passed_over_dead: int = 0  # candidate links weighed down: dead before the record, a living fit
+    seconds: dict[str, float] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+    def render(self) -> str:
+        lines = [
+            f"{self.mode} run: {self.new_mentions:,} new or changed mentions resolved, "
+            f"{self.mentions - self.new_mentions:,} kept their link",
+            f"mentions {self.mentions:,}: exact {self.exact:,}, fuzzy {self.fuzzy:,}, "
+            f"judgement {self.judgement:,}, unresolved {self.unresolved:,}",
+            f"persons {self.persons:,}; ID conflicts {self.conflicts:,}; "
+            f"candidate pairs {self.candidate_pairs:,}; candidates weighed down as dead before "
+            f"the record {self.passed_over_dead:,}",
+            "time: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items()),
+        ]
+        lines += [f"skipped: {s}" for s in self.skipped]
+        return "\n".join(lines)
