@@ -3,7 +3,12 @@ requirements forgot it (over_standard_amount reads the case roster through dibao
 
 from __future__ import annotations
 
+import pytest
+
 from .conftest import County
+
+pytestmark = pytest.mark.slow  # real processes on a generated county
+
 
 ROSTER = "civil/低保特困救助对象花名册.xlsx"
 

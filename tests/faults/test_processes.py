@@ -17,6 +17,9 @@ import pytest
 
 from .conftest import RULES, SOURCES, County, cli
 
+pytestmark = pytest.mark.slow  # real processes on a generated county
+
+
 LOCKED = "another crossmatch process holds it open"
 
 

@@ -6,8 +6,11 @@ from __future__ import annotations
 import datetime as dt
 
 import duckdb
+import pytest
 
 from .conftest import County
+
+pytestmark = pytest.mark.slow  # real processes on a generated county
 
 Q1 = "finance/一卡通发放明细_2025Q1.csv"
 MARRIAGE = "marriage/婚姻登记信息.csv"

@@ -41,6 +41,7 @@ def nightly_mod():
     return _load_flow_module()
 
 
+@pytest.mark.slow  # the Prefect flow over the whole sample county (about 30 s)
 def test_nightly_on_sample_county(harness, nightly_mod, tmp_path):
     raw = tmp_path / "raw"
     shutil.copytree(ROOT / "data" / "sample" / "raw", raw)

@@ -537,6 +537,7 @@ def test_lone_carriage_return_in_the_first_lines(tmp_path, content):
 
 
 @pytest.mark.skipif(not SAMPLE_RAW.is_dir(), reason="sample county not generated")
+@pytest.mark.slow  # the sample county ingested twice
 def test_sample_county_both_ways(tmp_path):
     """The sample county's 24 files: identical warehouses; DuckDB staged every CSV."""
     (tmp_path / "raw").symlink_to(SAMPLE_RAW, target_is_directory=True)

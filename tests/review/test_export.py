@@ -15,6 +15,9 @@ from crossmatch.cli import main
 from crossmatch.export import COLUMNS, FILL_IN, export_clues
 from crossmatch.review import Review, store_path
 
+pytestmark = pytest.mark.slow  # clue lists of the whole sample county
+
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -7,7 +7,11 @@ import shutil
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
+
+pytestmark = pytest.mark.slow  # executes the notebook on the sample county (about 25 s)
+
 
 ROOT = Path(__file__).resolve().parents[2]
 

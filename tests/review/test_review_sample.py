@@ -13,6 +13,9 @@ from crossmatch.review import Review
 
 from .conftest import run_cli
 
+pytestmark = pytest.mark.slow  # the whole sample county: ingest, resolve, detect, review
+
+
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "data" / "sample"
 

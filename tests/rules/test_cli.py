@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import duckdb
+import pytest
 from click.testing import CliRunner
 
 from crossmatch.cli import main
@@ -113,6 +114,7 @@ def test_detect_without_warehouse_says_what_to_do(tmp_path):
     assert "run `crossmatch ingest` and `crossmatch resolve` first" in res.output
 
 
+@pytest.mark.slow  # every rule against every mapping set
 def test_validate_reports_each_rule_against_the_mappings(tmp_path):
     import shutil
     from pathlib import Path
