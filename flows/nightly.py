@@ -36,6 +36,7 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
+from crossmatch import contract
 from crossmatch import warehouse as wh
 
 
@@ -149,6 +150,7 @@ def nightly(
     from crossmatch.errors import ExitCode
 
     log = get_run_logger()
+    contract.use(sources)  # the mapping folder's sources join what the rules may read
     ingest_table, failed = ingest_task(raw, sources, warehouse)
     for msg in failed:
         log.warning("source problem: %s", msg)
