@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.flows
+pytestmark = [pytest.mark.flows, pytest.mark.slow]  # a temporary Prefect server (about 15 s)
 
 
 def _load_flow_module():
@@ -41,7 +41,6 @@ def nightly_mod():
     return _load_flow_module()
 
 
-@pytest.mark.slow  # the Prefect flow over the whole sample county (about 30 s)
 def test_nightly_on_sample_county(harness, nightly_mod, tmp_path):
     raw = tmp_path / "raw"
     shutil.copytree(ROOT / "data" / "sample" / "raw", raw)

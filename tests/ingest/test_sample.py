@@ -14,7 +14,10 @@ REPO = Path(__file__).resolve().parents[2]
 RAW = REPO / "data/sample/raw"
 TRUTH = REPO / "data/sample/truth/records.csv"
 
-pytestmark = pytest.mark.skipif(not RAW.is_dir(), reason="sample county not generated")
+pytestmark = [
+    pytest.mark.skipif(not RAW.is_dir(), reason="sample county not generated"),
+    pytest.mark.slow,  # the whole sample county ingested
+]
 
 
 @pytest.fixture(scope="module")

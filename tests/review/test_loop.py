@@ -16,6 +16,9 @@ from crossmatch.export.loop import FeedbackRejected, assign, import_feedback, me
 from crossmatch.review import Review, store_path
 from crossmatch.review.store import verify_audit
 
+pytestmark = pytest.mark.slow  # the closed loop over the whole sample county
+
+
 ROOT = Path(__file__).resolve().parents[2]
 TODAY = dt.date.today().isoformat()
 
