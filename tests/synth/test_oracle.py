@@ -30,10 +30,11 @@ ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "data" / "sample"
 ASSIST = ("城乡低保金", "特困供养金")
 PERSONS = 8000  # the size of the committed sample; smaller counties cannot hold every plant
-# (seed, mark): None = the committed sample (seed 7), else a county generated for the test
+# (seed, mark): None = the committed sample (seed 7, in the default run), else a county generated
+# for the test (slow tier)
 COUNTIES = [
     pytest.param(None, id="sample-seed7"),
-    pytest.param(11, id="seed11"),
+    pytest.param(11, id="seed11", marks=pytest.mark.slow),
     pytest.param(23, id="seed23", marks=pytest.mark.slow),
 ]
 Key = tuple[str, str]  # (subject, period)
