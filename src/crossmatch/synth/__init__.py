@@ -1,7 +1,8 @@
 """Synthetic county generator: every department's export, messy, with known truth.
 
 ``generate(persons=, seed=, out=)`` writes ``out/raw/<source>/<file>`` and ``out/truth/``
-(see docs/data-contract.md sections 1-3). It builds one township at a time and appends to
+(see docs/data-contract.md sections 1-3) and the planted root causes
+``out/truth/causes.csv`` (:mod:`crossmatch.synth.causes`). It builds one township at a time and appends to
 open files, so memory stays bounded at any county size; the same seed gives the same bytes.
 """
 
@@ -13,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from crossmatch.synth.causes import Causes
 from crossmatch.synth.county import Builder
 from crossmatch.synth.export import Exporter
 from crossmatch.synth.plant import Planter
@@ -78,6 +80,7 @@ def generate(persons: int, seed: int, out: Path | str, layout: str = "default") 
     builder = Builder(seed, persons)
     exporter = Exporter(out, seed)
     planter = Planter(builder, persons)
+    causes = Causes(builder)
     summary = Summary(out, persons, seed, towns=builder.n_towns, villages=builder.n_villages)
     planted_rows: list[tuple[str, str, str, str, str]] = []
     try:
@@ -86,6 +89,7 @@ def generate(persons: int, seed: int, out: Path | str, layout: str = "default") 
                 idx, prepare=lambda d, i=idx: planter.prepare(d, builder.rng(3, i))
             )
             planter.plant(data, builder.rng(2, idx))
+            causes.plant(data, planter)
             exporter.write_town(data)
             planter.tally(data, exporter.cases_loaded, exporter.assist_paid)
             summary.residents += len(data.town.persons)
@@ -95,6 +99,7 @@ def generate(persons: int, seed: int, out: Path | str, layout: str = "default") 
     finally:
         exporter.close()
     _write_planted(out / "truth" / "planted.csv", planted_rows, summary)
+    causes.write(out / "truth" / "causes.csv")
     for name, sink in exporter.sinks.items():
         summary.rows[sink.rel] = sink.rows
         del name

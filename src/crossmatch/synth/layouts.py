@@ -398,8 +398,9 @@ class Render:
     def write_truth(self) -> None:
         truth_out = self.out / "truth"
         truth_out.mkdir(parents=True, exist_ok=True)
-        for name in ("persons.csv", "planted.csv"):
-            shutil.copyfile(self.src / "truth" / name, truth_out / name)
+        for name in ("persons.csv", "planted.csv", "causes.csv"):
+            if (self.src / "truth" / name).exists():
+                shutil.copyfile(self.src / "truth" / name, truth_out / name)
         recs: list[tuple[str, int, str, str]] = []
         for (f, r), refs in self.truth.items():
             for new_f, new_r, roles in self.moved.get((f, r), ()):
