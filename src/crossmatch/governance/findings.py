@@ -138,8 +138,8 @@ class FindingSet:
             lines.append(f"  {kind:<18} {st:<7} {why}")
         for f in self.findings:
             lines.append(
-                f"- [{f.finding_id}] {f.title} — {f.department} {f.region}{' ' + f.who if f.who else ''}"
-                f": {f.figures()}; 线索 {len(f.clue_ids)} 条"
+                f"- [{f.finding_id}] {f.title} — {f.department} {f.region}"
+                f"{' ' + f.who if f.who else ''}: {f.figures()}; 线索 {len(f.clue_ids)} 条"
             )
         return "\n".join(lines)
 
@@ -321,7 +321,7 @@ def _death_sync_lag(c: _Ctx, out: FindingSet) -> None:
         lags, crem, cancel, items = [], [], [], set()
         for pid, p in late:
             dd = _date(p["death"])
-            d_reg, d_crem, d_cancel = deaths.get(pid, (None, None, None))
+            _reg, d_crem, d_cancel = deaths.get(pid, (None, None, None))
             last = last_paid[pid][0]
             if dd:
                 lags.append(_month_no(last) - (dd.year * 12 + dd.month))
@@ -575,7 +575,7 @@ def _concentration(c: _Ctx, out: FindingSet) -> None:
         ).fetchall():
             units[vc] = n
     by_approver: dict[str, list[tuple[str, str, float, int]]] = defaultdict(list)
-    for rule, subject, vc, amount, months in rows:
+    for rule, subject, _vc, amount, months in rows:
         if subject in approver_of:
             by_approver[approver_of[subject]].append((rule, subject, _money(amount), months or 0))
     for dim, groups in (("village", by_village), ("approver", by_approver)):
@@ -618,7 +618,10 @@ def _concentration(c: _Ctx, out: FindingSet) -> None:
                         f"{who}线索 {n} 条, 每{'件' if dim == 'approver' else '名受益人'} "
                         f"{rate:.2f} 条, 同级 {peer:.2f} 条: 涉及 {', '.join(rules)}"
                     ),
-                    fix="对该单位(人员)经办的全部救助对象开展专项复核, 检查审核把关和民主评议、公示程序",
+                    fix=(
+                        "对该单位(人员)经办的全部救助对象开展专项复核, "
+                        "检查审核把关和民主评议、公示程序"
+                    ),
                     clue_ids=sorted(x for x in (c.clue(r, s) for r, s, _a, _m in clues) if x),
                     detail={"dimension": dim, "rules": rules},
                 )
@@ -638,7 +641,7 @@ def _identity_weakness(c: _Ctx, out: FindingSet) -> None:
         lambda: {"bad_id_rows": 0, "bad_id_amount": 0.0, "ghost": set(), "shared": set(),
                  "amount": 0.0, "people": set(), "months": 0}
     )  # fmt: skip
-    for item, status, n, amount in c.wh.execute(
+    for item, _status, n, amount in c.wh.execute(
         f"SELECT item, payee_id_status, count(*), sum(amount) FROM r_payment WHERE {PAID} "
         "AND payee_id_status IN ('bad_checksum', 'missing', 'bad_date') GROUP BY 1, 2"
     ).fetchall():
@@ -715,7 +718,7 @@ def analyse(
         for kind in ANALYSES:
             out.status[kind] = ("skipped", f"run {run_id} has no detect results")
         return out
-    for kind, fn in ANALYSES.items():
+    for fn in ANALYSES.values():
         fn(ctx, out)
     return out
 

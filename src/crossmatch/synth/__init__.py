@@ -1,9 +1,10 @@
 """Synthetic county generator: every department's export, messy, with known truth.
 
 ``generate(persons=, seed=, out=)`` writes ``out/raw/<source>/<file>`` and ``out/truth/``
-(see docs/data-contract.md sections 1-3) and the planted root causes
-``out/truth/causes.csv`` (:mod:`crossmatch.synth.causes`). It builds one township at a time and appends to
-open files, so memory stays bounded at any county size; the same seed gives the same bytes.
+(see docs/data-contract.md sections 1-3) and the planted root causes in
+``out/truth/causes.csv`` (:mod:`crossmatch.synth.causes`). It builds one township at a time
+and appends to open files, so memory stays bounded at any county size; the same seed gives
+the same bytes.
 """
 
 from __future__ import annotations
