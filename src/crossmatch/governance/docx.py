@@ -88,7 +88,7 @@ def context(suggestion: dict[str, Any], issuer: str = "县纪委监委") -> dict
     problems = []
     for p in suggestion.get("problems") or []:
         problems.append({**p, "amount_text": f"{float(p.get('amount') or 0):,.2f}"})
-    clue_ids = list((suggestion.get("clue_ids") or []))
+    clue_ids = list(suggestion.get("clue_ids") or [])
     return {
         "number": suggestion["suggestion_id"],
         "department": suggestion["department"],

@@ -49,7 +49,8 @@ class ReportResult:
         return (
             f"{self.findings.render()}\n建议 {m['issued']} 件, 整改完成 {m['completed']} 件, "
             f"整改完成率 {'-' if rate is None else f'{rate:.0%}'}, 制度健全度 "
-            f"{'-' if sound is None else f'{sound:.0%}'}\nreport: {self.path} ({self.charts} charts)"
+            f"{'-' if sound is None else f'{sound:.0%}'}\n"
+            f"report: {self.path} ({self.charts} charts)"
         )
 
 
