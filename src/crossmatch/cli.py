@@ -441,5 +441,15 @@ def _review_commands() -> None:
 
 _review_commands()
 
+
+def _governance_commands() -> None:
+    from crossmatch.governance.commands import COMMANDS
+
+    for cmd in COMMANDS:
+        main.add_command(cmd)
+
+
+_governance_commands()
+
 if __name__ == "__main__":  # pragma: no cover
     main()
