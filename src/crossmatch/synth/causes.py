@@ -4,11 +4,11 @@ The rule scenarios of :mod:`crossmatch.synth.plant` are single cases. A root cau
 many of them happen in one place, and is what a 纪检监察建议 is about. Two are planted, each in
 one township, with their figures written to ``truth/causes.csv``:
 
-``death_sync_lag``  in one township the death register reaches civil affairs months late: seven
-                    pension payees die, are cremated within days, but their payments only stop
-                    the month after the household registry finally cancels them (2-5 months
-                    past the grace month). Elsewhere payments stop in the death month or within
-                    grace, or (single planted cases) never stop at all.
+``death_sync_lag``  in one township the death register reaches the payer months late: seven
+                    (new, elderly) pension payees die, are cremated within days, but their
+                    payments only stop once the household registry finally cancels them (2-5
+                    months past the grace month). Elsewhere payments stop in the death month
+                    or within grace, or (single planted cases) never stop at all.
 ``approver_kin``    one 民政办 approver in one township approves three 低保/特困 cases of his own
                     relatives: his father's, his mother's (separate households) and his
                     father-in-law's (the approver's wife is a member of that case).
@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from crossmatch.synth.county import ASSIST_ITEMS, JAN1, Case, TownData
+from crossmatch.synth.county import ASSIST_ITEMS, JAN1, Case, TownData, surname_of
 from crossmatch.synth.model import YEAR, Person
 
 if TYPE_CHECKING:
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 D = dt.date
 LAG_PEOPLE = 7
 KIN_CASES = 3
+PENSION = 183.0  # 城乡居民基础养老金 per month (the county's standard)
 SALT = 97  # the causes' own random streams: builder.rng(SALT, town)
 CAUSE_COLUMNS = (
     "cause_id", "kind", "township_code", "township", "department", "who", "people", "cases",
@@ -103,35 +104,35 @@ class Causes:
 
     # ------------------------------------------------------------------ death_sync_lag
     def _death_sync_lag(self, d: TownData, planter: Planter, rng: np.random.Generator) -> None:
-        in_case = {id(p) for c in d.cases for p, _ in c.members} | {id(c.applicant)
-                                                                   for c in d.cases}  # fmt: skip
-        cands = [p for p in planter._payee_streams("养老金") if id(p) not in in_case]
+        """Seven new elderly pension payees of the township (so the cause does not depend on
+        what the rule scenarios left over) die in months 1-5 and are paid 2-5 months past
+        grace, until the registry's late cancellation reaches the payer."""
+        vs = [v for v in d.town.villages if v.code not in planter.conc] or d.town.villages
         people: list[Person] = []
         months = 0
         amount = 0.0
         lags: list[int] = []
-        while len(people) < LAG_PEOPLE and cands:
-            p = cands.pop(int(rng.integers(0, len(cands))))
+        for _ in range(LAG_PEOPLE):
+            v = vs[int(rng.integers(0, len(vs)))]
+            p = planter._new_single(v, "男" if rng.random() < 0.5 else "女",
+                                    int(rng.integers(62, 78)))  # fmt: skip
             dm = int(rng.integers(1, 6))
             k = int(rng.integers(2, 6))  # months paid past the grace month
             last = dm + 1 + k
-            p.busy = True
+            planter._acct(p)
+            for m in range(1, last + 1):
+                planter._pay("养老金", p, PENSION, m)
             p.death = D(YEAR, dm, int(rng.integers(1, 28)))
             crem = p.death + dt.timedelta(days=int(rng.integers(1, 4)))
-            # the registry cancels the person only now; civil affairs stops paying after it
+            # the registry cancels the person only now; the payer stops after it
             cancel = D(YEAR, last, int(rng.integers(1, 28)))
             p.cancel = cancel
             d.deaths.append((p, True, crem, cancel))
-            d.pays = [x for x in d.pays if x.payee is not p or x.month <= last]
-            planter.idx[id(p)] = [x for x in planter._pays(p) if x.month <= last]
-            for x in planter._pays(p):
-                x.critical = True
             for m in range(dm + 2, last + 1):
                 paid = [x.amount for x in planter._pays(p) if x.month == m and x.status == "成功"]
-                if paid:
-                    d.plant("deceased_recipient", "case", p.pid, _ym(m), "死亡信息同步滞后")
-                    months += 1
-                    amount += sum(paid)
+                d.plant("deceased_recipient", "case", p.pid, _ym(m), "死亡信息同步滞后")
+                months += 1
+                amount += sum(paid)
             people.append(p)
             lags.append(last - dm)
         self.causes.append(
@@ -178,7 +179,10 @@ class Causes:
         assert father and mother and in_law
         age = max(30, min(55, father.applicant.age_on(JAN1) - int(rng.integers(25, 30))))
         off = planter._new_single(father.village, "男", age)
-        off.name = planter._unique_name(off.name)
+        names = {p.name for p in d.town.persons}
+        off.name = surname_of(father.applicant.name) + b.given("男", rng)  # the father's son
+        while off.name in names:  # the roster names the approver by name only: make it unique
+            off.name = surname_of(father.applicant.name) + b.given("男", rng)
         off.role = "official"
         _set_parents(off, father.applicant)
         _set_parents(off, mother.applicant)
