@@ -13,8 +13,8 @@ from crossmatch.cli import main
 from crossmatch.synth import generate
 
 ROOT = Path(__file__).resolve().parents[2]
-PERSONS = 3000
-SEED = 11
+PERSONS = 8000  # the sample's size and seed: asset rules need a county this big to fire
+SEED = 7
 
 
 def run_cli(*args: str) -> str:

@@ -50,8 +50,8 @@ def test_causes_leave_earlier_townships_byte_identical(tmp_path: Path, monkeypat
         int(c["township_code"][6:]) for c in read_causes(with_causes / "truth" / "causes.csv")
     )
     hukou = "raw/hukou/户籍人口信息.csv"
-    a = (with_causes / hukou).read_text(encoding="utf-8").splitlines()
-    b = (without / hukou).read_text(encoding="utf-8").splitlines()
+    a = (with_causes / hukou).read_text(encoding="gb18030").splitlines()
+    b = (without / hukou).read_text(encoding="gb18030").splitlines()
     earlier = [i for i, line in enumerate(b) if any(f"341122{t:03d}" in line
                                                      for t in range(1, first_town))]  # fmt: skip
     assert earlier, "the county has townships before the causes"

@@ -543,7 +543,10 @@ def _approval_check(c: _Ctx, out: FindingSet) -> None:
                             "by_township": dict(sorted(side["towns"].items()))},
                 )
             )  # fmt: skip
-    out.status["approval_check"] = ("ok", "; ".join(notes) or "asset rules ran ok")
+    # a rule that did not run ok leaves its share of the picture unknown: say so
+    out.status["approval_check"] = (
+        ("stale", "; ".join(notes)) if notes else ("ok", "asset rules ran ok")
+    )
 
 
 # ---------------------------------------------------------------------- concentration

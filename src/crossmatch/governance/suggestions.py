@@ -81,8 +81,13 @@ class SuggestionError(ValueError):
 
 
 def ensure(store: duckdb.DuckDBPyConnection) -> None:
-    store.execute(FINDING_DDL)
-    store.execute(SUGGESTION_DDL)
+    """Create the governance tables (a read-only store is read as it is)."""
+    try:
+        store.execute(FINDING_DDL)
+        store.execute(SUGGESTION_DDL)
+    except duckdb.InvalidInputException as exc:
+        if "read-only" not in str(exc):
+            raise
 
 
 def _finding(store: duckdb.DuckDBPyConnection, finding_id: str, run_id: str | None) -> dict | None:
