@@ -162,6 +162,12 @@ def load_item_classes(rules_dir: str | Path) -> dict[str, str]:
         return {r["item"]: r["class"] for r in rows}
 
 
+def scalar(con: duckdb.DuckDBPyConnection, sql: str, args: list[Any] | None = None) -> Any:
+    """The first column of the first row (None when there is no row)."""
+    row = con.execute(sql, args or []).fetchone()
+    return row[0] if row else None
+
+
 def _j(v: Any) -> Any:
     return json.loads(v) if isinstance(v, str) else (v or {})
 
@@ -256,7 +262,7 @@ def _death_sync_lag(c: _Ctx, out: FindingSet) -> None:
         out.status["death_sync_lag"] = ("blind", f"missing {sorted(need - c.tables)}")
         return
     wh = c.wh
-    data_end = wh.execute(f"SELECT max(period) FROM r_payment WHERE {PAID}").fetchone()[0]
+    data_end = scalar(wh, f"SELECT max(period) FROM r_payment WHERE {PAID}")
     # every deceased person's death date, as the rule takes it (earliest of the three
     # registers), and when each register recorded it
     deaths = {
@@ -495,8 +501,7 @@ def _approval_check(c: _Ctx, out: FindingSet) -> None:
         unknown = 0
         for subject, _period, amount, vc, ev in c.hits(rule):
             start = _date(starts.get(ev.get("case_no")))
-            dates = [_date(a.get(date_key)) for a in ev.get(key) or []]
-            dates = [d for d in dates if d is not None]
+            dates = [d for d in (_date(a.get(date_key)) for a in ev.get(key) or []) if d]
             if start is None or not dates:
                 unknown += 1
                 continue

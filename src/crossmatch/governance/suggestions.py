@@ -25,7 +25,7 @@ from typing import Any
 
 import duckdb
 
-from crossmatch.governance.findings import FINDING_DDL
+from crossmatch.governance.findings import FINDING_DDL, scalar
 from crossmatch.review.store import actor, audit
 
 SUGGESTION_DDL = """
@@ -129,12 +129,15 @@ def clue_count(
     """Clues of ``rules`` that run ``run_id`` saw firing in ``region`` (code prefix)."""
     if not rules:
         return 0
-    return store.execute(
-        "SELECT count(*) FROM clue_night n JOIN clue c USING (clue_id) WHERE n.run_id = ? "
-        "AND n.state IN ('new', 'ongoing', 'reopened', 'suppressed') "
-        "AND list_contains(?, c.rule_id) AND coalesce(c.village_code, '') LIKE ? || '%'",
-        [run_id, list(rules), region or ""],
-    ).fetchone()[0]
+    return int(
+        scalar(
+            store,
+            "SELECT count(*) FROM clue_night n JOIN clue c USING (clue_id) WHERE n.run_id = ? "
+            "AND n.state IN ('new', 'ongoing', 'reopened', 'suppressed') "
+            "AND list_contains(?, c.rule_id) AND coalesce(c.village_code, '') LIKE ? || '%'",
+            [run_id, list(rules), region or ""],
+        )
+    )
 
 
 def issue(
@@ -159,9 +162,8 @@ def issue(
     if deadline <= issued_on:
         raise SuggestionError(f"deadline {deadline} is not after the issue date {issued_on}.")
     year = issued_on.year
-    n = store.execute(
-        "SELECT count(*) FROM suggestion WHERE suggestion_id LIKE ?", [f"JJJY-{year}-%"]
-    ).fetchone()[0]
+    n = scalar(store, "SELECT count(*) FROM suggestion WHERE suggestion_id LIKE ?",
+               [f"JJJY-{year}-%"])  # fmt: skip
     sid = f"JJJY-{year}-{n + 1:03d}"
     detail = f["detail"] or {}
     fix_list = fixes or [x for x in str(detail.get("fix", "")).split("; ") if x]
@@ -217,9 +219,8 @@ def _append(
         raise SuggestionError(f"suggestion {sid!r} not found. Fix: `crossmatch suggest list`.")
     if kind != "docx" and on_date < row[0]:
         raise SuggestionError(f"{kind} date {on_date} is before the issue date {row[0]}.")
-    seq = store.execute(
-        "SELECT coalesce(max(seq), 0) + 1 FROM suggestion_event WHERE suggestion_id = ?", [sid]
-    ).fetchone()[0]
+    seq = scalar(store, "SELECT coalesce(max(seq), 0) + 1 FROM suggestion_event "
+                 "WHERE suggestion_id = ?", [sid])  # fmt: skip
     store.execute("BEGIN TRANSACTION")
     try:
         store.execute(
