@@ -12,7 +12,8 @@ happen, and names the department that owns the loophole. Kinds:
 ``approval_check``      per asset rule (car, home, company, payroll): clues whose asset already
                         existed when the case was approved (the check was not run at approval)
                         against those where it came later (the check is not repeated)
-``concentration``       villages and approvers whose clues stand far above their peers
+``concentration``       villages, approvers and handlers whose clues per unit (paid persons,
+                        cases) stand far above their peers' pooled rate
 ``identity_weakness``   per paying department: payment rows whose ID fails its checksum or is
                         missing, payees in no registry, accounts shared across households
 
@@ -566,27 +567,35 @@ def _concentration(c: _Ctx, out: FindingSet) -> None:
     for rule, subject, vc, amount, months in rows:
         if len(vc) == 12:
             by_village[vc].append((rule, subject, _money(amount), months or 0))
-    approver_of: dict[str, str] = {}
-    units: dict[str, int] = defaultdict(int)  # cases per approver, households per village
+    official_of: dict[str, dict[str, str]] = {"approver": {}, "handler": {}}
+    units: dict[str, int] = defaultdict(int)  # cases per official, paid persons per village
     if "r_assistance" in c.tables:
-        for pid, town, name in c.wh.execute(
-            "SELECT applicant_pid, any_value(left(village_code, 9)), any_value(approver_name) "
-            "FROM r_assistance WHERE _dup_of IS NULL AND applicant_pid IS NOT NULL "
-            "AND approver_name IS NOT NULL GROUP BY 1"
+        for pid, town, approver, handler in c.wh.execute(
+            "SELECT applicant_pid, any_value(left(village_code, 9)), any_value(approver_name), "
+            "any_value(handler_name) FROM r_assistance WHERE _dup_of IS NULL "
+            "AND applicant_pid IS NOT NULL GROUP BY 1"
         ).fetchall():
-            approver_of[pid] = f"{town}|{name}"
-            units[f"{town}|{name}"] += 1
+            for role, name in (("approver", approver), ("handler", handler)):
+                if name:
+                    official_of[role][pid] = f"{role}|{town}|{name}"
+                    units[f"{role}|{town}|{name}"] += 1
     if "r_payment" in c.tables:
         for vc, n in c.wh.execute(
             f"SELECT village_code, count(DISTINCT payee_pid) FROM r_payment WHERE {PAID} "
             "AND village_code IS NOT NULL GROUP BY 1"
         ).fetchall():
             units[vc] = n
-    by_approver: dict[str, list[tuple[str, str, float, int]]] = defaultdict(list)
+    by_official: dict[str, dict[str, list[tuple[str, str, float, int]]]] = {
+        "approver": defaultdict(list), "handler": defaultdict(list)}  # fmt: skip
     for rule, subject, _vc, amount, months in rows:
-        if subject in approver_of:
-            by_approver[approver_of[subject]].append((rule, subject, _money(amount), months or 0))
-    for dim, groups in (("village", by_village), ("approver", by_approver)):
+        for role, of in official_of.items():
+            if subject in of:
+                by_official[role][of[subject]].append((rule, subject, _money(amount), months or 0))
+    for dim, groups in (
+        ("village", by_village),
+        ("approver", by_official["approver"]),
+        ("handler", by_official["handler"]),
+    ):
         # clues per unit (cases approved, paid persons of the village) against the pooled
         # rate of the peers: a busy approver is not a suspicious one
         counts = {k: len({(r, s) for r, s, _a, _m in v}) for k, v in groups.items()}
@@ -604,15 +613,17 @@ def _concentration(c: _Ctx, out: FindingSet) -> None:
             if dim == "village":
                 region_code, who = key, c.village_names.get(key, key)
             else:
-                region_code, who = key.split("|", 1)
-                who = f"审批人{who}"
+                _role, region_code, who = key.split("|", 2)
+                who = f"{'审批人' if dim == 'approver' else '经办人'}{who}"
             rules = sorted({r for r, _s, _a, _m in clues})
             out.findings.append(
                 Finding(
                     finding_id=f"concentration:{dim}:{key}",
                     kind="concentration",
-                    title=("村级问题线索集中" if dim == "village" else "审批人经手问题线索集中"),
-                    department="民政局" if dim == "approver" else c.town(region_code),
+                    title=(
+                        "村级问题线索集中" if dim == "village" else f"{who[:3]}经手问题线索集中"
+                    ),
+                    department=c.town(region_code) if dim == "village" else "民政局",
                     region_code=region_code[:9],
                     region=c.town(region_code),
                     who=who,
@@ -623,7 +634,7 @@ def _concentration(c: _Ctx, out: FindingSet) -> None:
                     value=round(rate, 4),
                     peer_value=round(peer, 4),
                     cause=(
-                        f"{who}线索 {n} 条, 每{'件' if dim == 'approver' else '名受益人'} "
+                        f"{who}线索 {n} 条, 每{'名受益人' if dim == 'village' else '件'} "
                         f"{rate:.2f} 条, 同级 {peer:.2f} 条: 涉及 {', '.join(rules)}"
                     ),
                     fix=(
@@ -636,7 +647,8 @@ def _concentration(c: _Ctx, out: FindingSet) -> None:
             )  # fmt: skip
     out.status["concentration"] = (
         "ok",
-        f"{len(by_village)} villages, {len(by_approver)} approvers",
+        f"{len(by_village)} villages, {len(by_official['approver'])} approvers, "
+        f"{len(by_official['handler'])} handlers",
     )
 
 
