@@ -103,7 +103,7 @@ def refresh_and_report(
     if out is None:
         w = Path(warehouse)
         out = w.with_name(f"{w.stem}.report_{fs.run_id}.html")
-    return write_report(warehouse, fs, out, store_file=store_file)
+    return write_report(warehouse, fs, out, store_file=store_file, rules_dir=rules_dir)
 
 
 # ---------------------------------------------------------------------- the page
@@ -117,8 +117,13 @@ def write_report(
     out: str | Path,
     *,
     store_file: str | Path | None = None,
+    rules_dir: str | Path = "rules",
 ) -> ReportResult:
     import plotly.graph_objects as go
+
+    from crossmatch.spec.rules import load_rules
+
+    titles = {r.id: r.title_zh for r in load_rules(rules_dir)} if Path(rules_dir).is_dir() else {}
 
     store_file = Path(store_file) if store_file else store_path(warehouse)
     store = open_store(store_file)
@@ -170,9 +175,10 @@ def write_report(
     charts: list[tuple[str, Any]] = []
     layout = {"height": 360, "margin": {"l": 60, "r": 20, "t": 50, "b": 80}}
     charts.append(("chart-rule", go.Figure(
-        go.Bar(x=[r[0] for r in by_rule], y=[r[1] for r in by_rule], name="线索",
-               customdata=[r[2] for r in by_rule],
-               hovertemplate="%{x}: %{y} 条, %{customdata:,.2f} 元<extra></extra>"),
+        go.Bar(x=[titles.get(r[0], r[0]) for r in by_rule], y=[r[1] for r in by_rule],
+               name="线索", customdata=[[r[0], r[2]] for r in by_rule],
+               hovertemplate="%{x} (%{customdata[0]}): %{y} 条, %{customdata[1]:,.2f} 元"
+                             "<extra></extra>"),
         layout={**layout, "title": "按规则: 在办线索"})))  # fmt: skip
     charts.append(("chart-region", go.Figure(
         go.Bar(x=[names.get(r[0], r[0] or "未知") for r in by_town], y=[r[1] for r in by_town]),
