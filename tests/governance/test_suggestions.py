@@ -128,3 +128,20 @@ def test_a_suggestions_follow_up_cycle_across_runs(
     assert m["institutional_soundness"] == pytest.approx(1 / m["root_causes"])
     assert {"suggestion_issue", "suggestion_reply", "suggestion_visit",
             "suggestion_effect"} <= actions  # fmt: skip
+
+
+def test_suggest_commands_refuse_with_the_fix(warehouse: Path) -> None:
+    from click.testing import CliRunner
+
+    from crossmatch.cli import main
+
+    refresh(warehouse, rules_dir="rules")
+    wh = ["--warehouse", str(warehouse)]
+    res = CliRunner().invoke(main, ["suggest", "issue", "nope:1", "--deadline", "2026-06-30", *wh])
+    assert res.exit_code == 2
+    assert "finding 'nope:1' is not in the review store" in res.output
+    assert "Fix: run `crossmatch findings`" in res.output
+    res = CliRunner().invoke(main, ["suggest", "reply", "JJJY-2026-999", "--text", "x", *wh])
+    assert res.exit_code == 2 and "Fix: `crossmatch suggest list`" in res.output
+    res = CliRunner().invoke(main, ["suggest", "list", *wh])
+    assert res.exit_code == 0 and "建议 0 件" in res.output

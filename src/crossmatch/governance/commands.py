@@ -24,6 +24,14 @@ _RULES = click.option(
     show_default=True,
     help="Folder of rule files (its reference/item_class.csv maps items to departments).",
 )
+
+
+class _Refused(click.ClickException):
+    """A suggestion command that cannot be carried out: bad usage, exit 2 (cli.py's table)."""
+
+    exit_code = 2
+
+
 _RUN = click.option("--run", "run_id", default=None, help="Detect run id (default: the latest).")
 
 
@@ -126,7 +134,7 @@ def suggest_issue(
                 issued_on=_date(issued_on), run_id=run_id,
             )  # fmt: skip
         except suggestions.SuggestionError as exc:
-            raise click.ClickException(str(exc)) from exc
+            raise _Refused(str(exc)) from exc
         item = next(s for s in suggestions.suggestions(store) if s["suggestion_id"] == sid)
         path = out or warehouse.with_name(f"{sid}_纪检监察建议书.docx")
         docx.render(item, path, template=template)
@@ -153,7 +161,7 @@ def suggest_reply(
     try:
         suggestions.reply(store, suggestion_id, text, on_date=_date(on_date), fix=fix, done=done)
     except suggestions.SuggestionError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise _Refused(str(exc)) from exc
     finally:
         store.close()
     click.echo(f"{suggestion_id}: reply recorded")
@@ -176,7 +184,7 @@ def suggest_visit(
     try:
         suggestions.visit(store, suggestion_id, text, on_date=_date(on_date), rectified=rectified)
     except suggestions.SuggestionError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise _Refused(str(exc)) from exc
     finally:
         store.close()
     click.echo(f"{suggestion_id}: visit recorded")
@@ -202,12 +210,12 @@ def suggest_effect(
                 "ORDER BY r.synced_at DESC LIMIT 1"
             ).fetchone()
             if row is None:
-                raise click.ClickException("no analysed run. Fix: run `crossmatch findings`.")
+                raise _Refused("no analysed run. Fix: run `crossmatch findings`.")
             run_id = row[0]
         try:
             eff = suggestions.measure_effect(store, suggestion_id, run_id, min_drop=min_drop)
         except suggestions.SuggestionError as exc:
-            raise click.ClickException(str(exc)) from exc
+            raise _Refused(str(exc)) from exc
     finally:
         store.close()
     click.echo(eff.render())
