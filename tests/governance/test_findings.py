@@ -129,3 +129,31 @@ def test_findings_cli_prints_and_exits_zero(warehouse: Path) -> None:
     finally:
         store.close()
     assert all("cause" in d and "fix" in d for d in details)
+
+
+def test_weakness_and_concentration_figures_add_up(warehouse: Path) -> None:
+    fs = refresh(warehouse, rules_dir="rules")
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        ghosts, shared = (
+            con.execute(
+                "SELECT count(DISTINCT subject) FROM hit WHERE rule_id = ? AND run_id = ?",
+                [rule, fs.run_id],
+            ).fetchone()[0]
+            for rule in ("ghost_recipient", "shared_account")
+        )
+        bad_rows = con.execute(
+            "SELECT count(*) FROM r_payment WHERE _dup_of IS NULL AND (status IS NULL OR "
+            "status = 'success') AND payee_id_status IN ('bad_checksum', 'missing', 'bad_date')"
+        ).fetchone()[0]
+    finally:
+        con.close()
+    weak = fs.by_kind("identity_weakness")
+    # every ghost payee and shared account belongs to exactly one paying department
+    assert sum(f.detail["ghost"] for f in weak) == ghosts > 0
+    assert sum(f.detail["shared_accounts"] for f in weak) == shared > 0
+    assert sum(f.detail["bad_id_rows"] for f in weak) == bad_rows > 0
+    assert {f.department for f in weak} <= {"民政局", "人社局", "残联", "农业农村局"}
+    for f in fs.by_kind("concentration"):
+        assert f.cases >= 5 and f.value >= 3 * f.peer_value
+        assert len(f.clue_ids) == f.cases
