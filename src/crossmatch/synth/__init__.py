@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from crossmatch.synth.anomalies import AnomalyPlanter
 from crossmatch.synth.county import Builder
 from crossmatch.synth.export import Exporter
 from crossmatch.synth.plant import Planter
@@ -78,6 +79,7 @@ def generate(persons: int, seed: int, out: Path | str, layout: str = "default") 
     builder = Builder(seed, persons)
     exporter = Exporter(out, seed)
     planter = Planter(builder, persons)
+    anomalies = AnomalyPlanter(seed, builder.n_towns)
     summary = Summary(out, persons, seed, towns=builder.n_towns, villages=builder.n_villages)
     planted_rows: list[tuple[str, str, str, str, str]] = []
     try:
@@ -86,6 +88,7 @@ def generate(persons: int, seed: int, out: Path | str, layout: str = "default") 
                 idx, prepare=lambda d, i=idx: planter.prepare(d, builder.rng(3, i))
             )
             planter.plant(data, builder.rng(2, idx))
+            anomalies.plant(data)  # its own generator: the rule scenarios' bytes do not move
             exporter.write_town(data)
             planter.tally(data, exporter.cases_loaded, exporter.assist_paid)
             summary.residents += len(data.town.persons)
@@ -95,6 +98,7 @@ def generate(persons: int, seed: int, out: Path | str, layout: str = "default") 
     finally:
         exporter.close()
     _write_planted(out / "truth" / "planted.csv", planted_rows, summary)
+    anomalies.write(out / "truth" / "anomalies.csv")
     for name, sink in exporter.sinks.items():
         summary.rows[sink.rel] = sink.rows
         del name
