@@ -67,8 +67,8 @@ BASE: dict[str, str] = {
     "recipient": """
 person_item AS (
     SELECT pid, item, avg(amount) AS avg_amount, count(DISTINCT period) AS months,
-           count(DISTINCT amount) AS levels, coalesce(stddev_pop(amount) / nullif(avg(amount), 0), 0)
-               AS cv,
+           count(DISTINCT amount) AS levels,
+           coalesce(stddev_pop(amount) / nullif(avg(amount), 0), 0) AS cv,
            avg(CASE WHEN amount <> round(amount) THEN 1.0 ELSE 0.0 END) AS odd,
            count(*) AS n, sum(amount) AS total, min(left(village_code, 9)) AS township
     FROM pay GROUP BY pid, item

@@ -60,11 +60,11 @@ class ScoreResult:
         return all(s == "ok" for s, _, _ in self.status.values())
 
     def render(self) -> str:
-        lines = [f"ml: run {self.run_id}, model {self.model_id}"
-                 + (" (trained now)" if self.trained else "") + f", {self.seconds:.1f} s"]  # fmt: skip
+        trained = " (trained now)" if self.trained else ""
+        lines = [f"ml: run {self.run_id}, model {self.model_id}{trained}, {self.seconds:.1f} s"]
         for entity, (status, reason, n) in self.status.items():
-            lines.append(f"  {entity:<10} {status:<8} {n:>8} scored" + (f"  ({reason})"
-                                                                         if reason else ""))  # fmt: skip
+            why = f"  ({reason})" if reason else ""
+            lines.append(f"  {entity:<10} {status:<8} {n:>8} scored{why}")
         return "\n".join(lines)
 
 
@@ -213,8 +213,9 @@ def entity_scores(con, entity_ids: list[str], run_id: str | None = None) -> dict
 
     if "ml_score" not in existing_relations(con) or not entity_ids:
         return {}
-    run = run_id or (con.execute(
-        "SELECT run_id FROM ml_run ORDER BY scored_at DESC LIMIT 1").fetchone() or [None])[0]  # fmt: skip
+    if run_id is None:
+        last = con.execute("SELECT run_id FROM ml_run ORDER BY scored_at DESC LIMIT 1").fetchone()
+    run = run_id or (last[0] if last else None)
     if run is None:
         return {}
     rows = con.execute(
