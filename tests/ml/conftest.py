@@ -8,6 +8,7 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pyarrow as pa
 import pytest
 
 DDL = """
@@ -32,11 +33,23 @@ def empty(con: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckDBPyConnec
 
 
 def pay(con, pid, item, amounts, village, account=None, start_month=1):
-    for i, a in enumerate(amounts):
-        con.execute(
-            "INSERT INTO r_payment VALUES (?, ?, ?, ?, ?, ?, 'success')",
-            [pid, item, a, f"2025-{start_month + i:02d}", account or f"A{pid}", village],
-        )
+    rows = [
+        (pid, item, a, f"2025-{start_month + i:02d}", account or f"A{pid}", village, "success")
+        for i, a in enumerate(amounts)
+    ]
+    if isinstance(con, list):  # collecting rows for one bulk insert
+        con.extend(rows)
+        return
+    con.executemany("INSERT INTO r_payment VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+
+
+def _bulk(con, table: str, rows: list[tuple]) -> None:
+    if rows:
+        cols = len(rows[0])
+        frame = pa.table({f"c{i}": [r[i] for r in rows] for i in range(cols)})
+        con.register("_bulk", frame)
+        con.execute(f"INSERT INTO {table} SELECT * FROM _bulk")
+        con.unregister("_bulk")
 
 
 def county(con: duckdb.DuckDBPyConnection, seed: int = 1) -> dict[str, str]:
@@ -44,39 +57,39 @@ def county(con: duckdb.DuckDBPyConnection, seed: int = 1) -> dict[str, str]:
     plus one planted outlier per kind; returns {kind: planted entity id}."""
     rng = np.random.default_rng(seed)
     n = 0
-    handlers = {}
+    people: list[tuple] = []
+    pays: list[tuple] = []
+    cases: list[tuple] = []
+    names = "赵钱孙李周吴郑"
     for t in range(1, 4):
         town = f"341122{t:03d}"
-        handlers[town] = [f"H{t}{k}" for k in range(3)]
-        for k, h in enumerate(handlers[town]):
-            con.execute("INSERT INTO person VALUES (?, ?, ?, ?, TRUE, NULL)",
-                        [h, f"王{k}", f"HH{h}", f"{town}001"])  # fmt: skip
+        hs = [f"H{t}{k}" for k in range(3)]
+        people += [(h, f"王{k}", f"HH{h}", f"{town}001", True, None) for k, h in enumerate(hs)]
         for v in range(1, 6):
             vc = f"{town}{v:03d}"
             for i in range(30):
                 n += 1
                 pid = f"P{n:05d}"
-                con.execute("INSERT INTO person VALUES (?, ?, ?, ?, TRUE, NULL)",
-                            [pid, "赵钱孙李周吴郑"[i % 7] + "某", f"HH{n // 3}", vc])  # fmt: skip
+                people.append((pid, names[i % 7] + "某", f"HH{n // 3}", vc, True, None))
                 if i % 3 == 0:
-                    pay(con, pid, "养老金", [183] * 12, vc)
+                    pay(pays, pid, "养老金", [183] * 12, vc)
                 if i % 10 == 0:
-                    pay(con, pid, "城乡低保金", [500] * 12, vc)
+                    pay(pays, pid, "城乡低保金", [500] * 12, vc)
                     day = dt.date(2015, 1, 1) + dt.timedelta(days=int(rng.integers(0, 3000)))
-                    con.execute(
-                        "INSERT INTO r_assistance VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?)",
-                        [f"C{n}", pid, "赵钱孙李周吴郑"[i % 7] + "某", pid, vc,
-                         handlers[town][int(rng.integers(0, 3))], handlers[town][0], day],
-                    )  # fmt: skip
+                    cases.append((f"C{n}", pid, names[i % 7] + "某", pid, 1, vc,
+                                  hs[int(rng.integers(0, 3))], hs[0], day))  # fmt: skip
     # planted: irregular amounts, a rich village, a bunching handler
-    pay(con, "P00002", "城乡低保金", [round(300 + 17.37 * k, 2) for k in range(12)], "341122001001")
+    pay(pays, "P00002", "城乡低保金", [round(300 + 17.37 * k, 2) for k in range(12)],
+        "341122001001")  # fmt: skip
     for i in range(25):
-        pay(con, f"P{30 + i:05d}", "残疾人两项补贴", [90] * 12, "341122001002")
+        pay(pays, f"P{30 + i:05d}", "残疾人两项补贴", [90] * 12, "341122001002")
     for k in range(8):
-        con.execute(
-            "INSERT INTO r_assistance VALUES (?, ?, '王某', ?, 1, '341122002003', 'H21', 'H20', ?)",
-            [f"D{k}", f"P{200 + k:05d}", f"P{200 + k:05d}", dt.date(2016 + k, 12, 28)],
-        )
+        pid = f"P{200 + k:05d}"
+        cases.append((f"D{k}", pid, "王某", pid, 1, "341122002003", "H21", "H20",
+                      dt.date(2016 + k, 12, 28)))  # fmt: skip
+    _bulk(con, "person", people)
+    _bulk(con, "r_payment", pays)
+    _bulk(con, "r_assistance", cases)
     con.execute("INSERT INTO rule_run VALUES ('run1', 'r', 'ok', now())")
     return {"recipient": "P00002", "village": "341122001002", "handler": "H21"}
 

@@ -30,6 +30,8 @@ from sklearn.model_selection import StratifiedKFold
 from crossmatch.errors import CrossmatchError, ExitCode
 
 MIN_LABELS = 40
+#: boosting rounds (the tests lower it: they check behaviour, not the best fit)
+MAX_ITER = 150
 MIN_PER_CLASS = 5
 CONFIRMED = ("属实", "部分属实")
 FALSE = ("不属实-数据错误", "不属实-政策允许")
@@ -69,7 +71,7 @@ def design(clues: pl.DataFrame, rules: list[str]) -> np.ndarray:
 
 def _classifier(n: int, seed: int) -> CalibratedClassifierCV:
     base = HistGradientBoostingClassifier(
-        max_iter=150, learning_rate=0.08, max_leaf_nodes=15, l2_regularization=1.0,
+        max_iter=MAX_ITER, learning_rate=0.08, max_leaf_nodes=15, l2_regularization=1.0,
         random_state=seed,
     )  # fmt: skip
     return CalibratedClassifierCV(base, method="isotonic" if n >= 200 else "sigmoid", cv=3)
