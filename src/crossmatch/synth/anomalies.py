@@ -135,6 +135,8 @@ class AnomalyPlanter:
                 n_all += 1
             if n_irr >= 3 and n_all >= 2:
                 break
+        if n_irr < 3:  # small counties: the rule planter took every case, use a pension instead
+            self._irregular_pension(data, rng, 3 - n_irr, rich)
 
     def _rich_village(self, data: TownData, rng: np.random.Generator, items: dict[int, set[str]]):
         villages = [v for v in data.town.villages if len(v.households) >= 10]
@@ -227,6 +229,21 @@ class AnomalyPlanter:
         note = f"{c.applicant.name}: {len(pays)} 个月发放额各不相同且非整数"
         self.rows.append(("irregular_amount", "recipient", c.applicant.pid, c.village.code, note))
         return True
+
+    def _irregular_pension(self, data: TownData, rng: np.random.Generator, n: int, rich) -> None:
+        by: dict[int, list[Pay]] = {}
+        for pay in data.pays:
+            if (pay.item == "养老金" and pay.status == "成功" and not pay.critical
+                    and not pay.extra and pay.village is not rich):  # fmt: skip
+                by.setdefault(id(pay.payee), []).append(pay)
+        people = [ps for ps in by.values() if len(ps) >= 8 and self._free(ps[0].payee)]
+        for j in rng.permutation(len(people))[:n]:
+            pays = people[int(j)]
+            for pay in pays:
+                pay.amount = round(pay.amount * float(rng.uniform(0.35, 0.97)), 2)
+            p = pays[0].payee
+            note = f"{p.name}: {len(pays)} 个月养老金发放额各不相同且非整数"
+            self.rows.append(("irregular_amount", "recipient", p.pid, p.village.code, note))
 
     def _every_programme(
         self, data: TownData, c: Case, rng: np.random.Generator, items: dict[int, set[str]]
