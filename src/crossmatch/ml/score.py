@@ -139,6 +139,7 @@ def score_warehouse(
     *,
     retrain: bool = False,
     model_id: str | None = None,
+    memory_limit: str | None = None,
 ) -> ScoreResult:
     """Score the entities of ``detect_run`` (default: the latest) and store the result.
 
@@ -146,6 +147,8 @@ def score_warehouse(
     (no table) or ``blind`` (an optional input missing) with the reason in ``ml_run``."""
     t0 = time.perf_counter()
     with wh_mod.session(warehouse, must_exist="run `crossmatch ingest` first") as con:
+        if memory_limit:  # beyond it DuckDB spills to disk
+            con.execute(f"SET memory_limit = '{memory_limit}'")
         run_id = detect_run or _latest_run(con)
         ef = F.compute(con, run_id)
         frames = {e: x.frame for e, x in ef.items() if x.status != "skipped"}
