@@ -70,7 +70,8 @@ def county(con: duckdb.DuckDBPyConnection, seed: int = 1) -> dict[str, str]:
             for i in range(30):
                 n += 1
                 pid = f"P{n:05d}"
-                people.append((pid, names[i % 7] + "某", f"HH{n // 3}", vc, True, None))
+                born = dt.date(1940, 1, 1) + dt.timedelta(days=n * 97 % 20000)
+                people.append((pid, names[i % 7] + "某", f"HH{n // 3}", vc, True, born))
                 if i % 3 == 0:
                     pay(pays, pid, "养老金", [183] * 12, vc)
                 if i % 10 == 0:

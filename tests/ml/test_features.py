@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import math
+
 import pytest
 
 from crossmatch.ml import features as F
@@ -49,8 +52,9 @@ def test_recipient_features_by_hand():
 
 def test_household_programmes_and_cadre_kin():
     con = empty()
-    for pid in ("A", "M1", "M2", "B"):
-        con.execute("INSERT INTO person VALUES (?, ?, 'h', '341122001001', TRUE, NULL)", [pid, pid])
+    for pid, born in (("A", 1950), ("M1", 1951), ("M2", 1990), ("B", 1952)):
+        con.execute("INSERT INTO person VALUES (?, ?, 'h', '341122001001', TRUE, ?)",
+                    [pid, pid, dt.date(born, 3, 1)])  # fmt: skip
     for m in ("A", "M1", "M2"):
         con.execute("INSERT INTO r_assistance VALUES ('c1', 'A', '甲', ?, 3, '341122001001', "
                     "'H', 'P', DATE '2020-01-01')", [m])  # fmt: skip
@@ -66,25 +70,28 @@ def test_household_programmes_and_cadre_kin():
     ef = frame(con, "household")
     a, b = row(ef, "A"), row(ef, "B")
     assert (a["programmes"], a["enrolments"]) == (3, 4)
-    assert a["enrolments_per_member"] == pytest.approx(4 / 3)
     assert a["paid_per_member"] == pytest.approx((1000 + 180 + 366 + 180) / 3)
     assert a["cadre_kin"] == 1 and b["cadre_kin"] == 0  # a distant relative does not count
     assert a["case_tenure"] == 61  # 2020-01 .. 2025-02
+    # age band 7 (70-79): A, M1, B (低保 2 of 3, 残疾 1, 养老金 1); band 3: M2 (残疾 1 of 1)
+    rare = -math.log(3 / 5) - 2 * math.log(2 / 5) - math.log(2 / 3)
+    assert a["rare_enrolments"] == pytest.approx(rare)
+    assert b["rare_enrolments"] == pytest.approx(-math.log(3 / 5))
 
 
-def test_village_per_capita_ratio_names_the_item():
+def test_village_item_ratio_is_against_the_age_structure():
     con = empty()
     for v in (1, 2, 3):
         for i in range(10):
-            con.execute("INSERT INTO person VALUES (?, 'x', ?, ?, TRUE, NULL)",
+            con.execute("INSERT INTO person VALUES (?, 'x', ?, ?, TRUE, DATE '1950-05-01')",
                         [f"V{v}P{i}", f"h{v}{i}", f"34112200100{v}"])  # fmt: skip
             pay(con, f"V{v}P{i}", "养老金", [100], f"34112200100{v}")
     for i in range(5):
         pay(con, f"V1P{i}", "残疾", [90] * 2, "341122001001")
     ef = frame(con, "village")
     v1, v2 = row(ef, "341122001001"), row(ef, "341122001002")
-    # 残疾 per capita: 90 / 3 (+1 each) over the township mean 30 (+1)
-    assert v1["item_per_capita_ratio"] == pytest.approx(91 / 31)
+    # 残疾: 5 of the county's 30 same-age residents at 180 yuan each -> 300 expected per village
+    assert v1["item_per_capita_ratio"] == pytest.approx((900 + 100) / (300 + 100))
     assert v1["item_ratio_item"] == "残疾"
     assert v1["per_capita_ratio"] == pytest.approx((190 + 1) / ((190 + 100 + 100) / 3 + 1))
     assert v2["paid_share"] == 1.0 and v2["item_per_capita_ratio"] == pytest.approx(1.0)

@@ -31,7 +31,9 @@ def test_scores_stored_with_the_run_and_planted_entities_lead(county_warehouse):
         "SELECT text FROM ml_reason WHERE entity = 'village' AND entity_id = ? ORDER BY k",
         [planted["village"]],
     ).fetchall()]  # fmt: skip
-    assert any(t.startswith("本村残疾人两项补贴人均发放额为同乡镇村均值的") for t in texts), texts
+    assert any(t.startswith("本村残疾人两项补贴发放额为按本村人口年龄结构预期的") for t in texts), (
+        texts
+    )
     got = entity_scores(con, [planted["recipient"], "nobody"])
     assert set(got) == {planted["recipient"]} and got[planted["recipient"]]["reasons"]
     con.close()

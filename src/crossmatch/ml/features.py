@@ -42,6 +42,10 @@ class Feature:
     doc: str
     label: str  # short Chinese label
     reason: str  # sentence template: {value}, {peer} (the peers' median), {ratio}
+    #: ``detect``: fed to the unsupervised detectors; ``context``: what the rules already say
+    #: (hits, kinship the favouritism rules test) or no suspicion by itself (tenure), given
+    #: to the supervised ranker instead so the unsupervised one surfaces what rules do not name
+    role: str = "detect"
 
     def render(self, value: float, peer: float) -> str:
         ratio = value / peer if peer else float("inf")
@@ -121,6 +125,24 @@ mem_all AS (
     UNION SELECT entity_id, entity_id FROM cases
 ),
 mpay AS (SELECT m.entity_id, y.pid, y.item, y.amount FROM mem_all m JOIN pay y USING (pid)),
+age AS (
+    SELECT person_id AS pid, CAST(floor(date_diff('year', birth_date, DATE '2025-12-31') / 10)
+                                  AS INTEGER) AS band
+    FROM person WHERE birth_date IS NOT NULL
+),
+band_n AS (SELECT band, count(*) AS n FROM age GROUP BY band),
+rarity AS (
+    -- how rare an enrolment is for someone of that age (10-year bands, whole county)
+    SELECT b.band, i.item, -ln((i.k + 1.0) / (b.n + 2.0)) AS r
+    FROM band_n b JOIN (SELECT a.band, y.item, count(DISTINCT y.pid) AS k FROM pay y
+                        JOIN age a USING (pid) GROUP BY ALL) i USING (band)
+),
+rare AS (
+    SELECT e.entity_id, sum(r.r) AS rare
+    FROM (SELECT DISTINCT entity_id, pid, item FROM mpay) e JOIN age a USING (pid)
+    JOIN rarity r ON r.band = a.band AND r.item = e.item
+    GROUP BY e.entity_id
+),
 horizon AS (SELECT max(period) AS last_period FROM pay),
 kin_cadre AS (
     SELECT DISTINCT m.entity_id, m.pid FROM mem_all m
@@ -129,7 +151,8 @@ kin_cadre AS (
 SELECT c.entity_id, c.village_code,
        (SELECT count(*) FROM mem_all x WHERE x.entity_id = c.entity_id) AS members,
        coalesce(p.programmes, 0) AS programmes, coalesce(p.enrolments, 0) AS enrolments,
-       coalesce(p.total, 0) AS total,
+       coalesce(p.total, 0) AS total, coalesce((SELECT rare FROM rare x
+                                                WHERE x.entity_id = c.entity_id), 0) AS rare,
        coalesce((SELECT count(*) FROM kin_cadre k WHERE k.entity_id = c.entity_id), 0) AS cadre_kin,
        coalesce(date_diff('month', c.since,
                           CAST(strptime((SELECT last_period FROM horizon) || '-01', '%Y-%m-%d')
@@ -150,16 +173,31 @@ vitem AS (
     SELECT y.village_code, y.item, sum(y.amount) AS total, count(DISTINCT y.pid) AS payees
     FROM pay y GROUP BY y.village_code, y.item
 ),
-pc AS (
-    SELECT r.village_code, i.item, coalesce(v.total, 0) / r.persons AS per_capita
-    FROM residents r CROSS JOIN (SELECT DISTINCT item FROM pay) i
-    LEFT JOIN vitem v ON v.village_code = r.village_code AND v.item = i.item
+age AS (
+    SELECT person_id AS pid, village_code,
+           CAST(floor(date_diff('year', birth_date, DATE '2025-12-31') / 10) AS INTEGER) AS band
+    FROM person WHERE birth_date IS NOT NULL AND village_code IS NOT NULL AND in_registry
+),
+band_rate AS (
+    -- the county's share of each 10-year age band drawing each item
+    SELECT b.band, i.item, i.k / b.n AS rate
+    FROM (SELECT band, count(*) AS n FROM age GROUP BY band) b
+    JOIN (SELECT a.band, y.item, count(DISTINCT y.pid) AS k FROM pay y JOIN age a USING (pid)
+          GROUP BY ALL) i USING (band)
+),
+per_payee AS (SELECT item, sum(amount) / count(DISTINCT pid) AS amount FROM pay GROUP BY item),
+expected AS (
+    SELECT v.village_code, r.item, sum(v.n * r.rate) * any_value(pp.amount) AS amount
+    FROM (SELECT village_code, band, count(*) AS n FROM age GROUP BY ALL) v
+    JOIN band_rate r USING (band) JOIN per_payee pp USING (item)
+    GROUP BY ALL
 ),
 pc_ratio AS (
-    SELECT village_code, item, per_capita,
-           (per_capita + 1) / (avg(per_capita) OVER (PARTITION BY left(village_code, 9), item) + 1)
-               AS ratio
-    FROM pc
+    -- what the village was paid per item against what its residents' ages would draw at the
+    -- county's rates (+100 yuan each, so small items do not swing)
+    SELECT e.village_code, e.item,
+           (coalesce(v.total, 0) + 100) / (e.amount + 100) AS ratio
+    FROM expected e LEFT JOIN vitem v USING (village_code, item)
 ),
 vtot AS (
     SELECT r.village_code, coalesce(sum(v.total), 0) / any_value(r.persons) AS per_capita
@@ -308,9 +346,9 @@ FEATURES: tuple[Feature, ...] = (
        "异地发放占比", "{value:.0%} 的发放不在户籍所在村"),
     _F("tenure", "recipient", "tenure",
        "Months from the person's first assistance case start to the last paid month (0 when "
-       "never in a case).", "救助月数", "享受救助已 {value:.0f} 个月"),
+       "never in a case).", "救助月数", "享受救助已 {value:.0f} 个月", role="context"),
     _F("rule_hits", "recipient", "hits", "Rule hits with this person as subject in the run.",
-       "规则命中数", "被 {value:.0f} 条规则命中"),
+       "规则命中数", "被 {value:.0f} 条规则命中", role="context"),
     # ---- household
     _F("programmes", "household", "programmes",
        "Distinct items paid to any member of the case (applicant included).",
@@ -318,24 +356,27 @@ FEATURES: tuple[Feature, ...] = (
     _F("enrolments", "household", "enrolments",
        "Distinct (member, item) enrolments in the case.", "户享受人次",
        "全户 {value:.0f} 人次享受补贴(同类户中位数 {peer:.0f})"),
-    _F("enrolments_per_member", "household", "enrolments / greatest(members, 1)",
-       "Enrolments per member of the case.", "人均享受项目",
-       "人均享受 {value:.1f} 个项目(同类户中位数 {peer:.1f})"),
+    _F("rare_enrolments", "household", "rare",
+       "Sum over the members' enrolments of -ln(share of the county's residents of the "
+       "member's 10-year age band drawing that item): two working-age members on disability "
+       "allowance weigh more than an 80-year-old's elderly allowance.", "罕见享受程度",
+       "全户享受组合罕见(罕见度 {value:.1f}，同类户中位数 {peer:.1f})"),
     _F("paid_per_member", "household", "total / greatest(members, 1)",
        "Total paid to the case's members per member (yuan).", "户人均发放额",
        "户人均发放额 {value:,.0f} 元，为同类户中位数的 {ratio:.1f} 倍"),
     _F("cadre_kin", "household", "cadre_kin",
        "Members who are a close relative of a village cadre.", "干部近亲属人数",
-       "{value:.0f} 名成员是村干部近亲属"),
+       "{value:.0f} 名成员是村干部近亲属", role="context"),
     _F("case_tenure", "household", "tenure", "Months since the case started.", "救助月数",
-       "救助已持续 {value:.0f} 个月"),
+       "救助已持续 {value:.0f} 个月", role="context"),
     _F("household_hits", "household", "hits", "Rule hits on any member in the run.",
-       "成员规则命中数", "成员被规则命中 {value:.0f} 次"),
+       "成员规则命中数", "成员被规则命中 {value:.0f} 次", role="context"),
     # ---- village
-    _F("item_per_capita_ratio", "village", "item_ratio",
-       "Largest ratio, over items, of the village's per-capita payment to the mean of its "
-       "township's villages (each +1 yuan so empty items compare sanely).",
-       "分项人均发放/同乡镇", "本村某项目人均发放额为同乡镇村均值的 {value:.1f} 倍"),
+    _F("item_per_capita_ratio", "village", "coalesce(item_ratio, 1)",
+       "Largest ratio, over items, of what the village was paid for the item to what its "
+       "residents would draw at the county's rate for their 10-year age band (the peer group "
+       "is every resident of the same age; +100 yuan on both sides).",
+       "分项发放额/按年龄预期", "本村某项目发放额为按本村人口年龄结构预期的 {value:.1f} 倍"),
     _F("per_capita_ratio", "village", "total_ratio",
        "The village's per-capita payments over the mean of its township's villages.",
        "人均发放/同乡镇", "本村人均发放额为同乡镇村均值的 {value:.1f} 倍"),
@@ -345,9 +386,9 @@ FEATURES: tuple[Feature, ...] = (
        "低保户占比", "低保/特困户占全村户数 {value:.0%}(同类村中位数 {peer:.0%})"),
     _F("cadre_kin_cases", "village", "kin_case_share",
        "Share of the village's cases with a close relative of one of its cadres.",
-       "干部亲属案件占比", "{value:.0%} 的救助案件涉及本村干部近亲属"),
+       "干部亲属案件占比", "{value:.0%} 的救助案件涉及本村干部近亲属", role="context"),
     _F("hits_per_1000", "village", "hits_per_1000", "Rule hits per 1,000 residents.",
-       "千人命中数", "每千人规则命中 {value:.1f} 次(同类村中位数 {peer:.1f})"),
+       "千人命中数", "每千人规则命中 {value:.1f} 次(同类村中位数 {peer:.1f})", role="context"),
     # ---- handler / approver
     _F("cases", "handler", "cases", "Cases handled or approved.", "经办案件数",
        "经办/审批 {value:.0f} 件(同类中位数 {peer:.0f})"),
@@ -361,7 +402,7 @@ FEATURES: tuple[Feature, ...] = (
        "经办案件中某一姓氏占比为该姓在本乡镇占比的 {value:.1f} 倍"),
     _F("kin_share", "handler", "kin_share",
        "Share of the cases with a member who is the person's close relative.", "亲属案件占比",
-       "{value:.0%} 的经办案件涉及本人近亲属"),
+       "{value:.0%} 的经办案件涉及本人近亲属", role="context"),
     _F("own_village_share", "handler", "own_village_share",
        "Share of the cases in the person's own registry village.", "本村案件占比",
        "{value:.0%} 的经办案件在本人户籍村(同类中位数 {peer:.0%})"),
@@ -373,14 +414,20 @@ FEATURES: tuple[Feature, ...] = (
     _F("kin_cases", "official", "kin_cases", "Assistance cases with a close relative as member.",
        "近亲属低保案件数", "{value:.0f} 件低保/特困案件涉及其近亲属"),
     _F("kin_hits", "official", "kin_hits", "Rule hits on close relatives in the run.",
-       "近亲属规则命中", "近亲属被规则命中 {value:.0f} 次"),
+       "近亲属规则命中", "近亲属被规则命中 {value:.0f} 次", role="context"),
 )  # fmt: skip
 ENTITIES: tuple[str, ...] = ("recipient", "household", "village", "handler", "official")
 
 
-def features_of(entity: str) -> list[Feature]:
-    """The features of one entity kind, in declaration order."""
-    return [f for f in FEATURES if f.entity == entity]
+def features_of(entity: str, role: str | None = None) -> list[Feature]:
+    """The features of one entity kind (of one role), in declaration order."""
+    return [f for f in FEATURES if f.entity == entity and role in (None, f.role)]
+
+
+#: context features by what they say, for the supervised ranker (max over entity kinds)
+CONTEXT = {"rule_hits": "hits", "household_hits": "hits", "hits_per_1000": "hits",
+           "kin_hits": "hits", "tenure": "tenure", "case_tenure": "tenure", "cadre_kin": "kin",
+           "cadre_kin_cases": "kin", "kin_share": "kin"}  # fmt: skip
 
 
 def feature(entity: str, name: str) -> Feature:

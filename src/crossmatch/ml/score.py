@@ -87,10 +87,11 @@ def fit_model(warehouse: str | Path, frames: dict[str, pl.DataFrame], seed: int 
     fitted = {}
     for entity, df in frames.items():
         if df.height:
-            names = [f.name for f in F.features_of(entity)]
+            names = [f.name for f in F.features_of(entity, "detect")]
             fitted[entity] = D.fit(df.select(names).to_numpy(), names, seed=seed)
     meta = {
-        "features": {e: [f.name for f in F.features_of(e)] for e in fitted},
+        "features": {e: f.features for e, f in fitted.items()},
+        "context_features": {e: [f.name for f in F.features_of(e, "context")] for e in fitted},
         "params": {e: f.params for e, f in fitted.items()},
         "training_fingerprint": M.frame_fingerprint(frames),
         "training_rows": {e: frames[e].height for e in fitted},

@@ -36,6 +36,7 @@ MIN_PER_CLASS = 5
 CONFIRMED = ("属实", "部分属实")
 FALSE = ("不属实-数据错误", "不属实-政策允许")
 SEVERITY = {"high": 2.0, "medium": 1.0, "low": 0.0}
+CONTEXT_COLUMNS = ("ctx_hits", "ctx_tenure", "ctx_kin")
 
 
 class NotEnoughLabels(CrossmatchError):
@@ -54,7 +55,8 @@ def labels_from(verdict: str | None) -> float | None:
 
 def design(clues: pl.DataFrame, rules: list[str]) -> np.ndarray:
     """The feature matrix of clues (columns: rule one-hot, severity, log amount, months, hits,
-    the subject's ensemble / robust-z / forest scores)."""
+    the subject's ensemble / robust-z / forest scores and context features: rule hits, tenure,
+    kinship; 0 where missing)."""
     cols = [(clues["rule_id"] == r).cast(pl.Float64).to_numpy() for r in rules]
     sev = clues["severity"].replace_strict(SEVERITY, default=0.0, return_dtype=pl.Float64)
     cols += [
@@ -63,7 +65,7 @@ def design(clues: pl.DataFrame, rules: list[str]) -> np.ndarray:
         clues["months"].cast(pl.Float64).fill_null(0).to_numpy(),
         clues["hits"].cast(pl.Float64).fill_null(0).to_numpy(),
     ]
-    for c in ("ml_ensemble", "ml_robust_z", "ml_iforest"):
+    for c in ("ml_ensemble", "ml_robust_z", "ml_iforest", *CONTEXT_COLUMNS):
         v = clues[c] if c in clues.columns else pl.Series([0.0] * clues.height)
         cols.append(v.cast(pl.Float64).fill_null(0).to_numpy())
     return np.column_stack(cols) if cols else np.zeros((clues.height, 0))
@@ -162,17 +164,34 @@ def clue_frame(warehouse: str | Path, store: str | Path | None = None) -> pl.Dat
     )
     with wh_mod.session(warehouse, read_only=True) as con:
         from crossmatch.detect.schema import existing_relations
+        from crossmatch.ml import features as F
+        from crossmatch.review.clues import latest_run
 
+        run = latest_run(con)
         if "ml_score" in existing_relations(con):
             last = con.execute("SELECT run_id FROM ml_run ORDER BY scored_at DESC LIMIT 1")
             row = last.fetchone()
             if row:
+                run = row[0]
                 ml = _pl(con.execute(
                     "SELECT entity_id AS subject, max(ensemble) AS ml_ensemble, "
                     "max(robust_z) AS ml_robust_z, max(iforest) AS ml_iforest FROM ml_score "
                     "WHERE run_id = ? GROUP BY entity_id", [row[0]]
                 ))  # fmt: skip
-                return clues.join(ml, on="subject", how="left")
+                clues = clues.join(ml, on="subject", how="left")
+        # the context features (rule hits, tenure, kinship): what the rules already say
+        parts = []
+        for ef in F.compute(con, run).values():
+            cols = [c for c in F.CONTEXT if c in ef.frame.columns]
+            if ef.status == "skipped" or not cols:
+                continue
+            parts.append(ef.frame.select(
+                pl.col("entity_id").alias("subject"),
+                *[pl.col(c).alias(f"ctx_{F.CONTEXT[c]}") for c in cols],
+            ))  # fmt: skip
+        if parts:
+            ctx = pl.concat(parts, how="diagonal").group_by("subject").max()
+            clues = clues.join(ctx, on="subject", how="left")
     return clues
 
 
@@ -205,7 +224,8 @@ def train_from_verdicts(
                                                       strict=True))  # fmt: skip
     meta = {
         "features": [f"rule={r}" for r in rules] + ["severity", "log_amount", "months", "hits",
-                                                    "ml_ensemble", "ml_robust_z", "ml_iforest"],
+                                                    "ml_ensemble", "ml_robust_z", "ml_iforest",
+                                                    *CONTEXT_COLUMNS],
         "params": {"classifier": "HistGradientBoostingClassifier", "calibration":
                    "isotonic" if len(y) >= 200 else "sigmoid", "seed": seed},
         "training_fingerprint": hashlib.sha256(pairs.encode()).hexdigest()[:16],
