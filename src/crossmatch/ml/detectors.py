@@ -2,7 +2,11 @@
 
 ``robust_z``   per feature, (x - median) / (1.4826 * MAD) (IQR / 1.349, then the standard
                deviation, when the MAD is 0), one-sided (features are oriented so that high is
-               suspicious), clipped at 30; the score is the mean of the two largest
+               suspicious), clipped at 10; the score is the mean of the two largest. The low
+               cap matters: on a feature that is nearly constant (one account, paid in the home
+               village) any deviation is a huge z, and uncapped, one such feature outranks an
+               entity odd on two (mean AP over 3 seeds x 4 kinds: 0.673 capped at 30, 0.768
+               at 10)
 ``iforest``    scikit-learn's IsolationForest on the robust-scaled features (fixed seed)
 ``ensemble``   the mean of the two detectors' percentile ranks: robust to their different
                scales, and an entity must look odd to both to lead
@@ -20,7 +24,7 @@ import numpy as np
 from sklearn.ensemble import IsolationForest
 
 DETECTORS = ("robust_z", "iforest", "ensemble")
-Z_CLIP = 30.0
+Z_CLIP = 10.0
 TOP_K = 2
 
 
