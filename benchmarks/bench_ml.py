@@ -202,7 +202,9 @@ def scale(a: argparse.Namespace) -> None:
             'H' || (i // 3) AS household_no,
             '341122' || lpad(CAST(1 + (i % {villages}) % 60 AS VARCHAR), 3, '0')
                 || lpad(CAST(1 + (i % {villages}) // 60 AS VARCHAR), 3, '0') AS village_code,
-            TRUE AS in_registry FROM range({n}) t(i);
+            TRUE AS in_registry,
+            DATE '1935-01-01' + CAST(hash(i) % 30000 AS INTEGER) AS birth_date
+        FROM range({n}) t(i);
         CREATE TABLE r_payment AS SELECT 'P' || p AS payee_pid,
             ['城乡低保金', '养老金', '高龄津贴', '残疾人两项补贴', '耕地地力保护补贴'][1 + p % 5]
                 AS item,
@@ -215,10 +217,11 @@ def scale(a: argparse.Namespace) -> None:
             'P' || ((i // 3) * 3) AS applicant_pid,
             '王李张刘陈杨'[1 + i % 6] || '某' AS applicant_name,
             'P' || i AS member_pid, 3 AS household_size, p.village_code,
-            'P' || (100 + (i % 300)) AS handler_pid, 'P' || (500 + (i % 200)) AS approver_pid,
+            'P' || (100 + (i // 3) % 1000) AS handler_pid,
+            'P' || (5000 + (i // 3) % 400) AS approver_pid,
             DATE '2014-01-01' + CAST(hash(i) % 4000 AS INTEGER) AS start_date
-        FROM range(0, {n}, 4) t(i) JOIN person p ON p.person_id = 'P' || i
-        WHERE i % 12 < 4;
+        FROM range({n}) t(i) JOIN person p ON p.person_id = 'P' || i
+        WHERE i % 100 < 28;
         CREATE TABLE kin_relative AS SELECT 'P' || (hash(i) % {n}) AS person_pid,
             'P' || (hash(i + 7) % {n}) AS relative_pid, i % 4 <> 0 AS is_close
         FROM range({int(n * 6.7)}) t(i);

@@ -49,7 +49,7 @@ def _scale(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return med, scale
 
 
-def fit(x: np.ndarray, features: list[str], *, seed: int = 0, n_estimators: int = 200) -> Fitted:
+def fit(x: np.ndarray, features: list[str], *, seed: int = 0, n_estimators: int = 100) -> Fitted:
     """Fit the detectors on the matrix ``x`` (rows: entities, columns: ``features``)."""
     x = np.nan_to_num(np.asarray(x, dtype=float))
     med, scale = _scale(x)

@@ -25,20 +25,21 @@ def reasons(
 ) -> list[list[tuple[str, float, float, float, str]]]:
     """Per row of ``x``: up to ``top`` (feature, value, peer median, z, text), largest z first."""
     z = zscores(f, x)
+    order = np.argsort(-z, axis=1, kind="mergesort")[:, :top]
     out: list[list[tuple[str, float, float, float, str]]] = []
+    names = [ft.name for ft in feats]
     for i in range(len(x)):
-        order = np.argsort(-z[i], kind="mergesort")[:top]
         row = []
-        for j in order:
+        for j in order[i]:
             if z[i, j] < MIN_Z:
                 break
             value, peer = float(x[i, j]), float(f.median[j])
             text = feats[j].render(value, peer)
-            ctx = (context or [{}] * len(x))[i]
-            if feats[j].name == "item_per_capita_ratio" and ctx.get("item"):
+            ctx = context[i] if context else {}
+            if names[j] == "item_per_capita_ratio" and ctx.get("item"):
                 text = text.replace("某项目", f"{ctx['item']}")
-            if feats[j].name == "surname_lift" and ctx.get("surname"):
+            if names[j] == "surname_lift" and ctx.get("surname"):
                 text = text.replace("某一姓氏", f"{ctx['surname']}姓")
-            row.append((feats[j].name, value, peer, float(z[i, j]), text))
+            row.append((names[j], value, peer, float(z[i, j]), text))
         out.append(row)
     return out

@@ -217,7 +217,7 @@ kin_cases AS (
 vhits AS (SELECT village_code, count(*) AS n FROM hit WHERE run_id = {run} GROUP BY village_code)
 SELECT r.village_code AS entity_id, r.village_code, r.persons,
        (SELECT max(ratio) FROM pc_ratio x WHERE x.village_code = r.village_code) AS item_ratio,
-       (SELECT arg_max(item, ratio) FROM pc_ratio x WHERE x.village_code = r.village_code)
+       (SELECT arg_max(item, (ratio, item)) FROM pc_ratio x WHERE x.village_code = r.village_code)
            AS item_ratio_item,
        (t.per_capita + 1) / (avg(t.per_capita) OVER (PARTITION BY left(r.village_code, 9)) + 1)
            AS total_ratio,
@@ -250,7 +250,7 @@ mine AS (
 ),
 lift AS (
     SELECT m.pid, max(CASE WHEN m.n >= 3 THEN m.share / t.town_share END) AS lift,
-           arg_max(m.surname, m.n) AS top_surname
+           arg_max(m.surname, (m.n, m.surname)) AS top_surname
     FROM mine m JOIN town_surname t USING (township, surname) GROUP BY m.pid
 ),
 kin AS (
@@ -289,7 +289,7 @@ kin_hits AS (
     SELECT c.pid, sum(h.n) AS n FROM cadres c JOIN close_kin k ON k.person_pid = c.pid
     JOIN hits h ON h.subject = k.relative_pid GROUP BY c.pid
 )
-SELECT c.pid AS entity_id, any_value(c.village_code) AS village_code,
+SELECT c.pid AS entity_id, min(c.village_code) AS village_code,
        coalesce(any_value(p.payees), 0) AS kin_payees, coalesce(any_value(p.total), 0) AS kin_paid,
        coalesce(any_value(a.cases), 0) AS kin_cases, coalesce(any_value(h.n), 0) AS kin_hits
 FROM cadres c LEFT JOIN kin_pay p USING (pid) LEFT JOIN kin_case a USING (pid)
@@ -498,7 +498,9 @@ def compute(con: duckdb.DuckDBPyConnection, run_id: str | None) -> dict[str, Ent
             sql = sql.replace("WITH ", f"WITH {ctes}, ", 1)
         from crossmatch.review.api import _pl  # polars from a DuckDB cursor, one place
 
-        frame = _pl(con.execute(sql))
+        # parallel float sums differ in the last bits from run to run: round them away, so the
+        # same data gives the same features, fingerprint and scores
+        frame = _pl(con.execute(sql)).with_columns(pl.selectors.float().round(9))
         if stand_in:
             status = "blind"
             reason = f"{', '.join(stand_in)} missing: the features reading it are 0"

@@ -31,6 +31,11 @@ from crossmatch.ml import model as M
 
 log = logging.getLogger(__name__)
 
+#: reasons are stored for the top of each kind: at least this many entities ...
+REASONS_MIN = 200
+#: ... or one in this many, whichever is more (what an analyst will read)
+REASONS_SHARE = 20
+
 DDL = """
 CREATE TABLE IF NOT EXISTS ml_run (
     run_id VARCHAR, model_id VARCHAR, entity VARCHAR, status VARCHAR, reason VARCHAR,
@@ -119,9 +124,9 @@ def score_frames(model: M.Model, frames: dict[str, pl.DataFrame]):
         }))  # fmt: skip
         feats = [F.feature(entity, n) for n in f.features]
         # reasons only for the top of each kind: what an analyst will read
-        top = order[: max(200, len(order) // 20)]
-        rs = X.reasons(f, feats, x[top], context=[(_context(entity, df) or [{}] * len(df))[i]
-                                                  for i in top])  # fmt: skip
+        top = order[: max(REASONS_MIN, len(order) // REASONS_SHARE)]
+        ctx = _context(entity, df)
+        rs = X.reasons(f, feats, x[top], context=[ctx[i] for i in top] if ctx else None)
         ids = df["entity_id"].to_list()
         for i, row in zip(top, rs, strict=True):
             for k, (name, value, peer, z, text) in enumerate(row, start=1):
