@@ -437,6 +437,10 @@ def _review_commands() -> None:
 
     for cmd in COMMANDS:
         main.add_command(cmd)
+    from crossmatch.ml.commands import COMMANDS as ML_COMMANDS
+
+    for cmd in ML_COMMANDS:
+        main.add_command(cmd)
 
 
 _review_commands()

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from crossmatch.synth.causes import Causes
+from crossmatch.synth.anomalies import AnomalyPlanter
 from crossmatch.synth.county import Builder
 from crossmatch.synth.export import Exporter
 from crossmatch.synth.plant import Planter
@@ -82,6 +83,7 @@ def generate(persons: int, seed: int, out: Path | str, layout: str = "default") 
     exporter = Exporter(out, seed)
     planter = Planter(builder, persons)
     causes = Causes(builder)
+    anomalies = AnomalyPlanter(seed, builder.n_towns)
     summary = Summary(out, persons, seed, towns=builder.n_towns, villages=builder.n_villages)
     planted_rows: list[tuple[str, str, str, str, str]] = []
     try:
@@ -91,6 +93,7 @@ def generate(persons: int, seed: int, out: Path | str, layout: str = "default") 
             )
             planter.plant(data, builder.rng(2, idx))
             causes.plant(data, planter)
+            anomalies.plant(data)  # its own generator: the rule scenarios' bytes do not move
             exporter.write_town(data)
             planter.tally(data, exporter.cases_loaded, exporter.assist_paid)
             summary.residents += len(data.town.persons)
@@ -101,6 +104,7 @@ def generate(persons: int, seed: int, out: Path | str, layout: str = "default") 
         exporter.close()
     _write_planted(out / "truth" / "planted.csv", planted_rows, summary)
     causes.write(out / "truth" / "causes.csv")
+    anomalies.write(out / "truth" / "anomalies.csv")
     for name, sink in exporter.sinks.items():
         summary.rows[sink.rel] = sink.rows
         del name
