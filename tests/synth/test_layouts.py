@@ -475,3 +475,30 @@ def test_month_rounding_is_refused_when_it_would_change_an_overlap() -> None:
     assert MonthSafety._same(
         d(2021, 3, 20), d(2026, 3, 31), d(2021, 3, 1), d(2026, 3, 31), unaffected
     )
+
+
+def test_workbook_renders_a_firm_whose_only_row_is_short(base: Path, tmp_path: Path) -> None:
+    """A firm whose one enterprise row is damaged (short: the generator's wrong field count)
+    still has shareholders: the long table gets their rows with the firm's cells blank (seed 7
+    at 8,000 persons crashed here with an IndexError)."""
+    import shutil
+
+    from crossmatch.synth.layouts import render
+
+    src = tmp_path / "src"
+    shutil.copytree(base, src)
+    ent = src / "raw" / "market" / "企业登记信息.csv"
+    lines = ent.read_text(encoding="utf-8").splitlines()
+    sh = (src / "raw" / "market" / "企业股东出资信息.csv").read_text(encoding="utf-8")
+    holders = {r[0] for r in csv.reader(sh.splitlines()[1:]) if r}
+    code = next(r[0] for r in csv.reader(lines[1:]) if r and r[0] in holders)
+    kept = [ln for ln in lines if not ln.startswith(code + ",")]
+    row = next(r for r in csv.reader(lines[1:]) if r and r[0] == code)
+    ent.write_text("\n".join([*kept, ",".join(row[:5])]) + "\n", encoding="utf-8")
+    render("workbook", src, tmp_path / "out", SEED)
+    out = list(csv.reader((tmp_path / "out/raw/market/市场主体登记人员信息.csv").read_text(
+        encoding="utf-8").splitlines()))  # fmt: skip
+    mine = [r for r in out[1:] if r[0] == code]
+    assert [len(r) for r in mine if len(r) < len(out[0])] == [len(out[0]) - 3]  # stays short
+    shareholders = [r for r in mine if len(r) == len(out[0]) and r[8] == "股东"]
+    assert shareholders and all(r[2] == "" and r[4] == "" and r[6] for r in shareholders)

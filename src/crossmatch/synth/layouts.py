@@ -847,6 +847,8 @@ def render_workbook(r: Render) -> None:
             (c for _n, c in lst if len(c) == len(ent.header) and parse_amount(c[4]) is not None),
             lst[0][1],
         )
+        # a firm whose only row is damaged (short): its shareholders' firm cells stay blank
+        firm = firm + [""] * (len(ent.header) - len(firm))
         for n, c in lst:
             short = len(ent.header) - len(c)
             c2 = c + [""] * short
@@ -867,7 +869,7 @@ def render_workbook(r: Render) -> None:
         for n, c in holders.pop(code, []):
             short = len(sh.header) - len(c)
             c2 = c + [""] * short
-            cells = [code, firm[1], firm[5], _wan(firm[4], "万元人民币"), firm[6], firm[7] if len(firm) > 7 else "",
+            cells = [code, firm[1], firm[5], _wan(firm[4], "万元人民币"), firm[6], firm[7],
                      c2[1], c2[2], "股东", _wan(c2[3], "万元"), c2[4]]  # fmt: skip
             rows.append((cells[: len(cells) - short] if short else cells, [(sh.rel, n, None)]))
     for code, lst in holders.items():
