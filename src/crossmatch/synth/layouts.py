@@ -72,6 +72,21 @@ LAYOUTS: dict[str, str] = {
         "more cosmetic identity noise (spaces, full-width digits) on payments and accounts; "
         "合计 rows under the land files"
     ),
+    "township": (
+        "township finance offices' hand-kept tables: payments as GB18030 CSVs, one file per "
+        "township per month (finance/<乡镇>/...), a title block above a two-row header "
+        "(收款人 / 补贴信息 groups), names typed with a space inside (张 三), IDs that went "
+        "through Excel as floats (3.41122E+17: unreadable, counted), amounts with thousands "
+        "separators, Excel serial pay dates, villages by name (the registry carries the codes "
+        "and names), a 合计 row per file, and the previous month's last rows exported again at "
+        "the top of the next month's file (an overlapping re-export)"
+    ),
+    "platform": (
+        "a provincial platform's xlsx exports: the assistance roster and the payments with "
+        "merged two-row headers (a group header above sub-headers) under a merged title, a "
+        "证件类型 column (居民身份证 / 其他) before each ID, dates as Excel serial numbers or "
+        "full-width text (２０２５年３月５日), the period as 202503"
+    ),
 }
 
 YEAR = 2025
@@ -290,7 +305,9 @@ class Render:
         crlf: bool = False,
         renames: dict[str, str] | None = None,
         title: str | None = None,
+        above: list[list[str]] | None = None,
     ) -> None:
+        """``above``: rows written before ``header`` (a title block, a group header row)."""
         path = self.out / "raw" / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w", encoding=encoding, newline="") as fh:
@@ -298,6 +315,9 @@ class Render:
             line = 1
             if title:
                 w.writerow([title])
+                line += 1
+            for row in above or ():
+                w.writerow(row)
                 line += 1
             w.writerow(header)
             for cells, _o in rows:
@@ -572,14 +592,7 @@ def render_monthly(r: Render) -> None:
     safe = MonthSafety(r)
     gb = {"encoding": "gb18030", "crlf": True}
 
-    # registry: the one table with codes, and the township / village names next to them
-    t = r.table(HUKOU)
-    ic = t.idx("行政区划代码")
-    cols: list[tuple[str, Any]] = [(h, h) for h in t.header]
-    cols.insert(ic, ("乡镇(街道)", lambda c, _r: vill.get(c[ic], ("", ""))[0]))
-    cols.insert(ic + 1, ("村(社区)", lambda c, _r: vill.get(c[ic], ("", ""))[1]))
-    h, rows, ren = r.reshape(t, cols)
-    r.write_csv(HUKOU, h, rows, renames=ren, **gb)
+    registry_with_names(r, **gb)
 
     def vname(t: Table, col: str, groups: bool = False) -> Callable[[list[Any], int], Any]:
         i = t.idx(col)
@@ -723,6 +736,18 @@ def render_monthly(r: Render) -> None:
     r.write_xlsx(
         f"agriculture/耕地地力保护补贴发放清册{YEAR}.xlsx", [("Sheet1", None, h, rows)], renames=ren
     )
+
+
+def registry_with_names(r: Render, **kw: Any) -> None:
+    """The registry as the one table with codes, the township / village names next to them."""
+    vill = r.villages()
+    t = r.table(HUKOU)
+    ic = t.idx("行政区划代码")
+    cols: list[tuple[str, Any]] = [(h, h) for h in t.header]
+    cols.insert(ic, ("乡镇(街道)", lambda c, _r: vill.get(c[ic], ("", ""))[0]))
+    cols.insert(ic + 1, ("村(社区)", lambda c, _r: vill.get(c[ic], ("", ""))[1]))
+    h, rows, ren = r.reshape(t, cols)
+    r.write_csv(HUKOU, h, rows, renames=ren, **kw)
 
 
 def _yyyymm(v: Any) -> Any:
@@ -1076,10 +1101,24 @@ def _cosmetic_ids(r: Render, rows: list[OutRow], col: int, role: str, old_col: s
         r.pending_noise.append((f, n, role, old_col, kind))
 
 
+def _render_township(r: Render) -> None:
+    from crossmatch.synth.layout_township import render_township
+
+    render_township(r)
+
+
+def _render_platform(r: Render) -> None:
+    from crossmatch.synth.layout_platform import render_platform
+
+    render_platform(r)
+
+
 _RENDERERS: dict[str, Callable[[Render], None]] = {
     "monthly": render_monthly,
     "workbook": render_workbook,
     "utf16": render_utf16,
+    "township": _render_township,
+    "platform": _render_platform,
 }
 
 
