@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -20,6 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from crossmatch.cli import main
+from crossmatch.ingest.readers import two_row_header
 from crossmatch.synth import generate
 from crossmatch.synth.layouts import LAYOUTS, generate_layout, parse_date
 
@@ -179,7 +181,9 @@ def test_noise_names_a_column_of_the_file(layout: str, counties: dict[str, Path]
         f = n["source_file"]
         if f not in headers:
             rows = files.rows(f)
-            headers[f] = {c for r in list(rows.values())[:2] for c in r}
+            first = list(rows.values())[:5]  # title rows, a one- or two-row header
+            headers[f] = {c for r in first[:2] for c in r}
+            headers[f] |= {c for a, b in itertools.pairwise(first) for c in two_row_header(a, b)}
             if f == "civil/低保家庭成员名单.csv":
                 headers[f] |= set(files.rows("civil/低保对象花名册.xlsx")[2])
         assert n["field"] in headers[f], n
@@ -378,11 +382,15 @@ def _headers(path: Path) -> list[list[str]]:
     """The first rows of every sheet (or of the text file): the header is among them."""
     if path.suffix == ".xlsx":
         reader = fastexcel.read_excel(str(path))
-        return [
-            list(read_sheet_rows(path, s).get(i, [])) for s in reader.sheet_names for i in (1, 2)
-        ]
+        out = []
+        for s in reader.sheet_names:
+            rows = read_sheet_rows(path, s)
+            first = [list(rows.get(i, [])) for i in (1, 2, 3)]
+            out += first[:2] + [two_row_header(a, b) for a, b in itertools.pairwise(first)]
+        return out
     rows = read_sheet_rows(path)
-    return [rows.get(1, []), rows.get(2, [])]
+    first = [rows.get(i, []) for i in range(1, 6)]  # a title block, a two-row header
+    return first[:2] + [two_row_header(a, b) for a, b in itertools.pairwise(first)]
 
 
 def _check_part(root: Path, part: dict[str, Any], where: str) -> list[str]:
