@@ -23,7 +23,8 @@ Every per-row choice (a name variant, a date style) is a hash of the seed, the l
 row's cells, so the output is deterministic and an exact duplicate row stays exact.
 
 Layouts (``LAYOUTS``): ``default`` (today's files, byte for byte), ``monthly``, ``workbook``,
-``utf16``; each has a mapping set under ``sources/<layout>/``.
+``utf16``, ``township`` (layout_township.py), ``platform`` (layout_platform.py); each has a
+mapping set under ``sources/<layout>/``.
 """
 
 from __future__ import annotations
