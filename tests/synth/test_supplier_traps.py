@@ -58,3 +58,20 @@ def test_seed23_trap_principal_is_redrawn(monkeypatch: pytest.MonkeyPatch, tmp_p
 def test_seed11_needs_no_redraw(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     found, redraws = _related_traps(monkeypatch, tmp_path, 11)
     assert found == [] and redraws == 0
+
+
+def test_a_trap_on_a_cases_key_is_no_trap(tmp_path: Path) -> None:
+    """Hits are keyed (rule, subject, period): a background failed-then-resent pension (a
+    duplicate_payment trap) in the month a planted case repeats the payment for real is a
+    case only (3,000 persons, seed 11 had one)."""
+    from crossmatch.synth import Summary, _write_planted
+
+    rows = [("duplicate_payment", "case", "A", "2025-02", "同月重复"),
+            ("duplicate_payment", "trap", "A", "2025-02", "失败后重发"),
+            ("duplicate_payment", "trap", "A", "2025-03", "失败后重发")]  # fmt: skip
+    summary = Summary(tmp_path, 200, 1)
+    _write_planted(tmp_path / "planted.csv", rows, summary)
+    lines = (tmp_path / "planted.csv").read_text(encoding="utf-8").splitlines()
+    assert lines[1:] == ["duplicate_payment,case,A,2025-02,同月重复",
+                         "duplicate_payment,trap,A,2025-03,失败后重发"]  # fmt: skip
+    assert summary.planted == {("duplicate_payment", "case"): 1, ("duplicate_payment", "trap"): 1}
