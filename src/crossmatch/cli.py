@@ -103,8 +103,8 @@ def main(log_level: str) -> None:
     "--layout",
     default="default",
     show_default=True,
-    help="Departments' layout to render the county in (default, monthly, workbook, utf16); "
-    "each has its mappings under sources/<layout>/ (default: sources/).",
+    help="Departments' layout to render the county in (default, monthly, workbook, utf16, "
+    "township, platform); each has its mappings under sources/<layout>/ (default: sources/).",
 )
 def sample(persons: int, seed: int, out: Path, layout: str) -> None:
     """Generate a synthetic county: every department's export, messy, with ground truth."""

@@ -117,6 +117,11 @@ def _write_planted(
     path: Path, rows: list[tuple[str, str, str, str, str]], summary: Summary
 ) -> None:
     seen: set[tuple[str, str, str, str]] = set()
+    # a hit is keyed (rule, subject, period): a trap on the key of a case (a background
+    # failed-then-resent pension in the month a duplicate_payment case repeats it for real)
+    # is no trap, the case's hit is right
+    cases = {(r[0], r[2], r[3]) for r in rows if r[1] == "case"}
+    rows = [r for r in rows if r[1] != "trap" or (r[0], r[2], r[3]) not in cases]
     with open(path, "w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(["rule_id", "kind", "subject", "period", "note"])
