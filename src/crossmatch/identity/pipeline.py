@@ -46,6 +46,8 @@ import pandas as pd
 
 from crossmatch import idnumber
 from crossmatch.errors import WarehouseError
+from crossmatch.identity import household as co_mentions
+from crossmatch.identity import role_profile
 from crossmatch.identity.comparisons import ChineseName
 from crossmatch.identity.engine import LinkageConfig, Linker
 from crossmatch.identity.fs import FSModel
@@ -84,6 +86,7 @@ class ResolveSummary:
     mode: str = "full"
     new_mentions: int = 0
     passed_over_dead: int = 0  # candidate links weighed down: dead before the record, a living fit
+    weighed_down_by_role: int = 0  # candidate links weighed down: implausible for the role
     seconds: dict[str, float] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
 
@@ -95,7 +98,8 @@ class ResolveSummary:
             f"judgement {self.judgement:,}, unresolved {self.unresolved:,}",
             f"persons {self.persons:,}; ID conflicts {self.conflicts:,}; "
             f"candidate pairs {self.candidate_pairs:,}; candidates weighed down as dead before "
-            f"the record {self.passed_over_dead:,}",
+            f"the record {self.passed_over_dead:,}, as implausible for the role "
+            f"{self.weighed_down_by_role:,}",
             "time: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items()),
         ]
         lines += [f"skipped: {s}" for s in self.skipped]
@@ -1124,8 +1128,22 @@ def _resolve(
 
     t = time.perf_counter()
     cl_notes: list[tuple[int, str]] = []
+    # candidates implausible for the role (age, sex, head ...), then, in a second round, those
+    # who are no relative of the mention's co-mentions as the first round linked them
+    roles_pen = role_profile.edge_penalty(con, nid)
+    linker.edge_penalty = roles_pen
+    p_first = pred.probability.copy()
     labels, used = linker.cluster(pred, must_link=must_l, cannot_link=cannot_l, notes=cl_notes)
+    kin = co_mentions.support(
+        con, nid, co_mentions.first_round_persons(labels, nodes["reg_id"], nodes["ext_id"])
+    )
+    if kin:
+        pred.probability[:] = p_first
+        linker.edge_penalty = co_mentions.combine(roles_pen, co_mentions.edge_penalty(nid, kin))
+        cl_notes.clear()
+        labels, used = linker.cluster(pred, must_link=must_l, cannot_link=cannot_l, notes=cl_notes)
     s.passed_over_dead = linker.passed_over_dead
+    s.weighed_down_by_role = linker.weighed_down
     s.seconds["cluster"] = time.perf_counter() - t
     log.info("step cluster: %.1f s", s.seconds["cluster"])
 
