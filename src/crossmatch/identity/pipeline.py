@@ -47,6 +47,7 @@ import pandas as pd
 from crossmatch import idnumber
 from crossmatch.errors import WarehouseError
 from crossmatch.identity import household as co_mentions
+from crossmatch.identity import keys as id_keys
 from crossmatch.identity import role_profile
 from crossmatch.identity.comparisons import ChineseName
 from crossmatch.identity.engine import LinkageConfig, Linker
@@ -339,9 +340,14 @@ def link_handlers(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
         if post != "NULL::VARCHAR"
         else ""
     )
+    # a staff member goes by the payroll's name and by the registry's (a payroll row may
+    # spell the name otherwise: the handler column then writes the registry's)
     staff = con.execute(
-        f"""SELECT DISTINCT m.id, m.name, m.unit, {post} AS post FROM person_mention m {join}
-        WHERE m.source = 'payroll' AND m.id IS NOT NULL AND m.unit IS NOT NULL"""
+        f"""WITH p AS (SELECT m.id, m.name, m.unit, {post} AS post FROM person_mention m {join}
+            WHERE m.source = 'payroll' AND m.id IS NOT NULL AND m.unit IS NOT NULL)
+        SELECT DISTINCT * FROM (SELECT * FROM p UNION ALL
+            SELECT p.id, n.name, p.unit, p.post FROM p JOIN _id_node n USING (id)
+            WHERE n.in_registry AND n.name IS NOT NULL)"""
     ).df()
     if h.empty or staff.empty:
         return empty
@@ -454,7 +460,7 @@ def link_household_comentions(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 # --- 4. fuzzy path ------------------------------------------------------------------------------
 _KEYS = (
     "name", "name_py", "name_la", "name_lapy", "surname_py", "given_py", "idc", "birth",
-    "id_s1", "id_s2", "id_s3", "village_code", "township", "acct",
+    "id_s1", "id_s2", "id_s3", id_keys.COLUMN, "village_code", "township", "acct",
 )  # fmt: skip
 _U_SAMPLE_NODES = 20_000
 
@@ -490,6 +496,7 @@ def _node_frame(nodes: pd.DataFrame) -> pd.DataFrame:
     nodes["id_s1"] = idc.str.slice(0, 14)
     nodes["id_s2"] = idc.str.slice(0, 6) + idc.str.slice(14, 18)
     nodes["id_s3"] = idc.str.slice(6, 18)
+    nodes[id_keys.COLUMN] = id_keys.id_anagram(nodes["idc"])  # transpositions across the parts
     nodes["township"] = nodes["village_code"].astype("string").str.slice(0, 9)
     nodes["township"] = nodes["township"].where(nodes["township"].str.len() == 9)
     for c in (*_KEYS, "reg_id", "ext_id", "prev_pid", "conflict_id"):
@@ -535,13 +542,14 @@ def _build_index(con: duckdb.DuckDBPyConnection) -> int:
     nk.insert(0, "name", names)
     _store(con, "_nk", nk, temp=True)
     con.execute(
-        """CREATE OR REPLACE TEMP TABLE _idx AS
+        f"""CREATE OR REPLACE TEMP TABLE _idx AS
         SELECT n.node, n.name, k.name_py, k.name_la, k.name_lapy, k.surname_py, k.given_py,
             n.id AS idc,
-            CASE WHEN regexp_full_match(substr(n.id, 7, 8), '(19|20)\\d{6}')
+            CASE WHEN regexp_full_match(substr(n.id, 7, 8), '(19|20)\\d{{6}}')
                 THEN substr(n.id, 7, 8) END AS birth,
             substr(n.id, 1, 14) AS id_s1, substr(n.id, 1, 6) || substr(n.id, 15, 4) AS id_s2,
-            substr(n.id, 7, 12) AS id_s3, n.village_code,
+            substr(n.id, 7, 12) AS id_s3, {id_keys.id_anagram_sql("n.id")} AS {id_keys.COLUMN},
+            n.village_code,
             CASE WHEN length(n.village_code) >= 9 THEN substr(n.village_code, 1, 9) END
                 AS township,
             CASE WHEN o.owner IS NOT NULL THEN n.id END AS acct,
