@@ -48,7 +48,7 @@ from crossmatch import idnumber
 from crossmatch.errors import WarehouseError
 from crossmatch.identity import household as co_mentions
 from crossmatch.identity import keys as id_keys
-from crossmatch.identity import role_profile
+from crossmatch.identity import role_profile, staff
 from crossmatch.identity.comparisons import ChineseName
 from crossmatch.identity.engine import LinkageConfig, Linker
 from crossmatch.identity.fs import FSModel
@@ -789,7 +789,8 @@ def _fuzzy_pool(con: duckdb.DuckDBPyConnection, judged: pd.DataFrame) -> pd.Data
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _fz0 AS
         SELECT m.source, m.file, m.row, m.role, m.name, m.id_raw, m.village_code,
-            m.township AS township_name, c.id AS conflict_id, m.event_month,
+            m.township AS township_name, m.village AS village_name, c.id AS conflict_id,
+            m.event_month,
             coalesce(o.owner, CASE WHEN m.account IS NOT NULL THEN 'A:' || m.account END) AS acct,
             j.source IS NOT NULL AS judged
         FROM person_mention m
@@ -818,6 +819,10 @@ def _fuzzy_pool(con: duckdb.DuckDBPyConnection, judged: pd.DataFrame) -> pd.Data
                 CASE WHEN f.judged OR (i.idc IS NULL AND f.acct IS NULL
                         AND f.village_code IS NULL AND f.township_name IS NULL)
                     THEN f.source || '|' || f.file || '|' || CAST(f.row AS VARCHAR) || '|' || f.role
+                    -- a staff township (handler, approver, an ID-less payroll row) groups
+                    -- across roles: one clerk of one township
+                    WHEN i.idc IS NULL AND f.acct IS NULL AND f.village_code IS NULL
+                        AND f.village_name IS NULL AND f.township_name IS NOT NULL THEN '~'
                     WHEN i.idc IS NULL AND f.acct IS NULL THEN f.source || '|' || f.role
                     ELSE '~' END)), 1, 16) AS gkey
         FROM _fz0 f LEFT JOIN _idc i USING (id_raw)"""
@@ -906,6 +911,7 @@ def _resolve(
         "ALTER TABLE identity_judgement ADD COLUMN IF NOT EXISTS merge_ids BOOLEAN DEFAULT false"
     )
     build_mentions(con, roles, s)
+    staff.assign_townships(con)  # an ID-less payroll row meets its township's handler mentions
     s.mentions = fetch_one(con, "SELECT count(*) FROM person_mention")[0]
     model = None if retrain else _load_model(con, config)
     sig = _signature(con, config, roles)

@@ -59,6 +59,8 @@ class Profile:
     # held once per person (and year of the record) in this source (soft): a household has one
     # land contract, so a candidate who holds one already on a row with a valid ID is unusual
     once: bool = False
+    # staff: the person is on a payroll or cadre roster (a row with a valid ID), else *hard*
+    staff: bool = False
 
 
 ADULT = {"hard_min_age": 14.0, "soft_min_age": 18.0}
@@ -66,6 +68,8 @@ PROFILES: dict[tuple[str, str], Profile] = {
     ("payment", "payee"): Profile(("period", "pay_date"), hard_min_age=0.0, item="item"),
     ("assistance", "applicant"): Profile(("start_date",), 0.0, 16.0, head=True),
     ("assistance", "member"): Profile(("start_date",), hard_min_age=0.0),
+    ("assistance", "handler"): Profile(("start_date",), **ADULT, staff=True),
+    ("assistance", "approver"): Profile(("start_date",), **ADULT, staff=True),
     ("elderly", "person"): Profile(("start_month",), 0.0, 60.0),
     ("cadre", "cadre"): Profile(("term_start",), **ADULT, soft_max_age=75.0),
     ("cadre", "person"): Profile(("term_start",), **ADULT, soft_max_age=75.0),
@@ -94,6 +98,8 @@ ITEM_MIN_AGE: tuple[tuple[str, float | None], ...] = (
     ("孤儿", None), ("儿童", None), ("助学", None), ("学生", None), ("残疾", None),
     ("高龄", 60.0), ("养老", 45.0), ("", 18.0),
 )  # fmt: skip
+# (source|role) of the rosters a staff role's person is on
+STAFF_ROLES = ("payroll|person", "cadre|cadre", "cadre|person", "school_staff|person")
 DEATH_BEFORE_DAYS = 60  # a cremation / death record follows the death within this many days
 DEATH_AFTER_DAYS = 7
 DEAD_BEFORE_DAYS = 31  # a registration this long after a recorded death is not the person's
@@ -171,6 +177,7 @@ def candidate_facts(con: duckdb.DuckDBPyConnection, ids: list[str]) -> pd.DataFr
             death = "dd.death"
         held = [f"{src}|{role}" for (src, role), p in PROFILES.items() if p.once]
         held += [f"{p.holds[0]}|{p.holds[1]}" for p in PROFILES.values() if p.holds]
+        held += list(STAFF_ROLES)
         held_sql = ", ".join(f"'{h}'" for h in sorted(set(held))) or "NULL"
         out = con.execute(
             f"""WITH roles AS (
@@ -266,6 +273,10 @@ def violations(pairs: pd.DataFrame, asof: pd.Timestamp | None = None) -> pd.Data
         own = [f"{a}|{b}" for a, b in keys]
         need = [f"{p.holds[0]}|{p.holds[1]}" if p is not None and p.holds else None for p in profs]
         once = np.array([p is not None and p.once for p in profs])
+        is_staff = np.array([p is not None and p.staff for p in profs])
+        hard |= is_staff & np.array(
+            [h is not None and not (set(STAFF_ROLES) & set(list(h))) for h in held]
+        )
         soft |= np.array(
             [
                 r is not None and h is not None and r not in list(h)
