@@ -56,27 +56,24 @@ def assign_townships(con: duckdb.DuckDBPyConnection, table: str = "person_mentio
     if not names:
         return 0
     con.execute("CREATE OR REPLACE TEMP TABLE _towns AS SELECT unnest(?::VARCHAR[]) AS t", [names])
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _unit_town AS
+        SELECT m.unit, min(t.t) AS t FROM (SELECT DISTINCT unit FROM {table}
+            WHERE unit IS NOT NULL AND township IS NULL AND id IS NULL) m
+        JOIN _towns t ON contains(m.unit, t.t)
+        -- a name inside a longer matching name (城关 in 城关镇) is the same township
+        WHERE NOT EXISTS (SELECT 1 FROM _towns u WHERE contains(m.unit, u.t)
+            AND length(u.t) > length(t.t) AND contains(u.t, t.t))
+        GROUP BY m.unit HAVING count(*) = 1"""
+    )
     n = con.execute(
-        f"""WITH c AS (
-            SELECT m.unit, t.t FROM (SELECT DISTINCT unit FROM {table}
-                WHERE unit IS NOT NULL AND township IS NULL AND id IS NULL) m
-            JOIN _towns t ON contains(m.unit, t.t)
-            -- a name inside a longer matching name (城关 in 城关镇) is the same township
-            WHERE NOT EXISTS (SELECT 1 FROM _towns u WHERE contains(m.unit, u.t)
-                AND length(u.t) > length(t.t) AND contains(u.t, t.t))),
-        one AS (SELECT unit, min(t) AS t FROM c GROUP BY unit HAVING count(*) = 1)
-        SELECT count(*) FROM {table} m JOIN one USING (unit)
+        f"""SELECT count(*) FROM {table} m JOIN _unit_town USING (unit)
         WHERE m.township IS NULL AND m.id IS NULL"""
     ).fetchone()[0]
     con.execute(
-        f"""UPDATE {table} SET township = one.t FROM (
-            SELECT m.unit, min(t.t) AS t FROM (SELECT DISTINCT unit FROM {table}
-                WHERE unit IS NOT NULL AND township IS NULL AND id IS NULL) m
-            JOIN _towns t ON contains(m.unit, t.t)
-            WHERE NOT EXISTS (SELECT 1 FROM _towns u WHERE contains(m.unit, u.t)
-                AND length(u.t) > length(t.t) AND contains(u.t, t.t))
-            GROUP BY m.unit HAVING count(*) = 1) one
-        WHERE {table}.unit = one.unit AND {table}.township IS NULL AND {table}.id IS NULL"""
+        f"""UPDATE {table} SET township = u.t FROM _unit_town u
+        WHERE {table}.unit = u.unit AND {table}.township IS NULL AND {table}.id IS NULL"""
     )
+    con.execute("DROP TABLE _unit_town")
     con.execute("DROP TABLE _towns")
     return int(n)
