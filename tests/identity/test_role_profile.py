@@ -322,6 +322,13 @@ def world():
         r |= {"household_no": hh, "village_code": v, "cancel_reason": None, "cancel_date": None}
         r |= {"relation_to_head": "配偶" if k == "wife" else "户主"}
         hk.append(r)
+    # twelve more 端木雪: the name alone blocks nobody (a block over its cap), only the ID can
+    for j in range(12):
+        other = pid(f"19{50 + j}0601", 300 + j, False)
+        r = {"_source": "hukou", "_file": "hukou/hk.csv", "_file_hash": "x", "_row": n0 + 50 + j}
+        r |= {"_dup_of": None} | _pcols("person", "端木雪", other, other)
+        r |= {"household_no": f"HN{j}", "village_code": V1, "cancel_reason": None}
+        hk.append(r | {"cancel_date": None, "relation_to_head": "户主"})
     con.register("_hk", pd.DataFrame(hk))
     con.execute("INSERT INTO src_hukou BY NAME SELECT * FROM _hk")
 
