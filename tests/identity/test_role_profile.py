@@ -440,3 +440,27 @@ def test_idless_payroll_row_is_the_townships_handler(world):
 def test_id_transposed_across_its_parts_is_linked(world):
     con, ids, rows, _ = world
     assert _pid(con, "shareholder", rows["share"], "holder") == (ids["transposed"], "fuzzy")
+
+
+def test_property_location_against_the_registry_address():
+    towns = ["施店镇", "石镇乡", "城关镇", "城关"]
+    got = role_profile.township_in(
+        pd.Series(
+            ["施店镇新城花园192号", "安徽省来安县石镇乡西陈村", "城关镇幸福路1号", "某路", None]
+        ),
+        towns,
+    )
+    assert got.tolist() == ["施店镇", "石镇乡", "城关镇", None, None]
+    df = _pairs(
+        [
+            {"source": "property", "role": "owner", "rec_date": "2014-01-05",
+             "birth": "1996-11-15", "place": "施店镇", "home": "施店镇"},
+            {"source": "property", "role": "owner", "rec_date": "2014-01-05",
+             "birth": "1975-09-10", "place": "施店镇", "home": "石镇乡"},
+            {"source": "property", "role": "owner", "rec_date": "2014-01-05",
+             "birth": "1975-09-10", "place": None, "home": "石镇乡"},
+        ]
+    )  # fmt: skip
+    v = role_profile.violations(df, None)
+    # a minor of 17 may own a home; a home in another township than one's registry is unusual
+    assert v["soft"].tolist() == [False, True, False] and not v["hard"].any()

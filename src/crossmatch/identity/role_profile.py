@@ -35,6 +35,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from crossmatch.identity import staff
+
 log = logging.getLogger(__name__)
 
 HARD = 12.0  # log2 units: impossible for the role
@@ -61,6 +63,9 @@ class Profile:
     once: bool = False
     # staff: the person is on a payroll or cadre roster (a row with a valid ID), else *hard*
     staff: bool = False
+    # a free-text address of the record (a property's location); where it names a township
+    # and the candidate's registry address names another, the candidate is unusual (soft)
+    place: str | None = None
 
 
 ADULT = {"hard_min_age": 14.0, "soft_min_age": 18.0}
@@ -79,8 +84,9 @@ PROFILES: dict[tuple[str, str], Profile] = {
     ("farmland_subsidy", "person"): Profile(
         ("year",), **ADULT, head=True, once=True, holds=("land_contract", "contractor")
     ),
-    ("property", "owner"): Profile(("reg_date",), hard_min_age=0.0, soft_min_age=18.0),
-    ("property", "co_owner"): Profile(("reg_date",), hard_min_age=0.0),
+    # a minor may own a home (inherited, a gift): no soft minimum
+    ("property", "owner"): Profile(("reg_date",), hard_min_age=0.0, place="location"),
+    ("property", "co_owner"): Profile(("reg_date",), hard_min_age=0.0, place="location"),
     ("vehicle", "owner"): Profile(("reg_date",), **ADULT),
     ("enterprise", "legal_rep"): Profile(("established",), **ADULT),
     ("shareholder", "holder"): Profile((), hard_min_age=0.0, soft_min_age=18.0),
@@ -144,14 +150,33 @@ def build_mention_profiles(con: duckdb.DuckDBPyConnection, mentions: str = "_fz"
         date_col = next((c for c in prof.date if c in cols), None)
         date = _date_sql(f"s.{date_col}") if date_col else "NULL::DATE"
         item = f"CAST(s.{prof.item} AS VARCHAR)" if prof.item and prof.item in cols else "NULL"
+        place = f"CAST(s.{prof.place} AS VARCHAR)" if prof.place and prof.place in cols else "NULL"
         parts.append(
-            f"""SELECT f.gkey, f.source, f.role, {date} AS rec_date, {item} AS item
+            f"""SELECT f.gkey, f.source, f.role, {date} AS rec_date, {item} AS item,
+                {place} AS place
             FROM {mentions} f JOIN {table} s ON s._file = f.file AND s._row = f.row
             WHERE f.source = '{source}' AND f.role = '{role}'"""
         )
     if not parts:
-        return pd.DataFrame(columns=["gkey", "source", "role", "rec_date", "item"])
-    return con.execute(" UNION ALL ".join(parts)).df()
+        return pd.DataFrame(columns=["gkey", "source", "role", "rec_date", "item", "place"])
+    out = con.execute(" UNION ALL ".join(parts)).df()
+    out["place"] = township_in(out["place"], staff.township_names(con))
+    return out
+
+
+def township_in(text: pd.Series, towns: list[str]) -> pd.Series:
+    """The township name a free text (an address) contains: the longest of ``towns`` found
+    in it, None where none is (or two unrelated ones are)."""
+    by_len = sorted(towns, key=len, reverse=True)
+
+    def one(x: object) -> str | None:
+        if not isinstance(x, str) or not x:
+            return None
+        hit = [t for t in by_len if t in x]
+        hit = [t for t in hit if not any(t != u and t in u for u in hit)]
+        return hit[0] if len(hit) == 1 else None
+
+    return text.map(one).astype(object)
 
 
 def candidate_facts(con: duckdb.DuckDBPyConnection, ids: list[str]) -> pd.DataFrame:
@@ -175,6 +200,13 @@ def candidate_facts(con: duckdb.DuckDBPyConnection, ids: list[str]) -> pd.DataFr
         if "_id_death" in tables or _has_temp(con, "_id_death"):
             djoin = "LEFT JOIN _id_death dd ON dd.id = i.id"
             death = "dd.death"
+        addr = "NULL::VARCHAR"
+        if "src_hukou" in tables and "address" in _columns(con, "src_hukou"):
+            join += """ LEFT JOIN (SELECT m.id, min(CAST(h.address AS VARCHAR)) AS address
+                FROM person_mention m JOIN src_hukou h ON m.source = 'hukou'
+                    AND h._file = m.file AND h._row = m.row
+                WHERE m.id IS NOT NULL GROUP BY m.id) ad ON ad.id = i.id"""
+            addr = "ad.address"
         held = [f"{src}|{role}" for (src, role), p in PROFILES.items() if p.once]
         held += [f"{p.holds[0]}|{p.holds[1]}" for p in PROFILES.values() if p.holds]
         held += list(STAFF_ROLES)
@@ -184,7 +216,7 @@ def candidate_facts(con: duckdb.DuckDBPyConnection, ids: list[str]) -> pd.DataFr
                 SELECT m.id, list(DISTINCT m.source || '|' || m.role) AS held
                 FROM person_mention m SEMI JOIN _rp_ids i ON i.id = m.id
                 WHERE m.source || '|' || m.role IN ({held_sql}) GROUP BY m.id)
-            SELECT i.id, coalesce(r.held, []) AS held,
+            SELECT i.id, coalesce(r.held, []) AS held, {addr} AS address,
                 try_strptime(substr(i.id, 7, 8), '%Y%m%d')::DATE AS birth,
                 CASE WHEN try_cast(substr(i.id, 17, 1) AS INTEGER) % 2 = 1 THEN '男' ELSE '女' END
                     AS sex, {head} AS head, {death} AS death
@@ -192,6 +224,7 @@ def candidate_facts(con: duckdb.DuckDBPyConnection, ids: list[str]) -> pd.DataFr
         ).df()
     finally:
         con.unregister("_rp_ids")
+    out["home"] = township_in(out.pop("address"), staff.township_names(con))
     return out
 
 
@@ -283,6 +316,15 @@ def violations(pairs: pd.DataFrame, asof: pd.Timestamp | None = None) -> pd.Data
                 for r, h in zip(need, held, strict=True)
             ]
         )
+        if "place" in pairs and "home" in pairs:
+            pl = pairs["place"].to_numpy(dtype=object)
+            hm = pairs["home"].to_numpy(dtype=object)
+            soft |= np.array(
+                [
+                    isinstance(a, str) and isinstance(b, str) and a != b
+                    for a, b in zip(pl, hm, strict=True)
+                ]
+            )
         soft |= once & np.array(
             [h is not None and o in list(h) for o, h in zip(own, held, strict=True)]
         )
