@@ -161,7 +161,8 @@ def build_mention_profiles(con: duckdb.DuckDBPyConnection, mentions: str = "_fz"
         return pd.DataFrame(columns=["gkey", "source", "role", "rec_date", "item", "place"])
     out = con.execute(" UNION ALL ".join(parts)).df()
     out["place"] = township_in(out["place"], staff.township_names(con))
-    return out
+    # a node's monthly payments differ in their month only: one row per distinct profile
+    return out.drop_duplicates(ignore_index=True)
 
 
 def township_in(text: pd.Series, towns: list[str]) -> pd.Series:
