@@ -46,9 +46,9 @@ import pandas as pd
 
 from crossmatch import idnumber
 from crossmatch.errors import WarehouseError
+from crossmatch.identity import accounts, role_profile, staff
 from crossmatch.identity import household as co_mentions
 from crossmatch.identity import keys as id_keys
-from crossmatch.identity import role_profile, staff
 from crossmatch.identity.comparisons import ChineseName
 from crossmatch.identity.engine import LinkageConfig, Linker
 from crossmatch.identity.fs import FSModel
@@ -289,6 +289,8 @@ def build_id_index(con: duckdb.DuckDBPyConnection) -> None:
         WHERE account IS NOT NULL AND id IS NOT NULL
         GROUP BY account HAVING count(DISTINCT id) = 1"""
     )
+    # a shared account: the owner of the same name (crossmatch.identity.accounts)
+    con.execute("CREATE OR REPLACE TEMP TABLE _acct_name_owner AS " + accounts.name_owner_sql())
 
 
 def find_conflicts(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
@@ -560,7 +562,8 @@ def _build_index(con: duckdb.DuckDBPyConnection) -> int:
             NULL::DOUBLE AS first_day
         FROM _id_node n LEFT JOIN _nk k USING (name)
         LEFT JOIN _id_death dd ON dd.id = n.id
-        LEFT JOIN (SELECT DISTINCT owner FROM _acct_owner) o ON o.owner = n.id"""
+        LEFT JOIN (SELECT owner FROM _acct_owner UNION SELECT owner FROM _acct_name_owner) o
+            ON o.owner = n.id"""
     )
     return int(fetch_one(con, "SELECT count(*) FROM _id_node")[0])
 
@@ -791,13 +794,15 @@ def _fuzzy_pool(con: duckdb.DuckDBPyConnection, judged: pd.DataFrame) -> pd.Data
         SELECT m.source, m.file, m.row, m.role, m.name, m.id_raw, m.village_code,
             m.township AS township_name, m.village AS village_name, c.id AS conflict_id,
             m.event_month,
-            coalesce(o.owner, CASE WHEN m.account IS NOT NULL THEN 'A:' || m.account END) AS acct,
+            coalesce(o.owner, an.owner,
+                CASE WHEN m.account IS NOT NULL THEN 'A:' || m.account END) AS acct,
             j.source IS NOT NULL AS judged
         FROM person_mention m
         SEMI JOIN _new USING (source, file, row, role)
         LEFT JOIN identity_conflict c USING (source, file, row, role)
         LEFT JOIN _handler_link h USING (source, file, row, role)
         LEFT JOIN _acct_owner o ON o.account = m.account
+        LEFT JOIN _acct_name_owner an ON an.account = m.account AND an.name = m.name
         LEFT JOIN (SELECT DISTINCT * FROM _judged) j USING (source, file, row, role)
         WHERE (m.id IS NULL OR c.id IS NOT NULL) AND h.id IS NULL AND m.name IS NOT NULL"""
     )

@@ -102,7 +102,7 @@ PROFILES: dict[tuple[str, str], Profile] = {
 # a benefit for children or disabled persons may be paid in the child's name
 ITEM_MIN_AGE: tuple[tuple[str, float | None], ...] = (
     ("孤儿", None), ("儿童", None), ("助学", None), ("学生", None), ("残疾", None),
-    ("高龄", 60.0), ("养老", 45.0), ("", 18.0),
+    ("高龄", 60.0), ("养老", 50.0), ("", 18.0),
 )  # fmt: skip
 # (source|role) of the rosters a staff role's person is on
 STAFF_ROLES = ("payroll|person", "cadre|cadre", "cadre|person", "school_staff|person")
