@@ -68,33 +68,49 @@ class Profile:
     place: str | None = None
 
 
-ADULT = {"hard_min_age": 14.0, "soft_min_age": 18.0}
 PROFILES: dict[tuple[str, str], Profile] = {
     ("payment", "payee"): Profile(("period", "pay_date"), hard_min_age=0.0, item="item"),
     ("assistance", "applicant"): Profile(("start_date",), 0.0, 16.0, head=True),
     ("assistance", "member"): Profile(("start_date",), hard_min_age=0.0),
-    ("assistance", "handler"): Profile(("start_date",), **ADULT, staff=True),
-    ("assistance", "approver"): Profile(("start_date",), **ADULT, staff=True),
+    ("assistance", "handler"): Profile(
+        ("start_date",), hard_min_age=14.0, soft_min_age=18.0, staff=True
+    ),
+    ("assistance", "approver"): Profile(
+        ("start_date",), hard_min_age=14.0, soft_min_age=18.0, staff=True
+    ),
     ("elderly", "person"): Profile(("start_month",), 0.0, 60.0),
-    ("cadre", "cadre"): Profile(("term_start",), **ADULT, soft_max_age=75.0),
-    ("cadre", "person"): Profile(("term_start",), **ADULT, soft_max_age=75.0),
-    ("payroll", "person"): Profile(("start_date",), **ADULT, soft_max_age=65.0),
-    ("school_staff", "person"): Profile((), **ADULT),
-    ("land_contract", "contractor"): Profile((), **ADULT, head=True, once=True),
+    ("cadre", "cadre"): Profile(
+        ("term_start",), hard_min_age=14.0, soft_min_age=18.0, soft_max_age=75.0
+    ),
+    ("cadre", "person"): Profile(
+        ("term_start",), hard_min_age=14.0, soft_min_age=18.0, soft_max_age=75.0
+    ),
+    ("payroll", "person"): Profile(
+        ("start_date",), hard_min_age=14.0, soft_min_age=18.0, soft_max_age=65.0
+    ),
+    ("school_staff", "person"): Profile((), hard_min_age=14.0, soft_min_age=18.0),
+    ("land_contract", "contractor"): Profile(
+        (), hard_min_age=14.0, soft_min_age=18.0, head=True, once=True
+    ),
     ("farmland_subsidy", "person"): Profile(
-        ("year",), **ADULT, head=True, once=True, holds=("land_contract", "contractor")
+        ("year",),
+        hard_min_age=14.0,
+        soft_min_age=18.0,
+        head=True,
+        once=True,
+        holds=("land_contract", "contractor"),
     ),
     # a minor may own a home (inherited, a gift): no soft minimum
     ("property", "owner"): Profile(("reg_date",), hard_min_age=0.0, place="location"),
     ("property", "co_owner"): Profile(("reg_date",), hard_min_age=0.0, place="location"),
-    ("vehicle", "owner"): Profile(("reg_date",), **ADULT),
-    ("enterprise", "legal_rep"): Profile(("established",), **ADULT),
+    ("vehicle", "owner"): Profile(("reg_date",), hard_min_age=14.0, soft_min_age=18.0),
+    ("enterprise", "legal_rep"): Profile(("established",), hard_min_age=14.0, soft_min_age=18.0),
     ("shareholder", "holder"): Profile((), hard_min_age=0.0, soft_min_age=18.0),
-    ("marriage", "husband"): Profile(("reg_date",), **ADULT, sex="男"),
-    ("marriage", "wife"): Profile(("reg_date",), **ADULT, sex="女"),
+    ("marriage", "husband"): Profile(("reg_date",), hard_min_age=14.0, soft_min_age=18.0, sex="男"),
+    ("marriage", "wife"): Profile(("reg_date",), hard_min_age=14.0, soft_min_age=18.0, sex="女"),
     ("bank_account", "holder"): Profile(("opened",), hard_min_age=0.0),
-    ("proxy_filing", "agent"): Profile(("filed_date",), **ADULT),
-    ("relative_filing", "cadre"): Profile(("filed_date",), **ADULT),
+    ("proxy_filing", "agent"): Profile(("filed_date",), hard_min_age=14.0, soft_min_age=18.0),
+    ("relative_filing", "cadre"): Profile(("filed_date",), hard_min_age=14.0, soft_min_age=18.0),
     ("cremation", "person"): Profile(("cremation_date",), hard_min_age=0.0, death_event=True),
     ("death", "person"): Profile(("death_date",), hard_min_age=0.0, death_event=True),
 }
@@ -231,9 +247,9 @@ def candidate_facts(con: duckdb.DuckDBPyConnection, ids: list[str]) -> pd.DataFr
 
 def _has_temp(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     return bool(
-        con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [name]).fetchone()[
+        con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [name]).fetchall()[
             0
-        ]
+        ][0]
     )
 
 

@@ -69,7 +69,7 @@ def assign_townships(con: duckdb.DuckDBPyConnection, table: str = "person_mentio
     n = con.execute(
         f"""SELECT count(*) FROM {table} m JOIN _unit_town USING (unit)
         WHERE m.township IS NULL AND m.id IS NULL"""
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     con.execute(
         f"""UPDATE {table} SET township = u.t FROM _unit_town u
         WHERE {table}.unit = u.unit AND {table}.township IS NULL AND {table}.id IS NULL"""
