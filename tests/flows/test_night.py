@@ -58,7 +58,7 @@ def nights(tmp_path_factory):
 
 
 def test_missing_source_is_not_green(nights):
-    first, _second, wh, _raw = nights
+    first, _second, _wh, _raw = nights
     assert first.outcome == "incomplete" and first.exit_code == 4
     assert any(m.startswith("vehicle:") for m in first.sources_missing)
     rules = {r["rule_id"]: r for r in first.rules}
