@@ -525,6 +525,40 @@ def run(
         sys.exit(code)
 
 
+@main.command("deploy")
+@click.option("--pool", default="crossmatch", show_default=True, help="Process work pool name.")
+def deploy(pool: str) -> None:
+    """Deploy prefect.yaml's flows to the Prefect server at PREFECT_API_URL: create the process
+    work pool if missing, then `prefect deploy --all` in the project home (CROSSMATCH_HOME,
+    else the current folder). Then start a worker: `prefect worker start --pool crossmatch`."""
+    import subprocess
+
+    from prefect.settings import PREFECT_API_URL
+
+    from crossmatch.errors import ExitCode
+    from crossmatch.night.config import home
+    from crossmatch.night.deploy import ensure_work_pool
+
+    if not PREFECT_API_URL.value():
+        click.echo(
+            "error: PREFECT_API_URL is not set. Fix: start a server (`prefect server start`) "
+            "and `prefect config set PREFECT_API_URL=http://127.0.0.1:4200/api`",
+            err=True,
+        )
+        sys.exit(int(ExitCode.USAGE))
+    root = home()
+    if not (root / "prefect.yaml").is_file():
+        click.echo(f"error: {root}: no prefect.yaml. Fix: set CROSSMATCH_HOME", err=True)
+        sys.exit(int(ExitCode.USAGE))
+    created = ensure_work_pool(pool)
+    click.echo(f"work pool {pool}: {'created' if created else 'exists'}")
+    rc = subprocess.call(
+        [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"], cwd=root
+    )
+    if rc:
+        sys.exit(int(ExitCode.RUN_FAILED))
+
+
 def _review_commands() -> None:
     from crossmatch.review.commands import COMMANDS
 

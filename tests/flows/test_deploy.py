@@ -115,6 +115,16 @@ def test_deploy_schedule_and_worker_run(tmp_path, monkeypatch):
         env["PREFECT_API_URL"] = server.url
         _prefect(["work-pool", "create", "crossmatch", "--type", "process"], proj, env)
         _prefect(["--no-prompt", "deploy", "--all"], proj, env)
+        again = subprocess.run(  # the one-command form redeploys; the pool is kept
+            [sys.executable, "-m", "crossmatch.cli", "deploy"],
+            cwd=proj,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert again.returncode == 0, again.stderr[-2000:]
+        assert "work pool crossmatch: exists" in again.stdout
 
         async def scheduled():
             async with get_client() as c:
