@@ -219,6 +219,40 @@ def test_notebook_closing_lets_the_night_through(nights, tmp_path, caplog):
     assert "held open by" in caplog.text and "waiting" in caplog.text
 
 
+def test_notebook_never_blocks_a_build_copy(nights, tmp_path):
+    """With a build-and-publish workspace the notebook reads the published file throughout;
+    the night neither waits for it nor fails."""
+    _f, _s, wh, raw = nights
+    live = tmp_path / "live.duckdb"
+    shutil.copy(wh, live)
+
+    @contextmanager
+    def build_copy(warehouse: Path):
+        work = warehouse.with_suffix(".building")
+        shutil.copy(warehouse, work)
+        yield work
+        work.replace(warehouse)
+
+    nb = _notebook(live, 120)
+    try:
+        t0 = time.monotonic()
+        res = run_night(cfg(raw, live), from_stage="detect", workspace=build_copy, wait_seconds=5)
+        took = time.monotonic() - t0
+        assert nb.poll() is None  # the notebook is still open on the old file
+    finally:
+        nb.kill()
+        nb.wait()
+    assert res.exit_code == 0, res.problems
+    assert res.stages["clues"].status == "ok" and res.clues["new"] > 0
+    from crossmatch.review.store import store_path
+
+    assert store_path(live).exists()  # the store sits beside the published file, not the build
+    assert not store_path(live.with_suffix(".building")).exists()
+    assert took < 120
+    row = night_rows(live)[-1]  # published with the results (provisional: clues pending)
+    assert (row["night_id"], row["outcome"]) == (res.night_id, "ok")
+
+
 def test_paths_from_crossmatch_home(tmp_path, monkeypatch):
     home = tmp_path / "proj"
     home.mkdir()

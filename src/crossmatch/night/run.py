@@ -4,8 +4,13 @@
 call :func:`run_night`; neither has logic of its own. Hooks:
 
 * ``workspace``: a context manager factory ``workspace(warehouse) -> ContextManager[Path]``
-  yielding the warehouse file to build in. Default :func:`in_place` builds in the warehouse
-  itself. An atomic build (build a copy, publish it in one step at the end) plugs in here.
+  yielding the warehouse file to build in (anything ``os.fspath`` accepts). Default
+  :func:`in_place` builds in the warehouse itself. An atomic build (a copy, published in one
+  step when the block ends, e.g. ``crossmatch.publish.night_build``) plugs in here: ingest,
+  resolve, kinship and detect write the copy, a provisional ``night_run`` row is published
+  with them, and the clues are synced after the publish, from the published warehouse (the
+  review store only ever sees published runs). Notebooks reading the published file then
+  never hold the night up.
 * ``stage``: ``stage(name, fn) -> result`` wraps each stage's call; the flow makes each stage
   a Prefect task (one box per stage in the UI), the CLI calls ``fn()`` directly.
 * ``wait_seconds``: an analyst's notebook holding the warehouse open (read-only) locks DuckDB's
@@ -509,24 +514,33 @@ def run_night(
     todo = STAGES[STAGES.index(from_stage) :]
     for name in STAGES:
         res.stages[name] = StageReport(name)  # "not run" until it runs
-    path = cfg.warehouse
+    build = [n for n in todo if n != "clues"]
+
+    def one(name: str, path: Path) -> None:
+        wait_unlocked(path, wait_seconds)
+        t0 = time.perf_counter()
+        try:
+            rep = stage(name, lambda: _STAGE_FN[name](cfg, path, res, opts))
+        except BaseException as exc:
+            rep = StageReport(name, "failed", problems=[_message(exc)])
+            rep.seconds = time.perf_counter() - t0
+            res.stages[name] = rep
+            raise
+        rep.seconds = time.perf_counter() - t0
+        res.stages[name] = rep
+        log.info("stage %s: %s in %.1fs", name, rep.status, rep.seconds)
+
     try:
-        wait_unlocked(cfg.warehouse, wait_seconds)
-        with workspace(cfg.warehouse) as path:
-            path = Path(path)
-            for name in todo:
-                wait_unlocked(path, wait_seconds)
-                t0 = time.perf_counter()
-                try:
-                    rep = stage(name, lambda n=name: _STAGE_FN[n](cfg, path, res, opts))
-                except BaseException as exc:
-                    rep = StageReport(name, "failed", problems=[_message(exc)])
-                    rep.seconds = time.perf_counter() - t0
-                    res.stages[name] = rep
-                    raise
-                rep.seconds = time.perf_counter() - t0
-                res.stages[name] = rep
-                log.info("stage %s: %s in %.1fs", name, rep.status, rep.seconds)
+        with workspace(cfg.warehouse) as ws:
+            path = Path(ws)
+            for name in build:
+                one(name, path)
+            if path != cfg.warehouse:  # published with the results: the row never lags them
+                _record_quietly(path, res, night_id)
+        # the clues after the publish: the review store (beside the published warehouse)
+        # only ever sees published detect runs; reading needs no write lock
+        if "clues" in todo:
+            one("clues", cfg.warehouse)
     except Exception as exc:
         res.error, res.error_outcome = _message(exc), _outcome_of(exc)
         if not isinstance(exc, CrossmatchError):
@@ -536,13 +550,26 @@ def run_night(
     finally:
         res.finished_at = dt.datetime.now()
         res.peak_rss_mb = peak_rss_mb()
-    try:  # the history row, in the warehouse now visible (after a publish: the published one)
-        if res.error_outcome != "warehouse" or lock_holder(cfg.warehouse) is None:
-            record_night(cfg.warehouse, res)
-    except Exception as exc:  # the night's outcome stands; say why its row is absent
+    # the final row (clue counts, outcome) in the published warehouse; a notebook holding it
+    # delays this by at most a minute, then the published provisional row stays
+    try:
+        wait_unlocked(cfg.warehouse, min(wait_seconds, 60.0) if not res.error_outcome else 0.0)
+        _record_quietly(cfg.warehouse, res, night_id, raise_=True)
+    except Exception as exc:  # the night's outcome stands; say why its row lags
         log.warning("night %s: its night_run row could not be written: %s", night_id, exc)
     log.info("%s", res.headline())
     return res
+
+
+def _record_quietly(path: Path, res: NightResult, night_id: str, raise_: bool = False) -> None:
+    try:
+        res.finished_at = res.finished_at or dt.datetime.now()
+        res.peak_rss_mb = peak_rss_mb()
+        record_night(path, res)
+    except Exception as exc:
+        if raise_:
+            raise
+        log.warning("night %s: night_run row not written to %s: %s", night_id, path, exc)
 
 
 def _message(exc: BaseException) -> str:
