@@ -126,9 +126,23 @@ def temporary_server(
     handle = start_server(port, services=services, startup_timeout=startup_timeout)
     try:
         with temporary_settings(updates={PREFECT_API_URL: handle.url}):
-            yield handle.url
+            try:
+                yield handle.url
+            finally:
+                _drain_prefect_clients()
     finally:
         handle.stop()
+
+
+def _drain_prefect_clients(timeout: float = 20.0) -> None:
+    """Send the run's last log lines and events while the server still answers: drained at
+    interpreter exit instead, they retry against a stopped server for about a minute."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for service in (APILogWorker, EventsWorker):
+        with contextlib.suppress(Exception):
+            service.drain_all(timeout=timeout, at_exit=False)
 
 
 @contextlib.contextmanager
