@@ -5,12 +5,14 @@ Each command is a thin wrapper: parse options, call one function in the package,
 commands so that ``crossmatch --help`` stays fast. Every command opens the warehouse through
 ``crossmatch.warehouse`` (missing, locked, corrupt file, disk full: one clear message, exit 5).
 
-Exit codes (one table for every command and for the nightly flow, ``flows/nightly.py``):
+Exit codes (one table for every command, ``crossmatch run`` and the nightly flow, whose final
+state maps to them: see ``crossmatch.night.OUTCOMES`` and docs/operations.md):
 
     0  done; findings (hits) are a normal result
     2  bad command-line usage
     3  spec files invalid; validate: a rule would be skipped or blind (unless --allow-blind)
-    4  input problems: a file failed (ingest); a rule skipped, stale or blind (detect, flow)
+    4  input problems: a file failed (ingest); a source missing, a rule skipped, stale or
+       blind (detect, run, flow: the ``Incomplete`` state)
     5  warehouse missing, locked, corrupt or the disk full
     6  the run failed: a rule in error
 """

@@ -19,6 +19,7 @@ atomic build-and-publish (see :mod:`crossmatch.night.run`).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -38,7 +39,9 @@ class RunLogBridge(logging.Handler):
     The run logger is captured once in the flow; records from worker threads (ingest loads
     files on two) carry the flow run id through it."""
 
-    def __init__(self, run_logger: logging.LoggerAdapter, level: int = logging.INFO):
+    def __init__(
+        self, run_logger: logging.Logger | logging.LoggerAdapter, level: int = logging.INFO
+    ):
         super().__init__(level)
         self.run_logger = run_logger
 
@@ -52,7 +55,9 @@ class RunLogBridge(logging.Handler):
 class bridged_logs:
     """``with bridged_logs(run_logger):`` crossmatch's INFO and above reach the UI."""
 
-    def __init__(self, run_logger: logging.LoggerAdapter, level: int = logging.INFO):
+    def __init__(
+        self, run_logger: logging.Logger | logging.LoggerAdapter, level: int = logging.INFO
+    ):
         self.handler = RunLogBridge(run_logger, level)
         self.logger = logging.getLogger("crossmatch")
         self.level = level
@@ -71,8 +76,10 @@ class bridged_logs:
         self.logger.propagate = self.before[1]
 
 
-def _stage_task(name: str, fn):
-    return task(fn, name=f"{name}", cache_policy=NO_CACHE, persist_result=False)()
+def _stage_task(name: str, fn: Callable[[], Any]) -> Any:
+    """Run one stage as a Prefect task (a box with its time in the UI); no caching."""
+    stage_task = task(name=name, cache_policy=NO_CACHE, persist_result=False)(fn)
+    return stage_task()
 
 
 def state_of(res: NightResult) -> State:
