@@ -510,6 +510,7 @@ def run(
         import logging
 
         from crossmatch.night import NightConfig, run_night
+        from crossmatch.night.run import default_workspace
 
         night_log = logging.getLogger("crossmatch.night")
         if night_log.getEffectiveLevel() > logging.INFO:  # stage progress, without the details
@@ -520,6 +521,7 @@ def run(
             only_rules=ids,
             max_age_days=max_age_days,
             wait_seconds=wait_seconds,
+            workspace=default_workspace(),
         )
         click.echo(res.markdown())
         code = res.exit_code

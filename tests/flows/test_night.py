@@ -288,3 +288,15 @@ def test_cli_run_exit_code_and_summary(nights, tmp_path, monkeypatch):
     bad = CliRunner().invoke(main, [*args, "--rules", str(tmp_path / "no-rules")])
     assert bad.exit_code != 0
     assert night_rows(copy)[-1]["exit_code"] == bad.exit_code
+
+
+def test_default_workspace_is_the_atomic_build_when_installed(monkeypatch):
+    import types
+
+    from crossmatch.night.run import default_workspace, in_place
+
+    fake = types.ModuleType("crossmatch.publish")
+    monkeypatch.setitem(sys.modules, "crossmatch.publish", fake)
+    assert default_workspace() is in_place  # a publish module without night_build
+    fake.night_build = build = contextmanager(lambda wh: (yield wh))  # type: ignore[attr-defined]
+    assert default_workspace() is build

@@ -12,8 +12,9 @@ Thin on purpose: the flow adds what only Prefect can show.
   (exit 4), ``WarehouseUnavailable`` (5) or ``Failed`` (3, 6), whose message lists why. The
   state's data is the summary dict, so ``state.result(raise_on_failure=False)`` reads it.
 
-``workspace`` (module variable): the context manager factory run_night builds in; swap in an
-atomic build-and-publish (see :mod:`crossmatch.night.run`).
+``workspace`` (module variable): the context manager factory run_night builds in: the atomic
+build-and-publish ``crossmatch.publish.night_build`` when installed, else the warehouse itself
+(:func:`crossmatch.night.run.default_workspace`).
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed, Failed, State
 
 from crossmatch.night.config import NightConfig
-from crossmatch.night.run import OUTCOMES, NightResult, in_place, run_night
+from crossmatch.night.run import OUTCOMES, NightResult, default_workspace, run_night
 
-workspace = in_place
+workspace = default_workspace()
 
 
 class RunLogBridge(logging.Handler):

@@ -269,6 +269,17 @@ def in_place(warehouse: Path) -> Iterator[Path]:
     yield warehouse
 
 
+def default_workspace() -> Callable[[Path], AbstractContextManager[Any]]:
+    """The workspace ``crossmatch run`` and the flows use: the atomic build-and-publish
+    (``crossmatch.publish.night_build``: run lock, build copy, one rename) when this install
+    has it, else :func:`in_place`."""
+    try:
+        from crossmatch.publish import night_build  # type: ignore[attr-defined]
+    except ImportError:
+        return in_place
+    return night_build  # type: ignore[no-any-return]
+
+
 def _direct(name: str, fn: Callable[[], Any]) -> Any:
     return fn()
 
