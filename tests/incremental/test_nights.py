@@ -136,3 +136,28 @@ def test_changed_rows_are_in_the_results(county: County):
     )
     assert after != before
     assert NEW_ROWS == 300
+
+
+def test_generated_county_scripted_change_equals_a_full_rebuild(tmp_path: Path):
+    """Another county (generated, seed 11) and another kind of change: the cremation register
+    gains 20 rows (deaths: persons, kinship validity and the death rules move)."""
+    from crossmatch.synth import generate
+
+    generate(persons=3000, seed=11, out=tmp_path / "county")
+    raw = tmp_path / "raw"
+    shutil.copytree(tmp_path / "county" / "raw", raw)
+    cremation = raw / "death" / "火化信息.csv"
+    full_bytes = cremation.read_bytes()
+    lines = full_bytes.splitlines(keepends=True)
+    cremation.write_bytes(b"".join(lines[:-20]))
+    inc = County(raw, tmp_path / "inc" / "w.duckdb")
+    assert inc.night().outcome == "published"
+    cremation.write_bytes(full_bytes)  # the scripted change: tonight's export, 20 rows more
+    night = inc.night()
+    assert night.stages["ingest"] == "1 loaded, 23 unchanged"
+    assert night.stages["resolve"] == "incremental"
+    fresh = County(raw, tmp_path / "fresh" / "w.duckdb")
+    fresh.night()
+    _assert_equal(inc.wh, fresh.wh)
+    deaths = _one(inc.wh, "SELECT count(*) FROM person WHERE death_date IS NOT NULL")[0][0]
+    assert deaths > 0
