@@ -154,12 +154,10 @@ def main() -> None:
           f"ingest/count {ingest_s / base['seconds']:.2f}, ingest/store "
           f"{ingest_s / load['seconds']:.2f} (target 2)")  # fmt: skip
     if a.check:
-        from compare import differences
+        from compare import EQUAL, differences
 
         fresh = work / "fresh.duckdb"
         _child("--night", str(raw), str(fresh), "0")
-        from test_nights import EQUAL  # the tests' definition of equal results
-
         diff = differences(wh, fresh, EQUAL)
         print("changed night vs a fresh full night: " + ("EQUAL" if not diff else str(diff)))
 

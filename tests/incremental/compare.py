@@ -21,6 +21,25 @@ RESULTS = {
 }
 
 
+#: every result, with the fuzzy-link probabilities quoted in hit evidence masked: a kept link
+#: keeps the probability of the night it was scored on (see docs/nights.md); findings, amounts,
+#: persons, links and kinship must be identical
+EQUAL = {
+    "hit": """SELECT * EXCLUDE (run_id, evidence), regexp_replace(evidence::VARCHAR,
+              '"(link_)?probability":[0-9.eE+-]+', '"p"', 'g') AS evidence FROM hit
+              WHERE run_id = (SELECT run_id FROM detect_run WHERE status = 'finished'
+              ORDER BY finished_at DESC LIMIT 1)""",
+    "rule_run": """SELECT rule_id, rule_version, status, reason, hits, amount FROM rule_run
+              WHERE run_id = (SELECT run_id FROM detect_run WHERE status = 'finished'
+              ORDER BY finished_at DESC LIMIT 1)""",
+    "person": "SELECT * FROM person",
+    "identity_link": "SELECT source, file, row, role, file_hash, person_id, method "
+    "FROM identity_link",
+    "kin_edge": "SELECT * FROM kin_edge",
+    "kin_relative": "SELECT * FROM kin_relative",
+}
+
+
 def differences(a: Path, b: Path, tables: dict[str, str] | None = None) -> dict[str, str]:
     """table -> what differs ('' tables left out); empty when the results are equal."""
     con = duckdb.connect()
