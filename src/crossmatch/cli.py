@@ -152,11 +152,15 @@ def resolve(warehouse: Path, sources_dir: Path, retrain: bool, full: bool) -> No
 
 @main.command()
 @_warehouse_option("A warehouse on which `crossmatch resolve` has run.")
-def kinship(warehouse: Path) -> None:
-    """Rebuild the kinship tables (kin_edge, kin_relative) from the registry, marriages and
-    identity. `detect` also rebuilds them whenever their inputs changed."""
+@click.option(
+    "--force", is_flag=True, help="Rebuild even when the inputs are unchanged since the last build."
+)
+def kinship(warehouse: Path, force: bool) -> None:
+    """Build the kinship tables (kin_edge, kin_relative) from the registry, marriages and
+    identity, when their inputs changed since the last build (--force: always). `detect` also
+    rebuilds them whenever their inputs changed."""
     from crossmatch import warehouse as wh
-    from crossmatch.detect.engine import identity_is_stale, rebuild_kinship
+    from crossmatch.detect.engine import ensure_kinship, identity_is_stale
     from crossmatch.errors import ExitCode
 
     with wh.session(warehouse, must_exist="run `crossmatch ingest` and `resolve` first") as con:
@@ -164,7 +168,9 @@ def kinship(warehouse: Path) -> None:
         if stale:
             click.echo(f"error: kinship not built: {stale}", err=True)
             sys.exit(int(ExitCode.INPUT_PROBLEMS))
-        counts = rebuild_kinship(con)
+        what, counts = ensure_kinship(con, force=force)
+    if what == "unchanged":
+        click.echo("kinship: inputs unchanged since the last build, not rebuilt (--force does)")
     click.echo(", ".join(f"{k}: {v}" for k, v in counts.items()))
 
 
@@ -380,7 +386,15 @@ def validate(sources: Path, rules: Path | None, raw: Path | None, allow_blind: b
     help="Rules reading a source whose export was last present longer ago than this are "
     "`stale` (not run).",
 )
-def detect(rules_dir: Path, only: str | None, warehouse: Path, max_age_days: float | None) -> None:
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Run every rule (default: a rule whose inputs are unchanged since a finished run "
+    "copies that run's hits).",
+)
+def detect(
+    rules_dir: Path, only: str | None, warehouse: Path, max_age_days: float | None, full: bool
+) -> None:
     """Run the detection rules; print hits, amount, seconds and status per rule.
 
     Status per rule: ok, blind (ran, but a column it reads is absent or empty), stale (identity
@@ -394,7 +408,7 @@ def detect(rules_dir: Path, only: str | None, warehouse: Path, max_age_days: flo
     with wh.session(
         warehouse, must_exist="run `crossmatch ingest` and `crossmatch resolve` first"
     ) as con:
-        result = run_rules(con, rules_dir, only=ids, max_age_days=max_age_days)
+        result = run_rules(con, rules_dir, only=ids, max_age_days=max_age_days, full=full)
     click.echo(result.table())
     if result.exit_code:
         sys.exit(result.exit_code)

@@ -92,6 +92,7 @@ class RuleOutcome:
     hits: int = 0
     amount: float = 0.0
     seconds: float = 0.0
+    reused_from: str | None = None  # hits copied from this run (inputs unchanged)
 
 
 @dataclass
@@ -122,9 +123,10 @@ class RunResult:
         head = f"{'rule':<28} {'status':<8} {'hits':>7} {'amount':>14} {'seconds':>8}  reason"
         lines = [f"run {self.run_id}", head, "-" * len(head)]
         for o in self.outcomes:
+            note = f"(inputs unchanged: hits of run {o.reused_from}) " if o.reused_from else ""
             lines.append(
                 f"{o.rule_id:<28} {o.status:<8} {o.hits:>7} {o.amount:>14,.2f} "
-                f"{o.seconds:>8.2f}  {o.reason}"
+                f"{o.seconds:>8.2f}  {note}{o.reason}"
             )
         tot = sum(o.hits for o in self.outcomes)
         amt = sum(o.amount for o in self.outcomes)
@@ -258,8 +260,30 @@ def kinship_is_stale(con: duckdb.DuckDBPyConnection) -> str | None:
         return None
     st = warehouse.stage_state(con, "kinship")
     if st is None or st[0] != fp:
+        # identity ran again: the tables are still current when the rows kinship is computed
+        # from are the same (content digest), e.g. resolve re-run on a changed payment file
+        from crossmatch import kinship
+
+        built = kinship.built_fingerprint(con)
+        if built is not None and built == kinship.input_fingerprint(con):
+            warehouse.record_stage(con, "kinship", fp)
+            return None
         return "kinship inputs (hukou, marriage, identity) changed since it was built"
     return None
+
+
+def ensure_kinship(con: duckdb.DuckDBPyConnection, *, force: bool = False) -> tuple[str, dict]:
+    """Rebuild kinship when its inputs changed (or ``force``): ('rebuilt', counts) with the
+    reason logged, or ('unchanged', counts of the current tables)."""
+    why = "forced" if force else kinship_is_stale(con)
+    if why or "kin_relative" not in schema.existing_relations(con):
+        log.info("kinship: rebuilding (%s)", why or "tables missing")
+        return "rebuilt", rebuild_kinship(con)
+    counts = {
+        t: warehouse.fetch_one(con, f"SELECT count(*) FROM {t}")[0]
+        for t in ("kin_edge", "kin_relative")
+    }
+    return "unchanged", counts
 
 
 def prepare(
@@ -585,6 +609,7 @@ def run_rules(
     params: dict[str, dict[str, Any]] | None = None,
     run_id: str | None = None,
     max_age_days: float | None = None,
+    full: bool = False,
 ) -> RunResult:
     """Run every rule in ``rules_dir`` (or those in ``only``) and store hits and rule_run rows.
 
@@ -592,7 +617,12 @@ def run_rules(
     overrides parameters per rule id. Each rule's status comes from its real inputs (module
     docstring); hits, ``rule_run`` rows and the finished ``detect_run`` row are written in one
     transaction at the end.
+
+    A rule whose inputs are unchanged since a finished run copies that run's hits
+    (:mod:`crossmatch.detect.reuse`); ``full`` runs every rule.
     """
+    from crossmatch.detect import reuse
+
     specs = load_rules(rules_dir, only=only)
     needs = rule_needs.derive_cached(specs, rules_dir)
     run_id = run_id or dt.datetime.now().strftime("%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:6]
@@ -624,6 +654,10 @@ def run_rules(
     empty = empty_columns(con, needs)
     con.execute("CREATE OR REPLACE TEMP TABLE _run_hit AS SELECT * FROM hit LIMIT 0")
     con.execute("CREATE OR REPLACE TEMP TABLE _run_rule AS SELECT * FROM rule_run LIMIT 0")
+    con.execute(reuse.RULE_INPUT_DDL)
+    fps = reuse.rule_fingerprints(con, specs, needs, rules_dir, params)
+    prev = {} if full else reuse.previous_runs(con, fps)
+    con.execute("CREATE OR REPLACE TEMP TABLE _run_input AS SELECT * FROM rule_input LIMIT 0")
     result = RunResult(run_id, prepare_seconds=time.perf_counter() - t_prep)
     for spec in specs:
         t0 = time.perf_counter()
@@ -632,7 +666,10 @@ def run_rules(
         if kin_problem and status in ("ok", "blind") and _reads_kinship(needs[spec.id]):
             status, why = "stale", kin_problem
         out = RuleOutcome(spec.id, spec.version, status, why)
-        if status in ("ok", "blind"):  # a blind rule runs: its hits, flagged as partial
+        if status in ("ok", "blind") and spec.id in prev:  # same inputs: same hits
+            out.reused_from = prev[spec.id]
+            out.hits, out.amount = reuse.copy_hits(con, spec.id, prev[spec.id], run_id)
+        elif status in ("ok", "blind"):  # a blind rule runs: its hits, flagged as partial
             try:
                 execute_rule(con, spec, (params or {}).get(spec.id))
                 out.hits, out.amount = _store(con, spec, run_id)
@@ -656,12 +693,25 @@ def run_rules(
                 started,
             ],
         )
-        log.info("rule %s: %s %d hits %.2fs", spec.id, out.status, out.hits, out.seconds)
+        if out.status in ("ok", "blind"):
+            con.execute(
+                "INSERT INTO _run_input VALUES (?, ?, ?, ?)",
+                [run_id, spec.id, fps[spec.id], out.reused_from],
+            )
+        log.info(
+            "rule %s: %s %d hits %.2fs%s", spec.id, out.status, out.hits, out.seconds,
+            f" (reused from {out.reused_from})" if out.reused_from else "",
+        )  # fmt: skip
         result.outcomes.append(out)
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute("INSERT INTO hit SELECT * FROM _run_hit")
         con.execute("INSERT INTO rule_run SELECT * FROM _run_rule")
+        con.execute("INSERT INTO rule_input SELECT * FROM _run_input")
+        if only is None and not params:  # the whole rule set ran on these inputs
+            from crossmatch.publish import detect_inputs
+
+            warehouse.record_stage(con, "detect", detect_inputs(con, rules_dir), run_id)
         con.execute(
             "UPDATE detect_run SET finished_at = ?, status = 'finished', hits = ? WHERE run_id = ?",
             [dt.datetime.now(), sum(o.hits for o in result.outcomes), run_id],

@@ -92,9 +92,15 @@ class ResolveSummary:
     skipped: list[str] = field(default_factory=list)
 
     def render(self) -> str:
+        head = (
+            "unchanged: the same file versions, configuration and judgements as the last "
+            "run; nothing resolved (--full resolves again)"
+            if self.mode == "unchanged"
+            else f"{self.mode} run: {self.new_mentions:,} new or changed mentions resolved, "
+            f"{self.mentions - self.new_mentions:,} kept their link"
+        )
         lines = [
-            f"{self.mode} run: {self.new_mentions:,} new or changed mentions resolved, "
-            f"{self.mentions - self.new_mentions:,} kept their link",
+            head,
             f"mentions {self.mentions:,}: exact {self.exact:,}, fuzzy {self.fuzzy:,}, "
             f"judgement {self.judgement:,}, unresolved {self.unresolved:,}",
             f"persons {self.persons:,}; ID conflicts {self.conflicts:,}; "
@@ -723,6 +729,44 @@ def _can_increment(con: duckdb.DuckDBPyConnection, sig: str) -> bool:
     return bool(row and row[0] == sig)
 
 
+def _unchanged(
+    con: duckdb.DuckDBPyConnection, config: LinkageConfig, roles: list[RoleRef], s: ResolveSummary
+) -> bool:
+    """True (and ``s`` filled from the published tables) when the last run was computed from
+    exactly the file versions in the warehouse now, with this configuration, roles and
+    judgements: resolving again would give the same tables, so nothing is done."""
+    from crossmatch import warehouse
+
+    fp = warehouse.ingest_fingerprint(con)
+    st = warehouse.stage_state(con, "resolve")
+    if not fp or st is None or st[0] != fp:
+        return False
+    tables = _tables(con)
+    if not {"identity_link", "identity_run", "person", "person_mention"} <= tables:
+        return False
+    row = con.execute(
+        "SELECT signature FROM identity_run ORDER BY run_at DESC, rowid DESC LIMIT 1"
+    ).fetchone()
+    if not row or row[0] != _signature(con, config, roles):
+        return False
+    counts = dict(
+        con.execute("SELECT method, count(*) FROM identity_link GROUP BY method").fetchall()
+    )
+    s.mode = "unchanged"
+    s.mentions = sum(counts.values())
+    s.exact = counts.get("exact", 0) + counts.get("upgraded15", 0)
+    s.fuzzy = counts.get("fuzzy", 0)
+    s.judgement = counts.get("judgement", 0)
+    s.unresolved = counts.get("unresolved", 0)
+    s.persons = fetch_one(con, "SELECT count(*) FROM person")[0]
+    s.conflicts = (
+        fetch_one(con, "SELECT count(*) FROM identity_conflict")[0]
+        if "identity_conflict" in tables
+        else 0
+    )
+    return True
+
+
 def _split_new(con: duckdb.DuckDBPyConnection, incremental: bool) -> None:
     """``_kept``: previous links of mentions whose (source, file, file hash, row, role) were
     resolved before (they keep their link); ``_new``: every other mention (resolved now)."""
@@ -915,6 +959,9 @@ def _resolve(
     con.execute(
         "ALTER TABLE identity_judgement ADD COLUMN IF NOT EXISTS merge_ids BOOLEAN DEFAULT false"
     )
+    if not full and not retrain and _unchanged(con, config, roles, s):
+        s.seconds["check"] = time.perf_counter() - t
+        return s
     build_mentions(con, roles, s)
     staff.assign_townships(con)  # an ID-less payroll row meets its township's handler mentions
     s.mentions = fetch_one(con, "SELECT count(*) FROM person_mention")[0]
