@@ -117,6 +117,10 @@ def test_rule_error_exits_6(nights, tmp_path, monkeypatch):
         return real(con, spec, params)
 
     monkeypatch.setattr(engine, "execute_rule", broken)
+    # unchanged inputs would reuse the previous hits (detect/reuse.py): make the rules run
+    from crossmatch.detect import reuse
+
+    monkeypatch.setattr(reuse, "previous_runs", lambda con, fps: {})
     res = run_night(cfg(raw, copy), from_stage="detect")
     assert res.outcome == "failed" and res.exit_code == 6
     assert {r["rule_id"]: r["status"] for r in res.rules}["shared_account"] == "error"
