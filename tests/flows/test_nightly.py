@@ -143,6 +143,10 @@ def test_rule_error_exits_6_from_flow_and_cli(
         return real(con, spec, params)
 
     monkeypatch.setattr(engine, "execute_rule", broken)
+    # unchanged inputs would reuse the previous hits (detect/reuse.py): make the rules run
+    from crossmatch.detect import reuse
+
+    monkeypatch.setattr(reuse, "previous_runs", lambda con, fps: {})
     st = nightly_mod.rerun("detect", **_args(full, copy), return_state=True)
     assert st.is_failed() and st.name == "Failed" and "ghost_recipient" in st.message
     assert nightly_mod.exit_code_of(st) == 6
