@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from crossmatch.synth.causes import Causes
 from crossmatch.synth.anomalies import AnomalyPlanter
+from crossmatch.synth.causes import Causes
 from crossmatch.synth.county import Builder
 from crossmatch.synth.export import Exporter
 from crossmatch.synth.plant import Planter
