@@ -39,7 +39,7 @@ import pandas as pd
 from crossmatch import kinship, warehouse
 from crossmatch.console import text_table
 from crossmatch.detect import needs as rule_needs
-from crossmatch.detect import schema
+from crossmatch.detect import reuse, schema
 from crossmatch.detect.reference import (
     load_reference,
     reference_problems,
@@ -99,6 +99,7 @@ class RuleOutcome:
     hits: int = 0
     amount: float = 0.0
     seconds: float = 0.0
+    reused_from: str | None = None  # hits copied from this run (inputs unchanged)
 
 
 @dataclass
@@ -126,9 +127,18 @@ class RunResult:
         return exit_code_for([o.status for o in self.outcomes])
 
     def table(self) -> str:
-        """Per rule: status, hits, amount, seconds and the reason; totals below."""
+        """Per rule: status, hits, amount, seconds and the reason (a rule whose inputs did not
+        change names the run whose hits it copied); totals below."""
         rows = [
-            (o.rule_id, o.status, o.hits, f"{o.amount:,.2f}", f"{o.seconds:.2f}", o.reason)
+            (
+                o.rule_id,
+                o.status,
+                o.hits,
+                f"{o.amount:,.2f}",
+                f"{o.seconds:.2f}",
+                (f"(inputs unchanged: hits of run {o.reused_from}) " if o.reused_from else "")
+                + o.reason,
+            )
             for o in self.outcomes
         ]
         tot = sum(o.hits for o in self.outcomes)
@@ -191,8 +201,28 @@ def kinship_is_stale(con: duckdb.DuckDBPyConnection) -> str | None:
         return None
     st = warehouse.stage_state(con, "kinship")
     if st is None or st[0] != fp:
+        # identity ran again: the tables are still current when the rows kinship is computed
+        # from are the same (content digest), e.g. resolve re-run on a changed payment file
+        built = kinship.built_fingerprint(con)
+        if built is not None and built == kinship.input_fingerprint(con):
+            warehouse.record_stage(con, "kinship", fp)
+            return None
         return "kinship inputs (hukou, marriage, identity) changed since it was built"
     return None
+
+
+def ensure_kinship(con: duckdb.DuckDBPyConnection, *, force: bool = False) -> tuple[str, dict]:
+    """Rebuild kinship when its inputs changed (or ``force``): ('rebuilt', counts) with the
+    reason logged, or ('unchanged', counts of the current tables)."""
+    why = "forced" if force else kinship_is_stale(con)
+    if why or "kin_relative" not in schema.existing_relations(con):
+        log.info("kinship: rebuilding (%s)", why or "tables missing")
+        return "rebuilt", rebuild_kinship(con)
+    counts = {
+        t: warehouse.fetch_one(con, f"SELECT count(*) FROM {t}")[0]
+        for t in ("kin_edge", "kin_relative")
+    }
+    return "unchanged", counts
 
 
 def prepare(
@@ -519,6 +549,7 @@ def run_rules(
     run_id: str | None = None,
     max_age_days: float | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    full: bool = False,
 ) -> RunResult:
     """Run every rule in ``rules_dir`` (or those in ``only``) and store hits and rule_run rows.
 
@@ -528,6 +559,9 @@ def run_rules(
     overrides parameters per rule id. Each rule's status comes from its real inputs (module
     docstring); hits, ``rule_run`` rows and the finished ``detect_run`` row are written in one
     transaction at the end.
+
+    A rule whose inputs are unchanged since a finished run copies that run's hits
+    (:mod:`crossmatch.detect.reuse`); ``full`` runs every rule.
     """
     specs = load_checked_rules(rules_dir, only=only)
     needs = rule_needs.derive_cached(specs, rules_dir)
@@ -560,6 +594,10 @@ def run_rules(
     empty = empty_columns(con, needs)
     con.execute("CREATE OR REPLACE TEMP TABLE _run_hit AS SELECT * FROM hit LIMIT 0")
     con.execute("CREATE OR REPLACE TEMP TABLE _run_rule AS SELECT * FROM rule_run LIMIT 0")
+    con.execute(reuse.RULE_INPUT_DDL)
+    fps = reuse.rule_fingerprints(con, specs, needs, rules_dir, params)
+    prev = {} if full else reuse.previous_runs(con, fps)
+    con.execute("CREATE OR REPLACE TEMP TABLE _run_input AS SELECT * FROM rule_input LIMIT 0")
     result = RunResult(run_id, prepare_seconds=time.perf_counter() - t_prep)
     for i, spec in enumerate(specs):
         if progress is not None:
@@ -570,7 +608,10 @@ def run_rules(
         if kin_problem and status in ("ok", "blind") and _reads_kinship(needs[spec.id]):
             status, why = "stale", kin_problem
         out = RuleOutcome(spec.id, spec.version, status, why)
-        if status in ("ok", "blind"):  # a blind rule runs: its hits, flagged as partial
+        if status in ("ok", "blind") and spec.id in prev:  # same inputs: same hits
+            out.reused_from = prev[spec.id]
+            out.hits, out.amount = reuse.copy_hits(con, spec.id, prev[spec.id], run_id)
+        elif status in ("ok", "blind"):  # a blind rule runs: its hits, flagged as partial
             try:
                 execute_rule(con, spec, (params or {}).get(spec.id))
                 out.hits, out.amount = _store(con, spec, run_id)
@@ -594,7 +635,15 @@ def run_rules(
                 started,
             ],
         )
-        log.info("rule %s: %s %d hits %.2fs", spec.id, out.status, out.hits, out.seconds)
+        if out.status in ("ok", "blind"):
+            con.execute(
+                "INSERT INTO _run_input VALUES (?, ?, ?, ?)",
+                [run_id, spec.id, fps[spec.id], out.reused_from],
+            )
+        log.info(
+            "rule %s: %s %d hits %.2fs%s", spec.id, out.status, out.hits, out.seconds,
+            f" (reused from {out.reused_from})" if out.reused_from else "",
+        )  # fmt: skip
         result.outcomes.append(out)
     if progress is not None:
         progress("storing hits", len(specs), len(specs))
@@ -602,6 +651,9 @@ def run_rules(
     try:
         con.execute("INSERT INTO hit SELECT * FROM _run_hit")
         con.execute("INSERT INTO rule_run SELECT * FROM _run_rule")
+        con.execute("INSERT INTO rule_input SELECT * FROM _run_input")
+        if only is None and not params:  # the whole rule set ran on these inputs
+            warehouse.record_stage(con, "detect", reuse.detect_inputs(con, rules_dir), run_id)
         con.execute(
             "UPDATE detect_run SET finished_at = ?, status = 'finished', hits = ? WHERE run_id = ?",
             [dt.datetime.now(), sum(o.hits for o in result.outcomes), run_id],

@@ -24,14 +24,17 @@ def _fuzzy_pool(con: duckdb.DuckDBPyConnection, judged: pd.DataFrame) -> pd.Data
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _fz0 AS
         SELECT m.source, m.file, m.row, m.role, m.name, m.id_raw, m.village_code,
-            m.township AS township_name, c.id AS conflict_id, m.event_month,
-            coalesce(o.owner, CASE WHEN m.account IS NOT NULL THEN 'A:' || m.account END) AS acct,
+            m.township AS township_name, m.village AS village_name, c.id AS conflict_id,
+            m.event_month,
+            coalesce(o.owner, an.owner,
+                CASE WHEN m.account IS NOT NULL THEN 'A:' || m.account END) AS acct,
             j.source IS NOT NULL AS judged
         FROM person_mention m
         SEMI JOIN _new USING (source, file, row, role)
         LEFT JOIN identity_conflict c USING (source, file, row, role)
         LEFT JOIN _handler_link h USING (source, file, row, role)
         LEFT JOIN _acct_owner o ON o.account = m.account
+        LEFT JOIN _acct_name_owner an ON an.account = m.account AND an.name = m.name
         LEFT JOIN (SELECT DISTINCT * FROM _judged) j USING (source, file, row, role)
         WHERE (m.id IS NULL OR c.id IS NOT NULL) AND h.id IS NULL AND m.name IS NOT NULL"""
     )
@@ -53,6 +56,10 @@ def _fuzzy_pool(con: duckdb.DuckDBPyConnection, judged: pd.DataFrame) -> pd.Data
                 CASE WHEN f.judged OR (i.idc IS NULL AND f.acct IS NULL
                         AND f.village_code IS NULL AND f.township_name IS NULL)
                     THEN f.source || '|' || f.file || '|' || CAST(f.row AS VARCHAR) || '|' || f.role
+                    -- a staff township (handler, approver, an ID-less payroll row) groups
+                    -- across roles: one clerk of one township
+                    WHEN i.idc IS NULL AND f.acct IS NULL AND f.village_code IS NULL
+                        AND f.village_name IS NULL AND f.township_name IS NOT NULL THEN '~'
                     WHEN i.idc IS NULL AND f.acct IS NULL THEN f.source || '|' || f.role
                     ELSE '~' END)), 1, 16) AS gkey
         FROM _fz0 f LEFT JOIN _idc i USING (id_raw)"""

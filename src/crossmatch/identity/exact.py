@@ -12,6 +12,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from crossmatch.identity import accounts
 from crossmatch.identity.comparisons import ChineseName
 from crossmatch.identity.mentions import _columns, _tables
 from crossmatch.identity.names import name_keys
@@ -45,6 +46,8 @@ def build_id_index(con: duckdb.DuckDBPyConnection) -> None:
         WHERE account IS NOT NULL AND id IS NOT NULL
         GROUP BY account HAVING count(DISTINCT id) = 1"""
     )
+    # a shared account: the owner of the same name (crossmatch.identity.accounts)
+    con.execute("CREATE OR REPLACE TEMP TABLE _acct_name_owner AS " + accounts.name_owner_sql())
 
 
 def find_conflicts(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
@@ -95,9 +98,14 @@ def link_handlers(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
         if post != "NULL::VARCHAR"
         else ""
     )
+    # a staff member goes by the payroll's name and by the registry's (a payroll row may
+    # spell the name otherwise: the handler column then writes the registry's)
     staff = con.execute(
-        f"""SELECT DISTINCT m.id, m.name, m.unit, {post} AS post FROM person_mention m {join}
-        WHERE m.source = 'payroll' AND m.id IS NOT NULL AND m.unit IS NOT NULL"""
+        f"""WITH p AS (SELECT m.id, m.name, m.unit, {post} AS post FROM person_mention m {join}
+            WHERE m.source = 'payroll' AND m.id IS NOT NULL AND m.unit IS NOT NULL)
+        SELECT DISTINCT * FROM (SELECT * FROM p UNION ALL
+            SELECT p.id, n.name, p.unit, p.post FROM p JOIN _id_node n USING (id)
+            WHERE n.in_registry AND n.name IS NOT NULL)"""
     ).df()
     if h.empty or staff.empty:
         return empty

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from crossmatch import idnumber
+from crossmatch.identity import keys as id_keys
 from crossmatch.identity.fellegi_sunter import FSModel
 from crossmatch.identity.linker import LinkageConfig
 from crossmatch.identity.mentions import _columns, _sql_text, _store, _tables
@@ -30,7 +31,7 @@ def default_config() -> LinkageConfig:
 
 _KEYS = (
     "name", "name_py", "name_la", "name_lapy", "surname_py", "given_py", "idc", "birth",
-    "id_s1", "id_s2", "id_s3", "village_code", "township", "acct",
+    "id_s1", "id_s2", "id_s3", id_keys.COLUMN, "village_code", "township", "acct",
 )  # fmt: skip
 
 
@@ -68,6 +69,7 @@ def _node_frame(nodes: pd.DataFrame) -> pd.DataFrame:
     nodes["id_s1"] = idc.str.slice(0, 14)
     nodes["id_s2"] = idc.str.slice(0, 6) + idc.str.slice(14, 18)
     nodes["id_s3"] = idc.str.slice(6, 18)
+    nodes[id_keys.COLUMN] = id_keys.id_anagram(nodes["idc"])  # transpositions across the parts
     nodes["township"] = nodes["village_code"].astype("string").str.slice(0, 9)
     nodes["township"] = nodes["township"].where(nodes["township"].str.len() == 9)
     for c in (*_KEYS, "reg_id", "ext_id", "prev_pid", "conflict_id"):
@@ -113,13 +115,14 @@ def _build_index(con: duckdb.DuckDBPyConnection) -> int:
     nk.insert(0, "name", names)
     _store(con, "_nk", nk, temp=True)
     con.execute(
-        """CREATE OR REPLACE TEMP TABLE _idx AS
+        f"""CREATE OR REPLACE TEMP TABLE _idx AS
         SELECT n.node, n.name, k.name_py, k.name_la, k.name_lapy, k.surname_py, k.given_py,
             n.id AS idc,
-            CASE WHEN regexp_full_match(substr(n.id, 7, 8), '(19|20)\\d{6}')
+            CASE WHEN regexp_full_match(substr(n.id, 7, 8), '(19|20)\\d{{6}}')
                 THEN substr(n.id, 7, 8) END AS birth,
             substr(n.id, 1, 14) AS id_s1, substr(n.id, 1, 6) || substr(n.id, 15, 4) AS id_s2,
-            substr(n.id, 7, 12) AS id_s3, n.village_code,
+            substr(n.id, 7, 12) AS id_s3, {id_keys.id_anagram_sql("n.id")} AS {id_keys.COLUMN},
+            n.village_code,
             CASE WHEN length(n.village_code) >= 9 THEN substr(n.village_code, 1, 9) END
                 AS township,
             CASE WHEN o.owner IS NOT NULL THEN n.id END AS acct,
@@ -130,7 +133,8 @@ def _build_index(con: duckdb.DuckDBPyConnection) -> int:
             NULL::DOUBLE AS first_day
         FROM _id_node n LEFT JOIN _nk k USING (name)
         LEFT JOIN _id_death dd ON dd.id = n.id
-        LEFT JOIN (SELECT DISTINCT owner FROM _acct_owner) o ON o.owner = n.id"""
+        LEFT JOIN (SELECT owner FROM _acct_owner UNION SELECT owner FROM _acct_name_owner) o
+            ON o.owner = n.id"""
     )
     return int(fetch_one(con, "SELECT count(*) FROM _id_node")[0])
 

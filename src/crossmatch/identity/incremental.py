@@ -9,10 +9,13 @@ import hashlib
 import duckdb
 import pandas as pd
 
+from crossmatch import warehouse
 from crossmatch.identity.fuzzy_model import _candidate_id
 from crossmatch.identity.linker import LinkageConfig
 from crossmatch.identity.mentions import _columns, _tables
 from crossmatch.identity.roles import RoleRef
+from crossmatch.identity.summary import ResolveSummary
+from crossmatch.warehouse import fetch_one
 
 
 def _signature(con: duckdb.DuckDBPyConnection, config: LinkageConfig, roles: list[RoleRef]) -> str:
@@ -40,6 +43,42 @@ def _can_increment(con: duckdb.DuckDBPyConnection, sig: str) -> bool:
         "SELECT signature FROM identity_run ORDER BY run_at DESC, rowid DESC LIMIT 1"
     ).fetchone()
     return bool(row and row[0] == sig)
+
+
+def _unchanged(
+    con: duckdb.DuckDBPyConnection, config: LinkageConfig, roles: list[RoleRef], s: ResolveSummary
+) -> bool:
+    """True (and ``s`` filled from the published tables) when the last run was computed from
+    exactly the file versions in the warehouse now, with this configuration, roles and
+    judgements: resolving again would give the same tables, so nothing is done."""
+    fp = warehouse.ingest_fingerprint(con)
+    st = warehouse.stage_state(con, "resolve")
+    if not fp or st is None or st[0] != fp:
+        return False
+    tables = _tables(con)
+    if not {"identity_link", "identity_run", "person", "person_mention"} <= tables:
+        return False
+    row = con.execute(
+        "SELECT signature FROM identity_run ORDER BY run_at DESC, rowid DESC LIMIT 1"
+    ).fetchone()
+    if not row or row[0] != _signature(con, config, roles):
+        return False
+    counts = dict(
+        con.execute("SELECT method, count(*) FROM identity_link GROUP BY method").fetchall()
+    )
+    s.mode = "unchanged"
+    s.mentions = sum(counts.values())
+    s.exact = counts.get("exact", 0) + counts.get("upgraded15", 0)
+    s.fuzzy = counts.get("fuzzy", 0)
+    s.judgement = counts.get("judgement", 0)
+    s.unresolved = counts.get("unresolved", 0)
+    s.persons = fetch_one(con, "SELECT count(*) FROM person")[0]
+    s.conflicts = (
+        fetch_one(con, "SELECT count(*) FROM identity_conflict")[0]
+        if "identity_conflict" in tables
+        else 0
+    )
+    return True
 
 
 def _split_new(con: duckdb.DuckDBPyConnection, incremental: bool) -> None:

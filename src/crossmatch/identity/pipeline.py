@@ -47,6 +47,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from crossmatch.identity import household as co_mentions
+from crossmatch.identity import role_profile, staff
 from crossmatch.identity.analyst import JUDGEMENT_DDL, explain, record_judgement  # noqa: F401
 from crossmatch.identity.clustering import (  # noqa: F401
     _REG_ROW,
@@ -82,6 +84,7 @@ from crossmatch.identity.incremental import (
     _previous_pids,
     _signature,
     _split_new,
+    _unchanged,
 )
 from crossmatch.identity.linker import LinkageConfig, Linker
 from crossmatch.identity.mentions import (  # noqa: F401
@@ -163,7 +166,11 @@ def _resolve(
     con.execute(
         "ALTER TABLE identity_judgement ADD COLUMN IF NOT EXISTS merge_ids BOOLEAN DEFAULT false"
     )
+    if not full and not retrain and _unchanged(con, config, roles, s):
+        s.seconds["check"] = time.perf_counter() - t
+        return s
     build_mentions(con, roles, s)
+    staff.assign_townships(con)  # an ID-less payroll row meets its township's handler mentions
     s.mentions = fetch_one(con, "SELECT count(*) FROM person_mention")[0]
     model = None if retrain else _load_model(con, config)
     sig = _signature(con, config, roles)
@@ -394,8 +401,22 @@ def _resolve(
 
     t = time.perf_counter()
     cl_notes: list[tuple[int, str]] = []
+    # candidates implausible for the role (age, sex, head ...), then, in a second round, those
+    # who are no relative of the mention's co-mentions as the first round linked them
+    roles_pen = role_profile.edge_penalty(con, nid)
+    linker.edge_penalty = roles_pen
+    p_first = pred.probability.copy()
     labels, used = linker.cluster(pred, must_link=must_l, cannot_link=cannot_l, notes=cl_notes)
+    kin = co_mentions.support(
+        con, nid, co_mentions.first_round_persons(labels, nodes["reg_id"], nodes["ext_id"])
+    )
+    if kin:
+        pred.probability[:] = p_first
+        linker.edge_penalty = co_mentions.combine(roles_pen, co_mentions.edge_penalty(nid, kin))
+        cl_notes.clear()
+        labels, used = linker.cluster(pred, must_link=must_l, cannot_link=cannot_l, notes=cl_notes)
     s.passed_over_dead = linker.passed_over_dead
+    s.weighed_down_by_role = linker.weighed_down
     s.seconds["cluster"] = time.perf_counter() - t
     log.info("step cluster: %.1f s", s.seconds["cluster"])
 

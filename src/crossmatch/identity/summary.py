@@ -20,18 +20,26 @@ class ResolveSummary:
     mode: str = "full"
     new_mentions: int = 0
     passed_over_dead: int = 0  # candidate links weighed down: dead before the record, a living fit
+    weighed_down_by_role: int = 0  # candidate links weighed down: implausible for the role
     seconds: dict[str, float] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
 
     def render(self) -> str:
+        head = (
+            "unchanged: the same file versions, configuration and judgements as the last "
+            "run; nothing resolved (--full resolves again)"
+            if self.mode == "unchanged"
+            else f"{self.mode} run: {self.new_mentions:,} new or changed mentions resolved, "
+            f"{self.mentions - self.new_mentions:,} kept their link"
+        )
         lines = [
-            f"{self.mode} run: {self.new_mentions:,} new or changed mentions resolved, "
-            f"{self.mentions - self.new_mentions:,} kept their link",
+            head,
             f"mentions {self.mentions:,}: exact {self.exact:,}, fuzzy {self.fuzzy:,}, "
             f"judgement {self.judgement:,}, unresolved {self.unresolved:,}",
             f"persons {self.persons:,}; ID conflicts {self.conflicts:,}; "
             f"candidate pairs {self.candidate_pairs:,}; candidates weighed down as dead before "
-            f"the record {self.passed_over_dead:,}",
+            f"the record {self.passed_over_dead:,}, as implausible for the role "
+            f"{self.weighed_down_by_role:,}",
             "time: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items()),
         ]
         lines += [f"skipped: {s}" for s in self.skipped]
