@@ -22,6 +22,8 @@ from crossmatch.publish import RunLocked, nothing_to_do
 from incremental.conftest import CHANGED, NEW_ROWS, RULES, SAMPLE, SOURCES, County, truncate_lines
 from incremental.night import run_night
 
+pytestmark = pytest.mark.slow  # kill -9 of real nights on the sample county (~100 s)
+
 NIGHT = Path(__file__).resolve().parents[1] / "incremental" / "night.py"
 
 

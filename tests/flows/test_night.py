@@ -177,6 +177,8 @@ def test_workspace_hook_builds_elsewhere(nights, tmp_path):
 
 NOTEBOOK = """
 import sys, time, duckdb
+
+pytestmark = pytest.mark.slow  # run_night over the sample county (~35 s)
 con = duckdb.connect(sys.argv[1], read_only=True)
 con.execute("SELECT count(*) FROM night_run").fetchone()
 print("open", flush=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.flows
+pytestmark = [pytest.mark.flows, pytest.mark.slow]  # real Prefect servers, killed (~60 s)
 
 
 def _procs() -> dict[int, tuple[int, int, str]]:

@@ -59,6 +59,7 @@ def test_the_stock_template_is_what_build_template_writes(tmp_path: Path) -> Non
     assert _text(fresh) == _text(TEMPLATE)
 
 
+@pytest.mark.slow  # three detect runs on the sample-sized county (~13 s)
 def test_a_suggestions_follow_up_cycle_across_runs(
     warehouse: Path, gov_county: Path, tmp_path: Path, monkeypatch
 ) -> None:

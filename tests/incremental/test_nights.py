@@ -8,11 +8,14 @@ import shutil
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from crossmatch.publish import nothing_to_do
 
 from .compare import EQUAL, differences, examples
 from .conftest import CHANGED, NEW_ROWS, RULES, SOURCES, County
+
+pytestmark = pytest.mark.slow  # whole nights on the sample and a generated county (~75 s)
 
 
 def _one(wh: Path, sql: str):
