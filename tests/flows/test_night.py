@@ -25,6 +25,8 @@ from crossmatch.cli import main
 from crossmatch.errors import InputFileError
 from crossmatch.night import NightConfig, run_night
 
+pytestmark = pytest.mark.slow  # run_night over the sample county (~35 s)
+
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE_RAW = ROOT / "data" / "sample" / "raw"
 
@@ -177,8 +179,6 @@ def test_workspace_hook_builds_elsewhere(nights, tmp_path):
 
 NOTEBOOK = """
 import sys, time, duckdb
-
-pytestmark = pytest.mark.slow  # run_night over the sample county (~35 s)
 con = duckdb.connect(sys.argv[1], read_only=True)
 con.execute("SELECT count(*) FROM night_run").fetchone()
 print("open", flush=True)
