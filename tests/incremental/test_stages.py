@@ -4,11 +4,14 @@ forced; detect's copied hits equal the ones a run computes."""
 from __future__ import annotations
 
 import duckdb
+import pytest
 from click.testing import CliRunner
 
 from crossmatch.cli import main
 
 from .conftest import RULES, SOURCES, County
+
+pytestmark = pytest.mark.slow  # a night on the whole sample county first (~26 s)
 
 
 def _cli(*args: str) -> tuple[int, str]:
