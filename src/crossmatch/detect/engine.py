@@ -577,31 +577,49 @@ def _store(con: duckdb.DuckDBPyConnection, spec: RuleSpec, run_id: str) -> tuple
     return int(n), float(amt)
 
 
-def run_rules(
+@dataclass
+class RunPlan:
+    """A detect run begun on a warehouse connection (:func:`begin_run`): the rules, what each
+    reads, and the status each gets from its real inputs before anything runs."""
+
+    run_id: str
+    specs: list[RuleSpec]
+    needs: dict[str, rule_needs.RuleNeeds]
+    status: dict[str, tuple[str, str]]  # rule id -> (status, reason): ok/blind run, others not
+    prepare_seconds: float = 0.0
+
+    def runnable(self, rule_id: str) -> bool:
+        """Whether the rule executes (``ok``, or ``blind``: run, its hits flagged as partial)."""
+        return self.status[rule_id][0] in ("ok", "blind")
+
+
+def stage_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Create ``hit``/``rule_run``/``detect_run`` if absent and the run's empty staging tables
+    ``_run_hit`` and ``_run_rule`` (what :func:`run_rule` and :func:`record_outcome` append to)."""
+    con.execute(HIT_DDL)
+    con.execute("CREATE OR REPLACE TEMP TABLE _run_hit AS SELECT * FROM hit LIMIT 0")
+    con.execute("CREATE OR REPLACE TEMP TABLE _run_rule AS SELECT * FROM rule_run LIMIT 0")
+
+
+def begin_run(
     con: duckdb.DuckDBPyConnection,
     rules_dir: str | Path = "rules",
     only: list[str] | None = None,
     *,
-    params: dict[str, dict[str, Any]] | None = None,
     run_id: str | None = None,
     max_age_days: float | None = None,
-) -> RunResult:
-    """Run every rule in ``rules_dir`` (or those in ``only``) and store hits and rule_run rows.
-
-    Spec problems raise :class:`crossmatch.errors.SpecError` before anything runs. ``params``
-    overrides parameters per rule id. Each rule's status comes from its real inputs (module
-    docstring); hits, ``rule_run`` rows and the finished ``detect_run`` row are written in one
-    transaction at the end.
-    """
+) -> RunPlan:
+    """Begin a run: record it as ``running`` in ``detect_run``, rebuild kinship if stale, make the
+    connection ready for rules (:func:`prepare`), stage the run's tables and decide each rule's
+    status from its inputs. Spec problems raise :class:`crossmatch.errors.SpecError` first."""
     specs = load_rules(rules_dir, only=only)
     needs = rule_needs.derive_cached(specs, rules_dir)
     run_id = run_id or dt.datetime.now().strftime("%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:6]
-    started_run = dt.datetime.now()
     t_prep = time.perf_counter()
     con.execute(HIT_DDL)
     con.execute(
         "INSERT INTO detect_run VALUES (?, ?, NULL, 'running', ?, NULL)",
-        [run_id, started_run, len(specs)],
+        [run_id, dt.datetime.now(), len(specs)],
     )
     loaded = loaded_columns(con)  # before contract stand-ins hide an absent column
     kin_problem = None
@@ -622,55 +640,101 @@ def run_rules(
     avail = available_sources(con, max_age_days=max_age_days)
     ident = identity_is_stale(con)
     empty = empty_columns(con, needs)
-    con.execute("CREATE OR REPLACE TEMP TABLE _run_hit AS SELECT * FROM hit LIMIT 0")
-    con.execute("CREATE OR REPLACE TEMP TABLE _run_rule AS SELECT * FROM rule_run LIMIT 0")
-    result = RunResult(run_id, prepare_seconds=time.perf_counter() - t_prep)
+    stage_tables(con)
+    status = {}
     for spec in specs:
-        t0 = time.perf_counter()
-        started = dt.datetime.now()
-        status, why = assess(needs[spec.id], avail, loaded, empty, ident)
-        if kin_problem and status in ("ok", "blind") and _reads_kinship(needs[spec.id]):
-            status, why = "stale", kin_problem
-        out = RuleOutcome(spec.id, spec.version, status, why)
-        if status in ("ok", "blind"):  # a blind rule runs: its hits, flagged as partial
-            try:
-                execute_rule(con, spec, (params or {}).get(spec.id))
-                out.hits, out.amount = _store(con, spec, run_id)
-            except Exception as exc:  # one broken rule must not stop the others
-                log.exception("rule %s failed", spec.id)
-                out.status, out.reason = "error", f"{type(exc).__name__}: {exc}".splitlines()[0]
-                out.hits, out.amount = 0, 0.0
-                con.execute("DELETE FROM _run_hit WHERE rule_id = ?", [spec.id])
-        out.seconds = time.perf_counter() - t0
-        con.execute(
-            "INSERT INTO _run_rule VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                run_id,
-                spec.id,
-                spec.version,
-                out.status,
-                out.reason,
-                out.hits,
-                out.amount,
-                out.seconds,
-                started,
-            ],
-        )
-        log.info("rule %s: %s %d hits %.2fs", spec.id, out.status, out.hits, out.seconds)
-        result.outcomes.append(out)
+        st = assess(needs[spec.id], avail, loaded, empty, ident)
+        if kin_problem and st[0] in ("ok", "blind") and _reads_kinship(needs[spec.id]):
+            st = ("stale", kin_problem)
+        status[spec.id] = st
+    return RunPlan(run_id, specs, needs, status, time.perf_counter() - t_prep)
+
+
+def run_rule(
+    con: duckdb.DuckDBPyConnection,
+    spec: RuleSpec,
+    run_id: str,
+    overrides: dict[str, Any] | None = None,
+) -> tuple[int, float]:
+    """Execute one rule on a prepared connection and append its hits to ``_run_hit``
+    (:func:`stage_tables`); returns (hits, amount). Raises if the rule fails."""
+    execute_rule(con, spec, overrides)
+    return _store(con, spec, run_id)
+
+
+def record_outcome(
+    con: duckdb.DuckDBPyConnection, run_id: str, out: RuleOutcome, started: dt.datetime
+) -> None:
+    """Append one rule's outcome to the run's staging table ``_run_rule``."""
+    con.execute(
+        "INSERT INTO _run_rule VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            run_id,
+            out.rule_id,
+            out.version,
+            out.status,
+            out.reason,
+            out.hits,
+            out.amount,
+            out.seconds,
+            started,
+        ],
+    )
+
+
+def finish_run(con: duckdb.DuckDBPyConnection, run_id: str, outcomes: list[RuleOutcome]) -> None:
+    """Publish the staged hits and rule rows and mark the run finished, in one transaction."""
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute("INSERT INTO hit SELECT * FROM _run_hit")
         con.execute("INSERT INTO rule_run SELECT * FROM _run_rule")
         con.execute(
             "UPDATE detect_run SET finished_at = ?, status = 'finished', hits = ? WHERE run_id = ?",
-            [dt.datetime.now(), sum(o.hits for o in result.outcomes), run_id],
+            [dt.datetime.now(), sum(o.hits for o in outcomes), run_id],
         )
         con.execute("COMMIT")
     except BaseException:
         with suppress(duckdb.Error):  # a failed COMMIT has already rolled back
             con.execute("ROLLBACK")
         raise
+
+
+def run_rules(
+    con: duckdb.DuckDBPyConnection,
+    rules_dir: str | Path = "rules",
+    only: list[str] | None = None,
+    *,
+    params: dict[str, dict[str, Any]] | None = None,
+    run_id: str | None = None,
+    max_age_days: float | None = None,
+) -> RunResult:
+    """Run every rule in ``rules_dir`` (or those in ``only``) and store hits and rule_run rows.
+
+    Spec problems raise :class:`crossmatch.errors.SpecError` before anything runs. ``params``
+    overrides parameters per rule id. Each rule's status comes from its real inputs (module
+    docstring); hits, ``rule_run`` rows and the finished ``detect_run`` row are written in one
+    transaction at the end.
+    """
+    plan = begin_run(con, rules_dir, only, run_id=run_id, max_age_days=max_age_days)
+    result = RunResult(plan.run_id, prepare_seconds=plan.prepare_seconds)
+    for spec in plan.specs:
+        t0 = time.perf_counter()
+        started = dt.datetime.now()
+        status, why = plan.status[spec.id]
+        out = RuleOutcome(spec.id, spec.version, status, why)
+        if plan.runnable(spec.id):
+            try:
+                out.hits, out.amount = run_rule(con, spec, plan.run_id, (params or {}).get(spec.id))
+            except Exception as exc:  # one broken rule must not stop the others
+                log.exception("rule %s failed", spec.id)
+                out.status, out.reason = "error", f"{type(exc).__name__}: {exc}".splitlines()[0]
+                out.hits, out.amount = 0, 0.0
+                con.execute("DELETE FROM _run_hit WHERE rule_id = ?", [spec.id])
+        out.seconds = time.perf_counter() - t0
+        record_outcome(con, plan.run_id, out, started)
+        log.info("rule %s: %s %d hits %.2fs", spec.id, out.status, out.hits, out.seconds)
+        result.outcomes.append(out)
+    finish_run(con, plan.run_id, result.outcomes)
     return result
 
 
