@@ -3,9 +3,12 @@
 1. **Linkage groups**: the connected components of a graph whose nodes are persons
    (``p:<pid>``), assistance cases (``c:<case_no>``), registered households (``h:<household_no>``),
    enterprises (``e:<credit_code>``) and bank accounts (``a:<account>``, normalised like
-   ``norm_account`` in ``detect/base.sql``), with an edge from each of those keys to every person
-   a row names beside it (:data:`GROUP_EDGES`). Kinship is *not* an edge: chained through
-   marriages it grows one giant component, so rules reading relatives run in the cross step.
+   ``norm_account`` in ``detect/base.sql``), with an edge from each of those keys to the persons
+   a row names in its linking roles (:data:`GROUP_EDGES`: the case's applicant and members, the
+   household's registered person, not the father and mother columns). Kinship is *not* an
+   edge: chained through marriages it grows one giant component (on the sample, with kinship,
+   the largest group holds over a thousand persons; without it, 87 nodes), so rules reading
+   relatives run in the cross step.
 2. **Home region**: a person's ``person.village_code`` cut to ``level`` digits (9 = township,
    6 = county); a group's region is the smallest region among its persons.
 3. **Partitions**: regions are packed into ``n`` partitions, largest first onto the lightest
@@ -20,6 +23,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass, field
 
 import duckdb
@@ -31,14 +35,24 @@ from crossmatch.detect import schema
 
 log = logging.getLogger(__name__)
 
-#: source -> (node prefix, SQL expression of the key) linking the persons of a row into a group.
-GROUP_EDGES: dict[str, list[tuple[str, str]]] = {
-    "assistance": [("c:", "case_no")],
-    "hukou": [("h:", "household_no")],
-    "enterprise": [("e:", "credit_code")],
-    "shareholder": [("e:", "credit_code")],
-    "payment": [("a:", "norm_account(account)")],
-    "bank_account": [("a:", "norm_account(account)")],
+
+def _arrow(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> pa.Table:
+    """A query's rows as an Arrow table. Through ``execute`` (``con.sql`` refuses while an
+    earlier statement's result is open); the copy it warns about is small next to the query."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return con.execute(sql, params or []).to_arrow_table()
+
+
+#: source -> (node prefix, SQL expression of the key, roles) linking the persons in those roles of a
+#: row into one group (a hukou row's father and mother are not: their own household is theirs).
+GROUP_EDGES: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
+    "assistance": [("c:", "case_no", ("applicant", "member"))],
+    "hukou": [("h:", "household_no", ("person",))],
+    "enterprise": [("e:", "credit_code", ("legal_rep",))],
+    "shareholder": [("e:", "credit_code", ("holder",))],
+    "payment": [("a:", "norm_account(account)", ("payee",))],
+    "bank_account": [("a:", "norm_account(account)", ("holder",))],
 }
 #: Subject prefixes of hits -> node prefix (a hit's owner is the partition of its subject's node).
 SUBJECT_NODES = {"case:": "c:", "account:": "a:"}
@@ -76,14 +90,34 @@ def _norm_account_macro(con: duckdb.DuckDBPyConnection) -> None:
     raise RuntimeError("detect/base.sql defines no norm_account macro")
 
 
-def _pid_columns(source: str) -> list[str]:
-    return [f"{r}_pid" for r in schema.roles(source)]
+def _columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
+    return {r[0] for r in con.execute(f'DESCRIBE "{table}"').fetchall()}
 
 
-def _row_nodes(source: str, alias: str = "") -> list[str]:
+def _pid_columns(con: duckdb.DuckDBPyConnection, source: str) -> list[str]:
+    """The person columns ``r_<source>`` has (a role identity did not resolve has none)."""
+    have = _columns(con, f"r_{source}")
+    return [c for r in schema.roles(source) if (c := f"{r}_pid") in have]
+
+
+def _edges(con: duckdb.DuckDBPyConnection, source: str) -> list[tuple[str, str, list[str]]]:
+    """(node prefix, key expression, person columns) of the group edges ``r_<source>`` has."""
+    have = _columns(con, f"r_{source}")
+    return [
+        (pre, e, [f"{r}_pid" for r in roles if f"{r}_pid" in have])
+        for pre, e, roles in GROUP_EDGES.get(source, [])
+        if _key_column(e) in have
+    ]
+
+
+def _key_column(expr: str) -> str:
+    return expr.split("(")[-1].rstrip(")")
+
+
+def _row_nodes(con: duckdb.DuckDBPyConnection, source: str) -> list[str]:
     """SQL expressions of the nodes one row of ``r_<source>`` names (NULL where absent)."""
-    out = [f"'p:' || {alias}{c}" for c in _pid_columns(source)]
-    out += [f"'{pre}' || {expr}" for pre, expr in GROUP_EDGES.get(source, [])]
+    out = [f"'p:' || {c}" for c in _pid_columns(con, source)]
+    out += [f"'{pre}' || {expr}" for pre, expr, _pids in _edges(con, source)]
     return out
 
 
@@ -101,13 +135,14 @@ def plan_partitions(
     for src in schema.SOURCES:
         if f"r_{src}" not in have:
             continue
-        for pre, expr in GROUP_EDGES.get(src, []):
-            for pid in _pid_columns(src):
+        pids = _pid_columns(con, src)
+        for pre, expr, linked in _edges(con, src):
+            for pid in linked:
                 parts.append(
                     f"SELECT '{pre}' || {expr}, 'p:' || {pid} FROM r_{src} "
                     f"WHERE {expr} IS NOT NULL AND {pid} IS NOT NULL"
                 )
-        for pid in _pid_columns(src):  # every person a row names is a node
+        for pid in pids:  # every person a row names is a node
             parts.append(
                 f"SELECT 'p:' || {pid}, 'p:' || {pid} FROM r_{src} WHERE {pid} IS NOT NULL"
             )
@@ -188,15 +223,13 @@ def route(
         if not t.startswith("r_") or t not in have or t[2:] not in schema.SOURCES:
             continue
         src = t[2:]
-        nodes = _row_nodes(src)
+        nodes = _row_nodes(con, src)
         con.execute(
             "CREATE OR REPLACE TEMP TABLE _scale_r AS "
             f'SELECT row_number() OVER () AS _rid, * FROM "{t}"'
         )
         if not nodes:  # names no person: every partition holds all of it
-            tbl = con.execute(
-                "SELECT * EXCLUDE (_rid) FROM _scale_r ORDER BY _rid"
-            ).to_arrow_table()
+            tbl = _arrow(con, "SELECT * EXCLUDE (_rid) FROM _scale_r ORDER BY _rid")
             for k in range(plan.n):
                 out[k][t] = tbl
                 plan.rows[k] = plan.rows.get(k, 0) + tbl.num_rows
@@ -218,21 +251,23 @@ def route(
             "INSERT INTO _scale_rowpart SELECT DISTINCT r._source, r._file, r._row, x.part "
             "FROM _scale_r r JOIN _scale_route x USING (_rid)"
         )
-        pids = _pid_columns(src)
-        con.execute(
-            f"""
+        pids = _pid_columns(con, src)
+        if pids:
+            con.execute(
+                f"""
             INSERT INTO _scale_pidpart
             SELECT DISTINCT pid, part FROM (
                 SELECT unnest([{", ".join(pids)}]) AS pid, x.part
                 FROM _scale_r r JOIN _scale_route x USING (_rid)) WHERE pid IS NOT NULL
             """
-        )
+            )
         for k in range(plan.n):
-            tbl = con.execute(
+            tbl = _arrow(
+                con,
                 "SELECT * EXCLUDE (_rid) FROM _scale_r "
                 "WHERE _rid IN (SELECT _rid FROM _scale_route WHERE part = ?) ORDER BY _rid",
                 [k],
-            ).to_arrow_table()
+            )
             out[k][t] = tbl
             plan.rows[k] = plan.rows.get(k, 0) + tbl.num_rows
     if "person" in tables and "person" in have:
@@ -245,10 +280,11 @@ def route(
             """
         )
         for k in range(plan.n):
-            out[k]["person"] = con.execute(
+            out[k]["person"] = _arrow(
+                con,
                 "SELECT * EXCLUDE (part) FROM _scale_person WHERE part = ? ORDER BY person_id",
                 [k],
-            ).to_arrow_table()
+            )
     if "identity_link" in have:  # the evidence of every hit carries the links of its rows
         con.execute(
             """
@@ -258,9 +294,9 @@ def route(
             """
         )
         for k in range(plan.n):
-            out[k]["identity_link"] = con.execute(
-                "SELECT * EXCLUDE (part) FROM _scale_link WHERE part = ?", [k]
-            ).to_arrow_table()
+            out[k]["identity_link"] = _arrow(
+                con, "SELECT * EXCLUDE (part) FROM _scale_link WHERE part = ?", [k]
+            )
     for tmp in ("_scale_r", "_scale_route", "_scale_person", "_scale_link"):
         con.execute(f"DROP TABLE IF EXISTS {tmp}")
     return out

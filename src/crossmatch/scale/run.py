@@ -25,6 +25,7 @@ import datetime as dt
 import logging
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,14 @@ from crossmatch.scale.partition import PartitionPlan, owner_node_sql, plan_parti
 from crossmatch.spec.rules import load_rules
 
 log = logging.getLogger(__name__)
+
+
+def _arrow(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> pa.Table:
+    """A query's rows as an Arrow table. Through ``execute`` (``con.sql`` refuses while an
+    earlier statement's result is open); the copy it warns about is small next to the query."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return con.execute(sql, params or []).to_arrow_table()
 
 
 @dataclass
@@ -127,7 +136,7 @@ def run_partition(task: PartitionTask) -> PartitionResult:
                 errors[spec.id] = f"{type(exc).__name__}: {exc}".splitlines()[0]
                 con.execute("DELETE FROM _run_hit WHERE rule_id = ?", [spec.id])
             seconds[spec.id] = time.perf_counter() - t0
-        hits = con.execute("SELECT * FROM _run_hit").to_arrow_table()
+        hits = _arrow(con, "SELECT * FROM _run_hit")
         return PartitionResult(
             task.part, hits, errors, seconds, rows, time.perf_counter() - t_start
         )
