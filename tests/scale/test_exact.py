@@ -20,8 +20,6 @@ import pytest
 from click.testing import CliRunner
 
 from crossmatch.cli import main
-from crossmatch.scale.locality import classify
-from crossmatch.spec.rules import load_rules
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "data" / "sample"
@@ -184,22 +182,3 @@ def test_partitioned_flow_equals_single_machine(planted, harness, tmp_path):
         con.close()
     assert "5 partitions" in out["table"]
     assert "rules per partition: 10 of 16" in out["table"]
-
-
-def test_locality_of_the_rules():
-    loc = classify(load_rules(ROOT / "rules"))
-    local = {r for r, v in loc.items() if v.local}
-    assert local == {
-        "business_on_dibao",
-        "deceased_recipient",
-        "duplicate_payment",
-        "farmland_over_area",
-        "over_standard_amount",
-        "payroll_on_dibao",
-        "property_on_dibao",
-        "shared_account",
-        "underage_elderly_allowance",
-        "vehicle_on_dibao",
-    }
-    assert "kin_relative" in " ".join(loc["cadre_relative_recipient"].reasons)
-    assert "payee_id" in " ".join(loc["ghost_recipient"].reasons)

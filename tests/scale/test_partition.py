@@ -9,8 +9,10 @@ import duckdb
 import pytest
 
 from crossmatch.detect import run_rules, schema
+from crossmatch.scale.locality import classify
 from crossmatch.scale.partition import plan_partitions
 from crossmatch.scale.run import run_partitioned
+from crossmatch.spec.rules import load_rules
 
 RULES_DIR = Path(__file__).resolve().parents[2] / "rules"
 
@@ -138,3 +140,22 @@ def test_groups_keep_an_account_whole():
     assert part["p:E"] == part["p:F"] == part["p:A"]
     # D, alone in township 2, is in the other partition
     assert part["p:D"] != part["p:A"]
+
+
+def test_locality_of_the_rules():
+    loc = classify(load_rules(RULES_DIR))
+    local = {r for r, v in loc.items() if v.local}
+    assert local == {
+        "business_on_dibao",
+        "deceased_recipient",
+        "duplicate_payment",
+        "farmland_over_area",
+        "over_standard_amount",
+        "payroll_on_dibao",
+        "property_on_dibao",
+        "shared_account",
+        "underage_elderly_allowance",
+        "vehicle_on_dibao",
+    }
+    assert "kin_relative" in " ".join(loc["cadre_relative_recipient"].reasons)
+    assert "payee_id" in " ".join(loc["ghost_recipient"].reasons)
