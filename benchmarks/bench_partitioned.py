@@ -33,7 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_detect import replicate  # noqa: E402
-from crossmatch.detect import run_rules  # noqa: E402
+from crossmatch import warehouse as wh  # noqa: E402
+from crossmatch.detect import engine, run_rules  # noqa: E402
 from crossmatch.scale.run import run_partitioned  # noqa: E402
 
 LATEST = (
@@ -67,6 +68,21 @@ def _same_hits(a: Path, b: Path) -> tuple[int, int, int]:
         con.close()
 
 
+def _fresh_stages(src: Path, dst: Path) -> None:
+    """A replicated warehouse has the source's ingest records: give it the source's identity
+    stage (else every rule is stale) and build its kinship once, before the copies are taken
+    (else each run would rebuild it and time that instead of the rules)."""
+    con = duckdb.connect(str(dst))
+    try:
+        con.execute(f"ATTACH '{src}' AS s (READ_ONLY)")
+        con.execute(wh.STAGE_DDL)
+        con.execute("INSERT INTO stage_state SELECT * FROM s.stage_state")
+        con.execute("DETACH s")
+        engine.rebuild_kinship(con)
+    finally:
+        con.close()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     g = ap.add_mutually_exclusive_group(required=True)
@@ -87,6 +103,7 @@ def main() -> int:
         if a.scale_from:
             copies = replicate(a.scale_from, base, a.persons, None, "4GB")
             print(f"replicated {a.scale_from} x{copies}")
+            _fresh_stages(a.scale_from, base)
         else:
             shutil.copy(a.warehouse, base)
         con = duckdb.connect(str(base), read_only=True)
@@ -140,6 +157,11 @@ def main() -> int:
             f"partition seconds (in process): {', '.join(f'{w:.2f}' for w in walls)}; "
             f"slowest {max(walls, default=0):.2f}, sum {sum(walls):.2f}"
         )
+        statuses = sorted({o.status for o in single.outcomes})
+        print(f"rule statuses (single machine): {statuses}")
+        if not eq_serial[0]:
+            print("no hits at all: the comparison says nothing (are the rules stale?)")
+            return 1
         return 0 if eq_serial[2] == 0 and eq_dask[2] == 0 else 1
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
