@@ -8,7 +8,7 @@ F1 overall and on damaged records). Prints one table per layout and a summary; e
 target misses: per-rule recall >= 0.98, precision >= 0.95, no trap flagged, identity F1 >= 0.995
 (overall and damaged), or when a step fails.
 
-    uv run python benchmarks/eval_layouts.py --layouts all --seeds 11,23 --persons 8000
+    uv run python benchmarks/eval_layouts.py --layouts all --seeds 11,23,37 --persons 8000
     uv run python benchmarks/eval_layouts.py --layouts monthly --seeds 11 --persons 1500 \
         --keep /tmp/ev
 """
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--layouts", default="all", help="all, or comma-separated layout names")
-    ap.add_argument("--seeds", default="11,23", help="comma-separated seeds")
+    ap.add_argument("--seeds", default="11,23,37", help="comma-separated seeds")
     ap.add_argument("--persons", type=int, default=8000)
     ap.add_argument("--keep", type=Path, default=None, help="keep the counties and warehouses here")
     ap.add_argument("--rules", type=Path, default=ROOT / "rules", help="rule folder")

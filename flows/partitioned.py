@@ -49,8 +49,10 @@ def partitioned(
     partitions: int | None = None,
     max_age_days: float | None = None,
     threads: int | None = 1,
+    full: bool = False,
 ) -> dict[str, Any]:
-    """Detect on ``warehouse`` with local rules per partition on the flow's Dask task runner."""
+    """Detect on ``warehouse`` with local rules per partition on the flow's Dask task runner.
+    A rule whose inputs are unchanged since a finished run copies its hits (``full``: none)."""
     logger = get_run_logger()
     with wh.session(
         warehouse, must_exist="run `crossmatch ingest` and `crossmatch resolve`"
@@ -62,6 +64,7 @@ def partitioned(
             partitions=partitions,
             max_age_days=max_age_days,
             threads=threads,
+            full=full,
             submit=lambda tasks: [partition_task.submit(t) for t in tasks],
         )
     logger.info("%s", res.plan.summary())
@@ -77,6 +80,7 @@ def partitioned(
         "hits": sum(o.hits for o in res.run.outcomes),
         "table": text,
         "timings": res.timings,
+        "reused": res.reused,
     }
 
 
@@ -107,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--level", type=int, default=9, help="region digits: 9 township, 6 county")
     ap.add_argument("--partitions", type=int, default=None, help="default: one per region")
     ap.add_argument("--max-age-days", type=float, default=None, help="older sources are stale")
+    ap.add_argument("--full", action="store_true", help="run every rule (no reuse of hits)")
     a = ap.parse_args(argv)
     run = partitioned.with_options(task_runner=task_runner(a.dask_address, a.workers))
     out = run(
@@ -115,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         level=a.level,
         partitions=a.partitions,
         max_age_days=a.max_age_days,
+        full=a.full,
     )
     print(out["table"])
     return int(out["exit_code"])

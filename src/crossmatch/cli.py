@@ -5,12 +5,14 @@ Each command is a thin wrapper: parse options, call one function in the package,
 commands so that ``crossmatch --help`` stays fast. Every command opens the warehouse through
 ``crossmatch.warehouse`` (missing, locked, corrupt file, disk full: one clear message, exit 5).
 
-Exit codes (one table for every command and for the nightly flow, ``flows/nightly.py``):
+Exit codes (one table for every command, ``crossmatch run`` and the nightly flow, whose final
+state maps to them: see ``crossmatch.night.OUTCOMES`` and docs/operations.md):
 
     0  done; findings (hits) are a normal result
     2  bad command-line usage
     3  spec files invalid; validate: a rule would be skipped or blind (unless --allow-blind)
-    4  input problems: a file failed (ingest); a rule skipped, stale or blind (detect, flow)
+    4  input problems: a file failed (ingest); a source missing, a rule skipped, stale or
+       blind (detect, run, flow: the ``Incomplete`` state)
     5  warehouse missing, locked, corrupt or the disk full
     6  the run failed: a rule in error
 """
@@ -103,8 +105,8 @@ def main(log_level: str) -> None:
     "--layout",
     default="default",
     show_default=True,
-    help="Departments' layout to render the county in (default, monthly, workbook, utf16); "
-    "each has its mappings under sources/<layout>/ (default: sources/).",
+    help="Departments' layout to render the county in (default, monthly, workbook, utf16, "
+    "township, platform); each has its mappings under sources/<layout>/ (default: sources/).",
 )
 def sample(persons: int, seed: int, out: Path, layout: str) -> None:
     """Generate a synthetic county: every department's export, messy, with ground truth."""
@@ -150,11 +152,15 @@ def resolve(warehouse: Path, sources_dir: Path, retrain: bool, full: bool) -> No
 
 @main.command()
 @_warehouse_option("A warehouse on which `crossmatch resolve` has run.")
-def kinship(warehouse: Path) -> None:
-    """Rebuild the kinship tables (kin_edge, kin_relative) from the registry, marriages and
-    identity. `detect` also rebuilds them whenever their inputs changed."""
+@click.option(
+    "--force", is_flag=True, help="Rebuild even when the inputs are unchanged since the last build."
+)
+def kinship(warehouse: Path, force: bool) -> None:
+    """Build the kinship tables (kin_edge, kin_relative) from the registry, marriages and
+    identity, when their inputs changed since the last build (--force: always). `detect` also
+    rebuilds them whenever their inputs changed."""
     from crossmatch import warehouse as wh
-    from crossmatch.detect.engine import identity_is_stale, rebuild_kinship
+    from crossmatch.detect.engine import ensure_kinship, identity_is_stale
     from crossmatch.errors import ExitCode
 
     with wh.session(warehouse, must_exist="run `crossmatch ingest` and `resolve` first") as con:
@@ -162,7 +168,9 @@ def kinship(warehouse: Path) -> None:
         if stale:
             click.echo(f"error: kinship not built: {stale}", err=True)
             sys.exit(int(ExitCode.INPUT_PROBLEMS))
-        counts = rebuild_kinship(con)
+        what, counts = ensure_kinship(con, force=force)
+    if what == "unchanged":
+        click.echo("kinship: inputs unchanged since the last build, not rebuilt (--force does)")
     click.echo(", ".join(f"{k}: {v}" for k, v in counts.items()))
 
 
@@ -378,7 +386,15 @@ def validate(sources: Path, rules: Path | None, raw: Path | None, allow_blind: b
     help="Rules reading a source whose export was last present longer ago than this are "
     "`stale` (not run).",
 )
-def detect(rules_dir: Path, only: str | None, warehouse: Path, max_age_days: float | None) -> None:
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Run every rule (default: a rule whose inputs are unchanged since a finished run "
+    "copies that run's hits).",
+)
+def detect(
+    rules_dir: Path, only: str | None, warehouse: Path, max_age_days: float | None, full: bool
+) -> None:
     """Run the detection rules; print hits, amount, seconds and status per rule.
 
     Status per rule: ok, blind (ran, but a column it reads is absent or empty), stale (identity
@@ -392,7 +408,7 @@ def detect(rules_dir: Path, only: str | None, warehouse: Path, max_age_days: flo
     with wh.session(
         warehouse, must_exist="run `crossmatch ingest` and `crossmatch resolve` first"
     ) as con:
-        result = run_rules(con, rules_dir, only=ids, max_age_days=max_age_days)
+        result = run_rules(con, rules_dir, only=ids, max_age_days=max_age_days, full=full)
     click.echo(result.table())
     if result.exit_code:
         sys.exit(result.exit_code)
@@ -432,14 +448,157 @@ def evaluate(truth: Path, warehouse: Path, details: bool) -> None:
                     click.echo(f"  {s.rule_id}: {label}: {subj} {period}")
 
 
+@main.command("run")
+@click.option("--raw", default=None, help="Department exports [CROSSMATCH_HOME/data/sample/raw].")
+@click.option("--sources", default=None, help="Source mapping files [CROSSMATCH_HOME/sources].")
+@click.option("--rules", default=None, help="Rule files [CROSSMATCH_HOME/rules].")
+@click.option("--warehouse", default=None, help="Warehouse [CROSSMATCH_HOME/crossmatch.duckdb].")
+@click.option(
+    "--from-stage",
+    type=click.Choice(["ingest", "resolve", "kinship", "detect", "clues"]),
+    default="ingest",
+    show_default=True,
+    help="Start here, reusing the warehouse's earlier stages (e.g. detect after a rule fix).",
+)
+@click.option("--only", default=None, help="Comma-separated rule ids (default: all).")
+@click.option(
+    "--max-age-days",
+    type=float,
+    default=35,
+    show_default=True,
+    help="A source last present longer ago makes its rules stale.",
+)
+@click.option(
+    "--wait",
+    "wait_seconds",
+    type=float,
+    default=1800,
+    show_default=True,
+    help="Seconds to wait for a process (an analyst's notebook) holding the warehouse open.",
+)
+@click.option(
+    "--prefect",
+    is_flag=True,
+    help="Run it as the Prefect flow (PREFECT_API_URL's server, or a temporary one): stage "
+    "tasks, logs and the summary artifact in the Prefect UI.",
+)
+def run(
+    raw: str | None,
+    sources: str | None,
+    rules: str | None,
+    warehouse: str | None,
+    from_stage: str,
+    only: str | None,
+    max_age_days: float,
+    wait_seconds: float,
+    prefect: bool,
+) -> None:
+    """The whole night: ingest -> resolve -> kinship -> detect -> clues, with a summary.
+
+    Relative paths are taken from CROSSMATCH_HOME (default: the current folder). Every night
+    leaves a row in the warehouse's night_run table. Exit codes (the flow's final state):
+
+    \b
+      0  ok          Completed             every source present, every rule ok
+      4  incomplete  Incomplete            a source missing, a file failed, a rule
+                                           skipped / stale / blind
+      5  warehouse   WarehouseUnavailable  locked beyond --wait, missing, corrupt, disk full
+      3  spec        Failed                a source or rule file invalid
+      6  failed      Failed                a rule in error or a stage crashed
+    """
+    ids = [x.strip() for x in only.split(",") if x.strip()] if only else None
+    if prefect:
+        from crossmatch.night.flows import exit_code_of, nightly, rerun
+        from crossmatch.night.prefect_server import server_unless_configured
+
+        with server_unless_configured():
+            if from_stage == "ingest":
+                state = nightly(raw, sources, rules, warehouse, ids, max_age_days, wait_seconds,
+                                return_state=True)  # fmt: skip
+            else:
+                state = rerun(from_stage, raw, sources, rules, warehouse, ids, max_age_days,
+                              wait_seconds, return_state=True)  # fmt: skip
+        click.echo(f"{state.name}: {state.message}")
+        code = exit_code_of(state)
+    else:
+        import logging
+
+        from crossmatch.night import NightConfig, run_night
+        from crossmatch.night.run import default_workspace
+
+        night_log = logging.getLogger("crossmatch.night")
+        if night_log.getEffectiveLevel() > logging.INFO:  # stage progress, without the details
+            night_log.setLevel(logging.INFO)
+        res = run_night(
+            NightConfig.resolve(raw, sources, rules, warehouse),
+            from_stage=from_stage,
+            only_rules=ids,
+            max_age_days=max_age_days,
+            wait_seconds=wait_seconds,
+            workspace=default_workspace(),
+        )
+        click.echo(res.markdown())
+        code = res.exit_code
+    if code:
+        sys.exit(code)
+
+
+@main.command("deploy")
+@click.option("--pool", default="crossmatch", show_default=True, help="Process work pool name.")
+def deploy(pool: str) -> None:
+    """Deploy prefect.yaml's flows to the Prefect server at PREFECT_API_URL: create the process
+    work pool if missing, then `prefect deploy --all` in the project home (CROSSMATCH_HOME,
+    else the current folder). Then start a worker: `prefect worker start --pool crossmatch`."""
+    import subprocess
+
+    from prefect.settings import PREFECT_API_URL
+
+    from crossmatch.errors import ExitCode
+    from crossmatch.night.config import home
+    from crossmatch.night.deploy import ensure_work_pool
+
+    if not PREFECT_API_URL.value():
+        click.echo(
+            "error: PREFECT_API_URL is not set. Fix: start a server (`prefect server start`) "
+            "and `prefect config set PREFECT_API_URL=http://127.0.0.1:4200/api`",
+            err=True,
+        )
+        sys.exit(int(ExitCode.USAGE))
+    root = home()
+    if not (root / "prefect.yaml").is_file():
+        click.echo(f"error: {root}: no prefect.yaml. Fix: set CROSSMATCH_HOME", err=True)
+        sys.exit(int(ExitCode.USAGE))
+    created = ensure_work_pool(pool)
+    click.echo(f"work pool {pool}: {'created' if created else 'exists'}")
+    rc = subprocess.call(
+        [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all"], cwd=root
+    )
+    if rc:
+        sys.exit(int(ExitCode.RUN_FAILED))
+
+
 def _review_commands() -> None:
     from crossmatch.review.commands import COMMANDS
 
     for cmd in COMMANDS:
         main.add_command(cmd)
+    from crossmatch.ml.commands import COMMANDS as ML_COMMANDS
+
+    for cmd in ML_COMMANDS:
+        main.add_command(cmd)
 
 
 _review_commands()
+
+
+def _governance_commands() -> None:
+    from crossmatch.governance.commands import COMMANDS
+
+    for cmd in COMMANDS:
+        main.add_command(cmd)
+
+
+_governance_commands()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

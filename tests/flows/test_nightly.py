@@ -1,7 +1,8 @@
-"""The nightly flow end to end on the committed sample county, in Prefect's test harness.
+"""The Prefect flows over run_night, in Prefect's test harness, on the committed sample county.
 
-Also checks that the deployment declared in prefect.yaml registers with its schedule (the harness
-has no scheduler, so the schedule is checked through the client, as the ecosystem notes advise).
+The final state says what happened (a missing source is a failed ``Incomplete`` run, never a
+green one), the exit code is the CLI's (a rule error: 6 from both), crossmatch's own log lines
+are in the run's log (what the UI shows), and the summary is an artifact.
 """
 
 from __future__ import annotations
@@ -12,9 +13,8 @@ import shutil
 import sys
 from pathlib import Path
 
-import duckdb
 import pytest
-import yaml
+from click.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.flows
@@ -41,73 +41,136 @@ def nightly_mod():
     return _load_flow_module()
 
 
-def test_nightly_on_sample_county(harness, nightly_mod, tmp_path):
-    raw = tmp_path / "raw"
-    shutil.copytree(ROOT / "data" / "sample" / "raw", raw)
-    # an operator's bad night: one department's export is missing entirely
-    shutil.rmtree(raw / "police")
-    wh = tmp_path / "w.duckdb"
-    report = nightly_mod.nightly(
-        str(raw), str(ROOT / "sources"), str(ROOT / "rules"), str(wh), None
-    )
-    assert report.hits > 0
-    # the missing vehicle export is visible, and its rule is skipped, not "zero hits"
-    assert any("vehicle" in m for m in report.failed_files)
-    assert any(s.startswith("vehicle_on_dibao:") for s in report.rules_skipped)
-    assert not report.rules_error, report.rules_error
-    # every other rule reads fresh, complete inputs: none stale or blind; exit code as the CLI's
-    assert not report.rules_stale and not report.rules_blind, report.detect_table
-    assert report.exit_code == 4
-    con = duckdb.connect(str(wh), read_only=True)
-    try:
-        n_hits = con.execute("SELECT count(*) FROM hit").fetchone()[0]
-        assert n_hits == report.hits
-        rr = dict(con.execute("SELECT rule_id, status FROM rule_run").fetchall())
-        assert rr["vehicle_on_dibao"] == "skipped"
-        assert rr["deceased_recipient"] == "ok"
-    finally:
-        con.close()
-    # a second night over unchanged files finds the same clues (stable keys)
-    report2 = nightly_mod.nightly(
-        str(raw), str(ROOT / "sources"), str(ROOT / "rules"), str(wh), None
-    )
-    assert report2.hits == report.hits
-    # the review store saw both nights: every clue new on the first, ongoing on the second
-    assert report.clues.startswith("clues: new ") and "ongoing 0" in report.clues
-    assert "new 0" in report2.clues and "closed 0" in report2.clues
-    con = duckdb.connect(str(wh), read_only=True)
-    try:
-        runs = con.execute(
-            "SELECT count(DISTINCT run_id), count(DISTINCT clue_key) FROM hit"
-        ).fetchone()
-    finally:
-        con.close()
-    assert runs[1] == report.hits
+@pytest.fixture(scope="module")
+def county(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("county")
+    full = tmp / "full"
+    shutil.copytree(ROOT / "data" / "sample" / "raw", full)
+    missing = tmp / "missing"
+    shutil.copytree(full, missing)
+    shutil.rmtree(missing / "police")
+    return full, missing, tmp / "w.duckdb"
 
 
-def test_deployment_schedule_from_prefect_yaml(harness, nightly_mod):
+def _args(raw: Path, wh: Path) -> dict:
+    return {
+        "raw": str(raw),
+        "sources": str(ROOT / "sources"),
+        "rules": str(ROOT / "rules"),
+        "warehouse": str(wh),
+    }
+
+
+async def _logs_and_artifacts(flow_run_id):
     from prefect.client.orchestration import get_client
-    from prefect.schedules import Cron
-
-    cfg = yaml.safe_load((ROOT / "prefect.yaml").read_text(encoding="utf-8"))
-    (dep,) = [d for d in cfg["deployments"] if d["name"] == "nightly"]
-    assert dep["entrypoint"] == "flows/nightly.py:nightly"
-    (sch,) = dep["schedules"]
-    deployment = nightly_mod.nightly.to_deployment(
-        name=dep["name"],
-        parameters=dep["parameters"],
-        schedule=Cron(sch["cron"], timezone=sch["timezone"]),
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        LogFilter,
+        LogFilterFlowRunId,
     )
-    dep_id = deployment.apply()
+    from prefect.logging.handlers import APILogHandler
 
-    async def read():
-        async with get_client() as client:
-            d = await client.read_deployment(dep_id)
-            return d
+    await APILogHandler.aflush()  # the run's last lines are still in the batching worker
+    async with get_client() as client:
+        logs: list = []
+        while True:  # the API pages logs by 200
+            page = await client.read_logs(
+                LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])),
+                limit=200,
+                offset=len(logs),
+            )
+            logs += page
+            if len(page) < 200:
+                break
+        arts = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+        run = await client.read_flow_run(flow_run_id)
+    return [lg.message for lg in logs], arts, run
 
-    d = asyncio.run(read())
-    assert d.parameters["warehouse"] == "crossmatch.duckdb"
-    (s,) = d.schedules
-    assert s.schedule.cron == "0 2 * * *"
-    assert s.schedule.timezone == "Asia/Shanghai"
-    assert s.active
+
+@pytest.fixture(scope="module")
+def missing_night(harness, nightly_mod, county):
+    _full, missing, wh = county
+    return nightly_mod.nightly(**_args(missing, wh), return_state=True)
+
+
+def test_missing_source_fails_the_run(missing_night, nightly_mod):
+    st = missing_night
+    assert st.is_failed() and st.name == "Incomplete"
+    assert "vehicle" in st.message and "vehicle_on_dibao" in st.message
+    assert nightly_mod.exit_code_of(st) == 4
+    summary = st.result(raise_on_failure=False)
+    assert summary["outcome"] == "incomplete" and summary["exit_code"] == 4
+    assert {r["rule_id"]: r["status"] for r in summary["rules"]}["vehicle_on_dibao"] == "skipped"
+
+
+def test_crossmatch_logs_and_summary_reach_prefect(missing_night):
+    logs, arts, run = asyncio.run(_logs_and_artifacts(missing_night.state_details.flow_run_id))
+    assert run.state.name == "Incomplete" and run.state.is_failed()  # what the UI shows
+    assert any(m.startswith("crossmatch.night: source missing tonight: vehicle") for m in logs)
+    assert any(m.startswith("crossmatch.detect.engine: rule deceased_recipient") for m in logs)
+    assert any(m.startswith("crossmatch.review.clues: clues: new") for m in logs)
+    (art,) = [a for a in arts if a.key == "crossmatch-night"]
+    assert art.type == "markdown"
+    assert "## Rows per source" in art.data and "| vehicle_on_dibao | skipped |" in art.data
+    assert "incomplete (exit 4)" in art.description
+
+
+def test_source_back_completes(missing_night, nightly_mod, county):
+    full, _missing, wh = county
+    st = nightly_mod.nightly(**_args(full, wh), return_state=True)
+    assert st.is_completed(), st.message
+    assert nightly_mod.exit_code_of(st) == 0
+    summary = st.result()
+    assert summary["outcome"] == "ok" and summary["clues"]["ongoing"] > 0
+
+
+def test_rule_error_exits_6_from_flow_and_cli(
+    missing_night, nightly_mod, county, monkeypatch, tmp_path
+):
+    full, _missing, wh = county
+    copy = tmp_path / "w.duckdb"
+    shutil.copy(wh, copy)
+    from crossmatch.detect import engine
+
+    real = engine.execute_rule
+
+    def broken(con, spec, params=None):
+        if spec.id == "ghost_recipient":
+            raise RuntimeError("boom")
+        return real(con, spec, params)
+
+    monkeypatch.setattr(engine, "execute_rule", broken)
+    # unchanged inputs would reuse the previous hits (detect/reuse.py): make the rules run
+    from crossmatch.detect import reuse
+
+    monkeypatch.setattr(reuse, "previous_runs", lambda con, fps: {})
+    st = nightly_mod.rerun("detect", **_args(full, copy), return_state=True)
+    assert st.is_failed() and st.name == "Failed" and "ghost_recipient" in st.message
+    assert nightly_mod.exit_code_of(st) == 6
+    from crossmatch.cli import main
+
+    opts = [x for k, v in _args(full, copy).items() for x in ("--" + k, v)]
+    res = CliRunner().invoke(main, ["run", "--from-stage", "detect", *opts])
+    assert res.exit_code == 6, res.output
+
+
+def test_backfill_runs_each_night_in_order(missing_night, nightly_mod, county, tmp_path):
+    full, missing, wh = county
+    copy = tmp_path / "w.duckdb"
+    shutil.copy(wh, copy)
+    st = nightly_mod.backfill(
+        [str(missing), str(full)],
+        str(ROOT / "sources"),
+        str(ROOT / "rules"),
+        str(copy),
+        return_state=True,
+    )
+    assert st.is_failed() and st.name == "Incomplete"  # one of the nights was not green
+    outcomes = st.result(raise_on_failure=False)
+    assert [(o["raw"], o["state"]) for o in outcomes] == [
+        (str(missing), "Incomplete"),
+        (str(full), "Completed"),
+    ]

@@ -131,12 +131,15 @@ def test_partitioned_flow_equals_single_machine(planted, harness, tmp_path):
     parts = tmp_path / "parts.duckdb"
     shutil.copy(planted, single)
     shutil.copy(planted, parts)
-    _cli("detect", "--rules", str(ROOT / "rules"), "--warehouse", str(single))
+    # --full: every rule computes (the planted warehouse has a finished run: without it, rules
+    # whose inputs the planting left alone would copy that run's hits, on both sides)
+    _cli("detect", "--full", "--rules", str(ROOT / "rules"), "--warehouse", str(single))
 
     mod = _flow_module()
     flow = mod.partitioned.with_options(task_runner=mod.task_runner(None, 2))
-    out = flow(str(parts), str(ROOT / "rules"))
+    out = flow(str(parts), str(ROOT / "rules"), full=True)
     assert out["exit_code"] == 0, out["table"]
+    assert out["reused"] == []
 
     con = duckdb.connect()
     try:
@@ -158,6 +161,16 @@ def test_partitioned_flow_equals_single_machine(planted, harness, tmp_path):
             for db in ("s", "p")
         ]
         assert runs[0] == runs[1]
+        fps = [
+            sorted(
+                con.execute(
+                    f"SELECT rule_id, fingerprint FROM {db}.rule_input WHERE run_id = "
+                    f"(SELECT max_by(run_id, finished_at) FROM {db}.detect_run)"
+                ).fetchall()
+            )
+            for db in ("s", "p")
+        ]
+        assert len(fps[0]) == 16 and fps[0] == fps[1]
         # the planted cases are there and cross partitions: persons of one hit homed in two
         # townships, for local rules and cross-step rules alike
         con.execute("USE p")
@@ -181,4 +194,10 @@ def test_partitioned_flow_equals_single_machine(planted, harness, tmp_path):
     finally:
         con.close()
     assert "5 partitions" in out["table"]
-    assert "rules per partition: 10 of 16" in out["table"]
+    assert "rules per partition: 10 of 16; cross step: 6" in out["table"]
+    # recorded like a normal detect: the next `crossmatch detect` copies the partitioned hits
+    res = CliRunner().invoke(
+        main, ["detect", "--rules", str(ROOT / "rules"), "--warehouse", str(parts)]
+    )
+    assert res.exit_code == 0, res.output
+    assert res.output.count("(inputs unchanged: hits of run " + out["run_id"]) == 16, res.output

@@ -159,3 +159,83 @@ def test_locality_of_the_rules():
     }
     assert "kin_relative" in " ".join(loc["cadre_relative_recipient"].reasons)
     assert "payee_id" in " ".join(loc["ghost_recipient"].reasons)
+
+
+def _rule_rows(con: duckdb.DuckDBPyConnection, run_id: str) -> list[tuple]:
+    return con.execute(
+        "SELECT rule_id, status, reason, hits, amount FROM rule_run WHERE run_id = ? ORDER BY 1",
+        [run_id],
+    ).fetchall()
+
+
+def test_partitioned_run_is_recorded_like_run_rules():
+    """Every rule (most skipped or blind on this warehouse): the same rule_run rows, statuses and
+    reasons, fingerprints and stage ``detect`` as run_rules; the next run, partitioned or not,
+    copies the hits of the partitioned run, and a rule run on changed inputs runs again."""
+    from crossmatch import warehouse
+
+    single = build_warehouse(_tables())
+    a = run_rules(single, RULES_DIR)
+    parts = build_warehouse(_tables())
+    res = run_partitioned(parts, RULES_DIR)
+    b = res.run
+    statuses = {o.status for o in b.outcomes}
+    assert {"ok", "blind", "skipped"} <= statuses, statuses
+    assert _rule_rows(parts, b.run_id) == _rule_rows(single, a.run_id)
+    assert _hits(parts) == _hits(single)
+    assert res.ran_local and res.ran_cross and not res.reused
+    fp = "SELECT rule_id, fingerprint, reused_from FROM rule_input WHERE run_id = ? ORDER BY 1"
+    assert parts.execute(fp, [b.run_id]).fetchall() == single.execute(fp, [a.run_id]).fetchall()
+    assert parts.execute(fp, [b.run_id]).fetchall()  # the ok and blind rules
+    assert warehouse.stage_state(parts, "detect")[:2] == (
+        warehouse.stage_state(single, "detect")[0],
+        b.run_id,
+    )
+    status = parts.execute("SELECT status FROM detect_run WHERE run_id = ?", [b.run_id]).fetchone()
+    assert status == ("finished",)
+
+    # unchanged inputs: the next partitioned run runs nothing and copies the hits
+    again = run_partitioned(parts, RULES_DIR)
+    assert not again.ran_local and not again.ran_cross
+    ran = {o.rule_id for o in b.outcomes if o.status in ("ok", "blind")}
+    assert set(again.reused) == ran
+    assert {o.rule_id: o.reused_from for o in again.run.outcomes if o.reused_from} == {
+        r: b.run_id for r in ran
+    }
+    assert _rule_rows(parts, again.run.run_id) == _rule_rows(parts, b.run_id)
+    latest = "SELECT * EXCLUDE (run_id) FROM hit WHERE run_id = ? ORDER BY rule_id, subject"
+    assert (
+        parts.execute(latest, [again.run.run_id]).fetchall()
+        == parts.execute(latest, [b.run_id]).fetchall()
+    )
+    # and run_rules reuses the partitioned run's hits (same fingerprints)
+    one = run_rules(parts, RULES_DIR)
+    assert {o.rule_id for o in one.outcomes if o.reused_from} == ran
+
+    # a changed death register: the rule reading it runs again, the others copy their hits
+    for con in (parts, single):
+        con.execute("UPDATE r_death SET death_date = '2025-02-10' WHERE person_pid = 'D'")
+    changed = run_partitioned(parts, RULES_DIR)
+    assert changed.ran_local == ["deceased_recipient"] and not changed.ran_cross
+    assert set(changed.reused) == ran - {"deceased_recipient"}
+    a2 = run_rules(single, RULES_DIR, full=True)
+    rows = "SELECT * EXCLUDE (run_id) FROM hit WHERE run_id = ? ORDER BY rule_id, subject, period"
+    assert (
+        parts.execute(rows, [changed.run.run_id]).fetchall()
+        == single.execute(rows, [a2.run_id]).fetchall()
+    )
+    assert (
+        "2025-02-10"
+        in parts.execute(
+            "SELECT evidence FROM hit WHERE run_id = ? AND rule_id = 'deceased_recipient'",
+            [changed.run.run_id],
+        ).fetchone()[0]
+    )
+
+
+def test_full_runs_every_rule():
+    parts = build_warehouse(_tables())
+    run_partitioned(parts, RULES_DIR, only=ONLY)
+    res = run_partitioned(parts, RULES_DIR, only=ONLY, full=True)
+    assert not res.reused and sorted(res.ran_local + res.ran_cross) == sorted(ONLY)
+    assert all(o.reused_from is None for o in res.run.outcomes)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -20,6 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from crossmatch.cli import main
+from crossmatch.ingest.readers import two_row_header
 from crossmatch.synth import generate
 from crossmatch.synth.layouts import LAYOUTS, generate_layout, parse_date
 
@@ -179,7 +181,9 @@ def test_noise_names_a_column_of_the_file(layout: str, counties: dict[str, Path]
         f = n["source_file"]
         if f not in headers:
             rows = files.rows(f)
-            headers[f] = {c for r in list(rows.values())[:2] for c in r}
+            first = list(rows.values())[:5]  # title rows, a one- or two-row header
+            headers[f] = {c for r in first[:2] for c in r}
+            headers[f] |= {c for a, b in itertools.pairwise(first) for c in two_row_header(a, b)}
             if f == "civil/低保家庭成员名单.csv":
                 headers[f] |= set(files.rows("civil/低保对象花名册.xlsx")[2])
         assert n["field"] in headers[f], n
@@ -334,6 +338,61 @@ def test_utf16_constructs(counties: dict[str, Path]) -> None:
     )
 
 
+def test_township_constructs(counties: dict[str, Path]) -> None:
+    root = counties["township"]
+    files = sorted((root / "raw/finance").glob("*/*惠民惠农补贴资金发放表_2025年*月.csv"))
+    towns = {p.parent.name for p in files}
+    assert len(files) == 12 * len(towns) and len(towns) >= 2
+    f = files[1]
+    blob = f.read_bytes()
+    with pytest.raises(UnicodeDecodeError):
+        blob.decode("utf-8")
+    rows = read_sheet_rows(f)
+    assert rows[1][0].startswith(f.parent.name) and rows[2][-1] == "单位：元"
+    assert rows[3][1] == "收款人" and rows[4][1:3] == ["姓名", "身份证号"]
+    assert rows[max(rows)][0] == "合计"
+    body = [r for i, r in rows.items() if 4 < i < max(rows) and len(r) == 12]
+    assert all(re.fullmatch(r"\d{5}", r[9]) for r in body if r[9])  # Excel serials
+    assert all(re.fullmatch(r"2025年\d{1,2}月", r[8]) for r in body if r[8])
+    assert not any(re.search(r"\d{6}$", r[11]) for r in body)  # village names, no codes
+    noise = _truth(root, "noise.csv")
+    floats = [n for n in noise if n["noise"] == "id_float"]
+    assert floats and all(n["field"] == "收款人/身份证号" for n in floats)
+    allrows = {p.relative_to(root / "raw").as_posix(): read_sheet_rows(p) for p in files}
+    for n in floats:
+        assert re.fullmatch(r"3\.\d{5}E\+17", allrows[n["source_file"]][int(n["row"])][2])
+    assert any(" " in r[1] for rs in allrows.values() for r in rs.values() if len(r) > 1)
+    note = (root / "LAYOUT").read_text(encoding="utf-8")
+    again = int(re.search(r"rows exported again next month: (\d+)", note)[1])
+    assert again > 0
+
+
+def test_platform_constructs(counties: dict[str, Path]) -> None:
+    raw = counties["platform"] / "raw"
+    roster = read_sheet_rows(raw / "civil/社会救助综合信息平台_低保特困对象名册.xlsx")
+    assert roster[2][:2] == ["序号", "家庭信息"] and roster[3][5:8] == [
+        "姓名",
+        "证件类型",
+        "证件号码",
+    ]
+    body = [r for i, r in roster.items() if i > 3]
+    assert {r[6] for r in body} <= {"居民身份证", "其他", ""} and "居民身份证" in {
+        r[6] for r in body
+    }
+    dates = [r[-2] for r in body if r[-2]]
+    assert any(re.fullmatch(r"\d{5}", d) for d in dates)
+    assert any(re.fullmatch(r"[０-９]{4}年[０-９]{1,2}月[０-９]{1,2}日", d) for d in dates)
+    pays = sorted(raw.glob("finance/惠民惠农一卡通平台_发放明细导出_2025Q*.xlsx"))
+    assert len(pays) == 4
+    rows = read_sheet_rows(pays[0])
+    assert two_row_header(rows[2], rows[3])[1:4] == [
+        "补贴对象/姓名",
+        "补贴对象/证件类型",
+        "补贴对象/证件号码",
+    ]
+    assert all(re.fullmatch(r"2025\d{2}", r[6]) for i, r in rows.items() if i > 3 and r[6])
+
+
 def test_other_layouts_render_every_default_source(counties: dict[str, Path]) -> None:
     """No department is lost: every default directory still holds files."""
     for root in counties.values():
@@ -378,11 +437,15 @@ def _headers(path: Path) -> list[list[str]]:
     """The first rows of every sheet (or of the text file): the header is among them."""
     if path.suffix == ".xlsx":
         reader = fastexcel.read_excel(str(path))
-        return [
-            list(read_sheet_rows(path, s).get(i, [])) for s in reader.sheet_names for i in (1, 2)
-        ]
+        out = []
+        for s in reader.sheet_names:
+            rows = read_sheet_rows(path, s)
+            first = [list(rows.get(i, [])) for i in (1, 2, 3)]
+            out += first + [two_row_header(a, b) for a, b in itertools.pairwise(first)]
+        return out
     rows = read_sheet_rows(path)
-    return [rows.get(1, []), rows.get(2, [])]
+    first = [rows.get(i, []) for i in range(1, 6)]  # a title block, a two-row header
+    return first + [two_row_header(a, b) for a, b in itertools.pairwise(first)]
 
 
 def _check_part(root: Path, part: dict[str, Any], where: str) -> list[str]:
@@ -475,3 +538,80 @@ def test_month_rounding_is_refused_when_it_would_change_an_overlap() -> None:
     assert MonthSafety._same(
         d(2021, 3, 20), d(2026, 3, 31), d(2021, 3, 1), d(2026, 3, 31), unaffected
     )
+
+
+def test_workbook_renders_a_firm_whose_only_row_is_short(base: Path, tmp_path: Path) -> None:
+    """A firm whose one enterprise row is damaged (short: the generator's wrong field count)
+    still has shareholders: the long table gets their rows with the firm's cells blank (seed 7
+    at 8,000 persons crashed here with an IndexError)."""
+    import shutil
+
+    from crossmatch.synth.layouts import render
+
+    src = tmp_path / "src"
+    shutil.copytree(base, src)
+    ent = src / "raw" / "market" / "企业登记信息.csv"
+    lines = ent.read_text(encoding="utf-8").splitlines()
+    sh = (src / "raw" / "market" / "企业股东出资信息.csv").read_text(encoding="utf-8")
+    holders = {r[0] for r in csv.reader(sh.splitlines()[1:]) if r}
+    code = next(r[0] for r in csv.reader(lines[1:]) if r and r[0] in holders)
+    kept = [ln for ln in lines if not ln.startswith(code + ",")]
+    row = next(r for r in csv.reader(lines[1:]) if r and r[0] == code)
+    ent.write_text("\n".join([*kept, ",".join(row[:5])]) + "\n", encoding="utf-8")
+    render("workbook", src, tmp_path / "out", SEED)
+    out = list(csv.reader((tmp_path / "out/raw/market/市场主体登记人员信息.csv").read_text(
+        encoding="utf-8").splitlines()))  # fmt: skip
+    mine = [r for r in out[1:] if r[0] == code]
+    assert [len(r) for r in mine if len(r) < len(out[0])] == [len(out[0]) - 3]  # stays short
+    shareholders = [r for r in mine if len(r) == len(out[0]) and r[8] == "股东"]
+    assert shareholders and all(r[2] == "" and r[4] == "" and r[6] for r in shareholders)
+
+
+@pytest.mark.slow  # ~15 s of ingest on top of the module's counties
+def test_township_ingest_counts_float_ids_and_marks_reexported_rows(
+    counties: dict[str, Path], tmp_path: Path
+) -> None:
+    """The township payments through ingest (sources/township): every ID that went through
+    Excel as a float loads bad_format (NULL ID, never another person's) and is counted in
+    ingest_field_issue; every row exported again in the next month's file is marked _dup_of
+    (the earlier month's row stays), so duplicate_payment sees one payment."""
+    import shutil
+
+    import duckdb
+
+    from crossmatch.ingest import ingest
+
+    root = counties["township"]
+    src = tmp_path / "sources"
+    src.mkdir()
+    repo = Path(__file__).resolve().parents[2] / "sources" / "township"
+    for name in ("payment.yaml", "hukou.yaml"):
+        shutil.copy(repo / name, src / name)
+    s = ingest(root / "raw", src, tmp_path / "w.duckdb")
+    assert {r.status for r in s.results} <= {"loaded", "assembled"}, [r.message for r in s.results]
+    floats = {(n["source_file"], int(n["row"])) for n in _truth(root, "noise.csv")
+              if n["noise"] == "id_float"}  # fmt: skip
+    note = (root / "LAYOUT").read_text(encoding="utf-8")
+    again = int(re.search(r"rows exported again next month: (\d+)", note)[1])
+    with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as con:
+        got = con.execute(
+            "SELECT _file, _row, payee_id, payee_id_status FROM src_payment "
+            "WHERE payee_id_raw LIKE '%E+17'"
+        ).fetchall()
+        assert {(f, r) for f, r, _i, _s in got} == floats
+        assert {(i, st) for _f, _r, i, st in got} == {(None, "bad_format")}
+        counted = con.execute(
+            "SELECT sum(cells) FROM ingest_field_issue WHERE field = 'payee_id' "
+            "AND problem = 'bad_format'"
+        ).fetchone()[0]
+        assert counted >= len(floats)
+        cross = con.execute(
+            "SELECT count(*), count(*) FILTER (WHERE of_file < file) FROM ingest_duplicate "
+            "WHERE source = 'payment' AND of_file <> file"
+        ).fetchone()
+        assert cross == (again, again)
+        marked = con.execute(
+            "SELECT count(*) FROM src_payment p JOIN ingest_duplicate d ON d.file = p._file "
+            "AND d.row = p._row WHERE p._dup_of IS NOT NULL AND d.of_file <> d.file"
+        ).fetchone()[0]
+        assert marked == again

@@ -92,6 +92,7 @@ class RuleOutcome:
     hits: int = 0
     amount: float = 0.0
     seconds: float = 0.0
+    reused_from: str | None = None  # hits copied from this run (inputs unchanged)
 
 
 @dataclass
@@ -122,9 +123,10 @@ class RunResult:
         head = f"{'rule':<28} {'status':<8} {'hits':>7} {'amount':>14} {'seconds':>8}  reason"
         lines = [f"run {self.run_id}", head, "-" * len(head)]
         for o in self.outcomes:
+            note = f"(inputs unchanged: hits of run {o.reused_from}) " if o.reused_from else ""
             lines.append(
                 f"{o.rule_id:<28} {o.status:<8} {o.hits:>7} {o.amount:>14,.2f} "
-                f"{o.seconds:>8.2f}  {o.reason}"
+                f"{o.seconds:>8.2f}  {note}{o.reason}"
             )
         tot = sum(o.hits for o in self.outcomes)
         amt = sum(o.amount for o in self.outcomes)
@@ -258,8 +260,30 @@ def kinship_is_stale(con: duckdb.DuckDBPyConnection) -> str | None:
         return None
     st = warehouse.stage_state(con, "kinship")
     if st is None or st[0] != fp:
+        # identity ran again: the tables are still current when the rows kinship is computed
+        # from are the same (content digest), e.g. resolve re-run on a changed payment file
+        from crossmatch import kinship
+
+        built = kinship.built_fingerprint(con)
+        if built is not None and built == kinship.input_fingerprint(con):
+            warehouse.record_stage(con, "kinship", fp)
+            return None
         return "kinship inputs (hukou, marriage, identity) changed since it was built"
     return None
+
+
+def ensure_kinship(con: duckdb.DuckDBPyConnection, *, force: bool = False) -> tuple[str, dict]:
+    """Rebuild kinship when its inputs changed (or ``force``): ('rebuilt', counts) with the
+    reason logged, or ('unchanged', counts of the current tables)."""
+    why = "forced" if force else kinship_is_stale(con)
+    if why or "kin_relative" not in schema.existing_relations(con):
+        log.info("kinship: rebuilding (%s)", why or "tables missing")
+        return "rebuilt", rebuild_kinship(con)
+    counts = {
+        t: warehouse.fetch_one(con, f"SELECT count(*) FROM {t}")[0]
+        for t in ("kin_edge", "kin_relative")
+    }
+    return "unchanged", counts
 
 
 def prepare(
@@ -580,17 +604,33 @@ def _store(con: duckdb.DuckDBPyConnection, spec: RuleSpec, run_id: str) -> tuple
 @dataclass
 class RunPlan:
     """A detect run begun on a warehouse connection (:func:`begin_run`): the rules, what each
-    reads, and the status each gets from its real inputs before anything runs."""
+    reads, the status each gets from its real inputs before anything runs, and which rules copy
+    the hits of an earlier run because their inputs are unchanged (:mod:`crossmatch.detect.reuse`).
+    """
 
     run_id: str
     specs: list[RuleSpec]
     needs: dict[str, rule_needs.RuleNeeds]
     status: dict[str, tuple[str, str]]  # rule id -> (status, reason): ok/blind run, others not
     prepare_seconds: float = 0.0
+    rules_dir: str | Path = "rules"
+    only: list[str] | None = None
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fingerprints: dict[str, str] = field(default_factory=dict)  # rule id -> inputs' digest
+    previous: dict[str, str] = field(default_factory=dict)  # rule id -> run with the same inputs
 
     def runnable(self, rule_id: str) -> bool:
-        """Whether the rule executes (``ok``, or ``blind``: run, its hits flagged as partial)."""
+        """Whether the rule has hits this run (``ok``, or ``blind``: its hits flagged as partial),
+        computed or copied (:meth:`reuses`)."""
         return self.status[rule_id][0] in ("ok", "blind")
+
+    def reuses(self, rule_id: str) -> str | None:
+        """The run whose hits this runnable rule copies (same inputs), else None: it executes."""
+        return self.previous.get(rule_id) if self.runnable(rule_id) else None
+
+    def executes(self, rule_id: str) -> bool:
+        """Whether the rule's SQL runs this run (runnable and not reused)."""
+        return self.runnable(rule_id) and self.reuses(rule_id) is None
 
 
 def stage_tables(con: duckdb.DuckDBPyConnection) -> None:
@@ -606,12 +646,17 @@ def begin_run(
     rules_dir: str | Path = "rules",
     only: list[str] | None = None,
     *,
+    params: dict[str, dict[str, Any]] | None = None,
     run_id: str | None = None,
     max_age_days: float | None = None,
+    full: bool = False,
 ) -> RunPlan:
     """Begin a run: record it as ``running`` in ``detect_run``, rebuild kinship if stale, make the
-    connection ready for rules (:func:`prepare`), stage the run's tables and decide each rule's
-    status from its inputs. Spec problems raise :class:`crossmatch.errors.SpecError` first."""
+    connection ready for rules (:func:`prepare`), stage the run's tables, decide each rule's
+    status from its inputs and which rules reuse an earlier run's hits (none when ``full``).
+    Spec problems raise :class:`crossmatch.errors.SpecError` first."""
+    from crossmatch.detect import reuse
+
     specs = load_rules(rules_dir, only=only)
     needs = rule_needs.derive_cached(specs, rules_dir)
     run_id = run_id or dt.datetime.now().strftime("%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:6]
@@ -641,13 +686,28 @@ def begin_run(
     ident = identity_is_stale(con)
     empty = empty_columns(con, needs)
     stage_tables(con)
+    con.execute(reuse.RULE_INPUT_DDL)
+    fps = reuse.rule_fingerprints(con, specs, needs, rules_dir, params)
+    prev = {} if full else reuse.previous_runs(con, fps)
+    con.execute("CREATE OR REPLACE TEMP TABLE _run_input AS SELECT * FROM rule_input LIMIT 0")
     status = {}
     for spec in specs:
         st = assess(needs[spec.id], avail, loaded, empty, ident)
         if kin_problem and st[0] in ("ok", "blind") and _reads_kinship(needs[spec.id]):
             st = ("stale", kin_problem)
         status[spec.id] = st
-    return RunPlan(run_id, specs, needs, status, time.perf_counter() - t_prep)
+    return RunPlan(
+        run_id,
+        specs,
+        needs,
+        status,
+        time.perf_counter() - t_prep,
+        rules_dir=rules_dir,
+        only=only,
+        params=dict(params or {}),
+        fingerprints=fps,
+        previous=prev,
+    )
 
 
 def run_rule(
@@ -662,14 +722,26 @@ def run_rule(
     return _store(con, spec, run_id)
 
 
+def reuse_rule(con: duckdb.DuckDBPyConnection, plan: RunPlan, spec: RuleSpec) -> tuple[int, float]:
+    """Stage the hits the rule had in the run :meth:`RunPlan.reuses` names, under this run's id;
+    returns (hits, amount)."""
+    from crossmatch.detect import reuse
+
+    prev = plan.reuses(spec.id)
+    if prev is None:
+        raise ValueError(f"rule {spec.id} has no earlier run with the same inputs")
+    return reuse.copy_hits(con, spec.id, prev, plan.run_id)
+
+
 def record_outcome(
-    con: duckdb.DuckDBPyConnection, run_id: str, out: RuleOutcome, started: dt.datetime
+    con: duckdb.DuckDBPyConnection, plan: RunPlan, out: RuleOutcome, started: dt.datetime
 ) -> None:
-    """Append one rule's outcome to the run's staging table ``_run_rule``."""
+    """Append one rule's outcome to the run's staging tables: ``_run_rule``, and ``_run_input``
+    (its inputs' fingerprint, for the next run's reuse) when it has hits this run."""
     con.execute(
         "INSERT INTO _run_rule VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
-            run_id,
+            plan.run_id,
             out.rule_id,
             out.version,
             out.status,
@@ -680,17 +752,32 @@ def record_outcome(
             started,
         ],
     )
+    if out.status in ("ok", "blind"):
+        con.execute(
+            "INSERT INTO _run_input VALUES (?, ?, ?, ?)",
+            [plan.run_id, out.rule_id, plan.fingerprints[out.rule_id], out.reused_from],
+        )
+    log.info(
+        "rule %s: %s %d hits %.2fs%s", out.rule_id, out.status, out.hits, out.seconds,
+        f" (reused from {out.reused_from})" if out.reused_from else "",
+    )  # fmt: skip
 
 
-def finish_run(con: duckdb.DuckDBPyConnection, run_id: str, outcomes: list[RuleOutcome]) -> None:
-    """Publish the staged hits and rule rows and mark the run finished, in one transaction."""
+def finish_run(con: duckdb.DuckDBPyConnection, plan: RunPlan, outcomes: list[RuleOutcome]) -> None:
+    """Publish the staged hits, rule rows and fingerprints and mark the run finished, in one
+    transaction; a run of the whole rule set records stage ``detect`` (what it ran on)."""
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute("INSERT INTO hit SELECT * FROM _run_hit")
         con.execute("INSERT INTO rule_run SELECT * FROM _run_rule")
+        con.execute("INSERT INTO rule_input SELECT * FROM _run_input")
+        if plan.only is None and not plan.params:  # the whole rule set ran on these inputs
+            from crossmatch.publish import detect_inputs
+
+            warehouse.record_stage(con, "detect", detect_inputs(con, plan.rules_dir), plan.run_id)
         con.execute(
             "UPDATE detect_run SET finished_at = ?, status = 'finished', hits = ? WHERE run_id = ?",
-            [dt.datetime.now(), sum(o.hits for o in outcomes), run_id],
+            [dt.datetime.now(), sum(o.hits for o in outcomes), plan.run_id],
         )
         con.execute("COMMIT")
     except BaseException:
@@ -707,6 +794,7 @@ def run_rules(
     params: dict[str, dict[str, Any]] | None = None,
     run_id: str | None = None,
     max_age_days: float | None = None,
+    full: bool = False,
 ) -> RunResult:
     """Run every rule in ``rules_dir`` (or those in ``only``) and store hits and rule_run rows.
 
@@ -714,27 +802,34 @@ def run_rules(
     overrides parameters per rule id. Each rule's status comes from its real inputs (module
     docstring); hits, ``rule_run`` rows and the finished ``detect_run`` row are written in one
     transaction at the end.
+
+    A rule whose inputs are unchanged since a finished run copies that run's hits
+    (:mod:`crossmatch.detect.reuse`); ``full`` runs every rule.
     """
-    plan = begin_run(con, rules_dir, only, run_id=run_id, max_age_days=max_age_days)
+    plan = begin_run(
+        con, rules_dir, only, params=params, run_id=run_id, max_age_days=max_age_days, full=full
+    )
     result = RunResult(plan.run_id, prepare_seconds=plan.prepare_seconds)
     for spec in plan.specs:
         t0 = time.perf_counter()
         started = dt.datetime.now()
         status, why = plan.status[spec.id]
         out = RuleOutcome(spec.id, spec.version, status, why)
-        if plan.runnable(spec.id):
+        if plan.reuses(spec.id):  # same inputs: same hits
+            out.reused_from = plan.reuses(spec.id)
+            out.hits, out.amount = reuse_rule(con, plan, spec)
+        elif plan.runnable(spec.id):  # a blind rule runs: its hits, flagged as partial
             try:
-                out.hits, out.amount = run_rule(con, spec, plan.run_id, (params or {}).get(spec.id))
+                out.hits, out.amount = run_rule(con, spec, plan.run_id, plan.params.get(spec.id))
             except Exception as exc:  # one broken rule must not stop the others
                 log.exception("rule %s failed", spec.id)
                 out.status, out.reason = "error", f"{type(exc).__name__}: {exc}".splitlines()[0]
                 out.hits, out.amount = 0, 0.0
                 con.execute("DELETE FROM _run_hit WHERE rule_id = ?", [spec.id])
         out.seconds = time.perf_counter() - t0
-        record_outcome(con, plan.run_id, out, started)
-        log.info("rule %s: %s %d hits %.2fs", spec.id, out.status, out.hits, out.seconds)
+        record_outcome(con, plan, out, started)
         result.outcomes.append(out)
-    finish_run(con, plan.run_id, result.outcomes)
+    finish_run(con, plan, result.outcomes)
     return result
 
 

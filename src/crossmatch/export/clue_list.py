@@ -63,6 +63,8 @@ COLUMNS: dict[str, str] = {
     "amount_formula": "金额口径",
     "first_seen": "首次发现",
     "last_seen": "最近发现",
+    "model_score": "模型评分",
+    "model_hint": "模型提示",
     "hints": "排除提示(核查要点)",
     "last_verdict": "已有核查结论",
 }
@@ -164,6 +166,9 @@ def build_frame(
             ).fetchall()
         }
         con.unregister("_export_keys")
+        from crossmatch.ml.score import entity_scores  # sklearn: imported late
+
+        model = entity_scores(con, clues["subject"].to_list())
         for c in clues.iter_rows(named=True):
             evidence = by_clue.get(c["clue_id"], [])
             age, sex = _age_sex(c["subject"], today)
@@ -185,6 +190,8 @@ def build_frame(
                     "amount": None if c["amount"] is None else float(c["amount"]),
                     "amount_formula": spec.amount_formula if spec else None,
                     "first_seen": c["first_seen"], "last_seen": c["last_seen"],
+                    "model_score": (model.get(c["subject"]) or {}).get("score"),
+                    "model_hint": "；".join((model.get(c["subject"]) or {}).get("reasons", [])),
                     "hints": "\n".join(f"{i + 1}. {h}" for i, h in
                                        enumerate(spec.exclusion_hints)) if spec else "",
                     "last_verdict": c["last_verdict"],
@@ -207,7 +214,7 @@ def build_frame(
     finally:
         con.close()
     schema = {k: (pl.Int64 if k in ("rule_version", "months", "age") else
-                  pl.Float64 if k == "amount" else
+                  pl.Float64 if k in ("amount", "model_score") else
                   pl.Datetime if k in ("first_seen", "last_seen") else pl.String)
               for k in COLUMNS}  # fmt: skip
     frame = pl.DataFrame(records, schema=schema) if records else pl.DataFrame(schema=schema)
@@ -375,6 +382,8 @@ def _write_xlsx(
                 continue
             if k == "amount":
                 ws.write_number(i, j, float(v), money)
+            elif k == "model_score":
+                ws.write_number(i, j, float(v))
             elif k in ("months", "age", "rule_version"):
                 ws.write_number(i, j, int(v))
             elif isinstance(v, dt.datetime):
@@ -383,7 +392,7 @@ def _write_xlsx(
                 ws.write_string(i, j, str(v), wrap if k in ("hints", "related") else None)
     widths = {"clue_id": 26, "title": 18, "subject_id": 21, "hints": 50, "related": 30,
               "amount_formula": 30, "first_seen": 17, "last_seen": 17, "township": 10,
-              "village": 12, "items": 16, "run_id": 22}  # fmt: skip
+              "village": 12, "items": 16, "run_id": 22, "model_hint": 40}  # fmt: skip
     for j, k in enumerate(keys):
         ws.set_column(j, j, widths.get(k, 11))
     ws.set_column(len(keys), len(headers) - 1, 14)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -147,6 +148,11 @@ class Linker:
         self.timings: dict[str, float] = {}
         # candidate edges weighed down as dead before the probe's records (last clustering)
         self.passed_over_dead = 0
+        # optional (probe positions, candidate positions, pair weights) -> log2 units to take
+        # off each probe-candidate edge before the candidate posterior (e.g. the candidate is
+        # implausible for the mention's role: crossmatch.identity.role_profile); never added
+        self.edge_penalty: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None
+        self.weighed_down = 0  # candidate edges the edge_penalty weighed down (last clustering)
 
     # --- candidate pairs ----------------------------------------------------------------------
     def candidate_pairs(self) -> tuple[np.ndarray, np.ndarray]:
@@ -402,6 +408,10 @@ class Linker:
         dead = self._dead_before(probe, other, e["w"].to_numpy())
         if dead.any():
             e.loc[dead, "w"] -= self.config.dead_penalty
+        if self.edge_penalty is not None:
+            pen = np.maximum(self.edge_penalty(probe, other, e["w"].to_numpy()), 0.0)
+            self.weighed_down = int((pen > 0).sum())
+            e["w"] -= pen
         best = e.groupby(["probe", "a"], sort=False)["w"].max().reset_index()
         best["o"] = np.exp2(np.clip(best["w"].to_numpy(), -60, 60))
         tot = best.groupby("probe")["o"].transform("sum")

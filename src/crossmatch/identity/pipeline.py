@@ -46,6 +46,9 @@ import pandas as pd
 
 from crossmatch import idnumber
 from crossmatch.errors import WarehouseError
+from crossmatch.identity import accounts, role_profile, staff
+from crossmatch.identity import household as co_mentions
+from crossmatch.identity import keys as id_keys
 from crossmatch.identity.comparisons import ChineseName
 from crossmatch.identity.engine import LinkageConfig, Linker
 from crossmatch.identity.fs import FSModel
@@ -84,18 +87,26 @@ class ResolveSummary:
     mode: str = "full"
     new_mentions: int = 0
     passed_over_dead: int = 0  # candidate links weighed down: dead before the record, a living fit
+    weighed_down_by_role: int = 0  # candidate links weighed down: implausible for the role
     seconds: dict[str, float] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
 
     def render(self) -> str:
+        head = (
+            "unchanged: the same file versions, configuration and judgements as the last "
+            "run; nothing resolved (--full resolves again)"
+            if self.mode == "unchanged"
+            else f"{self.mode} run: {self.new_mentions:,} new or changed mentions resolved, "
+            f"{self.mentions - self.new_mentions:,} kept their link"
+        )
         lines = [
-            f"{self.mode} run: {self.new_mentions:,} new or changed mentions resolved, "
-            f"{self.mentions - self.new_mentions:,} kept their link",
+            head,
             f"mentions {self.mentions:,}: exact {self.exact:,}, fuzzy {self.fuzzy:,}, "
             f"judgement {self.judgement:,}, unresolved {self.unresolved:,}",
             f"persons {self.persons:,}; ID conflicts {self.conflicts:,}; "
             f"candidate pairs {self.candidate_pairs:,}; candidates weighed down as dead before "
-            f"the record {self.passed_over_dead:,}",
+            f"the record {self.passed_over_dead:,}, as implausible for the role "
+            f"{self.weighed_down_by_role:,}",
             "time: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items()),
         ]
         lines += [f"skipped: {s}" for s in self.skipped]
@@ -284,6 +295,8 @@ def build_id_index(con: duckdb.DuckDBPyConnection) -> None:
         WHERE account IS NOT NULL AND id IS NOT NULL
         GROUP BY account HAVING count(DISTINCT id) = 1"""
     )
+    # a shared account: the owner of the same name (crossmatch.identity.accounts)
+    con.execute("CREATE OR REPLACE TEMP TABLE _acct_name_owner AS " + accounts.name_owner_sql())
 
 
 def find_conflicts(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
@@ -335,9 +348,14 @@ def link_handlers(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
         if post != "NULL::VARCHAR"
         else ""
     )
+    # a staff member goes by the payroll's name and by the registry's (a payroll row may
+    # spell the name otherwise: the handler column then writes the registry's)
     staff = con.execute(
-        f"""SELECT DISTINCT m.id, m.name, m.unit, {post} AS post FROM person_mention m {join}
-        WHERE m.source = 'payroll' AND m.id IS NOT NULL AND m.unit IS NOT NULL"""
+        f"""WITH p AS (SELECT m.id, m.name, m.unit, {post} AS post FROM person_mention m {join}
+            WHERE m.source = 'payroll' AND m.id IS NOT NULL AND m.unit IS NOT NULL)
+        SELECT DISTINCT * FROM (SELECT * FROM p UNION ALL
+            SELECT p.id, n.name, p.unit, p.post FROM p JOIN _id_node n USING (id)
+            WHERE n.in_registry AND n.name IS NOT NULL)"""
     ).df()
     if h.empty or staff.empty:
         return empty
@@ -450,7 +468,7 @@ def link_household_comentions(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 # --- 4. fuzzy path ------------------------------------------------------------------------------
 _KEYS = (
     "name", "name_py", "name_la", "name_lapy", "surname_py", "given_py", "idc", "birth",
-    "id_s1", "id_s2", "id_s3", "village_code", "township", "acct",
+    "id_s1", "id_s2", "id_s3", id_keys.COLUMN, "village_code", "township", "acct",
 )  # fmt: skip
 _U_SAMPLE_NODES = 20_000
 
@@ -486,6 +504,7 @@ def _node_frame(nodes: pd.DataFrame) -> pd.DataFrame:
     nodes["id_s1"] = idc.str.slice(0, 14)
     nodes["id_s2"] = idc.str.slice(0, 6) + idc.str.slice(14, 18)
     nodes["id_s3"] = idc.str.slice(6, 18)
+    nodes[id_keys.COLUMN] = id_keys.id_anagram(nodes["idc"])  # transpositions across the parts
     nodes["township"] = nodes["village_code"].astype("string").str.slice(0, 9)
     nodes["township"] = nodes["township"].where(nodes["township"].str.len() == 9)
     for c in (*_KEYS, "reg_id", "ext_id", "prev_pid", "conflict_id"):
@@ -531,13 +550,14 @@ def _build_index(con: duckdb.DuckDBPyConnection) -> int:
     nk.insert(0, "name", names)
     _store(con, "_nk", nk, temp=True)
     con.execute(
-        """CREATE OR REPLACE TEMP TABLE _idx AS
+        f"""CREATE OR REPLACE TEMP TABLE _idx AS
         SELECT n.node, n.name, k.name_py, k.name_la, k.name_lapy, k.surname_py, k.given_py,
             n.id AS idc,
-            CASE WHEN regexp_full_match(substr(n.id, 7, 8), '(19|20)\\d{6}')
+            CASE WHEN regexp_full_match(substr(n.id, 7, 8), '(19|20)\\d{{6}}')
                 THEN substr(n.id, 7, 8) END AS birth,
             substr(n.id, 1, 14) AS id_s1, substr(n.id, 1, 6) || substr(n.id, 15, 4) AS id_s2,
-            substr(n.id, 7, 12) AS id_s3, n.village_code,
+            substr(n.id, 7, 12) AS id_s3, {id_keys.id_anagram_sql("n.id")} AS {id_keys.COLUMN},
+            n.village_code,
             CASE WHEN length(n.village_code) >= 9 THEN substr(n.village_code, 1, 9) END
                 AS township,
             CASE WHEN o.owner IS NOT NULL THEN n.id END AS acct,
@@ -548,7 +568,8 @@ def _build_index(con: duckdb.DuckDBPyConnection) -> int:
             NULL::DOUBLE AS first_day
         FROM _id_node n LEFT JOIN _nk k USING (name)
         LEFT JOIN _id_death dd ON dd.id = n.id
-        LEFT JOIN (SELECT DISTINCT owner FROM _acct_owner) o ON o.owner = n.id"""
+        LEFT JOIN (SELECT owner FROM _acct_owner UNION SELECT owner FROM _acct_name_owner) o
+            ON o.owner = n.id"""
     )
     return int(fetch_one(con, "SELECT count(*) FROM _id_node")[0])
 
@@ -708,6 +729,44 @@ def _can_increment(con: duckdb.DuckDBPyConnection, sig: str) -> bool:
     return bool(row and row[0] == sig)
 
 
+def _unchanged(
+    con: duckdb.DuckDBPyConnection, config: LinkageConfig, roles: list[RoleRef], s: ResolveSummary
+) -> bool:
+    """True (and ``s`` filled from the published tables) when the last run was computed from
+    exactly the file versions in the warehouse now, with this configuration, roles and
+    judgements: resolving again would give the same tables, so nothing is done."""
+    from crossmatch import warehouse
+
+    fp = warehouse.ingest_fingerprint(con)
+    st = warehouse.stage_state(con, "resolve")
+    if not fp or st is None or st[0] != fp:
+        return False
+    tables = _tables(con)
+    if not {"identity_link", "identity_run", "person", "person_mention"} <= tables:
+        return False
+    row = con.execute(
+        "SELECT signature FROM identity_run ORDER BY run_at DESC, rowid DESC LIMIT 1"
+    ).fetchone()
+    if not row or row[0] != _signature(con, config, roles):
+        return False
+    counts = dict(
+        con.execute("SELECT method, count(*) FROM identity_link GROUP BY method").fetchall()
+    )
+    s.mode = "unchanged"
+    s.mentions = sum(counts.values())
+    s.exact = counts.get("exact", 0) + counts.get("upgraded15", 0)
+    s.fuzzy = counts.get("fuzzy", 0)
+    s.judgement = counts.get("judgement", 0)
+    s.unresolved = counts.get("unresolved", 0)
+    s.persons = fetch_one(con, "SELECT count(*) FROM person")[0]
+    s.conflicts = (
+        fetch_one(con, "SELECT count(*) FROM identity_conflict")[0]
+        if "identity_conflict" in tables
+        else 0
+    )
+    return True
+
+
 def _split_new(con: duckdb.DuckDBPyConnection, incremental: bool) -> None:
     """``_kept``: previous links of mentions whose (source, file, file hash, row, role) were
     resolved before (they keep their link); ``_new``: every other mention (resolved now)."""
@@ -777,14 +836,17 @@ def _fuzzy_pool(con: duckdb.DuckDBPyConnection, judged: pd.DataFrame) -> pd.Data
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _fz0 AS
         SELECT m.source, m.file, m.row, m.role, m.name, m.id_raw, m.village_code,
-            m.township AS township_name, c.id AS conflict_id, m.event_month,
-            coalesce(o.owner, CASE WHEN m.account IS NOT NULL THEN 'A:' || m.account END) AS acct,
+            m.township AS township_name, m.village AS village_name, c.id AS conflict_id,
+            m.event_month,
+            coalesce(o.owner, an.owner,
+                CASE WHEN m.account IS NOT NULL THEN 'A:' || m.account END) AS acct,
             j.source IS NOT NULL AS judged
         FROM person_mention m
         SEMI JOIN _new USING (source, file, row, role)
         LEFT JOIN identity_conflict c USING (source, file, row, role)
         LEFT JOIN _handler_link h USING (source, file, row, role)
         LEFT JOIN _acct_owner o ON o.account = m.account
+        LEFT JOIN _acct_name_owner an ON an.account = m.account AND an.name = m.name
         LEFT JOIN (SELECT DISTINCT * FROM _judged) j USING (source, file, row, role)
         WHERE (m.id IS NULL OR c.id IS NOT NULL) AND h.id IS NULL AND m.name IS NOT NULL"""
     )
@@ -806,6 +868,10 @@ def _fuzzy_pool(con: duckdb.DuckDBPyConnection, judged: pd.DataFrame) -> pd.Data
                 CASE WHEN f.judged OR (i.idc IS NULL AND f.acct IS NULL
                         AND f.village_code IS NULL AND f.township_name IS NULL)
                     THEN f.source || '|' || f.file || '|' || CAST(f.row AS VARCHAR) || '|' || f.role
+                    -- a staff township (handler, approver, an ID-less payroll row) groups
+                    -- across roles: one clerk of one township
+                    WHEN i.idc IS NULL AND f.acct IS NULL AND f.village_code IS NULL
+                        AND f.village_name IS NULL AND f.township_name IS NOT NULL THEN '~'
                     WHEN i.idc IS NULL AND f.acct IS NULL THEN f.source || '|' || f.role
                     ELSE '~' END)), 1, 16) AS gkey
         FROM _fz0 f LEFT JOIN _idc i USING (id_raw)"""
@@ -893,7 +959,11 @@ def _resolve(
     con.execute(
         "ALTER TABLE identity_judgement ADD COLUMN IF NOT EXISTS merge_ids BOOLEAN DEFAULT false"
     )
+    if not full and not retrain and _unchanged(con, config, roles, s):
+        s.seconds["check"] = time.perf_counter() - t
+        return s
     build_mentions(con, roles, s)
+    staff.assign_townships(con)  # an ID-less payroll row meets its township's handler mentions
     s.mentions = fetch_one(con, "SELECT count(*) FROM person_mention")[0]
     model = None if retrain else _load_model(con, config)
     sig = _signature(con, config, roles)
@@ -1124,8 +1194,22 @@ def _resolve(
 
     t = time.perf_counter()
     cl_notes: list[tuple[int, str]] = []
+    # candidates implausible for the role (age, sex, head ...), then, in a second round, those
+    # who are no relative of the mention's co-mentions as the first round linked them
+    roles_pen = role_profile.edge_penalty(con, nid)
+    linker.edge_penalty = roles_pen
+    p_first = pred.probability.copy()
     labels, used = linker.cluster(pred, must_link=must_l, cannot_link=cannot_l, notes=cl_notes)
+    kin = co_mentions.support(
+        con, nid, co_mentions.first_round_persons(labels, nodes["reg_id"], nodes["ext_id"])
+    )
+    if kin:
+        pred.probability[:] = p_first
+        linker.edge_penalty = co_mentions.combine(roles_pen, co_mentions.edge_penalty(nid, kin))
+        cl_notes.clear()
+        labels, used = linker.cluster(pred, must_link=must_l, cannot_link=cannot_l, notes=cl_notes)
     s.passed_over_dead = linker.passed_over_dead
+    s.weighed_down_by_role = linker.weighed_down
     s.seconds["cluster"] = time.perf_counter() - t
     log.info("step cluster: %.1f s", s.seconds["cluster"])
 

@@ -38,6 +38,7 @@ def read_head(spec: SourceSpec, path: Path) -> readers.ReadInfo:
             encoding=spec.encoding,
             delimiter=spec.delimiter,
             header_row=spec.header_row,
+            header_rows=spec.header_rows,
             aliases=aliases,
         )
         r.info = info
@@ -49,6 +50,7 @@ def read_head(spec: SourceSpec, path: Path) -> readers.ReadInfo:
                 encoding="gb18030",
                 delimiter=spec.delimiter,
                 header_row=spec.header_row,
+                header_rows=spec.header_rows,
                 aliases=aliases,
             )
             r.info = info
@@ -61,6 +63,7 @@ def read_head(spec: SourceSpec, path: Path) -> readers.ReadInfo:
                 sheet=spec.sheet,
                 sheets=spec.sheets,
                 header_row=spec.header_row,
+                header_rows=spec.header_rows,
                 aliases=aliases,
             ),
             None,

@@ -285,6 +285,7 @@ def _batches(
             encoding=encoding,
             delimiter=spec.delimiter,
             header_row=spec.header_row,
+            header_rows=spec.header_rows,
             aliases=aliases,
             on_progress=on_bytes,
             use_iconv=use_iconv,
@@ -298,6 +299,7 @@ def _batches(
             sheet=spec.sheet,
             sheets=spec.sheets,
             header_row=spec.header_row,
+            header_rows=spec.header_rows,
             aliases=aliases,
         )
     elif fmt == "parquet":
@@ -435,6 +437,7 @@ def _stage_by_duckdb(job: _Job, info: readers.ReadInfo) -> int | None:
         encoding=spec.encoding,
         delimiter=spec.delimiter,
         header_row=spec.header_row,
+        header_rows=spec.header_rows,
         aliases=_aliases(spec),
     )
     if head is None or head.encoding is None:

@@ -175,18 +175,93 @@ def header_score(rows: Sequence[tuple[int, list[str | None]]], aliases: set[str]
 
 
 def pick_header_row(
-    rows: Sequence[tuple[int, list[str | None]]], aliases: set[str]
+    rows: Sequence[tuple[int, list[str | None]]], aliases: set[str], depth: int = 1
 ) -> tuple[int, list[str]] | None:
     """The header: among the first rows, the one naming the most mapped headers (first wins).
 
-    Handles a title row above the header (xlsx rosters, other counties' layouts)."""
-    best: tuple[int, int, list[str]] | None = None
-    for rownum, cells in rows[:HEADER_SCAN_ROWS]:
+    Handles a title row above the header (xlsx rosters, other counties' layouts). With
+    ``depth`` 2 the header is two consecutive rows (a group header above sub-headers, see
+    :func:`two_row_header`) and the row number returned is the second (the data follow it)."""
+    got = _pick_header(rows, aliases, depth)
+    return None if got is None else (got[0], got[1])
+
+
+def _pick_header(
+    rows: Sequence[tuple[int, list[str | None]]], aliases: set[str], depth: int
+) -> tuple[int, list[str], int] | None:
+    """(last header row, cells, first header row) of the best-scoring header, or None."""
+    best: tuple[int, int, list[str], int] | None = None
+    scan = list(rows[:HEADER_SCAN_ROWS])
+    for k, (rownum, cells) in enumerate(scan):
+        top = rownum
+        if depth == 2:
+            if k + 1 >= len(scan):
+                break
+            rownum, cells = scan[k + 1][0], two_row_header(cells, scan[k + 1][1], aliases)
         names = [norm_header(c) for c in cells]
         score = sum(1 for n in names if n in aliases)
         if score and (best is None or score > best[0]):
-            best = (score, rownum, [str(c or "").strip().lstrip("\ufeff") for c in cells])
-    return None if best is None else (best[1], best[2])
+            best = (score, rownum, [str(c or "").strip().lstrip("\ufeff") for c in cells], top)
+    return None if best is None else (best[1], best[2], best[3])
+
+
+def two_row_header(
+    upper: Sequence[object], lower: Sequence[object], aliases: set[str] = frozenset()
+) -> list[str]:
+    """One header from a two-row one (``header_rows: 2``): a group header above sub-headers.
+
+    A merged group cell holds its text in its first column and nothing in the others, so an
+    empty upper cell continues the group on its left, up to the first column whose sub-header
+    is empty too (a column merged over both rows, named by its upper cell). Each column is
+    named ``group/sub``; where that is not a mapped header but ``sub`` alone is, ``sub`` (so a
+    mapping may name a unique sub-header alone); a column with no sub-header is its group's
+    text; one with no group is its sub-header."""
+    width = max(len(upper), len(lower))
+
+    def cell(row: Sequence[object], i: int) -> str:
+        v = row[i] if i < len(row) else None
+        return "" if v is None else str(v).strip().lstrip("\ufeff")
+
+    out: list[str] = []
+    group = ""
+    for i in range(width):
+        up, sub = cell(upper, i), cell(lower, i)
+        if not sub:  # merged over both rows (or an empty column): ends any group
+            out.append(up)
+            group = ""
+            continue
+        if up:
+            group = up
+        if not group or norm_header(group) == norm_header(sub):
+            out.append(sub)
+            continue
+        both = f"{group}/{sub}"
+        if norm_header(both) not in aliases and norm_header(sub) in aliases:
+            out.append(sub)
+        else:
+            out.append(both)
+    return out
+
+
+def find_header(
+    path: Path,
+    rows: Sequence[tuple[int, list]],
+    aliases: set[str],
+    header_row: int | None,
+    depth: int = 1,
+) -> tuple[int, list[str], int] | None:
+    """(last header row, header cells, first header row): ``header_row`` (the first row of the
+    header) when given, else found by :func:`pick_header_row`; None when not found."""
+    if header_row is None:
+        return _pick_header(rows, aliases, depth)
+    at = [k for k, (r, _c) in enumerate(rows) if r == header_row]
+    if not at or at[0] + depth - 1 >= len(rows):
+        raise InputFileError(f"{path}: header_row {header_row} is past the end of the file.")
+    k = at[0]
+    if depth == 2:
+        cells = two_row_header(rows[k][1], rows[k + 1][1], aliases)
+        return rows[k + 1][0], cells, header_row
+    return header_row, [str(c or "").strip() for c in rows[k][1]], header_row
 
 
 # ----------------------------------------------------------------------------- CSV
@@ -413,11 +488,13 @@ class CsvReader:
         aliases: set[str] | None = None,
         on_progress: Callable[[int], None] | None = None,
         use_iconv: bool = True,
+        header_rows: int = 1,
     ):
         self.path = path
         self.use_iconv = use_iconv
         self.declared = encoding
         self.header_row = header_row
+        self.header_rows = header_rows
         self.aliases = aliases or set()
         delimiter, self.delimiter_note = resolve_delimiter(
             path, encoding, delimiter, header_row, self.aliases
@@ -787,18 +864,10 @@ class CsvReader:
         self._pick_header(rows)
 
     def _pick_header(self, rows: list[tuple[int, list]]) -> None:
-        if self.header_row is not None:
-            match = [(r, c) for r, c in rows if r == self.header_row]
-            if not match:
-                raise InputFileError(
-                    f"{self.path}: header_row {self.header_row} is past the end of the file."
-                )
-            hr, cells = match[0][0], [str(c or "").strip() for c in match[0][1]]
-        else:
-            picked = pick_header_row(rows, self.aliases)
-            if picked is None:
-                raise no_header_error(self.path, rows, self.aliases)
-            hr, cells = picked
+        picked = find_header(self.path, rows, self.aliases, self.header_row, self.header_rows)
+        if picked is None:
+            raise no_header_error(self.path, rows, self.aliases)
+        hr, cells, top = picked
         if any(_LONE_CR.search(str(c)) for r, row in rows if r == hr for c in row if c):
             raise InputFileError(
                 f"{self.path}: the header row (line {hr}) holds a carriage return (CR) that ends "
@@ -806,7 +875,7 @@ class CsvReader:
                 f"read. Fix: re-export it with CRLF (Windows) or LF line ends."
             )
         self.info.header_row, self.info.header = hr, cells
-        self.info.title = title_text(rows, hr)
+        self.info.title = title_text(rows, top)
 
     def _count_fields(self, e: pl.Expr, quoted: bool) -> pl.Expr:
         if not quoted:
@@ -979,6 +1048,7 @@ def csv_head(
     delimiter: str = ",",
     header_row: int | None = None,
     aliases: set[str] | None = None,
+    header_rows: int = 1,
 ) -> ReadInfo | None:
     """Encoding and header row of a CSV from its first megabyte, for DuckDB to read the rest.
 
@@ -1003,7 +1073,12 @@ def csv_head(
         if any(ln.count('"') % 2 for ln in lines):
             return None
         r = CsvReader(
-            path, encoding=encoding, delimiter=delimiter, header_row=header_row, aliases=aliases
+            path,
+            encoding=encoding,
+            delimiter=delimiter,
+            header_row=header_row,
+            aliases=aliases,
+            header_rows=header_rows,
         )
         r._pick_header([(i + 1, c) for i, c in enumerate(csv.reader(lines, delimiter=r.delimiter))])
     except (InputFileError, UnicodeDecodeError, OSError, csv.Error):
@@ -1220,6 +1295,7 @@ def _read_sheet(
     *,
     must: bool,
     multi: bool = False,
+    header_rows: int = 1,
 ) -> _Sheet | str:
     """One sheet with its header found; a reason (str) when it is skipped (``must`` False:
     an empty sheet or one without the mapped headers, under ``sheets: all``)."""
@@ -1244,22 +1320,18 @@ def _read_sheet(
     df = df.with_columns(pl.int_range(first, first + df.height, dtype=pl.Int32).alias("_row"))
     rows = [(int(r[-1]), list(r[:-1])) for r in df.head(HEADER_SCAN_ROWS).rows()]
     where = f" (sheet {label!r})" if multi else ""
-    if header_row is not None:
-        match = [r for r in rows if r[0] == header_row]
-        if not match:
-            raise InputFileError(f"{path}: header_row {header_row} is not in sheet {label!r}.")
-        hr, cells = match[0][0], [str(c or "").strip() for c in match[0][1]]
-    else:
-        picked = pick_header_row(rows, aliases)
-        if picked is None:
-            if not must:
-                return f"sheet {label!r} has no row naming the mapped headers"
-            err = no_header_error(path, rows, aliases)
-            raise InputFileError(str(err).replace(f"{path}:", f"{path}{where}:", 1))
-        hr, cells = picked
+    if header_row is not None and not any(r[0] == header_row for r in rows):
+        raise InputFileError(f"{path}: header_row {header_row} is not in sheet {label!r}.")
+    picked = find_header(path, rows, aliases, header_row, header_rows)
+    if picked is None:
+        if not must:
+            return f"sheet {label!r} has no row naming the mapped headers"
+        err = no_header_error(path, rows, aliases)
+        raise InputFileError(str(err).replace(f"{path}:", f"{path}{where}:", 1))
+    hr, cells, top = picked
     while cells and not cells[-1]:  # trailing empty header cells come from formatting only
         cells.pop()
-    part = SheetPart(label, index, hr, cells, title_text(rows, hr))
+    part = SheetPart(label, index, hr, cells, title_text(rows, top))
     return _Sheet(part, df.filter(pl.col("_row") > hr), ncols)
 
 
@@ -1271,6 +1343,7 @@ def read_xlsx_batches(
     sheets: Sequence[int | str] | str | None = None,
     header_row: int | None = None,
     aliases: set[str] | None = None,
+    header_rows: int = 1,
 ) -> Iterator[pl.DataFrame]:
     """Read a workbook sheet (calamine via fastexcel: ~20x openpyxl), all cells as text.
 
@@ -1297,7 +1370,15 @@ def read_xlsx_batches(
     read: list[_Sheet] = []
     for w in wanted:
         got = _read_sheet(
-            path, book, w, len(read), header_row, aliases, must=must, multi=sheets is not None
+            path,
+            book,
+            w,
+            len(read),
+            header_row,
+            aliases,
+            must=must,
+            multi=sheets is not None,
+            header_rows=header_rows,
         )
         if isinstance(got, str):
             info.notes.append(got + ": skipped")

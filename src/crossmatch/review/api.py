@@ -110,6 +110,9 @@ class Explanation:
     history: pl.DataFrame
     verdicts: pl.DataFrame
     changes: list[str]
+    #: the subject's unsupervised score (crossmatch score): {"score": 0-100, "entity", "rank",
+    #: "reasons"}; None when the warehouse was never scored or the subject is not an entity
+    model: dict[str, Any] | None = None
 
     def __str__(self) -> str:
         c = self.clue
@@ -122,6 +125,10 @@ class Explanation:
             f"涉及金额 {c['amount']} ({c['amount_formula'] or ''})",
             f"首次发现 {c['first_seen']}  最近 {c['last_seen']}",
         ]
+        if self.model:
+            m = self.model
+            out.append(f"模型评分 {m['score']:.1f} ({m['entity']} 第{m['rank']}名)")
+            out += [f"  模型提示: {r}" for r in m["reasons"]]
         if self.kinship:
             out.append("亲属关系:")
             out += [f"  {k}" for k in self.kinship]
@@ -385,6 +392,9 @@ class Review:
             ).fetchall()
             evidence = [json.loads(h[2]) if isinstance(h[2], str) else h[2] for h in hits]
             rows = self._evidence_rows(wh, evidence)
+            from crossmatch.ml.score import entity_scores  # sklearn: imported late
+
+            model = entity_scores(wh, [clue["subject"]]).get(clue["subject"])
         finally:
             wh.close()
         changes = _changes(verdicts, clue)
@@ -406,6 +416,7 @@ class Review:
             history=history,
             verdicts=verdicts.drop("evidence_summary"),
             changes=changes,
+            model=model,
         )
 
     @staticmethod

@@ -2,11 +2,15 @@
 
 The result is the single-machine run's: the same ``hit`` rows (one run id), ``rule_run`` rows with
 the same statuses and ``detect_run`` finished in one transaction, through the engine's public run
-API (:func:`crossmatch.detect.engine.begin_run`, ``run_rule``, ``record_outcome``, ``finish_run``).
+API (:func:`crossmatch.detect.engine.begin_run`, ``run_rule``, ``reuse_rule``, ``record_outcome``,
+``finish_run``): the same ``rule_input`` fingerprints and stage ``detect`` record too.
 
-* **Plan** (this process, on the warehouse): each rule's status from its inputs, exactly as
-  ``run_rules``; locality from its SQL (:mod:`crossmatch.scale.locality`); linkage groups and
-  partitions (:mod:`crossmatch.scale.partition`); each partition's rows as Arrow tables.
+* **Plan** (this process, on the warehouse): each rule's status from its inputs and whether its
+  inputs are unchanged since a finished run (then it copies that run's hits, recorded as reused,
+  :mod:`crossmatch.detect.reuse`), exactly as ``run_rules``; locality from its SQL
+  (:mod:`crossmatch.scale.locality`); linkage groups and partitions
+  (:mod:`crossmatch.scale.partition`); each partition's rows as Arrow tables. Only the rules
+  that compute are partitioned or cross.
 * **Map**: :func:`run_partition` runs the local rules on one partition in an in-memory DuckDB. It
   needs nothing but its :class:`PartitionTask` (the rows, the rule files' text), so it runs on any
   Dask worker, no shared disk. ``submit`` decides where: the flow (``flows/partitioned.py``)
@@ -153,6 +157,9 @@ class PartitionedResult:
     locality: dict[str, Locality]
     timings: dict[str, float] = field(default_factory=dict)
     partition_walls: list[float] = field(default_factory=list)
+    ran_local: list[str] = field(default_factory=list)  # rules run in every partition
+    ran_cross: list[str] = field(default_factory=list)  # rules run in the cross step
+    reused: list[str] = field(default_factory=list)  # rules that copied an earlier run's hits
 
     @property
     def exit_code(self) -> int:
@@ -163,13 +170,16 @@ class PartitionedResult:
             f"  {rid:<28} {loc.where:<9} {'; '.join(loc.reasons)}"
             for rid, loc in self.locality.items()
         )
-        local = sum(1 for v in self.locality.values() if v.local)
+        ran = (
+            f"rules per partition: {len(self.ran_local)} of {len(self.locality)}; cross step: "
+            f"{len(self.ran_cross)}; inputs unchanged (hits reused): {len(self.reused)}; "
+            f"not run (status): "
+            f"{len(self.locality) - len(self.ran_local) - len(self.ran_cross) - len(self.reused)}"
+        )
         times = ", ".join(f"{k} {v:.2f}s" for k, v in self.timings.items())
         walls = ", ".join(f"{w:.2f}" for w in self.partition_walls)
         return (
-            f"{self.run.table()}\n\n{self.plan.summary()}\n"
-            f"rules per partition: {local} of {len(self.locality)}; cross step: "
-            f"{len(self.locality) - local}\n{where}\n"
+            f"{self.run.table()}\n\n{self.plan.summary()}\n{ran}\n{where}\n"
             f"timings: {times}; partition wall seconds: [{walls}]"
         )
 
@@ -186,14 +196,20 @@ def run_partitioned(
     max_age_days: float | None = None,
     submit: Submit | None = None,
     threads: int | None = None,
+    full: bool = False,
 ) -> PartitionedResult:
-    """Run the rules partitioned (module docstring) and publish the hits as ``run_rules`` does."""
+    """Run the rules partitioned (module docstring) and publish the hits as ``run_rules`` does:
+    a rule whose inputs are unchanged since a finished run copies its hits (none when ``full``),
+    the others run per partition or in the cross step."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    plan = engine.begin_run(con, rules_dir, only, run_id=run_id, max_age_days=max_age_days)
+    plan = engine.begin_run(
+        con, rules_dir, only, params=params, run_id=run_id, max_age_days=max_age_days, full=full
+    )
     locality = classify(plan.specs, plan.needs)
-    local = [s for s in plan.specs if plan.runnable(s.id) and locality[s.id].local]
-    cross = [s for s in plan.specs if plan.runnable(s.id) and not locality[s.id].local]
+    local = [s for s in plan.specs if plan.executes(s.id) and locality[s.id].local]
+    cross = [s for s in plan.specs if plan.executes(s.id) and not locality[s.id].local]
+    reused = [s for s in plan.specs if plan.reuses(s.id)]
     timings["begin"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -216,7 +232,7 @@ def run_partitioned(
     futures = (submit or serial_submit)(tasks)
     timings["submit"] = time.perf_counter() - t0
 
-    # the cross step, here, while the partitions run
+    # the cross step and the reused rules' hits, here, while the partitions run
     t0 = time.perf_counter()
     outcomes: dict[str, RuleOutcome] = {}
     started: dict[str, dt.datetime] = {}
@@ -224,13 +240,17 @@ def run_partitioned(
         status, why = plan.status[spec.id]
         outcomes[spec.id] = RuleOutcome(spec.id, spec.version, status, why)
         started[spec.id] = dt.datetime.now()
+    for spec in reused:
+        out = outcomes[spec.id]
+        t_rule = time.perf_counter()
+        out.reused_from = plan.reuses(spec.id)
+        out.hits, out.amount = engine.reuse_rule(con, plan, spec)
+        out.seconds = time.perf_counter() - t_rule
     for spec in cross:
         out = outcomes[spec.id]
         t_rule = time.perf_counter()
         try:
-            out.hits, out.amount = engine.run_rule(
-                con, spec, plan.run_id, (params or {}).get(spec.id)
-            )
+            out.hits, out.amount = engine.run_rule(con, spec, plan.run_id, plan.params.get(spec.id))
         except Exception as exc:
             log.exception("rule %s failed", spec.id)
             out.status, out.reason = "error", f"{type(exc).__name__}: {exc}".splitlines()[0]
@@ -267,12 +287,19 @@ def run_partitioned(
         out.hits, out.amount = (int(row[0]), float(row[1])) if row else (0, 0.0)
     result = RunResult(plan.run_id, prepare_seconds=plan.prepare_seconds)
     for spec in plan.specs:
-        engine.record_outcome(con, plan.run_id, outcomes[spec.id], started[spec.id])
+        engine.record_outcome(con, plan, outcomes[spec.id], started[spec.id])
         result.outcomes.append(outcomes[spec.id])
-    engine.finish_run(con, plan.run_id, result.outcomes)
+    engine.finish_run(con, plan, result.outcomes)
     timings["reduce"] = time.perf_counter() - t0
     return PartitionedResult(
-        result, pplan, locality, timings, [r.wall for r in sorted(results, key=lambda r: r.part)]
+        result,
+        pplan,
+        locality,
+        timings,
+        [r.wall for r in sorted(results, key=lambda r: r.part)],
+        [s.id for s in local],
+        [s.id for s in cross],
+        [s.id for s in reused],
     )
 
 

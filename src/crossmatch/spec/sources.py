@@ -35,6 +35,7 @@ _TOP_KEYS = (
     "encoding",
     "delimiter",
     "header_row",
+    "header_rows",  # 2: a group header above sub-headers (columns named `group/sub`)
     "sheet",
     "sheets",
     "where",
@@ -191,6 +192,9 @@ class SourceSpec:
     encoding: str = "auto"
     delimiter: str = ","
     header_row: int | None = None  # None: detect (first row matching the mapped headers)
+    # rows the header spans: 2 = a group header (merged cells) above sub-headers; a column is
+    # then named `group/sub` (or `sub`, or the group alone where the sub-header cell is empty)
+    header_rows: int = 1
     sheet: int | str = 0
     # stream files: ``sheets: all`` or a list of names / indices (None: the one ``sheet``);
     # ``where``: SQL over the canonical fields, rows not matching are dropped (counted)
@@ -528,10 +532,25 @@ _PART_KEYS = (
     "encoding",
     "delimiter",
     "header_row",
+    "header_rows",
     "sheet",
     "sheets",
     "description",
 )
+
+
+def _parse_header_rows(path: Path, doc: LocDict, problems: Problems) -> int:
+    """``header_rows: 1 | 2`` (default 1): 2 = a group header row above the sub-headers."""
+    hr = doc.get("header_rows", 1)
+    if isinstance(hr, bool) or hr not in (1, 2):
+        problems.add(
+            path,
+            doc.key_line("header_rows"),
+            f"header_rows must be 1 or 2, not {hr!r}",
+            "2 reads a group header above sub-headers; columns are named `group/sub`",
+        )
+        return 1
+    return int(hr)
 
 
 def _parse_read_options(path: Path, doc: LocDict, problems: Problems) -> dict[str, Any]:
@@ -573,6 +592,8 @@ def _parse_read_options(path: Path, doc: LocDict, problems: Problems) -> dict[st
                 doc.key_line("header_row"),
                 f"header_row must be auto or a row number >= 1, not {hr!r}",
             )
+    if "header_rows" in doc:
+        out["header_rows"] = _parse_header_rows(path, doc, problems)
     if "sheet" in doc:
         sh = doc["sheet"]
         if not isinstance(sh, int | str) or isinstance(sh, bool):
@@ -967,6 +988,7 @@ def parse_source_file(path: str | Path, problems: Problems) -> SourceSpec | None
                 doc.key_line("header_row"),
                 f"header_row must be auto or a row number >= 1, not {hr!r}",
             )
+    header_rows = _parse_header_rows(path, doc, problems)
     sheet = doc.get("sheet", 0)
     if not isinstance(sheet, int | str) or isinstance(sheet, bool):
         problems.add(path, doc.key_line("sheet"), "sheet must be an index (0 = first) or a name")
@@ -1032,6 +1054,7 @@ def parse_source_file(path: str | Path, problems: Problems) -> SourceSpec | None
         encoding=enc,
         delimiter=delim,
         header_row=header_row,
+        header_rows=header_rows,
         sheet=sheet,
         sheets=sheets,
         where=where,

@@ -134,6 +134,7 @@ class Pay:
     critical: bool = False
     batch: str = ""
     force: str = ""  # a noise label forced on this row (planted identity traps)
+    extra: bool = False  # an ML anomaly's row (synth.anomalies): written clean, drawing no noise
 
 
 @dataclass(eq=False, slots=True)

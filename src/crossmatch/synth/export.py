@@ -441,23 +441,31 @@ class Exporter:
             q = (pay.month - 1) // 3 + 1
             _rel, _enc, pstyle = PAYMENT_FILES[q]
             src = f"payment_Q{q}"
-            n, i, ref = self._p(
-                "payment", "payee", pay.payee, "收款人姓名", "收款人身份证号", pay.critical,
-                pay.force,
-            )  # fmt: skip
+            if pay.extra:  # drawing from the shared generators would change every later file
+                n, i = pay.payee.name, pay.payee.written_id()
+                ref = ("payee", pay.payee.pid, "收款人姓名", "", "收款人身份证号", "")
+            else:
+                n, i, ref = self._p(
+                    "payment", "payee", pay.payee, "收款人姓名", "收款人身份证号", pay.critical,
+                    pay.force,
+                )  # fmt: skip
             from crossmatch.synth.county import ITEM_CODE
 
             batch = f"LA{YEAR}{pay.month:02d}{t.idx + 1:03d}{ITEM_CODE[pay.item]}{pay.batch}"
             period = {"dash": f"{YEAR}-{pay.month:02d}", "compact": f"{YEAR}{pay.month:02d}",
                       "cn": f"{YEAR}年{pay.month}月"}[pstyle]  # fmt: skip
-            u = self.fmt_rng.random()
+            u = 0.0 if pay.extra else self.fmt_rng.random()
             amt = fmt_amount(pay.amount, "comma" if u < 0.85 else ("yuan" if u < 0.95 else "plain"))
             pd = fmt_date(D(YEAR, pay.month, pay.day), "slash")
             v = pay.village
             row = [batch, pay.item, n, i, pay.account, pay.bank, amt, period, pd, pay.status,
                    v.town.name, v.name, v.code]  # fmt: skip
             sink = self.sinks[src]
-            sink.write(row, [ref], mess=not pay.critical and pay.status == "成功" and not pay.batch)
+            sink.write(
+                row,
+                [ref],
+                mess=not pay.critical and pay.status == "成功" and not pay.batch and not pay.extra,
+            )
             if pay.status == "成功" and pay.item in ASSIST_ITEMS and not sink.last_bad:
                 self.assist_paid.add(id(pay.payee))
             if sink.last_dup and not sink.last_bad:

@@ -23,7 +23,8 @@ Every per-row choice (a name variant, a date style) is a hash of the seed, the l
 row's cells, so the output is deterministic and an exact duplicate row stays exact.
 
 Layouts (``LAYOUTS``): ``default`` (today's files, byte for byte), ``monthly``, ``workbook``,
-``utf16``; each has a mapping set under ``sources/<layout>/``.
+``utf16``, ``township`` (layout_township.py), ``platform`` (layout_platform.py); each has a
+mapping set under ``sources/<layout>/``.
 """
 
 from __future__ import annotations
@@ -71,6 +72,21 @@ LAYOUTS: dict[str, str] = {
         "a code (01-06), the month as 202503; cadre terms in Chinese months (2021年3月); "
         "more cosmetic identity noise (spaces, full-width digits) on payments and accounts; "
         "合计 rows under the land files"
+    ),
+    "township": (
+        "township finance offices' hand-kept tables: payments as GB18030 CSVs, one file per "
+        "township per month (finance/<乡镇>/...), a title block above a two-row header "
+        "(收款人 / 补贴信息 groups), names typed with a space inside (张 三), IDs that went "
+        "through Excel as floats (3.41122E+17: unreadable, counted), amounts with thousands "
+        "separators, Excel serial pay dates, villages by name (the registry carries the codes "
+        "and names), a 合计 row per file, and the previous month's last rows exported again at "
+        "the top of the next month's file (an overlapping re-export)"
+    ),
+    "platform": (
+        "a provincial platform's xlsx exports: the assistance roster and the payments with "
+        "merged two-row headers (a group header above sub-headers) under a merged title, a "
+        "证件类型 column (居民身份证 / 其他) before each ID, dates as Excel serial numbers or "
+        "full-width text (２０２５年３月５日), the period as 202503"
     ),
 }
 
@@ -290,7 +306,9 @@ class Render:
         crlf: bool = False,
         renames: dict[str, str] | None = None,
         title: str | None = None,
+        above: list[list[str]] | None = None,
     ) -> None:
+        """``above``: rows written before ``header`` (a title block, a group header row)."""
         path = self.out / "raw" / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w", encoding=encoding, newline="") as fh:
@@ -298,6 +316,9 @@ class Render:
             line = 1
             if title:
                 w.writerow([title])
+                line += 1
+            for row in above or ():
+                w.writerow(row)
                 line += 1
             w.writerow(header)
             for cells, _o in rows:
@@ -398,8 +419,9 @@ class Render:
     def write_truth(self) -> None:
         truth_out = self.out / "truth"
         truth_out.mkdir(parents=True, exist_ok=True)
-        for name in ("persons.csv", "planted.csv"):
-            shutil.copyfile(self.src / "truth" / name, truth_out / name)
+        for name in ("persons.csv", "planted.csv", "causes.csv"):
+            if (self.src / "truth" / name).exists():
+                shutil.copyfile(self.src / "truth" / name, truth_out / name)
         recs: list[tuple[str, int, str, str]] = []
         for (f, r), refs in self.truth.items():
             for new_f, new_r, roles in self.moved.get((f, r), ()):
@@ -572,14 +594,7 @@ def render_monthly(r: Render) -> None:
     safe = MonthSafety(r)
     gb = {"encoding": "gb18030", "crlf": True}
 
-    # registry: the one table with codes, and the township / village names next to them
-    t = r.table(HUKOU)
-    ic = t.idx("行政区划代码")
-    cols: list[tuple[str, Any]] = [(h, h) for h in t.header]
-    cols.insert(ic, ("乡镇(街道)", lambda c, _r: vill.get(c[ic], ("", ""))[0]))
-    cols.insert(ic + 1, ("村(社区)", lambda c, _r: vill.get(c[ic], ("", ""))[1]))
-    h, rows, ren = r.reshape(t, cols)
-    r.write_csv(HUKOU, h, rows, renames=ren, **gb)
+    registry_with_names(r, **gb)
 
     def vname(t: Table, col: str, groups: bool = False) -> Callable[[list[Any], int], Any]:
         i = t.idx(col)
@@ -725,6 +740,18 @@ def render_monthly(r: Render) -> None:
     )
 
 
+def registry_with_names(r: Render, **kw: Any) -> None:
+    """The registry as the one table with codes, the township / village names next to them."""
+    vill = r.villages()
+    t = r.table(HUKOU)
+    ic = t.idx("行政区划代码")
+    cols: list[tuple[str, Any]] = [(h, h) for h in t.header]
+    cols.insert(ic, ("乡镇(街道)", lambda c, _r: vill.get(c[ic], ("", ""))[0]))
+    cols.insert(ic + 1, ("村(社区)", lambda c, _r: vill.get(c[ic], ("", ""))[1]))
+    h, rows, ren = r.reshape(t, cols)
+    r.write_csv(HUKOU, h, rows, renames=ren, **kw)
+
+
 def _yyyymm(v: Any) -> Any:
     m = parse_period(v)
     return f"{YEAR}{m:02d}" if m else v
@@ -847,6 +874,8 @@ def render_workbook(r: Render) -> None:
             (c for _n, c in lst if len(c) == len(ent.header) and parse_amount(c[4]) is not None),
             lst[0][1],
         )
+        # a firm whose only row is damaged (short): its shareholders' firm cells stay blank
+        firm = firm + [""] * (len(ent.header) - len(firm))
         for n, c in lst:
             short = len(ent.header) - len(c)
             c2 = c + [""] * short
@@ -867,7 +896,7 @@ def render_workbook(r: Render) -> None:
         for n, c in holders.pop(code, []):
             short = len(sh.header) - len(c)
             c2 = c + [""] * short
-            cells = [code, firm[1], firm[5], _wan(firm[4], "万元人民币"), firm[6], firm[7] if len(firm) > 7 else "",
+            cells = [code, firm[1], firm[5], _wan(firm[4], "万元人民币"), firm[6], firm[7],
                      c2[1], c2[2], "股东", _wan(c2[3], "万元"), c2[4]]  # fmt: skip
             rows.append((cells[: len(cells) - short] if short else cells, [(sh.rel, n, None)]))
     for code, lst in holders.items():
@@ -1074,10 +1103,24 @@ def _cosmetic_ids(r: Render, rows: list[OutRow], col: int, role: str, old_col: s
         r.pending_noise.append((f, n, role, old_col, kind))
 
 
+def _render_township(r: Render) -> None:
+    from crossmatch.synth.layout_township import render_township
+
+    render_township(r)
+
+
+def _render_platform(r: Render) -> None:
+    from crossmatch.synth.layout_platform import render_platform
+
+    render_platform(r)
+
+
 _RENDERERS: dict[str, Callable[[Render], None]] = {
     "monthly": render_monthly,
     "workbook": render_workbook,
     "utf16": render_utf16,
+    "township": _render_township,
+    "platform": _render_platform,
 }
 
 

@@ -1267,6 +1267,13 @@ class Planter:
                 rep.busy = True
                 cap = 500000.0 if rep is pr else 300000.0
                 e = b.new_enterprise(d, rep, rng, capital=cap, status="存续", kind="食品")
+            if kind.startswith("trap"):
+                # a trap must be one for real: its supplier's people may not be, by accident,
+                # the buying school's principal or a close relative of theirs (a free resident
+                # drawn as principal can be the representative's child); redraw the principal
+                buyer = next(x[0] for x in d.staff if x[2] == scode and x[3] == "校长")
+                if self._related(buyer, [rep]) and not self._redraw_principal(scode, buyer, [rep]):
+                    continue
             e.critical = True
             b.add_contract(d, sname, scode, e, rng, True)
             # round amounts (a handful of distinct values, as framework contracts are)
@@ -1274,6 +1281,32 @@ class Planter:
             d.procurement[-1] = (*d.procurement[-1][:4], amt, *d.procurement[-1][5:])
             case = kind in ("self", "parent", "child", "spouse")
             d.plant("supplier_official_link", "case" if case else "trap", e.code, "", note)
+
+    def _related(self, principal: Person, people: list[Person]) -> bool:
+        """Whether one of ``people`` is ``principal``, lives in their household or is a close
+        relative of theirs by the truth (either direction, ignoring dates: stricter than the
+        rule, so a trap stays a trap whatever the files state)."""
+        close = close_kin(self.d)
+        kin = {id(principal)} | {id(x) for x in (principal.hh.members if principal.hh else [])}
+        kin |= close.get(id(principal), set())
+        return any(id(x) in kin or id(principal) in close.get(id(x), set()) for x in people)
+
+    def _redraw_principal(self, scode: str, old: Person, avoid: list[Person]) -> bool:
+        """Give school ``scode`` another principal (a free resident of the same age band,
+        unrelated to ``avoid``; the old one is freed). Draws from the generator only when
+        called, so seeds without such an accident are unchanged."""
+        d = self.d
+        pool = self._free_people(
+            lambda p: 35 <= p.age_on(JAN1) <= 58 and not self._related(p, avoid)
+        )
+        new = self._take(pool)
+        if new is None:
+            return False
+        new.busy, new.role = True, "teacher"
+        old.busy, old.role = False, ""
+        d.staff[:] = [(new, *x[1:]) if x[0] is old and x[2] == scode else x for x in d.staff]
+        d.payroll[:] = [(new, *x[1:]) if x[0] is old and x[2] == scode else x for x in d.payroll]
+        return True
 
     def _deceased(self, q: int) -> None:
         d, b, rng = self.d, self.b, self.rng

@@ -1,0 +1,406 @@
+"""How plausible a candidate person is for the role a mention plays (issue 17, identity).
+
+A mention without a usable ID is weighed against every person it could be
+(:meth:`crossmatch.identity.engine.Linker._pin_to_persons`). Name, village and account say who
+it *looks like*; the record itself often says who it *cannot* be:
+
+- age at the record's date: a cadre, a staff member, a vehicle owner, a spouse on a marriage
+  record, a company's legal representative is an adult; a payee of an elderly allowance or a
+  pension is old; a child is no payee of an adult's benefit;
+- sex, where the role implies it (husband / wife);
+- household head, for roles a household holds through its head (the applicant of an assistance
+  case, the representative of a land contract, the recipient of a farmland subsidy);
+- death timing: a person recorded dead well before the record (a registration, a contract) did
+  not make it; a cremation or death record is of a person whose death the other records date
+  close to it, when one of the candidates has such a death.
+
+The profile only ever weighs a candidate *down* (log2 units off its pair weight): it never
+creates a link. ``hard`` violations (impossible: born after the record, the wrong sex, a child
+of 9 as a cadre) always cost :data:`HARD`; ``soft`` ones (unusual but possible: a payee of 16,
+a contractor who is not the household head) cost :data:`SOFT` only when another candidate of
+the same mention fits the profile, so that a lone candidate is weighed as it is (the
+underage-allowance rule looks for exactly such payments).
+
+Which roles have which profile is data (:data:`PROFILES`, keyed by canonical source and role;
+the canonical field names are the data contract's, the same for every layout).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from crossmatch.identity import staff
+
+log = logging.getLogger(__name__)
+
+HARD = 12.0  # log2 units: impossible for the role
+SOFT = 6.0  # log2 units: unusual for the role, when another candidate fits
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What a role implies about its person. Ages are whole years at the record date."""
+
+    date: tuple[str, ...] = ()  # canonical date columns of the source, first present wins
+    hard_min_age: float | None = None
+    soft_min_age: float | None = None
+    soft_max_age: float | None = None
+    sex: str | None = None  # '男' / '女'
+    head: bool = False  # held through the household head (soft)
+    death_event: bool = False  # the record is of the person's death (cremation, death)
+    item: str | None = None  # a column naming the benefit (payments): see ITEM_MIN_AGE
+    # the person holds this (source, role) too, on a row with a valid ID (soft): a farmland
+    # subsidy is paid to the household's land contractor
+    holds: tuple[str, str] | None = None
+    # held once per person (and year of the record) in this source (soft): a household has one
+    # land contract, so a candidate who holds one already on a row with a valid ID is unusual
+    once: bool = False
+    # staff: the person is on a payroll or cadre roster (a row with a valid ID), else *hard*
+    staff: bool = False
+    # a free-text address of the record (a property's location); where it names a township
+    # and the candidate's registry address names another, the candidate is unusual (soft)
+    place: str | None = None
+
+
+PROFILES: dict[tuple[str, str], Profile] = {
+    ("payment", "payee"): Profile(("period", "pay_date"), hard_min_age=0.0, item="item"),
+    ("assistance", "applicant"): Profile(("start_date",), 0.0, 16.0, head=True),
+    ("assistance", "member"): Profile(("start_date",), hard_min_age=0.0),
+    ("assistance", "handler"): Profile(
+        ("start_date",), hard_min_age=14.0, soft_min_age=18.0, staff=True
+    ),
+    ("assistance", "approver"): Profile(
+        ("start_date",), hard_min_age=14.0, soft_min_age=18.0, staff=True
+    ),
+    ("elderly", "person"): Profile(("start_month",), 0.0, 60.0),
+    ("cadre", "cadre"): Profile(
+        ("term_start",), hard_min_age=14.0, soft_min_age=18.0, soft_max_age=75.0
+    ),
+    ("cadre", "person"): Profile(
+        ("term_start",), hard_min_age=14.0, soft_min_age=18.0, soft_max_age=75.0
+    ),
+    ("payroll", "person"): Profile(
+        ("start_date",), hard_min_age=14.0, soft_min_age=18.0, soft_max_age=65.0
+    ),
+    ("school_staff", "person"): Profile((), hard_min_age=14.0, soft_min_age=18.0),
+    ("land_contract", "contractor"): Profile(
+        (), hard_min_age=14.0, soft_min_age=18.0, head=True, once=True
+    ),
+    ("farmland_subsidy", "person"): Profile(
+        ("year",),
+        hard_min_age=14.0,
+        soft_min_age=18.0,
+        head=True,
+        once=True,
+        holds=("land_contract", "contractor"),
+    ),
+    # a minor may own a home (inherited, a gift): no soft minimum
+    ("property", "owner"): Profile(("reg_date",), hard_min_age=0.0, place="location"),
+    ("property", "co_owner"): Profile(("reg_date",), hard_min_age=0.0, place="location"),
+    ("vehicle", "owner"): Profile(("reg_date",), hard_min_age=14.0, soft_min_age=18.0),
+    ("enterprise", "legal_rep"): Profile(("established",), hard_min_age=14.0, soft_min_age=18.0),
+    ("shareholder", "holder"): Profile((), hard_min_age=0.0, soft_min_age=18.0),
+    ("marriage", "husband"): Profile(("reg_date",), hard_min_age=14.0, soft_min_age=18.0, sex="男"),
+    ("marriage", "wife"): Profile(("reg_date",), hard_min_age=14.0, soft_min_age=18.0, sex="女"),
+    ("bank_account", "holder"): Profile(("opened",), hard_min_age=0.0),
+    ("proxy_filing", "agent"): Profile(("filed_date",), hard_min_age=14.0, soft_min_age=18.0),
+    ("relative_filing", "cadre"): Profile(("filed_date",), hard_min_age=14.0, soft_min_age=18.0),
+    ("cremation", "person"): Profile(("cremation_date",), hard_min_age=0.0, death_event=True),
+    ("death", "person"): Profile(("death_date",), hard_min_age=0.0, death_event=True),
+}
+# payments: the benefit's name -> the soft minimum age of its payee (first match wins);
+# a benefit for children or disabled persons may be paid in the child's name
+ITEM_MIN_AGE: tuple[tuple[str, float | None], ...] = (
+    ("孤儿", None), ("儿童", None), ("助学", None), ("学生", None), ("残疾", None),
+    ("高龄", 60.0), ("养老", 50.0), ("", 18.0),
+)  # fmt: skip
+# (source|role) of the rosters a staff role's person is on
+STAFF_ROLES = ("payroll|person", "cadre|cadre", "cadre|person", "school_staff|person")
+DEATH_BEFORE_DAYS = 60  # a cremation / death record follows the death within this many days
+DEATH_AFTER_DAYS = 7
+DEAD_BEFORE_DAYS = 31  # a registration this long after a recorded death is not the person's
+
+
+def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+    return {
+        r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
+    }
+
+
+def _columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
+    rows = con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def _date_sql(col: str) -> str:
+    """A canonical date column as a DATE: a date, a ``YYYY-MM`` / ``YYYYMM`` month, a year."""
+    c = f"CAST({col} AS VARCHAR)"
+    return (
+        f"coalesce(TRY_CAST({c} AS DATE), try_strptime({c}, '%Y-%m')::DATE, "
+        f"try_strptime({c}, '%Y%m')::DATE, "
+        f"CASE WHEN regexp_full_match({c}, '(19|20)\\d\\d') "
+        f"THEN make_date(CAST({c} AS INTEGER), 7, 1) END)"
+    )
+
+
+def build_mention_profiles(con: duckdb.DuckDBPyConnection, mentions: str = "_fz") -> pd.DataFrame:
+    """Per mention of ``mentions`` (source, file, row, role, gkey) with a profile: its record
+    date and item. One row per mention; columns gkey, source, role, rec_date, item."""
+    tables = _tables(con)
+    have = con.execute(f"SELECT DISTINCT source, role FROM {mentions}").fetchall()
+    parts = []
+    for source, role in have:
+        prof = PROFILES.get((source, role))
+        table = f"src_{source}"
+        if prof is None or table not in tables:
+            continue
+        cols = _columns(con, table)
+        date_col = next((c for c in prof.date if c in cols), None)
+        date = _date_sql(f"s.{date_col}") if date_col else "NULL::DATE"
+        item = f"CAST(s.{prof.item} AS VARCHAR)" if prof.item and prof.item in cols else "NULL"
+        place = f"CAST(s.{prof.place} AS VARCHAR)" if prof.place and prof.place in cols else "NULL"
+        parts.append(
+            f"""SELECT f.gkey, f.source, f.role, {date} AS rec_date, {item} AS item,
+                {place} AS place
+            FROM {mentions} f JOIN {table} s ON s._file = f.file AND s._row = f.row
+            WHERE f.source = '{source}' AND f.role = '{role}'"""
+        )
+    if not parts:
+        return pd.DataFrame(columns=["gkey", "source", "role", "rec_date", "item", "place"])
+    out = con.execute(" UNION ALL ".join(parts)).df()
+    out["place"] = township_in(out["place"], staff.township_names(con))
+    # a node's monthly payments differ in their month only: one row per distinct profile
+    return out.drop_duplicates(ignore_index=True)
+
+
+def township_in(text: pd.Series, towns: list[str]) -> pd.Series:
+    """The township name a free text (an address) contains: the longest of ``towns`` found
+    in it, None where none is (or two unrelated ones are)."""
+    by_len = sorted(towns, key=len, reverse=True)
+
+    def one(x: object) -> str | None:
+        if not isinstance(x, str) or not x:
+            return None
+        hit = [t for t in by_len if t in x]
+        hit = [t for t in hit if not any(t != u and t in u for u in hit)]
+        return hit[0] if len(hit) == 1 else None
+
+    return text.map(one).astype(object)
+
+
+def candidate_facts(con: duckdb.DuckDBPyConnection, ids: list[str]) -> pd.DataFrame:
+    """Per valid ID: birth date and sex (from the ID), recorded death, household head."""
+    tables = _tables(con)
+    df = pd.DataFrame({"id": pd.Series(ids, dtype=object)}).drop_duplicates()
+    con.register("_rp_ids", df)
+    try:
+        head = "NULL::BOOLEAN"
+        join = ""
+        if "src_hukou" in tables and {"relation_to_head"} <= _columns(con, "src_hukou"):
+            join = """LEFT JOIN (SELECT m.id, bool_or(trim(CAST(h.relation_to_head AS VARCHAR))
+                    IN ('户主', '本人')) AS head
+                FROM person_mention m JOIN src_hukou h ON m.source = 'hukou'
+                    AND h._file = m.file AND h._row = m.row
+                WHERE m.id IS NOT NULL AND h.relation_to_head IS NOT NULL GROUP BY m.id) hd
+                ON hd.id = i.id"""
+            head = "hd.head"
+        death = "NULL::DATE"
+        djoin = ""
+        if "_id_death" in tables or _has_temp(con, "_id_death"):
+            djoin = "LEFT JOIN _id_death dd ON dd.id = i.id"
+            death = "dd.death"
+        addr = "NULL::VARCHAR"
+        if "src_hukou" in tables and "address" in _columns(con, "src_hukou"):
+            join += """ LEFT JOIN (SELECT m.id, min(CAST(h.address AS VARCHAR)) AS address
+                FROM person_mention m JOIN src_hukou h ON m.source = 'hukou'
+                    AND h._file = m.file AND h._row = m.row
+                WHERE m.id IS NOT NULL GROUP BY m.id) ad ON ad.id = i.id"""
+            addr = "ad.address"
+        held = [f"{src}|{role}" for (src, role), p in PROFILES.items() if p.once]
+        held += [f"{p.holds[0]}|{p.holds[1]}" for p in PROFILES.values() if p.holds]
+        held += list(STAFF_ROLES)
+        held_sql = ", ".join(f"'{h}'" for h in sorted(set(held))) or "NULL"
+        out = con.execute(
+            f"""WITH roles AS (
+                SELECT m.id, list(DISTINCT m.source || '|' || m.role) AS held
+                FROM person_mention m SEMI JOIN _rp_ids i ON i.id = m.id
+                WHERE m.source || '|' || m.role IN ({held_sql}) GROUP BY m.id)
+            SELECT i.id, coalesce(r.held, []) AS held, {addr} AS address,
+                try_strptime(substr(i.id, 7, 8), '%Y%m%d')::DATE AS birth,
+                CASE WHEN try_cast(substr(i.id, 17, 1) AS INTEGER) % 2 = 1 THEN '男' ELSE '女' END
+                    AS sex, {head} AS head, {death} AS death
+            FROM _rp_ids i LEFT JOIN roles r ON r.id = i.id {join} {djoin}"""
+        ).df()
+    finally:
+        con.unregister("_rp_ids")
+    out["home"] = township_in(out.pop("address"), staff.township_names(con))
+    return out
+
+
+def _has_temp(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return bool(
+        con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [name]).fetchall()[
+            0
+        ][0]
+    )
+
+
+def _item_min_age(item: object) -> float | None:
+    s = "" if item is None or (isinstance(item, float) and np.isnan(item)) else str(item)
+    for key, age in ITEM_MIN_AGE:
+        if key in s:
+            return age
+    return None
+
+
+def _age(birth: pd.Series, at: pd.Series) -> np.ndarray:
+    b = pd.to_datetime(birth, errors="coerce")
+    a = pd.to_datetime(at, errors="coerce")
+    return ((a - b).dt.days / 365.25).to_numpy(dtype=float, na_value=np.nan)
+
+
+def violations(pairs: pd.DataFrame, asof: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Per (mention profile x candidate) row: ``hard`` and ``soft`` violations and ``fit`` (the
+    candidate's recorded death dates the mention's death event).
+
+    ``pairs`` columns: source, role, rec_date, item (the mention) and birth, sex, head, death
+    (the candidate). A mention without a record date is checked at ``asof`` for minimum ages
+    (the latest record date: a person too young then was too young before)."""
+    n = len(pairs)
+    if n == 0:
+        return pd.DataFrame({"hard": [], "soft": [], "fit": []}, dtype=bool)
+    keys = list(zip(pairs["source"], pairs["role"], strict=True))
+    profs = [PROFILES.get(k) for k in keys]
+
+    def attr(name: str, default: object = np.nan) -> np.ndarray:
+        return np.array(
+            [default if p is None or getattr(p, name) is None else getattr(p, name) for p in profs],
+            dtype=object,
+        )
+
+    has = np.array([p is not None for p in profs])
+    hard_min = attr("hard_min_age").astype(float)
+    soft_min = attr("soft_min_age").astype(float)
+    soft_max = attr("soft_max_age").astype(float)
+    want_sex = attr("sex", None)
+    head_role = attr("head", False).astype(bool)
+    death_event = attr("death_event", False).astype(bool)
+    dated_role = np.array([p is not None and bool(p.date) for p in profs])
+    by_item = np.array([p is not None and p.item is not None for p in profs])
+    if by_item.any():
+        ages = pd.Series(pairs["item"].to_numpy(dtype=object)[by_item]).map(_item_min_age)
+        soft_min[by_item] = ages.to_numpy(dtype=float, na_value=np.nan)
+
+    rec = pd.to_datetime(pairs["rec_date"], errors="coerce")
+    dated = rec.notna().to_numpy()
+    at = rec.fillna(asof) if asof is not None else rec
+    age = _age(pairs["birth"], at)
+    death = pd.to_datetime(pairs["death"], errors="coerce")
+    ddays = (rec - death).dt.days.to_numpy(dtype=float, na_value=np.nan)
+    sex = pairs["sex"].to_numpy(dtype=object)
+    head = pairs["head"].astype("boolean").to_numpy(dtype=object, na_value=None)
+    with np.errstate(invalid="ignore"):
+        known_age = ~np.isnan(age)
+        # born after the record: dated records only (an undated one is checked at asof, and
+        # a minimum of 0 says nothing there)
+        hard = known_age & (age < hard_min) & (dated | (hard_min > 0))
+        soft = known_age & (age < soft_min)
+        soft |= known_age & dated & (age > soft_max)
+        hard |= np.array(
+            [w is not None and isinstance(x, str) and x != "" and x != w
+             for w, x in zip(want_sex, sex, strict=True)]
+        )  # fmt: skip
+        soft |= head_role & np.array([h is False for h in head])
+        held = pairs["held"].to_numpy(dtype=object) if "held" in pairs else [None] * n
+        own = [f"{a}|{b}" for a, b in keys]
+        need = [f"{p.holds[0]}|{p.holds[1]}" if p is not None and p.holds else None for p in profs]
+        once = np.array([p is not None and p.once for p in profs])
+        is_staff = np.array([p is not None and p.staff for p in profs])
+        hard |= is_staff & np.array(
+            [h is not None and not (set(STAFF_ROLES) & set(list(h))) for h in held]
+        )
+        soft |= np.array(
+            [
+                r is not None and h is not None and r not in list(h)
+                for r, h in zip(need, held, strict=True)
+            ]
+        )
+        if "place" in pairs and "home" in pairs:
+            pl = pairs["place"].to_numpy(dtype=object)
+            hm = pairs["home"].to_numpy(dtype=object)
+            soft |= np.array(
+                [
+                    isinstance(a, str) and isinstance(b, str) and a != b
+                    for a, b in zip(pl, hm, strict=True)
+                ]
+            )
+        soft |= once & np.array(
+            [h is not None and o in list(h) for o, h in zip(own, held, strict=True)]
+        )
+        known_d = ~np.isnan(ddays)
+        fit = death_event & known_d & (ddays >= -DEATH_AFTER_DAYS) & (ddays <= DEATH_BEFORE_DAYS)
+        soft |= death_event & known_d & ~fit  # recorded dead at another time
+        # a record from well after the candidate's recorded death is not the candidate's
+        soft |= ~death_event & dated_role & known_d & (ddays > DEAD_BEFORE_DAYS)
+    return pd.DataFrame({"hard": hard & has, "soft": soft & has, "fit": fit & has})
+
+
+def edge_penalty(
+    con: duckdb.DuckDBPyConnection, nid: np.ndarray, mentions: str = "_fz"
+) -> Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None:
+    """A function (probe positions, candidate positions, pair weights) -> log2 penalty per
+    candidate edge, for :class:`crossmatch.identity.engine.Linker` (``edge_penalty``).
+
+    ``nid``: node id per position (``G:<gkey>`` a probe group, ``I:<id>`` an ID node). Only ID
+    nodes have known facts; any other candidate (a registry row without a valid ID, a person
+    kept from an earlier night) is never weighed down, nor counts as a fitting rival."""
+    prof = build_mention_profiles(con, mentions)
+    if prof.empty:
+        return None
+    asof = pd.to_datetime(prof["rec_date"], errors="coerce").max()
+    asof = None if pd.isna(asof) else asof
+    nid_s = pd.Series(nid, dtype=object).astype(str)
+    is_id = nid_s.str.startswith("I:").to_numpy()
+    facts = candidate_facts(con, nid_s[is_id].str.slice(2).tolist()).set_index("id")
+    with_prof = set(prof["gkey"])
+
+    def penalty(probe: np.ndarray, other: np.ndarray, w: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(probe))
+        if len(probe) == 0:
+            return out
+        pk = nid_s.to_numpy()[probe]
+        ok = np.array([k.startswith("G:") and k[2:] in with_prof for k in pk]) & is_id[other]
+        idx = np.flatnonzero(ok)
+        if len(idx) == 0:
+            return out
+        edges = pd.DataFrame({"e": idx, "gkey": [k[2:] for k in pk[idx]]})
+        edges["cid"] = nid_s.to_numpy()[other[idx]]
+        edges["cid"] = edges["cid"].str.slice(2)
+        pairs = edges.merge(prof, on="gkey").join(facts, on="cid")
+        v = violations(pairs, asof)
+        pairs = pd.concat([pairs, v], axis=1)
+        # a candidate is as implausible as its worst mention of the node
+        per = pairs.groupby("e").agg(hard=("hard", "any"), soft=("soft", "any"), fit=("fit", "any"))
+        per["probe"] = probe[per.index.to_numpy()]
+        per["clean"] = ~per["hard"] & ~per["soft"]
+        # a rival fits: another candidate of the probe with no violation (and, where a death
+        # event is the record, one whose death the records date close to it)
+        has_fit = per.groupby("probe")["fit"].transform("any")
+        per.loc[has_fit & ~per["fit"], "soft"] = True
+        per["clean"] = ~per["hard"] & ~per["soft"]
+        rival = per.groupby("probe")["clean"].transform("sum") - per["clean"].astype(int)
+        pen = np.where(per["hard"], HARD, 0.0) + np.where(
+            per["soft"] & ~per["hard"] & (rival > 0), SOFT, 0.0
+        )
+        out[per.index.to_numpy()] = pen
+        return out
+
+    return penalty

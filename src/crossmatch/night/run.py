@@ -1,0 +1,589 @@
+"""One night: ingest -> resolve -> kinship -> detect -> clues, the one orchestration.
+
+``crossmatch run`` and the Prefect flows (``crossmatch.night.flows``, ``flows/nightly.py``) both
+call :func:`run_night`; neither has logic of its own. Hooks:
+
+* ``workspace``: a context manager factory ``workspace(warehouse) -> ContextManager[Path]``
+  yielding the warehouse file to build in (anything ``os.fspath`` accepts). Default
+  :func:`in_place` builds in the warehouse itself. An atomic build (a copy, published in one
+  step when the block ends, e.g. ``crossmatch.publish.night_build``) plugs in here: ingest,
+  resolve, kinship and detect write the copy, a provisional ``night_run`` row is published
+  with them, and the clues are synced after the publish, from the published warehouse (the
+  review store only ever sees published runs). Notebooks reading the published file then
+  never hold the night up.
+* ``stage``: ``stage(name, fn) -> result`` wraps each stage's call; the flow makes each stage
+  a Prefect task (one box per stage in the UI), the CLI calls ``fn()`` directly.
+* ``wait_seconds``: an analyst's notebook holding the warehouse open (read-only) locks DuckDB's
+  file; before each stage the run waits for it, logging who holds it, up to this long
+  (then exit 5 with the holder named), instead of ending in a traceback.
+
+The outcome (:data:`OUTCOMES`) is one table for the CLI and the flow: a missing source, a failed
+file or a rule skipped / stale / blind is ``incomplete`` (exit 4, a failed Prefect state named
+``Incomplete``); a rule in error or a stage that crashed is ``failed`` (exit 6); a warehouse that
+stays locked or is unreadable is ``warehouse`` (exit 5). Only a night where every source was
+present and every rule ``ok`` is ``ok`` (exit 0, Completed).
+
+Every night, whatever its outcome, leaves a row in the warehouse table ``night_run``: rows per
+source, rules per status with reasons, clues new / ongoing / closed, per-stage seconds and the
+process's peak memory (:meth:`NightResult.summary`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+import logging
+import resource
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from crossmatch.errors import CrossmatchError, ExitCode, WarehouseError
+from crossmatch.night.config import NightConfig
+
+log = logging.getLogger("crossmatch.night")
+
+STAGES = ("ingest", "resolve", "kinship", "detect", "clues")
+
+# outcome -> (exit code, Prefect state type, Prefect state name, meaning). The one table.
+OUTCOMES: dict[str, tuple[int, str, str, str]] = {
+    "ok": (int(ExitCode.OK), "COMPLETED", "Completed", "every source present, every rule ok"),
+    "incomplete": (
+        int(ExitCode.INPUT_PROBLEMS),
+        "FAILED",
+        "Incomplete",
+        "a source missing, a file failed, or a rule skipped / stale / blind",
+    ),
+    "warehouse": (
+        int(ExitCode.WAREHOUSE),
+        "FAILED",
+        "WarehouseUnavailable",
+        "the warehouse stayed locked, or is missing / corrupt / the disk full",
+    ),
+    "spec": (int(ExitCode.SPEC_INVALID), "FAILED", "Failed", "a source or rule file is invalid"),
+    "failed": (int(ExitCode.RUN_FAILED), "FAILED", "Failed", "a rule in error or a stage crashed"),
+}
+
+
+def outcome_table() -> str:
+    """The outcome table as text (docs, ``crossmatch run --help``)."""
+    return "\n".join(
+        f"  {code}  {name:<10} {state_name:<21} {meaning}"
+        for name, (code, _t, state_name, meaning) in OUTCOMES.items()
+    )
+
+
+NIGHT_RUN_DDL = """
+CREATE TABLE IF NOT EXISTS night_run (
+    night_id VARCHAR PRIMARY KEY,
+    started_at TIMESTAMP,
+    finished_at TIMESTAMP,
+    started_by VARCHAR,
+    flow_run_id VARCHAR,
+    from_stage VARCHAR,
+    outcome VARCHAR,
+    exit_code INTEGER,
+    sources_missing INTEGER,
+    files_failed INTEGER,
+    rules_ok INTEGER,
+    rules_skipped INTEGER,
+    rules_stale INTEGER,
+    rules_blind INTEGER,
+    rules_error INTEGER,
+    hits BIGINT,
+    clues_new INTEGER,
+    clues_ongoing INTEGER,
+    clues_closed INTEGER,
+    seconds DOUBLE,
+    peak_rss_mb DOUBLE,
+    summary JSON
+)
+"""
+
+
+@dataclass
+class StageReport:
+    name: str
+    status: str = "not run"  # ok / problems / failed / not run
+    seconds: float = 0.0
+    text: str = ""
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class NightResult:
+    """What one night did; ``summary()`` is the artifact and the ``night_run`` row."""
+
+    night_id: str
+    config: NightConfig
+    from_stage: str = "ingest"
+    started_at: dt.datetime = field(default_factory=dt.datetime.now)
+    finished_at: dt.datetime | None = None
+    stages: dict[str, StageReport] = field(default_factory=dict)
+    sources: list[dict[str, Any]] = field(default_factory=list)  # rows per source
+    sources_missing: list[str] = field(default_factory=list)  # "source: message"
+    files_failed: list[str] = field(default_factory=list)
+    rules: list[dict[str, Any]] = field(default_factory=list)  # rule_id, status, reason, hits
+    detect_run_id: str = ""
+    clues: dict[str, int] = field(default_factory=dict)
+    error: str = ""
+    error_outcome: str = ""
+    peak_rss_mb: float = 0.0
+    flow_run_id: str = ""
+
+    # ---- the outcome
+    def rules_with(self, status: str) -> list[dict[str, Any]]:
+        return [r for r in self.rules if r["status"] == status]
+
+    @property
+    def outcome(self) -> str:
+        if self.error_outcome:
+            return self.error_outcome
+        if self.rules_with("error"):
+            return "failed"
+        if (
+            self.sources_missing
+            or self.files_failed
+            or any(r["status"] != "ok" for r in self.rules)
+            or any(s.status in ("problems", "failed") for s in self.stages.values())
+        ):
+            return "incomplete"
+        return "ok"
+
+    @property
+    def exit_code(self) -> int:
+        return OUTCOMES[self.outcome][0]
+
+    @property
+    def hits(self) -> int:
+        return sum(int(r.get("hits") or 0) for r in self.rules)
+
+    @property
+    def problems(self) -> list[str]:
+        """Every reason this night is not green, one line each (the failed state's message)."""
+        out = [f"source missing: {m}" for m in self.sources_missing]
+        out += [f"file failed: {m}" for m in self.files_failed]
+        out += [
+            f"rule {r['status']}: {r['rule_id']}: {r['reason']}"
+            for r in self.rules
+            if r["status"] != "ok"
+        ]
+        for s in self.stages.values():
+            if s.status == "failed":
+                out.append(f"stage {s.name} failed: {'; '.join(s.problems)}")
+        if self.error and not any(self.error in p for p in out):
+            out.append(self.error)
+        return out
+
+    def headline(self) -> str:
+        n = {k: len(self.rules_with(k)) for k in ("ok", "skipped", "stale", "blind", "error")}
+        seconds = sum(s.seconds for s in self.stages.values())
+        return (
+            f"night {self.night_id}: {self.outcome} (exit {self.exit_code}); "
+            f"sources missing {len(self.sources_missing)}, files failed {len(self.files_failed)}; "
+            f"rules ok {n['ok']}, skipped {n['skipped']}, stale {n['stale']}, "
+            f"blind {n['blind']}, error {n['error']}; hits {self.hits}; "
+            + (
+                "clues " + ", ".join(f"{k} {v}" for k, v in self.clues.items()) + "; "
+                if self.clues
+                else ""
+            )
+            + f"{seconds:.1f}s, peak {self.peak_rss_mb:.0f} MB"
+        )
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "night_id": self.night_id,
+            "outcome": self.outcome,
+            "exit_code": self.exit_code,
+            "from_stage": self.from_stage,
+            "config": {k: str(v) for k, v in asdict(self.config).items()},
+            "started_at": self.started_at.isoformat(timespec="seconds"),
+            "finished_at": self.finished_at.isoformat(timespec="seconds")
+            if self.finished_at
+            else None,
+            "stages": {
+                k: {"status": s.status, "seconds": round(s.seconds, 2), "problems": s.problems}
+                for k, s in self.stages.items()
+            },
+            "sources": self.sources,
+            "sources_missing": self.sources_missing,
+            "files_failed": self.files_failed,
+            "rules": self.rules,
+            "detect_run_id": self.detect_run_id,
+            "hits": self.hits,
+            "clues": self.clues,
+            "peak_rss_mb": round(self.peak_rss_mb, 1),
+            "problems": self.problems,
+        }
+
+    def markdown(self) -> str:
+        """The run summary for people: the Prefect artifact, ``crossmatch run``'s report."""
+        lines = [f"# crossmatch night {self.night_id}", "", f"**{self.headline()}**", ""]
+        if self.problems:
+            lines += ["## Not green because", ""] + [f"- {p}" for p in self.problems] + [""]
+        lines += ["## Stages", "", "| stage | status | seconds |", "|---|---|---|"]
+        lines += [f"| {s.name} | {s.status} | {s.seconds:.1f} |" for s in self.stages.values()]
+        if self.sources:
+            lines += [
+                "",
+                "## Rows per source",
+                "",
+                "| source | files | new | unchanged | failed | rows read | loaded | quarantined |",
+                "|---|---|---|---|---|---|---|---|",
+            ]
+            lines += [
+                f"| {s['source']} | {s['files']} | {s['loaded']} | {s['unchanged']} | "
+                f"{s['failed']} | {s['rows']} | {s['rows_loaded']} | {s['quarantined']} |"
+                for s in self.sources
+            ]
+        if self.rules:
+            lines += [
+                "",
+                "## Rules",
+                "",
+                "| rule | status | hits | reason |",
+                "|---|---|---|---|",
+            ]
+            lines += [
+                f"| {r['rule_id']} | {r['status']} | {r['hits']} | {r['reason']} |"
+                for r in self.rules
+            ]
+        if self.clues:
+            lines += ["", "## Clues", "", ", ".join(f"{k} {v}" for k, v in self.clues.items())]
+        return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- hooks
+
+
+@contextmanager
+def in_place(warehouse: Path) -> Iterator[Path]:
+    """The default workspace: build in the warehouse itself."""
+    yield warehouse
+
+
+def default_workspace() -> Callable[[Path], AbstractContextManager[Any]]:
+    """The workspace ``crossmatch run`` and the flows use: the atomic build-and-publish
+    (``crossmatch.publish.night_build``: run lock, build copy, one rename) when this install
+    has it, else :func:`in_place`."""
+    try:
+        from crossmatch.publish import night_build  # type: ignore[attr-defined]
+    except ImportError:
+        return in_place
+    return night_build  # type: ignore[no-any-return]
+
+
+def _direct(name: str, fn: Callable[[], Any]) -> Any:
+    return fn()
+
+
+def lock_holder(path: Path) -> str | None:
+    """Who holds ``path`` locked (DuckDB's message, e.g. 'python3.11 (PID 4242)'), or None
+    when a read-write open would succeed now. Opens and closes at once."""
+    import duckdb
+
+    if not path.exists():
+        return None
+    try:
+        duckdb.connect(str(path)).close()
+    except duckdb.IOException as exc:
+        msg = str(exc)
+        if "lock" not in msg.lower():
+            return None  # not a lock: the stage's own open reports it with the fix
+        held = msg.split("Conflicting lock is held in", 1)
+        return held[1].split(". ")[0].strip() if len(held) > 1 else msg.splitlines()[0]
+    return None
+
+
+def wait_unlocked(path: Path, wait_seconds: float, poll: float = 2.0) -> None:
+    """Wait until the warehouse can be opened for writing, saying who holds it; a
+    WarehouseError naming the holder after ``wait_seconds``."""
+    deadline = time.monotonic() + wait_seconds
+    said = 0.0
+    while True:
+        holder = lock_holder(path)
+        if holder is None:
+            return
+        now = time.monotonic()
+        if now >= deadline:
+            raise WarehouseError(
+                f"{path}: held open by {holder} for more than {wait_seconds:.0f}s, so the night "
+                "cannot write it. Fix: close that process (an analyst's notebook: "
+                "`con.close()` or restart its kernel) and run again; notebooks should open the "
+                "warehouse read-only only while reading."
+            )
+        if now - said >= 60 or said == 0.0:
+            log.warning(
+                "warehouse %s is held open by %s (an analyst's notebook?); waiting for it to "
+                "close (up to %.0fs more)",
+                path,
+                holder,
+                deadline - now,
+            )
+            said = now or 1e-9
+        time.sleep(min(poll, max(deadline - now, 0.05)))
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process (and its finished children), in MB."""
+    self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    scale = 1 / 1024 / 1024 if sys.platform == "darwin" else 1 / 1024  # bytes on macOS
+    return max(self_kb, kids_kb) * scale
+
+
+# ----------------------------------------------------------------------------- stages
+
+
+def _ingest(cfg: NightConfig, path: Path, res: NightResult, opts: dict[str, Any]) -> StageReport:
+    from crossmatch import warehouse as wh
+    from crossmatch.ingest import ingest
+
+    summary = ingest(
+        cfg.raw,
+        cfg.sources,
+        path,
+        workers=opts.get("workers"),
+        memory_limit=opts.get("memory_limit") or "2GB",
+        allow_shrink=bool(opts.get("allow_shrink")),
+    )
+    with wh.session(path) as con:  # data age (max_age_days) counts from the last night seen
+        wh.record_seen(con, summary.results, summary.run_id)
+    res.sources = summary.per_source()
+    res.sources_missing = [r.message for r in summary.results if r.status == "nofile"]
+    res.files_failed = [r.message for r in summary.results if r.status == "failed"]
+    for m in res.sources_missing:
+        log.warning("source missing tonight: %s", m)
+    for m in res.files_failed:
+        log.warning("file failed: %s", m)
+    problems = res.sources_missing + res.files_failed
+    return StageReport("ingest", "problems" if problems else "ok", text=summary.render(),
+                       problems=problems)  # fmt: skip
+
+
+def _resolve(cfg: NightConfig, path: Path, res: NightResult, opts: dict[str, Any]) -> StageReport:
+    from crossmatch import warehouse as wh
+    from crossmatch.identity.pipeline import resolve_identities
+
+    specs = None
+    if cfg.sources.is_dir() and any(cfg.sources.glob("*.yaml")):
+        from crossmatch.spec.sources import load_sources
+
+        specs = load_sources(cfg.sources)
+    with wh.session(path, must_exist="run the ingest stage first") as con:
+        summary = resolve_identities(con, specs, full=bool(opts.get("full_resolve")))
+    text = summary.render()
+    log.info("identity: %s", text.splitlines()[0] if text else "")
+    return StageReport("resolve", "ok", text=text)
+
+
+def _kinship(cfg: NightConfig, path: Path, res: NightResult, opts: dict[str, Any]) -> StageReport:
+    from crossmatch import warehouse as wh
+    from crossmatch.detect.engine import identity_is_stale, rebuild_kinship
+
+    with wh.session(path, must_exist="run the ingest and resolve stages first") as con:
+        stale = identity_is_stale(con)
+        if stale:  # detect will mark the rules reading kinship stale with this reason
+            log.warning("kinship not rebuilt: %s", stale)
+            return StageReport("kinship", "problems", text=stale, problems=[stale])
+        counts = rebuild_kinship(con)
+    text = ", ".join(f"{k}: {v}" for k, v in counts.items())
+    log.info("kinship: %s", text)
+    return StageReport("kinship", "ok", text=text)
+
+
+def _detect(cfg: NightConfig, path: Path, res: NightResult, opts: dict[str, Any]) -> StageReport:
+    from crossmatch import warehouse as wh
+    from crossmatch.detect import run_rules
+
+    with wh.session(path, must_exist="run the ingest and resolve stages first") as con:
+        out = run_rules(
+            con, cfg.rules, only=opts.get("only_rules"), max_age_days=opts.get("max_age_days")
+        )
+    res.detect_run_id = out.run_id
+    res.rules = [
+        {
+            "rule_id": o.rule_id,
+            "status": o.status,
+            "reason": o.reason,
+            "hits": o.hits,
+            "amount": round(float(o.amount), 2),
+            "seconds": round(o.seconds, 2),
+        }
+        for o in out.outcomes
+    ]
+    for o in out.outcomes:
+        if o.status == "error":
+            log.error("rule %s in error: %s", o.rule_id, o.reason)
+        elif o.status != "ok":
+            log.warning("rule %s %s: %s", o.rule_id, o.status, o.reason)
+    problems = [f"{o.rule_id} {o.status}: {o.reason}" for o in out.outcomes if o.status != "ok"]
+    return StageReport("detect", "problems" if problems else "ok", text=out.table(),
+                       problems=problems)  # fmt: skip
+
+
+def _clues(cfg: NightConfig, path: Path, res: NightResult, opts: dict[str, Any]) -> StageReport:
+    from crossmatch.review import sync_warehouse
+
+    sync = sync_warehouse(path, run_id=res.detect_run_id or None, rules_dir=cfg.rules)
+    order = ("new", "ongoing", "reopened", "closed", "suppressed", "unchecked")
+    res.clues = {k: int(sync.counts.get(k, 0)) for k in order}
+    text = sync.render()
+    log.info("%s", text)
+    return StageReport("clues", "ok", text=text)
+
+
+_STAGE_FN = {
+    "ingest": _ingest,
+    "resolve": _resolve,
+    "kinship": _kinship,
+    "detect": _detect,
+    "clues": _clues,
+}
+
+
+def _outcome_of(exc: BaseException) -> str:
+    from crossmatch.errors import SpecError
+
+    if isinstance(exc, WarehouseError):
+        return "warehouse"
+    if isinstance(exc, SpecError):
+        return "spec"
+    if isinstance(exc, CrossmatchError) and exc.exit_code == ExitCode.INPUT_PROBLEMS:
+        return "incomplete"
+    return "failed"
+
+
+def record_night(path: Path, res: NightResult) -> None:
+    """Insert the night's row into ``night_run`` (the warehouse's history of nights)."""
+    from crossmatch import warehouse as wh
+
+    s = res.summary()
+    n = {k: len(res.rules_with(k)) for k in ("ok", "skipped", "stale", "blind", "error")}
+    with wh.session(path) as con:
+        con.execute(NIGHT_RUN_DDL)
+        con.execute(
+            "INSERT OR REPLACE INTO night_run VALUES "
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                res.night_id,
+                res.started_at,
+                res.finished_at,
+                getpass.getuser(),
+                res.flow_run_id or None,
+                res.from_stage,
+                res.outcome,
+                res.exit_code,
+                len(res.sources_missing),
+                len(res.files_failed),
+                n["ok"],
+                n["skipped"],
+                n["stale"],
+                n["blind"],
+                n["error"],
+                res.hits,
+                res.clues.get("new"),
+                res.clues.get("ongoing"),
+                res.clues.get("closed"),
+                sum(st.seconds for st in res.stages.values()),
+                res.peak_rss_mb,
+                json.dumps(s, ensure_ascii=False, default=str),
+            ],
+        )
+
+
+def run_night(
+    config: NightConfig | None = None,
+    *,
+    from_stage: str = "ingest",
+    only_rules: list[str] | None = None,
+    max_age_days: float | None = 35,
+    workspace: Callable[[Path], AbstractContextManager[Path]] = in_place,
+    stage: Callable[[str, Callable[[], Any]], Any] = _direct,
+    wait_seconds: float = 1800.0,
+    flow_run_id: str = "",
+    **options: Any,
+) -> NightResult:
+    """Run the night from ``from_stage`` on; never raises for a crossmatch problem: the
+    outcome, the exit code and every reason are in the returned :class:`NightResult` (and
+    its ``night_run`` row). ``options``: workers, memory_limit, allow_shrink (ingest),
+    full_resolve (resolve)."""
+    if from_stage not in STAGES:
+        raise ValueError(f"from_stage {from_stage!r}: one of {', '.join(STAGES)}")
+    cfg = config or NightConfig.resolve()
+    night_id = dt.datetime.now().strftime("%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:6]
+    res = NightResult(night_id, cfg, from_stage=from_stage, flow_run_id=flow_run_id)
+    opts = dict(options, only_rules=only_rules, max_age_days=max_age_days)
+    log.info("night %s from %s: %s", night_id, from_stage, cfg.describe())
+    todo = STAGES[STAGES.index(from_stage) :]
+    for name in STAGES:
+        res.stages[name] = StageReport(name)  # "not run" until it runs
+    build = [n for n in todo if n != "clues"]
+
+    def one(name: str, path: Path) -> None:
+        wait_unlocked(path, wait_seconds)
+        t0 = time.perf_counter()
+        try:
+            rep = stage(name, lambda: _STAGE_FN[name](cfg, path, res, opts))
+        except BaseException as exc:
+            rep = StageReport(name, "failed", problems=[_message(exc)])
+            rep.seconds = time.perf_counter() - t0
+            res.stages[name] = rep
+            raise
+        rep.seconds = time.perf_counter() - t0
+        res.stages[name] = rep
+        log.info("stage %s: %s in %.1fs", name, rep.status, rep.seconds)
+
+    try:
+        with workspace(cfg.warehouse) as ws:
+            path = Path(ws)
+            for name in build:
+                one(name, path)
+            if path != cfg.warehouse:  # published with the results: the row never lags them
+                _record_quietly(path, res, night_id)
+        # the clues after the publish: the review store (beside the published warehouse)
+        # only ever sees published detect runs; reading needs no write lock
+        if "clues" in todo:
+            one("clues", cfg.warehouse)
+    except Exception as exc:
+        res.error, res.error_outcome = _message(exc), _outcome_of(exc)
+        if not isinstance(exc, CrossmatchError):
+            log.exception("night %s: a stage crashed", night_id)
+        else:
+            log.error("night %s: %s", night_id, res.error)
+    finally:
+        res.finished_at = dt.datetime.now()
+        res.peak_rss_mb = peak_rss_mb()
+    # the final row (clue counts, outcome) in the published warehouse; a notebook holding it
+    # delays this by at most a minute, then the published provisional row stays
+    try:
+        wait_unlocked(cfg.warehouse, min(wait_seconds, 60.0) if not res.error_outcome else 0.0)
+        _record_quietly(cfg.warehouse, res, night_id, raise_=True)
+    except Exception as exc:  # the night's outcome stands; say why its row lags
+        log.warning("night %s: its night_run row could not be written: %s", night_id, exc)
+    log.info("%s", res.headline())
+    return res
+
+
+def _record_quietly(path: Path, res: NightResult, night_id: str, raise_: bool = False) -> None:
+    try:
+        res.finished_at = res.finished_at or dt.datetime.now()
+        res.peak_rss_mb = peak_rss_mb()
+        record_night(path, res)
+    except Exception as exc:
+        if raise_:
+            raise
+        log.warning("night %s: night_run row not written to %s: %s", night_id, path, exc)
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, CrossmatchError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}".splitlines()[0]

@@ -1,0 +1,145 @@
+"""Nights on the sample county: unchanged (nothing to do), one file changed (each stage does only
+what the change needs, and the results equal a full rebuild's), and the stage switches that
+force a full recomputation (resolve --full, kinship --force, detect --full)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import duckdb
+
+from crossmatch.publish import nothing_to_do
+
+from .compare import EQUAL, differences, examples
+from .conftest import CHANGED, NEW_ROWS, RULES, SOURCES, County
+
+
+def _one(wh: Path, sql: str):
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def _assert_equal(a: Path, b: Path, tables: dict[str, str] | None = None) -> None:
+    diff = differences(a, b, tables or EQUAL)
+    assert not diff, {k: (v, examples(a, b, k, 2) if k in EQUAL else None) for k, v in diff.items()}
+
+
+def test_unchanged_night_has_nothing_to_do(county: County):
+    nd = nothing_to_do(county.raw, SOURCES, RULES, county.wh)
+    assert nd, nd.reasons
+    assert "nothing to do" in nd.render()
+    before = county.wh.stat().st_mtime_ns
+    night = county.night()
+    assert night.outcome == "nothing to do"
+    assert county.wh.stat().st_mtime_ns == before  # nothing written
+
+
+def test_nothing_to_do_names_what_changed(county: County, tmp_path: Path):
+    county.restore_changed_file()
+    nd = nothing_to_do(county.raw, SOURCES, RULES, county.wh)
+    assert not nd and nd.reasons == [f"{CHANGED.as_posix()}: content changed (payment)"]
+    shutil.copyfile(SOURCES.parent / "data" / "sample" / "raw" / CHANGED, county.raw / CHANGED)
+    rules = tmp_path / "rules"
+    shutil.copytree(RULES, rules)
+    f = rules / "duplicate_payment.yaml"
+    f.write_text(f.read_text(encoding="utf-8") + "\n# edited\n", encoding="utf-8")
+    nd = nothing_to_do(county.raw, SOURCES, rules, county.wh)
+    assert "rules or their inputs changed since the last detect run" in nd.reasons
+    (county.raw / CHANGED).unlink()
+    nd = nothing_to_do(county.raw, SOURCES, RULES, county.wh)
+    assert any("not in" in r for r in nd.reasons)
+
+
+def test_one_file_changed_equals_a_full_rebuild(county: County, tmp_path: Path):
+    county.restore_changed_file()
+    night = county.night()
+    assert night.outcome == "published"
+    assert night.stages["ingest"] == "1 loaded, 23 unchanged"
+    assert night.stages["resolve"] == "incremental"
+    assert night.stages["kinship"] == "unchanged"  # payments are no kinship input
+    assert night.reused >= 1  # rules that read no payment copy their hits
+    n_new = _one(
+        county.wh,
+        "SELECT count(*) FROM src_payment WHERE _file = 'finance/一卡通发放明细_2025Q4.csv'",
+    )[0][0]
+    assert n_new >= 4000  # the whole file, 300 rows more than last night
+    # a full rebuild: a fresh warehouse, every stage computed from scratch on tonight's files
+    fresh = County(county.raw, tmp_path / "fresh" / "w.duckdb")
+    assert fresh.night().stages["resolve"] == "full"
+    _assert_equal(county.wh, fresh.wh)
+    # and every stage forced on the same warehouse (resolve --full, kinship --force,
+    # detect --full): the same results again
+    forced = tmp_path / "forced" / "w.duckdb"
+    forced.parent.mkdir()
+    shutil.copyfile(county.wh, forced)
+    f = County(county.raw, forced).night(full=True)
+    assert f.stages == {
+        "ingest": "0 loaded, 24 unchanged",
+        "resolve": "full",
+        "kinship": "rebuilt",
+        "detect": "16 run, 0 reused",
+    }
+    _assert_equal(county.wh, forced)
+    # the verdict of the first night is still there, and the night after has nothing to do
+    verdicts = _one(county.store, "SELECT verdict, author FROM verdict")
+    assert verdicts == [("不属实-数据错误", "tester")]
+    assert nothing_to_do(county.raw, SOURCES, RULES, county.wh)
+
+
+def test_changed_rows_are_in_the_results(county: County):
+    """The 300 new rows are resolved and counted: the hits of the payment rules change."""
+    before = dict(
+        _one(
+            county.wh,
+            """SELECT rule_id, hits FROM rule_run WHERE run_id = (SELECT run_id FROM detect_run
+               WHERE status = 'finished' ORDER BY finished_at DESC LIMIT 1)""",
+        )
+    )
+    county.restore_changed_file()
+    night = county.night()
+    links = _one(
+        county.wh,
+        "SELECT count(*) FROM identity_link WHERE file = 'finance/一卡通发放明细_2025Q4.csv'",
+    )[0][0]
+    rows = _one(
+        county.wh,
+        "SELECT count(*) FROM src_payment WHERE _file = 'finance/一卡通发放明细_2025Q4.csv'",
+    )[0][0]
+    assert links == rows
+    after = dict(
+        _one(
+            county.wh,
+            f"SELECT rule_id, hits FROM rule_run WHERE run_id = '{night.run_id}'",
+        )
+    )
+    assert after != before
+    assert NEW_ROWS == 300
+
+
+def test_generated_county_scripted_change_equals_a_full_rebuild(tmp_path: Path):
+    """Another county (generated, seed 11) and another kind of change: the cremation register
+    gains 20 rows (deaths: persons, kinship validity and the death rules move)."""
+    from crossmatch.synth import generate
+
+    generate(persons=3000, seed=11, out=tmp_path / "county")
+    raw = tmp_path / "raw"
+    shutil.copytree(tmp_path / "county" / "raw", raw)
+    cremation = raw / "death" / "火化信息.csv"
+    full_bytes = cremation.read_bytes()
+    lines = full_bytes.splitlines(keepends=True)
+    cremation.write_bytes(b"".join(lines[:-20]))
+    inc = County(raw, tmp_path / "inc" / "w.duckdb")
+    assert inc.night().outcome == "published"
+    cremation.write_bytes(full_bytes)  # the scripted change: tonight's export, 20 rows more
+    night = inc.night()
+    assert night.stages["ingest"] == "1 loaded, 23 unchanged"
+    assert night.stages["resolve"] == "incremental"
+    fresh = County(raw, tmp_path / "fresh" / "w.duckdb")
+    fresh.night()
+    _assert_equal(inc.wh, fresh.wh)
+    deaths = _one(inc.wh, "SELECT count(*) FROM person WHERE death_date IS NOT NULL")[0][0]
+    assert deaths > 0

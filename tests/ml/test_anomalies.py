@@ -1,0 +1,45 @@
+"""The planted ML anomalies: truth written, and every file they do not live in byte-identical."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from pathlib import Path
+
+from crossmatch.synth import anomalies, generate
+
+#: the only files the anomalies may change (payments, the assistance roster, and the truth
+#: files that index their rows)
+ALLOWED = {
+    "raw/civil/低保特困救助对象花名册.xlsx",
+    "truth/anomalies.csv",
+    "truth/noise.csv",
+    "truth/records.csv",
+    *(f"raw/finance/一卡通发放明细_2025Q{q}.csv" for q in range(1, 5)),
+}
+
+
+def digests(root: Path) -> dict[str, str]:
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in root.rglob("*") if p.is_file()
+    }  # fmt: skip
+
+
+def test_anomalies_leave_every_other_file_byte_identical(tmp_path, monkeypatch):
+    generate(persons=3000, seed=5, out=tmp_path / "with")
+    monkeypatch.setattr(anomalies.AnomalyPlanter, "plant", lambda self, data: None)
+    generate(persons=3000, seed=5, out=tmp_path / "without")
+    a, b = digests(tmp_path / "with"), digests(tmp_path / "without")
+    changed = {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
+    assert changed <= ALLOWED, changed - ALLOWED
+    assert "truth/planted.csv" not in changed and "raw/bank/代发账户信息.csv" not in changed
+    assert any(k.startswith("raw/finance/") for k in changed)
+    with open(tmp_path / "with" / "truth" / "anomalies.csv", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    kinds = {r["kind"] for r in rows}
+    assert {"irregular_amount", "rich_village"} <= kinds
+    assert {r["entity"] for r in rows} <= {"village", "handler", "recipient", "household"}
+    monkeypatch.undo()
+    generate(persons=3000, seed=5, out=tmp_path / "again")
+    assert digests(tmp_path / "again") == a  # same seed, same bytes
