@@ -139,7 +139,8 @@ def _equalities(cond: Any) -> list[tuple[set[str], set[str]]]:
                 "COMPARE_NOT_DISTINCT_FROM",
             )
         ):
-            left, right = set(), set()
+            left: set[str] = set()
+            right: set[str] = set()
             _columns(c.get("left"), left)
             _columns(c.get("right"), right)
             if left and right:
