@@ -91,6 +91,25 @@ def save(warehouse: str | Path, kind: str, fitted: dict[str, Any], meta: dict[st
     return Model(model_id, meta, fitted, d)
 
 
+def current_id(warehouse: str | Path, kind: str = "unsupervised") -> str | None:
+    """The id named in ``CURRENT-<kind>``, or None."""
+    cur = models_dir(warehouse) / f"CURRENT-{kind}"
+    return cur.read_text().strip() or None if cur.exists() else None
+
+
+def make_current(warehouse: str | Path, model_id: str, kind: str = "unsupervised") -> None:
+    """Name ``model_id`` in ``CURRENT-<kind>`` (written aside, then renamed: never half a name).
+    The night calls this after publishing the scores the model made."""
+    import os
+
+    root = models_dir(warehouse)
+    if not (root / model_id / "model.json").exists():
+        raise FileNotFoundError(f"no model {model_id} under {root}")
+    tmp = root / f".CURRENT-{kind}.tmp"
+    tmp.write_text(model_id + "\n")
+    os.replace(tmp, root / f"CURRENT-{kind}")
+
+
 def load(warehouse: str | Path, model_id: str | None = None, kind: str = "unsupervised"):
     """The model ``model_id`` (default: the current one of ``kind``), or None when none."""
     root = models_dir(warehouse)
