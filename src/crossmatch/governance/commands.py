@@ -9,20 +9,13 @@ from pathlib import Path
 
 import click
 
-_WAREHOUSE = click.option(
-    "--warehouse",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("crossmatch.duckdb"),
-    show_default=True,
-    help="DuckDB warehouse; findings and suggestions live in the .review.duckdb file beside it.",
+from crossmatch.cli_options import rules_option, warehouse_option
+
+_WAREHOUSE = warehouse_option(
+    "DuckDB warehouse; findings and suggestions live in the .review.duckdb file beside it."
 )
-_RULES = click.option(
-    "--rules",
-    "rules_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("rules"),
-    show_default=True,
-    help="Folder of rule files (its reference/item_class.csv maps items to departments).",
+_RULES = rules_option(
+    "Folder of rule files (its reference/item_class.csv maps items to departments)."
 )
 
 

@@ -8,12 +8,10 @@ from pathlib import Path
 
 import click
 
-_WAREHOUSE = click.option(
-    "--warehouse",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("crossmatch.duckdb"),
-    show_default=True,
-    help="DuckDB warehouse (after detect); models live in <warehouse>.models/.",
+from crossmatch.cli_options import warehouse_option
+
+_WAREHOUSE = warehouse_option(
+    "DuckDB warehouse (after detect); models live in <warehouse>.models/."
 )
 
 

@@ -26,6 +26,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -291,11 +293,7 @@ def score_warehouse(
         scores, reasons = score_frames(model, frames)
         res = ScoreResult(run, model.model_id, trained, fingerprint=fingerprint)
         now = dt.datetime.now().replace(microsecond=0)
-        con.execute(DDL)
-        con.execute("BEGIN TRANSACTION")
-        try:
-            for t in ("ml_run", "ml_score", "ml_reason", "ml_input"):
-                con.execute(f"DELETE FROM {t} WHERE run_id = ?", [run])
+        with _replacing(con, run):
             if scores.height:
                 con.register("_s", scores.with_columns(
                     pl.lit(run).alias("run_id"), pl.lit(model.model_id).alias("model_id")
@@ -327,13 +325,24 @@ def score_warehouse(
                 "INSERT INTO ml_input VALUES (?, ?, ?, NULL, ?)",
                 [run, model.model_id, fingerprint or None, now],
             )
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
     res.seconds = time.perf_counter() - t0
     log.info("%s", res.render())
     return res
+
+
+@contextmanager
+def _replacing(con, run: str) -> Iterator[None]:
+    """One transaction replacing every ``ml_*`` row of ``run`` (rolled back on any error)."""
+    con.execute(DDL)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for t in ("ml_run", "ml_score", "ml_reason", "ml_input"):
+            con.execute(f"DELETE FROM {t} WHERE run_id = ?", [run])
+        yield
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
 
 
 class NoModel(Exception):
@@ -352,11 +361,7 @@ def _copy_scores(con, prev: str, run: str, model_id: str, fingerprint: str) -> S
         res.status = {e: (s, r or "", n) for e, s, r, n in rows}
         return res
     now = dt.datetime.now().replace(microsecond=0)
-    con.execute(DDL)
-    con.execute("BEGIN TRANSACTION")
-    try:
-        for t in ("ml_run", "ml_score", "ml_reason", "ml_input"):
-            con.execute(f"DELETE FROM {t} WHERE run_id = ?", [run])
+    with _replacing(con, run):
         con.execute(
             "INSERT INTO ml_score SELECT ?, model_id, entity, entity_id, village_code, robust_z, "
             "iforest, ensemble, rank FROM ml_score WHERE run_id = ?",
@@ -375,10 +380,6 @@ def _copy_scores(con, prev: str, run: str, model_id: str, fingerprint: str) -> S
             res.status[e] = (s, r or "", n)
         con.execute("INSERT INTO ml_input VALUES (?, ?, ?, ?, ?)",
                     [run, model_id, fingerprint, prev, now])  # fmt: skip
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return res
 
 
