@@ -19,7 +19,8 @@ call :func:`run_night`; neither has logic of its own. Hooks:
   (then exit 5 with the holder named), instead of ending in a traceback.
 
 The outcome (:data:`OUTCOMES`) is one table for the CLI and the flow: a missing source, a failed
-file or a rule skipped / stale / blind is ``incomplete`` (exit 4, a failed Prefect state named
+file, a rule skipped / stale / blind or the score / report stage skipped / blind is
+``incomplete`` (exit 4, a failed Prefect state named
 ``Incomplete``); a rule in error or a stage that crashed is ``failed`` (exit 6); a warehouse that
 stays locked or is unreadable is ``warehouse`` (exit 5). Only a night where every source was
 present and every rule ``ok`` is ``ok`` (exit 0, Completed).
