@@ -110,8 +110,15 @@ def make_current(warehouse: str | Path, model_id: str, kind: str = "unsupervised
     os.replace(tmp, root / f"CURRENT-{kind}")
 
 
-def load(warehouse: str | Path, model_id: str | None = None, kind: str = "unsupervised"):
-    """The model ``model_id`` (default: the current one of ``kind``), or None when none."""
+def load(
+    warehouse: str | Path,
+    model_id: str | None = None,
+    kind: str = "unsupervised",
+    *,
+    fitted: bool = True,
+):
+    """The model ``model_id`` (default: the current one of ``kind``), or None when none.
+    ``fitted=False``: only its ``model.json`` (``fitted`` empty; the forests take a while)."""
     root = models_dir(warehouse)
     if model_id is None:
         cur = root / f"CURRENT-{kind}"
@@ -122,7 +129,7 @@ def load(warehouse: str | Path, model_id: str | None = None, kind: str = "unsupe
     if not (d / "model.json").exists():
         return None
     meta = json.loads((d / "model.json").read_text())
-    return Model(model_id, meta, joblib.load(d / "fitted.joblib"), d)
+    return Model(model_id, meta, joblib.load(d / "fitted.joblib") if fitted else {}, d)
 
 
 def reproduce(model: Model, frames: dict[str, pl.DataFrame], stored: pl.DataFrame) -> float:

@@ -252,7 +252,8 @@ def score_warehouse(
             con.execute(f"SET memory_limit = '{memory_limit}'")
         run_id = detect_run or _latest_run(con)
         run = run_id or "(no detect run)"
-        model = None if retrain else M.load(models_of, model_id)
+        # model.json first: an unchanged night copies scores without loading the forests
+        model = None if retrain else M.load(models_of, model_id, fitted=False)
         if model is not None and model.meta.get("feature_digest") != M.feature_digest():
             log.info("model %s was fitted on other feature definitions: refitting",
                      model.model_id)  # fmt: skip
@@ -264,6 +265,8 @@ def score_warehouse(
             res.seconds = time.perf_counter() - t0
             log.info("%s", res.render())
             return res
+        if model is not None:
+            model = M.load(models_of, model.model_id)
         ef = F.compute(con, run_id)
         for entity, x in ef.items():
             if x.status != "skipped" and x.frame.height < MIN_ENTITIES:
