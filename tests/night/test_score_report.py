@@ -63,6 +63,15 @@ def county(tmp_path_factory):
     return raw, wh, first, second
 
 
+def crash(monkeypatch, module, name: str, exc: Exception) -> None:
+    """Make ``module.name`` raise ``exc`` when the night calls it."""
+
+    def boom(*a, **k):
+        raise exc
+
+    monkeypatch.setattr(module, name, boom)
+
+
 def copy_of(wh: Path, dst: Path) -> Path:
     shutil.copytree(wh.parent, dst / "out")
     return dst / "out" / wh.name
@@ -159,10 +168,7 @@ def test_scoring_crash_keeps_the_clues_and_exits_6(county, tmp_path, monkeypatch
     wh = copy_of(wh, tmp_path)
     from crossmatch.ml import score
 
-    def boom(*a, **k):
-        raise RuntimeError("boom in scoring")
-
-    monkeypatch.setattr(score, "score_warehouse", boom)
+    crash(monkeypatch, score, "score_warehouse", RuntimeError("boom in scoring"))
     res = night(raw, wh)
     st = res.stages["score"]
     assert st.status == "failed" and st.problems == ["RuntimeError: boom in scoring"]
@@ -185,10 +191,7 @@ def test_report_crash_is_a_failed_stage_not_a_lost_night(county, tmp_path, monke
     wh = copy_of(wh, tmp_path)
     from crossmatch.governance import report
 
-    def boom(*a, **k):
-        raise OSError("disk gone while writing the report")
-
-    monkeypatch.setattr(report, "refresh_and_report", boom)
+    crash(monkeypatch, report, "refresh_and_report", OSError("disk gone writing the report"))
     res = night(raw, wh, from_stage="clues")
     assert res.stages["clues"].status == "ok"
     assert res.stages["report"].status == "failed"
