@@ -11,8 +11,9 @@ also when this process is killed; a configured PREFECT_API_URL is used instead):
 
 The final state and the exit code follow one table (``crossmatch.night.OUTCOMES``): 0 Completed
 (every source present, every rule ok); 4 ``Incomplete`` (a source missing, a file failed, a rule
-skipped / stale / blind); 5 ``WarehouseUnavailable``; 6 ``Failed`` (a rule in error, a stage
-crashed). Schedule it: see docs/operations.md.
+skipped / stale / blind, the score or report stage skipped / blind); 5
+``WarehouseUnavailable``; 6 ``Failed`` (a rule in error, a stage crashed). Schedule it: see
+docs/operations.md.
 """
 
 from __future__ import annotations

@@ -479,7 +479,7 @@ def evaluate(truth: Path, warehouse: Path, details: bool) -> None:
 @click.option("--warehouse", default=None, help="Warehouse [CROSSMATCH_HOME/crossmatch.duckdb].")
 @click.option(
     "--from-stage",
-    type=click.Choice(["ingest", "resolve", "kinship", "detect", "clues"]),
+    type=click.Choice(["ingest", "resolve", "kinship", "detect", "score", "clues", "report"]),
     default="ingest",
     show_default=True,
     help="Start here, reusing the warehouse's earlier stages (e.g. detect after a rule fix).",
@@ -517,7 +517,7 @@ def run(
     wait_seconds: float,
     prefect: bool,
 ) -> None:
-    """The whole night: ingest -> resolve -> kinship -> detect -> clues, with a summary.
+    """The whole night: ingest -> resolve -> kinship -> detect -> score -> clues -> report.
 
     Relative paths are taken from CROSSMATCH_HOME (default: the current folder). Every night
     leaves a row in the warehouse's night_run table. Exit codes (the flow's final state):
@@ -525,7 +525,8 @@ def run(
     \b
       0  ok          Completed             every source present, every rule ok
       4  incomplete  Incomplete            a source missing, a file failed, a rule
-                                           skipped / stale / blind
+                                           skipped / stale / blind, score or report
+                                           skipped / blind
       5  warehouse   WarehouseUnavailable  locked beyond --wait, missing, corrupt, disk full
       3  spec        Failed                a source or rule file invalid
       6  failed      Failed                a rule in error or a stage crashed

@@ -9,27 +9,17 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from crossmatch.cli_options import rules_option, warehouse_option
 from crossmatch.export import export_clues
 from crossmatch.export.loop import FeedbackRejected, assign, import_feedback, ledgers, metrics
 from crossmatch.review.api import Review
 from crossmatch.review.clues import VERDICTS
 from crossmatch.review.store import open_store, store_path, verify_audit
 
-_WAREHOUSE = click.option(
-    "--warehouse",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("crossmatch.duckdb"),
-    show_default=True,
-    help="DuckDB warehouse; its review store is the .review.duckdb file beside it.",
+_WAREHOUSE = warehouse_option(
+    "DuckDB warehouse; its review store is the .review.duckdb file beside it."
 )
-_RULES = click.option(
-    "--rules",
-    "rules_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("rules"),
-    show_default=True,
-    help="Folder of rule files (titles and 排除提示).",
-)
+_RULES = rules_option("Folder of rule files (titles and 排除提示).")
 
 
 @click.command("clues")

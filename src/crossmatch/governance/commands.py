@@ -9,26 +9,18 @@ from pathlib import Path
 
 import click
 
+from crossmatch.cli_options import rules_option, warehouse_option
 from crossmatch.governance import docx, suggestions
 from crossmatch.governance.findings import Params
 from crossmatch.governance.report import refresh, refresh_and_report
 from crossmatch.governance.suggestions import ensure
 from crossmatch.review.store import open_store, store_path
 
-_WAREHOUSE = click.option(
-    "--warehouse",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("crossmatch.duckdb"),
-    show_default=True,
-    help="DuckDB warehouse; findings and suggestions live in the .review.duckdb file beside it.",
+_WAREHOUSE = warehouse_option(
+    "DuckDB warehouse; findings and suggestions live in the .review.duckdb file beside it."
 )
-_RULES = click.option(
-    "--rules",
-    "rules_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("rules"),
-    show_default=True,
-    help="Folder of rule files (its reference/item_class.csv maps items to departments).",
+_RULES = rules_option(
+    "Folder of rule files (its reference/item_class.csv maps items to departments)."
 )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -291,5 +292,7 @@ th {{ background: #DDEBF7; }} td.n {{ text-align: right; }}
 """  # fmt: skip
     p = Path(out)
     p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(page, encoding="utf-8")
+    tmp = p.with_name(f".{p.name}.tmp")  # written aside, then renamed: never half a page
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, p)
     return ReportResult(p, fs, m, len(charts))

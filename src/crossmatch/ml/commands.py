@@ -9,16 +9,13 @@ from pathlib import Path
 import click
 
 from crossmatch import warehouse as wh_mod
+from crossmatch.cli_options import warehouse_option
 from crossmatch.detect.schema import existing_relations
 from crossmatch.errors import ExitCode, WarehouseError
 from crossmatch.review.api import mask
 
-_WAREHOUSE = click.option(
-    "--warehouse",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("crossmatch.duckdb"),
-    show_default=True,
-    help="DuckDB warehouse (after detect); models live in <warehouse>.models/.",
+_WAREHOUSE = warehouse_option(
+    "DuckDB warehouse (after detect); models live in <warehouse>.models/."
 )
 
 

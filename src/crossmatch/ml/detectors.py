@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn.ensemble import IsolationForest
 
 DETECTORS = ("robust_z", "iforest", "ensemble")
 Z_CLIP = 10.0
@@ -57,6 +56,10 @@ def fit(x: np.ndarray, features: list[str], *, seed: int = 0, n_estimators: int 
               "z_clip": Z_CLIP, "top_k": TOP_K}  # fmt: skip
     forest = None
     if len(x) >= 8:
+        # imported here: scikit-learn takes seconds to import, and a night whose scores are
+        # reused (crossmatch.ml.score) never fits
+        from sklearn.ensemble import IsolationForest
+
         forest = IsolationForest(
             n_estimators=n_estimators, random_state=seed, max_samples=min(256, len(x))
         ).fit((x - med) / scale)

@@ -91,8 +91,34 @@ def save(warehouse: str | Path, kind: str, fitted: dict[str, Any], meta: dict[st
     return Model(model_id, meta, fitted, d)
 
 
-def load(warehouse: str | Path, model_id: str | None = None, kind: str = "unsupervised"):
-    """The model ``model_id`` (default: the current one of ``kind``), or None when none."""
+def current_id(warehouse: str | Path, kind: str = "unsupervised") -> str | None:
+    """The id named in ``CURRENT-<kind>``, or None."""
+    cur = models_dir(warehouse) / f"CURRENT-{kind}"
+    return cur.read_text().strip() or None if cur.exists() else None
+
+
+def make_current(warehouse: str | Path, model_id: str, kind: str = "unsupervised") -> None:
+    """Name ``model_id`` in ``CURRENT-<kind>`` (written aside, then renamed: never half a name).
+    The night calls this after publishing the scores the model made."""
+    import os
+
+    root = models_dir(warehouse)
+    if not (root / model_id / "model.json").exists():
+        raise FileNotFoundError(f"no model {model_id} under {root}")
+    tmp = root / f".CURRENT-{kind}.tmp"
+    tmp.write_text(model_id + "\n")
+    os.replace(tmp, root / f"CURRENT-{kind}")
+
+
+def load(
+    warehouse: str | Path,
+    model_id: str | None = None,
+    kind: str = "unsupervised",
+    *,
+    fitted: bool = True,
+):
+    """The model ``model_id`` (default: the current one of ``kind``), or None when none.
+    ``fitted=False``: only its ``model.json`` (``fitted`` empty; the forests take a while)."""
     root = models_dir(warehouse)
     if model_id is None:
         cur = root / f"CURRENT-{kind}"
@@ -103,7 +129,7 @@ def load(warehouse: str | Path, model_id: str | None = None, kind: str = "unsupe
     if not (d / "model.json").exists():
         return None
     meta = json.loads((d / "model.json").read_text())
-    return Model(model_id, meta, joblib.load(d / "fitted.joblib"), d)
+    return Model(model_id, meta, joblib.load(d / "fitted.joblib") if fitted else {}, d)
 
 
 def reproduce(model: Model, frames: dict[str, pl.DataFrame], stored: pl.DataFrame) -> float:

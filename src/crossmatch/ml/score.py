@@ -6,10 +6,19 @@ Tables written in the warehouse (rows of a run are replaced when it is scored ag
                entities scored, seconds
 ``ml_score``   one row per entity: each detector's score, the ensemble, its rank in the kind
 ``ml_reason``  up to three reasons per entity, in Chinese, with the value, peers' median and z
+``ml_input``   one row per scored run: the model, the fingerprint of what the scores were
+               computed from, and the run whose scores were copied (``reused_from``) if any
 
 ``score_warehouse`` is the one call for the nightly flow (after detect): it scores the detect
 run's entities with the model named in ``<warehouse>.models/CURRENT-unsupervised``, fitting and
 saving a new one when there is none, when the feature definitions changed, or on ``retrain``.
+The night (``crossmatch.night.run``) scores a build copy of the warehouse, so it names where the
+models live (``models_of``: the published warehouse), fits no model unless told
+(``fit="missing"``) and then leaves ``CURRENT`` alone (it is set after publishing), and passes
+``reuse=True``: when the model and the fingerprint of every input the features read (the
+tables' content and the detect run's hits) equal those of a run scored before, that run's
+scores and reasons are copied under the new run id instead of recomputed. A kind with fewer
+than :data:`MIN_ENTITIES` entities is ``skipped``: too few to rank against peers.
 """
 
 from __future__ import annotations
@@ -17,6 +26,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +48,8 @@ log = logging.getLogger(__name__)
 REASONS_MIN = 200
 #: ... or one in this many, whichever is more (what an analyst will read)
 REASONS_SHARE = 20
+#: fewer entities of a kind than this: too few peers to rank against (and no forest), skipped
+MIN_ENTITIES = 8
 
 DDL = """
 CREATE TABLE IF NOT EXISTS ml_run (
@@ -46,6 +59,10 @@ CREATE TABLE IF NOT EXISTS ml_run (
 CREATE TABLE IF NOT EXISTS ml_score (
     run_id VARCHAR, model_id VARCHAR, entity VARCHAR, entity_id VARCHAR, village_code VARCHAR,
     robust_z DOUBLE, iforest DOUBLE, ensemble DOUBLE, rank INTEGER
+);
+CREATE TABLE IF NOT EXISTS ml_input (
+    run_id VARCHAR, model_id VARCHAR, fingerprint VARCHAR, reused_from VARCHAR,
+    scored_at TIMESTAMP
 );
 CREATE TABLE IF NOT EXISTS ml_reason (
     run_id VARCHAR, entity VARCHAR, entity_id VARCHAR, k INTEGER, feature VARCHAR,
@@ -61,14 +78,32 @@ class ScoreResult:
     trained: bool
     status: dict[str, tuple[str, str, int]] = field(default_factory=dict)
     seconds: float = 0.0
+    #: the run whose scores were copied (inputs and model unchanged), else ""
+    reused_from: str = ""
+    fingerprint: str = ""
 
     @property
     def ok(self) -> bool:
-        return all(s == "ok" for s, _, _ in self.status.values())
+        return bool(self.status) and all(s == "ok" for s, _, _ in self.status.values())
+
+    @property
+    def scored(self) -> int:
+        return sum(n for _, _, n in self.status.values())
+
+    def problems(self) -> list[str]:
+        """One line per entity kind not ``ok``: kind, status, reason."""
+        return [f"{e} {s}: {r}" for e, (s, r, _) in self.status.items() if s != "ok"]
 
     def render(self) -> str:
         trained = " (trained now)" if self.trained else ""
-        lines = [f"ml: run {self.run_id}, model {self.model_id}{trained}, {self.seconds:.1f} s"]
+        reused = (
+            f", inputs unchanged: scores of run {self.reused_from} reused"
+            if self.reused_from
+            else ""
+        )
+        lines = [
+            f"ml: run {self.run_id}, model {self.model_id}{trained}{reused}, {self.seconds:.1f} s"
+        ]
         for entity, (status, reason, n) in self.status.items():
             why = f"  ({reason})" if reason else ""
             lines.append(f"  {entity:<10} {status:<8} {n:>8} scored{why}")
@@ -88,11 +123,14 @@ def _context(entity: str, df: pl.DataFrame) -> list[dict[str, str]] | None:
     return None
 
 
-def fit_model(warehouse: str | Path, frames: dict[str, pl.DataFrame], seed: int = 0) -> M.Model:
-    """Fit the unsupervised detectors on every entity kind's features and save the artefact."""
+def fit_model(
+    warehouse: str | Path, frames: dict[str, pl.DataFrame], seed: int = 0, *, current: bool = True
+) -> M.Model:
+    """Fit the unsupervised detectors on every entity kind's features and save the artefact
+    (under ``<warehouse>.models/``; ``current``: make it the one nights score with)."""
     fitted = {}
     for entity, df in frames.items():
-        if df.height:
+        if df.height >= MIN_ENTITIES:
             names = [f.name for f in F.features_of(entity, "detect")]
             fitted[entity] = D.fit(df.select(names).to_numpy(), names, seed=seed)
     meta = {
@@ -103,7 +141,54 @@ def fit_model(warehouse: str | Path, frames: dict[str, pl.DataFrame], seed: int 
         "training_rows": {e: frames[e].height for e in fitted},
         "detectors": list(D.DETECTORS),
     }
-    return M.save(warehouse, "unsupervised", fitted, meta)
+    return M.save(warehouse, "unsupervised", fitted, meta, current=current)
+
+
+#: the tables the features read (besides the detect run's hits)
+def _input_tables() -> list[str]:
+    return sorted(set().union(*F.REQUIRED.values()) | (set(F.OPTIONAL) - {"hit"}))
+
+
+def score_inputs(con, run_id: str | None) -> str:
+    """Fingerprint of everything the features are computed from: their definitions, the
+    content of every table they read (or its absence) and the (subject, village) of the detect
+    run's hits (the run id itself excluded, so an unchanged night's copied hits match)."""
+    import hashlib
+
+    from crossmatch.detect.reuse import table_fingerprint
+    from crossmatch.detect.schema import existing_relations
+
+    have = existing_relations(con)
+    parts = [M.feature_digest(), str(MIN_ENTITIES)]
+    for t in _input_tables():
+        parts.append(f"{t}={table_fingerprint(con, t) if t in have else 'absent'}")
+    if run_id is None:
+        parts.append("hit=no run")
+    elif "hit" not in have:
+        parts.append("hit=absent")
+    else:
+        row = con.execute(
+            "SELECT count(*), bit_xor(hash(subject, village_code)), "
+            "sum((hash(subject, village_code) >> 11)::HUGEINT) FROM hit WHERE run_id = ?",
+            [run_id],
+        ).fetchone()
+        parts.append(f"hit={row}")
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def _previous(con, fingerprint: str, model_id: str) -> str | None:
+    """The latest run scored (or copied) from the same inputs with the same model."""
+    from crossmatch.detect.schema import existing_relations
+
+    if not {"ml_input", "ml_run"} <= existing_relations(con):
+        return None
+    row = con.execute(
+        "SELECT i.run_id FROM ml_input i WHERE i.fingerprint = ? AND i.model_id = ? "
+        "AND EXISTS (SELECT 1 FROM ml_run r WHERE r.run_id = i.run_id AND r.model_id = ?) "
+        "ORDER BY i.scored_at DESC LIMIT 1",
+        [fingerprint, model_id, model_id],
+    ).fetchone()
+    return row[0] if row else None
 
 
 def score_frames(model: M.Model, frames: dict[str, pl.DataFrame]):
@@ -147,38 +232,72 @@ def score_warehouse(
     retrain: bool = False,
     model_id: str | None = None,
     memory_limit: str | None = None,
+    models_of: str | Path | None = None,
+    fit: str = "always",
+    reuse: bool = False,
 ) -> ScoreResult:
     """Score the entities of ``detect_run`` (default: the latest) and store the result.
 
     The nightly flow calls this after detect. A kind whose inputs are missing is ``skipped``
-    (no table) or ``blind`` (an optional input missing) with the reason in ``ml_run``."""
+    (no table) or ``blind`` (an optional input missing) with the reason in ``ml_run``.
+
+    ``models_of``: the warehouse whose ``.models/`` folder holds the models (default:
+    ``warehouse``; the night scores a build copy of the published one). ``fit``: ``always``
+    fits and saves a model (made current) when there is none usable; ``missing`` fits one
+    likewise but leaves ``CURRENT`` to the caller; ``never`` raises :class:`NoModel` instead.
+    ``reuse``: copy the scores of an earlier run with the same model and inputs."""
     t0 = time.perf_counter()
+    models_of = models_of or warehouse
     with wh_mod.session(warehouse, must_exist="run `crossmatch ingest` first") as con:
         if memory_limit:  # beyond it DuckDB spills to disk
             con.execute(f"SET memory_limit = '{memory_limit}'")
         run_id = detect_run or _latest_run(con)
-        ef = F.compute(con, run_id)
-        frames = {e: x.frame for e, x in ef.items() if x.status != "skipped"}
-        model = None if retrain else M.load(warehouse, model_id)
-        trained = False
+        run = run_id or "(no detect run)"
+        # model.json first: an unchanged night copies scores without loading the forests
+        model = None if retrain else M.load(models_of, model_id, fitted=False)
         if model is not None and model.meta.get("feature_digest") != M.feature_digest():
             log.info("model %s was fitted on other feature definitions: refitting",
                      model.model_id)  # fmt: skip
             model = None
+        fingerprint = score_inputs(con, run_id) if reuse else ""
+        prev = _previous(con, fingerprint, model.model_id) if reuse and model else None
+        if prev is not None:
+            res = _copy_scores(con, prev, run, model.model_id, fingerprint)
+            res.seconds = time.perf_counter() - t0
+            log.info("%s", res.render())
+            return res
+        if model is not None:
+            model = M.load(models_of, model.model_id)
+        ef = F.compute(con, run_id)
+        for entity, x in ef.items():
+            if x.status != "skipped" and x.frame.height < MIN_ENTITIES:
+                x.status = "skipped"
+                x.reason = (
+                    f"only {x.frame.height} {entity}(s): too few to rank against peers "
+                    f"(at least {MIN_ENTITIES})"
+                )
+        frames = {e: x.frame for e, x in ef.items() if x.status != "skipped"}
+        trained = False
         if model is None:
             if model_id is not None:
-                raise FileNotFoundError(f"no model {model_id} under {M.models_dir(warehouse)}")
-            model = fit_model(warehouse, frames)
+                raise FileNotFoundError(f"no model {model_id} under {M.models_dir(models_of)}")
+            if fit == "never":
+                raise NoModel(
+                    f"no usable model under {M.models_dir(models_of)} (CURRENT-unsupervised "
+                    "missing, or fitted on other feature definitions). Fix: `crossmatch score "
+                    f"--warehouse {models_of} --retrain` fits one."
+                )
+            if not frames:
+                raise NoModel(
+                    "no model yet and no entity kind with enough rows to fit one: "
+                    + "; ".join(f"{e}: {x.reason}" for e, x in ef.items())
+                )
+            model = fit_model(models_of, frames, current=fit == "always")
             trained = True
         scores, reasons = score_frames(model, frames)
-        run = run_id or "(no detect run)"
-        res = ScoreResult(run, model.model_id, trained)
+        res = ScoreResult(run, model.model_id, trained, fingerprint=fingerprint)
         now = dt.datetime.now().replace(microsecond=0)
-        con.execute(DDL)
-        con.execute("BEGIN TRANSACTION")
-        try:
-            for t in ("ml_run", "ml_score", "ml_reason"):
-                con.execute(f"DELETE FROM {t} WHERE run_id = ?", [run])
+        with _replacing(con, run):
             if scores.height:
                 con.register("_s", scores.with_columns(
                     pl.lit(run).alias("run_id"), pl.lit(model.model_id).alias("model_id")
@@ -206,10 +325,63 @@ def score_warehouse(
                     "INSERT INTO ml_run VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     [run, model.model_id, entity, status, reason, n, secs, now],
                 )
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+            con.execute(
+                "INSERT INTO ml_input VALUES (?, ?, ?, NULL, ?)",
+                [run, model.model_id, fingerprint or None, now],
+            )
     res.seconds = time.perf_counter() - t0
     log.info("%s", res.render())
+    return res
+
+
+@contextmanager
+def _replacing(con, run: str) -> Iterator[None]:
+    """One transaction replacing every ``ml_*`` row of ``run`` (rolled back on any error)."""
+    con.execute(DDL)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for t in ("ml_run", "ml_score", "ml_reason", "ml_input"):
+            con.execute(f"DELETE FROM {t} WHERE run_id = ?", [run])
+        yield
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+class NoModel(Exception):
+    """No model to score with, and the caller said not to fit one (or nothing to fit on)."""
+
+
+def _copy_scores(con, prev: str, run: str, model_id: str, fingerprint: str) -> ScoreResult:
+    """Copy run ``prev``'s scores, reasons and statuses under ``run`` (same inputs, same model)."""
+    res = ScoreResult(run, model_id, False, reused_from=prev, fingerprint=fingerprint)
+    rows = con.execute(
+        "SELECT entity, status, reason, entities FROM ml_run WHERE run_id = ? AND model_id = ? "
+        "ORDER BY rowid",
+        [prev, model_id],
+    ).fetchall()
+    if prev == run:  # this very run was scored from the same inputs: nothing to write
+        res.status = {e: (s, r or "", n) for e, s, r, n in rows}
+        return res
+    now = dt.datetime.now().replace(microsecond=0)
+    with _replacing(con, run):
+        con.execute(
+            "INSERT INTO ml_score SELECT ?, model_id, entity, entity_id, village_code, robust_z, "
+            "iforest, ensemble, rank FROM ml_score WHERE run_id = ?",
+            [run, prev],
+        )
+        con.execute(
+            "INSERT INTO ml_reason SELECT ?, entity, entity_id, k, feature, value, peer, z, text "
+            "FROM ml_reason WHERE run_id = ?",
+            [run, prev],
+        )
+        for e, s, r, n in rows:
+            con.execute(
+                "INSERT INTO ml_run VALUES (?, ?, ?, ?, ?, ?, 0.0, ?)",
+                [run, model_id, e, s, r, n, now],
+            )
+            res.status[e] = (s, r or "", n)
+        con.execute("INSERT INTO ml_input VALUES (?, ?, ?, ?, ?)",
+                    [run, model_id, fingerprint, prev, now])  # fmt: skip
     return res

@@ -142,7 +142,8 @@ def nightly(
     wait_seconds: float = 1800,
 ) -> State:
     """Ingest every department's exports, resolve identities, rebuild kinship, run the rules,
-    record the clues. Paths: relative to CROSSMATCH_HOME (default: the worker's folder)."""
+    score the entities (ML), record the clues, write the governance report. Paths: relative
+    to CROSSMATCH_HOME (default: the worker's folder)."""
     return _night(raw, sources, rules, warehouse, only_rules, max_age_days, "ingest", wait_seconds)
 
 

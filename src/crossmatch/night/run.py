@@ -1,4 +1,5 @@
-"""One night: ingest -> resolve -> kinship -> detect -> clues, the one orchestration.
+"""One night: ingest -> resolve -> kinship -> detect -> score -> clues -> report, the one
+orchestration.
 
 ``crossmatch run`` and the Prefect flows (``crossmatch.night.flows``, ``flows/nightly.py``) both
 call :func:`run_night`; neither has logic of its own. Hooks:
@@ -7,10 +8,10 @@ call :func:`run_night`; neither has logic of its own. Hooks:
   yielding the warehouse file to build in (anything ``os.fspath`` accepts). Default
   :func:`in_place` builds in the warehouse itself. An atomic build (a copy, published in one
   step when the block ends, e.g. ``crossmatch.publish.night_build``) plugs in here: ingest,
-  resolve, kinship and detect write the copy, a provisional ``night_run`` row is published
-  with them, and the clues are synced after the publish, from the published warehouse (the
-  review store only ever sees published runs). Notebooks reading the published file then
-  never hold the night up.
+  resolve, kinship, detect and score write the copy, a provisional ``night_run`` row is
+  published with them, and the clues are synced and the report written after the publish,
+  from the published warehouse (the review store only ever sees published runs). Notebooks
+  reading the published file then never hold the night up.
 * ``stage``: ``stage(name, fn) -> result`` wraps each stage's call; the flow makes each stage
   a Prefect task (one box per stage in the UI), the CLI calls ``fn()`` directly.
 * ``wait_seconds``: an analyst's notebook holding the warehouse open (read-only) locks DuckDB's
@@ -18,10 +19,20 @@ call :func:`run_night`; neither has logic of its own. Hooks:
   (then exit 5 with the holder named), instead of ending in a traceback.
 
 The outcome (:data:`OUTCOMES`) is one table for the CLI and the flow: a missing source, a failed
-file or a rule skipped / stale / blind is ``incomplete`` (exit 4, a failed Prefect state named
+file, a rule skipped / stale / blind or the score / report stage skipped / blind is
+``incomplete`` (exit 4, a failed Prefect state named
 ``Incomplete``); a rule in error or a stage that crashed is ``failed`` (exit 6); a warehouse that
 stays locked or is unreadable is ``warehouse`` (exit 5). Only a night where every source was
 present and every rule ``ok`` is ``ok`` (exit 0, Completed).
+
+``score`` (:mod:`crossmatch.ml.score`) ranks the detect run's entities with the current model
+(fitting the first one when there is none, made current only once its scores are published;
+option ``ml_fit="never"`` skips instead); with the model and every input unchanged it copies the
+previous run's scores. ``report`` (:mod:`crossmatch.governance.report`) analyses the run's 类案,
+snapshots the loop metrics and writes the HTML report beside the warehouse. Neither can lose
+the night's clues: a crash in either marks the stage ``failed`` with the reason (exit 6) and
+the night goes on (the build is still published, the clues still synced); a stage that could
+not see everything is ``skipped`` or ``blind`` with the reason (exit 4), never ``ok``.
 
 Every night, whatever its outcome, leaves a row in the warehouse table ``night_run``: rows per
 source, rules per status with reasons, clues new / ongoing / closed, per-stage seconds and the
@@ -60,7 +71,11 @@ from crossmatch.spec.sources import load_sources
 
 log = logging.getLogger("crossmatch.night")
 
-STAGES = ("ingest", "resolve", "kinship", "detect", "clues")
+STAGES = ("ingest", "resolve", "kinship", "detect", "score", "clues", "report")
+#: run on the published warehouse, after the build is published
+AFTER_PUBLISH = ("clues", "report")
+#: a crash here marks the stage failed and the night goes on (the clues are never lost)
+NON_FATAL = ("score", "report")
 
 # outcome -> (exit code, Prefect state type, Prefect state name, meaning). The one table.
 OUTCOMES: dict[str, tuple[int, str, str, str]] = {
@@ -69,7 +84,8 @@ OUTCOMES: dict[str, tuple[int, str, str, str]] = {
         int(ExitCode.INPUT_PROBLEMS),
         "FAILED",
         "Incomplete",
-        "a source missing, a file failed, or a rule skipped / stale / blind",
+        "a source missing, a file failed, a rule or the score / report stage skipped / stale "
+        "/ blind",
     ),
     "warehouse": (
         int(ExitCode.WAREHOUSE),
@@ -121,7 +137,7 @@ CREATE TABLE IF NOT EXISTS night_run (
 @dataclass
 class StageReport:
     name: str
-    status: str = "not run"  # ok / problems / failed / not run
+    status: str = "not run"  # ok / problems / skipped / blind / failed / not run
     seconds: float = 0.0
     text: str = ""
     problems: list[str] = field(default_factory=list)
@@ -143,6 +159,8 @@ class NightResult:
     rules: list[dict[str, Any]] = field(default_factory=list)  # rule_id, status, reason, hits
     detect_run_id: str = ""
     clues: dict[str, int] = field(default_factory=dict)
+    ml: dict[str, Any] = field(default_factory=dict)  # model, reused_from, kinds scored
+    report_path: str = ""
     error: str = ""
     error_outcome: str = ""
     peak_rss_mb: float = 0.0
@@ -156,13 +174,13 @@ class NightResult:
     def outcome(self) -> str:
         if self.error_outcome:
             return self.error_outcome
-        if self.rules_with("error"):
+        if self.rules_with("error") or any(s.status == "failed" for s in self.stages.values()):
             return "failed"
         if (
             self.sources_missing
             or self.files_failed
             or any(r["status"] != "ok" for r in self.rules)
-            or any(s.status in ("problems", "failed") for s in self.stages.values())
+            or any(s.status in ("problems", "skipped", "blind") for s in self.stages.values())
         ):
             return "incomplete"
         return "ok"
@@ -186,8 +204,8 @@ class NightResult:
             if r["status"] != "ok"
         ]
         for s in self.stages.values():
-            if s.status == "failed":
-                out.append(f"stage {s.name} failed: {'; '.join(s.problems)}")
+            if s.status in ("failed", "skipped", "blind"):
+                out.append(f"stage {s.name} {s.status}: {'; '.join(s.problems)}")
         if self.error and not any(self.error in p for p in out):
             out.append(self.error)
         return out
@@ -230,6 +248,8 @@ class NightResult:
             "detect_run_id": self.detect_run_id,
             "hits": self.hits,
             "clues": self.clues,
+            "ml": self.ml,
+            "report": self.report_path or None,
             "peak_rss_mb": round(self.peak_rss_mb, 1),
             "problems": self.problems,
         }
@@ -239,8 +259,11 @@ class NightResult:
         lines = [f"# crossmatch night {self.night_id}", "", f"**{self.headline()}**", ""]
         if self.problems:
             lines += ["## Not green because", ""] + [f"- {p}" for p in self.problems] + [""]
-        lines += ["## Stages", "", "| stage | status | seconds |", "|---|---|---|"]
-        lines += [f"| {s.name} | {s.status} | {s.seconds:.1f} |" for s in self.stages.values()]
+        lines += ["## Stages", "", "| stage | status | seconds | note |", "|---|---|---|---|"]
+        lines += [
+            f"| {s.name} | {s.status} | {s.seconds:.1f} | {self._note(s)} |"
+            for s in self.stages.values()
+        ]
         if self.sources:
             lines += [
                 "",
@@ -268,7 +291,32 @@ class NightResult:
             ]
         if self.clues:
             lines += ["", "## Clues", "", ", ".join(f"{k} {v}" for k, v in self.clues.items())]
+        if self.ml.get("kinds"):
+            lines += ["", "## Model scores", "", f"model {self.ml['model_id']}"
+                      + (" (fitted tonight)" if self.ml.get("trained") else "")
+                      + (f", reused from run {self.ml['reused_from']}"
+                         if self.ml.get("reused_from") else ""), "",
+                      "| entity | status | scored | reason |", "|---|---|---|---|"]  # fmt: skip
+            lines += [
+                f"| {e} | {k['status']} | {k['entities']} | {k['reason']} |"
+                for e, k in self.ml["kinds"].items()
+            ]
+        if self.report_path:
+            lines += ["", "## Report", "", self.report_path]
         return "\n".join(lines) + "\n"
+
+    def _note(self, s: StageReport) -> str:
+        """One line per stage in the outcome table: what it used or wrote, or why not ok."""
+        if s.status in ("failed", "skipped", "blind"):
+            return "; ".join(s.problems).replace("|", "/")[:300]
+        if s.name == "score" and self.ml:
+            reused = self.ml.get("reused_from")
+            return f"model {self.ml['model_id']}" + (
+                f", inputs unchanged: scores of run {reused} reused" if reused else ""
+            )
+        if s.name == "report" and self.report_path:
+            return self.report_path
+        return ""
 
 
 # ----------------------------------------------------------------------------- hooks
@@ -433,12 +481,64 @@ def _clues(cfg: NightConfig, path: Path, res: NightResult, opts: dict[str, Any])
     return StageReport("clues", "ok", text=text)
 
 
+def _score(cfg: NightConfig, path: Path, res: NightResult, opts: dict[str, Any]) -> StageReport:
+    from crossmatch.ml.score import NoModel, score_warehouse
+
+    try:
+        out = score_warehouse(
+            path,
+            res.detect_run_id or None,
+            models_of=cfg.warehouse,  # the build is a copy: models live beside the published one
+            fit=opts.get("ml_fit") or "missing",
+            reuse=not opts.get("full_score"),
+            memory_limit=opts.get("memory_limit") or "2GB",
+        )
+    except NoModel as exc:
+        log.warning("score skipped: %s", exc)
+        return StageReport("score", "skipped", text=str(exc), problems=[str(exc)])
+    res.ml = {
+        "run_id": out.run_id,
+        "model_id": out.model_id,
+        "trained": out.trained,
+        "reused_from": out.reused_from,
+        "scored": out.scored,
+        "kinds": {
+            e: {"status": st, "reason": why, "entities": n}
+            for e, (st, why, n) in out.status.items()
+        },
+    }
+    problems = out.problems()
+    status = "skipped" if not out.scored else "blind" if problems else "ok"
+    text = out.render()
+    log.info("%s", text.splitlines()[0])
+    for p in problems:
+        log.warning("score: %s", p)
+    return StageReport("score", status, text=text, problems=problems)
+
+
+def _report(cfg: NightConfig, path: Path, res: NightResult, opts: dict[str, Any]) -> StageReport:
+    from crossmatch.governance.report import refresh_and_report
+
+    out = refresh_and_report(path, res.detect_run_id or None, rules_dir=cfg.rules)
+    res.report_path = str(out.path)
+    problems = [
+        f"{kind}: {why}" for kind, (st, why) in sorted(out.findings.status.items()) if st != "ok"
+    ]
+    for p in problems:
+        log.warning("report: finding %s", p)
+    log.info("report: %s (%d findings)", out.path, len(out.findings.findings))
+    return StageReport("report", "blind" if problems else "ok", text=out.render(),
+                       problems=problems)  # fmt: skip
+
+
 _STAGE_FN = {
     "ingest": _ingest,
     "resolve": _resolve,
     "kinship": _kinship,
     "detect": _detect,
+    "score": _score,
     "clues": _clues,
+    "report": _report,
 }
 
 
@@ -504,7 +604,8 @@ def run_night(
     """Run the night from ``from_stage`` on; never raises for a crossmatch problem: the
     outcome, the exit code and every reason are in the returned :class:`NightResult` (and
     its ``night_run`` row). ``options``: workers, memory_limit, allow_shrink (ingest),
-    full_resolve (resolve)."""
+    full_resolve (resolve), ml_fit (score: ``missing`` fits the first model when there is none,
+    ``never`` skips the stage instead), full_score (score: recompute even when unchanged)."""
     if from_stage not in STAGES:
         raise ValueError(f"from_stage {from_stage!r}: one of {', '.join(STAGES)}")
     cfg = config or NightConfig.resolve()
@@ -516,7 +617,7 @@ def run_night(
     todo = STAGES[STAGES.index(from_stage) :]
     for name in STAGES:
         res.stages[name] = StageReport(name)  # "not run" until it runs
-    build = [n for n in todo if n != "clues"]
+    build = [n for n in todo if n not in AFTER_PUBLISH]
 
     def one(name: str, path: Path) -> None:
         wait_unlocked(path, wait_seconds)
@@ -527,6 +628,10 @@ def run_night(
             rep = StageReport(name, "failed", problems=[_message(exc)])
             rep.seconds = time.perf_counter() - t0
             res.stages[name] = rep
+            if name in NON_FATAL and isinstance(exc, Exception):  # the night goes on
+                log.error("stage %s failed, the night goes on without it: %s", name,
+                          _message(exc), exc_info=not isinstance(exc, CrossmatchError))  # fmt: skip
+                return
             raise
         rep.seconds = time.perf_counter() - t0
         res.stages[name] = rep
@@ -539,10 +644,12 @@ def run_night(
                 one(name, path)
             if path != cfg.warehouse:  # published with the results: the row never lags them
                 _record_quietly(path, res, night_id)
-        # the clues after the publish: the review store (beside the published warehouse)
-        # only ever sees published detect runs; reading needs no write lock
-        if "clues" in todo:
-            one("clues", cfg.warehouse)
+        _publish_model(cfg, res)
+        # the clues and the report after the publish: the review store (beside the published
+        # warehouse) only ever sees published detect runs; reading needs no write lock
+        for name in AFTER_PUBLISH:
+            if name in todo:
+                one(name, cfg.warehouse)
     except Exception as exc:
         res.error, res.error_outcome = _message(exc), _outcome_of(exc)
         if not isinstance(exc, CrossmatchError):
@@ -561,6 +668,18 @@ def run_night(
         log.warning("night %s: its night_run row could not be written: %s", night_id, exc)
     log.info("%s", res.headline())
     return res
+
+
+def _publish_model(cfg: NightConfig, res: NightResult) -> None:
+    """A model fitted tonight becomes the current one now that its scores are published (a
+    night that dies before publishing leaves an unused model folder, never a CURRENT naming a
+    model whose scores nobody can read)."""
+    if not (res.ml.get("trained") and res.stages["score"].status != "failed"):
+        return
+    from crossmatch.ml import model as M
+
+    M.make_current(cfg.warehouse, res.ml["model_id"])
+    log.info("model %s is now the current one", res.ml["model_id"])
 
 
 def _record_quietly(path: Path, res: NightResult, night_id: str, raise_: bool = False) -> None:
