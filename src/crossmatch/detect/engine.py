@@ -819,7 +819,8 @@ def run_example(
         prepare(con, rdir, keep={t for t in example.given if t.startswith("ref_")})
         execute_rule(con, spec, example.params)
         cur = con.execute(
-            "SELECT subject, period, amount, village_code, evidence FROM _rule_hits ORDER BY subject, period"
+            "SELECT subject, period, amount, village_code, evidence FROM _rule_hits "
+            "ORDER BY subject, period"
         )
         names = [d[0] for d in cur.description]
         return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
