@@ -63,17 +63,24 @@ def differences(a: Path, b: Path, tables: dict[str, str] | None = None) -> dict[
     return out
 
 
-def examples(a: Path, b: Path, name: str, n: int = 5) -> list[tuple]:
-    """A few rows of ``name`` only in A (for a failure message)."""
+def examples(
+    a: Path, b: Path, name: str, n: int = 5, tables: dict[str, str] | None = None
+) -> dict[str, list[tuple]]:
+    """A few rows of ``name`` only in A and only in B (for a failure message), compared by the
+    same query as :func:`differences` (``tables``, default :data:`EQUAL`)."""
+    sql = (tables or EQUAL)[name]
     con = duckdb.connect()
     try:
         con.execute(f"ATTACH '{a}' AS a (READ_ONLY)")
         con.execute(f"ATTACH '{b}' AS b (READ_ONLY)")
         con.execute("USE a")
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _qa AS {RESULTS[name]}")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _qa AS {sql}")
         con.execute("USE b")
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _qb AS {RESULTS[name]}")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _qb AS {sql}")
         con.execute("USE memory")
-        return con.execute(f"FROM (FROM _qa EXCEPT ALL FROM _qb) LIMIT {n}").fetchall()
+        return {
+            "only in A": con.execute(f"FROM (FROM _qa EXCEPT ALL FROM _qb) LIMIT {n}").fetchall(),
+            "only in B": con.execute(f"FROM (FROM _qb EXCEPT ALL FROM _qa) LIMIT {n}").fetchall(),
+        }
     finally:
         con.close()

@@ -25,7 +25,7 @@ def _one(wh: Path, sql: str):
 
 def _assert_equal(a: Path, b: Path, tables: dict[str, str] | None = None) -> None:
     diff = differences(a, b, tables or EQUAL)
-    assert not diff, {k: (v, examples(a, b, k, 2) if k in EQUAL else None) for k, v in diff.items()}
+    assert not diff, {k: (v, examples(a, b, k, 2, tables or EQUAL)) for k, v in diff.items()}
 
 
 def test_unchanged_night_has_nothing_to_do(county: County):

@@ -72,7 +72,7 @@ def test_undeclared_parameter_and_bad_default(tmp_path):
 
 
 def test_sql_that_does_not_compile_points_into_the_sql(tmp_path):
-    text = GOOD.replace("'id_raw': any_value(payee_id_raw)", "'id_raw': any_value(payee_id_rw)")
+    text = GOOD.replace("'id_raw': min(payee_id_raw)", "'id_raw': min(payee_id_rw)")
     assert "payee_id_rw" in text
     d = write(tmp_path, "ghost_recipient.yaml", text)
     (p,) = validate_rules(d)
