@@ -643,7 +643,47 @@ def _store(con: duckdb.DuckDBPyConnection, spec: RuleSpec, run_id: str) -> tuple
     return int(n), float(amt)
 
 
-def run_rules(
+@dataclass
+class RunPlan:
+    """A detect run begun on a warehouse connection (:func:`begin_run`): the rules, what each
+    reads, the status each gets from its real inputs before anything runs, and which rules copy
+    the hits of an earlier run because their inputs are unchanged (:mod:`crossmatch.detect.reuse`).
+    """
+
+    run_id: str
+    specs: list[RuleSpec]
+    needs: dict[str, rule_needs.RuleNeeds]
+    status: dict[str, tuple[str, str]]  # rule id -> (status, reason): ok/blind run, others not
+    prepare_seconds: float = 0.0
+    rules_dir: str | Path = "rules"
+    only: list[str] | None = None
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fingerprints: dict[str, str] = field(default_factory=dict)  # rule id -> inputs' digest
+    previous: dict[str, str] = field(default_factory=dict)  # rule id -> run with the same inputs
+
+    def runnable(self, rule_id: str) -> bool:
+        """Whether the rule has hits this run (``ok``, or ``blind``: its hits flagged as partial),
+        computed or copied (:meth:`reuses`)."""
+        return self.status[rule_id][0] in ("ok", "blind")
+
+    def reuses(self, rule_id: str) -> str | None:
+        """The run whose hits this runnable rule copies (same inputs), else None: it executes."""
+        return self.previous.get(rule_id) if self.runnable(rule_id) else None
+
+    def executes(self, rule_id: str) -> bool:
+        """Whether the rule's SQL runs this run (runnable and not reused)."""
+        return self.runnable(rule_id) and self.reuses(rule_id) is None
+
+
+def stage_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Create ``hit``/``rule_run``/``detect_run`` if absent and the run's empty staging tables
+    ``_run_hit`` and ``_run_rule`` (what :func:`run_rule` and :func:`record_outcome` append to)."""
+    con.execute(HIT_DDL)
+    con.execute("CREATE OR REPLACE TEMP TABLE _run_hit AS SELECT * FROM hit LIMIT 0")
+    con.execute("CREATE OR REPLACE TEMP TABLE _run_rule AS SELECT * FROM rule_run LIMIT 0")
+
+
+def begin_run(
     con: duckdb.DuckDBPyConnection,
     rules_dir: str | Path = "rules",
     only: list[str] | None = None,
@@ -652,28 +692,21 @@ def run_rules(
     run_id: str | None = None,
     max_age_days: float | None = None,
     full: bool = False,
-) -> RunResult:
-    """Run every rule in ``rules_dir`` (or those in ``only``) and store hits and rule_run rows.
-
-    Spec problems raise :class:`crossmatch.errors.SpecError` before anything runs. ``params``
-    overrides parameters per rule id. Each rule's status comes from its real inputs (module
-    docstring); hits, ``rule_run`` rows and the finished ``detect_run`` row are written in one
-    transaction at the end.
-
-    A rule whose inputs are unchanged since a finished run copies that run's hits
-    (:mod:`crossmatch.detect.reuse`); ``full`` runs every rule.
-    """
+) -> RunPlan:
+    """Begin a run: record it as ``running`` in ``detect_run``, rebuild kinship if stale, make the
+    connection ready for rules (:func:`prepare`), stage the run's tables, decide each rule's
+    status from its inputs and which rules reuse an earlier run's hits (none when ``full``).
+    Spec problems raise :class:`crossmatch.errors.SpecError` first."""
     from crossmatch.detect import reuse
 
     specs = load_rules(rules_dir, only=only)
     needs = rule_needs.derive_cached(specs, rules_dir)
     run_id = run_id or dt.datetime.now().strftime("%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:6]
-    started_run = dt.datetime.now()
     t_prep = time.perf_counter()
     con.execute(HIT_DDL)
     con.execute(
         "INSERT INTO detect_run VALUES (?, ?, NULL, 'running', ?, NULL)",
-        [run_id, started_run, len(specs)],
+        [run_id, dt.datetime.now(), len(specs)],
     )
     loaded = loaded_columns(con)  # before contract stand-ins hide an absent column
     kin_problem = None
@@ -694,75 +727,151 @@ def run_rules(
     avail = available_sources(con, max_age_days=max_age_days)
     ident = identity_is_stale(con)
     empty = empty_columns(con, needs)
-    con.execute("CREATE OR REPLACE TEMP TABLE _run_hit AS SELECT * FROM hit LIMIT 0")
-    con.execute("CREATE OR REPLACE TEMP TABLE _run_rule AS SELECT * FROM rule_run LIMIT 0")
+    stage_tables(con)
     con.execute(reuse.RULE_INPUT_DDL)
     fps = reuse.rule_fingerprints(con, specs, needs, rules_dir, params)
     prev = {} if full else reuse.previous_runs(con, fps)
     con.execute("CREATE OR REPLACE TEMP TABLE _run_input AS SELECT * FROM rule_input LIMIT 0")
-    result = RunResult(run_id, prepare_seconds=time.perf_counter() - t_prep)
+    status = {}
     for spec in specs:
-        t0 = time.perf_counter()
-        started = dt.datetime.now()
-        status, why = assess(needs[spec.id], avail, loaded, empty, ident)
-        if kin_problem and status in ("ok", "blind") and _reads_kinship(needs[spec.id]):
-            status, why = "stale", kin_problem
-        out = RuleOutcome(spec.id, spec.version, status, why)
-        if status in ("ok", "blind") and spec.id in prev:  # same inputs: same hits
-            out.reused_from = prev[spec.id]
-            out.hits, out.amount = reuse.copy_hits(con, spec.id, prev[spec.id], run_id)
-        elif status in ("ok", "blind"):  # a blind rule runs: its hits, flagged as partial
-            try:
-                execute_rule(con, spec, (params or {}).get(spec.id))
-                out.hits, out.amount = _store(con, spec, run_id)
-            except Exception as exc:  # one broken rule must not stop the others
-                log.exception("rule %s failed", spec.id)
-                out.status, out.reason = "error", f"{type(exc).__name__}: {exc}".splitlines()[0]
-                out.hits, out.amount = 0, 0.0
-                con.execute("DELETE FROM _run_hit WHERE rule_id = ?", [spec.id])
-        out.seconds = time.perf_counter() - t0
+        st = assess(needs[spec.id], avail, loaded, empty, ident)
+        if kin_problem and st[0] in ("ok", "blind") and _reads_kinship(needs[spec.id]):
+            st = ("stale", kin_problem)
+        status[spec.id] = st
+    return RunPlan(
+        run_id,
+        specs,
+        needs,
+        status,
+        time.perf_counter() - t_prep,
+        rules_dir=rules_dir,
+        only=only,
+        params=dict(params or {}),
+        fingerprints=fps,
+        previous=prev,
+    )
+
+
+def run_rule(
+    con: duckdb.DuckDBPyConnection,
+    spec: RuleSpec,
+    run_id: str,
+    overrides: dict[str, Any] | None = None,
+) -> tuple[int, float]:
+    """Execute one rule on a prepared connection and append its hits to ``_run_hit``
+    (:func:`stage_tables`); returns (hits, amount). Raises if the rule fails."""
+    execute_rule(con, spec, overrides)
+    return _store(con, spec, run_id)
+
+
+def reuse_rule(con: duckdb.DuckDBPyConnection, plan: RunPlan, spec: RuleSpec) -> tuple[int, float]:
+    """Stage the hits the rule had in the run :meth:`RunPlan.reuses` names, under this run's id;
+    returns (hits, amount)."""
+    from crossmatch.detect import reuse
+
+    prev = plan.reuses(spec.id)
+    if prev is None:
+        raise ValueError(f"rule {spec.id} has no earlier run with the same inputs")
+    return reuse.copy_hits(con, spec.id, prev, plan.run_id)
+
+
+def record_outcome(
+    con: duckdb.DuckDBPyConnection, plan: RunPlan, out: RuleOutcome, started: dt.datetime
+) -> None:
+    """Append one rule's outcome to the run's staging tables: ``_run_rule``, and ``_run_input``
+    (its inputs' fingerprint, for the next run's reuse) when it has hits this run."""
+    con.execute(
+        "INSERT INTO _run_rule VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            plan.run_id,
+            out.rule_id,
+            out.version,
+            out.status,
+            out.reason,
+            out.hits,
+            out.amount,
+            out.seconds,
+            started,
+        ],
+    )
+    if out.status in ("ok", "blind"):
         con.execute(
-            "INSERT INTO _run_rule VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                run_id,
-                spec.id,
-                spec.version,
-                out.status,
-                out.reason,
-                out.hits,
-                out.amount,
-                out.seconds,
-                started,
-            ],
+            "INSERT INTO _run_input VALUES (?, ?, ?, ?)",
+            [plan.run_id, out.rule_id, plan.fingerprints[out.rule_id], out.reused_from],
         )
-        if out.status in ("ok", "blind"):
-            con.execute(
-                "INSERT INTO _run_input VALUES (?, ?, ?, ?)",
-                [run_id, spec.id, fps[spec.id], out.reused_from],
-            )
-        log.info(
-            "rule %s: %s %d hits %.2fs%s", spec.id, out.status, out.hits, out.seconds,
-            f" (reused from {out.reused_from})" if out.reused_from else "",
-        )  # fmt: skip
-        result.outcomes.append(out)
+    log.info(
+        "rule %s: %s %d hits %.2fs%s", out.rule_id, out.status, out.hits, out.seconds,
+        f" (reused from {out.reused_from})" if out.reused_from else "",
+    )  # fmt: skip
+
+
+def finish_run(con: duckdb.DuckDBPyConnection, plan: RunPlan, outcomes: list[RuleOutcome]) -> None:
+    """Publish the staged hits, rule rows and fingerprints and mark the run finished, in one
+    transaction; a run of the whole rule set records stage ``detect`` (what it ran on)."""
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute("INSERT INTO hit SELECT * FROM _run_hit")
         con.execute("INSERT INTO rule_run SELECT * FROM _run_rule")
         con.execute("INSERT INTO rule_input SELECT * FROM _run_input")
-        if only is None and not params:  # the whole rule set ran on these inputs
+        if plan.only is None and not plan.params:  # the whole rule set ran on these inputs
             from crossmatch.publish import detect_inputs
 
-            warehouse.record_stage(con, "detect", detect_inputs(con, rules_dir), run_id)
+            warehouse.record_stage(con, "detect", detect_inputs(con, plan.rules_dir), plan.run_id)
         con.execute(
             "UPDATE detect_run SET finished_at = ?, status = 'finished', hits = ? WHERE run_id = ?",
-            [dt.datetime.now(), sum(o.hits for o in result.outcomes), run_id],
+            [dt.datetime.now(), sum(o.hits for o in outcomes), plan.run_id],
         )
         con.execute("COMMIT")
     except BaseException:
         with suppress(duckdb.Error):  # a failed COMMIT has already rolled back
             con.execute("ROLLBACK")
         raise
+
+
+def run_rules(
+    con: duckdb.DuckDBPyConnection,
+    rules_dir: str | Path = "rules",
+    only: list[str] | None = None,
+    *,
+    params: dict[str, dict[str, Any]] | None = None,
+    run_id: str | None = None,
+    max_age_days: float | None = None,
+    full: bool = False,
+) -> RunResult:
+    """Run every rule in ``rules_dir`` (or those in ``only``) and store hits and rule_run rows.
+
+    Spec problems raise :class:`crossmatch.errors.SpecError` before anything runs. ``params``
+    overrides parameters per rule id. Each rule's status comes from its real inputs (module
+    docstring); hits, ``rule_run`` rows and the finished ``detect_run`` row are written in one
+    transaction at the end.
+
+    A rule whose inputs are unchanged since a finished run copies that run's hits
+    (:mod:`crossmatch.detect.reuse`); ``full`` runs every rule.
+    """
+    plan = begin_run(
+        con, rules_dir, only, params=params, run_id=run_id, max_age_days=max_age_days, full=full
+    )
+    result = RunResult(plan.run_id, prepare_seconds=plan.prepare_seconds)
+    for spec in plan.specs:
+        t0 = time.perf_counter()
+        started = dt.datetime.now()
+        status, why = plan.status[spec.id]
+        out = RuleOutcome(spec.id, spec.version, status, why)
+        if plan.reuses(spec.id):  # same inputs: same hits
+            out.reused_from = plan.reuses(spec.id)
+            out.hits, out.amount = reuse_rule(con, plan, spec)
+        elif plan.runnable(spec.id):  # a blind rule runs: its hits, flagged as partial
+            try:
+                out.hits, out.amount = run_rule(con, spec, plan.run_id, plan.params.get(spec.id))
+            except Exception as exc:  # one broken rule must not stop the others
+                log.exception("rule %s failed", spec.id)
+                out.status, out.reason = "error", f"{type(exc).__name__}: {exc}".splitlines()[0]
+                out.hits, out.amount = 0, 0.0
+                con.execute("DELETE FROM _run_hit WHERE rule_id = ?", [spec.id])
+        out.seconds = time.perf_counter() - t0
+        record_outcome(con, plan, out, started)
+        result.outcomes.append(out)
+    finish_run(con, plan, result.outcomes)
     return result
 
 

@@ -1,0 +1,241 @@
+"""Partitioned detect on a tiny two-township warehouse (fast, in process): the same hits as
+run_rules, with cases whose persons live in both townships."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from crossmatch.detect import run_rules, schema
+from crossmatch.scale.locality import classify
+from crossmatch.scale.partition import plan_partitions
+from crossmatch.scale.run import run_partitioned
+from crossmatch.spec.rules import load_rules
+
+RULES_DIR = Path(__file__).resolve().parents[2] / "rules"
+
+
+def build_warehouse(tables: dict[str, list[dict]]) -> duckdb.DuckDBPyConnection:
+    """In-memory warehouse of contract tables (as tests/rules/conftest.py builds them)."""
+    con = duckdb.connect()
+    for table, rows in tables.items():
+        full = []
+        for i, r in enumerate(rows):
+            r = dict(r)
+            if table.startswith("r_"):
+                r.setdefault("_source", table[2:])
+                r.setdefault("_file", f"{table[2:]}/fixture.csv")
+                r.setdefault("_row", i + 2)
+                for role in schema.roles(table[2:]):
+                    if f"{role}_pid" in r:
+                        r.setdefault(f"{role}_id", r[f"{role}_pid"])
+            full.append(r)
+        schema.load_rows(con, table, full, temp=False)
+    return con
+
+
+T1, T2 = "341122001", "341122002"
+PEOPLE = {  # pid -> (home village, household)
+    "A": (T1 + "001", "H1"),
+    "B": (T2 + "001", "H2"),
+    "C": (T2 + "002", "H3"),
+    "D": (T2 + "004", "H4"),
+    "E": (T1 + "003", "H5"),
+    "F": (T2 + "003", "H6"),
+}
+ONLY = ["duplicate_payment", "shared_account", "deceased_recipient", "cadre_account"]
+
+
+def _pay(pid, period, village, account, amount=100):
+    return {
+        "payee_pid": pid,
+        "payee_name": pid,
+        "item": "养老金",
+        "period": period,
+        "amount": amount,
+        "village_code": village,
+        "account": account,
+        "status": "成功",
+    }
+
+
+def _tables() -> dict[str, list[dict]]:
+    pay = [
+        # A paid twice for one month: once in each township
+        _pay("A", "2025-03", T1 + "001", "ACC-A"),
+        _pay("A", "2025-03", T2 + "001", "ACC-A2"),
+        # one account, three households in two townships
+        _pay("A", "2025-04", T1 + "001", "ACC-X"),
+        _pay("B", "2025-04", T2 + "001", "ACC-X"),
+        _pay("C", "2025-04", T2 + "002", "ACC-X"),
+        # D died in January, still paid in May
+        _pay("D", "2025-05", T2 + "004", "ACC-D"),
+        # F paid into the account of E, a village cadre in the other township
+        _pay("F", "2025-05", T2 + "003", "ACC-E"),
+    ]
+    return {
+        "person": [
+            {
+                "person_id": p,
+                "name": p,
+                "id_number": p,
+                "village_code": v,
+                "household_no": h,
+                "in_registry": True,
+            }
+            for p, (v, h) in PEOPLE.items()
+        ],
+        "r_hukou": [
+            {"person_pid": p, "household_no": h, "village_code": v, "status": "正常"}
+            for p, (v, h) in PEOPLE.items()
+        ],
+        "r_payment": pay,
+        "r_proxy_filing": [{"beneficiary_pid": "Y", "agent_pid": "Z", "account": "ACC-Y"}],
+        "r_death": [{"person_pid": "D", "death_date": "2025-01-10"}],
+        "r_bank_account": [{"account": "ACC-E", "holder_pid": "E", "holder_name": "E"}],
+        "r_cadre": [
+            {"person_pid": "E", "person_name": "E", "village_code": T1 + "003", "post": "村委委员"}
+        ],
+    }
+
+
+def _hits(con: duckdb.DuckDBPyConnection) -> list[tuple]:
+    return sorted(
+        map(
+            repr,
+            con.execute(
+                "SELECT * EXCLUDE (run_id) FROM hit ORDER BY rule_id, subject, period"
+            ).fetchall(),
+        )
+    )
+
+
+@pytest.mark.parametrize("partitions", [None, 1, 3])
+def test_partitioned_equals_run_rules(partitions):
+    single = build_warehouse(_tables())
+    run_rules(single, RULES_DIR, only=ONLY)
+    parts = build_warehouse(_tables())
+    res = run_partitioned(parts, RULES_DIR, only=ONLY, partitions=partitions)
+    assert _hits(parts) == _hits(single)
+    got = {o.rule_id: o.hits for o in res.run.outcomes}
+    # every planted case is found, each once
+    assert got == {r: 1 for r in ONLY}, res.table()
+    assert res.locality["cadre_account"].local is False
+    assert res.locality["shared_account"].local is True
+    assert res.plan.n == (partitions or 2)
+
+
+def test_groups_keep_an_account_whole():
+    con = build_warehouse(_tables())
+    plan = plan_partitions(con)
+    assert plan.n == 2 and sorted(plan.regions) == [T1, T2]
+    part = dict(con.execute("SELECT node, part FROM _scale_node").fetchall())
+    # A (township 1), B and C (township 2) share ACC-X: one group, in A's township
+    assert (
+        part["p:A"] == part["p:B"] == part["p:C"] == part["a:ACCX"]
+    )  # norm_account drops the dash
+    # F (township 2) is paid into ACC-E, which E (township 1) holds: one group too
+    assert part["p:E"] == part["p:F"] == part["p:A"]
+    # D, alone in township 2, is in the other partition
+    assert part["p:D"] != part["p:A"]
+
+
+def test_locality_of_the_rules():
+    loc = classify(load_rules(RULES_DIR))
+    local = {r for r, v in loc.items() if v.local}
+    assert local == {
+        "business_on_dibao",
+        "deceased_recipient",
+        "duplicate_payment",
+        "farmland_over_area",
+        "over_standard_amount",
+        "payroll_on_dibao",
+        "property_on_dibao",
+        "shared_account",
+        "underage_elderly_allowance",
+        "vehicle_on_dibao",
+    }
+    assert "kin_relative" in " ".join(loc["cadre_relative_recipient"].reasons)
+    assert "payee_id" in " ".join(loc["ghost_recipient"].reasons)
+
+
+def _rule_rows(con: duckdb.DuckDBPyConnection, run_id: str) -> list[tuple]:
+    return con.execute(
+        "SELECT rule_id, status, reason, hits, amount FROM rule_run WHERE run_id = ? ORDER BY 1",
+        [run_id],
+    ).fetchall()
+
+
+def test_partitioned_run_is_recorded_like_run_rules():
+    """Every rule (most skipped or blind on this warehouse): the same rule_run rows, statuses and
+    reasons, fingerprints and stage ``detect`` as run_rules; the next run, partitioned or not,
+    copies the hits of the partitioned run, and a rule run on changed inputs runs again."""
+    from crossmatch import warehouse
+
+    single = build_warehouse(_tables())
+    a = run_rules(single, RULES_DIR)
+    parts = build_warehouse(_tables())
+    res = run_partitioned(parts, RULES_DIR)
+    b = res.run
+    statuses = {o.status for o in b.outcomes}
+    assert {"ok", "blind", "skipped"} <= statuses, statuses
+    assert _rule_rows(parts, b.run_id) == _rule_rows(single, a.run_id)
+    assert _hits(parts) == _hits(single)
+    assert res.ran_local and res.ran_cross and not res.reused
+    fp = "SELECT rule_id, fingerprint, reused_from FROM rule_input WHERE run_id = ? ORDER BY 1"
+    assert parts.execute(fp, [b.run_id]).fetchall() == single.execute(fp, [a.run_id]).fetchall()
+    assert parts.execute(fp, [b.run_id]).fetchall()  # the ok and blind rules
+    assert warehouse.stage_state(parts, "detect")[:2] == (
+        warehouse.stage_state(single, "detect")[0],
+        b.run_id,
+    )
+    status = parts.execute("SELECT status FROM detect_run WHERE run_id = ?", [b.run_id]).fetchone()
+    assert status == ("finished",)
+
+    # unchanged inputs: the next partitioned run runs nothing and copies the hits
+    again = run_partitioned(parts, RULES_DIR)
+    assert not again.ran_local and not again.ran_cross
+    ran = {o.rule_id for o in b.outcomes if o.status in ("ok", "blind")}
+    assert set(again.reused) == ran
+    assert {o.rule_id: o.reused_from for o in again.run.outcomes if o.reused_from} == {
+        r: b.run_id for r in ran
+    }
+    assert _rule_rows(parts, again.run.run_id) == _rule_rows(parts, b.run_id)
+    latest = "SELECT * EXCLUDE (run_id) FROM hit WHERE run_id = ? ORDER BY rule_id, subject"
+    assert (
+        parts.execute(latest, [again.run.run_id]).fetchall()
+        == parts.execute(latest, [b.run_id]).fetchall()
+    )
+    # and run_rules reuses the partitioned run's hits (same fingerprints)
+    one = run_rules(parts, RULES_DIR)
+    assert {o.rule_id for o in one.outcomes if o.reused_from} == ran
+
+    # a changed death register: the rule reading it runs again, the others copy their hits
+    for con in (parts, single):
+        con.execute("UPDATE r_death SET death_date = '2025-02-10' WHERE person_pid = 'D'")
+    changed = run_partitioned(parts, RULES_DIR)
+    assert changed.ran_local == ["deceased_recipient"] and not changed.ran_cross
+    assert set(changed.reused) == ran - {"deceased_recipient"}
+    a2 = run_rules(single, RULES_DIR, full=True)
+    rows = "SELECT * EXCLUDE (run_id) FROM hit WHERE run_id = ? ORDER BY rule_id, subject, period"
+    assert (
+        parts.execute(rows, [changed.run.run_id]).fetchall()
+        == single.execute(rows, [a2.run_id]).fetchall()
+    )
+    assert (
+        "2025-02-10"
+        in parts.execute(
+            "SELECT evidence FROM hit WHERE run_id = ? AND rule_id = 'deceased_recipient'",
+            [changed.run.run_id],
+        ).fetchone()[0]
+    )
+
+
+def test_full_runs_every_rule():
+    parts = build_warehouse(_tables())
+    run_partitioned(parts, RULES_DIR, only=ONLY)
+    res = run_partitioned(parts, RULES_DIR, only=ONLY, full=True)
+    assert not res.reused and sorted(res.ran_local + res.ran_cross) == sorted(ONLY)
+    assert all(o.reused_from is None for o in res.run.outcomes)
