@@ -105,17 +105,36 @@ def _targets(run: Run) -> None:
     if not run.rules:
         run.misses.append("no rule scores")
     for s in run.rules:
+        if s.traps_flagged:
+            run.misses.append(f"{s.rule_id}: {s.traps_flagged} trap(s) flagged")
+        if s.status != "ok":  # blind / skipped / stale / error: the engine said so, with why
+            seen = f"; found {s.found}/{s.planted} with what it could see" if s.planted else ""
+            run.misses.append(f"{s.rule_id}: {s.status} ({s.reason[:200] or 'no reason'}){seen}")
+            continue
         if s.planted and (s.recall or 0.0) < RECALL:
             run.misses.append(f"{s.rule_id}: recall {s.recall or 0:.3f} ({s.found}/{s.planted})")
         if s.hits and (s.precision or 0.0) < PRECISION:
             run.misses.append(f"{s.rule_id}: precision {s.precision:.3f}")
-        if s.traps_flagged:
-            run.misses.append(f"{s.rule_id}: {s.traps_flagged} trap(s) flagged")
     if not run.identity:
         run.misses.append("no identity scores")
     for label, sc in run.identity.items():
         if sc.f1 < IDENTITY_F1:
             run.misses.append(f"identity {label}: F1 {sc.f1:.4f}")
+
+
+def micro(rules: list) -> tuple[float, float, int, int]:
+    """(micro recall, micro precision) over the rules that ran ``ok`` (a blind, skipped, stale
+    or failed rule is reported by its status, not scored as recall 0), traps flagged (all
+    rules), rules not ``ok``."""
+    ok = [s for s in rules if s.status == "ok"]
+    planted, found = sum(s.planted for s in ok), sum(s.found for s in ok)
+    hits, true_hits = sum(s.hits for s in ok), sum(s.true_hits for s in ok)
+    return (
+        found / planted if planted else float("nan"),
+        true_hits / hits if hits else float("nan"),
+        sum(s.traps_flagged for s in rules),
+        len(rules) - len(ok),
+    )
 
 
 def render(run: Run) -> str:
@@ -131,11 +150,22 @@ def render(run: Run) -> str:
             pr = f"{s.precision:.3f}" if s.precision is not None else "-"
             lines.append(f"  {s.rule_id:<28} {s.planted:>7} {s.found:>6} {s.hits:>6} {rc:>7} "
                          f"{pr:>6} {s.traps:>6} {s.traps_flagged:>7}  {s.status}")  # fmt: skip
+    if run.rules:
+        rec, pre, traps, not_ok = micro(run.rules)
+        lines.append(f"  micro (rules ok): recall {rec:.4f}  precision {pre:.4f}  traps flagged "
+                     f"{traps}  rules not ok {not_ok}")  # fmt: skip
     for label, sc in run.identity.items():
         lines.append("  identity " + sc.render(label))
     lines.append(f"  targets: {'MET' if not run.misses else f'{len(run.misses)} missed'}")
     lines += [f"    - {m}" for m in run.misses[:25]]
     return "\n".join(lines)
+
+
+def _f1s(run: Run) -> tuple[float, float]:
+    """(identity F1 overall, on damaged records)."""
+    f1 = {k: v.f1 for k, v in run.identity.items()}
+    overall = next(iter(f1.values()), float("nan"))
+    return overall, next((v for k, v in f1.items() if "damag" in k), float("nan"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,23 +198,35 @@ def main(argv: list[str] | None = None) -> int:
     print(
         "\n== summary (targets: recall >= 0.98, precision >= 0.95, no trap, identity F1 >= 0.995)"
     )
-    print(f"  {'layout':<10} {'seed':>5} {'rules met':>10} {'min recall':>10} {'min prec':>9} "
-          f"{'traps':>6} {'F1':>7} {'F1 dmg':>7}  result")  # fmt: skip
+    print(f"  {'layout':<10} {'seed':>5} {'rules met':>10} {'not ok':>6} {'min recall':>10} "
+          f"{'min prec':>9} {'micro R':>8} {'micro P':>8} {'traps':>6} {'F1':>7} {'F1 dmg':>7}"
+          "  result")  # fmt: skip
     for r in runs:
+        ok = [s for s in r.rules if s.status == "ok"]
         ok_rules = sum(
-            1 for s in r.rules
+            1 for s in ok
             if (not s.planted or (s.recall or 0) >= RECALL)
             and (not s.hits or (s.precision or 0) >= PRECISION) and not s.traps_flagged
         )  # fmt: skip
-        rec = min((s.recall for s in r.rules if s.recall is not None), default=float("nan"))
-        pre = min((s.precision for s in r.rules if s.precision is not None), default=float("nan"))
-        traps = sum(s.traps_flagged for s in r.rules)
-        f1 = {k: v.f1 for k, v in r.identity.items()}
-        overall = next(iter(f1.values()), float("nan"))
-        damaged = next((v for k, v in f1.items() if "damag" in k), float("nan"))
-        print(f"  {r.layout:<10} {r.seed:>5} {ok_rules:>4}/{len(r.rules):<5} {rec:>10.3f} "
-              f"{pre:>9.3f} {traps:>6} {overall:>7.4f} {damaged:>7.4f}  "
-              f"{'MET' if not r.misses else 'MISSED'}")  # fmt: skip
+        rec = min((s.recall for s in ok if s.recall is not None), default=float("nan"))
+        pre = min((s.precision for s in ok if s.precision is not None), default=float("nan"))
+        mrec, mpre, traps, not_ok = micro(r.rules)
+        overall, damaged = _f1s(r)
+        print(f"  {r.layout:<10} {r.seed:>5} {ok_rules:>4}/{len(r.rules):<5} {not_ok:>6} "
+              f"{rec:>10.3f} {pre:>9.3f} {mrec:>8.4f} {mpre:>8.4f} {traps:>6} {overall:>7.4f} "
+              f"{damaged:>7.4f}  {'MET' if not r.misses else 'MISSED'}")  # fmt: skip
+    print("\n== per layout (all seeds pooled; micro over the rules that ran ok)")
+    print(f"  {'layout':<10} {'micro R':>8} {'micro P':>8} {'traps':>6} {'F1 min':>7} "
+          f"{'F1dmg min':>9}  rules not ok (status)")  # fmt: skip
+    for layout in dict.fromkeys(r.layout for r in runs):
+        rs = [r for r in runs if r.layout == layout]
+        pooled = [s for r in rs for s in r.rules]
+        mrec, mpre, traps, _ = micro(pooled)
+        f1s = [_f1s(r) for r in rs]
+        not_ok = sorted({f"{s.rule_id} ({s.status})" for s in pooled if s.status != "ok"})
+        print(f"  {layout:<10} {mrec:>8.4f} {mpre:>8.4f} {traps:>6} "
+              f"{min(f[0] for f in f1s):>7.4f} {min(f[1] for f in f1s):>9.4f}  "
+              f"{', '.join(not_ok) or '-'}")  # fmt: skip
     return 0 if runs and all(not r.misses for r in runs) else 1
 
 

@@ -36,3 +36,6 @@ def test_inline_example(spec, example):
         if "amount" in e:
             h = by_key[(str(e["subject"]), str(e.get("period", "")))]
             assert h["amount"] == Decimal(str(e["amount"])), f"{example.name}: amount"
+        if "village_code" in e:
+            h = by_key[(str(e["subject"]), str(e.get("period", "")))]
+            assert h["village_code"] == e["village_code"], f"{example.name}: village_code"

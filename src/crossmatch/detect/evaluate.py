@@ -28,6 +28,7 @@ class RuleScore:
     traps: int
     traps_flagged: int
     status: str = "ok"
+    reason: str = ""  # the rule run's reason (why it was blind / skipped / stale)
     missed: tuple[tuple[str, str], ...] = ()
     false_hits: tuple[tuple[str, str], ...] = ()
     flagged_traps: tuple[tuple[str, str], ...] = ()
@@ -66,15 +67,16 @@ def evaluate(con: duckdb.DuckDBPyConnection, truth_dir: str | Path) -> list[Rule
     planted = read_planted(truth_dir)
     runs = con.execute(
         """
-        SELECT rule_id, arg_max(run_id, started_at) AS run_id, arg_max(status, started_at)
+        SELECT rule_id, arg_max(run_id, started_at) AS run_id, arg_max(status, started_at),
+               arg_max(coalesce(reason, ''), started_at)
         FROM rule_run GROUP BY rule_id
         """
     ).fetchall()
-    latest = {r[0]: (r[1], r[2]) for r in runs}
+    latest = {r[0]: (r[1], r[2], r[3]) for r in runs}
     rules = sorted(set(latest) | {p["rule_id"] for p in planted})
     scores = []
     for rid in rules:
-        run_id, status = latest.get(rid, (None, "not run"))
+        run_id, status, reason = latest.get(rid, (None, "not run", ""))
         hits = set()
         if run_id:
             hits = {
@@ -107,6 +109,7 @@ def evaluate(con: duckdb.DuckDBPyConnection, truth_dir: str | Path) -> list[Rule
                 len(traps),
                 len(flagged),
                 status,
+                reason,
                 tuple(sorted(cases - found)),
                 tuple(sorted(hits - true_hits)),
                 tuple(sorted(flagged)),

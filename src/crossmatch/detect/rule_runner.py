@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import logging
 import re
 import time
@@ -453,8 +454,49 @@ def empty_columns(
         sel = ", ".join(f'count("{c}")' for c in cols_l)
         row = con.execute(f'SELECT count(*), {sel} FROM "r_{src}"').fetchone()
         if row and row[0]:
-            out[src] = {c for c, n in zip(cols_l, row[1:], strict=True) if n == 0}
+            empty = {c for c, n in zip(cols_l, row[1:], strict=True) if n == 0}
+            if empty:
+                empty -= present_optional(con, src)
+            out[src] = empty
     return out
+
+
+def present_optional(con: duckdb.DuckDBPyConnection, src: str) -> set[str]:
+    """Columns of ``r_<src>`` from optional mapped fields whose header every file loaded in it
+    has (``ingest_file.optional_columns``): NULL in every row, such a column says "none" (no
+    home has a co-owner), it is not a column the export lacks. A file loaded before this was
+    recorded, or lacking the header, keeps the column counted as empty (the rule is blind)."""
+    cols = (
+        {r[0] for r in con.execute("DESCRIBE ingest_file").fetchall()}
+        if _has(con, "ingest_file")
+        else set()
+    )
+    if "optional_columns" not in cols:
+        return set()
+    rows = con.execute(
+        f"""
+        WITH f AS (SELECT DISTINCT split_part(_file, '#', 1) AS file FROM "r_{src}")
+        SELECT f.file, arg_max(i.optional_columns, i.loaded_at)
+        FROM f LEFT JOIN ingest_file i
+          ON i.source = ? AND i.file = f.file AND i.status = 'ok'
+        GROUP BY f.file
+        """,
+        [src],
+    ).fetchall()
+    present: set[str] | None = None
+    for _file, doc in rows:
+        if not doc:
+            return set()
+        try:
+            have = set(json.loads(doc).get("present", []))
+        except (ValueError, AttributeError):
+            return set()
+        present = have if present is None else present & have
+    return present or set()
+
+
+def _has(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    return table in schema.existing_relations(con)
 
 
 # ---------------------------------------------------------------- execution
@@ -867,7 +909,8 @@ def run_example(
         prepare(con, rdir, keep={t for t in example.given if t.startswith("ref_")})
         execute_rule(con, spec, example.params)
         cur = con.execute(
-            "SELECT subject, period, amount, evidence FROM _rule_hits ORDER BY subject, period"
+            "SELECT subject, period, amount, village_code, evidence FROM _rule_hits "
+            "ORDER BY subject, period"
         )
         names = [d[0] for d in cur.description]
         return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]

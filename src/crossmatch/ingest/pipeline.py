@@ -22,6 +22,7 @@ import ctypes
 import ctypes.util
 import datetime as dt
 import getpass
+import json
 import logging
 import os
 import re
@@ -165,8 +166,8 @@ def _record(con: duckdb.DuckDBPyConnection, run_id: str, r: FileResult, **extra:
     con.execute(
         "INSERT INTO ingest_file (run_id, source, file, hash, spec_digest, size, encoding, "
         "header_row, rows_read, rows_loaded, rows_quarantined, rows_duplicate, seconds, "
-        "loaded_at, status, message, rows_filtered, rows_summary) "
-        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        "loaded_at, status, message, rows_filtered, rows_summary, optional_columns) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         [
             run_id,
             r.source,
@@ -186,6 +187,7 @@ def _record(con: duckdb.DuckDBPyConnection, run_id: str, r: FileResult, **extra:
             r.message,
             r.rows_filtered,
             r.rows_summary,
+            extra.get("optional_columns"),
         ],
     )
 
@@ -264,6 +266,7 @@ class _Job:
     progress: Progress | None
     allow_shrink: bool = False
     shrink_ratio: float = 0.5
+    optional_columns: str | None = None  # JSON, see optional_columns()
 
     def file_hash(self) -> str:
         return self.scan.result().sha256
@@ -360,7 +363,38 @@ def _shrink_guard(job: _Job, rows: int) -> None:
         )
 
 
+def optional_columns(spec: SourceSpec, headers: list[list[str]]) -> str:
+    """JSON ``{"present": [...], "absent": [...]}``: the table columns of the source's optional
+    ``column:`` fields whose header the file has (in every sheet) or lacks (in some sheet), and
+    the ``<role>_pid`` of a person role whose name and ID fields are all such fields. ``detect``
+    tells by it an optional column the export lacks (the rules reading it are blind) from one
+    that is present and empty in every row (nothing to see: co-owners where no home has one)."""
+    present: set[str] = set()
+    absent: set[str] = set()
+    present_fields: set[str] = set()
+    absent_fields: set[str] = set()
+    for f in spec.fields:
+        if f.origin != "column" or not f.optional:
+            continue
+        cols = [c for c, _ in f.output_columns()]
+        if all(match_columns(spec, h)[0].get(f.name) is not None for h in headers):
+            present.update(cols)
+            present_fields.add(f.name)
+        else:
+            absent.update(cols)
+            absent_fields.add(f.name)
+    for p in spec.persons:  # a role held only in optional columns: its person too
+        named = [x for x in (p.name, p.id) if x]
+        if named and all(x in present_fields for x in named):
+            present.add(f"{p.role}_pid")
+        elif named and all(x in absent_fields for x in named):
+            absent.add(f"{p.role}_pid")
+    return json.dumps({"present": sorted(present), "absent": sorted(absent)}, ensure_ascii=False)
+
+
 def _check_columns(job: _Job, info: readers.ReadInfo) -> None:
+    heads = [p.header for p in info.parts] if job.spec.sheets is not None and info.parts else []
+    job.optional_columns = optional_columns(job.spec, heads or [info.header])
     if job.spec.sheets is not None and info.parts:  # every sheet has every mapped column
         for part in info.parts:
             _, missing = match_columns(job.spec, part.header)
@@ -472,6 +506,7 @@ def _load(job: _Job) -> FileResult:
                     spec_digest=spec.digest,
                     size=job.size,
                     header_row=info.header_row,
+                    optional_columns=job.optional_columns,
                 )
                 con.commit()
             except BaseException:
@@ -688,12 +723,17 @@ def _skip_copy(
 
 
 RUN_COLUMNS = (("started_by", "VARCHAR"),)
-FILE_COLUMNS = (("rows_filtered", "BIGINT"), ("rows_summary", "BIGINT"))
+FILE_COLUMNS = (
+    ("rows_filtered", "BIGINT"),
+    ("rows_summary", "BIGINT"),
+    ("optional_columns", "VARCHAR"),
+)
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     """The ingestion tables, with the columns added since v1 (older warehouses too):
-    ``ingest_run.started_by``, ``ingest_file.rows_filtered`` / ``rows_summary``."""
+    ``ingest_run.started_by``, ``ingest_file.rows_filtered`` / ``rows_summary`` /
+    ``optional_columns``."""
     warehouse.ensure_ingest_schema(con)
     crossfile.ensure_tables(con)
     for table, cols in (("ingest_run", RUN_COLUMNS), ("ingest_file", FILE_COLUMNS)):
