@@ -13,8 +13,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from crossmatch.detect import engine
 from crossmatch.detect import needs as rule_needs
+from crossmatch.detect import rule_runner as engine
 from crossmatch.ingest import ingest
 from crossmatch.spec.rules import load_rules
 

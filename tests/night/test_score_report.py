@@ -166,9 +166,9 @@ def test_changed_input_rescores_from_stage_score(county, tmp_path):
 def test_scoring_crash_keeps_the_clues_and_exits_6(county, tmp_path, monkeypatch):
     raw, wh, _first, second = county
     wh = copy_of(wh, tmp_path)
-    from crossmatch.ml import score
+    from crossmatch.night import run as night_run
 
-    crash(monkeypatch, score, "score_warehouse", RuntimeError("boom in scoring"))
+    crash(monkeypatch, night_run, "score_warehouse", RuntimeError("boom in scoring"))
     res = night(raw, wh)
     st = res.stages["score"]
     assert st.status == "failed" and st.problems == ["RuntimeError: boom in scoring"]
@@ -189,9 +189,9 @@ def test_scoring_crash_keeps_the_clues_and_exits_6(county, tmp_path, monkeypatch
 def test_report_crash_is_a_failed_stage_not_a_lost_night(county, tmp_path, monkeypatch):
     raw, wh, _first, _second = county
     wh = copy_of(wh, tmp_path)
-    from crossmatch.governance import report
+    from crossmatch.night import run as night_run
 
-    crash(monkeypatch, report, "refresh_and_report", OSError("disk gone writing the report"))
+    crash(monkeypatch, night_run, "refresh_and_report", OSError("disk gone writing the report"))
     res = night(raw, wh, from_stage="clues")
     assert res.stages["clues"].status == "ok"
     assert res.stages["report"].status == "failed"

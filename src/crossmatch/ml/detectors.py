@@ -56,8 +56,7 @@ def fit(x: np.ndarray, features: list[str], *, seed: int = 0, n_estimators: int 
               "z_clip": Z_CLIP, "top_k": TOP_K}  # fmt: skip
     forest = None
     if len(x) >= 8:
-        # imported here: scikit-learn takes seconds to import, and a night whose scores are
-        # reused (crossmatch.ml.score) never fits
+        # lazy: scikit-learn takes seconds to import; a night whose scores are reused never fits
         from sklearn.ensemble import IsolationForest
 
         forest = IsolationForest(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -100,8 +101,6 @@ def current_id(warehouse: str | Path, kind: str = "unsupervised") -> str | None:
 def make_current(warehouse: str | Path, model_id: str, kind: str = "unsupervised") -> None:
     """Name ``model_id`` in ``CURRENT-<kind>`` (written aside, then renamed: never half a name).
     The night calls this after publishing the scores the model made."""
-    import os
-
     root = models_dir(warehouse)
     if not (root / model_id / "model.json").exists():
         raise FileNotFoundError(f"no model {model_id} under {root}")

@@ -24,6 +24,7 @@ than :data:`MIN_ENTITIES` entities is ``skipped``: too few to rank against peers
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import time
 from collections.abc import Iterator
@@ -35,6 +36,8 @@ import numpy as np
 import polars as pl
 
 from crossmatch import warehouse as wh_mod
+from crossmatch.detect.reuse import table_fingerprint
+from crossmatch.detect.schema import existing_relations
 from crossmatch.ml import detectors as D
 from crossmatch.ml import explain as X
 from crossmatch.ml import features as F
@@ -153,11 +156,6 @@ def score_inputs(con, run_id: str | None) -> str:
     """Fingerprint of everything the features are computed from: their definitions, the
     content of every table they read (or its absence) and the (subject, village) of the detect
     run's hits (the run id itself excluded, so an unchanged night's copied hits match)."""
-    import hashlib
-
-    from crossmatch.detect.reuse import table_fingerprint
-    from crossmatch.detect.schema import existing_relations
-
     have = existing_relations(con)
     parts = [M.feature_digest(), str(MIN_ENTITIES)]
     for t in _input_tables():
@@ -178,8 +176,6 @@ def score_inputs(con, run_id: str | None) -> str:
 
 def _previous(con, fingerprint: str, model_id: str) -> str | None:
     """The latest run scored (or copied) from the same inputs with the same model."""
-    from crossmatch.detect.schema import existing_relations
-
     if not {"ml_input", "ml_run"} <= existing_relations(con):
         return None
     row = con.execute(

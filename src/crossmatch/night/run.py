@@ -62,8 +62,11 @@ from crossmatch import warehouse as wh
 from crossmatch.detect import run_rules
 from crossmatch.detect.rule_runner import identity_is_stale, rebuild_kinship
 from crossmatch.errors import CrossmatchError, ExitCode, SpecError, WarehouseError
+from crossmatch.governance.report import refresh_and_report
 from crossmatch.identity.pipeline import resolve_identities
 from crossmatch.ingest import ingest
+from crossmatch.ml import model as M
+from crossmatch.ml.score import NoModel, score_warehouse
 from crossmatch.night.config import NightConfig
 from crossmatch.publish import night_build
 from crossmatch.review import sync_warehouse
@@ -482,8 +485,6 @@ def _clues(cfg: NightConfig, path: Path, res: NightResult, opts: dict[str, Any])
 
 
 def _score(cfg: NightConfig, path: Path, res: NightResult, opts: dict[str, Any]) -> StageReport:
-    from crossmatch.ml.score import NoModel, score_warehouse
-
     try:
         out = score_warehouse(
             path,
@@ -517,8 +518,6 @@ def _score(cfg: NightConfig, path: Path, res: NightResult, opts: dict[str, Any])
 
 
 def _report(cfg: NightConfig, path: Path, res: NightResult, opts: dict[str, Any]) -> StageReport:
-    from crossmatch.governance.report import refresh_and_report
-
     out = refresh_and_report(path, res.detect_run_id or None, rules_dir=cfg.rules)
     res.report_path = str(out.path)
     problems = [
@@ -676,8 +675,6 @@ def _publish_model(cfg: NightConfig, res: NightResult) -> None:
     model whose scores nobody can read)."""
     if not (res.ml.get("trained") and res.stages["score"].status != "failed"):
         return
-    from crossmatch.ml import model as M
-
     M.make_current(cfg.warehouse, res.ml["model_id"])
     log.info("model %s is now the current one", res.ml["model_id"])
 
