@@ -114,6 +114,9 @@ class AnomalyPlanter:
     def plant(self, data: TownData) -> None:
         """Plant this township's anomalies (after the rule planter, before the export)."""
         rng = self.rng(data.town.idx)
+        # accounts opened here are keyed by id(person): valid within this township only (an
+        # earlier township's freed person may share an id with one of this township's)
+        self.accounts.clear()
         items = self._items(data)
         used: set[int] = set()
         rich = self._rich_village(data, rng, items) if data.town.idx % 2 == 0 else None
