@@ -89,8 +89,10 @@ def _registry_anchor(groups: pd.DataFrame) -> pd.Series:
     the person lost its registry status (5% bad check digits: hundreds of false ghost clues).
     With an anchor it never joins another registry row, and candidate probes weigh it as a
     person of the registry like any other."""
-    reg = groups["registry"].fillna(False).astype(bool)
-    return (_REG_ROW + groups["gkey"].astype(str)).where(reg, None)
+    reg = groups["registry"].fillna(False).astype(bool).to_numpy()
+    anchors = [_REG_ROW + str(g) if r else None for g, r in zip(groups["gkey"], reg, strict=True)]
+    # object dtype: None (not NaN, as a pandas 3 string column would give) for "no anchor"
+    return pd.Series(anchors, index=groups.index, dtype=object)
 
 
 def _loc_nid(loc: pd.DataFrame) -> np.ndarray:
