@@ -8,32 +8,14 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from crossmatch.detect import run_rules, schema
+from crossmatch.detect import run_rules
 from crossmatch.scale.locality import classify
 from crossmatch.scale.partition import plan_partitions
 from crossmatch.scale.run import run_partitioned
 from crossmatch.spec.rules import load_rules
+from rules.conftest import build_warehouse  # one fixture builder for rule and scale tests
 
 RULES_DIR = Path(__file__).resolve().parents[2] / "rules"
-
-
-def build_warehouse(tables: dict[str, list[dict]]) -> duckdb.DuckDBPyConnection:
-    """In-memory warehouse of contract tables (as tests/rules/conftest.py builds them)."""
-    con = duckdb.connect()
-    for table, rows in tables.items():
-        full = []
-        for i, r in enumerate(rows):
-            r = dict(r)
-            if table.startswith("r_"):
-                r.setdefault("_source", table[2:])
-                r.setdefault("_file", f"{table[2:]}/fixture.csv")
-                r.setdefault("_row", i + 2)
-                for role in schema.roles(table[2:]):
-                    if f"{role}_pid" in r:
-                        r.setdefault(f"{role}_id", r[f"{role}_pid"])
-            full.append(r)
-        schema.load_rows(con, table, full, temp=False)
-    return con
 
 
 T1, T2 = "341122001", "341122002"
