@@ -116,13 +116,21 @@ class Finding:
 
     def figures(self) -> str:
         parts = []
+        if self.detail.get("bad_id_rows"):
+            # identity_weakness: the department's payment rows with a missing or invalid ID are
+            # a figure of their own (they need not come with any clue)
+            parts.append(
+                f"身份证号缺失或校验不通过 {self.detail['bad_id_rows']} 行"
+                f"(金额 {self.detail.get('bad_id_amount', 0.0):,.2f} 元)"
+            )
         if self.cases:
             parts.append(f"{self.cases} 件")
         if self.people:
             parts.append(f"{self.people} 人")
         if self.months:
             parts.append(f"{self.months} 个月")
-        parts.append(f"涉及金额 {self.amount:,.2f} 元")
+        if self.amount or not parts:
+            parts.append(f"涉及金额 {self.amount:,.2f} 元")
         return "，".join(parts)
 
 
