@@ -52,10 +52,11 @@ from crossmatch.ingest import ProgressEvent
 from crossmatch.ingest import ingest as run_ingest
 from crossmatch.ingest.pipeline import tune_allocators
 from crossmatch.ml.commands import COMMANDS as ML_COMMANDS
-from crossmatch.night import NightConfig, run_night
+from crossmatch.night import NightConfig, retention, run_night
 from crossmatch.night.config import home
 from crossmatch.night.deploy import ensure_work_pool
 from crossmatch.night.run import default_workspace
+from crossmatch.publish import run_lock
 from crossmatch.spec import validate_all
 from crossmatch.spec.rules import load_rules
 from crossmatch.spec.sources import load_sources
@@ -590,6 +591,41 @@ def deploy(pool: str) -> None:
     )
     if rc:
         sys.exit(int(ExitCode.RUN_FAILED))
+
+
+@main.command("prune")
+@_warehouse_option("The warehouse (DuckDB file).")
+@click.option(
+    "--keep-nights",
+    type=click.IntRange(min=1),
+    default=retention.DEFAULT_KEEP_NIGHTS,
+    show_default=True,
+    help="Keep the hits and scores of this many latest nights (and every run a clue points at).",
+)
+@click.option("--dry-run", is_flag=True, help="Say what would be deleted, delete nothing.")
+def prune(warehouse: Path, keep_nights: int, dry_run: bool) -> None:
+    """Delete old nights' hits and model scores; also unused model folders.
+
+    The night does this itself (CROSSMATCH_KEEP_NIGHTS, default 60). Kept always: the latest
+    --keep-nights finished detect runs and every run a clue in the review store was last seen
+    in (its evidence). The history tables (detect_run, rule_run, ml_run, night_run) stay.
+    Refuses while a night runs on the warehouse."""
+    runs = retention.clue_runs(warehouse)
+    with (
+        run_lock(warehouse, "prune"),
+        wh.session(warehouse, must_exist="run `crossmatch run` first") as con,
+    ):
+        out = retention.prune(con, keep_nights=keep_nights, clue_runs=runs, dry_run=dry_run)
+        models = retention.unused_models(con, warehouse)
+    click.echo(out.render())
+    if models:
+        verb = "would remove" if dry_run else "removed"
+        click.echo(f"prune: {verb} {len(models)} unused model folder(s): "
+                   + ", ".join(m.name for m in models))  # fmt: skip
+        if not dry_run:
+            retention.remove_models(models)
+    if out.skipped and runs is None:
+        sys.exit(int(ExitCode.WAREHOUSE))
 
 
 # the review, model and governance commands live beside the code they drive

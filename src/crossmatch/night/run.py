@@ -45,6 +45,7 @@ import datetime as dt
 import getpass
 import json
 import logging
+import os
 import resource
 import sys
 import time
@@ -67,6 +68,7 @@ from crossmatch.identity.pipeline import resolve_identities
 from crossmatch.ingest import ingest
 from crossmatch.ml import model as M
 from crossmatch.ml.score import NoModel, score_warehouse
+from crossmatch.night import retention
 from crossmatch.night.config import NightConfig
 from crossmatch.publish import night_build
 from crossmatch.review import sync_warehouse
@@ -164,6 +166,7 @@ class NightResult:
     clues: dict[str, int] = field(default_factory=dict)
     ml: dict[str, Any] = field(default_factory=dict)  # model, reused_from, kinds scored
     report_path: str = ""
+    retention: str = ""  # what the night's pruning of old runs did (night.retention)
     error: str = ""
     error_outcome: str = ""
     peak_rss_mb: float = 0.0
@@ -253,6 +256,7 @@ class NightResult:
             "clues": self.clues,
             "ml": self.ml,
             "report": self.report_path or None,
+            "retention": self.retention or None,
             "peak_rss_mb": round(self.peak_rss_mb, 1),
             "problems": self.problems,
         }
@@ -306,6 +310,8 @@ class NightResult:
             ]
         if self.report_path:
             lines += ["", "## Report", "", self.report_path]
+        if self.retention:
+            lines += ["", "## Retention", "", self.retention]
         return "\n".join(lines) + "\n"
 
     def _note(self, s: StageReport) -> str:
@@ -641,9 +647,12 @@ def run_night(
             path = Path(ws)
             for name in build:
                 one(name, path)
+            if "detect" in build and res.stages["detect"].status != "failed":
+                _prune_quietly(cfg, path, res, opts)
             if path != cfg.warehouse:  # published with the results: the row never lags them
                 _record_quietly(path, res, night_id)
         _publish_model(cfg, res)
+        _remove_unused_models(cfg)
         # the clues and the report after the publish: the review store (beside the published
         # warehouse) only ever sees published detect runs; reading needs no write lock
         for name in AFTER_PUBLISH:
@@ -677,6 +686,44 @@ def _publish_model(cfg: NightConfig, res: NightResult) -> None:
         return
     M.make_current(cfg.warehouse, res.ml["model_id"])
     log.info("model %s is now the current one", res.ml["model_id"])
+
+
+def keep_nights(opts: dict[str, Any]) -> int:
+    """Nights of hits to keep: the ``keep_nights`` option, else ``CROSSMATCH_KEEP_NIGHTS``, else
+    :data:`retention.DEFAULT_KEEP_NIGHTS`."""
+    value = opts.get("keep_nights") or os.environ.get("CROSSMATCH_KEEP_NIGHTS", "").strip()
+    try:
+        n = int(value) if value else retention.DEFAULT_KEEP_NIGHTS
+    except ValueError:
+        log.warning("CROSSMATCH_KEEP_NIGHTS=%r is not a number: keeping %d nights", value,
+                    retention.DEFAULT_KEEP_NIGHTS)  # fmt: skip
+        n = retention.DEFAULT_KEEP_NIGHTS
+    return max(n, 1)
+
+
+def _prune_quietly(cfg: NightConfig, path: Path, res: NightResult, opts: dict[str, Any]) -> None:
+    """Delete old runs' hits and scores in the build (published with tonight's results); a
+    failure is logged and the night goes on (nothing is deleted then)."""
+    try:
+        runs = retention.clue_runs(cfg.warehouse)
+        with wh.session(path) as con:
+            out = retention.prune(con, keep_nights=keep_nights(opts), clue_runs=runs,
+                                  protect={res.detect_run_id} - {""})  # fmt: skip
+        res.retention = out.render()
+    except Exception as exc:
+        res.retention = f"prune: failed, nothing deleted: {_message(exc)}"
+        log.warning("night %s: %s", res.night_id, res.retention)
+
+
+def _remove_unused_models(cfg: NightConfig) -> None:
+    """Model folders left by nights killed between fitting and publishing (never the current
+    one, never one a scored run used)."""
+    try:
+        with wh.session(cfg.warehouse, read_only=True) as con:
+            folders = retention.unused_models(con, cfg.warehouse)
+        retention.remove_models(folders)
+    except Exception as exc:
+        log.warning("unused model folders not removed: %s", _message(exc))
 
 
 def _record_quietly(path: Path, res: NightResult, night_id: str, raise_: bool = False) -> None:
