@@ -25,14 +25,24 @@ def build_id_index(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _id_node AS
         WITH reg AS (
-            SELECT id, arg_min(name, row) AS name, arg_min(village_code, row) AS village_code
-            FROM person_mention WHERE id IS NOT NULL AND source = 'hukou' GROUP BY id)
+            SELECT id, arg_min(name, (file, row)) AS name,
+                arg_min(village_code, (file, row)) AS village_code
+            FROM person_mention WHERE id IS NOT NULL AND source = 'hukou' GROUP BY id),
+        -- outside the registry: the most frequent value, a tie to the smallest (mode() would
+        -- break it by scan order: two runs over the same files could name the ID differently)
+        o AS (SELECT id, name, village_code FROM person_mention m
+              WHERE id IS NOT NULL AND source <> 'hukou'
+                AND NOT EXISTS (SELECT 1 FROM reg WHERE reg.id = m.id)),
+        onm AS (SELECT id, first(name ORDER BY c DESC, name) AS name FROM (
+                    SELECT id, name, count(*) AS c FROM o WHERE name IS NOT NULL
+                    GROUP BY id, name) GROUP BY id),
+        ovl AS (SELECT id, first(village_code ORDER BY c DESC, village_code) AS village_code
+                FROM (SELECT id, village_code, count(*) AS c FROM o
+                      WHERE village_code IS NOT NULL GROUP BY id, village_code) GROUP BY id)
         SELECT id, name, village_code, true AS in_registry FROM reg
         UNION ALL
-        SELECT id, mode(name) AS name, mode(village_code) AS village_code, false AS in_registry
-        FROM person_mention m WHERE id IS NOT NULL AND source <> 'hukou'
-            AND NOT EXISTS (SELECT 1 FROM reg WHERE reg.id = m.id)
-        GROUP BY id"""
+        SELECT i.id, onm.name, ovl.village_code, false AS in_registry
+        FROM (SELECT DISTINCT id FROM o) i LEFT JOIN onm USING (id) LEFT JOIN ovl USING (id)"""
     )
     # node number = position in ID order (the in-memory linker works on positions)
     con.execute(
@@ -174,9 +184,10 @@ def link_household_comentions(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
         return empty
     cand = con.execute(
         """WITH hh AS (
-            SELECT m.id, any_value(s.household_no) AS household_no FROM person_mention m
+            -- every household the registry puts the ID in (not one picked by scan order)
+            SELECT DISTINCT m.id, s.household_no FROM person_mention m
             JOIN src_hukou s ON m.source = 'hukou' AND s._file = m.file AND s._row = m.row
-            WHERE m.id IS NOT NULL AND s.household_no IS NOT NULL GROUP BY m.id),
+            WHERE m.id IS NOT NULL AND s.household_no IS NOT NULL),
         p AS (
             SELECT DISTINCT b.source, b.file, b.row, b.role, b.name, a.id AS known
             FROM person_mention b
