@@ -224,3 +224,73 @@ def link_household_comentions(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     out["level"] = out["level"].astype(int)
     cols = [*key, "id", "probability", "node_id", "linked_to", "level"]
     return out[cols].reset_index(drop=True)
+
+
+#: Roles of one organisation across sources: (source, role, the organisation's key column). A
+#: company's shareholder and its legal representative are the same person where the names
+#: agree (a small company's 法定代表人 is mostly one of its shareholders).
+ORG_ROLES: tuple[tuple[str, str, str], ...] = (
+    ("enterprise", "legal_rep", "credit_code"),
+    ("shareholder", "holder", "credit_code"),
+)
+
+
+def link_org_comentions(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """A name without an ID in one organisation role -> the valid ID of the same name in
+    another role of the same organisation (:data:`ORG_ROLES`), where exactly one such ID is.
+
+    Why: a shareholder row of a company whose legal representative row has a valid ID and the
+    same name (exact 0.99; same pinyin or look-alike 0.95) is that person: the registry may
+    hold many namesakes, the company one. Only an empty ID cell (status ``missing``); two IDs
+    of that name in the company: left to the fuzzy path."""
+    empty = pd.DataFrame(columns=["source", "file", "row", "role", "id", "probability"])
+    tables = _tables(con)
+    parts = []
+    for src, role, key in ORG_ROLES:
+        if f"src_{src}" not in tables or key not in _columns(con, f"src_{src}"):
+            continue
+        parts.append(
+            f"""SELECT m.source, m.file, m.row, m.role, m.name, m.id, m.id_raw, m.id_status,
+                CAST(s.{key} AS VARCHAR) AS org
+            FROM person_mention m JOIN src_{src} s ON s._file = m.file AND s._row = m.row
+            WHERE m.source = '{src}' AND m.role = '{role}' AND s.{key} IS NOT NULL"""
+        )
+    if len(parts) < 1:
+        return empty
+    con.execute("CREATE OR REPLACE TEMP TABLE _org_m AS " + " UNION ALL ".join(parts))
+    cand = con.execute(
+        """SELECT b.source, b.file, b.row, b.role, b.name, a.id, a.name AS cand_name
+        FROM _org_m b SEMI JOIN _new USING (source, file, row, role)
+        JOIN _org_m a ON a.org = b.org AND NOT (a.source = b.source AND a.file = b.file
+            AND a.row = b.row AND a.role = b.role)
+        WHERE b.id IS NULL AND b.id_raw IS NULL AND b.id_status = 'missing'
+            AND b.name IS NOT NULL AND a.id IS NOT NULL AND a.name IS NOT NULL"""
+    ).df()
+    if cand.empty:
+        return empty
+    return _name_linked(cand, "company")
+
+
+def _name_linked(cand: pd.DataFrame, evidence: str) -> pd.DataFrame:
+    """Candidates (mention key, name, id, cand_name) -> the mentions with exactly one ID of a
+    compatible name (exact 0.99, same pinyin or look-alike 0.95), one node each."""
+    lk, rk = name_keys(cand["name"]), name_keys(cand["cand_name"])
+    left = pd.DataFrame({"name": cand["name"], "name_py": lk.name_py, "name_lapy": lk.name_lapy})
+    right = pd.DataFrame(
+        {"name": cand["cand_name"], "name_py": rk.name_py, "name_lapy": rk.name_lapy}
+    )
+    lv = ChineseName("name").levels(left, right)
+    cand = cand.assign(level=lv)
+    cand = cand[cand["level"] >= 2]
+    key = ["source", "file", "row", "role"]
+    n_ids = cand.groupby(key)["id"].transform("nunique")
+    out = cand[n_ids == 1].sort_values([*key, "id"]).drop_duplicates(key)
+    out = out.assign(probability=np.where(out["level"] == 4, 0.99, 0.95))
+    out["node_id"] = "H:" + (
+        out["source"] + "|" + out["file"] + "|" + out["row"].astype(str) + "|" + out["role"]
+    ).map(lambda k: hashlib.sha1(k.encode("utf-8")).hexdigest()[:16])
+    out["linked_to"] = out["cand_name"] + " / ID " + out["id"]
+    out["level"] = out["level"].astype(int)
+    out["comparison"] = evidence
+    cols = [*key, "id", "probability", "node_id", "linked_to", "level", "comparison"]
+    return out[cols].reset_index(drop=True)

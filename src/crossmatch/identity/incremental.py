@@ -20,7 +20,9 @@ from crossmatch.warehouse import fetch_one
 #: Bumped whenever what resolve publishes for the same inputs changes (a run of an older
 #: version is then neither "unchanged" nor extended incrementally: it is recomputed).
 #: 2: deterministic picks of names, villages and previous ids (no mode()/any_value()).
-IDENTITY_VERSION = "2"
+#: 3: support for a candidate whose death dates a death record, whose township its place names;
+#:    a shareholder without an ID linked to the same-named legal representative of its company.
+IDENTITY_VERSION = "3"
 
 
 def _signature(con: duckdb.DuckDBPyConnection, config: LinkageConfig, roles: list[RoleRef]) -> str:

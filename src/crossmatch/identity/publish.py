@@ -256,11 +256,12 @@ def _publish_explanations(
 
 
 def _explain_pass(con: duckdb.DuckDBPyConnection) -> None:
-    """identity_explanation rows of the household links (:func:`link_household_comentions`):
-    the name's level against the household member, and the link's weight."""
+    """identity_explanation rows of the household and organisation links
+    (:func:`link_household_comentions`, :func:`link_org_comentions`): the name's level against
+    the household member or the company's officer, and the link's weight."""
     con.execute(
         """INSERT INTO identity_explanation
-        SELECT node_id, linked_to, 'household' AS comparison, 1 AS level,
+        SELECT node_id, linked_to, coalesce(comparison, 'household') AS comparison, 1 AS level,
             log2(probability / (1 - probability)) AS weight, probability
         FROM _handler_link WHERE node_id IS NOT NULL
         UNION ALL
