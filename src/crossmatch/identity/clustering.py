@@ -67,9 +67,11 @@ def _fuzzy_pool(con: duckdb.DuckDBPyConnection, judged: pd.DataFrame) -> pd.Data
     # ``registry``: the node holds a registry row (an ID with a bad check digit, or none);
     # it is a registered person of its own, see :func:`_registry_anchor`
     return con.execute(
-        """SELECT gkey, any_value(name) AS name, any_value(idc) AS idc,
-            any_value(village_code) AS village_code, any_value(acct) AS acct,
-            any_value(conflict_id) AS conflict_id, bool_or(source = 'hukou') AS registry,
+        # the key hashes these values, so a group holds one of each; min(), not any_value(),
+        # so that a hash collision could not make the pick depend on scan order either
+        """SELECT gkey, min(name) AS name, min(idc) AS idc,
+            min(village_code) AS village_code, min(acct) AS acct,
+            min(conflict_id) AS conflict_id, bool_or(source = 'hukou') AS registry,
             date_diff('day', DATE '1970-01-01', min(event_month))::DOUBLE AS first_day
         FROM _fz GROUP BY gkey ORDER BY gkey"""
     ).df()

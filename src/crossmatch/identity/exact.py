@@ -25,14 +25,24 @@ def build_id_index(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _id_node AS
         WITH reg AS (
-            SELECT id, arg_min(name, row) AS name, arg_min(village_code, row) AS village_code
-            FROM person_mention WHERE id IS NOT NULL AND source = 'hukou' GROUP BY id)
+            SELECT id, arg_min(name, (file, row)) AS name,
+                arg_min(village_code, (file, row)) AS village_code
+            FROM person_mention WHERE id IS NOT NULL AND source = 'hukou' GROUP BY id),
+        -- outside the registry: the most frequent value, a tie to the smallest (mode() would
+        -- break it by scan order: two runs over the same files could name the ID differently)
+        o AS (SELECT id, name, village_code FROM person_mention m
+              WHERE id IS NOT NULL AND source <> 'hukou'
+                AND NOT EXISTS (SELECT 1 FROM reg WHERE reg.id = m.id)),
+        onm AS (SELECT id, first(name ORDER BY c DESC, name) AS name FROM (
+                    SELECT id, name, count(*) AS c FROM o WHERE name IS NOT NULL
+                    GROUP BY id, name) GROUP BY id),
+        ovl AS (SELECT id, first(village_code ORDER BY c DESC, village_code) AS village_code
+                FROM (SELECT id, village_code, count(*) AS c FROM o
+                      WHERE village_code IS NOT NULL GROUP BY id, village_code) GROUP BY id)
         SELECT id, name, village_code, true AS in_registry FROM reg
         UNION ALL
-        SELECT id, mode(name) AS name, mode(village_code) AS village_code, false AS in_registry
-        FROM person_mention m WHERE id IS NOT NULL AND source <> 'hukou'
-            AND NOT EXISTS (SELECT 1 FROM reg WHERE reg.id = m.id)
-        GROUP BY id"""
+        SELECT i.id, onm.name, ovl.village_code, false AS in_registry
+        FROM (SELECT DISTINCT id FROM o) i LEFT JOIN onm USING (id) LEFT JOIN ovl USING (id)"""
     )
     # node number = position in ID order (the in-memory linker works on positions)
     con.execute(
@@ -174,9 +184,10 @@ def link_household_comentions(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
         return empty
     cand = con.execute(
         """WITH hh AS (
-            SELECT m.id, any_value(s.household_no) AS household_no FROM person_mention m
+            -- every household the registry puts the ID in (not one picked by scan order)
+            SELECT DISTINCT m.id, s.household_no FROM person_mention m
             JOIN src_hukou s ON m.source = 'hukou' AND s._file = m.file AND s._row = m.row
-            WHERE m.id IS NOT NULL AND s.household_no IS NOT NULL GROUP BY m.id),
+            WHERE m.id IS NOT NULL AND s.household_no IS NOT NULL),
         p AS (
             SELECT DISTINCT b.source, b.file, b.row, b.role, b.name, a.id AS known
             FROM person_mention b
@@ -212,4 +223,74 @@ def link_household_comentions(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     out["linked_to"] = out["cand_name"] + " / ID " + out["id"]
     out["level"] = out["level"].astype(int)
     cols = [*key, "id", "probability", "node_id", "linked_to", "level"]
+    return out[cols].reset_index(drop=True)
+
+
+#: Roles of one organisation across sources: (source, role, the organisation's key column). A
+#: company's shareholder and its legal representative are the same person where the names
+#: agree (a small company's 法定代表人 is mostly one of its shareholders).
+ORG_ROLES: tuple[tuple[str, str, str], ...] = (
+    ("enterprise", "legal_rep", "credit_code"),
+    ("shareholder", "holder", "credit_code"),
+)
+
+
+def link_org_comentions(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """A name without an ID in one organisation role -> the valid ID of the same name in
+    another role of the same organisation (:data:`ORG_ROLES`), where exactly one such ID is.
+
+    Why: a shareholder row of a company whose legal representative row has a valid ID and the
+    same name (exact 0.99; same pinyin or look-alike 0.95) is that person: the registry may
+    hold many namesakes, the company one. Only an empty ID cell (status ``missing``); two IDs
+    of that name in the company: left to the fuzzy path."""
+    empty = pd.DataFrame(columns=["source", "file", "row", "role", "id", "probability"])
+    tables = _tables(con)
+    parts = []
+    for src, role, key in ORG_ROLES:
+        if f"src_{src}" not in tables or key not in _columns(con, f"src_{src}"):
+            continue
+        parts.append(
+            f"""SELECT m.source, m.file, m.row, m.role, m.name, m.id, m.id_raw, m.id_status,
+                CAST(s.{key} AS VARCHAR) AS org
+            FROM person_mention m JOIN src_{src} s ON s._file = m.file AND s._row = m.row
+            WHERE m.source = '{src}' AND m.role = '{role}' AND s.{key} IS NOT NULL"""
+        )
+    if len(parts) < 1:
+        return empty
+    con.execute("CREATE OR REPLACE TEMP TABLE _org_m AS " + " UNION ALL ".join(parts))
+    cand = con.execute(
+        """SELECT b.source, b.file, b.row, b.role, b.name, a.id, a.name AS cand_name
+        FROM _org_m b SEMI JOIN _new USING (source, file, row, role)
+        JOIN _org_m a ON a.org = b.org AND NOT (a.source = b.source AND a.file = b.file
+            AND a.row = b.row AND a.role = b.role)
+        WHERE b.id IS NULL AND b.id_raw IS NULL AND b.id_status = 'missing'
+            AND b.name IS NOT NULL AND a.id IS NOT NULL AND a.name IS NOT NULL"""
+    ).df()
+    if cand.empty:
+        return empty
+    return _name_linked(cand, "company")
+
+
+def _name_linked(cand: pd.DataFrame, evidence: str) -> pd.DataFrame:
+    """Candidates (mention key, name, id, cand_name) -> the mentions with exactly one ID of a
+    compatible name (exact 0.99, same pinyin or look-alike 0.95), one node each."""
+    lk, rk = name_keys(cand["name"]), name_keys(cand["cand_name"])
+    left = pd.DataFrame({"name": cand["name"], "name_py": lk.name_py, "name_lapy": lk.name_lapy})
+    right = pd.DataFrame(
+        {"name": cand["cand_name"], "name_py": rk.name_py, "name_lapy": rk.name_lapy}
+    )
+    lv = ChineseName("name").levels(left, right)
+    cand = cand.assign(level=lv)
+    cand = cand[cand["level"] >= 2]
+    key = ["source", "file", "row", "role"]
+    n_ids = cand.groupby(key)["id"].transform("nunique")
+    out = cand[n_ids == 1].sort_values([*key, "id"]).drop_duplicates(key)
+    out = out.assign(probability=np.where(out["level"] == 4, 0.99, 0.95))
+    out["node_id"] = "H:" + (
+        out["source"] + "|" + out["file"] + "|" + out["row"].astype(str) + "|" + out["role"]
+    ).map(lambda k: hashlib.sha1(k.encode("utf-8")).hexdigest()[:16])
+    out["linked_to"] = out["cand_name"] + " / ID " + out["id"]
+    out["level"] = out["level"].astype(int)
+    out["comparison"] = evidence
+    cols = [*key, "id", "probability", "node_id", "linked_to", "level", "comparison"]
     return out[cols].reset_index(drop=True)

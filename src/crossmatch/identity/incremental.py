@@ -17,6 +17,13 @@ from crossmatch.identity.roles import RoleRef
 from crossmatch.identity.summary import ResolveSummary
 from crossmatch.warehouse import fetch_one
 
+#: Bumped whenever what resolve publishes for the same inputs changes (a run of an older
+#: version is then neither "unchanged" nor extended incrementally: it is recomputed).
+#: 2: deterministic picks of names, villages and previous ids (no mode()/any_value()).
+#: 3: support for a candidate whose death dates a death record, whose township its place names;
+#:    a shareholder without an ID linked to the same-named legal representative of its company.
+IDENTITY_VERSION = "3"
+
 
 def _signature(con: duckdb.DuckDBPyConnection, config: LinkageConfig, roles: list[RoleRef]) -> str:
     """What must not change for an incremental run to be valid: config, roles, judgements."""
@@ -29,7 +36,7 @@ def _signature(con: duckdb.DuckDBPyConnection, config: LinkageConfig, roles: lis
             ).fetchall(),
         )
     )
-    text = repr((config, sorted(map(repr, roles)), j))
+    text = repr((IDENTITY_VERSION, config, sorted(map(repr, roles)), j))
     return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
 
@@ -122,9 +129,9 @@ def _previous_persons(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     goes in the exclusive column of its kind, so a kept node and its ID node agree.
     """
     df = con.execute(
-        """SELECT any_value(k.person_id) AS person_id, m.name, m.id_raw, m.village_code,
+        """SELECT k.person_id, m.name, m.id_raw, m.village_code,
             coalesce(o.owner, CASE WHEN m.account IS NOT NULL THEN 'A:' || m.account END) AS acct,
-            any_value(n.in_registry) AS in_registry
+            bool_or(n.in_registry) AS in_registry
         FROM _kept k JOIN person_mention m USING (source, file, row, role)
         LEFT JOIN _acct_owner o ON o.account = m.account
         LEFT JOIN _id_node n ON n.id = k.person_id

@@ -23,6 +23,9 @@ from crossmatch.identity.fellegi_sunter import FSModel, probability
 
 log = logging.getLogger(__name__)
 
+#: Most log2 units an edge's support may add (about a thousandfold): evidence, not proof.
+MAX_SUPPORT = 10.0
+
 
 @dataclass
 class LinkageConfig:
@@ -149,9 +152,12 @@ class Linker:
         self.passed_over_dead = 0
         # optional (probe positions, candidate positions, pair weights) -> log2 units to take
         # off each probe-candidate edge before the candidate posterior (e.g. the candidate is
-        # implausible for the mention's role: crossmatch.identity.role_profile); never added
+        # implausible for the mention's role: crossmatch.identity.role_profile); a negative
+        # value is support (the record's date or place points to the candidate), at most
+        # MAX_SUPPORT
         self.edge_penalty: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None
         self.weighed_down = 0  # candidate edges the edge_penalty weighed down (last clustering)
+        self.supported = 0  # candidate edges it weighed up (negative penalty: support)
 
     # --- candidate pairs ----------------------------------------------------------------------
     def candidate_pairs(self) -> tuple[np.ndarray, np.ndarray]:
@@ -408,8 +414,10 @@ class Linker:
         if dead.any():
             e.loc[dead, "w"] -= self.config.dead_penalty
         if self.edge_penalty is not None:
-            pen = np.maximum(self.edge_penalty(probe, other, e["w"].to_numpy()), 0.0)
+            # negative: support (evidence pointing to the candidate, at most MAX_SUPPORT)
+            pen = np.maximum(self.edge_penalty(probe, other, e["w"].to_numpy()), -MAX_SUPPORT)
             self.weighed_down = int((pen > 0).sum())
+            self.supported = int((pen < 0).sum())
             e["w"] -= pen
         best = e.groupby(["probe", "a"], sort=False)["w"].max().reset_index()
         best["o"] = np.exp2(np.clip(best["w"].to_numpy(), -60, 60))

@@ -62,6 +62,7 @@ from crossmatch.identity.exact import (
     find_conflicts,
     link_handlers,
     link_household_comentions,
+    link_org_comentions,
 )
 from crossmatch.identity.fuzzy_model import (  # noqa: F401
     _KEYS,
@@ -205,6 +206,13 @@ def _resolve(
     t = time.perf_counter()
     handlers = link_handlers(con).assign(node_id=None, linked_to=None, level=None)
     household = link_household_comentions(con)
+    org = link_org_comentions(con)
+    if len(org):
+        # a household link first (the same person either way where both exist)
+        if len(household):
+            done_h = household.set_index(["source", "file", "row", "role"]).index
+            org = org[~org.set_index(["source", "file", "row", "role"]).index.isin(done_h)]
+        household = pd.concat([household, org], ignore_index=True)
     if len(household) and len(handlers):
         # one link per mention (the staff pass first)
         done = handlers.set_index(["source", "file", "row", "role"]).index
@@ -213,7 +221,11 @@ def _resolve(
         ]
     if len(household):
         handlers = pd.concat([handlers, household], ignore_index=True)
-    handlers = handlers.astype({"node_id": object, "linked_to": object, "level": "Int64"})
+    if "comparison" not in handlers:
+        handlers["comparison"] = None
+    handlers = handlers.astype(
+        {"node_id": object, "linked_to": object, "level": "Int64", "comparison": object}
+    )
     _store(con, "_handler_link", handlers, temp=True)
     s.seconds["handlers"] = time.perf_counter() - t
     log.info("step handlers: %.1f s", s.seconds["handlers"])

@@ -88,13 +88,21 @@ def _publish_nodes(
         pd.DataFrame({"mstr": list(prev_pids), "prev": list(prev_pids.values())}),
         temp=True,
     )
+    # the previous id most of the cluster's mentions had (a tie: the smallest, never scan order)
     free = con.execute(
-        """SELECT g.label, min(f.source || '|' || f.file || '|' || CAST(f.row AS VARCHAR) || '|'
-                || f.role) AS first_key, mode(p.prev) AS prev
-        FROM _fz f JOIN _grp g USING (gkey)
-        LEFT JOIN _prevp p ON p.mstr = f.source || '|' || f.file || '|' || CAST(f.row AS VARCHAR)
-            || '|' || f.role
-        WHERE g.person_id IS NULL GROUP BY g.label"""
+        """WITH fp AS (
+            SELECT g.label, f.source || '|' || f.file || '|' || CAST(f.row AS VARCHAR) || '|'
+                || f.role AS mkey, p.prev
+            FROM _fz f JOIN _grp g USING (gkey)
+            LEFT JOIN _prevp p ON p.mstr = f.source || '|' || f.file || '|'
+                || CAST(f.row AS VARCHAR) || '|' || f.role
+            WHERE g.person_id IS NULL),
+        pc AS (SELECT label, prev, count(*) AS c FROM fp WHERE prev IS NOT NULL
+               GROUP BY label, prev)
+        SELECT k.label, k.first_key, pp.prev
+        FROM (SELECT label, min(mkey) AS first_key FROM fp GROUP BY label) k
+        LEFT JOIN (SELECT label, first(prev ORDER BY c DESC, prev) AS prev FROM pc
+                   GROUP BY label) pp USING (label)"""
     ).df()
     free["pid"] = free["prev"].where(free["prev"].notna(), free["first_key"].map(_stable_key_pid))
     _store(con, "_free", free[["label", "pid"]], temp=True)
@@ -248,11 +256,12 @@ def _publish_explanations(
 
 
 def _explain_pass(con: duckdb.DuckDBPyConnection) -> None:
-    """identity_explanation rows of the household links (:func:`link_household_comentions`):
-    the name's level against the household member, and the link's weight."""
+    """identity_explanation rows of the household and organisation links
+    (:func:`link_household_comentions`, :func:`link_org_comentions`): the name's level against
+    the household member or the company's officer, and the link's weight."""
     con.execute(
         """INSERT INTO identity_explanation
-        SELECT node_id, linked_to, 'household' AS comparison, 1 AS level,
+        SELECT node_id, linked_to, coalesce(comparison, 'household') AS comparison, 1 AS level,
             log2(probability / (1 - probability)) AS weight, probability
         FROM _handler_link WHERE node_id IS NOT NULL
         UNION ALL
@@ -296,17 +305,21 @@ def _publish_persons(con: duckdb.DuckDBPyConnection) -> None:
                 GROUP BY l.person_id),
         -- persons without an ID node: name and village from their mentions (a small set;
         -- persons with an ID take them from the ID index, birth date and sex from the ID)
-        free AS (SELECT l.person_id, mode(m.name) AS name, mode(m.village_code) AS village_code,
-                     min(m.birth_date) AS birth_date, min(m.sex) AS sex
-                 FROM identity_link l JOIN person_mention m USING (source, file, row, role)
-                 WHERE NOT EXISTS (SELECT 1 FROM _id_node n WHERE n.id = l.person_id)
-                 GROUP BY l.person_id),
+        fm AS (SELECT l.person_id, m.source, m.name, m.village_code, m.birth_date, m.sex
+               FROM identity_link l JOIN person_mention m USING (source, file, row, role)
+               WHERE NOT EXISTS (SELECT 1 FROM _id_node n WHERE n.id = l.person_id)),
+        free AS (SELECT person_id, min(birth_date) AS birth_date, min(sex) AS sex
+                 FROM fm GROUP BY person_id),
+        -- a deterministic pick (never scan order): the registry's spelling, else the most
+        -- frequent, else the smallest; the same for the village
+        fname AS ({_pick_sql("fm", "name")}),
+        fvill AS ({_pick_sql("fm", "village_code")}),
         p AS (SELECT DISTINCT person_id FROM identity_link),
         -- registered: a registry row is linked to the person, whether or not that row's ID
         -- was usable (a bad check digit on the registry row leaves the person registered)
         hk AS (SELECT DISTINCT person_id FROM identity_link WHERE source = 'hukou')
         SELECT p.person_id,
-            coalesce(n.name, f.name) AS name,
+            coalesce(n.name, fn.name) AS name,
             n.id AS id_number,
             CASE WHEN n.id IS NOT NULL
                 THEN try_strptime(substr(n.id, 7, 8), '%Y%m%d')::DATE ELSE f.birth_date END
@@ -315,22 +328,41 @@ def _publish_persons(con: duckdb.DuckDBPyConnection) -> None:
                 CASE WHEN try_cast(substr(n.id, 17, 1) AS INTEGER) % 2 = 1 THEN '男' ELSE '女' END
                 ELSE f.sex END AS sex,
             reg.household_no,
-            coalesce(n.village_code, f.village_code) AS village_code,
+            coalesce(n.village_code, fv.village_code) AS village_code,
             coalesce(n.in_registry, false) OR hk.person_id IS NOT NULL AS in_registry,
             dd.death_date
         FROM p LEFT JOIN _id_node n ON n.id = p.person_id
         LEFT JOIN free f ON f.person_id = p.person_id
+        LEFT JOIN fname fn ON fn.person_id = p.person_id
+        LEFT JOIN fvill fv ON fv.person_id = p.person_id
         LEFT JOIN reg ON reg.person_id = p.person_id
         LEFT JOIN dd ON dd.person_id = p.person_id
         LEFT JOIN hk ON hk.person_id = p.person_id"""
     ) if "src_hukou" in tables else con.execute(
-        """CREATE OR REPLACE TABLE person AS
-        SELECT l.person_id, mode(m.name) AS name, n.id AS id_number,
-            min(m.birth_date) AS birth_date, min(m.sex) AS sex, NULL::VARCHAR AS household_no,
-            mode(m.village_code) AS village_code,
-            false AS in_registry, NULL::DATE AS death_date
-        FROM identity_link l JOIN person_mention m USING (source, file, row, role)
-        LEFT JOIN _id_node n ON n.id = l.person_id GROUP BY l.person_id, n.id"""
+        f"""CREATE OR REPLACE TABLE person AS
+        WITH fm AS (SELECT l.person_id, m.source, m.name, m.village_code, m.birth_date, m.sex
+               FROM identity_link l JOIN person_mention m USING (source, file, row, role)),
+        fname AS ({_pick_sql("fm", "name")}),
+        fvill AS ({_pick_sql("fm", "village_code")})
+        SELECT f.person_id, fn.name, n.id AS id_number,
+            min(f.birth_date) AS birth_date, min(f.sex) AS sex, NULL::VARCHAR AS household_no,
+            fv.village_code, false AS in_registry, NULL::DATE AS death_date
+        FROM fm f LEFT JOIN _id_node n ON n.id = f.person_id
+        LEFT JOIN fname fn ON fn.person_id = f.person_id
+        LEFT JOIN fvill fv ON fv.person_id = f.person_id
+        GROUP BY f.person_id, n.id, fn.name, fv.village_code"""
+    )
+
+
+def _pick_sql(rel: str, col: str, key: str = "person_id") -> str:
+    """SQL: one ``col`` per ``key`` of relation ``rel`` (which has a ``source`` column), picked
+    deterministically: a value the household registry states first, then the most frequent,
+    then the smallest. ``mode()`` would break ties by scan order, so two runs over the same
+    files could name a person differently."""
+    return (
+        f"SELECT {key}, first({col} ORDER BY reg DESC, c DESC, {col}) AS {col} FROM ("
+        f"SELECT {key}, {col}, bool_or(source = 'hukou') AS reg, count(*) AS c FROM {rel} "
+        f"WHERE {col} IS NOT NULL GROUP BY {key}, {col}) GROUP BY {key}"
     )
 
 

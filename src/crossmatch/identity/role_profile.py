@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from crossmatch.identity import staff
+from crossmatch.identity.linker import MAX_SUPPORT
 
 log = logging.getLogger(__name__)
 
@@ -167,14 +168,25 @@ def build_mention_profiles(con: duckdb.DuckDBPyConnection, mentions: str = "_fz"
         date = _date_sql(f"s.{date_col}") if date_col else "NULL::DATE"
         item = f"CAST(s.{prof.item} AS VARCHAR)" if prof.item and prof.item in cols else "NULL"
         place = f"CAST(s.{prof.place} AS VARCHAR)" if prof.place and prof.place in cols else "NULL"
+        # the role it needs held may be held on a row without a usable ID: an ID-less row of
+        # that role with the mention's name (and village, where both have one)
+        open_hold = "false"
+        if prof.holds and {"name", "village_code"} <= _columns(con, mentions):
+            open_hold = f"""EXISTS (SELECT 1 FROM person_mention x
+                WHERE x.source = '{prof.holds[0]}' AND x.role = '{prof.holds[1]}'
+                    AND x.id IS NULL AND x.name = f.name
+                    AND (x.village_code IS NULL OR f.village_code IS NULL
+                         OR x.village_code = f.village_code))"""
         parts.append(
             f"""SELECT f.gkey, f.source, f.role, {date} AS rec_date, {item} AS item,
-                {place} AS place
+                {place} AS place, {open_hold} AS open_hold
             FROM {mentions} f JOIN {table} s ON s._file = f.file AND s._row = f.row
             WHERE f.source = '{source}' AND f.role = '{role}'"""
         )
     if not parts:
-        return pd.DataFrame(columns=["gkey", "source", "role", "rec_date", "item", "place"])
+        return pd.DataFrame(
+            columns=["gkey", "source", "role", "rec_date", "item", "place", "open_hold"]
+        )
     out = con.execute(" UNION ALL ".join(parts)).df()
     out["place"] = township_in(out["place"], staff.township_names(con))
     # a node's monthly payments differ in their month only: one row per distinct profile
@@ -327,7 +339,14 @@ def violations(pairs: pd.DataFrame, asof: pd.Timestamp | None = None) -> pd.Data
         hard |= is_staff & np.array(
             [h is not None and not (set(STAFF_ROLES) & set(list(h))) for h in held]
         )
-        soft |= np.array(
+        # not held on a row with a valid ID: unusual, unless a row of that role without a
+        # usable ID may be the candidate's (its ID was lost, not its holding)
+        open_hold = (
+            pairs["open_hold"].fillna(False).to_numpy(dtype=bool)
+            if "open_hold" in pairs
+            else np.zeros(n, dtype=bool)
+        )
+        soft |= ~open_hold & np.array(
             [
                 r is not None and h is not None and r not in list(h)
                 for r, h in zip(need, held, strict=True)
@@ -388,7 +407,10 @@ def edge_penalty(
         v = violations(pairs, asof)
         pairs = pd.concat([pairs, v], axis=1)
         # a candidate is as implausible as its worst mention of the node
-        per = pairs.groupby("e").agg(hard=("hard", "any"), soft=("soft", "any"), fit=("fit", "any"))
+        pairs["home_hit"] = _at_home(pairs)
+        per = pairs.groupby("e").agg(
+            hard=("hard", "any"), soft=("soft", "any"), fit=("fit", "any"), home=("home_hit", "any")
+        )
         per["probe"] = probe[per.index.to_numpy()]
         per["clean"] = ~per["hard"] & ~per["soft"]
         # a rival fits: another candidate of the probe with no violation (and, where a death
@@ -400,7 +422,80 @@ def edge_penalty(
         pen = np.where(per["hard"], HARD, 0.0) + np.where(
             per["soft"] & ~per["hard"] & (rival > 0), SOFT, 0.0
         )
-        out[per.index.to_numpy()] = pen
+        # support (a negative penalty): evidence that points *to* this candidate, as much as
+        # it is rarer by chance than for the person (its likelihood ratio, measured on the
+        # county's own records); a candidate weighed down for the role gets none
+        sup = np.where(per["fit"], death_bits, 0.0) + np.where(per["home"], home_bits, 0.0)
+        sup = np.where(per["hard"] | per["soft"], 0.0, sup)
+        out[per.index.to_numpy()] = pen - sup
         return out
 
+    death_bits = death_support(con)
+    home_bits = home_support(con)
+    log.info("role profile support: death fit %.1f, home township %.1f log2", death_bits, home_bits)
     return penalty
+
+
+def _at_home(pairs: pd.DataFrame) -> np.ndarray:
+    """Per row: the record's place names a township and it is the candidate's home township."""
+    if "place" not in pairs or "home" not in pairs:
+        return np.zeros(len(pairs), dtype=bool)
+    pl = pairs["place"].to_numpy(dtype=object)
+    hm = pairs["home"].to_numpy(dtype=object)
+    return np.array(
+        [isinstance(a, str) and isinstance(b, str) and a == b for a, b in zip(pl, hm, strict=True)],
+        dtype=bool,
+    )
+
+
+def death_support(con: duckdb.DuckDBPyConnection) -> float:
+    """log2 likelihood ratio of "the candidate's recorded death falls in the window before a
+    death / cremation record" (:data:`DEATH_BEFORE_DAYS` before to :data:`DEATH_AFTER_DAYS`
+    after): about 1 for the person, and for anyone else the chance that a registered person
+    died in a window that long, from the county's recorded deaths (share of the registry
+    recorded dead, spread over the span of their death dates, at least a year)."""
+    if not (_has_temp(con, "_id_death") and _has_temp(con, "_id_node")):
+        return 0.0
+    dead, lo, hi = con.execute("SELECT count(*), min(death), max(death) FROM _id_death").fetchall()[
+        0
+    ]
+    n = con.execute("SELECT count(*) FROM _id_node WHERE in_registry").fetchall()[0][0]
+    if not dead or not n or lo is None:
+        return 0.0
+    span = max((pd.Timestamp(hi) - pd.Timestamp(lo)).days, 365)
+    window = DEATH_BEFORE_DAYS + DEATH_AFTER_DAYS + 1
+    q = min(dead, n) / n * min(window / span, 1.0)
+    return float(np.clip(-np.log2(max(q, 1e-12)), 0.0, MAX_SUPPORT))
+
+
+def home_support(con: duckdb.DuckDBPyConnection, min_rows: int = 30) -> float:
+    """log2 likelihood ratio of "the record's place (a property's location) names the
+    candidate's home township", measured on the records of the same roles that carry a valid
+    ID: how often their place is their own home township (a) against how often it would be
+    by chance, given how places and homes spread over the townships (b). 0 when fewer than
+    ``min_rows`` such records name both, or when places do not follow homes (a <= b)."""
+    roles = [(src, role) for (src, role), p in PROFILES.items() if p.place]
+    if not roles:
+        return 0.0
+    cond = " OR ".join(f"(source = '{a}' AND role = '{b}')" for a, b in roles)
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _rp_idm AS SELECT id AS gkey, source, file, row, role "
+        f"FROM person_mention WHERE id IS NOT NULL AND ({cond})"
+    )
+    prof = build_mention_profiles(con, "_rp_idm")
+    prof = prof[prof["place"].notna()]
+    if len(prof) < min_rows:
+        return 0.0
+    facts = candidate_facts(con, prof["gkey"].drop_duplicates().tolist())
+    both = prof.merge(facts[["id", "home"]], left_on="gkey", right_on="id")
+    both = both[both["home"].notna()]
+    if len(both) < min_rows:
+        return 0.0
+    agree = int((both["place"] == both["home"]).sum())
+    a = (agree + 1) / (len(both) + 2)
+    pp = both["place"].value_counts(normalize=True)
+    ph = both["home"].value_counts(normalize=True)
+    b = float((pp * ph.reindex(pp.index).fillna(0.0)).sum())
+    if b <= 0 or a <= b:
+        return 0.0
+    return float(np.clip(np.log2(a / b), 0.0, MAX_SUPPORT))

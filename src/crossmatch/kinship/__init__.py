@@ -60,7 +60,7 @@ CLOSE_RELATIVES: tuple[str, ...] = ("spouse", "parent", "child", "sibling", "chi
 #: derived through a person (siblings through a shared parent) do not end with that person.
 AFFINAL: tuple[str, ...] = ("child_in_law", "parent_in_law")
 #: Bumped whenever the derivation changes, so a staleness check rebuilds older tables.
-KINSHIP_VERSION = "2"
+KINSHIP_VERSION = "3"
 
 # How a registry's 与户主关系 wording maps to the member's relation *to the head*. Matched in
 # order, first hit wins (so 儿媳 is a child-in-law before 儿 could make it a child).
@@ -273,7 +273,7 @@ def build(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
         )
         SELECT m.*, CASE WHEN p.sex IN {_MALE} THEN 'm' WHEN p.sex IN {_FEMALE} THEN 'f' END AS sx
         FROM m SEMI JOIN hh USING (household_no)
-        LEFT JOIN (SELECT person_id, any_value(sex) AS sex FROM person GROUP BY person_id) p
+        LEFT JOIN (SELECT person_id, min(sex) AS sex FROM person GROUP BY person_id) p
           ON p.person_id = m.pid
         """
     )
@@ -390,7 +390,7 @@ def build(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
                     ELSE c.u END AS relation_cn,
                r.source, r.evidence, r.valid_from, r.valid_to, r.file, r.row, r.link_pid
         FROM raw r JOIN _kin_cn c ON c.rel = r.relation
-        LEFT JOIN (SELECT person_id, any_value(sex) AS sex FROM person GROUP BY person_id) p
+        LEFT JOIN (SELECT person_id, min(sex) AS sex FROM person GROUP BY person_id) p
           ON p.person_id = r.b_pid
         """
     )
@@ -429,7 +429,7 @@ def build(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
             FROM e e1 JOIN e e2 ON e2.a_pid = e1.b_pid AND e2.b_pid <> e1.a_pid
             JOIN _kin_comp c ON c.r1 = e1.relation AND c.r2 = e2.relation
             JOIN _kin_cn n ON n.rel = c.rel
-            LEFT JOIN (SELECT person_id, any_value(sex) AS sex FROM person GROUP BY person_id) p
+            LEFT JOIN (SELECT person_id, min(sex) AS sex FROM person GROUP BY person_id) p
               ON p.person_id = e2.b_pid
             LEFT JOIN _kin_death d ON d.pid = e1.b_pid
             -- two hops inside one household add nothing: the head's relations already give
@@ -440,7 +440,7 @@ def build(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
                                                   AND d.valid_from IS NULL AND d.valid_to IS NULL)
         ),
         two_u AS (  -- one row per pair, relation and validity interval (the first path)
-            SELECT a_pid, b_pid, relation, any_value(relation_cn) AS relation_cn,
+            SELECT a_pid, b_pid, relation, arg_min(relation_cn, path) AS relation_cn,
                    min(path) AS path, valid_from, valid_to
             FROM two
             WHERE valid_to IS NULL OR valid_to >= coalesce(valid_from, DATE '1900-01-01')
@@ -546,7 +546,7 @@ def relatives(
         SELECT k.relative_pid, p.name, k.relation, k.relation_cn, k.path, k.hops,
                k.valid_from, k.valid_to
         FROM kin_relative k
-        LEFT JOIN (SELECT person_id, any_value(name) AS name FROM person GROUP BY person_id) p
+        LEFT JOIN (SELECT person_id, min(name) AS name FROM person GROUP BY person_id) p
           ON p.person_id = k.relative_pid
         WHERE k.person_pid = ? AND list_contains(?, k.relation)
           AND (?::DATE IS NULL OR ((k.valid_from IS NULL OR k.valid_from <= ?::DATE)
