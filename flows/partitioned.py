@@ -67,7 +67,7 @@ def partitioned(
             full=full,
             submit=lambda tasks: [partition_task.submit(t) for t in tasks],
         )
-    logger.info("%s", res.plan.summary())
+    logger.info("%s", res.plan_summary())
     text = res.table()
     create_markdown_artifact(
         "# crossmatch partitioned detect\n\n```\n" + text + "\n```",
