@@ -127,7 +127,7 @@ def test_dask_night_equals_the_single_machine_night(county: Path, single: Path, 
     p = _summary(wh)["partitions"]
     assert not p["planned"] and not p["cluster_started"] and len(p["reused"]) == 16, p
     assert "no partition planned, no cluster started" in log
-    assert "partitions not planned: no rule computes per partition tonight" in log
+    assert p["plan"].startswith("partitions not planned: no rule computes per partition")
     assert _rows(wh, LATEST_HITS) == hits
 
 
@@ -190,3 +190,39 @@ def test_killed_during_dask_detect_the_published_night_stays(
     # the same findings as the single-machine night on these files (hit evidence may carry
     # fuzzy-link probabilities of the earlier night: docs/nights.md)
     assert _rows(wh, LATEST_RULES) == _rows(single, LATEST_RULES)
+
+
+async def _partition_task_runs(flow_run_id) -> list:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    async with get_client() as client:
+        runs = await client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
+    return [r for r in runs if r.name.startswith("partition")]
+
+
+@pytest.mark.flows
+def test_nightly_flow_with_dask_parameter(county: Path, single: Path, tmp_path: Path):
+    """The ``nightly`` flow's ``dask`` parameter: partitions as Prefect tasks on prefect-dask's
+    DaskTaskRunner (a task run each), the night Completed with the single machine's hits."""
+    import asyncio
+
+    from prefect.testing.utilities import prefect_test_harness
+
+    from crossmatch.night.flows import nightly
+
+    wh = tmp_path / "w.duckdb"
+    with prefect_test_harness(server_startup_timeout=120):
+        state = nightly(str(county), str(SOURCES), str(RULES), str(wh), dask="local",
+                        return_state=True)  # fmt: skip
+        summary = state.result(raise_on_failure=False)
+        assert state.is_completed(), state.message
+        parts = asyncio.run(_partition_task_runs(state.state_details.flow_run_id))
+    p = summary["partitions"]
+    assert "DaskTaskRunner" in p["dask"] and p["cluster_started"], p
+    assert len(parts) == p["partitions"] >= 2
+    assert all(r.state.is_completed() for r in parts)
+    assert _rows(wh, LATEST_HITS) == _rows(single, LATEST_HITS)
+    assert summary["stages"]["score"]["status"] == summary["stages"]["report"]["status"] == "ok"
