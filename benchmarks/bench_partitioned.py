@@ -137,7 +137,7 @@ def main() -> int:
         eq_serial = _same_hits(paths["single"], paths["serial"])
         eq_dask = _same_hits(paths["single"], paths["dask"])
         where = "LocalCluster" if not a.dask_address else a.dask_address
-        print(f"\npersons {persons}; {serial.plan.summary()}")
+        print(f"\npersons {persons}; {serial.plan_summary()}")
         print(
             f"rules per partition {len(serial.ran_local)} of {len(serial.locality)}, "
             f"cross step {len(serial.ran_cross)}"

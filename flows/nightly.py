@@ -8,6 +8,8 @@ Run it once on the sample county (a temporary local Prefect server, stopped at t
 also when this process is killed; a configured PREFECT_API_URL is used instead):
 
     uv run python flows/nightly.py --raw data/sample/raw --warehouse crossmatch.duckdb
+    # detect's per-partition rules on Dask (one Prefect task per partition, prefect-dask)
+    uv run python flows/nightly.py --warehouse crossmatch.duckdb --dask tcp://head:8786
 
 The final state and the exit code follow one table (``crossmatch.night.OUTCOMES``): 0 Completed
 (every source present, every rule ok); 4 ``Incomplete`` (a source missing, a file failed, a rule
@@ -45,6 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--max-age-days", type=float, default=35, help="older sources make their rules stale"
     )
+    ap.add_argument(
+        "--dask",
+        default=None,
+        help="detect's per-partition rules on Dask: 'local' (a LocalCluster) or tcp://host:8786",
+    )
+    ap.add_argument("--dask-workers", type=int, default=2, help="LocalCluster worker processes")
     a = ap.parse_args(argv)
     only = [s.strip() for s in a.only.split(",")] if a.only else None
     from crossmatch.night.prefect_server import server_unless_configured
@@ -52,12 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     with server_unless_configured():
         if a.from_stage == "ingest":
             state = nightly(
-                a.raw, a.sources, a.rules, a.warehouse, only, a.max_age_days, return_state=True
-            )
+                a.raw, a.sources, a.rules, a.warehouse, only, a.max_age_days,
+                dask=a.dask, dask_workers=a.dask_workers, return_state=True,
+            )  # fmt: skip
         else:
             state = rerun(
                 a.from_stage, a.raw, a.sources, a.rules, a.warehouse, only, a.max_age_days,
-                return_state=True,
+                dask=a.dask, dask_workers=a.dask_workers, return_state=True,
             )  # fmt: skip
     print(f"{state.name}: {state.message}")
     return exit_code_of(state)

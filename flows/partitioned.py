@@ -26,19 +26,14 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NONE
-from prefect_dask import DaskTaskRunner
 
 from crossmatch import warehouse as wh
-from crossmatch.scale.run import PartitionResult, PartitionTask, run_partition, run_partitioned
+from crossmatch.scale.flow_tasks import partition_task, task_runner
+from crossmatch.scale.run import run_partitioned
 
-
-# The partition's rows travel as the task's argument: never hash them for a cache key.
-@task(name="partition", cache_policy=NONE, persist_result=False)
-def partition_task(part: PartitionTask) -> PartitionResult:
-    return run_partition(part)
+__all__ = ["main", "partition_task", "partitioned", "task_runner"]
 
 
 @flow(name="crossmatch-partitioned", log_prints=False)
@@ -67,7 +62,7 @@ def partitioned(
             full=full,
             submit=lambda tasks: [partition_task.submit(t) for t in tasks],
         )
-    logger.info("%s", res.plan.summary())
+    logger.info("%s", res.plan_summary())
     text = res.table()
     create_markdown_artifact(
         "# crossmatch partitioned detect\n\n```\n" + text + "\n```",
@@ -82,20 +77,6 @@ def partitioned(
         "timings": res.timings,
         "reused": res.reused,
     }
-
-
-def task_runner(address: str | None, workers: int) -> DaskTaskRunner:
-    """An existing cluster at ``address``, else a LocalCluster of ``workers`` processes."""
-    if address:
-        return DaskTaskRunner(address=address)
-    return DaskTaskRunner(
-        cluster_kwargs={
-            "n_workers": workers,
-            "processes": True,
-            "threads_per_worker": 1,
-            "dashboard_address": None,
-        }
-    )
 
 
 def main(argv: list[str] | None = None) -> int:

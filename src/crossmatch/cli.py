@@ -507,6 +507,21 @@ def evaluate(truth: Path, warehouse: Path, details: bool) -> None:
     help="Run it as the Prefect flow (PREFECT_API_URL's server, or a temporary one): stage "
     "tasks, logs and the summary artifact in the Prefect UI.",
 )
+@click.option(
+    "--dask",
+    default=None,
+    metavar="ADDRESS|local",
+    help="Detect's per-partition rules run as partitions on this Dask cluster: 'local' (a "
+    "LocalCluster for the night) or a scheduler's tcp://host:8786. Same results, same build "
+    "and publish (docs/scale.md).",
+)
+@click.option(
+    "--dask-workers",
+    type=int,
+    default=2,
+    show_default=True,
+    help="Worker processes of the LocalCluster (--dask local).",
+)
 def run(
     raw: str | None,
     sources: str | None,
@@ -517,6 +532,8 @@ def run(
     max_age_days: float,
     wait_seconds: float,
     prefect: bool,
+    dask: str | None,
+    dask_workers: int,
 ) -> None:
     """The whole night: ingest -> resolve -> kinship -> detect -> score -> clues -> report.
 
@@ -541,10 +558,10 @@ def run(
         with server_unless_configured():
             if from_stage == "ingest":
                 state = nightly(raw, sources, rules, warehouse, ids, max_age_days, wait_seconds,
-                                return_state=True)  # fmt: skip
+                                dask, dask_workers, return_state=True)  # fmt: skip
             else:
                 state = rerun(from_stage, raw, sources, rules, warehouse, ids, max_age_days,
-                              wait_seconds, return_state=True)  # fmt: skip
+                              wait_seconds, dask, dask_workers, return_state=True)  # fmt: skip
         click.echo(f"{state.name}: {state.message}")
         code = exit_code_of(state)
     else:
@@ -558,6 +575,8 @@ def run(
             max_age_days=max_age_days,
             wait_seconds=wait_seconds,
             workspace=default_workspace(),
+            dask=dask,
+            dask_workers=dask_workers,
         )
         click.echo(res.markdown())
         code = res.exit_code

@@ -177,8 +177,15 @@ def test_partitioned_run_is_recorded_like_run_rules():
     assert status == ("finished",)
 
     # unchanged inputs: the next partitioned run runs nothing and copies the hits
-    again = run_partitioned(parts, RULES_DIR)
+    parts.execute("DROP TABLE IF EXISTS _scale_node")
+    again = run_partitioned(parts, RULES_DIR, submit=_no_cluster)
     assert not again.ran_local and not again.ran_cross
+    # nothing computes per partition: no groups planned, nothing shipped, and it says so
+    assert again.plan is None and again.partition_walls == []
+    assert "_scale_node" not in {
+        r[0] for r in parts.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+    }
+    assert "partitions not planned: no rule computes per partition tonight" in again.table()
     ran = {o.rule_id for o in b.outcomes if o.status in ("ok", "blind")}
     assert set(again.reused) == ran
     assert {o.rule_id: o.reused_from for o in again.run.outcomes if o.reused_from} == {
@@ -213,6 +220,12 @@ def test_partitioned_run_is_recorded_like_run_rules():
             [changed.run.run_id],
         ).fetchone()[0]
     )
+
+
+def _no_cluster(tasks):
+    """A submit that must not be handed work (a night where every rule reuses its hits)."""
+    assert not tasks, "partitions shipped although no rule computes"
+    return []
 
 
 def test_full_runs_every_rule():

@@ -30,6 +30,7 @@ from prefect.states import Completed, Failed, State
 
 from crossmatch.night.config import NightConfig
 from crossmatch.night.run import OUTCOMES, NightResult, default_workspace, run_night
+from crossmatch.scale.flow_tasks import PrefectDaskPartitions
 
 workspace = default_workspace()
 
@@ -102,6 +103,8 @@ def _night(
     max_age_days: float | None,
     from_stage: str,
     wait_seconds: float,
+    dask: str | None = None,
+    dask_workers: int = 2,
 ) -> State:
     from prefect.runtime import flow_run  # lazy: prefect takes seconds to import
 
@@ -118,6 +121,9 @@ def _night(
             stage=_stage_task,
             wait_seconds=wait_seconds,
             flow_run_id=str(flow_run.id or ""),
+            dask=dask or None,
+            dask_workers=dask_workers,
+            partition_runner=PrefectDaskPartitions,
         )
     create_markdown_artifact(
         res.markdown(), key="crossmatch-night", description=res.headline()[:500]
@@ -140,11 +146,16 @@ def nightly(
     only_rules: list[str] | None = None,
     max_age_days: float | None = 35,
     wait_seconds: float = 1800,
+    dask: str | None = None,
+    dask_workers: int = 2,
 ) -> State:
     """Ingest every department's exports, resolve identities, rebuild kinship, run the rules,
     score the entities (ML), record the clues, write the governance report. Paths: relative
-    to CROSSMATCH_HOME (default: the worker's folder)."""
-    return _night(raw, sources, rules, warehouse, only_rules, max_age_days, "ingest", wait_seconds)
+    to CROSSMATCH_HOME (default: the worker's folder). ``dask``: ``local`` or a Dask
+    scheduler's address: detect's per-partition rules run there, one Prefect task per
+    partition through prefect-dask's DaskTaskRunner (docs/scale.md)."""
+    return _night(raw, sources, rules, warehouse, only_rules, max_age_days, "ingest", wait_seconds,
+                  dask, dask_workers)  # fmt: skip
 
 
 @flow(name="crossmatch-rerun", log_prints=False)
@@ -157,12 +168,14 @@ def rerun(
     only_rules: list[str] | None = None,
     max_age_days: float | None = 35,
     wait_seconds: float = 1800,
+    dask: str | None = None,
+    dask_workers: int = 2,
 ) -> State:
     """Run the night again from one stage on (``detect`` after a rule fix, ``resolve`` after
     a judgement...): the earlier stages' results in the warehouse are reused, and a stage whose
     inputs are newer than them makes its rules ``stale``, never ``ok``."""
     return _night(raw, sources, rules, warehouse, only_rules, max_age_days, from_stage,
-                  wait_seconds)  # fmt: skip
+                  wait_seconds, dask, dask_workers)  # fmt: skip
 
 
 @flow(name="crossmatch-backfill", log_prints=False)

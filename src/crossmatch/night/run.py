@@ -34,6 +34,11 @@ the night's clues: a crash in either marks the stage ``failed`` with the reason 
 the night goes on (the build is still published, the clues still synced); a stage that could
 not see everything is ``skipped`` or ``blind`` with the reason (exit 4), never ``ok``.
 
+``dask`` (``crossmatch run --dask local|tcp://host:8786``, the flows' ``dask`` parameter): the
+detect stage runs its per-partition rules as partitions on that Dask cluster
+(:mod:`crossmatch.scale`), in the same build, with the same hits, statuses, reuse and exit codes;
+everything else about the night is unchanged (docs/scale.md).
+
 Every night, whatever its outcome, leaves a row in the warehouse table ``night_run``: rows per
 source, rules per status with reasons, clues new / ongoing / closed, per-stage seconds and the
 process's peak memory (:meth:`NightResult.summary`).
@@ -61,7 +66,7 @@ import duckdb
 from crossmatch import contract
 from crossmatch import warehouse as wh
 from crossmatch.detect import run_rules
-from crossmatch.detect.rule_runner import identity_is_stale, rebuild_kinship
+from crossmatch.detect.rule_runner import RunResult, identity_is_stale, rebuild_kinship
 from crossmatch.errors import CrossmatchError, ExitCode, SpecError, WarehouseError
 from crossmatch.governance.report import refresh_and_report
 from crossmatch.identity.pipeline import resolve_identities
@@ -72,6 +77,8 @@ from crossmatch.night import retention
 from crossmatch.night.config import NightConfig
 from crossmatch.publish import night_build
 from crossmatch.review import sync_warehouse
+from crossmatch.scale.dask import DaskPartitions
+from crossmatch.scale.run import run_partitioned
 from crossmatch.spec.sources import load_sources
 
 log = logging.getLogger("crossmatch.night")
@@ -167,6 +174,7 @@ class NightResult:
     ml: dict[str, Any] = field(default_factory=dict)  # model, reused_from, kinds scored
     report_path: str = ""
     retention: str = ""  # what the night's pruning of old runs did (night.retention)
+    partitions: dict[str, Any] = field(default_factory=dict)  # detect on Dask: where rules ran
     error: str = ""
     error_outcome: str = ""
     peak_rss_mb: float = 0.0
@@ -257,6 +265,7 @@ class NightResult:
             "ml": self.ml,
             "report": self.report_path or None,
             "retention": self.retention or None,
+            "partitions": self.partitions or None,
             "peak_rss_mb": round(self.peak_rss_mb, 1),
             "problems": self.problems,
         }
@@ -325,7 +334,23 @@ class NightResult:
             )
         if s.name == "report" and self.report_path:
             return self.report_path
+        if s.name == "detect" and self.partitions:
+            return partitions_note(self.partitions).replace("|", "/")
         return ""
+
+
+def partitions_note(p: dict[str, Any]) -> str:
+    """One line: where a partitioned detect ran its rules (the summary's detect note)."""
+    where = (
+        f"{p['partitions']} partitions on {p['dask']}"
+        if p["planned"]
+        else f"no partition planned, no cluster started ({p['dask']}): no rule computes per "
+        "partition tonight"
+    )
+    return (
+        f"partitioned: {where}; rules per partition {len(p['local'])}, cross step "
+        f"{len(p['cross'])}, inputs unchanged (hits reused) {len(p['reused'])}"
+    )
 
 
 # ----------------------------------------------------------------------------- hooks
@@ -454,10 +479,49 @@ def _kinship(cfg: NightConfig, path: Path, res: NightResult, opts: dict[str, Any
 
 def _detect(cfg: NightConfig, path: Path, res: NightResult, opts: dict[str, Any]) -> StageReport:
 
+    if opts.get("dask"):
+        return _detect_partitioned(cfg, path, res, opts)
     with wh.session(path, must_exist="run the ingest and resolve stages first") as con:
         out = run_rules(
             con, cfg.rules, only=opts.get("only_rules"), max_age_days=opts.get("max_age_days")
         )
+    return _detect_report(res, out, out.table())
+
+
+def _detect_partitioned(
+    cfg: NightConfig, path: Path, res: NightResult, opts: dict[str, Any]
+) -> StageReport:
+    """Detect with the rules that run per partition on Dask (:mod:`crossmatch.scale`): the
+    same hits, rule_run rows and fingerprints as ``run_rules``, written into the same build."""
+    make = opts.get("partition_runner") or DaskPartitions
+    runner = make(opts["dask"], workers=int(opts.get("dask_workers") or 2))
+    with runner, wh.session(path, must_exist="run the ingest and resolve stages first") as con:
+        out = run_partitioned(
+            con,
+            cfg.rules,
+            only=opts.get("only_rules"),
+            max_age_days=opts.get("max_age_days"),
+            level=int(opts.get("dask_level") or 9),
+            partitions=opts.get("dask_partitions"),
+            submit=runner.submit,
+            threads=1,
+        )
+    res.partitions = {
+        "dask": runner.describe(),
+        "cluster_started": runner.started,
+        "planned": out.plan is not None,
+        "partitions": out.plan.n if out.plan is not None else 0,
+        "plan": out.plan_summary(),
+        "local": out.ran_local,
+        "cross": out.ran_cross,
+        "reused": out.reused,
+        "timings": {k: round(v, 2) for k, v in out.timings.items()},
+    }
+    log.info("detect %s", partitions_note(res.partitions))
+    return _detect_report(res, out.run, out.table())
+
+
+def _detect_report(res: NightResult, out: RunResult, text: str) -> StageReport:
     res.detect_run_id = out.run_id
     res.rules = [
         {
@@ -476,7 +540,7 @@ def _detect(cfg: NightConfig, path: Path, res: NightResult, opts: dict[str, Any]
         elif o.status != "ok":
             log.warning("rule %s %s: %s", o.rule_id, o.status, o.reason)
     problems = [f"{o.rule_id} {o.status}: {o.reason}" for o in out.outcomes if o.status != "ok"]
-    return StageReport("detect", "problems" if problems else "ok", text=out.table(),
+    return StageReport("detect", "problems" if problems else "ok", text=text,
                        problems=problems)  # fmt: skip
 
 
@@ -610,7 +674,13 @@ def run_night(
     outcome, the exit code and every reason are in the returned :class:`NightResult` (and
     its ``night_run`` row). ``options``: workers, memory_limit, allow_shrink (ingest),
     full_resolve (resolve), ml_fit (score: ``missing`` fits the first model when there is none,
-    ``never`` skips the stage instead), full_score (score: recompute even when unchanged)."""
+    ``never`` skips the stage instead), full_score (score: recompute even when unchanged),
+    dask (detect: ``local`` or a scheduler address: the rules that run per partition run as
+    partitions on that Dask cluster, :func:`crossmatch.scale.run.run_partitioned`), with
+    dask_workers (LocalCluster processes, default 2), dask_level (region digits, default 9),
+    dask_partitions (default one per region) and partition_runner (the class submitting the
+    partitions, default :class:`crossmatch.scale.dask.DaskPartitions`; the flows pass
+    :class:`crossmatch.scale.flow_tasks.PrefectDaskPartitions`)."""
     if from_stage not in STAGES:
         raise ValueError(f"from_stage {from_stage!r}: one of {', '.join(STAGES)}")
     cfg = config or NightConfig.resolve()

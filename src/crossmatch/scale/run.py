@@ -154,7 +154,7 @@ class PartitionedResult:
     """A partitioned run: the engine's :class:`RunResult` plus where each rule ran and timings."""
 
     run: RunResult
-    plan: PartitionPlan
+    plan: PartitionPlan | None  # None: nothing to compute per partition, so nothing planned
     locality: dict[str, Locality]
     timings: dict[str, float] = field(default_factory=dict)
     partition_walls: list[float] = field(default_factory=list)
@@ -180,8 +180,20 @@ class PartitionedResult:
         times = ", ".join(f"{k} {v:.2f}s" for k, v in self.timings.items())
         walls = ", ".join(f"{w:.2f}" for w in self.partition_walls)
         return (
-            f"{self.run.table()}\n\n{self.plan.summary()}\n{ran}\n{where}\n"
+            f"{self.run.table()}\n\n{self.plan_summary()}\n{ran}\n{where}\n"
             f"timings: {times}; partition wall seconds: [{walls}]"
+        )
+
+    def plan_summary(self) -> str:
+        """The partitions, or why none were planned (no cluster work tonight)."""
+        if self.plan is not None:
+            return self.plan.summary()
+        return (
+            "partitions not planned: no rule computes per partition tonight (inputs unchanged: "
+            f"{len(self.reused)} rule(s) reuse their hits; cross step: {len(self.ran_cross)}; "
+            f"not run (status): "
+            f"{len(self.locality) - len(self.ran_cross) - len(self.reused)}), so no partition "
+            "was shipped"
         )
 
 
@@ -213,21 +225,28 @@ def run_partitioned(
     reused = [s for s in plan.specs if plan.reuses(s.id)]
     timings["begin"] = time.perf_counter() - t0
 
+    # plan and ship partitions only when a rule computes per partition: a night whose local
+    # rules all reuse their hits (or are not run) scans nothing for groups and ships nothing
     t0 = time.perf_counter()
-    pplan = plan_partitions(con, level=level, partitions=partitions)
-    tables = {"identity_link", "person"}
-    for s in local:
-        tables |= {t for t in plan.needs[s.id].columns if t.startswith("r_")}
-    sliced = route(con, pplan, tables) if local else {}
-    files = rule_files(rules_dir)
-    tasks = [
-        PartitionTask(
-            k, plan.run_id, [s.id for s in local], files, sliced[k], params or {}, threads
-        )
-        for k in sorted(sliced)
-    ]
+    pplan: PartitionPlan | None = None
+    tasks: list[PartitionTask] = []
+    if local:
+        pplan = plan_partitions(con, level=level, partitions=partitions)
+        tables = {"identity_link", "person"}
+        for s in local:
+            tables |= {t for t in plan.needs[s.id].columns if t.startswith("r_")}
+        sliced = route(con, pplan, tables)
+        files = rule_files(rules_dir)
+        tasks = [
+            PartitionTask(
+                k, plan.run_id, [s.id for s in local], files, sliced[k], params or {}, threads
+            )
+            for k in sorted(sliced)
+        ]
+        log.info("%s", pplan.summary())
+    else:
+        log.info("no rule computes per partition: partitions not planned")
     timings["partition"] = time.perf_counter() - t0
-    log.info("%s", pplan.summary())
 
     t0 = time.perf_counter()
     futures = (submit or serial_submit)(tasks)
