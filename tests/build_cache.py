@@ -58,20 +58,24 @@ def cached_build(
     root = _root(factory)
     root.mkdir(parents=True, exist_ok=True)
     target = root / f"{name}-{code_key()}"
+    done = root / f"{name}-{code_key()}.done"  # beside it: the folder holds only the build
     with open(root / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            if (target / ".done").exists():
+            if done.exists():
                 return target
             for old in root.glob(f"{name}-*"):
-                shutil.rmtree(old, ignore_errors=True)
+                if old.is_dir():
+                    shutil.rmtree(old, ignore_errors=True)
+                else:
+                    old.unlink()
             target.mkdir()
             try:  # built in place: a warehouse may record the paths it was built from
                 build(target)
             except BaseException:
                 shutil.rmtree(target, ignore_errors=True)
                 raise
-            (target / ".done").write_text(code_key())
+            done.write_text(code_key())
             return target
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
