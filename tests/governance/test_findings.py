@@ -9,7 +9,7 @@ import duckdb
 import pytest
 
 from crossmatch.governance import refresh
-from crossmatch.governance.findings import analyse
+from crossmatch.governance.findings import Finding, analyse
 from crossmatch.review.store import open_store, store_path, verify_audit
 from crossmatch.synth.causes import read_causes
 
@@ -158,3 +158,17 @@ def test_weakness_and_concentration_figures_add_up(warehouse: Path) -> None:
     for f in fs.by_kind("concentration"):
         assert f.cases >= 5 and f.value >= 3 * f.peer_value
         assert len(f.clue_ids) == f.cases
+
+
+def test_identity_weakness_summary_names_bad_id_rows_without_clues() -> None:
+    f = Finding(
+        finding_id="identity_weakness:民政局", kind="identity_weakness", title="t",
+        department="民政局", region_code="", region="全县", who="", people=0, cases=0,
+        months=0, amount=0.0, value=12.0, peer_value=0.0, cause="", fix="",
+        detail={"bad_id_rows": 12, "bad_id_amount": 3456.5},
+    )  # fmt: skip
+    text = f.figures()
+    assert "12 行" in text and "3,456.50" in text
+    assert "0 件" not in text and "涉及金额 0.00" not in text
+    f.amount, f.cases = 100.0, 2
+    assert "2 件" in f.figures() and "涉及金额 100.00 元" in f.figures()

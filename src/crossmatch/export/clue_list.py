@@ -247,7 +247,8 @@ def _region_names(con: Any) -> dict[str, tuple[str | None, str | None]]:
     if not parts:
         return {}
     rows = con.execute(
-        f"SELECT village_code, mode(township), mode(village) FROM ({' UNION ALL '.join(parts)}) "
+        "SELECT village_code, mode(township ORDER BY township), mode(village ORDER BY village) "
+        f"FROM ({' UNION ALL '.join(parts)}) "
         "WHERE village_code IS NOT NULL GROUP BY village_code"
     ).fetchall()
     return {r[0]: (r[1], r[2]) for r in rows}

@@ -116,13 +116,21 @@ class Finding:
 
     def figures(self) -> str:
         parts = []
+        if self.detail.get("bad_id_rows"):
+            # identity_weakness: the department's payment rows with a missing or invalid ID are
+            # a figure of their own (they need not come with any clue)
+            parts.append(
+                f"身份证号缺失或校验不通过 {self.detail['bad_id_rows']} 行"
+                f"(金额 {self.detail.get('bad_id_amount', 0.0):,.2f} 元)"
+            )
         if self.cases:
             parts.append(f"{self.cases} 件")
         if self.people:
             parts.append(f"{self.people} 人")
         if self.months:
             parts.append(f"{self.months} 个月")
-        parts.append(f"涉及金额 {self.amount:,.2f} 元")
+        if self.amount or not parts:
+            parts.append(f"涉及金额 {self.amount:,.2f} 元")
         return "，".join(parts)
 
 
@@ -277,7 +285,7 @@ def _death_sync_lag(c: _Ctx, out: FindingSet) -> None:
                  hk AS (SELECT person_pid pid, min(cancel_date) kd FROM r_hukou
                         WHERE person_pid IS NOT NULL AND _dup_of IS NULL
                           AND cancel_reason IN ('死亡', 'death') GROUP BY 1)
-            SELECT pid, any_value(dd), any_value(cd), any_value(kd) FROM (
+            SELECT pid, max(dd), max(cd), max(kd) FROM (
                 SELECT pid, dd, NULL::DATE cd, NULL::DATE kd FROM d
                 UNION ALL SELECT pid, NULL, cd, NULL FROM cr
                 UNION ALL SELECT pid, NULL, NULL, kd FROM hk) GROUP BY pid
@@ -571,9 +579,12 @@ def _concentration(c: _Ctx, out: FindingSet) -> None:
     units: dict[str, int] = defaultdict(int)  # cases per official, paid persons per village
     if "r_assistance" in c.tables:
         for pid, town, approver, handler in c.wh.execute(
-            "SELECT applicant_pid, any_value(left(village_code, 9)), any_value(approver_name), "
-            "any_value(handler_name) FROM r_assistance WHERE _dup_of IS NULL "
-            "AND applicant_pid IS NOT NULL GROUP BY 1"
+            # an applicant with several cases: the latest case's township and officials
+            # (then by case number and names), the same pick on every run
+            "SELECT applicant_pid, left(village_code, 9), approver_name, handler_name FROM "
+            "(SELECT *, row_number() OVER (PARTITION BY applicant_pid ORDER BY start_date DESC "
+            "NULLS LAST, case_no, village_code, approver_name, handler_name) AS rn "
+            "FROM r_assistance WHERE _dup_of IS NULL AND applicant_pid IS NOT NULL) WHERE rn = 1"
         ).fetchall():
             for role, name in (("approver", approver), ("handler", handler)):
                 if name:

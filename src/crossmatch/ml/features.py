@@ -89,7 +89,7 @@ enrol AS (
 ),
 horizon AS (SELECT max(period) AS last_period FROM pay),
 base AS (
-    SELECT i.pid AS entity_id, any_value(p.village_code) AS village_code,
+    SELECT i.pid AS entity_id, min(p.village_code) AS village_code,
            count(DISTINCT i.item) AS items, sum(i.total) AS total,
            max(i.avg_amount / nullif(pe.med, 0)) AS peer_ratio,
            max(CASE WHEN i.months >= 3 THEN i.levels ELSE 1 END) AS levels,
@@ -117,7 +117,7 @@ LEFT JOIN enrol e ON e.pid = b.entity_id LEFT JOIN hits h ON h.subject = b.entit
 """,
     "household": """
 cases AS (
-    SELECT applicant_pid AS entity_id, any_value(village_code) AS village_code,
+    SELECT applicant_pid AS entity_id, min(village_code) AS village_code,
            min(start_date) AS since, list(DISTINCT member_pid) AS members
     FROM r_assistance WHERE applicant_pid IS NOT NULL GROUP BY applicant_pid
 ),
@@ -247,7 +247,7 @@ town_surname AS (
 ),
 mine AS (
     SELECT pid, surname, township, n, n / sum(n) OVER (PARTITION BY pid) AS share
-    FROM (SELECT pid, surname, left(any_value(village_code), 9) AS township, count(*) AS n
+    FROM (SELECT pid, surname, left(min(village_code), 9) AS township, count(*) AS n
           FROM roles GROUP BY pid, surname)
 ),
 lift AS (
@@ -261,7 +261,7 @@ kin AS (
     JOIN close_kin k ON k.person_pid = r.pid AND k.relative_pid = a.member_pid
     GROUP BY r.pid
 )
-SELECT r.pid AS entity_id, any_value(p.village_code) AS village_code,
+SELECT r.pid AS entity_id, min(p.village_code) AS village_code,
        count(DISTINCT r.applicant_pid) AS cases,
        -- shrunk towards the share a uniform calendar gives, so one case is no pattern
        (sum(CASE WHEN month(r.start_date) IN {deadline_months}

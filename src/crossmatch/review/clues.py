@@ -131,7 +131,7 @@ def _aggregate(wh: duckdb.DuckDBPyConnection, run_id: str) -> dict[tuple[str, st
         """
         SELECT rule_id, subject, max(rule_version), min(NULLIF(period, '')),
                max(NULLIF(period, '')), count(DISTINCT NULLIF(period, '')), count(*),
-               sum(amount), any_value(amount_formula), any_value(severity),
+               sum(amount), min(amount_formula), min(severity),
                mode(subject_name ORDER BY subject_name), mode(village_code ORDER BY village_code),
                list((period, amount, evidence::VARCHAR) ORDER BY period, amount, evidence::VARCHAR)
         FROM hit WHERE run_id = ? AND subject IS NOT NULL
