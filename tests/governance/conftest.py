@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from build_cache import cached_build
 from crossmatch.cli import main
 from crossmatch.synth import generate
 
@@ -30,20 +31,28 @@ def pipeline(raw: Path, wh: Path) -> None:
     run_cli("detect", "--rules", rules, "--warehouse", str(wh))
 
 
-@pytest.fixture(scope="session")
-def gov_county(tmp_path_factory) -> Path:
-    """The generated county folder (raw/, truth/ with causes.csv)."""
-    out = tmp_path_factory.mktemp("gov-county")
-    generate(persons=PERSONS, seed=SEED, out=out)
-    return out
+def _build(out: Path) -> None:
+    generate(persons=PERSONS, seed=SEED, out=out / "county")
+    pipeline(out / "county" / "raw", out / "w.duckdb")
 
 
 @pytest.fixture(scope="session")
-def gov_warehouse(gov_county: Path, tmp_path_factory) -> Path:
+def _gov_build(tmp_path_factory) -> Path:
+    """The county generated and detected once (tests/build_cache.py: shared by the workers,
+    kept while the code and data are unchanged)."""
+    return cached_build(tmp_path_factory, "gov-county", _build)
+
+
+@pytest.fixture(scope="session")
+def gov_county(_gov_build: Path) -> Path:
+    """The generated county folder (raw/, truth/ with causes.csv); read it, never write."""
+    return _gov_build / "county"
+
+
+@pytest.fixture(scope="session")
+def gov_warehouse(_gov_build: Path) -> Path:
     """A detected warehouse of the county; copy it (with copy_warehouse) before writing."""
-    wh = tmp_path_factory.mktemp("gov-wh") / "w.duckdb"
-    pipeline(gov_county / "raw", wh)
-    return wh
+    return _gov_build / "w.duckdb"
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from build_cache import cached_build
 from crossmatch.ml import model as M
 from crossmatch.night import NightConfig, run_night
 from crossmatch.night.run import default_workspace
@@ -48,7 +49,10 @@ def county(tmp_path_factory):
     """Night 1 (fits the first model), then night 2 with nothing changed and feature
     computation made to fail: it must reuse, never compute."""
     tmp = tmp_path_factory.mktemp("score-night")
-    generate(persons=3000, seed=7, out=tmp / "county")
+    generated = cached_build(
+        tmp_path_factory, "night-county-3000-7", lambda out: generate(persons=3000, seed=7, out=out)
+    )
+    shutil.copytree(generated / "raw", tmp / "county" / "raw")
     raw = tmp / "county" / "raw"
     wh = tmp / "out" / "w.duckdb"
     first = night(raw, wh)

@@ -20,6 +20,7 @@ import fastexcel
 import pytest
 from click.testing import CliRunner
 
+from build_cache import cached_build
 from crossmatch.cli import main
 from crossmatch.ingest.readers import two_row_header
 from crossmatch.synth import generate
@@ -40,20 +41,22 @@ def _digest(root: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The plain default county the layouts render."""
-    out = tmp_path_factory.mktemp("base")
-    generate(PERSONS, SEED, out)
-    return out
+    """The plain default county the layouts render (built once per code version:
+    tests/build_cache.py; read it, never write)."""
+    return cached_build(tmp_path_factory, f"layout-base-{PERSONS}-{SEED}",
+                        lambda out: generate(PERSONS, SEED, out))  # fmt: skip
+
+
+def _render_layouts(base: Path) -> None:
+    for layout in OTHER:
+        generate_layout(PERSONS, SEED, base / layout, layout)
 
 
 @pytest.fixture(scope="module")
 def counties(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    base = tmp_path_factory.mktemp("layouts")
-    out = {}
-    for layout in OTHER:
-        generate_layout(PERSONS, SEED, base / layout, layout)
-        out[layout] = base / layout
-    return out
+    """The county in every other layout (built once per code version; read, never write)."""
+    base = cached_build(tmp_path_factory, f"layouts-{PERSONS}-{SEED}", _render_layouts)
+    return {layout: base / layout for layout in OTHER}
 
 
 def read_sheet_rows(path: Path, sheet: str | None = None) -> dict[int, list[str]]:
