@@ -73,6 +73,7 @@ def test_empty_co_owner_column_is_blind_only_when_the_export_lacks_it(
     nd = property_needs["property_on_dibao"]
     with duckdb.connect(str(wh), read_only=True) as con:
         empty = engine.empty_columns(con, property_needs)
+        lacking = engine.lacking_headers(con, empty)
         loaded = {"property": {r[0] for r in con.execute('DESCRIBE "r_property"').fetchall()}}
     if co_owner_header:
         assert not {"co_owner_id", "co_owner_id_raw"} & empty.get("property", set())
@@ -85,6 +86,14 @@ def test_empty_co_owner_column_is_blind_only_when_the_export_lacks_it(
     assert got == status, why
     if status == "blind":
         assert "r_property.co_owner_id" in why and "empty in every row" in why
+    # with the ingest record: the reason says plainly that the export lacks the column
+    got, why = engine.assess(nd, avail, loaded, empty, None, lacking)
+    assert got == status, why
+    if status == "blind":
+        assert "the export has no such column" in why and "r_property.co_owner_id" in why
+        assert ".csv" in why and "empty in every row" not in why
+    else:
+        assert lacking == {}
 
 
 def test_a_file_loaded_before_the_record_keeps_the_column_blind(tmp_path, property_needs):

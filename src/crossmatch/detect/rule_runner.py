@@ -392,6 +392,7 @@ def assess(
     loaded: dict[str, set[str]],
     empty: dict[str, set[str]],
     identity_stale: str | None,
+    lacking: dict[str, dict[str, list[str]]] | None = None,
 ) -> tuple[str, str]:
     """(status, reason) of a rule before it runs: skipped / stale / blind, or ('ok', '')."""
     reasons: list[str] = []
@@ -422,6 +423,18 @@ def assess(
             blind.append(
                 f"r_{src} has no column {', '.join(absent)} (not in sources/{src}.yaml). "
                 f"Fix: map it, then ingest and resolve"
+            )
+        no_header = {c: f for c, f in (lacking or {}).get(src, {}).items() if c in nulls}
+        nulls = [c for c in nulls if c not in no_header]
+        by_files: dict[tuple[str, ...], list[str]] = {}
+        for col, files in sorted(no_header.items()):
+            by_files.setdefault(tuple(files), []).append(col)
+        for files, cols_ in by_files.items():
+            shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+            blind.append(
+                f"r_{src}.{', '.join(cols_)}: the export has no such column (an optional field of "
+                f"sources/{src}.yaml whose header is not in {shown}). Fix: ask the department "
+                "for an export with it, or map the header that holds it; then ingest and resolve"
             )
         if nulls:
             blind.append(
@@ -493,6 +506,39 @@ def present_optional(con: duckdb.DuckDBPyConnection, src: str) -> set[str]:
             return set()
         present = have if present is None else present & have
     return present or set()
+
+
+def lacking_headers(
+    con: duckdb.DuckDBPyConnection, empty: dict[str, set[str]]
+) -> dict[str, dict[str, list[str]]]:
+    """Per source, the empty columns (of ``empty``) that some loaded file's header lacked
+    (``ingest_file.optional_columns`` "absent"), with those files: the blind reason can then
+    say the export has no such column rather than that it is empty."""
+    if not _has(con, "ingest_file"):
+        return {}
+    if "optional_columns" not in {r[0] for r in con.execute("DESCRIBE ingest_file").fetchall()}:
+        return {}
+    out: dict[str, dict[str, list[str]]] = {}
+    for src, cols in empty.items():
+        if not cols:
+            continue
+        rows = con.execute(
+            f"""
+            WITH f AS (SELECT DISTINCT split_part(_file, '#', 1) AS file FROM "r_{src}")
+            SELECT f.file, arg_max(i.optional_columns, i.loaded_at)
+            FROM f JOIN ingest_file i ON i.source = ? AND i.file = f.file AND i.status = 'ok'
+            GROUP BY f.file ORDER BY f.file
+            """,
+            [src],
+        ).fetchall()
+        for file, doc in rows:
+            try:
+                absent = set(json.loads(doc).get("absent", [])) if doc else set()
+            except (ValueError, AttributeError):
+                continue
+            for col in sorted(absent & cols):
+                out.setdefault(src, {}).setdefault(col, []).append(Path(file).name)
+    return out
 
 
 def _has(con: duckdb.DuckDBPyConnection, table: str) -> bool:
@@ -664,6 +710,7 @@ def begin_run(
     avail = available_sources(con, max_age_days=max_age_days)
     ident = identity_is_stale(con)
     empty = empty_columns(con, needs)
+    lacking = lacking_headers(con, empty)
     stage_tables(con)
     con.execute(reuse.RULE_INPUT_DDL)
     fps = reuse.rule_fingerprints(con, specs, needs, rules_dir, params)
@@ -671,7 +718,7 @@ def begin_run(
     con.execute("CREATE OR REPLACE TEMP TABLE _run_input AS SELECT * FROM rule_input LIMIT 0")
     status = {}
     for spec in specs:
-        st = assess(needs[spec.id], avail, loaded, empty, ident)
+        st = assess(needs[spec.id], avail, loaded, empty, ident, lacking)
         if kin_problem and st[0] in ("ok", "blind") and _reads_kinship(needs[spec.id]):
             st = ("stale", kin_problem)
         status[spec.id] = st
