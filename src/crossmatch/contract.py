@@ -232,7 +232,7 @@ def _cached(dirs: tuple[Path, ...]) -> Contract:
 
 def active() -> Contract:
     """The shipped mapping set plus every folder passed to :func:`use`."""
-    return _cached((DEFAULT_SOURCES_DIR, *_extra_dirs))
+    return _cached(key())
 
 
 def use(sources_dir: str | Path | None) -> Contract:
@@ -242,6 +242,11 @@ def use(sources_dir: str | Path | None) -> Contract:
         if p.is_dir() and p != DEFAULT_SOURCES_DIR and p not in _extra_dirs:
             _extra_dirs.append(p)
     return active()
+
+
+def key() -> tuple[Path, ...]:
+    """The folders the active contract is made of (what a cache of derived rule needs keys on)."""
+    return (DEFAULT_SOURCES_DIR, *_extra_dirs)
 
 
 def reset() -> None:

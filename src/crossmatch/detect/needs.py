@@ -297,14 +297,15 @@ _CACHE: dict[tuple, dict[str, RuleNeeds]] = {}
 def derive_cached(
     specs: list[RuleSpec], rules_dir: str | Path | None = None
 ) -> dict[str, RuleNeeds]:
-    """:func:`derive`, remembered per process for the same rule texts and reference files."""
+    """:func:`derive`, remembered per process for the same rule texts, reference files and
+    contract (the mapping folders in use)."""
     ref_dir = Path(rules_dir) / "reference" if rules_dir else None
     refs = (
         tuple((f.name, f.stat().st_mtime_ns) for f in sorted(ref_dir.glob("*.csv")))
         if ref_dir and ref_dir.is_dir()
         else ()
     )
-    key = (tuple((s.id, s.sql, s.requires) for s in specs), str(rules_dir), refs)
+    key = (tuple((s.id, s.sql, s.requires) for s in specs), str(rules_dir), refs, contract.key())
     if key not in _CACHE:
         _CACHE[key] = derive(specs, rules_dir)
     return _CACHE[key]

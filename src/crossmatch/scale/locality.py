@@ -211,7 +211,7 @@ def classify(
 ) -> dict[str, Locality]:
     """Per rule: local (runs per partition, exact) or cross (with the reasons), from its SQL and
     the building blocks it reads (module docstring)."""
-    needs = needs if needs is not None else rule_needs.derive(specs)
+    needs = needs if needs is not None else rule_needs.derive_cached(specs)
     base = {name: body for _kind, name, body in rule_needs.base_statements()}
     out: dict[str, Locality] = {}
     con = duckdb.connect()
