@@ -68,12 +68,12 @@ class PruneResult:
         verb = "would delete" if self.dry_run else "deleted"
         if not self.pruned:
             return (
-                f"prune: nothing to delete ({len(self.kept)} runs kept: the latest "
+                f"prune: nothing to delete ({len(self.kept)} run(s) kept: the latest "
                 f"{self.keep_nights} and {self.protected} that clues point at)"
             )
         return (
             f"prune: {verb} {self.hit_rows:,} hit rows and {self.ml_rows:,} score rows of "
-            f"{len(self.pruned)} runs; kept {len(self.kept)} (the latest {self.keep_nights} "
+            f"{len(self.pruned)} run(s); kept {len(self.kept)} (the latest {self.keep_nights} "
             f"and {self.protected} that clues point at)"
         )
 
