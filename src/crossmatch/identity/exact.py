@@ -204,26 +204,7 @@ def link_household_comentions(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     ).df()
     if cand.empty:
         return empty
-    lk, rk = name_keys(cand["name"]), name_keys(cand["cand_name"])
-    left = pd.DataFrame({"name": cand["name"], "name_py": lk.name_py, "name_lapy": lk.name_lapy})
-    right = pd.DataFrame(
-        {"name": cand["cand_name"], "name_py": rk.name_py, "name_lapy": rk.name_lapy}
-    )
-    lv = ChineseName("name").levels(left, right)
-    cand = cand.assign(level=lv)
-    cand = cand[cand["level"] >= 2]
-    key = ["source", "file", "row", "role"]
-    n_ids = cand.groupby(key)["id"].transform("nunique")
-    out = cand[n_ids == 1].drop_duplicates(key)
-    out = out.assign(probability=np.where(out["level"] == 4, 0.99, 0.95))
-    # a node of its own per mention, so that its explanation is its own (see _explain_pass)
-    out["node_id"] = "H:" + (
-        out["source"] + "|" + out["file"] + "|" + out["row"].astype(str) + "|" + out["role"]
-    ).map(lambda k: hashlib.sha1(k.encode("utf-8")).hexdigest()[:16])
-    out["linked_to"] = out["cand_name"] + " / ID " + out["id"]
-    out["level"] = out["level"].astype(int)
-    cols = [*key, "id", "probability", "node_id", "linked_to", "level"]
-    return out[cols].reset_index(drop=True)
+    return _name_linked(cand, "household")
 
 
 #: Roles of one organisation across sources: (source, role, the organisation's key column). A
@@ -286,6 +267,7 @@ def _name_linked(cand: pd.DataFrame, evidence: str) -> pd.DataFrame:
     n_ids = cand.groupby(key)["id"].transform("nunique")
     out = cand[n_ids == 1].sort_values([*key, "id"]).drop_duplicates(key)
     out = out.assign(probability=np.where(out["level"] == 4, 0.99, 0.95))
+    # a node of its own per mention, so that its explanation is its own (see _explain_pass)
     out["node_id"] = "H:" + (
         out["source"] + "|" + out["file"] + "|" + out["row"].astype(str) + "|" + out["role"]
     ).map(lambda k: hashlib.sha1(k.encode("utf-8")).hexdigest()[:16])
