@@ -261,6 +261,18 @@ def fetch_one(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = No
     return row
 
 
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """``with transaction(con):`` the block's statements commit together, or none on any error."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
 def existing_relations(con: duckdb.DuckDBPyConnection) -> set[str]:
     """Names of tables and views visible on ``con`` (main schema and temp)."""
     rows = con.execute(

@@ -36,7 +36,7 @@ import duckdb
 
 from crossmatch.ml import model as M
 from crossmatch.review.store import open_store, store_path
-from crossmatch.warehouse import existing_relations
+from crossmatch.warehouse import existing_relations, transaction
 
 log = logging.getLogger(__name__)
 
@@ -142,8 +142,7 @@ def prune(
     )
     if dry_run:
         return res
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         con.execute(f"DELETE FROM hit WHERE {sel}")
         for t in [*ml_tables, *(["ml_input"] if "ml_input" in tables else [])]:
             con.execute(f"DELETE FROM {t} WHERE {sel}")
@@ -154,10 +153,6 @@ def prune(
             [dt.datetime.now().replace(microsecond=0), keep_nights, len(res.pruned),
              res.hit_rows, res.ml_rows, res.pruned],
         )  # fmt: skip
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     log.info("%s", res.render())
     return res
 
