@@ -479,23 +479,9 @@ def present_optional(con: duckdb.DuckDBPyConnection, src: str) -> set[str]:
     has (``ingest_file.optional_columns``): NULL in every row, such a column says "none" (no
     home has a co-owner), it is not a column the export lacks. A file loaded before this was
     recorded, or lacking the header, keeps the column counted as empty (the rule is blind)."""
-    cols = (
-        {r[0] for r in con.execute("DESCRIBE ingest_file").fetchall()}
-        if _has(con, "ingest_file")
-        else set()
-    )
-    if "optional_columns" not in cols:
+    rows = _optional_records(con, src)
+    if rows is None:
         return set()
-    rows = con.execute(
-        f"""
-        WITH f AS (SELECT DISTINCT split_part(_file, '#', 1) AS file FROM "r_{src}")
-        SELECT f.file, arg_max(i.optional_columns, i.loaded_at)
-        FROM f LEFT JOIN ingest_file i
-          ON i.source = ? AND i.file = f.file AND i.status = 'ok'
-        GROUP BY f.file
-        """,
-        [src],
-    ).fetchall()
     present: set[str] | None = None
     for _file, doc in rows:
         if not doc:
@@ -508,30 +494,37 @@ def present_optional(con: duckdb.DuckDBPyConnection, src: str) -> set[str]:
     return present or set()
 
 
+def _optional_records(
+    con: duckdb.DuckDBPyConnection, src: str
+) -> list[tuple[str, str | None]] | None:
+    """(file, its latest ok ``ingest_file.optional_columns`` JSON or None) per file loaded in
+    ``r_<src>``, by file name; None when the warehouse predates the record."""
+    if not _has(con, "ingest_file"):
+        return None
+    if "optional_columns" not in {r[0] for r in con.execute("DESCRIBE ingest_file").fetchall()}:
+        return None
+    return con.execute(
+        f"""
+        WITH f AS (SELECT DISTINCT split_part(_file, '#', 1) AS file FROM "r_{src}")
+        SELECT f.file, arg_max(i.optional_columns, i.loaded_at)
+        FROM f LEFT JOIN ingest_file i
+          ON i.source = ? AND i.file = f.file AND i.status = 'ok'
+        GROUP BY f.file ORDER BY f.file
+        """,
+        [src],
+    ).fetchall()
+
+
 def lacking_headers(
     con: duckdb.DuckDBPyConnection, empty: dict[str, set[str]]
 ) -> dict[str, dict[str, list[str]]]:
     """Per source, the empty columns (of ``empty``) that some loaded file's header lacked
     (``ingest_file.optional_columns`` "absent"), with those files: the blind reason can then
     say the export has no such column rather than that it is empty."""
-    if not _has(con, "ingest_file"):
-        return {}
-    if "optional_columns" not in {r[0] for r in con.execute("DESCRIBE ingest_file").fetchall()}:
-        return {}
     out: dict[str, dict[str, list[str]]] = {}
     for src, cols in empty.items():
-        if not cols:
-            continue
-        rows = con.execute(
-            f"""
-            WITH f AS (SELECT DISTINCT split_part(_file, '#', 1) AS file FROM "r_{src}")
-            SELECT f.file, arg_max(i.optional_columns, i.loaded_at)
-            FROM f JOIN ingest_file i ON i.source = ? AND i.file = f.file AND i.status = 'ok'
-            GROUP BY f.file ORDER BY f.file
-            """,
-            [src],
-        ).fetchall()
-        for file, doc in rows:
+        rows = _optional_records(con, src) if cols else None
+        for file, doc in rows or []:
             try:
                 absent = set(json.loads(doc).get("absent", [])) if doc else set()
             except (ValueError, AttributeError):
