@@ -44,25 +44,38 @@ def _fuzzy_pool(con: duckdb.DuckDBPyConnection, judged: pd.DataFrame) -> pd.Data
     # Identical attributes make one node only when they identify someone: an ID candidate, an
     # account or a staff township. A bare name identifies nobody (a county of 300,000 has
     # thousands of 王伟): each name-only mention is its own node, and name + village groups
-    # only within one source and role (one roster's repeated rows). A judged mention is its
-    # own node so that the judgement applies to it alone.
+    # only within one source and role (one roster's repeated rows), never two rows of one
+    # file that lists each person once (see :func:`_once_per_file`: two land contracts of
+    # two namesakes of one village are two people). A judged mention is its own node so
+    # that the judgement applies to it alone.
+    _once_per_file(con)
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _fz1 AS
+        SELECT f.*, i.idc AS idc0,
+            f.judged OR (o.file IS NOT NULL AND i.idc IS NULL AND f.acct IS NULL
+                AND count(*) OVER (PARTITION BY f.source, f.role, f.file, f.name,
+                    f.village_code, f.village_name, f.township_name,
+                    i.idc IS NULL AND f.acct IS NULL) > 1) AS alone
+        FROM _fz0 f LEFT JOIN _idc i USING (id_raw)
+        LEFT JOIN _once_file o USING (source, role, file)"""
+    )
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _fz AS
-        SELECT f.*, CASE WHEN f.conflict_id IS NULL THEN i.idc END AS idc,
+        SELECT f.* EXCLUDE (idc0, alone), CASE WHEN f.conflict_id IS NULL THEN f.idc0 END AS idc,
             substr(md5(concat_ws('\x1f', coalesce(f.name, '~'),
-                coalesce(CASE WHEN f.conflict_id IS NULL THEN i.idc END, '~'),
+                coalesce(CASE WHEN f.conflict_id IS NULL THEN f.idc0 END, '~'),
                 coalesce(f.village_code, '~'), coalesce(f.acct, '~'),
                 coalesce(f.township_name, '~'), coalesce(f.conflict_id, '~'),
-                CASE WHEN f.judged OR (i.idc IS NULL AND f.acct IS NULL
+                CASE WHEN f.alone OR (f.idc0 IS NULL AND f.acct IS NULL
                         AND f.village_code IS NULL AND f.township_name IS NULL)
                     THEN f.source || '|' || f.file || '|' || CAST(f.row AS VARCHAR) || '|' || f.role
                     -- a staff township (handler, approver, an ID-less payroll row) groups
                     -- across roles: one clerk of one township
-                    WHEN i.idc IS NULL AND f.acct IS NULL AND f.village_code IS NULL
+                    WHEN f.idc0 IS NULL AND f.acct IS NULL AND f.village_code IS NULL
                         AND f.village_name IS NULL AND f.township_name IS NOT NULL THEN '~'
-                    WHEN i.idc IS NULL AND f.acct IS NULL THEN f.source || '|' || f.role
+                    WHEN f.idc0 IS NULL AND f.acct IS NULL THEN f.source || '|' || f.role
                     ELSE '~' END)), 1, 16) AS gkey
-        FROM _fz0 f LEFT JOIN _idc i USING (id_raw)"""
+        FROM _fz1 f"""
     )
     # ``registry``: the node holds a registry row (an ID with a bad check digit, or none);
     # it is a registered person of its own, see :func:`_registry_anchor`
@@ -75,6 +88,34 @@ def _fuzzy_pool(con: duckdb.DuckDBPyConnection, judged: pd.DataFrame) -> pd.Data
             date_diff('day', DATE '1970-01-01', min(event_month))::DOUBLE AS first_day
         FROM _fz GROUP BY gkey ORDER BY gkey"""
     ).df()
+
+
+#: a file lists each person once when at most this share of its valid IDs has two rows or more
+ONCE_DUP_SHARE = 0.01
+#: ... measured on at least this many valid IDs of the file (and role)
+ONCE_MIN_IDS = 20
+
+
+def _once_per_file(con: duckdb.DuckDBPyConnection) -> None:
+    """``_once_file``: the (source, role, file) whose rows with a valid ID name each person
+    once (a land contract register, a roster), measured on the file itself: at most
+    :data:`ONCE_DUP_SHARE` of its valid IDs on two rows or more, over :data:`ONCE_MIN_IDS`
+    IDs at least.
+
+    Why: the fuzzy pool groups ID-less rows of one source and role that share name and
+    village into one node (a roster's repeated rows of one person). In a file that lists
+    everyone once, two such rows are two people, namesakes of one village; one node would
+    link both to one of them, or (a coin toss) to neither, and all their other records
+    would miss them. Such rows stay nodes of their own and are weighed one by one."""
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _once_file AS
+        SELECT source, role, file FROM (
+            SELECT source, role, file, id, count(*) AS n FROM person_mention
+            WHERE id IS NOT NULL GROUP BY ALL)
+        GROUP BY ALL
+        HAVING count(*) >= {ONCE_MIN_IDS}
+            AND avg(CASE WHEN n > 1 THEN 1.0 ELSE 0.0 END) <= {ONCE_DUP_SHARE}"""
+    )
 
 
 _REG_ROW = "R:"  # prefix of the registry anchor of a registry row without a valid ID

@@ -47,8 +47,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from crossmatch.identity import areas, role_profile, staff
 from crossmatch.identity import household as co_mentions
-from crossmatch.identity import role_profile, staff
 from crossmatch.identity.analyst import JUDGEMENT_DDL, explain, record_judgement  # noqa: F401
 from crossmatch.identity.clustering import (  # noqa: F401
     _REG_ROW,
@@ -415,7 +415,9 @@ def _resolve(
     cl_notes: list[tuple[int, str]] = []
     # candidates implausible for the role (age, sex, head ...), then, in a second round, those
     # who are no relative of the mention's co-mentions as the first round linked them
-    roles_pen = role_profile.edge_penalty(con, nid)
+    roles_pen = co_mentions.combine(
+        role_profile.edge_penalty(con, nid), areas.edge_penalty(con, nid)
+    )
     linker.edge_penalty = roles_pen
     p_first = pred.probability.copy()
     labels, used = linker.cluster(pred, must_link=must_l, cannot_link=cannot_l, notes=cl_notes)
