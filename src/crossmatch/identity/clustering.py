@@ -52,21 +52,23 @@ def _fuzzy_pool(con: duckdb.DuckDBPyConnection, judged: pd.DataFrame) -> pd.Data
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _fz1 AS
         SELECT f.*, i.idc AS idc0,
-            f.judged OR (o.file IS NOT NULL AND i.idc IS NULL AND f.acct IS NULL
+            CASE WHEN o.file IS NOT NULL AND i.idc IS NULL AND f.acct IS NULL
                 AND count(*) OVER (PARTITION BY f.source, f.role, f.file, f.name,
                     f.village_code, f.village_name, f.township_name,
-                    i.idc IS NULL AND f.acct IS NULL) > 1) AS alone
+                    i.idc IS NULL AND f.acct IS NULL) > 1
+                THEN concat_ws('|', f.source, f.role, f.file, f.name, coalesce(f.village_code, '~'),
+                    coalesce(f.village_name, '~'), coalesce(f.township_name, '~')) END AS once_key
         FROM _fz0 f LEFT JOIN _idc i USING (id_raw)
         LEFT JOIN _once_file o USING (source, role, file)"""
     )
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _fz AS
-        SELECT f.* EXCLUDE (idc0, alone), CASE WHEN f.conflict_id IS NULL THEN f.idc0 END AS idc,
+        SELECT f.* EXCLUDE (idc0), CASE WHEN f.conflict_id IS NULL THEN f.idc0 END AS idc,
             substr(md5(concat_ws('\x1f', coalesce(f.name, '~'),
                 coalesce(CASE WHEN f.conflict_id IS NULL THEN f.idc0 END, '~'),
                 coalesce(f.village_code, '~'), coalesce(f.acct, '~'),
                 coalesce(f.township_name, '~'), coalesce(f.conflict_id, '~'),
-                CASE WHEN f.alone OR (f.idc0 IS NULL AND f.acct IS NULL
+                CASE WHEN f.judged OR f.once_key IS NOT NULL OR (f.idc0 IS NULL AND f.acct IS NULL
                         AND f.village_code IS NULL AND f.township_name IS NULL)
                     THEN f.source || '|' || f.file || '|' || CAST(f.row AS VARCHAR) || '|' || f.role
                     -- a staff township (handler, approver, an ID-less payroll row) groups
@@ -116,6 +118,20 @@ def _once_per_file(con: duckdb.DuckDBPyConnection) -> None:
         HAVING count(*) >= {ONCE_MIN_IDS}
             AND avg(CASE WHEN n > 1 THEN 1.0 ELSE 0.0 END) <= {ONCE_DUP_SHARE}"""
     )
+
+
+def once_pairs(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
+    """Group keys of two ID-less rows of one file that lists each person once, with the same
+    name and village (:func:`_once_per_file`): two people, a cannot-link for clustering (two
+    namesakes neither of whom the evidence picks must not end up one person either)."""
+    return [
+        (a, b)
+        for a, b in con.execute(
+            """SELECT DISTINCT a.gkey, b.gkey FROM _fz a JOIN _fz b
+                ON a.once_key = b.once_key AND a.gkey < b.gkey
+            ORDER BY ALL"""
+        ).fetchall()
+    ]
 
 
 _REG_ROW = "R:"  # prefix of the registry anchor of a registry row without a valid ID

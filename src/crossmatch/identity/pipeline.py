@@ -56,6 +56,7 @@ from crossmatch.identity.clustering import (  # noqa: F401
     _loc_nid,
     _record_judgement_conflicts,
     _registry_anchor,
+    once_pairs,
 )
 from crossmatch.identity.exact import (
     build_id_index,
@@ -324,6 +325,8 @@ def _resolve(
             must_rows.append(j)
         else:
             cannot.append((a, b))
+    # two ID-less rows of a file that lists each person once are two people
+    cannot += [(node_of_gkey[a], node_of_gkey[b]) for a, b in once_pairs(con)]
     judged_nodes = np.array([x for p in [*must, *cannot] for x in p[:2]], dtype=np.int64)
 
     # the local problem: probes, previous persons, and the index nodes they touch
