@@ -47,7 +47,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from crossmatch.identity import areas, role_profile, staff
+from crossmatch.identity import areas, listed, role_profile, staff
 from crossmatch.identity import household as co_mentions
 from crossmatch.identity.analyst import JUDGEMENT_DDL, explain, record_judgement  # noqa: F401
 from crossmatch.identity.clustering import (  # noqa: F401
@@ -419,7 +419,9 @@ def _resolve(
     # candidates implausible for the role (age, sex, head ...), then, in a second round, those
     # who are no relative of the mention's co-mentions as the first round linked them
     roles_pen = co_mentions.combine(
-        role_profile.edge_penalty(con, nid), areas.edge_penalty(con, nid)
+        role_profile.edge_penalty(con, nid),
+        areas.edge_penalty(con, nid),
+        listed.edge_penalty(con, nid),
     )
     linker.edge_penalty = roles_pen
     p_first = pred.probability.copy()
