@@ -93,7 +93,7 @@ def edge_penalty(
         if x.empty:
             return out
         x = x.merge(listed, on=["id", "source", "role", "file"], how="left")
-        x["hit"] = x["hit"].fillna(False).astype(bool)
+        x["hit"] = x["hit"].astype("boolean").fillna(False).astype(bool)
         # per probe and file: penalise the listed candidates only when one is not listed
         free = ~x.groupby(["probe", "file"])["hit"].transform("all").to_numpy(dtype=bool)
         x["pen"] = np.where(x["hit"].to_numpy(dtype=bool) & free, x["pen"], 0.0)
