@@ -22,7 +22,10 @@ from crossmatch.warehouse import fetch_one
 #: 2: deterministic picks of names, villages and previous ids (no mode()/any_value()).
 #: 3: support for a candidate whose death dates a death record, whose township its place names;
 #:    a shareholder without an ID linked to the same-named legal representative of its company.
-IDENTITY_VERSION = "3"
+#: 4: ID-less rows of a file that lists each person once are not grouped (and cannot be one
+#:    person); a land contract's area against the farmland subsidy's; a candidate listed
+#:    already in such a file is weighed down (identity.areas, identity.listed).
+IDENTITY_VERSION = "4"
 
 
 def _signature(con: duckdb.DuckDBPyConnection, config: LinkageConfig, roles: list[RoleRef]) -> str:
