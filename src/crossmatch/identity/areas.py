@@ -33,13 +33,13 @@ PAIRS: tuple[tuple[tuple[str, str, str], tuple[str, str, str]], ...] = (
     (("land_contract", "contractor", "area_mu"), ("farmland_subsidy", "person", "area_mu")),
 )
 #: upper bounds of the levels of the ratio subsidy / contract (the last level: above 1)
-LEVELS = (0.5, 0.75, 0.9, 0.99, 1.01)
+LEVELS = (0.5, 0.75, 0.9, 0.998, 1.002)
 MIN_PAIRS = 30  # same-ID pairs needed to measure m
 MAX_PENALTY = 12.0  # log2 units: as much as an impossible role profile (role_profile.HARD)
 
 
 def level(ratio: np.ndarray) -> np.ndarray:
-    """Level per ratio subsidy / contract: 0 (< 0.5) .. 4 (equal within 1%), 5 (more)."""
+    """Level per ratio subsidy / contract: 0 (< 0.5) .. 4 (equal, within 0.2%), 5 (more)."""
     r = np.asarray(ratio, dtype=float)
     return np.searchsorted(np.asarray(LEVELS), r, side="right").astype(np.int64)
 
