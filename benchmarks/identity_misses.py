@@ -57,16 +57,9 @@ def strays(county: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     rest_n, rest_k = s["n_t"] - s["n"], s["k_t"] - s["k"]
     s["missed_dmg"] = s["n"] * rest_n - (s["n"] - s["k"]) * (rest_n - rest_k)
     first = df.sort_values(["file", "row"]).drop_duplicates(["true", "pred"])
-    s = s.merge(
-        first[["true", "pred", "source_file_src", "role", "method", "true_name", "namesakes",
-               "registered"]]
-        if "source_file_src" in first
-        else first.assign(src=first["file"].str.split("/").str[0])[
-            ["true", "pred", "src", "role", "method", "true_name", "namesakes", "registered"]
-        ],
-        on=["true", "pred"],
-        how="left",
-    )
+    first = first.assign(src=first["file"].str.split("/").str[0])
+    cols = ["true", "pred", "src", "role", "method", "true_name", "namesakes", "registered"]
+    s = s.merge(first[cols], on=["true", "pred"], how="left")
     # a predicted person shared with other true persons (a wrong merge) or a stray of its own
     owners = df.groupby("pred")["true"].nunique()
     s["pred_true_persons"] = s["pred"].map(owners)

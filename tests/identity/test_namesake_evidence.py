@@ -39,8 +39,9 @@ def world():
         "ORDER BY _row LIMIT 200"
     ).fetchall()
     names = dict(
-        con.execute("SELECT person_id, person_name FROM src_hukou WHERE person_id IS NOT NULL")
-        .fetchall()
+        con.execute(
+            "SELECT person_id, person_name FROM src_hukou WHERE person_id IS NOT NULL"
+        ).fetchall()
     )
     ids = {}
     new = []
@@ -66,14 +67,24 @@ def world():
     _write(
         con,
         "src_land_contract",
-        _rows("land_contract", "agri/contract.csv", "contractor", contracts,
-              lambda p: {"village_code": p[2], "area_mu": p[3]}),  # fmt: skip
+        _rows(
+            "land_contract",
+            "agri/contract.csv",
+            "contractor",
+            contracts,
+            lambda p: {"village_code": p[2], "area_mu": p[3]},
+        ),
     )
     _write(
         con,
         "src_farmland_subsidy",
-        _rows("farmland_subsidy", "agri/subsidy.csv", "person", subsidies,
-              lambda p: {"village_code": p[2], "area_mu": p[3], "year": "2025"}),  # fmt: skip
+        _rows(
+            "farmland_subsidy",
+            "agri/subsidy.csv",
+            "person",
+            subsidies,
+            lambda p: {"village_code": p[2], "area_mu": p[3], "year": "2025"},
+        ),
     )
     # a vehicle register: 140 owners listed once each with their ID, then 诸葛亮 (ID 0) with
     # his ID, and one ID-less row each of 诸葛亮 and 诸葛明
@@ -82,8 +93,13 @@ def world():
     _write(
         con,
         "src_vehicle",
-        _rows("vehicle", "police/vehicle.csv", "owner", owners,
-              lambda p: {"reg_date": pd.Timestamp("2020-05-01").date()}),  # fmt: skip
+        _rows(
+            "vehicle",
+            "police/vehicle.csv",
+            "owner",
+            owners,
+            lambda p: {"reg_date": pd.Timestamp("2020-05-01").date()},
+        ),
     )
     resolve(con)
     yield con, ids, len(contracts), len(owners)

@@ -78,13 +78,14 @@ def weights(con: duckdb.DuckDBPyConnection, pair: tuple) -> np.ndarray | None:
             return None
     both = f"""WITH c AS ({_rows(con, pair[0], "person_mention")} AND m.id IS NOT NULL),
         s AS ({_rows(con, pair[1], "person_mention")} AND m.id IS NOT NULL)"""
-    same = con.execute(
-        both + " SELECT s.area / c.area AS r FROM c JOIN s USING (id)"
-    ).fetchnumpy()["r"]
+    same = con.execute(both + " SELECT s.area / c.area AS r FROM c JOIN s USING (id)").fetchnumpy()[
+        "r"
+    ]
     if len(same) < MIN_PAIRS:
         return None
     diff = con.execute(
-        both + """ SELECT s.area / c.area AS r FROM c JOIN s
+        both
+        + """ SELECT s.area / c.area AS r FROM c JOIN s
             ON s.village_code = c.village_code AND s.id <> c.id"""
     ).fetchnumpy()["r"]
     if len(diff) < MIN_PAIRS:

@@ -11,6 +11,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from crossmatch.identity import listed
 from crossmatch.identity.fuzzy_model import _candidate_id
 from crossmatch.identity.mentions import _store
 from crossmatch.identity.summary import ResolveSummary
@@ -45,10 +46,10 @@ def _fuzzy_pool(con: duckdb.DuckDBPyConnection, judged: pd.DataFrame) -> pd.Data
     # account or a staff township. A bare name identifies nobody (a county of 300,000 has
     # thousands of 王伟): each name-only mention is its own node, and name + village groups
     # only within one source and role (one roster's repeated rows), never two rows of one
-    # file that lists each person once (see :func:`_once_per_file`: two land contracts of
-    # two namesakes of one village are two people). A judged mention is its own node so
-    # that the judgement applies to it alone.
-    _once_per_file(con)
+    # file that lists each person once (:func:`crossmatch.identity.listed.once_files`: two
+    # land contracts of two namesakes of one village are two people). A judged mention is
+    # its own node so that the judgement applies to it alone.
+    _store(con, "_once_file", listed.once_files(con), temp=True)
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _fz1 AS
         SELECT f.*, i.idc AS idc0,
@@ -92,38 +93,11 @@ def _fuzzy_pool(con: duckdb.DuckDBPyConnection, judged: pd.DataFrame) -> pd.Data
     ).df()
 
 
-#: a file lists each person once when at most this share of its valid IDs has two rows or more
-ONCE_DUP_SHARE = 0.01
-#: ... measured on at least this many valid IDs of the file (and role)
-ONCE_MIN_IDS = 20
-
-
-def _once_per_file(con: duckdb.DuckDBPyConnection) -> None:
-    """``_once_file``: the (source, role, file) whose rows with a valid ID name each person
-    once (a land contract register, a roster), measured on the file itself: at most
-    :data:`ONCE_DUP_SHARE` of its valid IDs on two rows or more, over :data:`ONCE_MIN_IDS`
-    IDs at least.
-
-    Why: the fuzzy pool groups ID-less rows of one source and role that share name and
-    village into one node (a roster's repeated rows of one person). In a file that lists
-    everyone once, two such rows are two people, namesakes of one village; one node would
-    link both to one of them, or (a coin toss) to neither, and all their other records
-    would miss them. Such rows stay nodes of their own and are weighed one by one."""
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _once_file AS
-        SELECT source, role, file FROM (
-            SELECT source, role, file, id, count(*) AS n FROM person_mention
-            WHERE id IS NOT NULL GROUP BY ALL)
-        GROUP BY ALL
-        HAVING count(*) >= {ONCE_MIN_IDS}
-            AND avg(CASE WHEN n > 1 THEN 1.0 ELSE 0.0 END) <= {ONCE_DUP_SHARE}"""
-    )
-
-
 def once_pairs(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
     """Group keys of two ID-less rows of one file that lists each person once, with the same
-    name and village (:func:`_once_per_file`): two people, a cannot-link for clustering (two
-    namesakes neither of whom the evidence picks must not end up one person either)."""
+    name and village (:func:`crossmatch.identity.listed.once_files`): two people, a
+    cannot-link for clustering (two namesakes neither of whom the evidence picks must not end
+    up one person either)."""
     return [
         (a, b)
         for a, b in con.execute(

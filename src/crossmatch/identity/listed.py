@@ -26,6 +26,7 @@ import pandas as pd
 log = logging.getLogger(__name__)
 
 MIN_IDS = 20  # valid IDs a file needs for its weight to be measured
+ONCE_DUP_SHARE = 0.01  # a file lists each person once: at most this share of its IDs twice
 MIN_BITS = 4.0  # log2 units: the weight must be at least this strong (a 16:1 likelihood ratio)
 MAX_BITS = 12.0  # log2 units: as much as an impossible role profile (role_profile.HARD)
 
@@ -47,6 +48,20 @@ def file_weights(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     dup = np.maximum(df["dup"].to_numpy(dtype=float), 0.5 / df["ids"].to_numpy(dtype=float))
     df["bits"] = np.log2(dup / df["listed"].to_numpy(dtype=float))
     return df
+
+
+def once_files(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    """(source, role, file) that list each person once, measured on the file itself: at most
+    :data:`ONCE_DUP_SHARE` of its valid IDs (at least :data:`MIN_IDS`) on two rows or more.
+
+    Why: the fuzzy pool groups ID-less rows of one source and role that share name and
+    village into one node (a roster's repeated rows of one person). In a file that lists
+    everyone once, two such rows are two people, namesakes of one village (two land contracts
+    of two 王伟荣 of one village); one node would link both to one of them, or (a coin toss)
+    to neither, and all their other records would miss them. Such rows stay nodes of their
+    own (:func:`crossmatch.identity.clustering._fuzzy_pool`) and cannot be one person."""
+    fw = file_weights(con)
+    return fw.loc[fw["dup"] <= ONCE_DUP_SHARE, ["source", "role", "file"]].reset_index(drop=True)
 
 
 def edge_penalty(
