@@ -78,34 +78,34 @@ def weights(con: duckdb.DuckDBPyConnection, pair: tuple) -> np.ndarray | None:
             return None
     both = f"""WITH c AS ({_rows(con, pair[0], "person_mention")} AND m.id IS NOT NULL),
         s AS ({_rows(con, pair[1], "person_mention")} AND m.id IS NOT NULL)"""
-    same = con.execute(both + " SELECT s.area / c.area AS r FROM c JOIN s USING (id)").fetchnumpy()[
-        "r"
-    ]
-    if len(same) < MIN_PAIRS:
-        return None
-    diff = con.execute(
-        both
-        + """ SELECT s.area / c.area AS r FROM c JOIN s
-            ON s.village_code = c.village_code AND s.id <> c.id"""
-    ).fetchnumpy()["r"]
-    if len(diff) < MIN_PAIRS:
-        return None
+    # level counts in DuckDB (a big county's same-village pairs run into the millions)
+    lv = " + ".join(f"CASE WHEN s.area / c.area >= {b} THEN 1 ELSE 0 END" for b in LEVELS)
     k = len(LEVELS) + 1
-    m = (np.bincount(level(same), minlength=k) + 0.5) / (len(same) + 0.5 * k)
-    u = (np.bincount(level(diff), minlength=k) + 0.5) / (len(diff) + 0.5 * k)
+
+    def counts(join: str) -> np.ndarray:
+        rows = con.execute(f"{both} SELECT {lv} AS lv, count(*) FROM c JOIN s {join} GROUP BY 1")
+        out = np.zeros(k)
+        for lev, n in rows.fetchall():
+            out[int(lev)] = n
+        return out
+
+    same = counts("USING (id)")
+    if same.sum() < MIN_PAIRS:
+        return None
+    diff = counts("ON s.village_code = c.village_code AND s.id <> c.id")
+    if diff.sum() < MIN_PAIRS:
+        return None
+    m = (same + 0.5) / (same.sum() + 0.5 * k)
+    u = (diff + 0.5) / (diff.sum() + 0.5 * k)
     w = np.log2(m / u)
     if not (w > 0).any():
         return None
     return np.clip(w, -MAX_PENALTY, MAX_SUPPORT)
 
 
-def edge_penalty(
-    con: duckdb.DuckDBPyConnection, nid: np.ndarray, mentions: str = "_fz"
-) -> Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None:
-    """(probe positions, candidate positions, pair weights) -> log2 penalty per candidate edge
-    (negative: support): minus the area weight of the best-fitting pair of the probe's rows of
-    one side and the candidate's rows (valid ID) of the other. Edges without areas on both
-    sides get 0. ``nid``: node id per position (``G:<gkey>`` probes, ``I:<id>`` ID nodes)."""
+def _sides(con: duckdb.DuckDBPyConnection, mentions: str) -> list[tuple]:
+    """Per measured pair and direction: (probe areas by gkey, candidate areas by ID among
+    ``_ar_ids``, whether the probe is the contract side, the weights per level)."""
     parts = []
     for pair in PAIRS:
         w = weights(con, pair)
@@ -119,16 +119,34 @@ def edge_penalty(
             ).df()
             c = con.execute(
                 f"SELECT DISTINCT id, area FROM ({_rows(con, pair[cand_side], 'person_mention')})"
-                " WHERE id IS NOT NULL"
+                " SEMI JOIN _ar_ids USING (id) WHERE id IS NOT NULL"
             ).df()
             if p.empty or c.empty:
                 continue
             parts.append((p, c, probe_is_contract, w))
-    if not parts:
-        return None
+    return parts
+
+
+def edge_penalty(
+    con: duckdb.DuckDBPyConnection, nid: np.ndarray, mentions: str = "_fz"
+) -> Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None:
+    """(probe positions, candidate positions, pair weights) -> log2 penalty per candidate edge
+    (negative: support): minus the area weight of the best-fitting pair of the probe's rows of
+    one side and the candidate's rows (valid ID) of the other; a negative weight (a misfit)
+    only while another candidate of the probe fits (positive weight). Edges without areas on
+    both sides get 0. ``nid``: node id per position (``G:<gkey>`` probes, ``I:<id>`` ID
+    nodes)."""
     nid_s = pd.Series(nid, dtype=object).astype(str)
     kind = nid_s.str.slice(0, 2).to_numpy()
     key = nid_s.str.slice(2).to_numpy()
+    # only the candidates of this run's probes (a big county has millions of subsidy rows)
+    con.register("_ar_ids", pd.DataFrame({"id": pd.unique(key[kind == "I:"])}))
+    try:
+        parts = _sides(con, mentions)
+    finally:
+        con.unregister("_ar_ids")
+    if not parts:
+        return None
     log.info("area evidence: %d side(s) measured", len(parts))
 
     def penalty(probe: np.ndarray, other: np.ndarray, pw: np.ndarray) -> np.ndarray:
@@ -149,7 +167,13 @@ def edge_penalty(
             # the best-fitting pair of rows (a subsidy paid over several years, a node of
             # several rows)
             best = pd.concat(scored).groupby("e")["w"].max()
-            out[best.index.to_numpy()] = -best.to_numpy()
+            e, w = best.index.to_numpy(), best.to_numpy()
+            # a misfit costs only while another candidate of the record fits: a subsidy
+            # paid on more than its person's contract is what farmland_over_area looks for,
+            # and must not lose its only plausible person
+            fits = pd.Series(w > 0).groupby(probe[e]).transform("any").to_numpy(dtype=bool)
+            w = np.where((w < 0) & ~fits, 0.0, w)
+            out[e] = -w
         return out
 
     return penalty

@@ -76,7 +76,13 @@ def edge_penalty(
     fw = fw[fw["bits"] <= -MIN_BITS]
     if fw.empty:
         return None
+    nid_s = pd.Series(nid, dtype=object).astype(str)
+    kind = nid_s.str.slice(0, 2).to_numpy()
+    key = nid_s.str.slice(2).to_numpy()
+    # only the candidates of this run's probes (a big county's registers list millions)
+    cands = pd.DataFrame({"id": pd.unique(key[kind == "I:"])})
     con.register("_ls_files", fw[["source", "role", "file", "bits"]])
+    con.register("_ls_ids", cands)
     try:
         probe_files = con.execute(
             f"""SELECT DISTINCT f.gkey, f.source, f.role, f.file,
@@ -85,16 +91,15 @@ def edge_penalty(
         ).df()
         listed = con.execute(
             """SELECT DISTINCT m.id, m.source, m.role, m.file FROM person_mention m
-            SEMI JOIN _ls_files w USING (source, role, file) WHERE m.id IS NOT NULL"""
+            SEMI JOIN _ls_files w USING (source, role, file) SEMI JOIN _ls_ids i USING (id)
+            WHERE m.id IS NOT NULL"""
         ).df()
     finally:
         con.unregister("_ls_files")
+        con.unregister("_ls_ids")
     if probe_files.empty or listed.empty:
         return None
     listed["hit"] = True
-    nid_s = pd.Series(nid, dtype=object).astype(str)
-    kind = nid_s.str.slice(0, 2).to_numpy()
-    key = nid_s.str.slice(2).to_numpy()
     log.info("listed once: %d file(s) weigh listed candidates down", fw["file"].nunique())
 
     def penalty(probe: np.ndarray, other: np.ndarray, w: np.ndarray) -> np.ndarray:
