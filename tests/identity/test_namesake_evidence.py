@@ -47,7 +47,7 @@ def world():
     new = []
     # 欧阳青 x2 (land contracts without ID), 司马光 x2 (land contracts, no subsidy),
     # 诸葛亮 x2 (one owns a vehicle on a row with his ID), 诸葛明 x2 (neither does)
-    for name, n in (("欧阳青", 2), ("司马光", 2), ("诸葛亮", 2), ("诸葛明", 2)):
+    for name, n in (("欧阳青", 2), ("司马光", 2), ("诸葛亮", 2), ("诸葛明", 2), ("公孙策", 1)):
         for j in range(n):
             idn = pid(f"19{60 + j:02d}0{1 + j}11", 300 + len(new), True)
             ids[(name, j)] = idn
@@ -62,6 +62,9 @@ def world():
         contracts.append((names[idn], idn, v, a))
         subsidies.append((names[idn], idn, v, a if rng.random() < 0.5 else round(a * 0.9, 1)))
     subsidies += [("欧阳青", ids[("欧阳青", 0)], V1, 8.1), ("欧阳青", ids[("欧阳青", 1)], V1, 10.0)]
+    # 公孙策: contract 5.0 mu with his ID, an ID-less subsidy on 12.0 mu (over the area)
+    contracts += [("公孙策", ids[("公孙策", 0)], V1, 5.0)]
+    subsidies += [("公孙策", None, V1, 12.0)]
     contracts += [("欧阳青", None, V1, 8.1), ("欧阳青", None, V1, 11.4)]
     contracts += [("司马光", None, V1, 6.0), ("司马光", None, V1, 7.0)]
     _write(
@@ -102,7 +105,7 @@ def world():
         ),
     )
     resolve(con)
-    yield con, ids, len(contracts), len(owners)
+    yield con, ids, len(contracts), len(owners), len(subsidies)
     con.close()
 
 
@@ -114,14 +117,14 @@ def _link(con, source: str, row: int) -> tuple[str, str]:
 
 
 def test_land_contract_area_picks_the_namesake_whose_subsidy_it_pays(world):
-    con, ids, n, _ = world
+    con, ids, n, _, _ = world
     # rows n-2 .. n+1 (rows start at 2): 欧阳青 8.1, 欧阳青 11.4, 司马光 6.0, 司马光 7.0
     assert _link(con, "land_contract", n - 2) == (ids[("欧阳青", 0)], "fuzzy")
     assert _link(con, "land_contract", n - 1) == (ids[("欧阳青", 1)], "fuzzy")
 
 
 def test_two_idless_contracts_of_namesakes_are_two_people_even_unresolved(world):
-    con, ids, n, _ = world
+    con, ids, n, _, _ = world
     a, b = _link(con, "land_contract", n), _link(con, "land_contract", n + 1)
     assert a[1] == b[1] == "unresolved"
     assert a[0] != b[0]
@@ -129,15 +132,26 @@ def test_two_idless_contracts_of_namesakes_are_two_people_even_unresolved(world)
 
 
 def test_vehicle_row_is_not_the_namesake_already_listed_with_his_id(world):
-    con, ids, _, n = world
+    con, ids, _, n, _ = world
     assert _link(con, "vehicle", n) == (ids[("诸葛亮", 1)], "fuzzy")
 
 
 def test_vehicle_row_of_two_unlisted_namesakes_stays_unresolved(world):
-    con, ids, _, n = world
+    con, ids, _, n, _ = world
     person, method = _link(con, "vehicle", n + 1)
     assert method == "unresolved"
     assert person not in {ids[("诸葛明", 0)], ids[("诸葛明", 1)]}
+
+
+def test_over_area_subsidy_keeps_its_only_person(world):
+    """A subsidy paid on more than the contract is what farmland_over_area looks for: with no
+    other candidate fitting better, the misfit costs nothing (the rule trusts links >= 0.95)."""
+    con, ids, _, _, n = world
+    assert con.execute(
+        "SELECT person_id, probability >= 0.95 FROM identity_link "
+        "WHERE source = 'farmland_subsidy' AND row = ?",
+        [n + 1],
+    ).fetchall() == [(ids[("公孙策", 0)], True)]
 
 
 def test_area_levels():
