@@ -450,6 +450,8 @@ def _load(job: _Job) -> FileResult:
                 _header_only(job, info)
             else:
                 _shrink_guard(job, rows)
+            if spec.null_values:  # `null_values:` of the file (a dump's \N): empty cells
+                raw_staging.null_markers(con, spec.null_values, len(info.header))
             mapping, _ = match_columns(spec, info.header)
             summary_rows = derive.drop_summary_rows(con, spec, len(info.header), mapping)
             derived = derive.add_derived_cells(con, spec, rel, info, mapping)

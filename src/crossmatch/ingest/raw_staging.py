@@ -104,6 +104,20 @@ def create_stage(con: duckdb.DuckDBPyConnection, width: int) -> None:
     )
 
 
+def null_markers(con: duckdb.DuckDBPyConnection, markers: tuple[str, ...], width: int) -> None:
+    """A source's ``null_values`` (``\\N`` in a database dump): every staged cell that is one
+    of ``markers`` (spaces around ignored) becomes NULL, as an empty cell, before anything reads
+    the cells (summary rows, ``default:``, unpivot groups, normalizers, ``required``). The
+    row's hash and ``_raw`` keep the text as read."""
+    if not markers or not width:
+        return
+    listed = ", ".join("'" + m.replace("'", "''") + "'" for m in markers)
+    sets = ", ".join(
+        f"c{i} = CASE WHEN trim(c{i}) IN ({listed}) THEN NULL ELSE c{i} END" for i in range(width)
+    )
+    _x(con, f"UPDATE {STAGE} SET {sets}")
+
+
 def drop_stage(con: duckdb.DuckDBPyConnection) -> None:
     """Drop every temporary table of the file's load (stage, lines, maps ...)."""
     names = con.execute(
