@@ -830,6 +830,9 @@ def township(s: pl.Series, params: Mapping[str, Any]) -> Normalized:
 
 # unit characters that say how a value is written: kept in a shape right after a digit
 _SHAPE_KEEP = set("年月日号时分秒元万亿圆整组队社")
+# texts exports write for "no value" (a database dump's \N, NULL ...): shown as themselves in
+# value shapes (they are no data), and named in the ingest's hint to declare `null_values:`
+NULL_MARKERS = ("\\N", "NULL", "null", "Null", "(null)", "<NULL>", "<null>", "None", "NaN")
 
 
 def value_shape(value: str | None, limit: int = 24) -> str:
@@ -838,9 +841,12 @@ def value_shape(value: str | None, limit: int = 24) -> str:
     right after a number (年 月 日 元 万 组 ...), other characters kept; cut at ``limit``.
     ``2021.01.05`` -> ``9999.99.99``, ``2021年3月`` -> ``9999年9月``, ``100万元`` ->
     ``999万元``, an ID number -> ``99999999999999999A``, a name -> ``字字``. Never shows an ID
-    number or a name (a name has no digit, so none of its characters is kept)."""
+    number or a name (a name has no digit, so none of its characters is kept). A NULL marker
+    (``\\N``, ``NULL`` ...: ``NULL_MARKERS``) is shown as it is."""
     if value is None:
         return "(empty)"
+    if value.strip() in NULL_MARKERS:
+        return value.strip()
     out = []
     for c in value:
         if c.isdigit():

@@ -471,6 +471,9 @@ def _load(job: _Job) -> FileResult:
                     job.run_id,
                 )
                 res.warnings = counts.warnings
+                hint = raw_staging.null_marker_hint(con, spec, rel, info.header, mapping)
+                if hint:
+                    res.warnings.insert(0, hint)
                 derive.sheet_lineage(con, spec, rel, info)  # before `where:` (it may use _file)
                 filtered = derive.apply_where(con, spec, rel)
                 if filtered:

@@ -662,6 +662,16 @@ def _tally_unreadable(
         shapes = ", ".join(f"{shape} ×{n}" for shape, n in rows[:4])
         out.append((bad, filled, shapes))
         if filled and bad >= MIN_FAILED_CELLS and bad > f.max_error_share * filled:
+            marker = next((sh for sh, _ in rows if sh in normalize.NULL_MARKERS), None)
+            if marker is not None:  # the column is mostly a NULL marker, not a wrong mapping
+                raise InputFileError(
+                    f"{rel}: column '{label}' (field {f.name}, normalizer {f.normalizer}): "
+                    f"{bad} of its {filled} non-empty cells cannot be read (value shapes: "
+                    f"{shapes}); `{marker}` is how the export writes NULL, read here as a "
+                    f"value. The file is refused, its previous version (if any) stays in the "
+                    f"warehouse. Fix: add `null_values: [{_yaml_quoted(marker)}]` at the top of "
+                    f"{spec.path.as_posix()} (every column then reads `{marker}` as empty)."
+                )
             hint = _HINTS.get(f.normalizer, f"check the column holds {f.normalizer} values")
             raise InputFileError(
                 f"{rel}: column '{label}' (field {f.name}, normalizer {f.normalizer}): "
@@ -674,6 +684,48 @@ def _tally_unreadable(
                 f"accept them as NULL with `max_error_share: 1` on the field."
             )
     return out
+
+
+def _yaml_quoted(text: str) -> str:
+    """``'\\N'``: a YAML single-quoted scalar (keeps a backslash as it is)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def null_marker_hint(
+    con: duckdb.DuckDBPyConnection,
+    spec: SourceSpec,
+    rel: str,
+    header: list[str],
+    mapping: dict[str, int | None],
+) -> str | None:
+    """A warning when mapped cells are a NULL marker (``\\N``, ``NULL`` ...) the source does
+    not declare in ``null_values:``: such cells are read as values (a text field keeps
+    ``\\N``, an ID gets ``bad_format``, a date is unreadable), silently wrong."""
+    cols = sorted({i for i in mapping.values() if i is not None})
+    markers = [m for m in normalize.NULL_MARKERS if m not in spec.null_values]
+    if not cols or not markers:
+        return None
+    listed = ", ".join(sql_literal(m) for m in markers)
+    aggs = ", ".join(
+        f"count(*) FILTER (WHERE trim(c{i}) IN ({listed})), "
+        f"mode(trim(c{i})) FILTER (WHERE trim(c{i}) IN ({listed}))"
+        for i in cols
+    )
+    row = _x(con, f"SELECT {aggs} FROM {STAGE}").fetchall()[0]
+    found = {header[i]: (int(row[2 * k]), row[2 * k + 1]) for k, i in enumerate(cols)}
+    found = {h: v for h, v in found.items() if v[0]}
+    if not found:
+        return None
+    total = sum(n for n, _ in found.values())
+    marker = max(found.values())[1]
+    named = ", ".join(f"'{h}' ×{n}" for h, (n, _) in list(found.items())[:6])
+    return (
+        f"{rel}: {total} cells of mapped columns are `{marker}`, how exports write NULL "
+        f"({named}{', ...' if len(found) > 6 else ''}); they are read as values (text kept as "
+        f"`{marker}`, IDs bad_format, dates and amounts unreadable). If the export means NULL "
+        f"(see its data dictionary), add `null_values: [{_yaml_quoted(marker)}]` at the top of "
+        f"{spec.path.as_posix()}"
+    )
 
 
 def _unreadable_issues(

@@ -612,6 +612,14 @@ def _parse_read_options(path: Path, doc: LocDict, problems: Problems) -> dict[st
 def _parse_null_markers(path: Path, doc: LocDict, problems: Problems) -> tuple[str, ...]:
     """File-level ``null_values: ['\\N']``: cell texts meaning NULL in every column."""
     raw = doc.get("null_values")
+    if raw is None or (isinstance(raw, list) and any(x is None for x in raw)):
+        problems.add(
+            path,
+            doc.key_line("null_values"),
+            "null_values: YAML reads an unquoted NULL / null / ~ as no value at all",
+            "quote each text, e.g. `null_values: ['\\N', 'NULL']`",
+        )
+        return ()
     nulls = _as_str_list(raw)
     if nulls is None or any(not n.strip() for n in nulls):
         problems.add(
