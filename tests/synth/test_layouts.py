@@ -74,7 +74,7 @@ def read_sheet_rows(path: Path, sheet: str | None = None) -> dict[int, list[str]
             text = blob.decode("utf-8-sig")
         except UnicodeDecodeError:
             text = blob.decode("gb18030")
-        delim = "\t" if path.suffix == ".txt" else ","
+        delim = "," if path.suffix != ".txt" else max("\t|", key=text.split("\n", 1)[0].count)
     return {i + 1: r for i, r in enumerate(csv.reader(text.splitlines(), delimiter=delim))}
 
 
