@@ -168,3 +168,31 @@ def test_unit_fen_is_known_to_the_spec(tmp_path: Path) -> None:
     problems = Problems()
     assert parse_source_file(p, problems) is None
     assert "unknown unit 'jiao'" in _text(problems) and "fen" in _text(problems)
+
+
+def test_validate_raw_reports_an_undeclared_null_marker_and_an_unreadable_column(
+    tmp_path: Path,
+) -> None:
+    """`validate --raw` normalises the first rows: what ingest would refuse or load wrongly is
+    said before the night, at the mapping's line, with the fix."""
+    from crossmatch.spec import validate_all
+
+    write_csv(tmp_path / "raw/caizheng/CZ_FFMX_2025.txt", LINES)
+    (tmp_path / "sources").mkdir()
+    yaml_path = tmp_path / "sources/payment.yaml"
+    yaml_path.write_text(MAPPING.format(nulls=""), encoding="utf-8")
+    paths = {"sources": tmp_path / "sources", "raw": tmp_path / "raw"}
+    found = [str(p) for p in validate_all(paths)]
+    assert len(found) == 1, found
+    assert "mapped columns hold `\\N`" in found[0] and "add `null_values: ['\\N']`" in found[0]
+    yaml_path.write_text(MAPPING.format(nulls="null_values: ['\\N']"), encoding="utf-8")
+    assert [str(p) for p in validate_all(paths)] == []
+    # a date column mapped as an amount: ingest would refuse the file; validate says so
+    yaml_path.write_text(
+        MAPPING.format(nulls="null_values: ['\\N']").replace("column: FFSJ, normalizer: date",
+                                                              "column: FFSJ, normalizer: amount"),
+        encoding="utf-8",
+    )
+    found = [str(p) for p in validate_all(paths)]
+    assert len(found) == 1 and "field 'pay_date'" in found[0], found
+    assert "cannot be read by normalizer amount" in found[0] and "ingest would refuse" in found[0]
