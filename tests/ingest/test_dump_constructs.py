@@ -196,3 +196,42 @@ def test_validate_raw_reports_an_undeclared_null_marker_and_an_unreadable_column
     found = [str(p) for p in validate_all(paths)]
     assert len(found) == 1 and "field 'pay_date'" in found[0], found
     assert "cannot be read by normalizer amount" in found[0] and "ingest would refuse" in found[0]
+
+
+def test_duplicates_ignore_finds_a_row_exported_twice_under_a_new_key(tmp_path: Path) -> None:
+    """A dump's auto-increment key (ID) and update time (GXSJ) make a row exported twice look
+    new; `duplicates_ignore: [ID, GXSJ]` compares the other cells (rows 2 and 3 differ in FFJE:
+    no duplicate)."""
+    lines = [
+        "ID|SKRXM|SKRSFZH|FFJE|GXSJ",
+        f"7|张三|{ID_A}|18300|2025-12-31 22:54:05",
+        f"8|张三|{ID_A}|18300|2025-12-31 23:37:14",
+        f"9|张三|{ID_A}|18400|2025-12-31 23:37:14",
+    ]
+    write_csv(tmp_path / "raw/caizheng/CZ_FFMX_2025.txt", lines)
+    (tmp_path / "sources").mkdir()
+    mapping = (
+        "source: payment\nfiles: [caizheng/CZ_FFMX_*.txt]\n{dup}fields:\n"
+        "  payee_name: {{column: SKRXM, normalizer: name}}\n"
+        "  payee_id: {{column: SKRSFZH, normalizer: id}}\n"
+        "  amount: {{column: FFJE, normalizer: amount, unit: fen}}\n"
+    )
+    spec = tmp_path / "sources/payment.yaml"
+    dups = {}
+    for dup in ("", "duplicates_ignore: [ID, GXSJ]\n"):
+        spec.write_text(mapping.format(dup=dup), encoding="utf-8")
+        (tmp_path / "w.duckdb").unlink(missing_ok=True)
+        s = ingest(tmp_path / "raw", tmp_path / "sources", tmp_path / "w.duckdb")
+        assert s.results[0].status == "loaded", s.results[0].message
+        with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as con:
+            dups[dup] = con.execute(
+                "SELECT _row, _dup_of FROM src_payment ORDER BY _row"
+            ).fetchall()
+    assert dups[""] == [(2, None), (3, None), (4, None)]
+    assert dups["duplicates_ignore: [ID, GXSJ]\n"] == [(2, None), (3, 2), (4, None)]
+    # validate --raw names a listed column the file lacks
+    from crossmatch.spec import validate_all
+
+    spec.write_text(mapping.format(dup="duplicates_ignore: [ID, GXJS]\n"), encoding="utf-8")
+    found = [str(p) for p in validate_all({"sources": tmp_path / "sources", "raw": tmp_path / "raw"})]
+    assert len(found) == 1 and "duplicates_ignore: column 'GXJS' not found" in found[0], found

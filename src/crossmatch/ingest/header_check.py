@@ -205,6 +205,17 @@ def check_raw(specs: list[SourceSpec], raw_root: Path) -> list[Problem]:
                         if near
                         else "mark the field `optional: true`",
                     )
+                have = {readers.norm_header(h) for h in header}
+                for col in spec.duplicates_ignore:
+                    if readers.norm_header(col) not in have:
+                        near = nearest(col, [h for h in header if h])
+                        problems.add(
+                            spec.path,
+                            1,
+                            f"duplicates_ignore: column '{col}' not found in {where} (header "
+                            f"row {header_row})",
+                            f"the nearest header is '{near}'" if near else "drop it from the list",
+                        )
                 used = {readers.norm_header(a) for f in spec.fields for a in f.columns}
                 used |= {
                     readers.norm_header(a)

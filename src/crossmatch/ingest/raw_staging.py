@@ -118,6 +118,14 @@ def null_markers(con: duckdb.DuckDBPyConnection, markers: tuple[str, ...], width
     _x(con, f"UPDATE {STAGE} SET {sets}")
 
 
+def duplicate_ignored(spec: SourceSpec, header: list[str]) -> set[int]:
+    """Indices of the header's columns named in the source's ``duplicates_ignore:``."""
+    if not spec.duplicates_ignore:
+        return set()
+    wanted = {readers.norm_header(h) for h in spec.duplicates_ignore}
+    return {i for i, h in enumerate(header) if readers.norm_header(h) in wanted}
+
+
 def drop_stage(con: duckdb.DuckDBPyConnection) -> None:
     """Drop every temporary table of the file's load (stage, lines, maps ...)."""
     names = con.execute(
@@ -590,13 +598,18 @@ def normalise(
         f"{sql_literal(file_hash)}, _row, 'row has ' || _nf || {sql_literal(shape_msg)}, "
         f"json_object('line', _raw) FROM {STAGE} s WHERE NOT ({shape_ok})",
     )
-    # exact duplicates: the first row with the same hash and the same cells
-    cells = ", ".join(["_nf", "_raw", *(f"c{i}" for i in range(width))])
+    # exact duplicates: the first row with the same hash and the same cells (but the cells of
+    # `duplicates_ignore:` columns, a dump's auto-increment key and update time)
+    ignored = duplicate_ignored(spec, header)
+    kept = [f"c{i}" for i in range(width) if i not in ignored]
+    cells = ", ".join(["_nf", "_raw", *kept])
+    h = f"hash({cells})" if ignored else "_h"
     _x(
         con,
         f"CREATE OR REPLACE TEMP TABLE _cm_dups AS SELECT _row, first FROM (SELECT _row, "
-        f"min(_row) OVER (PARTITION BY _h, {cells}) AS first FROM {STAGE} WHERE _h IN "
-        f"(SELECT _h FROM {STAGE} GROUP BY _h HAVING count(*) > 1)) WHERE first < _row",
+        f"min(_row) OVER (PARTITION BY {h}, {cells}) AS first FROM (SELECT *, {h} AS _dh "
+        f"FROM {STAGE}) WHERE _dh IN (SELECT {h} FROM {STAGE} GROUP BY 1 HAVING count(*) > 1)) "
+        "WHERE first < _row",
     )
     not_bad = " AND NOT EXISTS (SELECT 1 FROM _cm_bad b WHERE b._row = s._row)" if bad_msgs else ""
     cols = ", ".join(["_source", "_file", "_file_hash", "_row", "_dup_of", *target])

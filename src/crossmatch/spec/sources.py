@@ -44,6 +44,7 @@ _TOP_KEYS = (
     "sheets",
     "where",
     "null_values",  # cell texts meaning NULL in every column (a database dump's \N)
+    "duplicates_ignore",  # columns a copy of a row may differ in (a dump's ID, update time)
     "fields",
     "persons",
     "join",  # assemble: parts joined by key (crossmatch.ingest.assemble)
@@ -202,6 +203,9 @@ class SourceSpec:
     # cell texts that mean NULL in every column of the files (``\N`` in a database dump,
     # ``NULL``): staged as empty cells, before any other step reads them
     null_values: tuple[str, ...] = ()
+    # headers whose cells do not make a row different for the exact-duplicate check (a dump's
+    # auto-increment key and update time): a row exported twice is still one row
+    duplicates_ignore: tuple[str, ...] = ()
     digest: str = ""  # sha256 of the YAML text; a changed spec reloads the source's files
     unpivot: tuple[dict[str, GroupCell], ...] = ()  # assemble: one row per group
     joins: tuple[JoinPart, ...] = ()  # assemble: parts joined to the main rows by key
@@ -1025,6 +1029,18 @@ def parse_source_file(path: str | Path, problems: Problems) -> SourceSpec | None
         problems.add(path, doc.key_line("where"), "`where:` must be an SQL condition (text)")
         where = None
     null_markers = _parse_null_markers(path, doc, problems) if "null_values" in doc else ()
+    dup_ignore: tuple[str, ...] = ()
+    if "duplicates_ignore" in doc:
+        listed = _as_str_list(doc["duplicates_ignore"])
+        if listed is None:
+            problems.add(
+                path,
+                doc.key_line("duplicates_ignore"),
+                "duplicates_ignore must be a list of header names",
+                "e.g. `duplicates_ignore: [ID, GXSJ]` (an auto-increment key, an update time)",
+            )
+        else:
+            dup_ignore = tuple(listed)
     groups = _parse_unpivot(path, doc.get("unpivot"), problems)
     if groups and doc.get("sheets") is not None:  # both number rows: not combined (yet)
         problems.add(
@@ -1086,6 +1102,7 @@ def parse_source_file(path: str | Path, problems: Problems) -> SourceSpec | None
         sheets=sheets,
         where=where,
         null_values=null_markers,
+        duplicates_ignore=dup_ignore,
         digest=hashlib.sha256(path.read_bytes()).hexdigest(),
         unpivot=tuple(groups),
         joins=tuple(joins),
