@@ -41,7 +41,7 @@ persons:
 LINES = [
     "ID|SKRXM|SKRSFZH|FFJE|FFSJ|CM|FFZT|SCBZ",
     f"1|张三|{ID_A}|18300|2025-01-16 15:49:35|前圩村|1|0",
-    f"2|李四|\\N|343800|\\N|\\N|1|0",  # no ID, no pay date, no village: NULL, not text
+    "2|李四|\\N|343800|\\N|\\N|1|0",  # no ID, no pay date, no village: NULL, not text
     f"3|张三|{ID_A}|17100|2025-01-16 15:49:35|前圩村|1|1",  # a superseded (deleted) version
     f"4|王五|{ID_C}|\\N|2025-01-10 08:00:00|前圩村|0|0",  # no amount: required -> quarantine
 ]
@@ -57,7 +57,9 @@ def _ingest(tmp: Path, nulls: str) -> tuple[list[tuple], list[str], object]:
             "SELECT _row, payee_name, payee_id, payee_id_status, amount, pay_date, village, "
             "status FROM src_payment ORDER BY _row"
         ).fetchall()
-        reasons = [r[0] for r in con.execute("SELECT reason FROM quarantine ORDER BY row").fetchall()]
+        reasons = [
+            r[0] for r in con.execute("SELECT reason FROM quarantine ORDER BY row").fetchall()
+        ]
     return rows, reasons, s.results[0]
 
 
@@ -143,8 +145,16 @@ def _text(problems: Problems) -> str:
         ("1,830,000", Decimal("18300.00"), None),
         ("0", Decimal("0.00"), None),
         ("183元", Decimal("183.00"), None),  # a unit in the cell wins
-        ("183.5", None, "amount '183.5' is not a whole number of fen (unit: fen; is the column in yuan?)"),
-        ("183.50", None, "amount '183.50' is not a whole number of fen (unit: fen; is the column in yuan?)"),
+        (
+            "183.5",
+            None,
+            "amount '183.5' is not a whole number of fen (unit: fen; is the column in yuan?)",
+        ),
+        (
+            "183.50",
+            None,
+            "amount '183.50' is not a whole number of fen (unit: fen; is the column in yuan?)",
+        ),
         ("-100", None, "amount '-100' below the minimum 0 (field options min / max)"),
     ],
 )
@@ -189,8 +199,9 @@ def test_validate_raw_reports_an_undeclared_null_marker_and_an_unreadable_column
     assert [str(p) for p in validate_all(paths)] == []
     # a date column mapped as an amount: ingest would refuse the file; validate says so
     yaml_path.write_text(
-        MAPPING.format(nulls="null_values: ['\\N']").replace("column: FFSJ, normalizer: date",
-                                                              "column: FFSJ, normalizer: amount"),
+        MAPPING.format(nulls="null_values: ['\\N']").replace(
+            "column: FFSJ, normalizer: date", "column: FFSJ, normalizer: amount"
+        ),
         encoding="utf-8",
     )
     found = [str(p) for p in validate_all(paths)]
@@ -233,5 +244,7 @@ def test_duplicates_ignore_finds_a_row_exported_twice_under_a_new_key(tmp_path: 
     from crossmatch.spec import validate_all
 
     spec.write_text(mapping.format(dup="duplicates_ignore: [ID, GXJS]\n"), encoding="utf-8")
-    found = [str(p) for p in validate_all({"sources": tmp_path / "sources", "raw": tmp_path / "raw"})]
+    found = [
+        str(p) for p in validate_all({"sources": tmp_path / "sources", "raw": tmp_path / "raw"})
+    ]
     assert len(found) == 1 and "duplicates_ignore: column 'GXJS' not found" in found[0], found
