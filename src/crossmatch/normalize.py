@@ -627,7 +627,8 @@ def amount(s: pl.Series, params: Mapping[str, Any]) -> Normalized:
     what a bare number means (``unit: wan``: ``50`` = 500,000 yuan; ``50万元`` is still 50万;
     ``unit: fen``: ``18300`` = 183.00 yuan, and a bare number with a fraction of a fen such as
     ``183.5`` is an error: such a column is in yuan, not fen). Plausibility bounds ``min``
-    (default 0) and ``max`` (default 1e11 yuan): a value outside them (``-183.00``, ``999999999999.99``) is an error, like an unreadable one."""
+    (default 0) and ``max`` (default 1e11 yuan): a value outside them (``-183.00``,
+    ``999999999999.99``) is an error, like an unreadable one."""
     unit_name = str(params.get("unit", "yuan"))
     factor = AMOUNT_UNIT_FACTORS[unit_name]
     lo, hi = amount_bounds(params)
