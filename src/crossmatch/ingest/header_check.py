@@ -125,7 +125,7 @@ def check_cells(
             continue
         norm = normalize.get(f.normalizer)
         res = norm(cells, f.params)
-        filled = int(cells.is_not_null().sum() - (stripped == "").sum())
+        filled = int(cells.is_not_null().sum()) - int((stripped == "").sum())
         bad = res.error.drop_nulls()
         if filled and len(bad) >= 3 and len(bad) > f.max_error_share * filled:
             wrong = cells.filter(res.error.is_not_null()).to_list()
