@@ -704,6 +704,9 @@ def _yaml_quoted(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+HINT_ROWS = 20_000  # staged rows `null_marker_hint` looks at
+
+
 def null_marker_hint(
     con: duckdb.DuckDBPyConnection,
     spec: SourceSpec,
@@ -724,16 +727,19 @@ def null_marker_hint(
         f"mode(trim(c{i})) FILTER (WHERE trim(c{i}) IN ({listed}))"
         for i in cols
     )
-    row = _x(con, f"SELECT {aggs} FROM {STAGE}").fetchall()[0]
+    # a hint, not a count: the first rows staged suffice (no extra pass over a big file)
+    row = _x(con, f"SELECT {aggs} FROM (SELECT * FROM {STAGE} LIMIT {HINT_ROWS})").fetchall()[0]
     found = {header[i]: (int(row[2 * k]), row[2 * k + 1]) for k, i in enumerate(cols)}
     found = {h: v for h, v in found.items() if v[0]}
     if not found:
         return None
     total = sum(n for n, _ in found.values())
+    rows = int(_x(con, f"SELECT least(count(*), {HINT_ROWS}) FROM {STAGE}").fetchall()[0][0])
     marker = max(found.values())[1]
     named = ", ".join(f"'{h}' ×{n}" for h, (n, _) in list(found.items())[:6])
     return (
-        f"{rel}: {total} cells of mapped columns are `{marker}`, how exports write NULL "
+        f"{rel}: {total} cells of mapped columns in {rows} rows are `{marker}`, how exports "
+        "write NULL "
         f"({named}{', ...' if len(found) > 6 else ''}); they are read as values (text kept as "
         f"`{marker}`, IDs bad_format, dates and amounts unreadable). If the export means NULL "
         f"(see its data dictionary), add `null_values: [{_yaml_quoted(marker)}]` at the top of "
