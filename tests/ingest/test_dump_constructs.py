@@ -248,3 +248,20 @@ def test_duplicates_ignore_finds_a_row_exported_twice_under_a_new_key(tmp_path: 
         str(p) for p in validate_all({"sources": tmp_path / "sources", "raw": tmp_path / "raw"})
     ]
     assert len(found) == 1 and "duplicates_ignore: column 'GXJS' not found" in found[0], found
+
+
+def test_a_column_mostly_null_marker_is_refused_with_the_null_values_fix(tmp_path: Path) -> None:
+    lines = ["ID|XM|SFZHM|LZRQ"] + [f"{i}|张三{i}|\\N|\\N" for i in range(1, 6)]
+    write_csv(tmp_path / "raw/caizheng/CZ_CZGYRY.txt", lines)
+    (tmp_path / "sources").mkdir()
+    (tmp_path / "sources/payroll.yaml").write_text(
+        "source: payroll\nfiles: [caizheng/CZ_CZGYRY.txt]\nfields:\n"
+        "  person_name: {column: XM, normalizer: name}\n"
+        "  end_date: {column: LZRQ, normalizer: date}\n",
+        encoding="utf-8",
+    )
+    res = ingest(tmp_path / "raw", tmp_path / "sources", tmp_path / "w.duckdb").results[0]
+    assert res.status == "failed"
+    assert "value shapes: \\N ×5" in res.message, res.message
+    assert "add `null_values: ['\\N']` at the top of" in res.message
+    assert "max_error_share: 1" not in res.message  # the wrong fix for a NULL marker
