@@ -359,6 +359,10 @@ def ingest(
 def validate(sources: Path, rules: Path | None, raw: Path | None, allow_blind: bool) -> None:
     """Check every source (and rule) file; report all problems at once as file:line.
 
+    With --raw, also every export against its mapping: the headers, and the first 2,000 rows'
+    mapped cells (a column ingest would refuse as mostly unreadable, a NULL marker such as
+    `\\N` not declared in `null_values:`).
+
     Then, per rule, what it needs (derived from its SQL) against the mappings in --sources:
     `ready`, `blind` (a column it reads is not mapped: which, where, the fix) or `skipped` (a
     source it needs has no mapping). Exit 3 when a rule would be skipped or blind, unless

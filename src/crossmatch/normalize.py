@@ -586,6 +586,8 @@ def _numeric_text(v: pl.Expr) -> pl.Expr:
 
 
 AMOUNT_MIN, AMOUNT_MAX = 0.0, 1e11
+# ``unit:`` of an ``amount`` field: what a bare number is worth in yuan
+AMOUNT_UNIT_FACTORS = {"yuan": 1.0, "wan": 10_000.0, "fen": 0.01}
 _AMOUNT_UNITS = {"亿元": 10**8, "亿": 10**8, "万元": 10_000, "万": 10_000, "元": 1, "圆": 1}
 _CURRENCY = r"(?:人民币|(?i:rmb|cny))"
 _AMOUNT_RE = (
@@ -610,7 +612,8 @@ def amount_bounds(params: Mapping[str, Any]) -> tuple[float, float]:
     "amount",
     outputs={"": "DECIMAL(18,2)"},
     params={
-        "unit": "unit of a bare number: yuan (default) or wan (万元, e.g. 注册资本(万元))",
+        "unit": "unit of a bare number: yuan (default), wan (万元, e.g. 注册资本(万元)) or fen "
+        "(分, e.g. a payment platform's 发放金额 18300 = 183.00 yuan)",
         "min": "smallest plausible amount in yuan (default 0: a negative amount is an error)",
         "max": "largest plausible amount in yuan (default 1e11); beyond it is an error",
     },
@@ -621,26 +624,43 @@ def amount(s: pl.Series, params: Mapping[str, Any]) -> Normalized:
     ``5000元整``, ``1.2亿元``. Around the number only a currency word (``人民币``, ``RMB``,
     ``CNY``, ``(人民币)``, ``整``) is accepted: ``100万美元`` or ``约100`` are errors. A unit
     written in the cell (元, 万/万元, 亿/亿元) wins over the field's ``unit``, which only says
-    what a bare number means (``unit: wan``: ``50`` = 500,000 yuan; ``50万元`` is still 50万).
-    Plausibility bounds ``min`` (default 0) and ``max`` (default 1e11 yuan): a value outside
-    them (``-183.00``, ``999999999999.99``) is an error, like an unreadable one."""
-    factor = {"yuan": 1, "wan": 10000}[str(params.get("unit", "yuan"))]
+    what a bare number means (``unit: wan``: ``50`` = 500,000 yuan; ``50万元`` is still 50万;
+    ``unit: fen``: ``18300`` = 183.00 yuan, and a bare number with a fraction of a fen such as
+    ``183.5`` is an error: such a column is in yuan, not fen). Plausibility bounds ``min``
+    (default 0) and ``max`` (default 1e11 yuan): a value outside them (``-183.00``,
+    ``999999999999.99``) is an error, like an unreadable one."""
+    unit_name = str(params.get("unit", "yuan"))
+    factor = AMOUNT_UNIT_FACTORS[unit_name]
     lo, hi = amount_bounds(params)
     t = _numeric_text(pl.col("v"))
     parts = t.str.extract_groups(_AMOUNT_RE)
-    num = parts.struct.field("n").cast(pl.Decimal(24, 4), strict=False)
-    unit = (
-        parts.struct.field("u")
-        .replace_strict(_AMOUNT_UNITS, default=None, return_dtype=pl.Int64)
-        .fill_null(factor)
+    text_n = parts.struct.field("n")
+    num = text_n.cast(pl.Decimal(24, 4), strict=False)
+    cell_unit = parts.struct.field("u").replace_strict(
+        _AMOUNT_UNITS, default=None, return_dtype=pl.Int64
     )
-    value = (num * unit).cast(pl.Decimal(18, 2), strict=False)
+    fraction = pl.lit(False)
+    if unit_name == "fen":  # a bare number is in fen: whole fen (``18300``, ``18300.00``) only
+        bare = cell_unit.is_null()
+        fraction = bare & text_n.str.contains(r"\.\d*[1-9]").fill_null(False)
+        value = (
+            pl.when(fraction)
+            .then(None)
+            .when(bare)
+            .then(num / 100)
+            .otherwise(num * cell_unit)
+            .cast(pl.Decimal(18, 2), strict=False)
+        )
+    else:
+        value = (num * cell_unit.fill_null(int(factor))).cast(pl.Decimal(18, 2), strict=False)
     f = pl.col("a").cast(pl.Float64)
     out = (
         _frame(s)
-        .with_columns(value.alias("a"))
+        .with_columns(value.alias("a"), fraction.alias("frac"))
         .with_columns(
-            pl.when(pl.col("a").is_not_null() & (f < lo))
+            pl.when(pl.col("frac"))
+            .then(pl.lit("amount '") + pl.col("v") + pl.lit("' is not a whole number of fen"))
+            .when(pl.col("a").is_not_null() & (f < lo))
             .then(pl.lit("amount '") + pl.col("v") + pl.lit(f"' below the minimum {_num(lo)}"))
             .when(pl.col("a").is_not_null() & (f > hi))
             .then(pl.lit("amount '") + pl.col("v") + pl.lit(f"' above the maximum {_num(hi)}"))
@@ -649,7 +669,9 @@ def amount(s: pl.Series, params: Mapping[str, Any]) -> Normalized:
         .select(
             pl.when(pl.col("range").is_null()).then(pl.col("a")).alias("a"),
             pl.coalesce(
-                pl.col("range") + pl.lit(" (field options min / max)"),
+                pl.when(pl.col("frac"))
+                .then(pl.col("range") + pl.lit(" (unit: fen; is the column in yuan?)"))
+                .otherwise(pl.col("range") + pl.lit(" (field options min / max)")),
                 _err(pl.col("v").is_not_null() & pl.col("a").is_null(), "amount"),
             ).alias("e"),
         )
@@ -809,6 +831,9 @@ def township(s: pl.Series, params: Mapping[str, Any]) -> Normalized:
 
 # unit characters that say how a value is written: kept in a shape right after a digit
 _SHAPE_KEEP = set("年月日号时分秒元万亿圆整组队社")
+# texts exports write for "no value" (a database dump's \N, NULL ...): shown as themselves in
+# value shapes (they are no data), and named in the ingest's hint to declare `null_values:`
+NULL_MARKERS = ("\\N", "NULL", "null", "Null", "(null)", "<NULL>", "<null>", "None", "NaN")
 
 
 def value_shape(value: str | None, limit: int = 24) -> str:
@@ -817,9 +842,12 @@ def value_shape(value: str | None, limit: int = 24) -> str:
     right after a number (年 月 日 元 万 组 ...), other characters kept; cut at ``limit``.
     ``2021.01.05`` -> ``9999.99.99``, ``2021年3月`` -> ``9999年9月``, ``100万元`` ->
     ``999万元``, an ID number -> ``99999999999999999A``, a name -> ``字字``. Never shows an ID
-    number or a name (a name has no digit, so none of its characters is kept)."""
+    number or a name (a name has no digit, so none of its characters is kept). A NULL marker
+    (``\\N``, ``NULL`` ...: ``NULL_MARKERS``) is shown as it is."""
     if value is None:
         return "(empty)"
+    if value.strip() in NULL_MARKERS:
+        return value.strip()
     out = []
     for c in value:
         if c.isdigit():

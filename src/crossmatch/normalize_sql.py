@@ -177,15 +177,19 @@ def _amount(v: str, params: Mapping[str, Any]) -> SqlFast:
     # exact in DECIMAL(18,2) at either unit, within the field's plausibility bounds (see
     # crossmatch.normalize.amount)
 
-    factor = {"yuan": 1, "wan": 10000}[str(params.get("unit", "yuan"))]
+    unit = str(params.get("unit", "yuan"))
     lo, hi = amount_bounds(params)
     value = f"CAST(replace({v}, ',', '') AS DECIMAL(18,2))"
-    value = value if factor == 1 else f"CAST({value} * {factor} AS DECIMAL(18,2))"
+    digits = "([0-9]{1,12}|[0-9]{1,3}(,[0-9]{3}){1,3})(\\.[0-9]{1,2})?"
+    if unit == "wan":
+        value = f"CAST({value} * 10000 AS DECIMAL(18,2))"
+    elif unit == "fen":  # whole fen only (a fraction of a fen is an error in Python)
+        value = f"CAST({value} / 100 AS DECIMAL(18,2))"
+        digits = "([0-9]{1,14}|[0-9]{1,3}(,[0-9]{3}){1,4})(\\.0{1,2})?"
     # CASE evaluates the bounds only where the pattern holds (AND would cast every value)
     ok = (
-        f"(CASE WHEN regexp_full_match({v}, '([0-9]{{1,12}}|[0-9]{{1,3}}(,[0-9]{{3}}){{1,3}})"
-        f"(\\.[0-9]{{1,2}})?') THEN CAST({value} AS DOUBLE) BETWEEN {lo!r} AND {hi!r} "
-        "ELSE false END)"
+        f"(CASE WHEN regexp_full_match({v}, '{digits}') THEN CAST({value} AS DOUBLE) "
+        f"BETWEEN {lo!r} AND {hi!r} ELSE false END)"
     )
     return SqlFast(ok, {"": value})
 

@@ -41,6 +41,7 @@ EXTRA_PARAMS: list[tuple[str, dict[str, Any]]] = [
     ("amount", {}),
     ("amount", {"min": 100, "max": 5000}),
     ("amount", {"unit": "wan", "min": -50000, "max": 1e6}),
+    ("amount", {"unit": "fen"}),
 ]
 
 

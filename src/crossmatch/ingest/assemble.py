@@ -145,6 +145,7 @@ def units(spec: SourceSpec) -> list[SourceSpec]:
             defaults[f.name] = f.default
         elif f.default_factory is not dataclasses.MISSING:
             defaults[f.name] = f.default_factory()
+    defaults["null_values"] = spec.null_values  # the dump's NULL marker: the part's unless it says
     for k, part in enumerate(spec.joins, 1):
         opts = {key: v for key, v in part.options.items() if key in defaults}
         out.append(

@@ -450,6 +450,8 @@ def _load(job: _Job) -> FileResult:
                 _header_only(job, info)
             else:
                 _shrink_guard(job, rows)
+            if spec.null_values:  # `null_values:` of the file (a dump's \N): empty cells
+                raw_staging.null_markers(con, spec.null_values, len(info.header))
             mapping, _ = match_columns(spec, info.header)
             summary_rows = derive.drop_summary_rows(con, spec, len(info.header), mapping)
             derived = derive.add_derived_cells(con, spec, rel, info, mapping)
@@ -469,6 +471,9 @@ def _load(job: _Job) -> FileResult:
                     job.run_id,
                 )
                 res.warnings = counts.warnings
+                hint = raw_staging.null_marker_hint(con, spec, rel, info.header, mapping)
+                if hint:
+                    res.warnings.insert(0, hint)
                 derive.sheet_lineage(con, spec, rel, info)  # before `where:` (it may use _file)
                 filtered = derive.apply_where(con, spec, rel)
                 if filtered:

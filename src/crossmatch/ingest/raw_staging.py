@@ -104,6 +104,28 @@ def create_stage(con: duckdb.DuckDBPyConnection, width: int) -> None:
     )
 
 
+def null_markers(con: duckdb.DuckDBPyConnection, markers: tuple[str, ...], width: int) -> None:
+    """A source's ``null_values`` (``\\N`` in a database dump): every staged cell that is one
+    of ``markers`` (spaces around ignored) becomes NULL, as an empty cell, before anything reads
+    the cells (summary rows, ``default:``, unpivot groups, normalizers, ``required``). The
+    row's hash and ``_raw`` keep the text as read."""
+    if not markers or not width:
+        return
+    listed = ", ".join("'" + m.replace("'", "''") + "'" for m in markers)
+    sets = ", ".join(
+        f"c{i} = CASE WHEN trim(c{i}) IN ({listed}) THEN NULL ELSE c{i} END" for i in range(width)
+    )
+    _x(con, f"UPDATE {STAGE} SET {sets}")
+
+
+def duplicate_ignored(spec: SourceSpec, header: list[str]) -> set[int]:
+    """Indices of the header's columns named in the source's ``duplicates_ignore:``."""
+    if not spec.duplicates_ignore:
+        return set()
+    wanted = {readers.norm_header(h) for h in spec.duplicates_ignore}
+    return {i for i, h in enumerate(header) if readers.norm_header(h) in wanted}
+
+
 def drop_stage(con: duckdb.DuckDBPyConnection) -> None:
     """Drop every temporary table of the file's load (stage, lines, maps ...)."""
     names = con.execute(
@@ -576,13 +598,18 @@ def normalise(
         f"{sql_literal(file_hash)}, _row, 'row has ' || _nf || {sql_literal(shape_msg)}, "
         f"json_object('line', _raw) FROM {STAGE} s WHERE NOT ({shape_ok})",
     )
-    # exact duplicates: the first row with the same hash and the same cells
-    cells = ", ".join(["_nf", "_raw", *(f"c{i}" for i in range(width))])
+    # exact duplicates: the first row with the same hash and the same cells (but the cells of
+    # `duplicates_ignore:` columns, a dump's auto-increment key and update time)
+    ignored = duplicate_ignored(spec, header)
+    kept = [f"c{i}" for i in range(width) if i not in ignored]
+    cells = ", ".join(["_nf", "_raw", *kept])
+    h = f"hash({cells})" if ignored else "_h"
     _x(
         con,
         f"CREATE OR REPLACE TEMP TABLE _cm_dups AS SELECT _row, first FROM (SELECT _row, "
-        f"min(_row) OVER (PARTITION BY _h, {cells}) AS first FROM {STAGE} WHERE _h IN "
-        f"(SELECT _h FROM {STAGE} GROUP BY _h HAVING count(*) > 1)) WHERE first < _row",
+        f"min(_row) OVER (PARTITION BY {h}, {cells}) AS first FROM (SELECT *, {h} AS _dh "
+        f"FROM {STAGE}) WHERE _dh IN (SELECT {h} FROM {STAGE} GROUP BY 1 HAVING count(*) > 1)) "
+        "WHERE first < _row",
     )
     not_bad = " AND NOT EXISTS (SELECT 1 FROM _cm_bad b WHERE b._row = s._row)" if bad_msgs else ""
     cols = ", ".join(["_source", "_file", "_file_hash", "_row", "_dup_of", *target])
@@ -648,6 +675,16 @@ def _tally_unreadable(
         shapes = ", ".join(f"{shape} ×{n}" for shape, n in rows[:4])
         out.append((bad, filled, shapes))
         if filled and bad >= MIN_FAILED_CELLS and bad > f.max_error_share * filled:
+            marker = next((sh for sh, _ in rows if sh in normalize.NULL_MARKERS), None)
+            if marker is not None:  # the column is mostly a NULL marker, not a wrong mapping
+                raise InputFileError(
+                    f"{rel}: column '{label}' (field {f.name}, normalizer {f.normalizer}): "
+                    f"{bad} of its {filled} non-empty cells cannot be read (value shapes: "
+                    f"{shapes}); `{marker}` is how the export writes NULL, read here as a "
+                    f"value. The file is refused, its previous version (if any) stays in the "
+                    f"warehouse. Fix: add `null_values: [{_yaml_quoted(marker)}]` at the top of "
+                    f"{spec.path.as_posix()} (every column then reads `{marker}` as empty)."
+                )
             hint = _HINTS.get(f.normalizer, f"check the column holds {f.normalizer} values")
             raise InputFileError(
                 f"{rel}: column '{label}' (field {f.name}, normalizer {f.normalizer}): "
@@ -660,6 +697,54 @@ def _tally_unreadable(
                 f"accept them as NULL with `max_error_share: 1` on the field."
             )
     return out
+
+
+def _yaml_quoted(text: str) -> str:
+    """``'\\N'``: a YAML single-quoted scalar (keeps a backslash as it is)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+HINT_ROWS = 20_000  # staged rows `null_marker_hint` looks at
+
+
+def null_marker_hint(
+    con: duckdb.DuckDBPyConnection,
+    spec: SourceSpec,
+    rel: str,
+    header: list[str],
+    mapping: dict[str, int | None],
+) -> str | None:
+    """A warning when mapped cells are a NULL marker (``\\N``, ``NULL`` ...) the source does
+    not declare in ``null_values:``: such cells are read as values (a text field keeps
+    ``\\N``, an ID gets ``bad_format``, a date is unreadable), silently wrong."""
+    cols = sorted({i for i in mapping.values() if i is not None})
+    markers = [m for m in normalize.NULL_MARKERS if m not in spec.null_values]
+    if not cols or not markers:
+        return None
+    listed = ", ".join(sql_literal(m) for m in markers)
+    aggs = ", ".join(
+        f"count(*) FILTER (WHERE trim(c{i}) IN ({listed})), "
+        f"mode(trim(c{i})) FILTER (WHERE trim(c{i}) IN ({listed}))"
+        for i in cols
+    )
+    # a hint, not a count: the first rows staged suffice (no extra pass over a big file)
+    row = _x(con, f"SELECT {aggs} FROM (SELECT * FROM {STAGE} LIMIT {HINT_ROWS})").fetchall()[0]
+    found = {header[i]: (int(row[2 * k]), row[2 * k + 1]) for k, i in enumerate(cols)}
+    found = {h: v for h, v in found.items() if v[0]}
+    if not found:
+        return None
+    total = sum(n for n, _ in found.values())
+    rows = int(_x(con, f"SELECT least(count(*), {HINT_ROWS}) FROM {STAGE}").fetchall()[0][0])
+    marker = max(found.values())[1]
+    named = ", ".join(f"'{h}' ×{n}" for h, (n, _) in list(found.items())[:6])
+    return (
+        f"{rel}: {total} cells of mapped columns in {rows} rows are `{marker}`, how exports "
+        "write NULL "
+        f"({named}{', ...' if len(found) > 6 else ''}); they are read as values (text kept as "
+        f"`{marker}`, IDs bad_format, dates and amounts unreadable). If the export means NULL "
+        f"(see its data dictionary), add `null_values: [{_yaml_quoted(marker)}]` at the top of "
+        f"{spec.path.as_posix()}"
+    )
 
 
 def _unreadable_issues(

@@ -26,6 +26,7 @@ Source file format (one per department export)::
     format: csv                       # csv | xlsx | parquet (default: file extension)
     encoding: auto                    # auto (UTF-8 / UTF-8 BOM / GB18030) | utf-8 | gb18030 ...
     header_row: auto                  # auto: first row matching the mapped headers | N
+    null_values: ['\\N']              # texts meaning NULL in every column (a database dump)
     fields:
       batch_no: 发放批次号               # shorthand: header -> text
       payee_name: {column: [收款人姓名, 姓名], normalizer: name}

@@ -43,6 +43,8 @@ _TOP_KEYS = (
     "sheet",
     "sheets",
     "where",
+    "null_values",  # cell texts meaning NULL in every column (a database dump's \N)
+    "duplicates_ignore",  # columns a copy of a row may differ in (a dump's ID, update time)
     "fields",
     "persons",
     "join",  # assemble: parts joined by key (crossmatch.ingest.assemble)
@@ -198,6 +200,12 @@ class SourceSpec:
     # ``where``: SQL over the canonical fields, rows not matching are dropped (counted)
     sheets: tuple[str | int, ...] | str | None = None
     where: str | None = None
+    # cell texts that mean NULL in every column of the files (``\N`` in a database dump,
+    # ``NULL``): staged as empty cells, before any other step reads them
+    null_values: tuple[str, ...] = ()
+    # headers whose cells do not make a row different for the exact-duplicate check (a dump's
+    # auto-increment key and update time): a row exported twice is still one row
+    duplicates_ignore: tuple[str, ...] = ()
     digest: str = ""  # sha256 of the YAML text; a changed spec reloads the source's files
     unpivot: tuple[dict[str, GroupCell], ...] = ()  # assemble: one row per group
     joins: tuple[JoinPart, ...] = ()  # assemble: parts joined to the main rows by key
@@ -304,7 +312,7 @@ def _parse_field(
     if "other" in params and params["other"] not in ("keep", "error"):
         problems.add(path, kline("other"), f"field {name!r}: 'other' must be keep or error")
     if "unit" in params:
-        units = {"amount": ("yuan", "wan"), "area_mu": ("mu", "hectare", "m2")}
+        units = {"amount": ("yuan", "wan", "fen"), "area_mu": ("mu", "hectare", "m2")}
         units["area_m2"] = units["area_mu"]
         ok = units.get(str(norm_name), ())
         if params["unit"] not in ok:
@@ -531,6 +539,7 @@ _PART_KEYS = (
     "header_rows",
     "sheet",
     "sheets",
+    "null_values",
     "description",
 )
 
@@ -599,7 +608,32 @@ def _parse_read_options(path: Path, doc: LocDict, problems: Problems) -> dict[st
         out["sheet"] = sh
     if "sheets" in doc:  # the files stream's option: passed on as written
         out["sheets"] = doc["sheets"]
+    if "null_values" in doc:
+        out["null_values"] = _parse_null_markers(path, doc, problems)
     return out
+
+
+def _parse_null_markers(path: Path, doc: LocDict, problems: Problems) -> tuple[str, ...]:
+    """File-level ``null_values: ['\\N']``: cell texts meaning NULL in every column."""
+    raw = doc.get("null_values")
+    if raw is None or (isinstance(raw, list) and any(x is None for x in raw)):
+        problems.add(
+            path,
+            doc.key_line("null_values"),
+            "null_values: YAML reads an unquoted NULL / null / ~ as no value at all",
+            "quote each text, e.g. `null_values: ['\\N', 'NULL']`",
+        )
+        return ()
+    nulls = _as_str_list(raw)
+    if nulls is None or any(not n.strip() for n in nulls):
+        problems.add(
+            path,
+            doc.key_line("null_values"),
+            "null_values must be a list of non-empty cell texts meaning NULL in every column",
+            "e.g. `null_values: ['\\N', 'NULL']` (single quotes keep the backslash)",
+        )
+        return ()
+    return tuple(n.strip() for n in nulls)
 
 
 def _parse_joins(
@@ -994,6 +1028,19 @@ def parse_source_file(path: str | Path, problems: Problems) -> SourceSpec | None
     if where is not None and (not isinstance(where, str) or not where.strip()):
         problems.add(path, doc.key_line("where"), "`where:` must be an SQL condition (text)")
         where = None
+    null_markers = _parse_null_markers(path, doc, problems) if "null_values" in doc else ()
+    dup_ignore: tuple[str, ...] = ()
+    if "duplicates_ignore" in doc:
+        listed = _as_str_list(doc["duplicates_ignore"])
+        if listed is None:
+            problems.add(
+                path,
+                doc.key_line("duplicates_ignore"),
+                "duplicates_ignore must be a list of header names",
+                "e.g. `duplicates_ignore: [ID, GXSJ]` (an auto-increment key, an update time)",
+            )
+        else:
+            dup_ignore = tuple(listed)
     groups = _parse_unpivot(path, doc.get("unpivot"), problems)
     if groups and doc.get("sheets") is not None:  # both number rows: not combined (yet)
         problems.add(
@@ -1054,6 +1101,8 @@ def parse_source_file(path: str | Path, problems: Problems) -> SourceSpec | None
         sheet=sheet,
         sheets=sheets,
         where=where,
+        null_values=null_markers,
+        duplicates_ignore=dup_ignore,
         digest=hashlib.sha256(path.read_bytes()).hexdigest(),
         unpivot=tuple(groups),
         joins=tuple(joins),

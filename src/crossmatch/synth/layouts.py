@@ -23,7 +23,8 @@ Every per-row choice (a name variant, a date style) is a hash of the seed, the l
 row's cells, so the output is deterministic and an exact duplicate row stays exact.
 
 Layouts (``LAYOUTS``): ``default`` (today's files, byte for byte), ``monthly``, ``workbook``,
-``utf16``, ``township`` (layout_township.py), ``platform`` (layout_platform.py); each has a
+``utf16``, ``township`` (layout_township.py), ``platform`` (layout_platform.py), ``dump``
+(layout_dump.py); each has a
 mapping set under ``sources/<layout>/``.
 """
 
@@ -87,6 +88,14 @@ LAYOUTS: dict[str, str] = {
         "merged two-row headers (a group header above sub-headers) under a merged title, a "
         "证件类型 column (居民身份证 / 其他) before each ID, dates as Excel serial numbers or "
         "full-width text (２０２５年３月５日), the period as 202503"
+    ),
+    "dump": (
+        "a data-sharing platform's database dumps (layout_dump.py): one |-delimited UTF-8 "
+        "text file per table named by the table (GA_HJRK.txt ...), pinyin-initial column "
+        "names (XM, GMSFHM, FFJE) explained only in 数据字典.csv beside raw/, \\N for NULL, "
+        "a surrogate ID, SCBZ (删除标志) and GXSJ on every table, soft-deleted earlier "
+        "versions of some payments (SCBZ=1), payment amounts in fen, codes for sex, status, "
+        "item and assistance kind, dates as 19560312 / 2015-08-04 00:00:00 / 202204"
     ),
 }
 
@@ -1109,6 +1118,12 @@ def _render_township(r: Render) -> None:
     render_township(r)
 
 
+def _render_dump(r: Render) -> None:
+    from crossmatch.synth.layout_dump import render_dump
+
+    render_dump(r)
+
+
 def _render_platform(r: Render) -> None:
     from crossmatch.synth.layout_platform import render_platform
 
@@ -1121,6 +1136,7 @@ _RENDERERS: dict[str, Callable[[Render], None]] = {
     "utf16": render_utf16,
     "township": _render_township,
     "platform": _render_platform,
+    "dump": _render_dump,
 }
 
 
