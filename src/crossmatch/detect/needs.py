@@ -345,10 +345,13 @@ def derivation_key(specs: list[RuleSpec], rules_dir: str | Path | None = None) -
 def _to_json(needs: dict[str, RuleNeeds]) -> str:
     return json.dumps(
         {
-            k: {"columns": v.columns, "references": v.references,
-                "requires": [list(r) if isinstance(r, tuple) else r for r in v.requires]}
+            k: {
+                "columns": v.columns,
+                "references": v.references,
+                "requires": [list(r) if isinstance(r, tuple) else r for r in v.requires],
+            }
             for k, v in needs.items()
-        }  # fmt: skip
+        }
     )
 
 

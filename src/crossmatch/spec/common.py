@@ -67,7 +67,8 @@ class _Loader(yaml.SafeLoader):
 #: constructors and the implicit resolver stay the Python ones, so values are the same). A file
 #: it refuses is parsed again with :class:`_Loader`, whose error messages the problems quote.
 _FastLoader: type | None = (
-    type("_FastLoader", (yaml.CSafeLoader,), {}) if getattr(yaml, "__with_libyaml__", False)
+    type("_FastLoader", (yaml.CSafeLoader,), {})
+    if getattr(yaml, "__with_libyaml__", False)
     else None
 )
 
