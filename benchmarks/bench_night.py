@@ -53,6 +53,7 @@ def one_night(raw: Path, wh: Path, full: bool) -> dict:
         "outcome": n.outcome,
         "stages": n.stages,
         "seconds": n.seconds,
+        "stage_peak_mb": getattr(n, "peak_mb", {}),
         "total": time.perf_counter() - t,
         "peak_mb": _peak_mb(),
     }
@@ -142,6 +143,10 @@ def main() -> None:
         print(
             f"{name:<10} {n['total']:>8.1f} {n['wall']:>7.1f} {n['peak_mb'] / 1024:>8.2f}  {cells}"
         )
+    print("peak GB of the night's process when each stage ended (ru_maxrss, cumulative):")
+    for name, n in nights.items():
+        cells = " ".join(f"{n['stage_peak_mb'].get(s, 0.0) / 1024:>8.2f}" for s in stages)
+        print(f"{name:<10} {'':>8} {'':>7} {'':>8}  {cells}")
     for name, n in nights.items():
         print(f"  {name}: {n['outcome']}; {n['stages']}")
     full, changed = nights["full"], nights["changed"]

@@ -10,6 +10,7 @@ a minute so that a test can kill the process at that stage.
 
 from __future__ import annotations
 
+import resource
 import sys
 import time
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ class Night:
     outcome: str  # "nothing to do" / "published"
     stages: dict[str, str] = field(default_factory=dict)  # stage -> what it did
     seconds: dict[str, float] = field(default_factory=dict)
+    #: the process's peak memory (MB, ru_maxrss) when each stage ended: where the peak is reached
+    peak_mb: dict[str, float] = field(default_factory=dict)
     run_id: str | None = None
     reused: int = 0
     rules_run: int = 0
@@ -44,7 +47,12 @@ def run_night(
     from crossmatch.review import sync_warehouse
     from crossmatch.spec.sources import load_sources
 
+    done: list[str] = []
+
     def stage(name: str) -> None:
+        if done:  # the stage before this one ended here
+            night.peak_mb[done[-1]] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        done.append(name)
         say(f"stage {name}")
         if pause == name:
             time.sleep(60)

@@ -57,9 +57,17 @@ def test_nothing_to_do_names_what_changed(county: County, tmp_path: Path):
     assert any("not in" in r for r in nd.reasons)
 
 
-def test_one_file_changed_equals_a_full_rebuild(county: County, tmp_path: Path):
+def test_one_file_changed_equals_a_full_rebuild(county: County, tmp_path: Path, monkeypatch):
+    from crossmatch.identity import publish
+
+    in_place = []  # identity_link updated in place (kept rows stay, the others go)
+    real = publish._links_in_place
+    monkeypatch.setattr(
+        publish, "_links_in_place", lambda con: in_place.append(real(con)) or in_place[-1]
+    )
     county.restore_changed_file()
     night = county.night()
+    assert in_place == [True]
     assert night.outcome == "published"
     assert night.stages["ingest"] == "1 loaded, 23 unchanged"
     assert night.stages["resolve"] == "incremental"

@@ -280,3 +280,36 @@ def test_kinship_that_cannot_be_rebuilt_makes_its_rules_stale(monkeypatch):
     res = run_rules(con, RULES_DIR, only=["cadre_account"])
     (o,) = res.outcomes
     assert o.status == "stale" and "could not be rebuilt" in o.reason, o
+
+
+def test_needs_stored_in_the_warehouse_are_the_derived_ones(tmp_path: Path, monkeypatch):
+    """A night in a new process reads the needs from ``rule_needs_cache`` instead of probing;
+    what it reads equals a fresh derivation, and a changed rule is derived again."""
+    import duckdb
+
+    from crossmatch.detect import needs as rule_needs
+    from crossmatch.detect.rule_kinds import load_checked_rules
+
+    some = ["deceased_recipient", "duplicate_payment", "shared_account"]
+    specs = load_checked_rules(RULES_DIR, only=some)
+    fresh = rule_needs.derive(specs, RULES_DIR)
+    con = duckdb.connect(str(tmp_path / "w.duckdb"))
+    assert rule_needs.derive_stored(con, specs, RULES_DIR) == fresh
+    calls = []
+    monkeypatch.setattr(rule_needs, "_CACHE", {})  # a new process
+    monkeypatch.setattr(rule_needs, "derive", lambda *a: calls.append(a) or {})
+    assert rule_needs.derive_stored(con, specs, RULES_DIR) == fresh  # read back, equal
+    assert calls == []
+    rules = tmp_path / "rules"
+    shutil.copytree(RULES_DIR, rules)
+    f = rules / "deceased_recipient.yaml"  # the rule now also reads the payment's bank
+    f.write_text(f.read_text(encoding="utf-8").replace("p.item),", "p.item || p.bank),"),
+                 encoding="utf-8")  # fmt: skip
+    edited = load_checked_rules(rules, only=some)
+    assert rule_needs.derivation_key(edited, rules) != rule_needs.derivation_key(specs, RULES_DIR)
+    monkeypatch.undo()
+    got = rule_needs.derive_stored(con, edited, rules)
+    assert "bank" in got["deceased_recipient"].columns["r_payment"]
+    assert "bank" not in fresh["deceased_recipient"].columns["r_payment"]
+    assert got == rule_needs.derive(edited, rules)
+    assert con.execute("SELECT count(*) FROM rule_needs_cache").fetchone() == (1,)

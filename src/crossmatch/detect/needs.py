@@ -19,6 +19,7 @@ kinship table requires ``{any: [hukou, marriage]}``; hand-declared single source
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from contextlib import suppress
@@ -309,6 +310,81 @@ def derive_cached(
     if key not in _CACHE:
         _CACHE[key] = derive(specs, rules_dir)
     return _CACHE[key]
+
+
+#: Where :func:`derive_stored` keeps derived needs in a warehouse (one row per derivation key).
+NEEDS_DDL = "CREATE TABLE IF NOT EXISTS rule_needs_cache (key VARCHAR, needs JSON)"
+
+
+def derivation_key(specs: list[RuleSpec], rules_dir: str | Path | None = None) -> str:
+    """sha256 over everything :func:`derive` reads: each rule's id, SQL and declared requires,
+    ``detect/base.sql`` and this module's code, the reference files (names and bytes), the
+    contract (every table's columns and types) and the DuckDB version (whose binder decides)."""
+    h = hashlib.sha256()
+
+    def sql(spec: RuleSpec) -> str:
+        try:
+            return spec.render_sql()
+        except (ValueError, KeyError):
+            return spec.sql
+
+    for part in (
+        json.dumps([(s.id, sql(s), s.requires) for s in specs], default=str),
+        resources.files("crossmatch.detect").joinpath("base.sql").read_text(encoding="utf-8"),
+        Path(__file__).read_text(encoding="utf-8"),
+        json.dumps({t: schema.contract_columns(t) for t in sorted(schema.all_tables())}),
+        duckdb.__version__,
+    ):
+        h.update(part.encode() + b"\0")
+    ref = Path(rules_dir) / "reference" if rules_dir else None
+    for f in sorted(ref.glob("*.csv")) if ref and ref.is_dir() else []:
+        h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def _to_json(needs: dict[str, RuleNeeds]) -> str:
+    return json.dumps(
+        {
+            k: {
+                "columns": v.columns,
+                "references": v.references,
+                "requires": [list(r) if isinstance(r, tuple) else r for r in v.requires],
+            }
+            for k, v in needs.items()
+        }
+    )
+
+
+def _from_json(text: str) -> dict[str, RuleNeeds]:
+    return {
+        k: RuleNeeds(
+            k,
+            {t: tuple(c) for t, c in v["columns"].items()},
+            tuple(v["references"]),
+            tuple(tuple(r) if isinstance(r, list) else r for r in v["requires"]),
+        )
+        for k, v in json.loads(text).items()
+    }
+
+
+def derive_stored(
+    con: duckdb.DuckDBPyConnection, specs: list[RuleSpec], rules_dir: str | Path | None = None
+) -> dict[str, RuleNeeds]:
+    """:func:`derive_cached`, also remembered in the warehouse ``con`` (``rule_needs_cache``)
+    under :func:`derivation_key`: a night in a new process reads the needs its rules, building
+    blocks, references and contract were last derived to instead of probing every column
+    (seconds). Any change to those inputs changes the key, and the needs are derived again."""
+    key = derivation_key(specs, rules_dir)
+    con.execute(NEEDS_DDL)
+    row = con.execute(
+        "SELECT needs::VARCHAR FROM rule_needs_cache WHERE key = ? LIMIT 1", [key]
+    ).fetchone()
+    if row:
+        return _from_json(row[0])
+    out = derive_cached(specs, rules_dir)
+    con.execute("DELETE FROM rule_needs_cache")  # only the current key is ever read
+    con.execute("INSERT INTO rule_needs_cache VALUES (?, ?)", [key, _to_json(out)])
+    return out
 
 
 # ---------------------------------------------------------------- needs against a mapping set

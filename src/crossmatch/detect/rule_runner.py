@@ -688,7 +688,7 @@ def begin_run(
     status from its inputs and which rules reuse an earlier run's hits (none when ``full``).
     Spec problems raise :class:`crossmatch.errors.SpecError` first."""
     specs = load_checked_rules(rules_dir, only=only)
-    needs = rule_needs.derive_cached(specs, rules_dir)
+    needs = rule_needs.derive_stored(con, specs, rules_dir)
     run_id = run_id or dt.datetime.now().strftime("%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:6]
     t_prep = time.perf_counter()
     con.execute(HIT_DDL)

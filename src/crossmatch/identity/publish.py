@@ -150,13 +150,11 @@ def _publish(con: duckdb.DuckDBPyConnection, roles: list[RoleRef], s: ResolveSum
     )
     # mentions with neither name nor usable ID: unresolved, with a stable id of their own;
     # one person = one cluster (computed in the CREATE: an UPDATE of millions of rows is slow)
-    con.execute(
-        """CREATE OR REPLACE TABLE identity_link AS
+    links = """
         WITH u AS (
             SELECT source, file, row, role, file_hash, person_id, method, probability, node_id
             FROM _newlink
-            UNION ALL SELECT source, file, row, role, file_hash, person_id, method, probability,
-                node_id FROM _kept),
+            {kept}),
         v AS (
             SELECT * REPLACE (
                 coalesce(person_id, 'P' || upper(substr(sha1(source || '|' || file || '|'
@@ -165,7 +163,23 @@ def _publish(con: duckdb.DuckDBPyConnection, roles: list[RoleRef], s: ResolveSum
             FROM u)
         SELECT source, file, row, role, file_hash, person_id, method, probability,
             person_id AS cluster_id, node_id FROM v"""
-    )
+    if s.mode == "incremental" and _links_in_place(con):
+        # the kept links are rows of identity_link already: drop the others (mentions of file
+        # versions no longer loaded) and add tonight's, instead of rewriting millions of rows
+        con.execute(
+            """DELETE FROM identity_link l WHERE NOT EXISTS (SELECT 1 FROM _kept k
+            WHERE k.source = l.source AND k.file = l.file AND k.row = l.row
+              AND k.role = l.role AND k.file_hash = l.file_hash)"""
+        )
+        con.execute("INSERT INTO identity_link " + links.format(kept=""))
+    else:
+        con.execute(
+            "CREATE OR REPLACE TABLE identity_link AS "
+            + links.format(
+                kept="UNION ALL SELECT source, file, row, role, file_hash, person_id, method, "
+                "probability, node_id FROM _kept"
+            )
+        )
     counts = dict(
         con.execute("SELECT method, count(*) FROM identity_link GROUP BY method").fetchall()
     )
@@ -176,6 +190,28 @@ def _publish(con: duckdb.DuckDBPyConnection, roles: list[RoleRef], s: ResolveSum
     _publish_persons(con)
     s.persons = fetch_one(con, "SELECT count(*) FROM person")[0]
     _publish_views(con, roles)
+
+
+#: identity_link's columns, in the order :func:`_publish` writes them
+_LINK_COLUMNS = [
+    "source", "file", "row", "role", "file_hash", "person_id", "method", "probability",
+    "cluster_id", "node_id",
+]  # fmt: skip
+
+
+def _links_in_place(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether an incremental run may update identity_link in place: the table has exactly the
+    columns this version writes, and every kept link is as this version publishes it (a person
+    id, its own cluster), so keeping its row equals writing it again."""
+    cols = [r[0] for r in con.execute("DESCRIBE identity_link").fetchall()]
+    if cols != _LINK_COLUMNS:
+        return False
+    bad = fetch_one(
+        con,
+        "SELECT count(*) FROM _kept WHERE person_id IS NULL "
+        "OR cluster_id IS DISTINCT FROM person_id OR method IS NULL",
+    )[0]
+    return bad == 0
 
 
 def _stable_key_pid(key: str) -> str:
