@@ -45,3 +45,30 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             group = group or fd.baseid.split("::")[0]
         if group:
             item.add_marker(pytest.mark.xdist_group(group))
+
+
+class _GroupSuffix:
+    """pytest-xdist 3.8 tells the controller a test's group by appending ``@<group>`` to the
+    test id the worker reports, written into ``item._nodeid``; pytest 9.2 keeps the id in a
+    structured ``item._id`` instead, so the write is lost and ``--dist loadgroup`` silently
+    spreads every group over both workers (each then builds the module's county again:
+    pytest-dev/pytest-xdist#1386). Runs after xdist's own hook and writes the suffix where
+    this pytest reads the id; a no-op where xdist's write took effect."""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]):
+        if not config.getoption("loadgroup", False):
+            return  # not an xdist worker of a --dist loadgroup run
+        for item in items:
+            ident = getattr(item, "_id", None)
+            if ident is None or type(ident).__name__ != "NodeId":
+                return  # a pytest whose ids xdist's hook already suffixed
+            names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                            for m in item.iter_markers("xdist_group")})
+            if not names or item.nodeid.endswith("@" + "_".join(names)):
+                continue
+            item._id = type(ident).parse(f"{item.nodeid}@{'_'.join(names)}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(_GroupSuffix(), "crossmatch-xdist-group-suffix")
