@@ -63,8 +63,12 @@ class _GroupSuffix:
             ident = getattr(item, "_id", None)
             if ident is None or type(ident).__name__ != "NodeId":
                 return  # a pytest whose ids xdist's hook already suffixed
-            names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
-                            for m in item.iter_markers("xdist_group")})
+            names = sorted(
+                {
+                    str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                    for m in item.iter_markers("xdist_group")
+                }
+            )
             if not names or item.nodeid.endswith("@" + "_".join(names)):
                 continue
             item._id = type(ident).parse(f"{item.nodeid}@{'_'.join(names)}")
