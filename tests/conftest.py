@@ -2,7 +2,7 @@
 
 Prefect must never try to reach the network (no telemetry) and must not touch the developer's own
 ``~/.prefect``: every test session gets a fresh PREFECT_HOME, and the temporary server gets the
-start-up time it needs on a 2-core machine.
+start-up time it needs on a 2-core machine. Tiers and markers: docs/architecture.md, "Tests".
 """
 
 from __future__ import annotations
@@ -16,6 +16,11 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="crossmatch-prefect-"))
+# Two xdist workers share the machine's cores: an OpenMP pool per worker as wide as the machine
+# (scikit-learn's gradient boosting, OpenBLAS) spin-waits against the other worker's and turns a
+# 0.5 s fit into 35 s. One OpenMP thread per worker; DuckDB and polars keep their own pools.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.hookimpl(tryfirst=True)
