@@ -105,3 +105,68 @@ def test_a_file_loaded_before_the_record_keeps_the_column_blind(tmp_path, proper
         assert {"co_owner_id", "co_owner_id_raw"} <= engine.empty_columns(con, property_needs)[
             "property"
         ]
+
+
+JOINED_YAML = """\
+source: property
+files: [housing/不动产登记信息*.csv]
+fields:
+  owner_name: {column: 权利人, normalizer: name}
+  owner_id: {column: 证件号码, normalizer: id}
+  unit_no: {column: 不动产单元号, normalizer: code}
+  location: 坐落
+  usage: 规划用途
+  area_m2: {column: 建筑面积, normalizer: area_m2}
+  reg_date: {column: 登记日期, normalizer: date}
+  cancel_date: {column: 注销日期, normalizer: date}
+join:
+  - files: [housing/共有情况*.csv]
+    on: [unit_no]
+    fields:
+      unit_no: {column: 不动产单元号, normalizer: code}
+      co_owner_name: {column: 共有人, normalizer: name, optional: true}
+      co_owner_id: {column: 共有人证件号码, normalizer: id, optional: true}
+persons:
+  - {role: owner, name: owner_name, id: owner_id}
+  - {role: co_owner, name: co_owner_name, id: co_owner_id}
+"""
+
+
+def _joined_county(root: Path, co_owner_header: bool) -> Path:
+    """The property register as two files: the units, and a co-ownership list by unit."""
+    (root / "sources").mkdir(parents=True)
+    (root / "sources" / "property.yaml").write_text(JOINED_YAML, encoding="utf-8")
+    write_csv(root / "raw" / "housing" / "不动产登记信息.csv", [HEAD, *ROWS])
+    part = ["不动产单元号,共有性质" + (",共有人,共有人证件号码" if co_owner_header else "")]
+    part += [f"U{k},单独所有" + (",," if co_owner_header else "") for k in (1, 2)]
+    write_csv(root / "raw" / "housing" / "共有情况.csv", part)
+    ingest(root / "raw", root / "sources", root / "w.duckdb")
+    with duckdb.connect(str(root / "w.duckdb")) as con:
+        con.execute(
+            "CREATE VIEW r_property AS SELECT *, owner_id AS owner_pid, "
+            "NULL::VARCHAR AS co_owner_pid FROM src_property"
+        )
+    return root / "w.duckdb"
+
+
+@pytest.mark.parametrize(("co_owner_header", "status"), [(True, "ok"), (False, "blind")])
+def test_an_optional_column_of_a_join_part_counts_the_parts_files(
+    tmp_path, property_needs, co_owner_header, status
+):
+    """A source of two files (``join:``): the co-owner columns come from the part's file, so
+    that file's header decides, not the main file's (which never maps them)."""
+    wh = _joined_county(tmp_path, co_owner_header)
+    nd = property_needs["property_on_dibao"]
+    with duckdb.connect(str(wh), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM src_property").fetchone() == (2,)
+        empty = engine.empty_columns(con, property_needs)
+        lacking = engine.lacking_headers(con, empty)
+        loaded = {"property": {r[0] for r in con.execute('DESCRIBE "r_property"').fetchall()}}
+    avail = {s: None for s in nd.sources()}
+    loaded.update({s: set(c) for s, c in nd.source_columns().items() if s != "property"})
+    got, why = engine.assess(nd, avail, loaded, empty, None, lacking)
+    assert got == status, why
+    if status == "blind":
+        assert "the export has no such column" in why and "共有情况.csv" in why
+    else:
+        assert not {"co_owner_id", "co_owner_id_raw"} & empty.get("property", set())

@@ -477,41 +477,53 @@ def empty_columns(
 def present_optional(con: duckdb.DuckDBPyConnection, src: str) -> set[str]:
     """Columns of ``r_<src>`` from optional mapped fields whose header every file loaded in it
     has (``ingest_file.optional_columns``): NULL in every row, such a column says "none" (no
-    home has a co-owner), it is not a column the export lacks. A file loaded before this was
-    recorded, or lacking the header, keeps the column counted as empty (the rule is blind)."""
+    home has a co-owner), it is not a column the export lacks. A source of several files
+    (``join:`` parts) counts each column in the files of the part that maps it. A file loaded
+    before this was recorded, or lacking the header, keeps the column counted as empty (the
+    rule is blind)."""
     rows = _optional_records(con, src)
-    if rows is None:
+    if not rows:
         return set()
-    present: set[str] | None = None
+    present: set[str] = set()
+    absent: set[str] = set()
     for _file, doc in rows:
         if not doc:
             return set()
         try:
-            have = set(json.loads(doc).get("present", []))
+            rec = json.loads(doc)
+            present |= set(rec.get("present", []))
+            absent |= set(rec.get("absent", []))
         except (ValueError, AttributeError):
             return set()
-        present = have if present is None else present & have
-    return present or set()
+    return present - absent
 
 
 def _optional_records(
     con: duckdb.DuckDBPyConnection, src: str
 ) -> list[tuple[str, str | None]] | None:
     """(file, its latest ok ``ingest_file.optional_columns`` JSON or None) per file loaded in
-    ``r_<src>``, by file name; None when the warehouse predates the record."""
+    ``r_<src>`` and per file of its ``join:`` parts (``_asm_<src>__join<k>``, ingest source
+    ``<src>.join<k>``), by file name; None when the warehouse predates the record."""
     if not _has(con, "ingest_file"):
         return None
     if "optional_columns" not in {r[0] for r in con.execute("DESCRIBE ingest_file").fetchall()}:
         return None
+    have = schema.existing_relations(con)
+    parts = sorted(t for t in have if t.startswith(f"_asm_{src}__join"))
+    files = [f"SELECT DISTINCT split_part(_file, '#', 1) AS file, ? AS source FROM \"r_{src}\""]
+    args: list[str] = [src]
+    for t in parts:
+        files.append(f"SELECT DISTINCT split_part(_file, '#', 1), ? FROM \"{t}\"")
+        args.append(f"{src}.{t.rsplit('__', 1)[1]}")
     return con.execute(
         f"""
-        WITH f AS (SELECT DISTINCT split_part(_file, '#', 1) AS file FROM "r_{src}")
+        WITH f AS ({" UNION ALL ".join(files)})
         SELECT f.file, arg_max(i.optional_columns, i.loaded_at)
         FROM f LEFT JOIN ingest_file i
-          ON i.source = ? AND i.file = f.file AND i.status = 'ok'
-        GROUP BY f.file ORDER BY f.file
+          ON i.source = f.source AND i.file = f.file AND i.status = 'ok'
+        GROUP BY f.source, f.file ORDER BY f.source, f.file
         """,
-        [src],
+        args,
     ).fetchall()
 
 

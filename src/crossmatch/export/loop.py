@@ -136,16 +136,13 @@ def assign(
         rows += [[cid, batch, unit, unit_name, who, now, due, path.name] for cid in part["clue_id"]]
     store = review._store()
     try:
-        store.execute("BEGIN TRANSACTION")
-        if rows:
-            store.executemany("INSERT INTO assignment VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
-        for r in rows:
-            _set_stage(store, r[0], "assigned", f"batch {batch} -> {r[3]}")
-        audit(store, "assign", {"batch_id": batch, "clues": len(rows), "units": len(res.workbooks)})
-        store.execute("COMMIT")
-    except BaseException:
-        store.execute("ROLLBACK")
-        raise
+        with wh_mod.transaction(store):
+            if rows:
+                store.executemany("INSERT INTO assignment VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            for r in rows:
+                _set_stage(store, r[0], "assigned", f"batch {batch} -> {r[3]}")
+            detail = {"batch_id": batch, "clues": len(rows), "units": len(res.workbooks)}
+            audit(store, "assign", detail)
     finally:
         store.close()
     res.clues = len(rows)
@@ -312,52 +309,48 @@ def import_feedback(review: Review, files: list[str | Path]) -> dict[str, int]:
     counts: dict[str, int] = {"rows": len(parsed)}
     store = review._store()
     try:
-        store.execute("BEGIN TRANSACTION")
-        now = dt.datetime.now().replace(microsecond=0)
-        for r in parsed:
-            store.execute(
-                "INSERT INTO feedback VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    r["clue_id"],
-                    r["batch"],
-                    r["verdict"],
-                    r["reason"],
-                    r["verifier"],
-                    r["verified_on"],
-                    r["measures"],
-                    r["stopped"],
-                    r["due"],
-                    r["recovered"],
-                    r["corrected"],
-                    None if r["acc"] is None else int(r["acc"]),
-                    None if r["sanctions"] is None else int(r["sanctions"]),
-                    r["file"],
-                    r["row"],
-                    now,
-                ],
-            )
-            store.execute(
-                "INSERT INTO verdict VALUES (?, ?, ?, ?, ?, "
-                "(SELECT fingerprint FROM clue WHERE clue_id = ?), "
-                "(SELECT evidence_summary FROM clue WHERE clue_id = ?))",
-                [
-                    r["clue_id"],
-                    r["verdict"],
-                    r["reason"],
-                    r["verifier"],
-                    now,
-                    r["clue_id"],
-                    r["clue_id"],
-                ],
-            )
-            stage = _stage_after(r)
-            _set_stage(store, r["clue_id"], stage, f"feedback {r['file']} row {r['row']}")
-            counts[stage] = counts.get(stage, 0) + 1
-        audit(store, "feedback", {"files": [Path(f).name for f in files], **counts})
-        store.execute("COMMIT")
-    except BaseException:
-        store.execute("ROLLBACK")
-        raise
+        with wh_mod.transaction(store):
+            now = dt.datetime.now().replace(microsecond=0)
+            for r in parsed:
+                store.execute(
+                    "INSERT INTO feedback VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        r["clue_id"],
+                        r["batch"],
+                        r["verdict"],
+                        r["reason"],
+                        r["verifier"],
+                        r["verified_on"],
+                        r["measures"],
+                        r["stopped"],
+                        r["due"],
+                        r["recovered"],
+                        r["corrected"],
+                        None if r["acc"] is None else int(r["acc"]),
+                        None if r["sanctions"] is None else int(r["sanctions"]),
+                        r["file"],
+                        r["row"],
+                        now,
+                    ],
+                )
+                store.execute(
+                    "INSERT INTO verdict VALUES (?, ?, ?, ?, ?, "
+                    "(SELECT fingerprint FROM clue WHERE clue_id = ?), "
+                    "(SELECT evidence_summary FROM clue WHERE clue_id = ?))",
+                    [
+                        r["clue_id"],
+                        r["verdict"],
+                        r["reason"],
+                        r["verifier"],
+                        now,
+                        r["clue_id"],
+                        r["clue_id"],
+                    ],
+                )
+                stage = _stage_after(r)
+                _set_stage(store, r["clue_id"], stage, f"feedback {r['file']} row {r['row']}")
+                counts[stage] = counts.get(stage, 0) + 1
+            audit(store, "feedback", {"files": [Path(f).name for f in files], **counts})
     finally:
         store.close()
     return counts
@@ -459,9 +452,8 @@ def reopen(review: Review, clue_id: str, reason: str) -> None:
         raise ValueError("a reopen needs a reason")
     store = review._store()
     try:
-        store.execute("BEGIN TRANSACTION")
-        _set_stage(store, clue_id, "assigned", f"reopened by {actor()}: {reason}")
-        store.execute("COMMIT")
+        with wh_mod.transaction(store):
+            _set_stage(store, clue_id, "assigned", f"reopened by {actor()}: {reason}")
     finally:
         store.close()
 

@@ -37,6 +37,7 @@ from typing import Any
 
 import duckdb
 
+from crossmatch import warehouse
 from crossmatch.detect.schema import existing_relations
 from crossmatch.export.clue_list import _region_names
 from crossmatch.review.store import audit
@@ -766,8 +767,7 @@ def store_findings(store: duckdb.DuckDBPyConnection, fs: FindingSet) -> bool:
     if store.execute("SELECT 1 FROM finding_status WHERE run_id = ?", [fs.run_id]).fetchone():
         return False
     now = dt.datetime.now().replace(microsecond=0)
-    store.execute("BEGIN TRANSACTION")
-    try:
+    with warehouse.transaction(store):
         for f in fs.findings:
             store.execute(
                 "INSERT INTO finding VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -782,10 +782,6 @@ def store_findings(store: duckdb.DuckDBPyConnection, fs: FindingSet) -> bool:
                 "INSERT INTO finding_status VALUES (?, ?, ?, ?)", [fs.run_id, kind, st, why]
             )
         audit(store, "findings", {"run_id": fs.run_id, "findings": len(fs.findings)})
-        store.execute("COMMIT")
-    except BaseException:
-        store.execute("ROLLBACK")
-        raise
     return True
 
 

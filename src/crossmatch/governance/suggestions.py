@@ -25,6 +25,7 @@ from typing import Any
 
 import duckdb
 
+from crossmatch import warehouse
 from crossmatch.governance.findings import FINDING_DDL, scalar
 from crossmatch.review.store import actor, audit
 
@@ -182,8 +183,7 @@ def issue(
         "rules": list(_rules_of(f)),
     }
     now = dt.datetime.now().replace(microsecond=0)
-    store.execute("BEGIN TRANSACTION")
-    try:
+    with warehouse.transaction(store):
         store.execute(
             "INSERT INTO suggestion VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [sid, finding_id, f["kind"], f["department"], f["region_code"], f["region"], f["who"],
@@ -194,10 +194,6 @@ def issue(
         audit(store, "suggestion_issue", {"suggestion_id": sid, "finding_id": finding_id,
                                           "department": f["department"],
                                           "deadline": deadline.isoformat()})  # fmt: skip
-        store.execute("COMMIT")
-    except BaseException:
-        store.execute("ROLLBACK")
-        raise
     return sid
 
 
@@ -221,8 +217,7 @@ def _append(
         raise SuggestionError(f"{kind} date {on_date} is before the issue date {row[0]}.")
     seq = scalar(store, "SELECT coalesce(max(seq), 0) + 1 FROM suggestion_event "
                  "WHERE suggestion_id = ?", [sid])  # fmt: skip
-    store.execute("BEGIN TRANSACTION")
-    try:
+    with warehouse.transaction(store):
         store.execute(
             "INSERT INTO suggestion_event VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [sid, seq, kind, on_date, actor(), text,
@@ -230,10 +225,6 @@ def _append(
              dt.datetime.now().replace(microsecond=0)],
         )  # fmt: skip
         audit(store, f"suggestion_{kind}", {"suggestion_id": sid, "seq": seq, **data})
-        store.execute("COMMIT")
-    except BaseException:
-        store.execute("ROLLBACK")
-        raise
     return seq
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import duckdb
 
+from crossmatch import warehouse
 from crossmatch.spec.sources import SourceSpec
 
 DUPLICATE_TABLE = "ingest_duplicate"
@@ -70,8 +71,7 @@ def mark(con: duckdb.DuckDBPyConnection, spec: SourceSpec, run_id: str) -> dict[
     ensure_tables(con)
     table = _quote(spec.table)
     fields = [c for c, _ in spec.columns() if not c.startswith("_")]
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with warehouse.transaction(con):
         # the previous marks go first: a replaced or removed file can free a row
         con.execute(
             f"UPDATE {table} AS t SET _dup_of = NULL FROM {DUPLICATE_TABLE} AS d "
@@ -130,8 +130,4 @@ def mark(con: duckdb.DuckDBPyConnection, spec: SourceSpec, run_id: str) -> dict[
             f"INSERT OR REPLACE INTO {STATE_TABLE} VALUES (?, ?, ?)",
             [spec.id, run_id, sum(counts.values())],
         )
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return counts

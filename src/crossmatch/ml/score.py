@@ -334,15 +334,10 @@ def score_warehouse(
 def _replacing(con, run: str) -> Iterator[None]:
     """One transaction replacing every ``ml_*`` row of ``run`` (rolled back on any error)."""
     con.execute(DDL)
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with wh_mod.transaction(con):
         for t in ("ml_run", "ml_score", "ml_reason", "ml_input"):
             con.execute(f"DELETE FROM {t} WHERE run_id = ?", [run])
         yield
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
 
 
 class NoModel(Exception):

@@ -235,12 +235,11 @@ def train_from_verdicts(
     st = open_store(store or store_path(warehouse))
     try:
         st.execute(ML_CLUE_DDL)
-        st.execute("BEGIN TRANSACTION")
-        st.execute("DELETE FROM ml_clue_score")
-        st.register("_p", out.to_arrow())
-        st.execute("INSERT INTO ml_clue_score SELECT * FROM _p")
-        st.unregister("_p")
-        st.execute("COMMIT")
+        with wh_mod.transaction(st):
+            st.execute("DELETE FROM ml_clue_score")
+            st.register("_p", out.to_arrow())
+            st.execute("INSERT INTO ml_clue_score SELECT * FROM _p")
+            st.unregister("_p")
     finally:
         st.close()
     return TrainResult(model.model_id, len(y), int(y.sum()),

@@ -77,7 +77,7 @@ from crossmatch.night import retention
 from crossmatch.night.config import NightConfig
 from crossmatch.publish import night_build
 from crossmatch.review import sync_warehouse
-from crossmatch.scale.dask import DaskPartitions
+from crossmatch.scale.dask import DaskPartitions, check_scheduler
 from crossmatch.scale.run import run_partitioned
 from crossmatch.spec.sources import load_sources
 
@@ -713,6 +713,8 @@ def run_night(
         log.info("stage %s: %s in %.1fs", name, rep.status, rep.seconds)
 
     try:
+        if opts.get("dask") and "detect" in todo:  # an absent cluster fails before any build
+            check_scheduler(str(opts["dask"]))
         with workspace(cfg.warehouse) as ws:
             path = Path(ws)
             for name in build:

@@ -340,13 +340,12 @@ class Review:
             if row is None:
                 raise KeyError(f"no clue {clue_id!r} in {self.store_file}")
             who = author or actor()
-            store.execute("BEGIN TRANSACTION")
-            store.execute(
-                "INSERT INTO verdict VALUES (?, ?, ?, ?, now()::TIMESTAMP, ?, ?)",
-                [clue_id, verdict, note, who, row[0], row[1]],
-            )
-            audit(store, "verdict", {"clue_id": clue_id, "verdict": verdict, "author": who})
-            store.execute("COMMIT")
+            with wh_mod.transaction(store):
+                store.execute(
+                    "INSERT INTO verdict VALUES (?, ?, ?, ?, now()::TIMESTAMP, ?, ?)",
+                    [clue_id, verdict, note, who, row[0], row[1]],
+                )
+                audit(store, "verdict", {"clue_id": clue_id, "verdict": verdict, "author": who})
         finally:
             store.close()
 

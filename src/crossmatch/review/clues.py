@@ -248,8 +248,7 @@ def sync_run(
         res.counts[state] += 1
         gone.append((prev["clue_id"], state))
         nights.append([run_id, prev["clue_id"], state, prev["fingerprint"], None, None])
-    store.execute("BEGIN TRANSACTION")
-    try:
+    with wh_mod.transaction(store):
         if upserts:
             up = pa.Table.from_pylist([dict(zip(_CLUE_COLUMNS, u, strict=True)) for u in upserts])
             store.register("_clue_up", up)
@@ -295,10 +294,6 @@ def sync_run(
                ("new", "ongoing", "reopened", "closed", "suppressed", "unchecked")],
         )  # fmt: skip
         audit(store, "sync", {"run_id": run_id, **dict(res.counts)})
-        store.execute("COMMIT")
-    except BaseException:
-        store.execute("ROLLBACK")
-        raise
     log.info("%s", res.render())
     return res
 

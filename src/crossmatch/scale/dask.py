@@ -14,14 +14,54 @@ Prefect tasks through prefect-dask's ``DaskTaskRunner`` instead
 from __future__ import annotations
 
 import logging
+import socket
+import time
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
+from crossmatch.errors import CrossmatchError
 from crossmatch.scale.run import PartitionTask, run_partition
 
 log = logging.getLogger(__name__)
 
 LOCAL = "local"
+#: Seconds a night waits for an existing cluster's scheduler before it gives up.
+CONNECT_TIMEOUT = 10.0
+
+
+class DaskUnreachable(CrossmatchError):
+    """The scheduler of ``--dask tcp://HOST:PORT`` cannot be reached (exit 6, nothing built)."""
+
+
+def _unreachable(address: str, why: str) -> DaskUnreachable:
+    return DaskUnreachable(
+        f"the Dask scheduler {address} cannot be reached ({why}). Fix: start it "
+        f"(`dask scheduler --port PORT` on the head, `dask worker {address}` on each machine "
+        f"with crossmatch installed) or check the address; a night without --dask gives the "
+        f"same hits on this one machine."
+    )
+
+
+def check_scheduler(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
+    """Fail fast, before a night builds anything, when ``address`` (not ``local``) names a
+    scheduler nobody answers at: a TCP connection to its host and port within ``timeout``."""
+    if address == LOCAL:
+        return
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    if parts.scheme not in ("tcp", "tls") or not parts.hostname:
+        raise DaskUnreachable(
+            f"--dask {address!r}: expected 'local' or a scheduler address tcp://HOST:PORT "
+            f"(tls://HOST:PORT for a TLS cluster)."
+        )
+    t0 = time.perf_counter()
+    try:
+        with socket.create_connection((parts.hostname, parts.port or 8786), timeout=timeout):
+            pass
+    except OSError as err:
+        raise _unreachable(
+            address, f"{err.strerror or err} after {time.perf_counter() - t0:.1f} s"
+        ) from err
 
 
 def describe(address: str, workers: int) -> str:
@@ -80,7 +120,10 @@ class DaskPartitions:
             self._cluster = LocalCluster(**local_cluster_kwargs(self.workers))
             self._client = Client(self._cluster)
         else:
-            self._client = Client(self.address)
+            try:
+                self._client = Client(self.address, timeout=CONNECT_TIMEOUT)
+            except (OSError, TimeoutError) as err:  # went away since the night started
+                raise _unreachable(self.address, f"{type(err).__name__}: {err}") from err
         self.started = True
         log.info("partitions on %s", self.describe())
         return self._client
