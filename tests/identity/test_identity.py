@@ -273,6 +273,8 @@ def _links(con: duckdb.DuckDBPyConnection) -> pd.Series:
     )
 
 
+@pytest.mark.slow  # two resolves of a 300-person county (~4-7 s); the incremental decision itself:
+# tests/identity/test_stages.py
 def test_incremental_run_touches_only_new_mentions():
     con = duckdb.connect()
     c = build(con, n=300, seed=7)
@@ -369,6 +371,7 @@ def test_candidate_posterior_refuses_coin_tosses():
     assert lab[2] == lab[0] != lab[1]
 
 
+@pytest.mark.slow  # two nights (~3-4 s)
 def test_night_without_new_mentions_keeps_every_link(tmp_path):
     # regression: a second night (a new connection, as every nightly run has) over unchanged
     # files has nothing to block; it must not fail

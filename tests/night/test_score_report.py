@@ -24,6 +24,9 @@ from crossmatch.night.run import default_workspace
 from crossmatch.synth import generate
 
 ROOT = Path(__file__).resolve().parents[2]
+# two whole nights on a generated county (~18 s of fixture); the stages' own behaviour is in the
+# default tier: tests/ml/test_score.py (scoring, reuse of a model), tests/governance (the report)
+pytestmark = pytest.mark.slow
 
 
 def night(raw: Path, wh: Path, **kw):

@@ -150,6 +150,8 @@ def _rule_rows(con: duckdb.DuckDBPyConnection, run_id: str) -> list[tuple]:
     ).fetchall()
 
 
+@pytest.mark.slow  # every rule over five detect runs (~5-10 s); test_partitioned_equals_run_rules
+# and test_full_runs_every_rule keep partitioned detect in the default tier
 def test_partitioned_run_is_recorded_like_run_rules():
     """Every rule (most skipped or blind on this warehouse): the same rule_run rows, statuses and
     reasons, fingerprints and stage ``detect`` as run_rules; the next run, partitioned or not,
