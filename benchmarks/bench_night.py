@@ -42,9 +42,8 @@ def _peak_mb() -> float:
 
 
 def one_night(raw: Path, wh: Path, full: bool) -> dict:
-    from night import run_night
-
     from crossmatch.ingest.pipeline import tune_allocators
+    from night import run_night
 
     tune_allocators()
     t = time.perf_counter()
