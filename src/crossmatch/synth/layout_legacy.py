@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (header tables read best one line per column)
 """Layout ``legacy``: exports of older county systems (issue 17: counties never seen).
 
 Classes of real exports no other layout has:
@@ -233,8 +234,10 @@ def _roster_json(r: Render) -> None:
             households[key] = obj
             by_cert[str(full[hh_idx[1]])].add(key)
         households[key]["familyMembers"].append(
-            {k.split(".")[1]: (full[i] if full[i] != "" else None)
-             for (k, _o), i in zip(JSON_MEMBER, mem_idx, strict=True)}  # fmt: skip
+            {
+                k.split(".")[1]: (full[i] if full[i] != "" else None)
+                for (k, _o), i in zip(JSON_MEMBER, mem_idx, strict=True)
+            }
         )
         order.append((key, n))
     r.counts["roster households split by a damaged cell"] = sum(
