@@ -98,7 +98,7 @@ def _remarks(r: Render, key: Any) -> list[str]:
 def _lower_x(r: Render, idv: str, origin: tuple[str, int], role: str, col: str) -> str:
     """An ID ending in X as the old system writes it (x); recorded as id_lower_x noise unless
     the default cell was already damaged."""
-    if len(idv) == 18 and idv.endswith("X"):
+    if idv.endswith("X") and len(re.sub(r"\s", "", idv)) == 18:
         f, n = origin
         if (f, n, role) not in r.noise:
             r.pending_noise.append((f, n, role, col, "id_lower_x"))
