@@ -487,7 +487,13 @@ def _date_expr(v: pl.Expr, month: str = "start") -> pl.Expr:
         .otherwise(None)
         .cast(pl.Date)
     )
-    d = pl.coalesce(parsed, in_month, serial)
+    # Unix epoch milliseconds (a JSON API's dates: 1503590400000), as a date in China time
+    # (UTC+8): 13 digits, 2001-09-09 .. 2286
+    ms_txt = _strip(v).str.extract(r"^(\d{13})$", 1).cast(pl.Int64, strict=False)
+    epoch = (
+        pl.from_epoch(ms_txt + 8 * 3600 * 1000, time_unit="ms").cast(pl.Date)
+    )
+    d = pl.coalesce(parsed, in_month, serial, epoch)
     return pl.when(d.dt.year().is_between(1880, 2100)).then(d)
 
 
@@ -532,7 +538,9 @@ def date(s: pl.Series, params: Mapping[str, Any]) -> Normalized:
     first day of the month, or its last day with ``month: end`` (e.g. a cadre term that
     ends in ``2021.03`` -> 2021-03-31). Eight digits
     are a full date, six digits a month; ``2021.10`` is October (a number cell that lost its
-    trailing zero, ``2021.1``, reads as January). Anything else is an error."""
+    trailing zero, ``2021.1``, reads as January). Thirteen digits are Unix epoch milliseconds
+    (a JSON API's dates: ``1503590400000``), read as the date in China time (UTC+8). Anything
+    else is an error."""
     d = _parse_dates(s, _month_param(params))
     out = (
         _frame(s)

@@ -36,6 +36,13 @@ SUMMARY_RE = (
 )
 
 
+# a sign-off footer cell of an exported table: 制表人：张三 / 审核人: / 导出时间：2026-01-21
+SIGNOFF_RE = (
+    r"^[\s\x{3000}]*(?:制表人?|填表人|填报人|审核人?|审批人|复核人|负责人|单位负责人|"
+    r"导出时间|打印时间|制表时间|制表日期|填报日期|填表日期)[\s\x{3000}]*[:：]"
+)
+
+
 @dataclass(slots=True)
 class Derived:
     """The stage's header and field -> cell mapping once derived cells are added."""
@@ -60,19 +67,28 @@ def drop_summary_rows(
     width: int,
     mapping: dict[str, int | None],
 ) -> int:
-    """Delete the rows holding a 合计 / 总计 / 小计 cell whose person name / ID cells are empty
-    (or that summary cell itself), whatever their number of cells; returns how many."""
+    """Delete the rows holding a 合计 / 总计 / 小计 cell, or a sign-off footer cell (制表人：,
+    审核人：, 导出时间： ...), whose person name / ID cells are empty (or that summary cell
+    itself), whatever their number of cells; returns how many."""
     if width == 0:
         return 0
     rx = sql_literal(SUMMARY_RE)
     cells = [f"c{i}" for i in range(width)]
 
+    signoff = sql_literal(SIGNOFF_RE)
+
     def summary(c: str) -> str:
-        return f"(contains({c}, '计') AND regexp_matches({c}, {rx}))"
+        return (
+            f"((contains({c}, '计') AND regexp_matches({c}, {rx})) "
+            f"OR regexp_matches({c}, {signoff}))"
+        )
 
     person = [f"c{i}" for i in _person_cells(spec, mapping)]
     # cheap tests first (person cells empty or holding 计), the patterns on what is left
-    maybe = [f"({c} IS NULL OR trim({c}) = '' OR contains({c}, '计'))" for c in person]
+    maybe = [
+        f"({c} IS NULL OR trim({c}) = '' OR contains({c}, '计') OR regexp_matches({c}, '[:：]'))"
+        for c in person
+    ]
     exact = [f"({c} IS NULL OR trim({c}) = '' OR {summary(c)})" for c in person]
     pre = f"SELECT * FROM {STAGE}" + (f" WHERE {' AND '.join(maybe)}" if maybe else "")
     cond = " AND ".join([*exact, "(" + " OR ".join(summary(c) for c in cells) + ")"])
@@ -133,6 +149,17 @@ def origin_values(
     return out
 
 
+def column_pattern_sql(cell: str, pattern: str) -> str:
+    """SQL: the text ``pattern`` picks in a cell (group 1, else the whole match), spaces
+    trimmed; NULL when the cell does not match (``姓名(身份证号)`` cells, ``刘明(户主)``)."""
+    rx = sql_literal(pattern)
+    group = 1 if re.compile(pattern).groups else 0
+    return (
+        f"(CASE WHEN regexp_matches({cell}, {rx}) THEN "
+        f"NULLIF(trim(regexp_extract({cell}, {rx}, {group})), '') END)"
+    )
+
+
 def add_derived_cells(
     con: duckdb.DuckDBPyConnection,
     spec: SourceSpec,
@@ -147,15 +174,18 @@ def add_derived_cells(
     multi = spec.sheets is not None and len(info.parts) > 0
     exprs: list[str] = []
     for f in spec.fields:
-        if f.origin == "column" and f.default is None:
+        if f.origin == "column" and f.default is None and f.pattern is None:
             continue
         if f.origin == "column":
             idx = mapping[f.name]
-            dflt = sql_literal(f.default or "")
+            dflt = "NULL" if f.default is None else sql_literal(f.default)
             if idx is None:  # the column is absent from this file: the default throughout
                 expr, label = dflt, f.columns[0]
             else:
-                expr = f"CASE WHEN c{idx} IS NULL OR trim(c{idx}) = '' THEN {dflt} ELSE c{idx} END"
+                cell = f"c{idx}"
+                if f.pattern is not None:  # the part of the cell the pattern picks
+                    cell = column_pattern_sql(cell, f.pattern)
+                expr = f"CASE WHEN {cell} IS NULL OR trim({cell}) = '' THEN {dflt} ELSE {cell} END"
                 label = header[idx]
         elif f.origin == "value":
             expr, label = sql_literal(f.value or ""), f"({f.name})"

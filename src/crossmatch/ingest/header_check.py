@@ -67,6 +67,20 @@ def _read_first(spec: SourceSpec, path: Path) -> tuple[readers.ReadInfo, pl.Data
             )
             r.info = info
             first = next(readers.read_csv_batches(r), None)
+    elif fmt == "html" or (fmt == "xlsx" and readers.sniff_kind(path.read_bytes()[:4096]) == "html"):
+        first = next(
+            readers.read_html_batches(
+                path,
+                info,
+                encoding=spec.encoding,
+                header_row=spec.header_row,
+                aliases=aliases,
+                header_rows=spec.header_rows,
+            ),
+            None,
+        )
+    elif fmt == "json":
+        first = next(readers.read_json_batches(path, info, records=spec.records, aliases=aliases), None)
     elif fmt == "xlsx":
         first = next(
             readers.read_xlsx_batches(
@@ -83,7 +97,10 @@ def _read_first(spec: SourceSpec, path: Path) -> tuple[readers.ReadInfo, pl.Data
     elif fmt == "parquet":
         first = next(readers.read_parquet_batches(path, info), None)
     else:
-        raise InputFileError(f"{path}: unknown file type; set `format:` in {spec.path}")
+        raise InputFileError(
+            f"{path}: unknown file type '.{fmt}'; set `format:` (csv, xlsx, html, json or "
+            f"parquet) in {spec.path}"
+        )
     return info, first
 
 

@@ -139,6 +139,19 @@ def _batches(
         )
         r.info = info
         yield from readers.read_csv_batches(r)
+    elif fmt == "xlsx" and _sniff(path) == "html":  # a web system's .xls: an HTML table
+        info.notes.append("an HTML table saved as an Excel file: read as HTML")
+        yield from readers.read_html_batches(
+            path, info, encoding=encoding, header_row=spec.header_row, aliases=aliases,
+            header_rows=spec.header_rows,
+        )
+    elif fmt == "html":
+        yield from readers.read_html_batches(
+            path, info, encoding=encoding, header_row=spec.header_row, aliases=aliases,
+            header_rows=spec.header_rows,
+        )
+    elif fmt == "json":
+        yield from readers.read_json_batches(path, info, records=spec.records, aliases=aliases)
     elif fmt == "xlsx":
         yield from readers.read_xlsx_batches(
             path,
@@ -153,9 +166,15 @@ def _batches(
         yield from readers.read_parquet_batches(path, info)
     else:
         raise InputFileError(
-            f"{path}: unknown file type '.{fmt}'. Fix: set `format:` (csv, xlsx or parquet) "
+            f"{path}: unknown file type '.{fmt}'. Fix: set `format:` (csv, xlsx, html, json or "
+            f"parquet) "
             f"in {spec.path.as_posix()}."
         )
+
+
+def _sniff(path: Path) -> str | None:
+    with open(path, "rb") as fh:
+        return readers.sniff_kind(fh.read(4096))
 
 
 def _aliases(spec: SourceSpec) -> set[str]:

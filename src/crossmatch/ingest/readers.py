@@ -1271,10 +1271,15 @@ def _open_workbook(path: Path, info: ReadInfo) -> tuple[bytes, object]:
     info.size = len(raw)
     if not raw:
         raise InputFileError(f"{path}: the file is empty (0 bytes). Fix: re-export it.")
-    if not raw.startswith(b"PK\x03\x04"):
+    if not raw.startswith((b"PK\x03\x04", OLE_SIGNATURE)):
+        kind = sniff_kind(raw[:4096])
+        what = {
+            "html": "an HTML table saved with an Excel name: set `format: html`",
+            "json": "JSON text: set `format: json`",
+        }.get(kind or "", "an old .xls or CSV renamed .xlsx does not work; set `format: csv` for CSV")
         raise InputFileError(
-            f"{path}: not an .xlsx workbook (no zip signature). Fix: re-export it as .xlsx"
-            f" (an old .xls or CSV renamed .xlsx does not work; set `format: csv` for CSV)."
+            f"{path}: not an Excel workbook (neither an .xlsx zip nor an old BIFF .xls). "
+            f"Fix: it is {what} in the source file, or re-export it as .xlsx."
         )
     try:
         return raw, fastexcel.read_excel(raw)
@@ -1315,6 +1320,27 @@ def _read_sheet(
             return f"sheet {label!r} is empty"
         raise InputFileError(f"{path}: sheet {label!r} is empty. Fix: re-export the roster.")
     first = _xlsx_first_rows(path, sheet, names)
+    return _sheet_from_frame(
+        path, df, first, label, index, header_row, aliases,
+        must=must, multi=multi, header_rows=header_rows,
+    )
+
+
+def _sheet_from_frame(
+    path: Path,
+    df: pl.DataFrame,
+    first: int,
+    label: str,
+    index: int,
+    header_row: int | None,
+    aliases: set[str],
+    *,
+    must: bool,
+    multi: bool = False,
+    header_rows: int = 1,
+) -> _Sheet | str:
+    """A grid of cells (any column names, first row = physical row ``first``) with its header
+    found: the common part of the xlsx, .xls, HTML-table and JSON readers."""
     ncols = len(df.columns)
     df = df.select([pl.col(c).cast(pl.String).alias(f"x{i}") for i, c in enumerate(df.columns)])
     df = df.with_columns(pl.int_range(first, first + df.height, dtype=pl.Int32).alias("_row"))
@@ -1483,6 +1509,351 @@ def read_parquet_batches(path: Path, info: ReadInfo) -> Iterator[pl.DataFrame]:
         pl.int_range(2, df.height + 2).cast(pl.Int32).alias("_row"),
         pl.concat_list(cols).alias("_fields"),
         pl.concat_str([c.fill_null("") for c in cols], separator="\x1f").alias("_line"),
+    )
+    for off in range(0, out.height, XLSX_BATCH_ROWS):
+        yield out.slice(off, XLSX_BATCH_ROWS)
+
+
+# ----------------------------------------------------------------------------- old .xls, HTML, JSON
+
+OLE_SIGNATURE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # an old BIFF .xls (OLE2 compound file)
+_META_CHARSET = re.compile(rb"""<meta[^>]*charset\s*=\s*["']?([A-Za-z0-9_\-]+)""", re.I)
+
+
+def sniff_kind(head: bytes) -> str | None:
+    """What a file's first bytes look like: ``xlsx`` (zip), ``xls`` (BIFF/OLE2), ``html`` (an
+    HTML table, often saved as ``.xls`` by web systems), ``json``; None for anything else."""
+    if head.startswith(b"PK\x03\x04"):
+        return "xlsx"
+    if head.startswith(OLE_SIGNATURE):
+        return "xls"
+    text = head.lstrip(codecs.BOM_UTF8).lstrip()
+    low = text[:512].lower()
+    if low.startswith((b"<html", b"<!doctype html", b"<table", b"<?xml")) and (
+        b"<table" in head.lower() or b"<html" in low
+    ):
+        return "html"
+    if text[:1] in (b"{", b"["):
+        return "json"
+    return None
+
+
+def _html_text(raw: bytes, declared: str) -> tuple[str, str]:
+    """Decode an HTML export: the declared encoding, else its <meta charset>, a BOM, UTF-8,
+    GB18030 (``gbk``/``gb2312`` are read as GB18030, their superset)."""
+    if declared != "auto":
+        enc = declared
+    elif raw.startswith(codecs.BOM_UTF8):
+        enc = "utf-8-sig"
+    else:
+        m = _META_CHARSET.search(raw[:4096])
+        enc = m.group(1).decode("ascii").lower() if m else ""
+        if not enc:
+            try:
+                raw.decode("utf-8")
+                enc = "utf-8"
+            except UnicodeDecodeError:
+                enc = "gb18030"
+    if enc.replace("-", "").replace("_", "") in ("gbk", "gb2312", "cp936", "gb18030"):
+        enc = "gb18030"
+    try:
+        return raw.decode(enc), enc
+    except (LookupError, UnicodeDecodeError) as exc:
+        raise InputFileError(
+            f"HTML table: cannot decode as {enc} ({type(exc).__name__}). Fix: set `encoding:` "
+            f"in the source file."
+        ) from exc
+
+
+def html_table_rows(text: str) -> list[list[str | None]]:
+    """The rows (``<tr>``) of the HTML tables in document order, cells as text (entities
+    decoded, ``<br>`` -> space, spaces trimmed; empty -> None). A cell with ``colspan=n`` is
+    followed by n-1 empty cells and a cell with ``rowspan=n`` repeats as empty in the n-1 rows
+    below, so every cell stays under its header."""
+    from html.parser import HTMLParser  # lazy: stdlib, only for HTML exports
+
+    rows: list[list[str | None]] = []
+
+    class _P(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__(convert_charrefs=True)
+            self.row: list[tuple[str, int, int]] | None = None
+            self.cell: list[str] | None = None
+            self.span = (1, 1)
+            self.pending: dict[int, int] = {}  # column -> rows still covered by a rowspan
+            self.spans: list[tuple[str, int, int]] = []
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            if tag == "tr":
+                self._end_row()
+                self.row = []
+            elif tag in ("td", "th"):
+                self._end_cell()
+                if self.row is None:
+                    self.row = []
+                a = {k: (v or "") for k, v in attrs}
+
+                def num(k: str) -> int:
+                    try:
+                        return max(1, min(int(a.get(k, "1") or 1), 1000))
+                    except ValueError:
+                        return 1
+
+                self.cell, self.span = [], (num("colspan"), num("rowspan"))
+            elif tag == "br" and self.cell is not None:
+                self.cell.append(" ")
+
+        def handle_endtag(self, tag: str) -> None:
+            if tag in ("td", "th"):
+                self._end_cell()
+            elif tag in ("tr", "table"):
+                self._end_row()
+
+        def handle_data(self, data: str) -> None:
+            if self.cell is not None:
+                self.cell.append(data)
+
+        def _end_cell(self) -> None:
+            if self.cell is not None and self.row is not None:
+                self.row.append(("".join(self.cell), *self.span))
+            self.cell = None
+
+        def _end_row(self) -> None:
+            self._end_cell()
+            if self.row is None:
+                return
+            out: list[str | None] = []
+            col = 0
+            below: dict[int, int] = {}
+            cells = list(self.row)
+            while cells or any(c >= col for c in self.pending):
+                if self.pending.get(col, 0) > 0:  # covered by a rowspan from above
+                    self.pending[col] -= 1
+                    out.append(None)
+                    col += 1
+                    continue
+                if not cells:
+                    break
+                txt, cs, rs = cells.pop(0)
+                t = re.sub(r"\s+", " ", txt).strip()
+                for k in range(cs):
+                    out.append((t or None) if k == 0 else None)
+                    if rs > 1:
+                        below[col + k] = rs - 1
+                col += cs
+            self.pending = {c: n for c, n in self.pending.items() if n > 0}
+            self.pending.update(below)
+            rows.append(out)
+            self.row = None
+
+    p = _P()
+    p.feed(text)
+    p.close()
+    p._end_row()
+    return rows
+
+
+def _grid_frame(rows: Sequence[Sequence[object]]) -> pl.DataFrame:
+    width = max((len(r) for r in rows), default=0)
+    cols = {
+        f"x{i}": pl.Series([(None if i >= len(r) or r[i] is None else str(r[i])) for r in rows],
+                           dtype=pl.String)
+        for i in range(width)
+    }
+    return pl.DataFrame(cols)
+
+
+def _grid_batches(
+    path: Path,
+    info: ReadInfo,
+    df: pl.DataFrame,
+    first: int,
+    kind: str,
+    header_row: int | None,
+    aliases: set[str] | None,
+    header_rows: int,
+) -> Iterator[pl.DataFrame]:
+    """Batches of one grid (an HTML table, a flattened JSON array) read like one sheet."""
+    if df.height == 0 or not df.columns:
+        raise InputFileError(f"{path}: no rows in the {kind}. Fix: re-export the file.")
+    got = _sheet_from_frame(
+        path, df, first, kind, 0, header_row, aliases or set(), must=True, header_rows=header_rows
+    )
+    assert not isinstance(got, str)
+    info.header_row, info.header, info.title = got.part.header_row, list(got.part.header), got.part.title
+    info.parts = [got.part]
+    yield from _sheet_batches(got, list(range(len(got.part.header))), len(got.part.header), 0)
+
+
+def read_html_batches(
+    path: Path,
+    info: ReadInfo,
+    *,
+    encoding: str = "auto",
+    header_row: int | None = None,
+    aliases: set[str] | None = None,
+    header_rows: int = 1,
+) -> Iterator[pl.DataFrame]:
+    """An HTML table (what many web systems save as ``.xls``): ``_row`` is the table row
+    (``<tr>``) number, the row Excel shows when it opens the file; the rows above the header
+    are the title."""
+    raw = path.read_bytes()
+    info.size = len(raw)
+    if not raw.strip():
+        raise InputFileError(f"{path}: the file is empty. Fix: re-export it.")
+    try:
+        text, enc = _html_text(raw, encoding)
+    except InputFileError as exc:
+        raise InputFileError(f"{path}: {exc}") from exc
+    rows = html_table_rows(text)
+    if not rows:
+        raise InputFileError(
+            f"{path}: no HTML table rows (<tr>) in the file. Fix: check it is the right export."
+        )
+    info.encoding = f"html/{enc}"
+    yield from _grid_batches(
+        path, info, _grid_frame(rows), 1, "HTML table", header_row, aliases, header_rows
+    )
+
+
+def _json_records(doc: Any, records: str | None, path: Path) -> list[Any]:
+    if records:
+        node = doc
+        for key in records.split("."):
+            if not isinstance(node, dict) or key not in node:
+                raise InputFileError(
+                    f"{path}: no key {records!r} in the JSON (top-level keys: "
+                    f"{', '.join(map(str, doc)) if isinstance(doc, dict) else 'none, it is a list'})"
+                    f". Fix: correct `records:` in the source file."
+                )
+            node = node[key]
+    elif isinstance(doc, dict):  # an API envelope {"code": 200, "data": [...]}: its one list
+        lists = [k for k, v in doc.items() if isinstance(v, list)]
+        if len(lists) != 1:
+            raise InputFileError(
+                f"{path}: the JSON is an object with {len(lists)} lists "
+                f"({', '.join(lists) or 'none'}). Fix: name the list of records with "
+                f"`records: <key>` in the source file."
+            )
+        node = doc[lists[0]]
+    else:
+        node = doc
+    if not isinstance(node, list):
+        raise InputFileError(
+            f"{path}: the JSON records ({records or 'top level'}) are not a list. Fix: set "
+            f"`records:` to the key of the list of records."
+        )
+    return node
+
+
+def _json_cell(v: Any) -> str | None:
+    import json  # lazy: stdlib
+
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
+        return str(int(v))
+    if isinstance(v, dict | list):
+        return json.dumps(v, ensure_ascii=False)
+    return str(v)
+
+
+def _flatten(obj: Any, prefix: str, out: dict[str, Any]) -> None:
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            _flatten(v, f"{prefix}{k}.", out)
+        return
+    out[prefix[:-1]] = obj
+
+
+def read_json_batches(
+    path: Path,
+    info: ReadInfo,
+    *,
+    records: str | None = None,
+    aliases: set[str] | None = None,
+) -> Iterator[pl.DataFrame]:
+    """A JSON export (an API's answer): a list of records, or an object holding one
+    (``records:`` names its key, dotted for a nested one). Nested objects give dotted column
+    names (``applicant.name``); a list of objects that the mapping names a column through
+    (``familyMembers.name``) is exploded, one row per element, with the record's other
+    columns repeated (a record with an empty list gives one row with those columns empty).
+    ``_row`` is the record's position (1-based) times 1000 plus the element's (1-based; 0
+    when nothing is exploded), so every row of a record is found again."""
+    import json  # lazy: stdlib
+
+    raw = path.read_bytes()
+    info.size = len(raw)
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = raw.decode("gb18030", errors="strict")
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputFileError(
+            f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}). "
+            f"Fix: re-export the file."
+        ) from exc
+    recs = _json_records(doc, records, path)
+    wanted = {norm_header(a) for a in (aliases or set())}
+    flat: list[dict[str, Any]] = []
+    for r in recs:
+        d: dict[str, Any] = {}
+        _flatten(r if isinstance(r, dict) else {"value": r}, "", d)
+        flat.append(d)
+    # the lists of objects the mapping reaches into
+    explode = sorted(
+        {
+            k
+            for d in flat
+            for k, v in d.items()
+            if isinstance(v, list)
+            and any(isinstance(e, dict) for e in v)
+            and any(w.startswith(norm_header(k) + ".") for w in wanted)
+        }
+    )
+    if len(explode) > 1:
+        raise InputFileError(
+            f"{path}: the mapping reads through {len(explode)} lists of objects "
+            f"({', '.join(explode)}); one row per element works for one list only. Fix: map "
+            f"each list in its own source file."
+        )
+    header: list[str] = []
+    seen: set[str] = set()
+    rows: list[dict[str, Any]] = []
+    numbers: list[int] = []
+    for i, d in enumerate(flat, start=1):
+        base = {k: v for k, v in d.items() if not explode or k != explode[0]}
+        elems = d.get(explode[0]) if explode else None
+        if explode and isinstance(elems, list) and elems:
+            for j, e in enumerate(elems, start=1):
+                row = dict(base)
+                sub: dict[str, Any] = {}
+                _flatten(e if isinstance(e, dict) else {"value": e}, f"{explode[0]}.", sub)
+                row.update(sub)
+                rows.append(row)
+                numbers.append(i * 1000 + min(j, 999))
+        else:
+            rows.append(base)
+            numbers.append(i * 1000)
+    for row in rows:
+        for k in row:
+            if k not in seen:
+                seen.add(k)
+                header.append(k)
+    if not rows:
+        raise InputFileError(f"{path}: the JSON holds no records. Fix: re-export the file.")
+    cols = {h: pl.Series([_json_cell(r.get(h)) for r in rows], dtype=pl.String) for h in header}
+    info.header, info.header_row, info.encoding = header, 0, "json"
+    df = pl.DataFrame(cols)
+    out = df.select(
+        pl.Series("_row", numbers, dtype=pl.Int32),
+        pl.concat_str([pl.col(h).fill_null("") for h in header], separator="\x1f").alias("_line"),
+        pl.lit(len(header), pl.Int32).alias("_nf"),
+        *[pl.col(h).alias(f"c{i}") for i, h in enumerate(header)],
     )
     for off in range(0, out.height, XLSX_BATCH_ROWS):
         yield out.slice(off, XLSX_BATCH_ROWS)

@@ -28,7 +28,7 @@ from crossmatch.spec.common import (
     nearest,
 )
 
-FORMATS = ("csv", "xlsx", "parquet")
+FORMATS = ("csv", "xlsx", "html", "json", "parquet")
 ENCODINGS = ("auto", "utf-8", "utf-8-sig", "gb18030", "gbk", "utf-16", "utf-16-le", "utf-16-be")
 ORIGINS = ("column", "value", "path", "sheet", "title")  # where a field's raw value comes from
 _TOP_KEYS = (
@@ -45,6 +45,7 @@ _TOP_KEYS = (
     "where",
     "null_values",  # cell texts meaning NULL in every column (a database dump's \N)
     "duplicates_ignore",  # columns a copy of a row may differ in (a dump's ID, update time)
+    "records",  # JSON: the key (dotted) of the list of records
     "fields",
     "persons",
     "join",  # assemble: parts joined by key (crossmatch.ingest.assemble)
@@ -206,6 +207,7 @@ class SourceSpec:
     # headers whose cells do not make a row different for the exact-duplicate check (a dump's
     # auto-increment key and update time): a row exported twice is still one row
     duplicates_ignore: tuple[str, ...] = ()
+    records: str | None = None  # JSON: the key of the list of records (None: found)
     digest: str = ""  # sha256 of the YAML text; a changed spec reloads the source's files
     unpivot: tuple[dict[str, GroupCell], ...] = ()  # assemble: one row per group
     joins: tuple[JoinPart, ...] = ()  # assemble: parts joined to the main rows by key
@@ -245,7 +247,9 @@ class SourceSpec:
         if self.format:
             return self.format
         ext = Path(path).suffix.lower().lstrip(".")
-        return {"xls": "xlsx", "xlsm": "xlsx", "pq": "parquet", "txt": "csv"}.get(ext, ext)
+        return {"xls": "xlsx", "xlsm": "xlsx", "pq": "parquet", "txt": "csv", "htm": "html"}.get(
+            ext, ext
+        )
 
 
 def _as_str_list(value: Any) -> list[str] | None:
@@ -435,11 +439,12 @@ def _parse_origin(
     if default is not None and origin != "column":
         problems.add(path, kline("default"), f"field {name!r}: `default:` goes with `column:` only")
     if pattern is not None:
-        if origin in ("column", "value"):
+        if origin == "value":
             problems.add(
                 path,
                 kline("pattern"),
-                f"field {name!r}: `pattern:` goes with `from: path|sheet|title` only",
+                f"field {name!r}: `pattern:` goes with `column:` or `from: path|sheet|title`, "
+                f"not with `value:`",
             )
         elif not isinstance(pattern, str):
             problems.add(path, kline("pattern"), f"field {name!r}: 'pattern' must be a regex text")
@@ -984,6 +989,15 @@ def parse_source_file(path: str | Path, problems: Problems) -> SourceSpec | None
                     "write a glob relative to the raw folder, e.g. `finance/*.csv`",
                 )
                 files = None
+    records = doc.get("records")
+    if records is not None and (not isinstance(records, str) or not records.strip()):
+        problems.add(
+            path,
+            doc.key_line("records"),
+            "records must be the key of the JSON list of records",
+            "e.g. `records: data` (dotted for a nested key: `records: result.rows`)",
+        )
+        records = None
     fmt = doc.get("format")
     if fmt is not None and fmt not in FORMATS:
         problems.add(
@@ -1103,6 +1117,7 @@ def parse_source_file(path: str | Path, problems: Problems) -> SourceSpec | None
         where=where,
         null_values=null_markers,
         duplicates_ignore=dup_ignore,
+        records=records,
         digest=hashlib.sha256(path.read_bytes()).hexdigest(),
         unpivot=tuple(groups),
         joins=tuple(joins),
