@@ -186,3 +186,28 @@ def test_column_pattern_is_accepted_and_checked() -> None:
         texts = [str(x) for x in problems]
     assert spec is None
     assert len(texts) == 1 and "`pattern:` goes with `column:` or `from:" in texts[0]
+
+
+def test_a_name_with_a_note_is_warned_about(tmp_path: Path) -> None:
+    """Without `pattern:`, 刘明(户主) loads as it is and would match nobody: said, and counted."""
+    f = tmp_path / "raw/agri/承包.csv"
+    f.parent.mkdir(parents=True)
+    f.write_text(f"姓名,身份证号\n刘明(户主),{ID_A}\n陈杰,{ID_C}\n王五（代领）,\n", encoding="utf-8")
+    (tmp_path / "sources").mkdir()
+    (tmp_path / "sources/land_contract.yaml").write_text(
+        "source: land_contract\nfiles: [agri/承包*.csv]\nfields:\n"
+        "  contractor_name: {column: 姓名, normalizer: name}\n"
+        "  contractor_id: {column: 身份证号, normalizer: id}\n"
+        "persons:\n  - {role: contractor, name: contractor_name, id: contractor_id}\n",
+        encoding="utf-8",
+    )
+    s = ingest(tmp_path / "raw", tmp_path / "sources", tmp_path / "w.duckdb")
+    res = s.results[0]
+    assert res.status == "loaded" and res.rows_loaded == 3
+    notes = [w for w in res.warnings if "note in brackets" in w]
+    assert len(notes) == 1 and "2 names" in notes[0] and "pattern:" in notes[0]
+    with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as con:
+        got = con.execute(
+            "SELECT field, problem, cells FROM ingest_field_issue WHERE problem = 'name_note'"
+        ).fetchall()
+    assert got == [("contractor_name", "name_note", 2)]

@@ -626,6 +626,7 @@ def normalise(
     counts.quarantined = counts.read - counts.loaded
     issues = _unreadable_issues(con, plan, tallies, shape_ok, bool(bad_msgs))
     issues += _id_issues(con, spec, rel, header, mapping)
+    issues += _name_issues(con, spec, rel, header, mapping)
     order = {f.name: i for i, f in enumerate(spec.fields)}
     issues.sort(key=lambda i: order[i.field])
     _record_issues(con, spec, rel, file_hash, run_id, issues)
@@ -778,6 +779,48 @@ def _unreadable_issues(
     return out
 
 
+# a person name holding a note in brackets (刘明(户主), 王兰（代领）) or digits (an ID glued on)
+NAME_NOTE_RE = r"[()（）\[\]【】]|[0-9]"
+
+
+def _name_issues(
+    con: duckdb.DuckDBPyConnection,
+    spec: SourceSpec,
+    rel: str,
+    header: list[str],
+    mapping: dict[str, int | None],
+) -> list[FieldIssue]:
+    """Names loaded with a note in brackets or with digits (``name_note``): stored as they are,
+    but such a name matches the same person nowhere else, so it is counted and warned about."""
+    names = [f for f in spec.fields if f.normalizer == "name" and mapping.get(f.name) is not None]
+    out: list[FieldIssue] = []
+    for f in names:
+        col = _ident(f.name)
+        rx = sql_literal(NAME_NOTE_RE)
+        n, filled = _x(
+            con,
+            f"SELECT count(*) FILTER (WHERE regexp_matches({col}, {rx})), count({col}) "
+            f'FROM "{spec.table}" WHERE _file = ?',
+            [rel],
+        ).fetchall()[0]
+        if not n:
+            continue
+        vals = _x(
+            con,
+            f'SELECT {col} FROM "{spec.table}" WHERE _file = ? AND regexp_matches({col}, {rx}) '
+            f"LIMIT 200",
+            [rel],
+        ).fetchall()
+        counts: dict[str, int] = {}
+        for (v,) in vals:
+            k = normalize.value_shape(v)
+            counts[k] = counts.get(k, 0) + 1
+        shapes = ", ".join(f"{k} ×{c}" for k, c in sorted(counts.items(), key=lambda x: -x[1])[:3])
+        label = header[mapping[f.name]]  # type: ignore[index]
+        out.append(FieldIssue(f.name, label, "name_note", int(n), int(n) / int(filled), shapes))
+    return out
+
+
 def _id_issues(
     con: duckdb.DuckDBPyConnection,
     spec: SourceSpec,
@@ -896,6 +939,13 @@ def _warnings(rel: str, issues: list[FieldIssue]) -> list[str]:
             out.append(
                 f"{where}: {i.cells} unreadable cells set to NULL, rows kept (value shapes: "
                 f"{i.shapes}); see ingest_field_issue, or set `on_error: quarantine`"
+            )
+        elif i.problem == "name_note":
+            out.append(
+                f"{where}: {i.cells} names hold a note in brackets or digits (value shapes: "
+                f"{i.shapes}), stored as they are, so they match the same person nowhere else; "
+                f"keep the name alone with `pattern: '^\\s*([^(（]*)'` on the field (a name "
+                f"and ID in one cell: a second field with the ID's pattern)"
             )
         elif i.problem in _ID_WORDS:
             if (i.field, where) not in ids:
