@@ -152,9 +152,9 @@ def test_json_api_answer_one_row_per_member(tmp_path: Path) -> None:
     import datetime as dt
 
     assert [r[:7] for r in rows] == [
-        (1001, "001", "张三", ID_A, "张三", ID_A, "本人"),
-        (1002, "001", "张三", ID_A, "王五", ID_C, "配偶"),
-        (2000, "002", "李四", None, None, None, None),  # no members: the case is kept
+        (1, "001", "张三", ID_A, "张三", ID_A, "本人"),
+        (2, "001", "张三", ID_A, "王五", ID_C, "配偶"),
+        (3, "002", "李四", None, None, None, None),  # no members: the case is kept
     ]
     assert [r[7] for r in rows] == [Decimal("5460.00"), Decimal("5460.00"), Decimal("600.50")]
     # epoch milliseconds are a date in China time (2017-08-24T16:00Z = 2017-08-25 UTC+8)

@@ -1780,8 +1780,8 @@ def read_json_batches(
     names (``applicant.name``); a list of objects that the mapping names a column through
     (``familyMembers.name``) is exploded, one row per element, with the record's other
     columns repeated (a record with an empty list gives one row with those columns empty).
-    ``_row`` is the record's position (1-based) times 1000 plus the element's (1-based; 0
-    when nothing is exploded), so every row of a record is found again."""
+    ``_row`` is the row's ordinal in file order (1-based): with a list exploded, the first
+    element of the first record is 1, its second 2, ..."""
     import json  # lazy: stdlib
 
     raw = path.read_bytes()
@@ -1824,21 +1824,19 @@ def read_json_batches(
     header: list[str] = []
     seen: set[str] = set()
     rows: list[dict[str, Any]] = []
-    numbers: list[int] = []
-    for i, d in enumerate(flat, start=1):
+    for d in flat:
         base = {k: v for k, v in d.items() if not explode or k != explode[0]}
         elems = d.get(explode[0]) if explode else None
         if explode and isinstance(elems, list) and elems:
-            for j, e in enumerate(elems, start=1):
+            for e in elems:
                 row = dict(base)
                 sub: dict[str, Any] = {}
                 _flatten(e if isinstance(e, dict) else {"value": e}, f"{explode[0]}.", sub)
                 row.update(sub)
                 rows.append(row)
-                numbers.append(i * 1000 + min(j, 999))
         else:
             rows.append(base)
-            numbers.append(i * 1000)
+    numbers = list(range(1, len(rows) + 1))
     for row in rows:
         for k in row:
             if k not in seen:
