@@ -376,7 +376,7 @@ def test_path_pattern_that_does_not_match_fails_the_file_naming_it(tmp_path):
         ("x: {from: path, pattern: '(a)(b)'}", "has 2 groups"),
         ("x: {from: sheet, pattern: '(a'}", "is not a valid regex"),
         ("x: {value: a, default: b}", "`default:` goes with `column:` only"),
-        ("x: {column: 发放金额, pattern: a}", "`pattern:` goes with `from: path|sheet|title`"),
+        ("x: {value: a, pattern: a}", "`pattern:` goes with `column:` or `from: path|sheet|title`"),
         (
             "x: {column: 状态, default: 完成, normalizer: enum, map: {成功: ok}, other: error}",
             "default '完成' does not pass normalizer 'enum'",

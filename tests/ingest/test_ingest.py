@@ -325,9 +325,17 @@ def test_csv_renamed_xlsx(tmp_path):
     (tmp_path / "sources/roster.yaml").write_text(ROSTER_YAML, "utf-8")
     write_csv(tmp_path / "raw/civil/r.xlsx", ["成员姓名", "张三"])
     assert fail_msg(tmp_path) == (
-        f"{tmp_path / 'raw/civil/r.xlsx'}: not an .xlsx workbook (no zip signature). Fix: "
-        "re-export it as .xlsx (an old .xls or CSV renamed .xlsx does not work; set `format: "
-        "csv` for CSV)."
+        f"{tmp_path / 'raw/civil/r.xlsx'}: not an Excel workbook (neither an .xlsx zip nor an "
+        "old BIFF .xls). Fix: re-export it as .xlsx (a CSV renamed .xlsx: set `format: csv`)."
+    )
+
+
+def test_json_renamed_xlsx_says_format_json(tmp_path):
+    (tmp_path / "sources").mkdir()
+    (tmp_path / "sources/roster.yaml").write_text(ROSTER_YAML, "utf-8")
+    write_csv(tmp_path / "raw/civil/r.xlsx", ['[{"成员姓名": "张三"}]'])
+    assert fail_msg(tmp_path).endswith(
+        "Fix: it is JSON text: set `format: json` in the source file."
     )
 
 

@@ -1273,13 +1273,14 @@ def _open_workbook(path: Path, info: ReadInfo) -> tuple[bytes, object]:
         raise InputFileError(f"{path}: the file is empty (0 bytes). Fix: re-export it.")
     if not raw.startswith((b"PK\x03\x04", OLE_SIGNATURE)):
         kind = sniff_kind(raw[:4096])
-        what = {
-            "html": "an HTML table saved with an Excel name: set `format: html`",
-            "json": "JSON text: set `format: json`",
-        }.get(kind or "", "an old .xls or CSV renamed .xlsx does not work; set `format: csv` for CSV")
+        fix = {
+            "html": "it is an HTML table saved with an Excel name: set `format: html` in the "
+            "source file",
+            "json": "it is JSON text: set `format: json` in the source file",
+        }.get(kind or "", "re-export it as .xlsx (a CSV renamed .xlsx: set `format: csv`)")
         raise InputFileError(
             f"{path}: not an Excel workbook (neither an .xlsx zip nor an old BIFF .xls). "
-            f"Fix: it is {what} in the source file, or re-export it as .xlsx."
+            f"Fix: {fix}."
         )
     try:
         return raw, fastexcel.read_excel(raw)
