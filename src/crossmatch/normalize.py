@@ -490,9 +490,7 @@ def _date_expr(v: pl.Expr, month: str = "start") -> pl.Expr:
     # Unix epoch milliseconds (a JSON API's dates: 1503590400000), as a date in China time
     # (UTC+8): 13 digits, 2001-09-09 .. 2286
     ms_txt = _strip(v).str.extract(r"^(\d{13})$", 1).cast(pl.Int64, strict=False)
-    epoch = (
-        pl.from_epoch(ms_txt + 8 * 3600 * 1000, time_unit="ms").cast(pl.Date)
-    )
+    epoch = pl.from_epoch(ms_txt + 8 * 3600 * 1000, time_unit="ms").cast(pl.Date)
     d = pl.coalesce(parsed, in_month, serial, epoch)
     return pl.when(d.dt.year().is_between(1880, 2100)).then(d)
 

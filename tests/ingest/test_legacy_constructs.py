@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (the HTML export is kept as the system writes it, one row a line)
 """A county whose systems export in older shapes (the `legacy` layout): an HTML table saved as
 ``.xls`` (GBK, title row, sign-off footer, name and ID in one cell), an old BIFF ``.xls``, and
 a JSON API answer with nested objects and a list of members; dates as epoch milliseconds."""
@@ -80,8 +81,12 @@ def test_old_biff_xls_is_read(tmp_path: Path) -> None:
     book = xlwt.Workbook(encoding="utf-8")
     sh = book.add_sheet("Sheet1")
     for r, row in enumerate(
-        [["土地承包经营权信息登记表"], ["合同编号", "承包方代表姓名", "承包方代表身份证号"],
-         ["HT001", "劉明(户主)", ID_A], ["HT002", "陈杰", ID_C]]
+        [
+            ["土地承包经营权信息登记表"],
+            ["合同编号", "承包方代表姓名", "承包方代表身份证号"],
+            ["HT001", "劉明(户主)", ID_A],
+            ["HT002", "陈杰", ID_C],
+        ]
     ):
         for c, v in enumerate(row):
             sh.write(r, c, v)
@@ -111,12 +116,25 @@ API = {
     "code": 200,
     "msg": "操作成功",
     "data": [
-        {"certNo": "001", "applicant": {"name": "张三", "idCard": ID_A}, "monthlyAmount": 5460,
-         "startDate": 1503590400000, "endDate": None,
-         "familyMembers": [{"name": "张三", "idCard": ID_A, "relation": "本人"},
-                           {"name": "王五", "idCard": ID_C, "relation": "配偶"}]},
-        {"certNo": "002", "applicant": {"name": "李四", "idCard": None}, "monthlyAmount": 600.5,
-         "startDate": 1735660800000, "endDate": None, "familyMembers": []},
+        {
+            "certNo": "001",
+            "applicant": {"name": "张三", "idCard": ID_A},
+            "monthlyAmount": 5460,
+            "startDate": 1503590400000,
+            "endDate": None,
+            "familyMembers": [
+                {"name": "张三", "idCard": ID_A, "relation": "本人"},
+                {"name": "王五", "idCard": ID_C, "relation": "配偶"},
+            ],
+        },
+        {
+            "certNo": "002",
+            "applicant": {"name": "李四", "idCard": None},
+            "monthlyAmount": 600.5,
+            "startDate": 1735660800000,
+            "endDate": None,
+            "familyMembers": [],
+        },
     ],
 }
 
@@ -192,7 +210,9 @@ def test_a_name_with_a_note_is_warned_about(tmp_path: Path) -> None:
     """Without `pattern:`, 刘明(户主) loads as it is and would match nobody: said, and counted."""
     f = tmp_path / "raw/agri/承包.csv"
     f.parent.mkdir(parents=True)
-    f.write_text(f"姓名,身份证号\n刘明(户主),{ID_A}\n陈杰,{ID_C}\n王五（代领）,\n", encoding="utf-8")
+    f.write_text(
+        f"姓名,身份证号\n刘明(户主),{ID_A}\n陈杰,{ID_C}\n王五（代领）,\n", encoding="utf-8"
+    )
     (tmp_path / "sources").mkdir()
     (tmp_path / "sources/land_contract.yaml").write_text(
         "source: land_contract\nfiles: [agri/承包*.csv]\nfields:\n"

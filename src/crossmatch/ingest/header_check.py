@@ -67,7 +67,9 @@ def _read_first(spec: SourceSpec, path: Path) -> tuple[readers.ReadInfo, pl.Data
             )
             r.info = info
             first = next(readers.read_csv_batches(r), None)
-    elif fmt == "html" or (fmt == "xlsx" and readers.sniff_kind(path.read_bytes()[:4096]) == "html"):
+    elif fmt == "html" or (
+        fmt == "xlsx" and readers.sniff_kind(path.read_bytes()[:4096]) == "html"
+    ):
         first = next(
             readers.read_html_batches(
                 path,
@@ -80,7 +82,9 @@ def _read_first(spec: SourceSpec, path: Path) -> tuple[readers.ReadInfo, pl.Data
             None,
         )
     elif fmt == "json":
-        first = next(readers.read_json_batches(path, info, records=spec.records, aliases=aliases), None)
+        first = next(
+            readers.read_json_batches(path, info, records=spec.records, aliases=aliases), None
+        )
     elif fmt == "xlsx":
         first = next(
             readers.read_xlsx_batches(

@@ -142,12 +142,20 @@ def _batches(
     elif fmt == "xlsx" and _sniff(path) == "html":  # a web system's .xls: an HTML table
         info.notes.append("an HTML table saved as an Excel file: read as HTML")
         yield from readers.read_html_batches(
-            path, info, encoding=encoding, header_row=spec.header_row, aliases=aliases,
+            path,
+            info,
+            encoding=encoding,
+            header_row=spec.header_row,
+            aliases=aliases,
             header_rows=spec.header_rows,
         )
     elif fmt == "html":
         yield from readers.read_html_batches(
-            path, info, encoding=encoding, header_row=spec.header_row, aliases=aliases,
+            path,
+            info,
+            encoding=encoding,
+            header_row=spec.header_row,
+            aliases=aliases,
             header_rows=spec.header_rows,
         )
     elif fmt == "json":

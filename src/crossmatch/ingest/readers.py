@@ -1322,8 +1322,16 @@ def _read_sheet(
         raise InputFileError(f"{path}: sheet {label!r} is empty. Fix: re-export the roster.")
     first = _xlsx_first_rows(path, sheet, names)
     return _sheet_from_frame(
-        path, df, first, label, index, header_row, aliases,
-        must=must, multi=multi, header_rows=header_rows,
+        path,
+        df,
+        first,
+        label,
+        index,
+        header_row,
+        aliases,
+        must=must,
+        multi=multi,
+        header_rows=header_rows,
     )
 
 
@@ -1657,8 +1665,9 @@ def html_table_rows(text: str) -> list[list[str | None]]:
 def _grid_frame(rows: Sequence[Sequence[object]]) -> pl.DataFrame:
     width = max((len(r) for r in rows), default=0)
     cols = {
-        f"x{i}": pl.Series([(None if i >= len(r) or r[i] is None else str(r[i])) for r in rows],
-                           dtype=pl.String)
+        f"x{i}": pl.Series(
+            [(None if i >= len(r) or r[i] is None else str(r[i])) for r in rows], dtype=pl.String
+        )
         for i in range(width)
     }
     return pl.DataFrame(cols)
@@ -1681,7 +1690,11 @@ def _grid_batches(
         path, df, first, kind, 0, header_row, aliases or set(), must=True, header_rows=header_rows
     )
     assert not isinstance(got, str)
-    info.header_row, info.header, info.title = got.part.header_row, list(got.part.header), got.part.title
+    info.header_row, info.header, info.title = (
+        got.part.header_row,
+        list(got.part.header),
+        got.part.title,
+    )
     info.parts = [got.part]
     yield from _sheet_batches(got, list(range(len(got.part.header))), len(got.part.header), 0)
 
@@ -1722,10 +1735,10 @@ def _json_records(doc: Any, records: str | None, path: Path) -> list[Any]:
         node = doc
         for key in records.split("."):
             if not isinstance(node, dict) or key not in node:
+                keys = ", ".join(map(str, doc)) if isinstance(doc, dict) else "none, it is a list"
                 raise InputFileError(
-                    f"{path}: no key {records!r} in the JSON (top-level keys: "
-                    f"{', '.join(map(str, doc)) if isinstance(doc, dict) else 'none, it is a list'})"
-                    f". Fix: correct `records:` in the source file."
+                    f"{path}: no key {records!r} in the JSON (top-level keys: {keys}). Fix: "
+                    f"correct `records:` in the source file."
                 )
             node = node[key]
     elif isinstance(doc, dict):  # an API envelope {"code": 200, "data": [...]}: its one list
