@@ -251,7 +251,7 @@ def _roster_json(r: Render) -> None:
     for hh in households:
         for n in members_of[hh]:
             ordinal[n] = len(ordinal) + 1
-    for n, _old in t.rows:
+    for n, _cells in t.rows:
         r.moved[(t.rel, n)].append((JSON_FILE, ordinal[n], None))
     r.renames[JSON_FILE] = {old: jp for jp, old in JSON_HOUSEHOLD + JSON_MEMBER}
     r.counts[f"rows {JSON_FILE}"] = len(ordinal)
