@@ -38,6 +38,11 @@ def read_head(spec: SourceSpec, path: Path) -> readers.ReadInfo:
     return _read_first(spec, path)[0]
 
 
+def _head_kind(path: Path) -> str | None:
+    with open(path, "rb") as fh:
+        return readers.sniff_kind(fh.read(4096))
+
+
 def _read_first(spec: SourceSpec, path: Path) -> tuple[readers.ReadInfo, pl.DataFrame | None]:
     """``read_head`` and the first batch of data rows (cells ``c0`` ..), None when empty."""
     aliases = {readers.norm_header(a) for f in spec.fields for a in f.columns}
@@ -67,9 +72,7 @@ def _read_first(spec: SourceSpec, path: Path) -> tuple[readers.ReadInfo, pl.Data
             )
             r.info = info
             first = next(readers.read_csv_batches(r), None)
-    elif fmt == "html" or (
-        fmt == "xlsx" and readers.sniff_kind(path.read_bytes()[:4096]) == "html"
-    ):
+    elif fmt == "html" or (fmt == "xlsx" and _head_kind(path) == "html"):
         first = next(
             readers.read_html_batches(
                 path,
