@@ -779,8 +779,8 @@ def _unreadable_issues(
     return out
 
 
-# a person name holding a note in brackets (刘明(户主), 王兰（代领）) or digits (an ID glued on)
-NAME_NOTE_RE = r"[()（）\[\]【】]|[0-9]"
+# a person name holding a note in brackets: 刘明(户主), 王兰（代领）, 张三[已故]
+NAME_NOTE_RE = r"[()（）\[\]【】]"
 
 
 def _name_issues(
@@ -790,7 +790,7 @@ def _name_issues(
     header: list[str],
     mapping: dict[str, int | None],
 ) -> list[FieldIssue]:
-    """Names loaded with a note in brackets or with digits (``name_note``): stored as they are,
+    """Names loaded with a note in brackets (``name_note``): stored as they are,
     but such a name matches the same person nowhere else, so it is counted and warned about."""
     names = [f for f in spec.fields if f.normalizer == "name" and mapping.get(f.name) is not None]
     out: list[FieldIssue] = []
@@ -942,7 +942,7 @@ def _warnings(rel: str, issues: list[FieldIssue]) -> list[str]:
             )
         elif i.problem == "name_note":
             out.append(
-                f"{where}: {i.cells} names hold a note in brackets or digits (value shapes: "
+                f"{where}: {i.cells} names hold a note in brackets (value shapes: "
                 f"{i.shapes}), stored as they are, so they match the same person nowhere else; "
                 f"keep the name alone with `pattern: '^\\s*([^(（]*)'` on the field (a name "
                 f"and ID in one cell: a second field with the ID's pattern)"
