@@ -11,7 +11,8 @@ One file (``crossmatch.duckdb`` by default) holds every canonical table (data co
 * ``quarantine``: rows that could not be parsed, with the reason, raw values (JSON) and lineage;
 * ``ingest_field_issue``: per file version and field, cells set to NULL (``nulled``), or whose
   row was quarantined (``quarantined``), and ID numbers stored with a bad status
-  (``bad_checksum`` / ``bad_date`` / ``bad_format``): counts, share and value shapes only;
+  (``bad_checksum`` / ``bad_date`` / ``bad_format``), and person names holding a note in
+  brackets (``name_note``, ``刘明(户主)``): counts, share and value shapes only;
 * ``ingest_run``: one row per ``crossmatch ingest``;
 * ``stage_state``: per derived stage (``resolve``, ``kinship``, ``seen:<source>``) the
   fingerprint of the inputs it was computed from, so a later stage can tell that its input

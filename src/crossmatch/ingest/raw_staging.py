@@ -640,8 +640,9 @@ def normalise(
 @dataclass(slots=True)
 class FieldIssue:
     """Cells of one field of one file with one problem: ``nulled`` (unreadable, set to NULL,
-    row kept), ``quarantined`` (unreadable, row quarantined), or an ID number status
-    (``bad_checksum`` / ``bad_date`` / ``bad_format``, stored with that status)."""
+    row kept), ``quarantined`` (unreadable, row quarantined), an ID number status
+    (``bad_checksum`` / ``bad_date`` / ``bad_format``, stored with that status), or
+    ``name_note`` (a person name holding a note in brackets, stored as it is)."""
 
     field: str
     header: str
