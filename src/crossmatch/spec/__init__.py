@@ -23,7 +23,10 @@ Source file format (one per department export)::
     source: payment                   # = file name; table src_payment
     description: 一卡通发放明细 (财政局)
     files: [finance/一卡通发放明细_*.csv]   # glob(s) under the raw folder
-    format: csv                       # csv | xlsx | parquet (default: file extension)
+    format: csv                       # csv | xlsx | html | json | parquet (default: file
+                                      # extension; an .xls/.xlsx is read by its content:
+                                      # xlsx, old BIFF .xls or an HTML table)
+    records: data                     # json: the key of the list of records
     encoding: auto                    # auto (UTF-8 / UTF-8 BOM / GB18030) | utf-8 | gb18030 ...
     header_row: auto                  # auto: first row matching the mapped headers | N
     null_values: ['\\N']              # texts meaning NULL in every column (a database dump)
