@@ -65,8 +65,9 @@ def test_compare_once_per_distinct_values_equals_every_pair_compared():
         {
             "name": names.sample(n, replace=True, random_state=1).reset_index(drop=True),
             "id": rng.choice(np.array(ids, dtype=object), n),
-            "village": rng.choice(np.array(["341122001001", "341122001002", "341122002001",
-                                            None], dtype=object), n),  # fmt: skip
+            "village": rng.choice(
+                np.array(["341122001001", "341122001002", "341122002001", None], dtype=object), n
+            ),
             "acct": rng.choice(np.array(["6217", "6218", None], dtype=object), n),
             "birth": rng.choice(np.array(["19900101", "19900110", "19091001"], dtype=object), n),
             "pinyin": rng.choice(np.array(["wang", "wagn", "wong", None], dtype=object), n),
@@ -76,8 +77,14 @@ def test_compare_once_per_distinct_values_equals_every_pair_compared():
     df.loc[df["name"].isna(), ["name_py", "name_lapy"]] = None
     cfg = LinkageConfig(
         unique_id="node",
-        comparisons=[ChineseName("name"), IdNumber("id"), Geo("village"), Exact("acct"),
-                     EditDistance("birth"), FuzzyString("pinyin")],  # fmt: skip
+        comparisons=[
+            ChineseName("name"),
+            IdNumber("id"),
+            Geo("village"),
+            Exact("acct"),
+            EditDistance("birth"),
+            FuzzyString("pinyin"),
+        ],
         blocking_rules=[("acct",)],
     )
     lk = Linker(df, cfg)
