@@ -20,7 +20,7 @@ import fastexcel
 import pytest
 from click.testing import CliRunner
 
-from build_cache import cached_build
+from build_cache import cached_build, module_closure
 from crossmatch.cli import main
 from crossmatch.ingest.readers import two_row_header
 from crossmatch.synth import generate
@@ -29,6 +29,7 @@ from crossmatch.synth.layouts import LAYOUTS, generate_layout, parse_date
 PERSONS, SEED = 1500, 11
 SMALL = 400  # byte-for-byte comparisons of two generations
 OTHER = [x for x in LAYOUTS if x != "default"]
+SYNTH = module_closure("crossmatch.synth")  # the generator's files: what the counties depend on
 
 
 def _digest(root: Path) -> dict[str, str]:
@@ -44,7 +45,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The plain default county the layouts render (built once per code version:
     tests/build_cache.py; read it, never write)."""
     return cached_build(tmp_path_factory, f"layout-base-{PERSONS}-{SEED}",
-                        lambda out: generate(PERSONS, SEED, out))  # fmt: skip
+                        lambda out: generate(PERSONS, SEED, out), SYNTH)  # fmt: skip
 
 
 def _render_layouts(base: Path) -> None:
@@ -55,7 +56,7 @@ def _render_layouts(base: Path) -> None:
 @pytest.fixture(scope="module")
 def counties(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The county in every other layout (built once per code version; read, never write)."""
-    base = cached_build(tmp_path_factory, f"layouts-{PERSONS}-{SEED}", _render_layouts)
+    base = cached_build(tmp_path_factory, f"layouts-{PERSONS}-{SEED}", _render_layouts, SYNTH)
     return {layout: base / layout for layout in OTHER}
 
 
