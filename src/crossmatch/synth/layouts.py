@@ -38,7 +38,7 @@ import shutil
 import tempfile
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -393,7 +393,7 @@ class Render:
     def reshape(
         self,
         t: Table,
-        columns: list[tuple[str, str | Callable[[list[Any], int], Any]]],
+        columns: Sequence[tuple[str, str | Callable[[list[Any], int], Any]]],
         *,
         keep: Callable[[list[Any]], bool] | None = None,
         roles: dict[str, str] | None = None,
@@ -601,7 +601,7 @@ def render_monthly(r: Render) -> None:
         r.counts[k] += 0  # stated in LAYOUT even when none
     vill = r.villages()
     safe = MonthSafety(r)
-    gb = {"encoding": "gb18030", "crlf": True}
+    gb: dict[str, Any] = {"encoding": "gb18030", "crlf": True}
 
     registry_with_names(r, **gb)
 
@@ -977,7 +977,7 @@ def _co_owners(r: Render) -> None:
 def render_utf16(r: Render) -> None:
     for k in ("cadre terms kept to the day", "failed payments left out (no 发放状态 column)"):
         r.counts[k] += 0  # stated in LAYOUT even when none
-    u16 = {"encoding": "utf-16", "delimiter": "\t"}
+    u16: dict[str, Any] = {"encoding": "utf-16", "delimiter": "\t"}
     safe = MonthSafety(r)
     # registry: other headers, sex as a code, parent columns under other headers
     t = r.table(HUKOU)
