@@ -207,7 +207,7 @@ class _Prober:
 def _prune(con: duckdb.DuckDBPyConnection, body: str, used: set[str]) -> str:
     """``body`` with its outer SELECT list cut to ``*`` and the columns named in ``used``."""
     row = con.execute("SELECT json_serialize_sql(?)", [body]).fetchone()
-    tree = json.loads(row[0]) if row else {"error": True}
+    tree: dict[str, Any] = json.loads(row[0]) if row else {"error": True}
     if tree.get("error") or len(tree.get("statements", [])) != 1:
         return body
     node = tree["statements"][0]["node"]
