@@ -105,6 +105,8 @@ ITEM_CODES = {"城乡低保金": "01", "特困供养金": "02", "高龄津贴": 
 _XLSX_CREATED = dt.datetime(2025, 12, 31, 9, 0, 0)
 Origin = tuple[str, int, dict[str, str] | None]  # (old file, old row, role map or None = all)
 OutRow = tuple[list[Any], list[Origin]]
+#: An output column: (header, the input column's header or fn(cells, input row number)).
+Column = tuple[str, str | Callable[[list[Any], int], Any]]
 
 
 # ----------------------------------------------------------------------------- cells
@@ -393,7 +395,7 @@ class Render:
     def reshape(
         self,
         t: Table,
-        columns: Sequence[tuple[str, str | Callable[[list[Any], int], Any]]],
+        columns: Sequence[Column],
         *,
         keep: Callable[[list[Any]], bool] | None = None,
         roles: dict[str, str] | None = None,
@@ -623,7 +625,7 @@ def render_monthly(r: Render) -> None:
         base = [("批次号", "发放批次号"), ("项目名称", "补贴项目"), ("姓名", "收款人姓名"),
                 ("身份证号", "收款人身份证号"), ("账号", "社保卡/银行账号"), ("开户行", "开户银行"),
                 ("金额(元)", "发放金额"), ("发放日期", "发放日期")]  # fmt: skip
-        tail = [("乡镇", "乡镇"), ("村", vname(cur, "村"))]
+        tail: list[Column] = [("乡镇", "乡镇"), ("村", vname(cur, "村"))]
         for status in (True, False):
             cols = base + ([("发放状态", "发放状态")] if status else []) + tail
             h, rows, ren = r.reshape(cur, cols)
@@ -652,7 +654,7 @@ def render_monthly(r: Render) -> None:
     # assistance: case roster (xlsx, one row per case) + member list (CSV, the main file)
     cur = r.table(ROSTER)
     ia, icase = cur.idx("月保障金额"), cur.idx("救助证编号")
-    case_cols = [("保障证号", "救助证编号"), ("救助类别", "救助类别"), ("申请人", "申请人姓名"),
+    case_cols: list[Column] = [("保障证号", "救助证编号"), ("救助类别", "救助类别"), ("申请人", "申请人姓名"),
                  ("申请人身份证号", "申请人身份证号"), ("保障人数", "保障人数"), ("月保障金额(元)", "月保障金额"),
                  ("乡镇(街道)", "乡镇(街道)"), ("村(社区)", vname(cur, "村(社区)")), ("经办人", "经办人"),
                  ("审批人", "审批人"), ("批准日期", lambda c, _r: _cn(c[cur.idx("救助开始日期")])),

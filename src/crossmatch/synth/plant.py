@@ -1408,7 +1408,7 @@ class Planter:
         """
         d = self.d
         planted = {s for r, k, s, _p, _n in d.planted if r == "approver_relative" and k == "case"}
-        keep = getattr(self, "keep_officials", set())
+        keep: set[int] = getattr(self, "keep_officials", set())
         kin = close_kin(d)
         by_id = {id(p): p for p in d.town.persons}
         for c in d.cases:
