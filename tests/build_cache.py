@@ -13,10 +13,6 @@ build leaves nothing behind. ``CROSSMATCH_TEST_CACHE=session`` keeps builds for 
 only (under pytest's base temp), e.g. to time a cold run.
 
 The folder is shared: tests copy what they write to (``shutil.copytree`` / ``copyfile``).
-
-A fixture that only hands out such a build is marked ``@shared_across_workers``: tests/conftest.py
-then leaves its tests free to run on either xdist worker (the build is made once whichever
-worker asks first; the other waits for it or finds it done), instead of grouping them on one.
 """
 
 from __future__ import annotations
@@ -30,12 +26,10 @@ import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-F = TypeVar("F", bound=Callable[..., object])
 INPUTS = ("src/crossmatch", "sources", "rules", "data/sample", "uv.lock")
 
 
@@ -51,14 +45,6 @@ def code_key(inputs: tuple[str, ...] = INPUTS) -> str:
                 h.update(f.relative_to(ROOT).as_posix().encode())
                 h.update(hashlib.sha256(f.read_bytes()).digest())
     return h.hexdigest()[:16]
-
-
-def shared_across_workers(fixture_function: F) -> F:
-    """Mark a fixture whose value is a :func:`cached_build` (or derived from one only): its
-    tests need not share an xdist worker (see tests/conftest.py). Put it under
-    ``@pytest.fixture``."""
-    fixture_function._shared_across_workers = True  # type: ignore[attr-defined]
-    return fixture_function
 
 
 def _module_file(name: str) -> Path | None:

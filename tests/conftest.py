@@ -28,10 +28,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Keep the tests that share an expensive fixture on one xdist worker (``--dist loadgroup``
     in pyproject): a module-scoped fixture of ours groups its module's tests, a session-scoped
     one the tests of the folder whose conftest defines it. Without this, ``-n 2`` spreads a
-    module over both workers and each builds the same county or warehouse. A fixture marked
-    ``@shared_across_workers`` (tests/build_cache.py: a build the workers share) does not group.
-    Runs before xdist turns the marks into group names; a test that already has an
-    ``xdist_group`` keeps it."""
+    module over both workers and each builds the same county or warehouse. Runs before xdist
+    turns the marks into group names; a test that already has an ``xdist_group`` keeps it."""
     for item in items:
         if item.get_closest_marker("xdist_group"):
             continue
@@ -46,8 +44,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             fd = defs[-1]
             if not fd.baseid.startswith("tests") or fd.scope not in ("module", "session"):
                 continue  # pytest's own (tmp_path_factory ...) or cheap per-test fixtures
-            if getattr(fd.func, "_shared_across_workers", False):
-                continue  # a build both workers share (tests/build_cache.py): no need to group
             if fd.scope == "session":
                 group = fd.baseid.split("::")[0]
                 break

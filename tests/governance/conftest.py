@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from build_cache import cached_build, shared_across_workers
+from build_cache import cached_build
 from crossmatch.cli import main
 from crossmatch.synth import generate
 
@@ -37,7 +37,6 @@ def _build(out: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-@shared_across_workers
 def _gov_build(tmp_path_factory) -> Path:
     """The county generated and detected once (tests/build_cache.py: shared by the workers,
     kept while the code and data are unchanged)."""
@@ -45,14 +44,12 @@ def _gov_build(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-@shared_across_workers
 def gov_county(_gov_build: Path) -> Path:
     """The generated county folder (raw/, truth/ with causes.csv); read it, never write."""
     return _gov_build / "county"
 
 
 @pytest.fixture(scope="session")
-@shared_across_workers
 def gov_warehouse(_gov_build: Path) -> Path:
     """A detected warehouse of the county; copy it (with copy_warehouse) before writing."""
     return _gov_build / "w.duckdb"
