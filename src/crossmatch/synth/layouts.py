@@ -787,7 +787,7 @@ def render_workbook(r: Render) -> None:
     cur = r.table(ROSTER)
     ik = cur.idx("救助类别")
     sheet_of = {"农村低保": "农村低保", "城乡低保": "城市低保", "特困供养": "特困"}
-    cols = [(h, h) for h in cur.header if h != "救助类别"]
+    cols: list[Column] = [(h, h) for h in cur.header if h != "救助类别"]
     h, rows, ren = r.reshape(cur, cols)
     by_sheet: dict[str, list[OutRow]] = defaultdict(list)
     for row, (_n, old) in zip(rows, cur.rows, strict=True):
