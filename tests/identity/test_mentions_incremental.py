@@ -1,0 +1,132 @@
+"""``person_mention`` kept across runs: only the mentions of new file versions are built, those
+of versions gone are dropped, the others' rows stay as they are (the same rows, not rewritten),
+and the table equals one built from scratch. A change of the village name -> code map builds
+every mention again (a new pair may give a kept mention another code)."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from crossmatch.identity.mentions import build_mentions
+from crossmatch.identity.roles import default_roles
+from crossmatch.identity.summary import ResolveSummary
+
+from .county import build
+
+P1, P2 = "finance/p1.csv", "finance/p2.csv"
+
+
+@pytest.fixture
+def con():
+    """The small county, its payments split into two files; one row of each names the village
+    马冲村: p1's with its code (a name / code pair), p2's without (it takes the code from
+    the pair)."""
+    c = duckdb.connect()
+    build(c, n=150, seed=11)
+    c.execute("UPDATE src_payment SET _file = CASE WHEN _row % 2 = 0 THEN ? ELSE ? END", [P1, P2])
+    c.execute("ALTER TABLE src_payment ADD COLUMN village VARCHAR")
+    c.execute(
+        "UPDATE src_payment SET village = '马冲村', village_code = 'C1' "
+        "WHERE _file = ? AND _row = (SELECT min(_row) FROM src_payment WHERE _file = ?)",
+        [P1, P1],
+    )
+    c.execute(
+        "UPDATE src_payment SET village = '马冲村', village_code = NULL "
+        "WHERE _file = ? AND _row = (SELECT min(_row) FROM src_payment WHERE _file = ?)",
+        [P2, P2],
+    )
+    yield c
+    c.close()
+
+
+def _build(con: duckdb.DuckDBPyConnection, full: bool) -> int:
+    s = ResolveSummary()
+    build_mentions(con, _roles(), s, full=full)
+    return s.mentions_built
+
+
+def _roles():
+    # the payee names its village by name as well as by code
+    return [
+        r if r.source != "payment" else type(r)(r.source, r.role, r.name, r.id,
+                                                 {**r.context, "village": "village"})
+        for r in default_roles()
+    ]  # fmt: skip
+
+
+def _equals_a_fresh_build(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("CREATE OR REPLACE TEMP TABLE _kept_pm AS SELECT * FROM person_mention")
+    _build(con, full=True)
+    for a, b in (("_kept_pm", "person_mention"), ("person_mention", "_kept_pm")):
+        only = con.execute(f"SELECT count(*) FROM (FROM {a} EXCEPT ALL FROM {b})").fetchone()[0]
+        assert only == 0, f"{only} rows only in {a}"
+
+
+def _identity(con: duckdb.DuckDBPyConnection, not_file: str) -> list[tuple]:
+    """Row identity (rowid) of every mention outside ``not_file``."""
+    return con.execute(
+        "SELECT rowid, source, file, row, role FROM person_mention WHERE file <> ? ORDER BY ALL",
+        [not_file],
+    ).fetchall()
+
+
+def _village(con: duckdb.DuckDBPyConnection, file: str) -> set[str | None]:
+    return {
+        r[0]
+        for r in con.execute(
+            "SELECT village_code FROM person_mention WHERE file = ? AND village = '马冲村'",
+            [file],
+        ).fetchall()
+    }
+
+
+def test_only_the_changed_files_mentions_are_built(con):
+    total = _build(con, full=False)  # nothing stored yet: every mention
+    assert total == con.execute("SELECT count(*) FROM person_mention").fetchone()[0] > 0
+    assert _village(con, P2) == {"C1"}
+    assert _build(con, full=False) == 0  # same file versions: nothing built
+    before = _identity(con, P1)
+    # tonight's export of p1: another version, one row fewer
+    con.execute("UPDATE src_payment SET _file_hash = 'y' WHERE _file = ?", [P1])
+    con.execute("DELETE FROM src_payment WHERE _file = ? AND _row = 10", [P1])
+    n_p1 = con.execute("SELECT count(*) FROM src_payment WHERE _file = ?", [P1]).fetchone()[0]
+    built = _build(con, full=False)
+    assert built == n_p1 < total
+    assert _identity(con, P1) == before  # the other files' rows were not rewritten
+    assert con.execute(
+        "SELECT count(*), count(DISTINCT file_hash) FROM person_mention WHERE file = ?", [P1]
+    ).fetchone() == (n_p1, 1)
+    _equals_a_fresh_build(con)
+    # a full build writes every row again (and the identity check would see it)
+    assert _build(con, full=True) == total - 1
+
+
+def test_a_file_gone_drops_its_mentions(con):
+    _build(con, full=False)
+    con.execute("DELETE FROM src_shareholder")
+    assert _build(con, full=False) == 0
+    assert not con.execute("SELECT 1 FROM person_mention WHERE source = 'shareholder'").fetchall()
+    _equals_a_fresh_build(con)
+
+
+def test_a_changed_village_map_builds_every_mention(con):
+    total = _build(con, full=False)
+    # p1's new version codes 马冲村 otherwise: p2's kept mention must take the new code
+    con.execute(
+        "UPDATE src_payment SET _file_hash = 'y', village_code = 'C2' "
+        "WHERE _file = ? AND village = '马冲村'",
+        [P1],
+    )
+    con.execute("UPDATE src_payment SET _file_hash = 'y' WHERE _file = ?", [P1])
+    assert _build(con, full=False) == total
+    assert _village(con, P2) == {"C2"}
+    _equals_a_fresh_build(con)
+
+
+def test_other_township_names_build_every_mention(con):
+    total = _build(con, full=False)
+    con.execute("UPDATE src_assistance SET township = township || '镇'")
+    con.execute("UPDATE src_assistance SET _file_hash = 'y'")
+    assert _build(con, full=False) == total  # the township names are part of the signature
+    _equals_a_fresh_build(con)
