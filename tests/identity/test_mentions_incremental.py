@@ -130,3 +130,38 @@ def test_other_township_names_build_every_mention(con):
     con.execute("UPDATE src_assistance SET _file_hash = 'y'")
     assert _build(con, full=False) == total  # the township names are part of the signature
     _equals_a_fresh_build(con)
+
+
+def test_an_incremental_resolve_publishes_only_the_affected_persons(con):
+    """A new version of one payment file: its mentions are built, the persons of its old and
+    new links published again, every other person's row kept; ``person`` equals the one
+    published from scratch from the same links."""
+    from crossmatch.identity import publish
+    from crossmatch.identity.pipeline import resolve_identities
+
+    first = resolve_identities(con, roles=_roles())
+    assert first.persons_built == first.persons > 0
+    con.execute("UPDATE src_payment SET _file_hash = 'y' WHERE _file = ?", [P1])
+    con.execute("DELETE FROM src_payment WHERE _file = ? AND _row = 10", [P1])
+    payees = {
+        r[0]
+        for r in con.execute(
+            "SELECT DISTINCT person_id FROM identity_link WHERE file = ?", [P1]
+        ).fetchall()
+    }
+    row_of = dict(con.execute("SELECT person_id, rowid FROM person").fetchall())
+    s = resolve_identities(con, roles=_roles())
+    assert s.mode == "incremental" and s.mentions_kept
+    assert 0 < s.persons_built < s.persons
+    rebuilt = {r[0] for r in con.execute("SELECT person_id FROM _aff").fetchall()}
+    assert payees <= rebuilt
+    kept = con.execute(
+        "SELECT person_id, rowid FROM person WHERE person_id NOT IN (FROM _aff)"
+    ).fetchall()
+    assert kept and all(row_of[p] == r for p, r in kept)  # the same rows, not rewritten
+    con.execute("CREATE OR REPLACE TEMP TABLE _in_place AS SELECT * FROM person")
+    publish._publish_persons(con)  # every person, from the same links
+    for a, b in (("_in_place", "person"), ("person", "_in_place")):
+        only = con.execute(f"SELECT count(*) FROM (FROM {a} EXCEPT ALL FROM {b})").fetchone()[0]
+        assert only == 0, f"{only} persons only in {a}"
+    assert len(kept) == s.persons - s.persons_built

@@ -132,11 +132,13 @@ def build_mentions(
     sig = _mention_signature(con, roles, sorted({*parts, *pair_tables}), towns)
     versioned = all("_file_hash" in _columns(con, t) for t in {*parts, *pair_tables})
     if versioned:
+        # file versions: (table, file, content hash) and the row count (a version whose rows
+        # changed in place, as tests and hand edits do, counts as gone and new)
         con.execute(
             "CREATE OR REPLACE TEMP TABLE _mv_now AS "
             + " UNION ALL ".join(
-                f"SELECT DISTINCT {_sql_text(t)} AS tbl, CAST(_file AS VARCHAR) AS file, "
-                f"CAST(_file_hash AS VARCHAR) AS file_hash FROM {t}"
+                f"SELECT {_sql_text(t)} AS tbl, CAST(_file AS VARCHAR) AS file, "
+                f"CAST(_file_hash AS VARCHAR) AS file_hash, count(*) AS n FROM {t} GROUP BY ALL"
                 for t in sorted({*parts, *pair_tables})
             )
         )
@@ -274,6 +276,7 @@ def _build_all(
     con.execute(f"CREATE OR REPLACE TABLE identity_village_town_map AS {tmap}")
     con.execute(f"CREATE OR REPLACE TABLE person_mention AS {_MAPPED}")
     con.execute("DROP TABLE _pm")
+    con.execute("DROP TABLE IF EXISTS _pm_gone_ids")
     staff.assign_townships(con, names=towns)
     summary.mentions_built = fetch_one(con, "SELECT count(*) FROM person_mention")[0]
     if versioned:
@@ -307,6 +310,14 @@ def _build_incremental(
         con, "SELECT (SELECT count(*) FROM _mv_new), (SELECT count(*) FROM _mv_gone)"
     )
     summary.mentions_built = 0
+    summary.mentions_kept = True
+    # the IDs of the mentions dropped (their persons' rows are published again)
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _pm_gone_ids AS SELECT DISTINCT m.id FROM person_mention m
+        WHERE m.id IS NOT NULL AND EXISTS (SELECT 1 FROM _mv_gone g
+            WHERE g.tbl = 'src_' || m.source AND g.file = m.file
+            AND g.file_hash IS NOT DISTINCT FROM m.file_hash)"""
+    )
     if not n_new and not n_gone:
         return True
     con.execute("CREATE OR REPLACE TEMP TABLE _pm AS " + _mention_sql(parts, only_new=True))
@@ -328,6 +339,7 @@ def _build_incremental(
     )[0]
     if changed:
         con.execute("DROP TABLE _pm")
+        summary.mentions_kept = False
         return False
     con.execute(f"CREATE OR REPLACE TEMP TABLE _pm_new AS {_MAPPED}")
     con.execute("DROP TABLE _pm")
