@@ -221,6 +221,7 @@ def candidate_facts(con: duckdb.DuckDBPyConnection, ids: list[str]) -> pd.DataFr
                     IN ('户主', '本人')) AS head
                 FROM person_mention m JOIN src_hukou h ON m.source = 'hukou'
                     AND h._file = m.file AND h._row = m.row
+                SEMI JOIN _rp_ids q ON q.id = m.id
                 WHERE m.id IS NOT NULL AND h.relation_to_head IS NOT NULL GROUP BY m.id) hd
                 ON hd.id = i.id"""
             head = "hd.head"
@@ -234,6 +235,7 @@ def candidate_facts(con: duckdb.DuckDBPyConnection, ids: list[str]) -> pd.DataFr
             join += """ LEFT JOIN (SELECT m.id, min(CAST(h.address AS VARCHAR)) AS address
                 FROM person_mention m JOIN src_hukou h ON m.source = 'hukou'
                     AND h._file = m.file AND h._row = m.row
+                SEMI JOIN _rp_ids q ON q.id = m.id
                 WHERE m.id IS NOT NULL GROUP BY m.id) ad ON ad.id = i.id"""
             addr = "ad.address"
         held = [f"{src}|{role}" for (src, role), p in PROFILES.items() if p.once]
