@@ -21,7 +21,7 @@ import duckdb
 
 def _columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
     rows = con.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]
+        "SELECT column_name FROM duckdb_columns() WHERE table_name = ?", [table]
     ).fetchall()
     return {r[0] for r in rows}
 
