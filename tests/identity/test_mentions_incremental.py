@@ -165,3 +165,25 @@ def test_an_incremental_resolve_publishes_only_the_affected_persons(con):
         only = con.execute(f"SELECT count(*) FROM (FROM {a} EXCEPT ALL FROM {b})").fetchone()[0]
         assert only == 0, f"{only} persons only in {a}"
     assert len(kept) == s.persons - s.persons_built
+
+
+def test_home_support_is_computed_again_only_when_its_inputs_change(con, monkeypatch):
+    """The home-township support (county-wide) is kept under a key of the file versions of the
+    property and registry sources: a night where only payments changed reuses it."""
+    from crossmatch.identity import role_profile
+    from crossmatch.identity.pipeline import resolve_identities
+
+    calls = []
+    real = role_profile._home_support
+    monkeypatch.setattr(role_profile, "_home_support", lambda *a: calls.append(1) or real(*a))
+    resolve_identities(con, roles=_roles())
+    assert len(calls) == 1
+    value = con.execute("SELECT value FROM identity_support_cache").fetchall()
+    con.execute("UPDATE src_payment SET _file_hash = 'y' WHERE _file = ?", [P1])
+    resolve_identities(con, roles=_roles())
+    assert len(calls) == 1  # payments are no input of it
+    con.execute("UPDATE src_hukou SET _file_hash = 'y'")
+    con.execute("UPDATE src_payment SET _file_hash = 'z' WHERE _file = ?", [P1])
+    resolve_identities(con, roles=_roles())
+    assert len(calls) == 2  # the registry (home addresses) is
+    assert con.execute("SELECT value FROM identity_support_cache").fetchall() == value

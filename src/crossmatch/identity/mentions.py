@@ -142,6 +142,8 @@ def build_mentions(
                 for t in sorted({*parts, *pair_tables})
             )
         )
+    else:  # (a table of an earlier run on this connection must not pass for this run's)
+        con.execute("DROP TABLE IF EXISTS _mv_now")
     if (
         not full
         and versioned

@@ -27,6 +27,7 @@ the canonical field names are the data contract's, the same for every layout).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -479,6 +480,54 @@ def home_support(con: duckdb.DuckDBPyConnection, min_rows: int = 30) -> float:
     roles = [(src, role) for (src, role), p in PROFILES.items() if p.place]
     if not roles:
         return 0.0
+    key = _home_support_key(con, roles, min_rows)
+    if key is not None:
+        hit = con.execute(
+            "SELECT value FROM identity_support_cache WHERE key = ?", [key]
+        ).fetchall()
+        if hit:
+            return float(hit[0][0])
+    value = _home_support(con, roles, min_rows)
+    if key is not None:
+        con.execute("DELETE FROM identity_support_cache WHERE kind = 'home'")
+        con.execute("INSERT INTO identity_support_cache VALUES ('home', ?, ?)", [key, value])
+    return value
+
+
+#: Bumped whenever :func:`home_support` computes differently from the same records.
+HOME_SUPPORT_VERSION = "1"
+
+
+def _home_support_key(
+    con: duckdb.DuckDBPyConnection, roles: list[tuple[str, str]], min_rows: int
+) -> str | None:
+    """What :func:`home_support` is computed from: the file versions (``_mv_now``, made by
+    :func:`~crossmatch.identity.mentions.build_mentions`) of the place roles' sources and of
+    the registry (home addresses), the township names, the profiles and this code's version.
+    None (no cache) when the versions are not known."""
+    if not _has_temp(con, "_mv_now"):
+        return None
+    con.execute(
+        """CREATE TABLE IF NOT EXISTS identity_support_cache
+        (kind VARCHAR, key VARCHAR, value DOUBLE)"""
+    )
+    tables = sorted({f"src_{src}" for src, _ in roles} | {"src_hukou"})
+    versions = con.execute(
+        "SELECT tbl, file, file_hash, n FROM _mv_now WHERE list_contains(?, tbl) ORDER BY ALL",
+        [tables],
+    ).fetchall()
+    profiles = sorted(repr((k, PROFILES[k])) for k in roles)
+    text = repr(
+        (HOME_SUPPORT_VERSION, versions, staff.township_names(con), profiles, min_rows,
+         DEATH_BEFORE_DAYS, MAX_SUPPORT)
+    )  # fmt: skip
+    return "home:" + hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+def _home_support(
+    con: duckdb.DuckDBPyConnection, roles: list[tuple[str, str]], min_rows: int
+) -> float:
+    """:func:`home_support` computed."""
     cond = " OR ".join(f"(source = '{a}' AND role = '{b}')" for a, b in roles)
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _rp_idm AS SELECT id AS gkey, source, file, row, role "
