@@ -109,11 +109,11 @@ def _split_new(con: duckdb.DuckDBPyConnection, incremental: bool) -> None:
             """CREATE OR REPLACE TEMP TABLE _kept AS
             SELECT l.* FROM identity_link l SEMI JOIN _kv USING (source, file, file_hash)
             UNION ALL
-            SELECT l.* FROM identity_link l JOIN person_mention m
+            SELECT l.* FROM (FROM identity_link ANTI JOIN _kv USING (source, file, file_hash)) l
+            JOIN (SELECT source, file, row, role, file_hash FROM person_mention
+                  ANTI JOIN _kv USING (source, file, file_hash)) m
               ON l.source = m.source AND l.file = m.file AND l.row = m.row AND l.role = m.role
-             AND l.file_hash = m.file_hash
-            WHERE NOT EXISTS (SELECT 1 FROM _kv v WHERE v.source = m.source
-                AND v.file = m.file AND v.file_hash = m.file_hash)"""
+             AND l.file_hash = m.file_hash"""
         )
         con.execute(
             """CREATE OR REPLACE TEMP TABLE _kept_conflict AS

@@ -167,11 +167,17 @@ def _publish(con: duckdb.DuckDBPyConnection, roles: list[RoleRef], s: ResolveSum
     if in_place:
         # the kept links are rows of identity_link already: drop the others (mentions of file
         # versions no longer loaded) and add tonight's, instead of rewriting millions of rows
-        gone = """FROM identity_link l WHERE NOT EXISTS (SELECT 1 FROM _kept k
-            WHERE k.source = l.source AND k.file = l.file AND k.row = l.row
-              AND k.role = l.role AND k.file_hash = l.file_hash)"""
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _gone_pids AS SELECT DISTINCT person_id {gone}")
-        con.execute(f"DELETE {gone}")
+        # (only versions outside _kv can have links that are not kept)
+        con.execute(
+            """CREATE OR REPLACE TEMP TABLE _gone AS SELECT l.rowid AS rid, l.person_id
+            FROM identity_link l ANTI JOIN _kv USING (source, file, file_hash)
+            ANTI JOIN (FROM _kept ANTI JOIN _kv USING (source, file, file_hash)) k
+                USING (source, file, row, role, file_hash)"""
+        )
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _gone_pids AS SELECT DISTINCT person_id FROM _gone"
+        )
+        con.execute("DELETE FROM identity_link WHERE rowid IN (SELECT rid FROM _gone)")
         con.execute("INSERT INTO identity_link " + links.format(kept=""))
     else:
         con.execute(
