@@ -8,6 +8,7 @@ from __future__ import annotations
 import duckdb
 import pytest
 
+from crossmatch.identity import id_index
 from crossmatch.identity.mentions import build_mentions
 from crossmatch.identity.roles import default_roles
 from crossmatch.identity.summary import ResolveSummary
@@ -56,11 +57,16 @@ def _roles():
 
 
 def _equals_a_fresh_build(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("CREATE OR REPLACE TEMP TABLE _kept_pm AS SELECT * FROM person_mention")
+    """person_mention and the ID index (kept with it) equal those built from every mention."""
+    tables = ("person_mention", *id_index.TABLES)
+    for t in tables:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _kept_{t} AS SELECT * FROM {t}")
     _build(con, full=True)
-    for a, b in (("_kept_pm", "person_mention"), ("person_mention", "_kept_pm")):
-        only = con.execute(f"SELECT count(*) FROM (FROM {a} EXCEPT ALL FROM {b})").fetchone()[0]
-        assert only == 0, f"{only} rows only in {a}"
+    for t in tables:
+        for a, b in ((f"_kept_{t}", t), (t, f"_kept_{t}")):
+            only = con.execute(f"SELECT count(*) FROM (FROM {a} EXCEPT ALL FROM {b})").fetchone()
+            assert only[0] == 0, f"{only[0]} rows only in {a}"
+        assert con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] > 0
 
 
 def _identity(con: duckdb.DuckDBPyConnection, not_file: str) -> list[tuple]:
@@ -90,6 +96,13 @@ def test_only_the_changed_files_mentions_are_built(con):
     # tonight's export of p1: another version, one row fewer
     con.execute("UPDATE src_payment SET _file_hash = 'y' WHERE _file = ?", [P1])
     con.execute("DELETE FROM src_payment WHERE _file = ? AND _row = 10", [P1])
+    # and a payee with an ID and an account no other row has (new rows of the ID index)
+    con.execute(
+        "INSERT INTO src_payment SELECT * REPLACE (100001 AS _row, "
+        "'110101199001011234' AS payee_id, '6217000000000001' AS account) FROM src_payment "
+        "WHERE _file = ? AND _row = (SELECT max(_row) FROM src_payment WHERE _file = ?)",
+        [P1, P1],
+    )
     n_p1 = con.execute("SELECT count(*) FROM src_payment WHERE _file = ?", [P1]).fetchone()[0]
     built = _build(con, full=False)
     assert built == n_p1 < total
@@ -98,8 +111,14 @@ def test_only_the_changed_files_mentions_are_built(con):
         "SELECT count(*), count(DISTINCT file_hash) FROM person_mention WHERE file = ?", [P1]
     ).fetchone() == (n_p1, 1)
     _equals_a_fresh_build(con)
+    assert (
+        con.execute(
+            "SELECT count(*) FROM identity_id_node WHERE id = '110101199001011234'"
+        ).fetchone()[0]
+        == 1
+    )
     # a full build writes every row again (and the identity check would see it)
-    assert _build(con, full=True) == total - 1
+    assert _build(con, full=True) == total
 
 
 def test_a_file_gone_drops_its_mentions(con):

@@ -10,7 +10,7 @@ import duckdb
 import pandas as pd
 
 from crossmatch.errors import WarehouseError
-from crossmatch.identity import staff
+from crossmatch.identity import id_index, staff
 from crossmatch.identity.roles import RoleRef
 from crossmatch.identity.summary import ResolveSummary
 from crossmatch.warehouse import fetch_one, transaction
@@ -171,7 +171,12 @@ def _mention_signature(
     return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
 
-_STATE_TABLES = ("identity_mention_state", "identity_mention_file", "identity_village_pair")
+_STATE_TABLES = (
+    "identity_mention_state",
+    "identity_mention_file",
+    "identity_village_pair",
+    *id_index.TABLES,
+)
 
 
 def _mentions_reusable(con: duckdb.DuckDBPyConnection, sig: str) -> bool:
@@ -270,6 +275,9 @@ def _build_all(
     summary: ResolveSummary,
 ) -> None:
     """Every mention, and the state a later run's :func:`_build_incremental` starts from."""
+    # (no state until every table is written: a run killed half-way leaves the next one
+    # building every mention again)
+    con.execute("DROP TABLE IF EXISTS identity_mention_state")
     con.execute("CREATE OR REPLACE TEMP TABLE _pm AS " + _mention_sql(parts, only_new=False))
     # a village written by name takes the code that name has wherever a record gives both
     con.execute("CREATE OR REPLACE TABLE identity_village_pair AS " + _pair_sql(pair_tables, False))
@@ -280,6 +288,7 @@ def _build_all(
     con.execute("DROP TABLE _pm")
     con.execute("DROP TABLE IF EXISTS _pm_gone_ids")
     staff.assign_townships(con, names=towns)
+    id_index.build(con)
     summary.mentions_built = fetch_one(con, "SELECT count(*) FROM person_mention")[0]
     if versioned:
         con.execute("CREATE OR REPLACE TABLE identity_mention_file AS SELECT * FROM _mv_now")
@@ -313,12 +322,17 @@ def _build_incremental(
     )
     summary.mentions_built = 0
     summary.mentions_kept = True
-    # the IDs of the mentions dropped (their persons' rows are published again)
+    # the IDs and accounts of the mentions dropped (their persons' rows are published again,
+    # their rows of the ID index computed again)
     con.execute(
-        """CREATE OR REPLACE TEMP TABLE _pm_gone_ids AS SELECT DISTINCT m.id FROM person_mention m
-        WHERE m.id IS NOT NULL AND EXISTS (SELECT 1 FROM _mv_gone g
-            WHERE g.tbl = 'src_' || m.source AND g.file = m.file
-            AND g.file_hash IS NOT DISTINCT FROM m.file_hash)"""
+        """CREATE OR REPLACE TEMP TABLE _pm_gone AS SELECT DISTINCT m.id, m.account
+        FROM person_mention m WHERE (m.id IS NOT NULL OR m.account IS NOT NULL)
+            AND EXISTS (SELECT 1 FROM _mv_gone g WHERE g.tbl = 'src_' || m.source
+            AND g.file = m.file AND g.file_hash IS NOT DISTINCT FROM m.file_hash)"""
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _pm_gone_ids AS "
+        "SELECT DISTINCT id FROM _pm_gone WHERE id IS NOT NULL"
     )
     if not n_new and not n_gone:
         return True
@@ -354,6 +368,11 @@ def _build_incremental(
         )
         con.execute("INSERT INTO person_mention BY NAME SELECT * FROM _pm_new")
         con.execute(
+            "CREATE OR REPLACE TEMP TABLE _pm_changed AS SELECT id, account FROM _pm_gone "
+            "UNION SELECT id, account FROM _pm_new"
+        )
+        id_index.update(con, "_pm_changed")
+        con.execute(
             """DELETE FROM identity_village_pair p WHERE EXISTS (SELECT 1 FROM _mv_gone g
             WHERE g.tbl = p.tbl AND g.file = p.file
                 AND g.file_hash IS NOT DISTINCT FROM p.file_hash)"""
@@ -364,6 +383,7 @@ def _build_incremental(
         con.execute("UPDATE identity_mention_state SET signature = ?", [sig])
     summary.mentions_built = fetch_one(con, "SELECT count(*) FROM _pm_new")[0]
     con.execute("DROP TABLE _pm_new")
+    con.execute("DROP TABLE _pm_changed")
     con.execute("DROP TABLE _pair_new")
     con.execute("DROP TABLE _pair_all")
     return True
