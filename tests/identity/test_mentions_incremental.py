@@ -206,3 +206,34 @@ def test_home_support_is_computed_again_only_when_its_inputs_change(con, monkeyp
     resolve_identities(con, roles=_roles())
     assert len(calls) == 2  # the registry (home addresses) is
     assert con.execute("SELECT value FROM identity_support_cache").fetchall() == value
+
+
+def test_the_person_index_is_updated_for_the_changed_ids_only(con):
+    """identity_idx (the person index's rows, kept across runs) after an incremental resolve:
+    the rows of IDs whose mentions and accounts did not change are the same rows, and the
+    table equals the one computed from every ID."""
+    from crossmatch.identity import fuzzy_model
+    from crossmatch.identity.pipeline import resolve_identities
+
+    resolve_identities(con, roles=_roles())
+    row_of = dict(con.execute("SELECT idc, rowid FROM identity_idx").fetchall())
+    con.execute("UPDATE src_payment SET _file_hash = 'y' WHERE _file = ?", [P1])
+    con.execute(
+        "INSERT INTO src_payment SELECT * REPLACE (100001 AS _row, "
+        "'110101199001011234' AS payee_id, '6217000000000001' AS account) FROM src_payment "
+        "WHERE _file = ? AND _row = (SELECT max(_row) FROM src_payment WHERE _file = ?)",
+        [P1, P1],
+    )
+    s = resolve_identities(con, roles=_roles())
+    assert s.mode == "incremental" and s.mentions_kept
+    changed = {r[0] for r in con.execute("SELECT id FROM _idx_changed").fetchall()}
+    assert "110101199001011234" in changed and 0 < len(changed) < len(row_of)
+    kept = con.execute(
+        "SELECT idc, rowid FROM identity_idx WHERE idc NOT IN (SELECT id FROM _idx_changed)"
+    ).fetchall()
+    assert kept and all(row_of[i] == r for i, r in kept)  # not rewritten
+    con.execute("CREATE OR REPLACE TEMP TABLE _idx_in_place AS SELECT * FROM _idx")
+    fuzzy_model._build_index(con)  # every ID
+    for a, b in (("_idx_in_place", "_idx"), ("_idx", "_idx_in_place")):
+        only = con.execute(f"SELECT count(*) FROM (FROM {a} EXCEPT ALL FROM {b})").fetchone()[0]
+        assert only == 0, f"{only} index rows only in {a}"

@@ -82,6 +82,15 @@ def update(con: duckdb.DuckDBPyConnection, changed: str) -> None:
     )
     by_id = "m.id IN (SELECT id FROM _chg_id)"
     by_acct = "m.account IN (SELECT account FROM _chg_acct)"
+    owners = """SELECT owner FROM identity_acct_owner
+            WHERE account IN (SELECT account FROM _chg_acct)
+        UNION SELECT owner FROM identity_acct_name_owner
+            WHERE account IN (SELECT account FROM _chg_acct)"""
+    # the IDs whose person-index row may change (fuzzy_model._build_index): the changed IDs
+    # and the owners of the changed accounts, before and after
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _idx_changed AS SELECT id FROM _chg_id UNION {owners}"
+    )
     con.execute("DELETE FROM identity_id_node WHERE id IN (SELECT id FROM _chg_id)")
     con.execute(f"INSERT INTO identity_id_node {id_node_sql(by_id)}")
     con.execute("DELETE FROM identity_acct_owner WHERE account IN (SELECT account FROM _chg_acct)")
@@ -90,5 +99,6 @@ def update(con: duckdb.DuckDBPyConnection, changed: str) -> None:
         "DELETE FROM identity_acct_name_owner WHERE account IN (SELECT account FROM _chg_acct)"
     )
     con.execute(f"INSERT INTO identity_acct_name_owner {acct_name_owner_sql(by_acct)}")
+    con.execute(f"INSERT INTO _idx_changed {owners}")
     con.execute("DROP TABLE _chg_id")
     con.execute("DROP TABLE _chg_acct")

@@ -154,6 +154,17 @@ def build_mentions(
     _build_all(con, parts, pair_tables, towns, sig, versioned, summary)
 
 
+def state_token(table: str = "identity_mention_file") -> str:
+    """SQL expression: a digest of the file versions whose mentions ``person_mention`` holds
+    (``identity_mention_file``), with the mention signature: what tables kept beside the
+    mentions record they were computed from."""
+    return (
+        f"(SELECT count(*) || ':' || coalesce(bit_xor(hash(t)), 0) || ':' "
+        f"|| coalesce(sum((hash(t) >> 11)::HUGEINT), 0) FROM {table} t) || ':' "
+        "|| (SELECT coalesce(min(signature), '') FROM identity_mention_state)"
+    )
+
+
 def _mention_signature(
     con: duckdb.DuckDBPyConnection, roles: list[RoleRef], tables: list[str], towns: list[str]
 ) -> str:
@@ -278,6 +289,7 @@ def _build_all(
     # (no state until every table is written: a run killed half-way leaves the next one
     # building every mention again)
     con.execute("DROP TABLE IF EXISTS identity_mention_state")
+    con.execute("DROP TABLE IF EXISTS _mention_prev")
     con.execute("CREATE OR REPLACE TEMP TABLE _pm AS " + _mention_sql(parts, only_new=False))
     # a village written by name takes the code that name has wherever a record gives both
     con.execute("CREATE OR REPLACE TABLE identity_village_pair AS " + _pair_sql(pair_tables, False))
@@ -309,6 +321,13 @@ def _build_incremental(
     """Build the mentions of the file versions new since the last run, drop those of versions
     gone, keep the others' rows as they are. False (nothing written) when the village maps
     would change: the caller then builds every mention."""
+    # what the stored person index was computed from, if it is up to date (fuzzy_model)
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _mention_prev AS SELECT "
+        + state_token("identity_mention_file")
+        + " AS token"
+    )
+    con.execute("CREATE OR REPLACE TEMP TABLE _idx_changed (id VARCHAR)")
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _mv_new AS "
         "SELECT * FROM _mv_now EXCEPT SELECT * FROM identity_mention_file"

@@ -246,7 +246,7 @@ def _resolve(
         ignore_index=True,
     ).astype({"row": "int32"})
     groups = _fuzzy_pool(con, judged)
-    n_idx = _build_index(con)
+    n_idx = _build_index(con, incremental=incremental and s.mentions_kept)
     prev = (
         _previous_persons(con)
         if incremental
