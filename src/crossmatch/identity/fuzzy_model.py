@@ -290,12 +290,18 @@ def _labelled_m(con: duckdb.DuckDBPyConnection, config: LinkageConfig) -> dict[i
     Those m are held fixed, and EM estimates the rest (the damaged-ID comparison) and lambda.
     """
     cols = {c for comp in config.comparisons for c in comp.columns()}
+    # the sample is drawn from the table, then joined: a sample of a join's output depends on
+    # the order the join's threads deliver rows in (two runs on the same files trained
+    # different weights); a table scan's sample does not
     sample = con.execute(
         f"""SELECT m.id, m.name, m.village_code,
             coalesce(o.owner, CASE WHEN m.account IS NOT NULL THEN 'A:' || m.account END) AS acct
-        FROM person_mention m LEFT JOIN _acct_owner o ON o.account = m.account
-        WHERE m.id IS NOT NULL AND m.source <> 'hukou' AND m.name IS NOT NULL
-        USING SAMPLE reservoir({_M_SAMPLE} ROWS) REPEATABLE (2)"""
+        FROM (SELECT id, name, village_code, account, source, file, row, role
+              FROM person_mention
+              WHERE id IS NOT NULL AND source <> 'hukou' AND name IS NOT NULL
+              USING SAMPLE reservoir({_M_SAMPLE} ROWS) REPEATABLE (2)) m
+        LEFT JOIN _acct_owner o ON o.account = m.account
+        ORDER BY m.source, m.file, m.row, m.role"""
     ).df()
     if len(sample) < 100:
         return {}
