@@ -42,7 +42,7 @@ from crossmatch.clue_commands import COMMANDS as CLUE_COMMANDS
 from crossmatch.detect import run_rules
 from crossmatch.detect.evaluate import evaluate as score_hits
 from crossmatch.detect.evaluate import render
-from crossmatch.detect.needs import check_mappings, derive
+from crossmatch.detect.needs import check_mappings, derive_cached
 from crossmatch.detect.rule_runner import ensure_kinship, identity_is_stale
 from crossmatch.errors import CrossmatchError, ExitCode, WarehouseError
 from crossmatch.governance.commands import COMMANDS as GOVERNANCE_COMMANDS
@@ -381,7 +381,7 @@ def validate(sources: Path, rules: Path | None, raw: Path | None, allow_blind: b
     degraded = 0
     if rules is not None:
         specs = load_sources(sources)
-        checks = check_mappings(derive(load_rules(rules), rules), specs, rules)
+        checks = check_mappings(derive_cached(load_rules(rules), rules), specs, rules)
         click.echo("rules against the mappings in " + str(sources) + ":")
         for c in checks:
             click.echo("  " + c.line())

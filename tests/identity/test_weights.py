@@ -50,3 +50,48 @@ def test_lower_level_never_outweighs_an_exact_common_name():
     assert g[:, 0].tolist() == [4, 2]
     pred = lk.score(left, right, g)
     assert pred.match_weight[1] <= pred.match_weight[0]
+
+
+def test_compare_once_per_distinct_values_equals_every_pair_compared():
+    """``Linker.compare`` compares each distinct pair of values once and spreads the levels
+    back: on repeated values, nulls and every comparison kind it equals each pair compared."""
+    from crossmatch.identity.comparisons import EditDistance, Exact, FuzzyString, Geo, IdNumber
+
+    rng = np.random.default_rng(3)
+    names = pd.Series(["王清", "汪清", "王静", "王请", "李四", None, "王清清", "张伟"])
+    ids = ["341122199001011234", "341122199001011243", "341122199001011235", None, "3411"]
+    n = 300
+    df = pd.DataFrame(
+        {
+            "name": names.sample(n, replace=True, random_state=1).reset_index(drop=True),
+            "id": rng.choice(np.array(ids, dtype=object), n),
+            "village": rng.choice(
+                np.array(["341122001001", "341122001002", "341122002001", None], dtype=object), n
+            ),
+            "acct": rng.choice(np.array(["6217", "6218", None], dtype=object), n),
+            "birth": rng.choice(np.array(["19900101", "19900110", "19091001"], dtype=object), n),
+            "pinyin": rng.choice(np.array(["wang", "wagn", "wong", None], dtype=object), n),
+        }
+    )
+    df = pd.concat([df, name_keys(df["name"].fillna(""))], axis=1)
+    df.loc[df["name"].isna(), ["name_py", "name_lapy"]] = None
+    cfg = LinkageConfig(
+        unique_id="node",
+        comparisons=[
+            ChineseName("name"),
+            IdNumber("id"),
+            Geo("village"),
+            Exact("acct"),
+            EditDistance("birth"),
+            FuzzyString("pinyin"),
+        ],
+        blocking_rules=[("acct",)],
+    )
+    lk = Linker(df, cfg)
+    left, right = rng.integers(0, n, 5000), rng.integers(0, n, 5000)
+    got = lk.compare(left, right, chunk=1700)
+    ld, rd = df.iloc[left].reset_index(drop=True), df.iloc[right].reset_index(drop=True)
+    for j, comp in enumerate(cfg.comparisons):
+        want = comp.levels(ld, rd)
+        assert (got[:, j] == want).all(), comp
+        assert len(np.unique(want)) >= 3, comp  # the pairs reach several levels

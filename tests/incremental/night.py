@@ -26,6 +26,8 @@ class Night:
     peak_mb: dict[str, float] = field(default_factory=dict)
     run_id: str | None = None
     reused: int = 0
+    #: person_mention rows resolve wrote (only the changed files' on an incremental night)
+    mentions_built: int = 0
     rules_run: int = 0
 
 
@@ -82,6 +84,7 @@ def run_night(
             stage("resolve")
             rs = resolve_identities(con, load_sources(sources), full=full)
             night.stages["resolve"] = rs.mode
+            night.mentions_built = rs.mentions_built
             night.seconds["resolve"] = time.perf_counter() - t
             t = time.perf_counter()
             stage("kinship")

@@ -65,9 +65,25 @@ def test_one_file_changed_equals_a_full_rebuild(county: County, tmp_path: Path, 
     monkeypatch.setattr(
         publish, "_links_in_place", lambda con: in_place.append(real(con)) or in_place[-1]
     )
+    con = duckdb.connect(str(county.wh), read_only=True)
+    other = "SELECT rowid, source, file, row, role FROM person_mention WHERE file <> ? ORDER BY ALL"
+    before = con.execute(other, [CHANGED.as_posix()]).fetchall()
+    con.close()
     county.restore_changed_file()
     night = county.night()
     assert in_place == [True]
+    # only the changed file's mentions were built; the other files' rows were not rewritten
+    # (the same rows: a rebuilt table numbers its rows afresh)
+    assert (
+        night.mentions_built
+        == _one(
+            county.wh, f"SELECT count(*) FROM person_mention WHERE file = '{CHANGED.as_posix()}'"
+        )[0][0]
+        > 0
+    )
+    con = duckdb.connect(str(county.wh), read_only=True)
+    assert con.execute(other, [CHANGED.as_posix()]).fetchall() == before
+    con.close()
     assert night.outcome == "published"
     assert night.stages["ingest"] == "1 loaded, 23 unchanged"
     assert night.stages["resolve"] == "incremental"

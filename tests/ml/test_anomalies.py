@@ -27,9 +27,12 @@ def digests(root: Path) -> dict[str, str]:
 
 
 def test_anomalies_leave_every_other_file_byte_identical(tmp_path, monkeypatch):
-    generate(persons=3000, seed=5, out=tmp_path / "with")
+    # 1,200 persons plant every kind 3,000 did (irregular amounts, rich villages, handler
+    # surnames); that a seed gives the same bytes, anomalies included, is
+    # tests/synth/test_generator.py::test_same_seed_same_bytes_and_other_seed_differs
+    generate(persons=1200, seed=5, out=tmp_path / "with")
     monkeypatch.setattr(anomalies.AnomalyPlanter, "plant", lambda self, data: None)
-    generate(persons=3000, seed=5, out=tmp_path / "without")
+    generate(persons=1200, seed=5, out=tmp_path / "without")
     a, b = digests(tmp_path / "with"), digests(tmp_path / "without")
     changed = {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
     assert changed <= ALLOWED, changed - ALLOWED
@@ -40,6 +43,3 @@ def test_anomalies_leave_every_other_file_byte_identical(tmp_path, monkeypatch):
     kinds = {r["kind"] for r in rows}
     assert {"irregular_amount", "rich_village"} <= kinds
     assert {r["entity"] for r in rows} <= {"village", "handler", "recipient", "household"}
-    monkeypatch.undo()
-    generate(persons=3000, seed=5, out=tmp_path / "again")
-    assert digests(tmp_path / "again") == a  # same seed, same bytes

@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from build_cache import cached_build
+from build_cache import cached_build, module_closure
 from crossmatch.ml import model as M
 from crossmatch.night import NightConfig, run_night
 from crossmatch.night.run import default_workspace
@@ -53,7 +53,10 @@ def county(tmp_path_factory):
     computation made to fail: it must reuse, never compute."""
     tmp = tmp_path_factory.mktemp("score-night")
     generated = cached_build(
-        tmp_path_factory, "night-county-3000-7", lambda out: generate(persons=3000, seed=7, out=out)
+        tmp_path_factory,
+        "night-county-3000-7",
+        lambda out: generate(persons=3000, seed=7, out=out),
+        module_closure("crossmatch.synth"),
     )
     shutil.copytree(generated / "raw", tmp / "county" / "raw")
     raw = tmp / "county" / "raw"

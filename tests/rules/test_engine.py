@@ -313,3 +313,47 @@ def test_needs_stored_in_the_warehouse_are_the_derived_ones(tmp_path: Path, monk
     assert "bank" not in fresh["deceased_recipient"].columns["r_payment"]
     assert got == rule_needs.derive(edited, rules)
     assert con.execute("SELECT count(*) FROM rule_needs_cache").fetchone() == (1,)
+
+
+def test_derived_needs_are_remembered_by_content_not_by_folder(tmp_path: Path, monkeypatch):
+    """``derive_cached`` (validate, classify) derives again exactly when what the derivation
+    reads changes: a copy of the rules folder elsewhere is the same derivation; an edited
+    reference file, rule or contract is not."""
+    from crossmatch import contract
+    from crossmatch.detect import needs as rule_needs
+    from crossmatch.detect.rule_kinds import load_checked_rules
+
+    calls: list[object] = []
+    real = rule_needs.derive
+    monkeypatch.setattr(rule_needs, "_CACHE", {})
+    monkeypatch.setattr(rule_needs, "derive", lambda *a: calls.append(a) or real(*a))
+    some = ["deceased_recipient"]  # one rule: each derivation probes its columns
+    rule_needs.derive_cached(load_checked_rules(RULES_DIR, only=some), RULES_DIR)
+    assert len(calls) == 1
+    rules = tmp_path / "rules"
+    shutil.copytree(RULES_DIR, rules)
+    rule_needs.derive_cached(load_checked_rules(rules, only=some), rules)
+    assert len(calls) == 1  # the same texts elsewhere
+    ref = rules / "reference" / "exempt_posts.csv"
+    ref.write_text(ref.read_text(encoding="utf-8") + "\n", encoding="utf-8")
+    rule_needs.derive_cached(load_checked_rules(rules, only=some), rules)
+    assert len(calls) == 2  # a reference file's content changed
+    f = rules / "deceased_recipient.yaml"
+    f.write_text(f.read_text(encoding="utf-8").replace("p.item),", "p.item || p.bank),"),
+                 encoding="utf-8")  # fmt: skip
+    got = rule_needs.derive_cached(load_checked_rules(rules, only=some), rules)
+    assert len(calls) == 3 and "bank" in got["deceased_recipient"].columns["r_payment"]
+    extra = tmp_path / "sources"
+    extra.mkdir()
+    (extra / "pension.yaml").write_text(
+        (RULES_DIR.parent / "sources" / "elderly.yaml")
+        .read_text(encoding="utf-8")
+        .replace("source: elderly", "source: pension"),
+        encoding="utf-8",
+    )
+    try:
+        contract.use(extra)
+        rule_needs.derive_cached(load_checked_rules(rules, only=some), rules)
+        assert len(calls) == 4  # the contract gained a source
+    finally:
+        contract.reset()

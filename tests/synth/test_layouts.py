@@ -13,6 +13,7 @@ import hashlib
 import itertools
 import re
 from collections import defaultdict
+from collections.abc import Iterator, Mapping
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import fastexcel
 import pytest
 from click.testing import CliRunner
 
-from build_cache import cached_build
+from build_cache import cached_build, module_closure
 from crossmatch.cli import main
 from crossmatch.ingest.readers import two_row_header
 from crossmatch.synth import generate
@@ -30,6 +31,7 @@ from crossmatch.synth.layouts import LAYOUTS, generate_layout, parse_date
 PERSONS, SEED = 1500, 11
 SMALL = 400  # byte-for-byte comparisons of two generations
 OTHER = [x for x in LAYOUTS if x != "default"]
+SYNTH = module_closure("crossmatch.synth")  # the generator's files: what the counties depend on
 # layouts with a mapping set (legacy's is written by a new user from its files alone, issue 17;
 # it joins these tests when sources/legacy/ exists)
 SOURCES = Path(__file__).resolve().parents[2] / "sources"
@@ -44,24 +46,43 @@ def _digest(root: Path) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The plain default county the layouts render (built once per code version:
+    """The plain default county the layouts render (built once per generator version:
     tests/build_cache.py; read it, never write)."""
     return cached_build(tmp_path_factory, f"layout-base-{PERSONS}-{SEED}",
-                        lambda out: generate(PERSONS, SEED, out))  # fmt: skip
+                        lambda out: generate(PERSONS, SEED, out), SYNTH)  # fmt: skip
 
 
-def _render_layouts(base: Path) -> None:
-    for layout in OTHER:
-        generate_layout(PERSONS, SEED, base / layout, layout)
+class Counties(Mapping[str, Path]):
+    """The county in every other layout, each built on first use, once per generator version
+    (tests/build_cache.py; read, never write). Built one layout at a time, not all in one
+    module fixture: the tests of different layouts spread over both xdist workers, and so
+    do the builds of a cold cache."""
+
+    def __init__(self, factory: pytest.TempPathFactory) -> None:
+        self.factory = factory
+
+    def __getitem__(self, layout: str) -> Path:
+        if layout not in OTHER:
+            raise KeyError(layout)
+
+        def build(out: Path) -> None:
+            generate_layout(PERSONS, SEED, out / layout, layout)
+
+        name = f"layout-{layout}-{PERSONS}-{SEED}"
+        return cached_build(self.factory, name, build, SYNTH) / layout
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(OTHER)
+
+    def __len__(self) -> int:
+        return len(OTHER)
 
 
-@pytest.fixture(scope="module")
-def counties(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The county in every other layout (built once per code version; read, never write)."""
-    base = cached_build(tmp_path_factory, f"layouts-{PERSONS}-{SEED}", _render_layouts)
-    return {layout: base / layout for layout in OTHER}
+@pytest.fixture
+def counties(tmp_path_factory: pytest.TempPathFactory) -> Counties:
+    return Counties(tmp_path_factory)
 
 
 class _HtmlRows(HTMLParser):

@@ -207,7 +207,7 @@ class _Prober:
 def _prune(con: duckdb.DuckDBPyConnection, body: str, used: set[str]) -> str:
     """``body`` with its outer SELECT list cut to ``*`` and the columns named in ``used``."""
     row = con.execute("SELECT json_serialize_sql(?)", [body]).fetchone()
-    tree = json.loads(row[0]) if row else {"error": True}
+    tree: dict[str, Any] = json.loads(row[0]) if row else {"error": True}
     if tree.get("error") or len(tree.get("statements", [])) != 1:
         return body
     node = tree["statements"][0]["node"]
@@ -239,10 +239,7 @@ def derive(specs: list[RuleSpec], rules_dir: str | Path | None = None) -> dict[s
         tables: dict[str, set[str]] = {}
         needed: dict[str, dict[str, set[str]]] = {s.id: {} for s in specs}
         for spec in specs:
-            try:
-                sql = spec.render_sql()
-            except (ValueError, KeyError):
-                sql = spec.sql
+            sql = _rendered(spec)
             sqls[spec.id] = sql
             read, blocks = pr.closure(sql)
             tables[spec.id] = read
@@ -295,18 +292,37 @@ def _requires(
 _CACHE: dict[tuple, dict[str, RuleNeeds]] = {}
 
 
+def _contract_text() -> str:
+    return json.dumps({t: schema.contract_columns(t) for t in sorted(schema.all_tables())})
+
+
+def _rendered(spec: RuleSpec) -> str:
+    """The SQL :func:`derive` probes: parameters at their defaults (as written if they do not
+    render)."""
+    try:
+        return spec.render_sql()
+    except (ValueError, KeyError):
+        return spec.sql
+
+
 def derive_cached(
     specs: list[RuleSpec], rules_dir: str | Path | None = None
 ) -> dict[str, RuleNeeds]:
-    """:func:`derive`, remembered per process for the same rule texts, reference files and
-    contract (the mapping folders in use)."""
+    """:func:`derive`, remembered per process for the same rule texts, reference files (by
+    name and content, wherever the rules folder is) and contract (every table's columns and
+    types, whichever mapping files they come from)."""
+    if rules_dir is None and specs:
+        rules_dir = Path(specs[0].path).parent  # as derive does
     ref_dir = Path(rules_dir) / "reference" if rules_dir else None
     refs = (
-        tuple((f.name, f.stat().st_mtime_ns) for f in sorted(ref_dir.glob("*.csv")))
+        tuple(
+            (f.name, hashlib.sha256(f.read_bytes()).hexdigest())
+            for f in sorted(ref_dir.glob("*.csv"))
+        )
         if ref_dir and ref_dir.is_dir()
         else ()
     )
-    key = (tuple((s.id, s.sql, s.requires) for s in specs), str(rules_dir), refs, contract.key())
+    key = (tuple((s.id, _rendered(s), s.requires) for s in specs), refs, _contract_text())
     if key not in _CACHE:
         _CACHE[key] = derive(specs, rules_dir)
     return _CACHE[key]
@@ -322,17 +338,11 @@ def derivation_key(specs: list[RuleSpec], rules_dir: str | Path | None = None) -
     contract (every table's columns and types) and the DuckDB version (whose binder decides)."""
     h = hashlib.sha256()
 
-    def sql(spec: RuleSpec) -> str:
-        try:
-            return spec.render_sql()
-        except (ValueError, KeyError):
-            return spec.sql
-
     for part in (
-        json.dumps([(s.id, sql(s), s.requires) for s in specs], default=str),
+        json.dumps([(s.id, _rendered(s), s.requires) for s in specs], default=str),
         resources.files("crossmatch.detect").joinpath("base.sql").read_text(encoding="utf-8"),
         Path(__file__).read_text(encoding="utf-8"),
-        json.dumps({t: schema.contract_columns(t) for t in sorted(schema.all_tables())}),
+        _contract_text(),
         duckdb.__version__,
     ):
         h.update(part.encode() + b"\0")

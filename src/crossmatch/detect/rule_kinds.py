@@ -183,7 +183,7 @@ def kind_problems(specs: Iterable[RuleSpec]) -> list[Problem]:
 def load_checked_rules(rules_dir: str | Path, only: Iterable[str] | None = None) -> list[RuleSpec]:
     """``load_rules`` plus the kind check; raises ``SpecError`` listing every problem."""
     problems = Problems()
-    specs = load_rules(rules_dir, problems, only=only)
+    specs = load_rules(rules_dir, problems, only=None if only is None else list(only))
     problems.extend(kind_problems(specs))
     problems.raise_if_any()
     return specs

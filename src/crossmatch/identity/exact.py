@@ -12,52 +12,32 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from crossmatch.identity import accounts
+from crossmatch.identity import id_index
 from crossmatch.identity.comparisons import ChineseName
 from crossmatch.identity.mentions import _columns, _tables
 from crossmatch.identity.names import name_keys
 
 
 def build_id_index(con: duckdb.DuckDBPyConnection) -> None:
-    """``_id_node``: one row per valid ID, its best name/village and whether it is registered."""
-    # registry IDs take the registry's name and village; only the IDs outside the registry
-    # need the (costly) most frequent name over their mentions
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE _id_node AS
-        WITH reg AS (
-            SELECT id, arg_min(name, (file, row)) AS name,
-                arg_min(village_code, (file, row)) AS village_code
-            FROM person_mention WHERE id IS NOT NULL AND source = 'hukou' GROUP BY id),
-        -- outside the registry: the most frequent value, a tie to the smallest (mode() would
-        -- break it by scan order: two runs over the same files could name the ID differently)
-        o AS (SELECT id, name, village_code FROM person_mention m
-              WHERE id IS NOT NULL AND source <> 'hukou'
-                AND NOT EXISTS (SELECT 1 FROM reg WHERE reg.id = m.id)),
-        onm AS (SELECT id, first(name ORDER BY c DESC, name) AS name FROM (
-                    SELECT id, name, count(*) AS c FROM o WHERE name IS NOT NULL
-                    GROUP BY id, name) GROUP BY id),
-        ovl AS (SELECT id, first(village_code ORDER BY c DESC, village_code) AS village_code
-                FROM (SELECT id, village_code, count(*) AS c FROM o
-                      WHERE village_code IS NOT NULL GROUP BY id, village_code) GROUP BY id)
-        SELECT id, name, village_code, true AS in_registry FROM reg
-        UNION ALL
-        SELECT i.id, onm.name, ovl.village_code, false AS in_registry
-        FROM (SELECT DISTINCT id FROM o) i LEFT JOIN onm USING (id) LEFT JOIN ovl USING (id)"""
-    )
+    """``_id_node``: one row per valid ID, its best name/village and whether it is registered;
+    ``_acct_owner`` / ``_acct_name_owner``: the owners of accounts. From the tables
+    :mod:`~crossmatch.identity.id_index` keeps with the mentions (built or updated with
+    ``person_mention``), else computed here from every mention."""
+    if id_index.TABLES[0] in _tables(con):
+        node, owner, name_owner = (f"SELECT * FROM {t}" for t in id_index.TABLES)
+    else:
+        node = id_index.id_node_sql()
+        owner = id_index.acct_owner_sql()
+        name_owner = id_index.acct_name_owner_sql()
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _id_node AS {node}")
     # node number = position in ID order (the in-memory linker works on positions)
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _id_node AS "
         "SELECT (row_number() OVER (ORDER BY id) - 1)::BIGINT AS node, * FROM _id_node"
     )
-    # account -> owner, where the owner is unambiguous among ID-bearing mentions
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE _acct_owner AS
-        SELECT account, min(id) AS owner FROM person_mention
-        WHERE account IS NOT NULL AND id IS NOT NULL
-        GROUP BY account HAVING count(DISTINCT id) = 1"""
-    )
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _acct_owner AS {owner}")
     # a shared account: the owner of the same name (crossmatch.identity.accounts)
-    con.execute("CREATE OR REPLACE TEMP TABLE _acct_name_owner AS " + accounts.name_owner_sql())
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _acct_name_owner AS {name_owner}")
 
 
 def find_conflicts(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:

@@ -17,9 +17,9 @@ from crossmatch import idnumber
 from crossmatch.identity import keys as id_keys
 from crossmatch.identity.fellegi_sunter import FSModel
 from crossmatch.identity.linker import LinkageConfig
-from crossmatch.identity.mentions import _columns, _sql_text, _store, _tables
+from crossmatch.identity.mentions import _columns, _sql_text, _store, _tables, state_token
 from crossmatch.identity.names import name_keys
-from crossmatch.warehouse import fetch_one
+from crossmatch.warehouse import fetch_one, transaction
 
 log = logging.getLogger(__name__)
 
@@ -102,22 +102,16 @@ def _build_deaths(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def _build_index(con: duckdb.DuckDBPyConnection) -> int:
-    """``_idx``: the person index, one row per valid ID with its blocking keys, made in SQL.
+#: Bumped whenever a row of the person index (``_idx``) is computed differently.
+IDX_VERSION = "1"
 
-    Why SQL: the index has one row per valid ID (3 million in a big county) while only the few
-    that share a blocking key with a probe are ever compared; keeping it in DuckDB keeps memory
-    bounded. Name keys come from a small table over the distinct names (``str.translate``).
-    """
-    _build_deaths(con)
-    names = con.execute("SELECT DISTINCT name FROM _id_node WHERE name IS NOT NULL").df()["name"]
-    nk = name_keys(names)
-    nk.insert(0, "name", names)
-    _store(con, "_nk", nk, temp=True)
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _idx AS
-        SELECT n.node, n.name, k.name_py, k.name_la, k.name_lapy, k.surname_py, k.given_py,
-            n.id AS idc,
+
+def _idx_sql(where: str = "", node: bool = False) -> str:
+    """The person index's rows (``node`` first where ``node``, else every column but it), one
+    per ID of ``_id_node`` (restricted by ``where``, a condition on ``n``), with the name keys
+    of ``_nk``."""
+    return f"""SELECT {"n.node, " if node else ""}n.name, k.name_py, k.name_la, k.name_lapy,
+            k.surname_py, k.given_py, n.id AS idc,
             CASE WHEN regexp_full_match(substr(n.id, 7, 8), '(19|20)\\d{{6}}')
                 THEN substr(n.id, 7, 8) END AS birth,
             substr(n.id, 1, 14) AS id_s1, substr(n.id, 1, 6) || substr(n.id, 15, 4) AS id_s2,
@@ -134,9 +128,74 @@ def _build_index(con: duckdb.DuckDBPyConnection) -> int:
         FROM _id_node n LEFT JOIN _nk k USING (name)
         LEFT JOIN _id_death dd ON dd.id = n.id
         LEFT JOIN (SELECT owner FROM _acct_owner UNION SELECT owner FROM _acct_name_owner) o
-            ON o.owner = n.id"""
+            ON o.owner = n.id {"WHERE " + where if where else ""}"""
+
+
+def _name_keys_table(con: duckdb.DuckDBPyConnection, where: str = "") -> None:
+    """``_nk``: the name keys of the distinct names of ``_id_node`` (restricted by ``where``)."""
+    cond = f"AND {where}" if where else ""
+    names = con.execute(f"SELECT DISTINCT name FROM _id_node n WHERE name IS NOT NULL {cond}").df()[
+        "name"
+    ]
+    nk = name_keys(names)
+    nk.insert(0, "name", names)
+    _store(con, "_nk", nk, temp=True)
+
+
+def _build_index(con: duckdb.DuckDBPyConnection, incremental: bool = False) -> int:
+    """``_idx``: the person index, one row per valid ID with its blocking keys, made in SQL.
+
+    Why SQL: the index has one row per valid ID (3 million in a big county) while only the few
+    that share a blocking key with a probe are ever compared; keeping it in DuckDB keeps memory
+    bounded. Name keys come from a small table over the distinct names (``str.translate``).
+
+    The rows are kept in ``identity_idx`` with the state of the mentions they were computed
+    from; ``incremental``: where that state is the one this run's mentions were built from,
+    only the rows of the IDs whose mentions or accounts changed (``_idx_changed``, recorded by
+    :func:`~crossmatch.identity.id_index.update`) are computed again (each row is a function of
+    its ID's mentions, death records and accounts alone).
+    """
+    _build_deaths(con)
+    token = (
+        f"{IDX_VERSION}:" + fetch_one(con, f"SELECT {state_token()}")[0]
+        if _tables(con) >= {"identity_mention_file", "identity_mention_state"}
+        else None
     )
+    reuse = (
+        incremental
+        and token is not None
+        and {"identity_idx", "identity_idx_state"} <= _tables(con)
+        and _has(con, "_mention_prev")
+        and _has(con, "_idx_changed")
+        and con.execute("SELECT token FROM identity_idx_state").fetchall()
+        == con.execute(f"SELECT '{IDX_VERSION}:' || token FROM _mention_prev").fetchall()
+    )
+    if reuse:
+        changed = "n.id IN (SELECT id FROM _idx_changed)"
+        _name_keys_table(con, changed)
+        with transaction(con):
+            con.execute("DELETE FROM identity_idx WHERE idc IN (SELECT id FROM _idx_changed)")
+            con.execute(f"INSERT INTO identity_idx {_idx_sql(changed)}")
+            con.execute("UPDATE identity_idx_state SET token = ?", [token])
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _idx AS SELECT n.node, x.* FROM identity_idx x "
+            "JOIN _id_node n ON n.id = x.idc ORDER BY n.node"
+        )
+    else:
+        _name_keys_table(con)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _idx AS {_idx_sql(node=True)}")
+        if token is not None:
+            con.execute("DROP TABLE IF EXISTS identity_idx_state")
+            con.execute("CREATE OR REPLACE TABLE identity_idx AS SELECT * EXCLUDE (node) FROM _idx")
+            con.execute("CREATE TABLE identity_idx_state (token VARCHAR)")
+            con.execute("INSERT INTO identity_idx_state VALUES (?)", [token])
     return int(fetch_one(con, "SELECT count(*) FROM _id_node")[0])
+
+
+def _has(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return bool(
+        fetch_one(con, "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [name])[0]
+    )
 
 
 def _create_blocking_keys_view(con: duckdb.DuckDBPyConnection) -> None:
@@ -231,12 +290,18 @@ def _labelled_m(con: duckdb.DuckDBPyConnection, config: LinkageConfig) -> dict[i
     Those m are held fixed, and EM estimates the rest (the damaged-ID comparison) and lambda.
     """
     cols = {c for comp in config.comparisons for c in comp.columns()}
+    # the sample is drawn from the table, then joined: a sample of a join's output depends on
+    # the order the join's threads deliver rows in (two runs on the same files trained
+    # different weights); a table scan's sample does not
     sample = con.execute(
         f"""SELECT m.id, m.name, m.village_code,
             coalesce(o.owner, CASE WHEN m.account IS NOT NULL THEN 'A:' || m.account END) AS acct
-        FROM person_mention m LEFT JOIN _acct_owner o ON o.account = m.account
-        WHERE m.id IS NOT NULL AND m.source <> 'hukou' AND m.name IS NOT NULL
-        USING SAMPLE reservoir({_M_SAMPLE} ROWS) REPEATABLE (2)"""
+        FROM (SELECT id, name, village_code, account, source, file, row, role
+              FROM person_mention
+              WHERE id IS NOT NULL AND source <> 'hukou' AND name IS NOT NULL
+              USING SAMPLE reservoir({_M_SAMPLE} ROWS) REPEATABLE (2)) m
+        LEFT JOIN _acct_owner o ON o.account = m.account
+        ORDER BY m.source, m.file, m.row, m.role"""
     ).df()
     if len(sample) < 100:
         return {}

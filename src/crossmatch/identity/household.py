@@ -48,7 +48,7 @@ GROUP_COLUMN: dict[str, str] = {"assistance": "case_no"}
 
 def _columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
     rows = con.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]
+        "SELECT column_name FROM duckdb_columns() WHERE table_name = ?", [table]
     ).fetchall()
     return {r[0] for r in rows}
 

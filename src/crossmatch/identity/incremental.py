@@ -95,9 +95,23 @@ def _split_new(con: duckdb.DuckDBPyConnection, incremental: bool) -> None:
     """``_kept``: previous links of mentions whose (source, file, file hash, row, role) were
     resolved before (they keep their link); ``_new``: every other mention (resolved now)."""
     if incremental:
+        # a file version whose links and mentions are the same rows (count and a hash of
+        # their keys) keeps every link without a row-by-row join of millions of rows; the
+        # others (new versions, or links and mentions that disagree) are joined row by row
+        per = """SELECT source, file, file_hash, count(*) AS n, sum(hash(row, role)) AS h
+            FROM {} WHERE file_hash IS NOT NULL GROUP BY ALL"""
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _kv AS SELECT source, file, file_hash
+            FROM ({per.format("identity_link")}) l
+            JOIN ({per.format("person_mention")}) m USING (source, file, file_hash, n, h)"""
+        )
         con.execute(
             """CREATE OR REPLACE TEMP TABLE _kept AS
-            SELECT l.* FROM identity_link l JOIN person_mention m
+            SELECT l.* FROM identity_link l SEMI JOIN _kv USING (source, file, file_hash)
+            UNION ALL
+            SELECT l.* FROM (FROM identity_link ANTI JOIN _kv USING (source, file, file_hash)) l
+            JOIN (SELECT source, file, row, role, file_hash FROM person_mention
+                  ANTI JOIN _kv USING (source, file, file_hash)) m
               ON l.source = m.source AND l.file = m.file AND l.row = m.row AND l.role = m.role
              AND l.file_hash = m.file_hash"""
         )
@@ -116,9 +130,15 @@ def _split_new(con: duckdb.DuckDBPyConnection, incremental: bool) -> None:
                 NULL::VARCHAR AS cluster_id, NULL::VARCHAR AS node_id
             FROM person_mention LIMIT 0"""
         )
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _kv (source VARCHAR, file VARCHAR, file_hash VARCHAR)"
+        )
+    # (every mention of a version in _kv has its link in _kept)
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _new AS SELECT source, file, row, role
-        FROM person_mention ANTI JOIN _kept USING (source, file, row, role)"""
+        FROM person_mention m ANTI JOIN _kept USING (source, file, row, role)
+        WHERE NOT EXISTS (SELECT 1 FROM _kv v WHERE v.source = m.source
+            AND v.file = m.file AND v.file_hash = m.file_hash)"""
     )
 
 

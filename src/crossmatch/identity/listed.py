@@ -23,6 +23,9 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from crossmatch.identity.mentions import _store, _tables, state_token
+from crossmatch.warehouse import fetch_one
+
 log = logging.getLogger(__name__)
 
 MIN_IDS = 20  # valid IDs a file needs for its weight to be measured
@@ -34,7 +37,23 @@ MAX_BITS = 12.0  # log2 units: as much as an impossible role profile (role_profi
 def file_weights(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     """Per (source, role, file) with at least :data:`MIN_IDS` valid IDs: ``ids``, ``dup``
     (share of them on two rows or more), ``listed`` (share of all valid IDs it lists) and
-    ``bits`` (log2(dup / listed), ``dup`` floored at half a person)."""
+    ``bits`` (log2(dup / listed), ``dup`` floored at half a person).
+
+    Computed once per state of the mentions (a run asks twice: the fuzzy pool and the
+    penalty): kept in a temporary table under :func:`~crossmatch.identity.mentions.state_token`
+    where the mentions record their file versions."""
+    token = None
+    if {"identity_mention_file", "identity_mention_state"} <= _tables(con):
+        token = fetch_one(con, f"SELECT {state_token()}")[0]
+        if {"_fw_memo", "_fw_memo_token"} <= _tables(con) and con.execute(
+            "SELECT token FROM _fw_memo_token"
+        ).fetchall() == [(token,)]:
+            return con.execute("SELECT * FROM _fw_memo ORDER BY source, role, file").df()
+    return _file_weights(con, token)
+
+
+def _file_weights(con: duckdb.DuckDBPyConnection, token: str | None) -> pd.DataFrame:
+    """:func:`file_weights` computed (and kept under ``token``)."""
     df = con.execute(
         f"""WITH per AS (SELECT source, role, file, id, count(*) AS n FROM person_mention
             WHERE id IS NOT NULL GROUP BY ALL),
@@ -47,6 +66,9 @@ def file_weights(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     ).df()
     dup = np.maximum(df["dup"].to_numpy(dtype=float), 0.5 / df["ids"].to_numpy(dtype=float))
     df["bits"] = np.log2(dup / df["listed"].to_numpy(dtype=float))
+    if token is not None:
+        _store(con, "_fw_memo", df, temp=True)
+        con.execute("CREATE OR REPLACE TEMP TABLE _fw_memo_token AS SELECT ? AS token", [token])
     return df
 
 

@@ -4,12 +4,16 @@ from the canonical ``src_*`` tables, with its name, ID and context.
 
 from __future__ import annotations
 
+import hashlib
+
 import duckdb
 import pandas as pd
 
 from crossmatch.errors import WarehouseError
+from crossmatch.identity import id_index, staff
 from crossmatch.identity.roles import RoleRef
 from crossmatch.identity.summary import ResolveSummary
+from crossmatch.warehouse import fetch_one, transaction
 
 # context keys a role may give (RoleRef.context): village_code, village (a village *name*:
 # mapped to its code through the name / code pairs other records give), account, township
@@ -20,7 +24,7 @@ _CTX = ("village_code", "village", "account", "township", "unit", "date")
 
 def _columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
     rows = con.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]
+        "SELECT column_name FROM duckdb_columns() WHERE table_name = ?", [table]
     ).fetchall()
     return {r[0] for r in rows}
 
@@ -49,11 +53,27 @@ def _sql_text(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
+#: Bumped whenever what :func:`build_mentions` writes for the same rows changes (the mentions
+#: kept from an earlier run are then rebuilt).
+MENTION_VERSION = "1"
+
+
 def build_mentions(
-    con: duckdb.DuckDBPyConnection, roles: list[RoleRef], summary: ResolveSummary
+    con: duckdb.DuckDBPyConnection,
+    roles: list[RoleRef],
+    summary: ResolveSummary,
+    *,
+    full: bool = True,
 ) -> None:
-    """Create ``person_mention`` from every role whose table exists."""
-    parts = []
+    """Create ``person_mention`` from every role whose table exists.
+
+    ``full=False``: where the warehouse holds the mentions of an earlier run built the same way
+    (same roles, mappings, township names: :func:`_mention_signature`), keep the mentions of
+    every file version still loaded and build only those of the file versions new since (and
+    drop those of versions gone), provided the village name -> code maps are unchanged (else
+    every mention is built again: a new pair may give a kept mention another code).
+    ``summary.mentions_built`` says how many mention rows this run wrote."""
+    parts: dict[str, list[str]] = {}  # table -> its roles' SELECTs
     for r in roles:
         cols = _columns(con, r.table)
         if not cols:
@@ -85,7 +105,7 @@ def build_mentions(
             else "CAST(NULL AS VARCHAR)"
         )
         fh = "CAST(_file_hash AS VARCHAR)" if "_file_hash" in cols else "CAST(NULL AS VARCHAR)"
-        parts.append(
+        parts.setdefault(r.table, []).append(
             f"""SELECT {_sql_text(r.source)} AS source, _file AS file, _row AS row,
                 {_sql_text(r.role)} AS role,
                 {fh} AS file_hash,
@@ -102,8 +122,99 @@ def build_mentions(
         raise WarehouseError(
             "no person-bearing src_* table found in the warehouse; run `crossmatch ingest` first"
         )
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE _pm AS SELECT * REPLACE (" + _VILLAGE_CLEAN + " AS village), "
+    # the tables whose rows name a village and its code: the name -> code pairs
+    pair_tables = {}
+    for t in sorted(_tables(con)):
+        cols = _columns(con, t)
+        if t.startswith("src_") and {"village", "village_code"} <= cols:
+            pair_tables[t] = cols
+    towns = staff.township_names(con)
+    sig = _mention_signature(con, roles, sorted({*parts, *pair_tables}), towns)
+    versioned = all("_file_hash" in _columns(con, t) for t in {*parts, *pair_tables})
+    if versioned:
+        # file versions: (table, file, content hash) and the row count (a version whose rows
+        # changed in place, as tests and hand edits do, counts as gone and new)
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _mv_now AS "
+            + " UNION ALL ".join(
+                f"SELECT {_sql_text(t)} AS tbl, CAST(_file AS VARCHAR) AS file, "
+                f"CAST(_file_hash AS VARCHAR) AS file_hash, count(*) AS n FROM {t} GROUP BY ALL"
+                for t in sorted({*parts, *pair_tables})
+            )
+        )
+    else:  # (a table of an earlier run on this connection must not pass for this run's)
+        con.execute("DROP TABLE IF EXISTS _mv_now")
+    if (
+        not full
+        and versioned
+        and _mentions_reusable(con, sig)
+        and _build_incremental(con, parts, pair_tables, towns, sig, summary)
+    ):
+        return
+    _build_all(con, parts, pair_tables, towns, sig, versioned, summary)
+
+
+def state_token(table: str = "identity_mention_file") -> str:
+    """SQL expression: a digest of the file versions whose mentions ``person_mention`` holds
+    (``identity_mention_file``), with the mention signature: what tables kept beside the
+    mentions record they were computed from."""
+    return (
+        f"(SELECT count(*) || ':' || coalesce(bit_xor(hash(t)), 0) || ':' "
+        f"|| coalesce(sum((hash(t) >> 11)::HUGEINT), 0) FROM {table} t) || ':' "
+        "|| (SELECT coalesce(min(signature), '') FROM identity_mention_state)"
+    )
+
+
+def _mention_signature(
+    con: duckdb.DuckDBPyConnection, roles: list[RoleRef], tables: list[str], towns: list[str]
+) -> str:
+    """What the mentions of one file version are computed from besides its rows: this code's
+    version, the roles, each source's mapping digest, the tables' columns and the township
+    names (:func:`~crossmatch.identity.staff.assign_townships`)."""
+    digests: list[tuple] = []
+    if "ingest_file" in _tables(con) and "spec_digest" in _columns(con, "ingest_file"):
+        digests = con.execute(
+            "SELECT DISTINCT source, coalesce(spec_digest, '') FROM ingest_file "
+            "WHERE status = 'ok' ORDER BY ALL"
+        ).fetchall()
+    cols = [(t, sorted(_columns(con, t))) for t in tables]
+    text = repr((MENTION_VERSION, _VILLAGE_CLEAN, sorted(map(repr, roles)), digests, cols, towns))
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+_STATE_TABLES = (
+    "identity_mention_state",
+    "identity_mention_file",
+    "identity_village_pair",
+    *id_index.TABLES,
+)
+
+
+def _mentions_reusable(con: duckdb.DuckDBPyConnection, sig: str) -> bool:
+    """Whether the stored mentions were built, the same way, by :func:`build_mentions`."""
+    tables = _tables(con)
+    if not {"person_mention", *_STATE_TABLES} <= tables:
+        return False
+    row = con.execute("SELECT signature FROM identity_mention_state").fetchall()
+    return row == [(sig,)]
+
+
+def _mention_sql(parts: dict[str, list[str]], only_new: bool) -> str:
+    """Every role's mentions (only those of new file versions: ``only_new``), with the
+    cleaned village, the ID's birth date and sex, and the record's month."""
+
+    def where(t: str) -> str:
+        if not only_new:
+            return ""
+        return (
+            f" WHERE EXISTS (SELECT 1 FROM _mv_new v WHERE v.tbl = {_sql_text(t)} "
+            f"AND v.file = CAST({t}._file AS VARCHAR) "
+            f"AND v.file_hash IS NOT DISTINCT FROM CAST({t}._file_hash AS VARCHAR))"
+        )
+
+    selects = [q + where(t) for t, qs in parts.items() for q in qs]
+    return (
+        "SELECT * REPLACE (" + _VILLAGE_CLEAN + " AS village), "
         "CASE WHEN id IS NOT NULL THEN strptime(substr(id, 7, 8), '%Y%m%d')::DATE END "
         "AS birth_date, "
         "CASE WHEN id IS NOT NULL THEN "
@@ -111,50 +222,190 @@ def build_mentions(
         "date_trunc('month', coalesce(try_cast(event_raw AS DATE), "
         "try_strptime(event_raw, '%Y-%m')::DATE, try_strptime(event_raw, '%Y%m')::DATE))::DATE "
         "AS event_month "
-        "FROM (" + " UNION ALL ".join(parts) + ") "
+        "FROM (" + " UNION ALL ".join(selects) + ") "
         "WHERE name IS NOT NULL OR id IS NOT NULL OR id_raw IS NOT NULL"
     )
-    # a village written by name takes the code that name has wherever a record gives both
-    # (only a name with one code in the county: two villages of one name give no code)
-    # pairs: every mention that has both, and every canonical table with both a `village`
-    # and a `village_code` field (a roster or payment file naming and coding its villages)
-    # (a name two villages share: the pair (township name, village name) where the row says
-    # its township)
-    pairs = ["SELECT village_town AS town, village, village_code FROM _pm"]
-    for t in sorted(_tables(con)):
-        cols = _columns(con, t)
-        if t.startswith("src_") and {"village", "village_code"} <= cols:
-            town = (
-                "NULLIF(trim(CAST(township AS VARCHAR)), '')"
-                if "township" in cols
-                else "NULL::VARCHAR"
-            )
-            pairs.append(
-                f"SELECT {town} AS town, " + _VILLAGE_CLEAN + " AS village, "
-                f"CAST(village_code AS VARCHAR) AS village_code FROM {t}"
-            )
-    con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _village_pairs AS SELECT * FROM
-        ({" UNION ALL ".join(pairs)}) x WHERE village IS NOT NULL AND village_code IS NOT NULL"""
+
+
+def _pair_sql(pair_tables: dict[str, set[str]], only_new: bool) -> str:
+    """The village name / code pairs per file version: every mention that has both (``_pm``),
+    and every canonical table with both a ``village`` and a ``village_code`` field (a roster or
+    payment file naming and coding its villages); the township name where the row says it (a
+    name two villages share)."""
+    pairs = [
+        "SELECT 'src_' || source AS tbl, file, file_hash, village_town AS town, village, "
+        "village_code FROM _pm"
+    ]
+    for t, cols in pair_tables.items():
+        town = (
+            "NULLIF(trim(CAST(township AS VARCHAR)), '')" if "township" in cols else "NULL::VARCHAR"
+        )
+        fh = "CAST(_file_hash AS VARCHAR)" if "_file_hash" in cols else "NULL::VARCHAR"
+        new = (
+            f" WHERE EXISTS (SELECT 1 FROM _mv_new v WHERE v.tbl = {_sql_text(t)} "
+            f"AND v.file = CAST({t}._file AS VARCHAR) AND v.file_hash IS NOT DISTINCT FROM {fh})"
+            if only_new
+            else ""
+        )
+        pairs.append(
+            f"SELECT {_sql_text(t)} AS tbl, CAST(_file AS VARCHAR) AS file, {fh} AS file_hash, "
+            f"{town} AS town, " + _VILLAGE_CLEAN + " AS village, "
+            f"CAST(village_code AS VARCHAR) AS village_code FROM {t}{new}"
+        )
+    return (
+        f"SELECT DISTINCT * FROM ({' UNION ALL '.join(pairs)}) x "
+        "WHERE village IS NOT NULL AND village_code IS NOT NULL"
     )
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE _village_map AS
-        SELECT village, min(village_code) AS code FROM _village_pairs
-        GROUP BY village HAVING count(DISTINCT village_code) = 1"""
+
+
+def _map_sql(pairs: str) -> tuple[str, str]:
+    """The village name -> code maps from the pairs in relation ``pairs``: a name with one code
+    in the county (two villages of one name give no code), and per (township name, name)."""
+    return (
+        f"""SELECT village, min(village_code) AS code FROM {pairs}
+        GROUP BY village HAVING count(DISTINCT village_code) = 1""",
+        f"""SELECT town, village, min(village_code) AS code FROM {pairs}
+        WHERE town IS NOT NULL GROUP BY town, village HAVING count(DISTINCT village_code) = 1""",
     )
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE _village_town_map AS
-        SELECT town, village, min(village_code) AS code FROM _village_pairs
-        WHERE town IS NOT NULL GROUP BY town, village HAVING count(DISTINCT village_code) = 1"""
-    )
-    con.execute(
-        """CREATE OR REPLACE TABLE person_mention AS
-        SELECT m.* EXCLUDE (event_raw, village_town)
+
+
+_MAPPED = """SELECT m.* EXCLUDE (event_raw, village_town)
             REPLACE (coalesce(m.village_code, v.code, vt.code) AS village_code)
-        FROM _pm m LEFT JOIN _village_map v USING (village)
-        LEFT JOIN _village_town_map vt ON vt.town = m.village_town AND vt.village = m.village"""
-    )
+        FROM _pm m LEFT JOIN identity_village_map v USING (village)
+        LEFT JOIN identity_village_town_map vt ON vt.town = m.village_town
+            AND vt.village = m.village"""
+
+
+def _build_all(
+    con: duckdb.DuckDBPyConnection,
+    parts: dict[str, list[str]],
+    pair_tables: dict[str, set[str]],
+    towns: list[str],
+    sig: str,
+    versioned: bool,
+    summary: ResolveSummary,
+) -> None:
+    """Every mention, and the state a later run's :func:`_build_incremental` starts from."""
+    # (no state until every table is written: a run killed half-way leaves the next one
+    # building every mention again)
+    con.execute("DROP TABLE IF EXISTS identity_mention_state")
+    con.execute("DROP TABLE IF EXISTS _mention_prev")
+    con.execute("CREATE OR REPLACE TEMP TABLE _pm AS " + _mention_sql(parts, only_new=False))
+    # a village written by name takes the code that name has wherever a record gives both
+    con.execute("CREATE OR REPLACE TABLE identity_village_pair AS " + _pair_sql(pair_tables, False))
+    vmap, tmap = _map_sql("identity_village_pair")
+    con.execute(f"CREATE OR REPLACE TABLE identity_village_map AS {vmap}")
+    con.execute(f"CREATE OR REPLACE TABLE identity_village_town_map AS {tmap}")
+    con.execute(f"CREATE OR REPLACE TABLE person_mention AS {_MAPPED}")
     con.execute("DROP TABLE _pm")
+    con.execute("DROP TABLE IF EXISTS _pm_gone_ids")
+    staff.assign_townships(con, names=towns)
+    id_index.build(con)
+    summary.mentions_built = fetch_one(con, "SELECT count(*) FROM person_mention")[0]
+    if versioned:
+        con.execute("CREATE OR REPLACE TABLE identity_mention_file AS SELECT * FROM _mv_now")
+        con.execute("CREATE OR REPLACE TABLE identity_mention_state (signature VARCHAR)")
+        con.execute("INSERT INTO identity_mention_state VALUES (?)", [sig])
+    else:  # no file versions to keep mentions by: the next run builds them all again
+        con.execute("DROP TABLE IF EXISTS identity_mention_state")
+
+
+def _build_incremental(
+    con: duckdb.DuckDBPyConnection,
+    parts: dict[str, list[str]],
+    pair_tables: dict[str, set[str]],
+    towns: list[str],
+    sig: str,
+    summary: ResolveSummary,
+) -> bool:
+    """Build the mentions of the file versions new since the last run, drop those of versions
+    gone, keep the others' rows as they are. False (nothing written) when the village maps
+    would change: the caller then builds every mention."""
+    # what the stored person index was computed from, if it is up to date (fuzzy_model)
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _mention_prev AS SELECT "
+        + state_token("identity_mention_file")
+        + " AS token"
+    )
+    con.execute("CREATE OR REPLACE TEMP TABLE _idx_changed (id VARCHAR)")
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _mv_new AS "
+        "SELECT * FROM _mv_now EXCEPT SELECT * FROM identity_mention_file"
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _mv_gone AS "
+        "SELECT * FROM identity_mention_file EXCEPT SELECT * FROM _mv_now"
+    )
+    n_new, n_gone = fetch_one(
+        con, "SELECT (SELECT count(*) FROM _mv_new), (SELECT count(*) FROM _mv_gone)"
+    )
+    summary.mentions_built = 0
+    summary.mentions_kept = True
+    # the IDs and accounts of the mentions dropped (their persons' rows are published again,
+    # their rows of the ID index computed again)
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _pm_gone AS SELECT DISTINCT m.id, m.account
+        FROM person_mention m WHERE (m.id IS NOT NULL OR m.account IS NOT NULL)
+            AND EXISTS (SELECT 1 FROM _mv_gone g WHERE g.tbl = 'src_' || m.source
+            AND g.file = m.file AND g.file_hash IS NOT DISTINCT FROM m.file_hash)"""
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _pm_gone_ids AS "
+        "SELECT DISTINCT id FROM _pm_gone WHERE id IS NOT NULL"
+    )
+    if not n_new and not n_gone:
+        return True
+    con.execute("CREATE OR REPLACE TEMP TABLE _pm AS " + _mention_sql(parts, only_new=True))
+    con.execute("CREATE OR REPLACE TEMP TABLE _pair_new AS " + _pair_sql(pair_tables, True))
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _pair_all AS
+        SELECT * FROM identity_village_pair p WHERE NOT EXISTS (SELECT 1 FROM _mv_gone g
+            WHERE g.tbl = p.tbl AND g.file = p.file
+                AND g.file_hash IS NOT DISTINCT FROM p.file_hash)
+        UNION ALL SELECT * FROM _pair_new"""
+    )
+    vmap, tmap = _map_sql("_pair_all")
+    changed = fetch_one(
+        con,
+        f"""SELECT (SELECT count(*) FROM (({vmap}) EXCEPT (FROM identity_village_map)))
+            + (SELECT count(*) FROM ((FROM identity_village_map) EXCEPT ({vmap})))
+            + (SELECT count(*) FROM (({tmap}) EXCEPT (FROM identity_village_town_map)))
+            + (SELECT count(*) FROM ((FROM identity_village_town_map) EXCEPT ({tmap})))""",
+    )[0]
+    if changed:
+        con.execute("DROP TABLE _pm")
+        summary.mentions_kept = False
+        return False
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _pm_new AS {_MAPPED}")
+    con.execute("DROP TABLE _pm")
+    staff.assign_townships(con, "_pm_new", names=towns)
+    with transaction(con):
+        con.execute(
+            """DELETE FROM person_mention m WHERE EXISTS (SELECT 1 FROM _mv_gone g
+            WHERE g.tbl = 'src_' || m.source AND g.file = m.file
+            AND g.file_hash IS NOT DISTINCT FROM m.file_hash)"""
+        )
+        con.execute("INSERT INTO person_mention BY NAME SELECT * FROM _pm_new")
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _pm_changed AS SELECT id, account FROM _pm_gone "
+            "UNION SELECT id, account FROM _pm_new"
+        )
+        id_index.update(con, "_pm_changed")
+        con.execute(
+            """DELETE FROM identity_village_pair p WHERE EXISTS (SELECT 1 FROM _mv_gone g
+            WHERE g.tbl = p.tbl AND g.file = p.file
+                AND g.file_hash IS NOT DISTINCT FROM p.file_hash)"""
+        )
+        con.execute("INSERT INTO identity_village_pair SELECT * FROM _pair_new")
+        con.execute("DELETE FROM identity_mention_file")
+        con.execute("INSERT INTO identity_mention_file SELECT * FROM _mv_now")
+        con.execute("UPDATE identity_mention_state SET signature = ?", [sig])
+    summary.mentions_built = fetch_one(con, "SELECT count(*) FROM _pm_new")[0]
+    con.execute("DROP TABLE _pm_new")
+    con.execute("DROP TABLE _pm_changed")
+    con.execute("DROP TABLE _pair_new")
+    con.execute("DROP TABLE _pair_all")
+    return True
 
 
 # village names as written (马冲村村民委员会, 马冲村3组, 马冲村民委员会, 马冲 村) -> 马冲村;

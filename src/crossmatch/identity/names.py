@@ -9,9 +9,12 @@ both sides of a comparison use the same table, so 曾 is consistent with itself,
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import unicodedata
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,15 +27,29 @@ def _strip_tone(s: str) -> str:
 @lru_cache(maxsize=1)
 def pinyin_table() -> dict[int, str]:
     """Code point -> toneless lower-case pinyin of the first reading (built once per process)."""
-    # lazy: pypinyin's table costs seconds to import; loaded on the first fuzzy name
-    from pypinyin.pinyin_dict import pinyin_dict
-
     table: dict[int, str] = {}
-    for cp, readings in pinyin_dict.items():
+    for cp, readings in _pinyin_dict().items():
         first = readings.split(",")[0]
         table[cp] = _strip_tone(first).replace("ü", "v")
     table[ord("·")] = ""
     return table
+
+
+def _pinyin_dict() -> dict[int, str]:
+    """pypinyin's code point -> readings dictionary, read from its data file without importing
+    the package (whose ``__init__`` also loads the phrase dictionary and converters: 0.3 s a
+    process, for a table only this module needs); the module itself where the file is not
+    there (another pypinyin layout)."""
+    spec = importlib.util.find_spec("pypinyin")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / "pinyin_dict.json"
+        if path.is_file():
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            return {int(k): v for k, v in raw.items()}
+    # lazy: pypinyin's table costs seconds to import; loaded on the first fuzzy name
+    from pypinyin.pinyin_dict import pinyin_dict
+
+    return dict(pinyin_dict)
 
 
 @lru_cache(maxsize=1)

@@ -47,7 +47,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from crossmatch.identity import areas, listed, role_profile, staff
+from crossmatch.identity import areas, listed, role_profile
 from crossmatch.identity import household as co_mentions
 from crossmatch.identity.analyst import JUDGEMENT_DDL, explain, record_judgement  # noqa: F401
 from crossmatch.identity.clustering import (  # noqa: F401
@@ -171,8 +171,8 @@ def _resolve(
     if not full and not retrain and _unchanged(con, config, roles, s):
         s.seconds["check"] = time.perf_counter() - t
         return s
-    build_mentions(con, roles, s)
-    staff.assign_townships(con)  # an ID-less payroll row meets its township's handler mentions
+    # (an ID-less payroll row meets its township's handler mentions: staff.assign_townships)
+    build_mentions(con, roles, s, full=full)
     s.mentions = fetch_one(con, "SELECT count(*) FROM person_mention")[0]
     model = None if retrain else _load_model(con, config)
     sig = _signature(con, config, roles)
@@ -246,7 +246,7 @@ def _resolve(
         ignore_index=True,
     ).astype({"row": "int32"})
     groups = _fuzzy_pool(con, judged)
-    n_idx = _build_index(con)
+    n_idx = _build_index(con, incremental=incremental and s.mentions_kept)
     prev = (
         _previous_persons(con)
         if incremental

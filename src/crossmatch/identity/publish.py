@@ -16,7 +16,7 @@ from crossmatch.identity.clustering import _REG_ROW
 from crossmatch.identity.mentions import _columns, _sql_text, _store, _tables
 from crossmatch.identity.roles import RoleRef
 from crossmatch.identity.summary import ResolveSummary
-from crossmatch.warehouse import fetch_one
+from crossmatch.warehouse import fetch_one, transaction
 
 
 def _publish_nodes(
@@ -163,14 +163,21 @@ def _publish(con: duckdb.DuckDBPyConnection, roles: list[RoleRef], s: ResolveSum
             FROM u)
         SELECT source, file, row, role, file_hash, person_id, method, probability,
             person_id AS cluster_id, node_id FROM v"""
-    if s.mode == "incremental" and _links_in_place(con):
+    in_place = s.mode == "incremental" and _links_in_place(con)
+    if in_place:
         # the kept links are rows of identity_link already: drop the others (mentions of file
         # versions no longer loaded) and add tonight's, instead of rewriting millions of rows
+        # (only versions outside _kv can have links that are not kept)
         con.execute(
-            """DELETE FROM identity_link l WHERE NOT EXISTS (SELECT 1 FROM _kept k
-            WHERE k.source = l.source AND k.file = l.file AND k.row = l.row
-              AND k.role = l.role AND k.file_hash = l.file_hash)"""
+            """CREATE OR REPLACE TEMP TABLE _gone AS SELECT l.rowid AS rid, l.person_id
+            FROM identity_link l ANTI JOIN _kv USING (source, file, file_hash)
+            ANTI JOIN (FROM _kept ANTI JOIN _kv USING (source, file, file_hash)) k
+                USING (source, file, row, role, file_hash)"""
         )
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _gone_pids AS SELECT DISTINCT person_id FROM _gone"
+        )
+        con.execute("DELETE FROM identity_link WHERE rowid IN (SELECT rid FROM _gone)")
         con.execute("INSERT INTO identity_link " + links.format(kept=""))
     else:
         con.execute(
@@ -187,7 +194,21 @@ def _publish(con: duckdb.DuckDBPyConnection, roles: list[RoleRef], s: ResolveSum
     s.fuzzy = counts.get("fuzzy", 0)
     s.judgement = counts.get("judgement", 0)
     s.unresolved = counts.get("unresolved", 0)
-    _publish_persons(con)
+    if in_place and s.mentions_kept and _persons_in_place(con):
+        # only the persons whose links or ID's mentions changed can have changed: the persons
+        # of the links dropped and added, and the IDs of the mentions dropped and added
+        con.execute(
+            """CREATE OR REPLACE TEMP TABLE _aff AS
+            SELECT person_id FROM _gone_pids
+            UNION SELECT l.person_id FROM identity_link l
+                SEMI JOIN _new USING (source, file, row, role)
+            UNION SELECT m.id FROM person_mention m
+                SEMI JOIN _new USING (source, file, row, role) WHERE m.id IS NOT NULL
+            UNION SELECT id FROM _pm_gone_ids"""
+        )
+        s.persons_built = _publish_persons(con, only="_aff")
+    else:
+        s.persons_built = _publish_persons(con)
     s.persons = fetch_one(con, "SELECT count(*) FROM person")[0]
     _publish_views(con, roles)
 
@@ -306,23 +327,50 @@ def _explain_pass(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
-def _publish_persons(con: duckdb.DuckDBPyConnection) -> None:
+#: person's columns, in the order :func:`_publish_persons` writes them
+_PERSON_COLUMNS = [
+    "person_id", "name", "id_number", "birth_date", "sex", "household_no", "village_code",
+    "in_registry", "death_date",
+]  # fmt: skip
+
+
+def _persons_in_place(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether ``person`` may be updated in place: it has exactly the columns this version
+    writes, and the mentions dropped were recorded (:func:`build_mentions` kept the others)."""
     tables = _tables(con)
+    if "person" not in tables or "_pm_gone_ids" not in tables:
+        return False
+    return [r[0] for r in con.execute("DESCRIBE person").fetchall()] == _PERSON_COLUMNS
+
+
+def _publish_persons(con: duckdb.DuckDBPyConnection, only: str | None = None) -> int:
+    """``person`` from identity_link, the ID index, the mentions and the death records; only
+    the persons listed in table ``only`` (column ``person_id``) when given, the others' rows
+    kept as they are (every column of a person is computed from its own links alone).
+    Returns the number of person rows written."""
+    tables = _tables(con)
+    links = "identity_link"
+    if only is not None:
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _aff_link AS "
+            f"SELECT * FROM identity_link SEMI JOIN {only} USING (person_id)"
+        )
+        links = "_aff_link"
     deaths = []
     if "src_death" in tables and "death_date" in _columns(con, "src_death"):
         deaths.append(
-            "SELECT l.person_id, d.death_date AS d FROM src_death d JOIN identity_link l "
+            f"SELECT l.person_id, d.death_date AS d FROM src_death d JOIN {links} l "
             "ON l.source='death' AND l.file=d._file AND l.row=d._row"
         )
     if "src_cremation" in tables and "cremation_date" in _columns(con, "src_cremation"):
         deaths.append(
-            "SELECT l.person_id, d.cremation_date FROM src_cremation d JOIN identity_link l "
+            f"SELECT l.person_id, d.cremation_date FROM src_cremation d JOIN {links} l "
             "ON l.source='cremation' AND l.file=d._file AND l.row=d._row"
         )
     hcols = _columns(con, "src_hukou")
     if {"cancel_reason", "cancel_date"} <= hcols:
         deaths.append(
-            "SELECT l.person_id, h.cancel_date FROM src_hukou h JOIN identity_link l "
+            f"SELECT l.person_id, h.cancel_date FROM src_hukou h JOIN {links} l "
             "ON l.source='hukou' AND l.file=h._file AND l.row=h._row "
             "WHERE h.cancel_reason = '死亡'"
         )
@@ -332,17 +380,16 @@ def _publish_persons(con: duckdb.DuckDBPyConnection) -> None:
         else "SELECT NULL::VARCHAR AS person_id, NULL::DATE AS d"
     )
     hh = "h.household_no" if "household_no" in hcols else "NULL::VARCHAR"
-    con.execute(
-        f"""CREATE OR REPLACE TABLE person AS
-        WITH dd AS (SELECT person_id, min(d) AS death_date FROM ({death_sql}) x(person_id, d)
+    query = (
+        f"""WITH dd AS (SELECT person_id, min(d) AS death_date FROM ({death_sql}) x(person_id, d)
                     GROUP BY person_id),
-        reg AS (SELECT l.person_id, min({hh}) AS household_no FROM identity_link l
+        reg AS (SELECT l.person_id, min({hh}) AS household_no FROM {links} l
                 JOIN src_hukou h ON l.source = 'hukou' AND l.file = h._file AND l.row = h._row
                 GROUP BY l.person_id),
         -- persons without an ID node: name and village from their mentions (a small set;
         -- persons with an ID take them from the ID index, birth date and sex from the ID)
         fm AS (SELECT l.person_id, m.source, m.name, m.village_code, m.birth_date, m.sex
-               FROM identity_link l JOIN person_mention m USING (source, file, row, role)
+               FROM {links} l JOIN person_mention m USING (source, file, row, role)
                WHERE NOT EXISTS (SELECT 1 FROM _id_node n WHERE n.id = l.person_id)),
         free AS (SELECT person_id, min(birth_date) AS birth_date, min(sex) AS sex
                  FROM fm GROUP BY person_id),
@@ -350,10 +397,10 @@ def _publish_persons(con: duckdb.DuckDBPyConnection) -> None:
         -- frequent, else the smallest; the same for the village
         fname AS ({_pick_sql("fm", "name")}),
         fvill AS ({_pick_sql("fm", "village_code")}),
-        p AS (SELECT DISTINCT person_id FROM identity_link),
+        p AS (SELECT DISTINCT person_id FROM {links}),
         -- registered: a registry row is linked to the person, whether or not that row's ID
         -- was usable (a bad check digit on the registry row leaves the person registered)
-        hk AS (SELECT DISTINCT person_id FROM identity_link WHERE source = 'hukou')
+        hk AS (SELECT DISTINCT person_id FROM {links} WHERE source = 'hukou')
         SELECT p.person_id,
             coalesce(n.name, fn.name) AS name,
             n.id AS id_number,
@@ -374,10 +421,10 @@ def _publish_persons(con: duckdb.DuckDBPyConnection) -> None:
         LEFT JOIN reg ON reg.person_id = p.person_id
         LEFT JOIN dd ON dd.person_id = p.person_id
         LEFT JOIN hk ON hk.person_id = p.person_id"""
-    ) if "src_hukou" in tables else con.execute(
-        f"""CREATE OR REPLACE TABLE person AS
-        WITH fm AS (SELECT l.person_id, m.source, m.name, m.village_code, m.birth_date, m.sex
-               FROM identity_link l JOIN person_mention m USING (source, file, row, role)),
+        if "src_hukou" in tables
+        else f"""WITH fm AS (
+               SELECT l.person_id, m.source, m.name, m.village_code, m.birth_date, m.sex
+               FROM {links} l JOIN person_mention m USING (source, file, row, role)),
         fname AS ({_pick_sql("fm", "name")}),
         fvill AS ({_pick_sql("fm", "village_code")})
         SELECT f.person_id, fn.name, n.id AS id_number,
@@ -388,6 +435,17 @@ def _publish_persons(con: duckdb.DuckDBPyConnection) -> None:
         LEFT JOIN fvill fv ON fv.person_id = f.person_id
         GROUP BY f.person_id, n.id, fn.name, fv.village_code"""
     )
+    if only is None:
+        con.execute(f"CREATE OR REPLACE TABLE person AS {query}")
+        return int(fetch_one(con, "SELECT count(*) FROM person")[0])
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _aff_person AS {query}")
+    with transaction(con):
+        con.execute(f"DELETE FROM person WHERE person_id IN (SELECT person_id FROM {only})")
+        con.execute("INSERT INTO person SELECT * FROM _aff_person")
+    n = int(fetch_one(con, "SELECT count(*) FROM _aff_person")[0])
+    con.execute("DROP TABLE _aff_person")
+    con.execute("DROP TABLE _aff_link")
+    return n
 
 
 def _pick_sql(rel: str, col: str, key: str = "person_id") -> str:

@@ -27,6 +27,7 @@ the canonical field names are the data contract's, the same for every layout).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -136,7 +137,7 @@ def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
 
 def _columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
     rows = con.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]
+        "SELECT column_name FROM duckdb_columns() WHERE table_name = ?", [table]
     ).fetchall()
     return {r[0] for r in rows}
 
@@ -221,6 +222,7 @@ def candidate_facts(con: duckdb.DuckDBPyConnection, ids: list[str]) -> pd.DataFr
                     IN ('户主', '本人')) AS head
                 FROM person_mention m JOIN src_hukou h ON m.source = 'hukou'
                     AND h._file = m.file AND h._row = m.row
+                SEMI JOIN _rp_ids q ON q.id = m.id
                 WHERE m.id IS NOT NULL AND h.relation_to_head IS NOT NULL GROUP BY m.id) hd
                 ON hd.id = i.id"""
             head = "hd.head"
@@ -234,6 +236,7 @@ def candidate_facts(con: duckdb.DuckDBPyConnection, ids: list[str]) -> pd.DataFr
             join += """ LEFT JOIN (SELECT m.id, min(CAST(h.address AS VARCHAR)) AS address
                 FROM person_mention m JOIN src_hukou h ON m.source = 'hukou'
                     AND h._file = m.file AND h._row = m.row
+                SEMI JOIN _rp_ids q ON q.id = m.id
                 WHERE m.id IS NOT NULL GROUP BY m.id) ad ON ad.id = i.id"""
             addr = "ad.address"
         held = [f"{src}|{role}" for (src, role), p in PROFILES.items() if p.once]
@@ -477,6 +480,54 @@ def home_support(con: duckdb.DuckDBPyConnection, min_rows: int = 30) -> float:
     roles = [(src, role) for (src, role), p in PROFILES.items() if p.place]
     if not roles:
         return 0.0
+    key = _home_support_key(con, roles, min_rows)
+    if key is not None:
+        hit = con.execute(
+            "SELECT value FROM identity_support_cache WHERE key = ?", [key]
+        ).fetchall()
+        if hit:
+            return float(hit[0][0])
+    value = _home_support(con, roles, min_rows)
+    if key is not None:
+        con.execute("DELETE FROM identity_support_cache WHERE kind = 'home'")
+        con.execute("INSERT INTO identity_support_cache VALUES ('home', ?, ?)", [key, value])
+    return value
+
+
+#: Bumped whenever :func:`home_support` computes differently from the same records.
+HOME_SUPPORT_VERSION = "1"
+
+
+def _home_support_key(
+    con: duckdb.DuckDBPyConnection, roles: list[tuple[str, str]], min_rows: int
+) -> str | None:
+    """What :func:`home_support` is computed from: the file versions (``_mv_now``, made by
+    :func:`~crossmatch.identity.mentions.build_mentions`) of the place roles' sources and of
+    the registry (home addresses), the township names, the profiles and this code's version.
+    None (no cache) when the versions are not known."""
+    if not _has_temp(con, "_mv_now"):
+        return None
+    con.execute(
+        """CREATE TABLE IF NOT EXISTS identity_support_cache
+        (kind VARCHAR, key VARCHAR, value DOUBLE)"""
+    )
+    tables = sorted({f"src_{src}" for src, _ in roles} | {"src_hukou"})
+    versions = con.execute(
+        "SELECT tbl, file, file_hash, n FROM _mv_now WHERE list_contains(?, tbl) ORDER BY ALL",
+        [tables],
+    ).fetchall()
+    profiles = sorted(repr((k, PROFILES[k])) for k in roles)
+    text = repr(
+        (HOME_SUPPORT_VERSION, versions, staff.township_names(con), profiles, min_rows,
+         DEATH_BEFORE_DAYS, MAX_SUPPORT)
+    )  # fmt: skip
+    return "home:" + hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+def _home_support(
+    con: duckdb.DuckDBPyConnection, roles: list[tuple[str, str]], min_rows: int
+) -> float:
+    """:func:`home_support` computed."""
     cond = " OR ".join(f"(source = '{a}' AND role = '{b}')" for a, b in roles)
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _rp_idm AS SELECT id AS gkey, source, file, row, role "

@@ -21,7 +21,7 @@ import duckdb
 
 def _columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
     rows = con.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]
+        "SELECT column_name FROM duckdb_columns() WHERE table_name = ?", [table]
     ).fetchall()
     return {r[0] for r in rows}
 
@@ -48,11 +48,14 @@ def township_names(con: duckdb.DuckDBPyConnection) -> list[str]:
     return sorted(r[0] for r in rows)
 
 
-def assign_townships(con: duckdb.DuckDBPyConnection, table: str = "person_mention") -> int:
+def assign_townships(
+    con: duckdb.DuckDBPyConnection, table: str = "person_mention", names: list[str] | None = None
+) -> int:
     """Mentions with an employer (``unit``) but neither ID nor township: the township their
     unit's name contains, where exactly one known township name is in it (the longest
-    wins over its own prefix). Returns how many mentions got one."""
-    names = township_names(con)
+    wins over its own prefix). Returns how many mentions got one. ``names``: the township
+    names (default :func:`township_names`)."""
+    names = township_names(con) if names is None else names
     if not names:
         return 0
     con.execute("CREATE OR REPLACE TEMP TABLE _towns AS SELECT unnest(?::VARCHAR[]) AS t", [names])

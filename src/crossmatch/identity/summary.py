@@ -19,6 +19,12 @@ class ResolveSummary:
     candidate_pairs: int = 0
     mode: str = "full"
     new_mentions: int = 0
+    #: mention rows written this run (only the new file versions' when the others are kept)
+    mentions_built: int = 0
+    #: the mentions of unchanged file versions were kept as they were (not built again)
+    mentions_kept: bool = False
+    #: persons published again (all of them unless only some persons' links changed)
+    persons_built: int = 0
     passed_over_dead: int = 0  # candidate links weighed down: dead before the record, a living fit
     weighed_down_by_role: int = 0  # candidate links weighed down: implausible for the role
     seconds: dict[str, float] = field(default_factory=dict)

@@ -724,17 +724,20 @@ def null_marker_hint(
     if not cols or not markers:
         return None
     listed = ", ".join(sql_literal(m) for m in markers)
-    aggs = ", ".join(
+    # a hint, not a count: the first rows staged suffice (no extra pass over a big file)
+    head = f"(SELECT * FROM {STAGE} LIMIT {HINT_ROWS})"
+    counts = ", ".join(f"count(*) FILTER (WHERE trim(c{i}) IN ({listed}))" for i in cols)
+    row = _x(con, f"SELECT {counts} FROM {head}").fetchall()[0]
+    cols = [i for i, n in zip(cols, row, strict=True) if n]
+    if not cols:  # the usual case: the marker's mode (a slower aggregate) is not needed
+        return None
+    modes = ", ".join(
         f"count(*) FILTER (WHERE trim(c{i}) IN ({listed})), "
         f"mode(trim(c{i})) FILTER (WHERE trim(c{i}) IN ({listed}))"
         for i in cols
     )
-    # a hint, not a count: the first rows staged suffice (no extra pass over a big file)
-    row = _x(con, f"SELECT {aggs} FROM (SELECT * FROM {STAGE} LIMIT {HINT_ROWS})").fetchall()[0]
+    row = _x(con, f"SELECT {modes} FROM {head}").fetchall()[0]
     found = {header[i]: (int(row[2 * k]), row[2 * k + 1]) for k, i in enumerate(cols)}
-    found = {h: v for h, v in found.items() if v[0]}
-    if not found:
-        return None
     total = sum(n for n, _ in found.values())
     rows = int(_x(con, f"SELECT least(count(*), {HINT_ROWS}) FROM {STAGE}").fetchall()[0][0])
     marker = max(found.values())[1]

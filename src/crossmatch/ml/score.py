@@ -257,7 +257,7 @@ def score_warehouse(
             model = None
         fingerprint = score_inputs(con, run_id) if reuse else ""
         prev = _previous(con, fingerprint, model.model_id) if reuse and model else None
-        if prev is not None:
+        if prev is not None and model is not None:
             res = _copy_scores(con, prev, run, model.model_id, fingerprint)
             res.seconds = time.perf_counter() - t0
             log.info("%s", res.render())

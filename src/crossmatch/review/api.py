@@ -254,7 +254,8 @@ class Review:
         ``state`` one or more of new / ongoing / reopened / closed / suppressed / unchecked
         (default: everything but closed and suppressed); ``run`` the clues one night saw.
         """
-        where, params = ["TRUE"], []
+        where: list[str] = ["TRUE"]
+        params: list[Any] = []
         if rule:
             where.append("list_contains(?, c.rule_id)")
             params.append([rule] if isinstance(rule, str) else list(rule))

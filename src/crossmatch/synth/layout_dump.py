@@ -249,7 +249,7 @@ def _updated(r: Render, key: tuple[Any, ...]) -> str:
 def render_dump(r: Render) -> None:
     cell = _Cells(r)
     r.counts["soft-deleted payment versions (SCBZ=1)"] += 0
-    dump = {"delimiter": "|"}
+    dump: dict[str, Any] = {"delimiter": "|"}
     for old_rel, rel, _cn, cols in TABLES:
         t = r.table(old_rel)
         ids = [0]

@@ -38,7 +38,7 @@ import shutil
 import tempfile
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,6 +113,8 @@ ITEM_CODES = {"城乡低保金": "01", "特困供养金": "02", "高龄津贴": 
 _XLSX_CREATED = dt.datetime(2025, 12, 31, 9, 0, 0)
 Origin = tuple[str, int, dict[str, str] | None]  # (old file, old row, role map or None = all)
 OutRow = tuple[list[Any], list[Origin]]
+#: An output column: (header, the input column's header or fn(cells, input row number)).
+Column = tuple[str, str | Callable[[list[Any], int], Any]]
 
 
 # ----------------------------------------------------------------------------- cells
@@ -401,7 +403,7 @@ class Render:
     def reshape(
         self,
         t: Table,
-        columns: list[tuple[str, str | Callable[[list[Any], int], Any]]],
+        columns: Sequence[Column],
         *,
         keep: Callable[[list[Any]], bool] | None = None,
         roles: dict[str, str] | None = None,
@@ -609,7 +611,7 @@ def render_monthly(r: Render) -> None:
         r.counts[k] += 0  # stated in LAYOUT even when none
     vill = r.villages()
     safe = MonthSafety(r)
-    gb = {"encoding": "gb18030", "crlf": True}
+    gb: dict[str, Any] = {"encoding": "gb18030", "crlf": True}
 
     registry_with_names(r, **gb)
 
@@ -631,7 +633,7 @@ def render_monthly(r: Render) -> None:
         base = [("批次号", "发放批次号"), ("项目名称", "补贴项目"), ("姓名", "收款人姓名"),
                 ("身份证号", "收款人身份证号"), ("账号", "社保卡/银行账号"), ("开户行", "开户银行"),
                 ("金额(元)", "发放金额"), ("发放日期", "发放日期")]  # fmt: skip
-        tail = [("乡镇", "乡镇"), ("村", vname(cur, "村"))]
+        tail: list[Column] = [("乡镇", "乡镇"), ("村", vname(cur, "村"))]
         for status in (True, False):
             cols = base + ([("发放状态", "发放状态")] if status else []) + tail
             h, rows, ren = r.reshape(cur, cols)
@@ -660,7 +662,7 @@ def render_monthly(r: Render) -> None:
     # assistance: case roster (xlsx, one row per case) + member list (CSV, the main file)
     cur = r.table(ROSTER)
     ia, icase = cur.idx("月保障金额"), cur.idx("救助证编号")
-    case_cols = [("保障证号", "救助证编号"), ("救助类别", "救助类别"), ("申请人", "申请人姓名"),
+    case_cols: list[Column] = [("保障证号", "救助证编号"), ("救助类别", "救助类别"), ("申请人", "申请人姓名"),
                  ("申请人身份证号", "申请人身份证号"), ("保障人数", "保障人数"), ("月保障金额(元)", "月保障金额"),
                  ("乡镇(街道)", "乡镇(街道)"), ("村(社区)", vname(cur, "村(社区)")), ("经办人", "经办人"),
                  ("审批人", "审批人"), ("批准日期", lambda c, _r: _cn(c[cur.idx("救助开始日期")])),
@@ -785,7 +787,7 @@ def render_workbook(r: Render) -> None:
     cur = r.table(ROSTER)
     ik = cur.idx("救助类别")
     sheet_of = {"农村低保": "农村低保", "城乡低保": "城市低保", "特困供养": "特困"}
-    cols = [(h, h) for h in cur.header if h != "救助类别"]
+    cols: list[Column] = [(h, h) for h in cur.header if h != "救助类别"]
     h, rows, ren = r.reshape(cur, cols)
     by_sheet: dict[str, list[OutRow]] = defaultdict(list)
     for row, (_n, old) in zip(rows, cur.rows, strict=True):
@@ -985,7 +987,7 @@ def _co_owners(r: Render) -> None:
 def render_utf16(r: Render) -> None:
     for k in ("cadre terms kept to the day", "failed payments left out (no 发放状态 column)"):
         r.counts[k] += 0  # stated in LAYOUT even when none
-    u16 = {"encoding": "utf-16", "delimiter": "\t"}
+    u16: dict[str, Any] = {"encoding": "utf-16", "delimiter": "\t"}
     safe = MonthSafety(r)
     # registry: other headers, sex as a code, parent columns under other headers
     t = r.table(HUKOU)

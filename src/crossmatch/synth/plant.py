@@ -1282,11 +1282,15 @@ class Planter:
             case = kind in ("self", "parent", "child", "spouse")
             d.plant("supplier_official_link", "case" if case else "trap", e.code, "", note)
 
-    def _related(self, principal: Person, people: list[Person]) -> bool:
+    def _related(
+        self, principal: Person, people: list[Person], close: dict[int, set[int]] | None = None
+    ) -> bool:
         """Whether one of ``people`` is ``principal``, lives in their household or is a close
         relative of theirs by the truth (either direction, ignoring dates: stricter than the
-        rule, so a trap stays a trap whatever the files state)."""
-        close = close_kin(self.d)
+        rule, so a trap stays a trap whatever the files state). ``close``: ``close_kin`` of
+        the county, when the caller asks about many principals at once (it is not changed
+        in between)."""
+        close = close_kin(self.d) if close is None else close
         kin = {id(principal)} | {id(x) for x in (principal.hh.members if principal.hh else [])}
         kin |= close.get(id(principal), set())
         return any(id(x) in kin or id(principal) in close.get(id(x), set()) for x in people)
@@ -1296,8 +1300,9 @@ class Planter:
         unrelated to ``avoid``; the old one is freed). Draws from the generator only when
         called, so seeds without such an accident are unchanged."""
         d = self.d
+        close = close_kin(d)  # once: the whole county's kin, for every candidate
         pool = self._free_people(
-            lambda p: 35 <= p.age_on(JAN1) <= 58 and not self._related(p, avoid)
+            lambda p: 35 <= p.age_on(JAN1) <= 58 and not self._related(p, avoid, close)
         )
         new = self._take(pool)
         if new is None:
@@ -1403,7 +1408,7 @@ class Planter:
         """
         d = self.d
         planted = {s for r, k, s, _p, _n in d.planted if r == "approver_relative" and k == "case"}
-        keep = getattr(self, "keep_officials", set())
+        keep: set[int] = getattr(self, "keep_officials", set())
         kin = close_kin(d)
         by_id = {id(p): p for p in d.town.persons}
         for c in d.cases:
