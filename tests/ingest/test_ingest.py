@@ -217,6 +217,18 @@ def test_changed_spec_reloads_unchanged_file(county):
     assert q(county, "SELECT count(batch) FROM src_payment") == [(4,)]
 
 
+def test_upgraded_reader_reloads_unchanged_file(county, monkeypatch):
+    """Same bytes, same mapping, but a crossmatch whose readers changed: the file is read again
+    (a file an older reader got wrong must not stay wrong as 'unchanged')."""
+    from crossmatch.spec import sources as spec_sources
+
+    only(run(county), "loaded")
+    assert only(run(county), "unchanged").rows_read == 0
+    monkeypatch.setattr(spec_sources, "READER_VERSION", spec_sources.READER_VERSION + "-next")
+    assert only(run(county), "loaded").rows_read > 0
+    assert only(run(county), "unchanged").rows_read == 0
+
+
 # ----------------------------------------------------------------------------- bad input
 
 

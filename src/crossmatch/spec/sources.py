@@ -30,6 +30,11 @@ from crossmatch.spec.common import (
 
 FORMATS = ("csv", "xlsx", "html", "json", "parquet")
 ENCODINGS = ("auto", "utf-8", "utf-8-sig", "gb18030", "gbk", "utf-16", "utf-16-le", "utf-16-be")
+# How files are read and normalised, as a version: part of every mapping's digest, so a file
+# whose bytes and mapping are unchanged is still read again after an upgrade that changes what
+# it loads as (a reader or normaliser fix). Bump it with any such change; a warehouse ingested
+# before then reloads its files once.
+READER_VERSION = "2"
 ORIGINS = ("column", "value", "path", "sheet", "title")  # where a field's raw value comes from
 _TOP_KEYS = (
     "source",
@@ -1118,7 +1123,7 @@ def parse_source_file(path: str | Path, problems: Problems) -> SourceSpec | None
         null_values=null_markers,
         duplicates_ignore=dup_ignore,
         records=records,
-        digest=hashlib.sha256(path.read_bytes()).hexdigest(),
+        digest=hashlib.sha256(READER_VERSION.encode() + b"\0" + path.read_bytes()).hexdigest(),
         unpivot=tuple(groups),
         joins=tuple(joins),
     )
