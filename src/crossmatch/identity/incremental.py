@@ -26,7 +26,9 @@ from crossmatch.warehouse import fetch_one
 #:    person); a land contract's area against the farmland subsidy's; a candidate listed
 #:    already in such a file is weighed down (identity.areas, identity.listed).
 #: 5: a role profile's age limit that the role's own ID-bearing rows break costs what they
-#:    measure (role_profile.measured_limits), not HARD / SOFT.
+#:    measure (role_profile.measured_limits), not HARD / SOFT; a row's known person is a
+#:    candidate of its other role's ID-less mention where the county's rows show the two
+#:    roles to be one person at times (an applicant listed as his own member, 本人).
 IDENTITY_VERSION = "5"
 
 
