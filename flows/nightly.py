@@ -20,7 +20,6 @@ docs/operations.md.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -30,46 +29,22 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
-from crossmatch.night.flows import backfill, exit_code_of, nightly, rerun
-from crossmatch.night.run import STAGES
+from crossmatch.night.flows import backfill, nightly, rerun
 
 __all__ = ["backfill", "main", "nightly", "rerun"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Run the crossmatch nightly flow once, now.")
-    ap.add_argument("--raw", default=None, help="folder of department exports")
-    ap.add_argument("--sources", default=None, help="source mapping files")
-    ap.add_argument("--rules", default=None, help="rule files")
-    ap.add_argument("--warehouse", default=None, help="DuckDB warehouse file")
-    ap.add_argument("--only", default=None, help="comma-separated rule ids")
-    ap.add_argument("--from-stage", default="ingest", choices=STAGES, help="rerun from here")
-    ap.add_argument(
-        "--max-age-days", type=float, default=35, help="older sources make their rules stale"
-    )
-    ap.add_argument(
-        "--dask",
-        default=None,
-        help="detect's per-partition rules on Dask: 'local' (a LocalCluster) or tcp://host:8786",
-    )
-    ap.add_argument("--dask-workers", type=int, default=2, help="LocalCluster worker processes")
-    a = ap.parse_args(argv)
-    only = [s.strip() for s in a.only.split(",")] if a.only else None
-    from crossmatch.night.prefect_server import server_unless_configured
+    """Run once, now: this is ``crossmatch run --prefect`` (one CLI, one set of options and exit
+    codes); ``--help`` lists them."""
+    from crossmatch.cli import main as cli  # only the one-shot runner needs the CLI, not a worker
 
-    with server_unless_configured():
-        if a.from_stage == "ingest":
-            state = nightly(
-                a.raw, a.sources, a.rules, a.warehouse, only, a.max_age_days,
-                dask=a.dask, dask_workers=a.dask_workers, return_state=True,
-            )  # fmt: skip
-        else:
-            state = rerun(
-                a.from_stage, a.raw, a.sources, a.rules, a.warehouse, only, a.max_age_days,
-                dask=a.dask, dask_workers=a.dask_workers, return_state=True,
-            )  # fmt: skip
-    print(f"{state.name}: {state.message}")
-    return exit_code_of(state)
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        cli.main(args=["run", "--prefect", *args], prog_name="flows/nightly.py")
+    except SystemExit as stop:  # click ends with sys.exit(code)
+        return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 2)
+    return 0
 
 
 if __name__ == "__main__":

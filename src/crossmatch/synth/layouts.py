@@ -24,7 +24,7 @@ row's cells, so the output is deterministic and an exact duplicate row stays exa
 
 Layouts (``LAYOUTS``): ``default`` (today's files, byte for byte), ``monthly``, ``workbook``,
 ``utf16``, ``township`` (layout_township.py), ``platform`` (layout_platform.py), ``dump``
-(layout_dump.py); each has a
+(layout_dump.py), ``legacy`` (layout_legacy.py); each has (or, for ``legacy``, is to get) a
 mapping set under ``sources/<layout>/``.
 """
 
@@ -96,6 +96,14 @@ LAYOUTS: dict[str, str] = {
         "a surrogate ID, SCBZ (删除标志) and GXSJ on every table, soft-deleted earlier "
         "versions of some payments (SCBZ=1), payment amounts in fen, codes for sex, status, "
         "item and assistance kind, dates as 19560312 / 2015-08-04 00:00:00 / 202204"
+    ),
+    "legacy": (
+        "older county systems' exports (layout_legacy.py): payments as HTML tables saved as "
+        ".xls (GBK, <meta charset>), the payee as one 姓名(身份证号) column, lowercase x, "
+        "2025/3/5 and 20250305 in one column, remark rows (制表人/审核人) under the table; "
+        "payroll and land contracts as BIFF .xls (date cells mixed with text dates, 张三(户主)); "
+        "the assistance roster as a JSON API dump (households with nested familyMembers, "
+        "epoch-millisecond dates); elderly IDs with a leading apostrophe ('341122...)"
     ),
 }
 
@@ -1124,6 +1132,12 @@ def _render_dump(r: Render) -> None:
     render_dump(r)
 
 
+def _render_legacy(r: Render) -> None:
+    from crossmatch.synth.layout_legacy import render_legacy
+
+    render_legacy(r)
+
+
 def _render_platform(r: Render) -> None:
     from crossmatch.synth.layout_platform import render_platform
 
@@ -1137,6 +1151,7 @@ _RENDERERS: dict[str, Callable[[Render], None]] = {
     "township": _render_township,
     "platform": _render_platform,
     "dump": _render_dump,
+    "legacy": _render_legacy,
 }
 
 
