@@ -245,18 +245,16 @@ def _roster_json(r: Render) -> None:
     )
     # member ordinal in file order: households in first-seen order, members in row order
     ordinal: dict[int, int] = {}
-    k = 0
     members_of: dict[tuple[Any, ...], list[int]] = defaultdict(list)
-    for key, n in order:
-        members_of[key].append(n)
-    for key in households:
-        for n in members_of[key]:
-            k += 1
-            ordinal[n] = k
-    for n, _old in t.rows:
+    for hh, n in order:
+        members_of[hh].append(n)
+    for hh in households:
+        for n in members_of[hh]:
+            ordinal[n] = len(ordinal) + 1
+    for n, _cells in t.rows:
         r.moved[(t.rel, n)].append((JSON_FILE, ordinal[n], None))
-    r.renames[JSON_FILE] = {old: key for key, old in JSON_HOUSEHOLD + JSON_MEMBER}
-    r.counts[f"rows {JSON_FILE}"] = k
+    r.renames[JSON_FILE] = {old: jp for jp, old in JSON_HOUSEHOLD + JSON_MEMBER}
+    r.counts[f"rows {JSON_FILE}"] = len(ordinal)
     doc = {"code": 200, "msg": "操作成功", "total": len(households),
            "data": list(households.values())}  # fmt: skip
     path = r.out / "raw" / JSON_FILE
