@@ -526,10 +526,10 @@ def measured_limits(
             continue
         if roles is not None and (source, role) not in roles:
             continue
-        limits = {"hard_min": prof.hard_min_age}
+        given = {"hard_min": prof.hard_min_age}
         if prof.item is None:
-            limits |= {"soft_min": prof.soft_min_age, "soft_max": prof.soft_max_age}
-        limits = {k: float(v) for k, v in limits.items() if v is not None}
+            given |= {"soft_min": prof.soft_min_age, "soft_max": prof.soft_max_age}
+        limits: dict[str, float] = {k: float(v) for k, v in given.items() if v is not None}
         cols = _columns(con, table)
         date_col = next((c for c in prof.date if c in cols), None)
         if not limits or date_col is None:
