@@ -172,13 +172,17 @@ def main(argv: list[str] | None = None) -> int:
     from crossmatch.synth.layouts import LAYOUTS
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--layouts", default="all", help="all, or comma-separated layout names")
+    ap.add_argument(
+        "--layouts", default="all", help="all (every layout), or comma-separated layout names"
+    )
     ap.add_argument("--seeds", default="11,23,37", help="comma-separated seeds")
     ap.add_argument("--persons", type=int, default=8000)
     ap.add_argument("--keep", type=Path, default=None, help="keep the counties and warehouses here")
     ap.add_argument("--rules", type=Path, default=ROOT / "rules", help="rule folder")
     args = ap.parse_args(argv)
-    layouts = list(LAYOUTS) if args.layouts == "all" else args.layouts.split(",")
+    # "all" is every layout (dump included); it may stand in a list ("all,dump")
+    names = [x.strip() for x in args.layouts.split(",") if x.strip()]
+    layouts = list(dict.fromkeys(y for x in names for y in (LAYOUTS if x == "all" else [x])))
     unknown = [x for x in layouts if x not in LAYOUTS]
     if unknown:
         ap.error(f"unknown layout(s) {unknown}; known: {', '.join(LAYOUTS)}")

@@ -12,7 +12,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from crossmatch.identity import id_index
+from crossmatch.identity import household, id_index
 from crossmatch.identity.comparisons import ChineseName
 from crossmatch.identity.mentions import _columns, _tables
 from crossmatch.identity.names import name_keys
@@ -158,28 +158,45 @@ def link_household_comentions(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     for the fuzzy path, and name-only staff roles (handler, approver) are linked by
     :func:`link_handlers`. Not unique, or no household member of that name: left to the fuzzy
     path.
+
+    The known person is a candidate too where the two roles of a row are at times one person
+    on the county's own rows (:func:`crossmatch.identity.household.self_roles_sql`): a
+    case's applicant listed as its own member
+    (本人). Without it, the applicant 赵军's own member row went to his father 赵军 (a
+    household member through the registry's father column), and the father's payments were
+    measured against the son's one-person case: 12 false over_standard_amount clues at 30,000
+    persons. A co-owner or a wife (roles never one person on ID-bearing rows) never is.
     """
     empty = pd.DataFrame(columns=["source", "file", "row", "role", "id", "probability"])
     if "household_no" not in _columns(con, "src_hukou"):
         return empty
     cand = con.execute(
-        """WITH hh AS (
+        f"""WITH hh AS (
             -- every household the registry puts the ID in (not one picked by scan order)
             SELECT DISTINCT m.id, s.household_no FROM person_mention m
             JOIN src_hukou s ON m.source = 'hukou' AND s._file = m.file AND s._row = m.row
             WHERE m.id IS NOT NULL AND s.household_no IS NOT NULL),
         p AS (
-            SELECT DISTINCT b.source, b.file, b.row, b.role, b.name, a.id AS known
+            SELECT DISTINCT b.source, b.file, b.row, b.role, b.name, a.id AS known,
+                a.role AS known_role
             FROM person_mention b
             SEMI JOIN _new USING (source, file, row, role)
             JOIN person_mention a ON a.source = b.source AND a.file = b.file
                 AND a.row = b.row AND a.role <> b.role
             WHERE b.id IS NULL AND b.id_raw IS NULL AND b.id_status = 'missing'
-                AND b.name IS NOT NULL AND a.id IS NOT NULL AND b.source <> 'hukou')
+                AND b.name IS NOT NULL AND a.id IS NOT NULL AND b.source <> 'hukou'),
+        self_roles AS (
+            -- (source, role, known role) whose two persons are one on some ID-bearing rows
+            {household.self_roles_sql("a.source IN (SELECT DISTINCT source FROM p)")})
         SELECT p.source, p.file, p.row, p.role, p.name, n.id, n.name AS cand_name
         FROM p JOIN hh h1 ON h1.id = p.known
         JOIN hh h2 ON h2.household_no = h1.household_no AND h2.id <> p.known
         JOIN _id_node n ON n.id = h2.id AND n.in_registry
+        WHERE n.name IS NOT NULL
+        UNION
+        SELECT p.source, p.file, p.row, p.role, p.name, n.id, n.name AS cand_name
+        FROM p SEMI JOIN self_roles r USING (source, role, known_role)
+        JOIN _id_node n ON n.id = p.known
         WHERE n.name IS NOT NULL"""
     ).df()
     if cand.empty:

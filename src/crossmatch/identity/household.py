@@ -44,6 +44,25 @@ KIN_ROLES: dict[str, frozenset[str]] = {
 # a column grouping the rows of one household or case within a source (members of one case
 # on different rows)
 GROUP_COLUMN: dict[str, str] = {"assistance": "case_no"}
+# two roles of one row are at times one person (a case's applicant listed as its own member,
+# 本人) when at least this many rows with both IDs, and this share of them, name one ID twice
+SELF_MIN_ROWS = 3
+SELF_SHARE = 0.01
+
+
+def self_roles_sql(where: str = "true") -> str:
+    """SELECT source, role, known_role: the role pairs of one row whose two persons the
+    county's own rows with both IDs show to be one person at times (:data:`SELF_MIN_ROWS`,
+    :data:`SELF_SHARE`): the known person of ``known_role`` is then a candidate of the other
+    role's mention himself. A property's owner and co-owner, a husband and wife never are.
+    ``where``: a condition on ``a`` (the known role's mention), e.g. the sources to measure."""
+    return f"""SELECT a.source, b.role, a.role AS known_role FROM person_mention a
+        JOIN person_mention b ON a.source = b.source AND a.file = b.file
+            AND a.row = b.row AND a.role <> b.role
+        WHERE a.id IS NOT NULL AND b.id IS NOT NULL AND ({where})
+        GROUP BY ALL
+        HAVING count_if(a.id = b.id) >= {SELF_MIN_ROWS}
+            AND count_if(a.id = b.id) >= {SELF_SHARE} * count(*)"""
 
 
 def _columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
@@ -55,7 +74,14 @@ def _columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
 
 def comentions(con: duckdb.DuckDBPyConnection, mentions: str = "_fz") -> pd.DataFrame:
     """Per probe mention (gkey) of a kin source: its co-mentions' valid ID (``known_id``) or
-    group key (``known_gkey``, a probe itself). Columns gkey, known_id, known_gkey."""
+    group key (``known_gkey``, a probe itself), and whether the co-mention may be the probe's
+    person himself (``self_ok``: same row, roles that are one person at times,
+    :func:`self_roles_sql`). Columns gkey, known_id, known_gkey, self_ok."""
+    kin_src = ", ".join(f"'{s}'" for s in sorted(KIN_ROLES))
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _self_roles AS "
+        + self_roles_sql(f"a.source IN ({kin_src}) AND a.source <> 'hukou'")
+    )
     parts = []
     for src, roles in KIN_ROLES.items():
         cols = _columns(con, f"src_{src}")
@@ -63,17 +89,20 @@ def comentions(con: duckdb.DuckDBPyConnection, mentions: str = "_fz") -> pd.Data
             continue
         rl = ", ".join(f"'{r}'" for r in sorted(roles))
         parts.append(
-            f"""SELECT f.gkey, b.id AS known_id, fb.gkey AS known_gkey
+            f"""SELECT f.gkey, b.id AS known_id, fb.gkey AS known_gkey,
+                sr.source IS NOT NULL AS self_ok
             FROM {mentions} f JOIN person_mention b ON b.source = f.source AND b.file = f.file
                 AND b.row = f.row AND b.role <> f.role
             LEFT JOIN {mentions} fb ON fb.source = b.source AND fb.file = b.file
                 AND fb.row = b.row AND fb.role = b.role
+            LEFT JOIN _self_roles sr ON sr.source = f.source AND sr.role = f.role
+                AND sr.known_role = b.role
             WHERE f.source = '{src}' AND f.role IN ({rl}) AND b.role IN ({rl})"""
         )
         grp = GROUP_COLUMN.get(src)
         if grp and grp in cols:
             parts.append(
-                f"""SELECT f.gkey, b.id AS known_id, fb.gkey AS known_gkey
+                f"""SELECT f.gkey, b.id AS known_id, fb.gkey AS known_gkey, false AS self_ok
                 FROM {mentions} f
                 JOIN src_{src} sf ON sf._file = f.file AND sf._row = f.row
                 JOIN src_{src} sb ON sb.{grp} = sf.{grp} AND NOT (sb._file = sf._file
@@ -86,7 +115,7 @@ def comentions(con: duckdb.DuckDBPyConnection, mentions: str = "_fz") -> pd.Data
                     AND sf.{grp} IS NOT NULL"""
             )
     if not parts:
-        return pd.DataFrame(columns=["gkey", "known_id", "known_gkey"])
+        return pd.DataFrame(columns=["gkey", "known_id", "known_gkey", "self_ok"])
     df = con.execute(
         "SELECT DISTINCT * FROM (" + " UNION ALL ".join(parts) + ") "
         "WHERE known_id IS NOT NULL OR known_gkey IS NOT NULL"
@@ -158,6 +187,11 @@ def support(
     m = cm.merge(kin, left_on="known", right_on="id")
     out: dict[str, set[str]] = {}
     for g, k in zip(m["gkey"], m["kin"], strict=True):
+        out.setdefault(g, set()).add(k)
+    # the co-mention himself, where the two roles are one person at times (an applicant
+    # listed as his own member): as much a candidate as his relatives
+    own = cm[cm["self_ok"].fillna(False).astype(bool)]
+    for g, k in zip(own["gkey"], own["known"].astype(str), strict=True):
         out.setdefault(g, set()).add(k)
     return out
 

@@ -25,7 +25,11 @@ from crossmatch.warehouse import fetch_one
 #: 4: ID-less rows of a file that lists each person once are not grouped (and cannot be one
 #:    person); a land contract's area against the farmland subsidy's; a candidate listed
 #:    already in such a file is weighed down (identity.areas, identity.listed).
-IDENTITY_VERSION = "4"
+#: 5: a role profile's age limit that the role's own ID-bearing rows break costs what they
+#:    measure (role_profile.measured_limits), not HARD / SOFT; a row's known person is a
+#:    candidate of its other role's ID-less mention where the county's rows show the two
+#:    roles to be one person at times (an applicant listed as his own member, 本人).
+IDENTITY_VERSION = "5"
 
 
 def _signature(con: duckdb.DuckDBPyConnection, config: LinkageConfig, roles: list[RoleRef]) -> str:

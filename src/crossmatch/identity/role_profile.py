@@ -127,6 +127,15 @@ STAFF_ROLES = ("payroll|person", "cadre|cadre", "cadre|person", "school_staff|pe
 DEATH_BEFORE_DAYS = 60  # a cremation / death record follows the death within this many days
 DEATH_AFTER_DAYS = 7
 DEAD_BEFORE_DAYS = 31  # a registration this long after a recorded death is not the person's
+# an age limit the county's own ID-bearing rows of the role break (at least this many rows and
+# this share of them) is weighed by what those rows measure, not by HARD / SOFT: see
+# :func:`measured_limits`
+MEASURE_MIN_ROWS = 30
+MIN_BREAKS = 3
+BREAK_SHARE = 0.005
+MIN_COST = 1.0  # log2 units: a limit measured weaker than this is no evidence at all
+_U_DATES = 5000  # record dates sampled to measure how often a random registered person breaks it
+LIMITS = ("hard_min", "soft_min", "soft_max")
 
 
 def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
@@ -282,16 +291,30 @@ def _age(birth: pd.Series, at: pd.Series) -> np.ndarray:
     return ((a - b).dt.days / 365.25).to_numpy(dtype=float, na_value=np.nan)
 
 
-def violations(pairs: pd.DataFrame, asof: pd.Timestamp | None = None) -> pd.DataFrame:
-    """Per (mention profile x candidate) row: ``hard`` and ``soft`` violations and ``fit`` (the
-    candidate's recorded death dates the mention's death event).
+def violations(
+    pairs: pd.DataFrame,
+    asof: pd.Timestamp | None = None,
+    costs: dict[tuple[str, str, str], float] | None = None,
+) -> pd.DataFrame:
+    """Per (mention profile x candidate) row: ``hard`` and ``soft`` violations, ``fit`` (the
+    candidate's recorded death dates the mention's death event), and what each costs
+    (``hard_cost``, ``soft_cost``, log2 units).
 
     ``pairs`` columns: source, role, rec_date, item (the mention) and birth, sex, head, death
     (the candidate). A mention without a record date is checked at ``asof`` for minimum ages
-    (the latest record date: a person too young then was too young before)."""
+    (the latest record date: a person too young then was too young before). ``costs``: (source,
+    role, limit) -> log2 units for the age limits the county's records overrule
+    (:func:`measured_limits`); a limit measured below :data:`MIN_COST` is no violation."""
     n = len(pairs)
     if n == 0:
-        return pd.DataFrame({"hard": [], "soft": [], "fit": []}, dtype=bool)
+        return pd.DataFrame(
+            {"hard": [], "soft": [], "fit": [], "hard_cost": [], "soft_cost": []}
+        ).astype({"hard": bool, "soft": bool, "fit": bool, "hard_cost": float, "soft_cost": float})
+    costs = costs or {}
+
+    def cost(limit: str, default: float) -> np.ndarray:
+        return np.array([costs.get((a, b, limit), default) for a, b in keys], dtype=float)
+
     keys = list(zip(pairs["source"], pairs["role"], strict=True))
     profs = [PROFILES.get(k) for k in keys]
 
@@ -322,26 +345,40 @@ def violations(pairs: pd.DataFrame, asof: pd.Timestamp | None = None) -> pd.Data
     ddays = (rec - death).dt.days.to_numpy(dtype=float, na_value=np.nan)
     sex = pairs["sex"].to_numpy(dtype=object)
     head = pairs["head"].astype("boolean").to_numpy(dtype=object, na_value=None)
+    c_hard_min, c_soft_min, c_soft_max = (
+        cost("hard_min", HARD), cost("soft_min", SOFT), cost("soft_max", SOFT)
+    )  # fmt: skip
+    c_soft_min[by_item] = SOFT  # a benefit's own minimum age is not measured per role
     with np.errstate(invalid="ignore"):
         known_age = ~np.isnan(age)
         # born after the record: dated records only (an undated one is checked at asof, and
         # a minimum of 0 says nothing there)
-        hard = known_age & (age < hard_min) & (dated | (hard_min > 0))
-        soft = known_age & (age < soft_min)
-        soft |= known_age & dated & (age > soft_max)
-        hard |= np.array(
+        young = known_age & (age < hard_min) & (dated | (hard_min > 0)) & (c_hard_min >= MIN_COST)
+        hard_cost = np.where(young, c_hard_min, 0.0)
+        soft_young = known_age & (age < soft_min) & (c_soft_min >= MIN_COST)
+        aged = known_age & dated & (age > soft_max) & (c_soft_max >= MIN_COST)
+        soft_cost = np.maximum(
+            np.where(soft_young, c_soft_min, 0.0), np.where(aged, c_soft_max, 0.0)
+        )
+        hard = hard_cost > 0
+        # the other soft violations below cost SOFT each
+        soft = np.zeros(n, dtype=bool)
+        sexed = np.array(
             [w is not None and isinstance(x, str) and x != "" and x != w
              for w, x in zip(want_sex, sex, strict=True)]
         )  # fmt: skip
+        hard |= sexed
         soft |= head_role & np.array([h is False for h in head])
         held = pairs["held"].to_numpy(dtype=object) if "held" in pairs else [None] * n
         own = [f"{a}|{b}" for a, b in keys]
         need = [f"{p.holds[0]}|{p.holds[1]}" if p is not None and p.holds else None for p in profs]
         once = np.array([p is not None and p.once for p in profs])
         is_staff = np.array([p is not None and p.staff for p in profs])
-        hard |= is_staff & np.array(
+        no_roster = is_staff & np.array(
             [h is not None and not (set(STAFF_ROLES) & set(list(h))) for h in held]
         )
+        hard |= no_roster
+        hard_cost = np.where(sexed | no_roster, HARD, hard_cost)
         # not held on a row with a valid ID: unusual, unless a row of that role without a
         # usable ID may be the candidate's (its ID was lost, not its holding)
         open_hold = (
@@ -372,7 +409,19 @@ def violations(pairs: pd.DataFrame, asof: pd.Timestamp | None = None) -> pd.Data
         soft |= death_event & known_d & ~fit  # recorded dead at another time
         # a record from well after the candidate's recorded death is not the candidate's
         soft |= ~death_event & dated_role & known_d & (ddays > DEAD_BEFORE_DAYS)
-    return pd.DataFrame({"hard": hard & has, "soft": soft & has, "fit": fit & has})
+        soft_cost = np.maximum(soft_cost, np.where(soft, SOFT, 0.0))
+        soft |= soft_cost > 0
+    hard &= has
+    soft &= has
+    return pd.DataFrame(
+        {
+            "hard": hard,
+            "soft": soft,
+            "fit": fit & has,
+            "hard_cost": np.where(hard, hard_cost, 0.0),
+            "soft_cost": np.where(soft, soft_cost, 0.0),
+        }
+    )
 
 
 def edge_penalty(
@@ -407,23 +456,30 @@ def edge_penalty(
         edges["cid"] = nid_s.to_numpy()[other[idx]]
         edges["cid"] = edges["cid"].str.slice(2)
         pairs = edges.merge(prof, on="gkey").join(facts, on="cid")
-        v = violations(pairs, asof)
+        v = violations(pairs, asof, costs)
         pairs = pd.concat([pairs, v], axis=1)
         # a candidate is as implausible as its worst mention of the node
         pairs["home_hit"] = _at_home(pairs)
         per = pairs.groupby("e").agg(
-            hard=("hard", "any"), soft=("soft", "any"), fit=("fit", "any"), home=("home_hit", "any")
+            hard=("hard", "any"),
+            soft=("soft", "any"),
+            fit=("fit", "any"),
+            home=("home_hit", "any"),
+            hard_cost=("hard_cost", "max"),
+            soft_cost=("soft_cost", "max"),
         )
         per["probe"] = probe[per.index.to_numpy()]
         per["clean"] = ~per["hard"] & ~per["soft"]
         # a rival fits: another candidate of the probe with no violation (and, where a death
         # event is the record, one whose death the records date close to it)
         has_fit = per.groupby("probe")["fit"].transform("any")
-        per.loc[has_fit & ~per["fit"], "soft"] = True
+        late = has_fit & ~per["fit"]
+        per.loc[late, "soft"] = True
+        per.loc[late, "soft_cost"] = np.maximum(per.loc[late, "soft_cost"], SOFT)
         per["clean"] = ~per["hard"] & ~per["soft"]
         rival = per.groupby("probe")["clean"].transform("sum") - per["clean"].astype(int)
-        pen = np.where(per["hard"], HARD, 0.0) + np.where(
-            per["soft"] & ~per["hard"] & (rival > 0), SOFT, 0.0
+        pen = np.where(per["hard"], per["hard_cost"], 0.0) + np.where(
+            per["soft"] & ~per["hard"] & (rival > 0), per["soft_cost"], 0.0
         )
         # support (a negative penalty): evidence that points *to* this candidate, as much as
         # it is rarer by chance than for the person (its likelihood ratio, measured on the
@@ -433,10 +489,109 @@ def edge_penalty(
         out[per.index.to_numpy()] = pen - sup
         return out
 
+    costs = measured_limits(con, set(zip(prof["source"], prof["role"], strict=True)))
+    for (src, role, limit), c in sorted(costs.items()):
+        log.info("role profile: %s/%s %s broken by the county's own rows: %.1f log2", src, role,
+                 limit, c)  # fmt: skip
     death_bits = death_support(con)
     home_bits = home_support(con)
     log.info("role profile support: death fit %.1f, home township %.1f log2", death_bits, home_bits)
     return penalty
+
+
+def measured_limits(
+    con: duckdb.DuckDBPyConnection, roles: set[tuple[str, str]] | None = None
+) -> dict[tuple[str, str, str], float]:
+    """(source, role, limit) -> log2 units, for the age limits of :data:`PROFILES` that the
+    county's own records break; ``limit`` is ``hard_min``, ``soft_min`` or ``soft_max``.
+
+    Why: a limit is an assumption about what a record's date means, and a department's date
+    may not mean it. A vehicle's 初次登记日期 is the vehicle's first registration (a used car's
+    owner may have been a child then, or not born); a company's 成立日期 predates a later legal
+    representative; a case's start predates a member born into it. Weighed as impossible
+    (:data:`HARD`), such a limit passes over the true owner: a unique name left unresolved, or
+    a namesake who was an adult then linked instead.
+
+    Measured like any other Fellegi-Sunter weight, on the role's rows that carry a valid ID:
+    m = the share of them that break the limit at their own record date (k of n, as
+    (k + 1/2) / (n + 1)), u = the share of registered persons who would break it at those
+    dates; the cost is log2(u / m), at most the configured HARD / SOFT. Only a limit broken by
+    at least :data:`MIN_BREAKS` rows and :data:`BREAK_SHARE` of them is overruled (a couple of
+    rows may carry a mistyped ID), and only with :data:`MEASURE_MIN_ROWS` dated rows; every
+    other limit keeps its configured cost. Benefit-specific minimum ages (payments) are not
+    measured. ``roles``: only these (source, role) (default: every profile)."""
+    tables = _tables(con)
+    births: np.ndarray | None = None  # read once, when a limit is broken
+    out: dict[tuple[str, str, str], float] = {}
+    for (source, role), prof in PROFILES.items():
+        table = f"src_{source}"
+        if table not in tables or not prof.date:
+            continue
+        if roles is not None and (source, role) not in roles:
+            continue
+        given = {"hard_min": prof.hard_min_age}
+        if prof.item is None:
+            given |= {"soft_min": prof.soft_min_age, "soft_max": prof.soft_max_age}
+        limits: dict[str, float] = {k: float(v) for k, v in given.items() if v is not None}
+        cols = _columns(con, table)
+        date_col = next((c for c in prof.date if c in cols), None)
+        if not limits or date_col is None:
+            continue
+        rows = f"""SELECT * FROM (SELECT
+                date_diff('day', DATE '1970-01-01', {_date_sql(f"s.{date_col}")}) AS rec,
+                date_diff('day', DATE '1970-01-01',
+                    try_strptime(substr(m.id, 7, 8), '%Y%m%d')::DATE) AS birth
+            FROM person_mention m JOIN {table} s ON s._file = m.file AND s._row = m.row
+            WHERE m.source = '{source}' AND m.role = '{role}' AND m.id IS NOT NULL)
+            WHERE rec IS NOT NULL AND birth IS NOT NULL"""
+        # counted in DuckDB: a big county's payments are tens of millions of rows
+        breaks = ", ".join(
+            f"count_if((rec - birth) / 365.25 {'>' if lim == 'soft_max' else '<'} {years})"
+            for lim, years in limits.items()
+        )
+        n, *ks = con.execute(f"SELECT count(*), {breaks} FROM ({rows})").fetchall()[0]
+        if n < MEASURE_MIN_ROWS:
+            continue
+        sample = None
+        for (limit, years), k in zip(limits.items(), ks, strict=True):
+            if k < MIN_BREAKS or k < BREAK_SHARE * n:
+                continue
+            if births is None:
+                births = _registry_birth_days(con)
+            if len(births) == 0:
+                return out
+            if sample is None:
+                sample = (
+                    con.execute(
+                        f"SELECT rec::DOUBLE AS rec FROM ({rows}) "
+                        f"USING SAMPLE reservoir({_U_DATES} ROWS) REPEATABLE (1)"
+                    )
+                    .df()["rec"]
+                    .to_numpy(dtype=float)
+                )
+            edge = sample - years * 365.25  # born after this: younger than ``years`` then
+            if limit == "soft_max":
+                u = float(np.searchsorted(births, edge, "left").mean()) / len(births)
+            else:
+                u = 1.0 - float(np.searchsorted(births, edge, "right").mean()) / len(births)
+            configured = HARD if limit == "hard_min" else SOFT
+            m = (k + 0.5) / (n + 1)
+            out[(source, role, limit)] = float(np.clip(np.log2(max(u, 1e-12) / m), 0.0, configured))
+    return out
+
+
+def _registry_birth_days(con: duckdb.DuckDBPyConnection) -> np.ndarray:
+    """Sorted birth days (since 1970-01-01) of the registered persons (``_id_node``), else of
+    every valid ID mentioned."""
+    if _has_temp(con, "_id_node"):
+        sql = "SELECT id FROM _id_node WHERE in_registry"
+    else:
+        sql = "SELECT DISTINCT id FROM person_mention WHERE id IS NOT NULL"
+    b = con.execute(
+        f"""SELECT date_diff('day', DATE '1970-01-01',
+                try_strptime(substr(id, 7, 8), '%Y%m%d')::DATE)::DOUBLE AS b FROM ({sql})"""
+    ).df()["b"]
+    return np.sort(b.dropna().to_numpy(dtype=float))
 
 
 def _at_home(pairs: pd.DataFrame) -> np.ndarray:
