@@ -29,9 +29,9 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
-from crossmatch.night.flows import backfill, nightly, rerun
+from crossmatch.night.flows import backfill, exit_code_of, nightly, rerun
 
-__all__ = ["backfill", "main", "nightly", "rerun"]
+__all__ = ["backfill", "exit_code_of", "main", "nightly", "rerun"]
 
 
 def main(argv: list[str] | None = None) -> int:
