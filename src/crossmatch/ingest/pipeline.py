@@ -139,17 +139,9 @@ def _batches(
         )
         r.info = info
         yield from readers.read_csv_batches(r)
-    elif fmt == "xlsx" and _sniff(path) == "html":  # a web system's .xls: an HTML table
-        info.notes.append("an HTML table saved as an Excel file: read as HTML")
-        yield from readers.read_html_batches(
-            path,
-            info,
-            encoding=encoding,
-            header_row=spec.header_row,
-            aliases=aliases,
-            header_rows=spec.header_rows,
-        )
-    elif fmt == "html":
+    elif fmt == "html" or (fmt == "xlsx" and _sniff(path) == "html"):
+        if fmt == "xlsx":  # a web system's .xls: an HTML table
+            info.notes.append("an HTML table saved as an Excel file: read as HTML")
         yield from readers.read_html_batches(
             path,
             info,
