@@ -10,9 +10,9 @@ import duckdb
 import pandas as pd
 
 from crossmatch import warehouse
-from crossmatch.identity.fuzzy_model import _candidate_id
+from crossmatch.identity.fuzzy_model import _KEYS, _candidate_id, _node_frame
 from crossmatch.identity.linker import LinkageConfig
-from crossmatch.identity.mentions import _columns, _tables
+from crossmatch.identity.mentions import _columns, _store, _tables
 from crossmatch.identity.roles import RoleRef
 from crossmatch.identity.summary import ResolveSummary
 from crossmatch.warehouse import fetch_one
@@ -144,6 +144,191 @@ def _split_new(con: duckdb.DuckDBPyConnection, incremental: bool) -> None:
         WHERE NOT EXISTS (SELECT 1 FROM _kv v WHERE v.source = m.source
             AND v.file = m.file AND v.file_hash = m.file_hash)"""
     )
+
+
+def snapshot_index(con: duckdb.DuckDBPyConnection, mentions_kept: bool) -> None:
+    """``_idx_old``: the stored person index's rows of the IDs whose row may change tonight
+    (``_idx_changed``), before :func:`~crossmatch.identity.fuzzy_model._build_index` updates
+    them: :func:`_reopen` compares them with tonight's to find the persons whose evidence
+    changed. Absent when there is no stored index or no record of what changed."""
+    con.execute("DROP TABLE IF EXISTS _idx_old")
+    tables = _tables(con)
+    if "identity_idx" in tables and mentions_kept:
+        con.execute(
+            "CREATE TEMP TABLE _idx_old AS SELECT * FROM identity_idx "
+            "WHERE idc IN (SELECT id FROM _idx_changed)"
+        )
+
+
+def _temp_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return bool(
+        con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [name]
+        ).fetchall()[0][0]
+    )
+
+
+#: what a mention's node is made of on the fuzzy path (``clustering._fuzzy_pool``): its name,
+#: its ID candidate (an ID that conflicted with its name is none), village and account key
+_NODE_ATTRS = """m.name, CASE WHEN m.id IS NULL THEN m.id_raw END AS id_raw, m.village_code,
+    coalesce(o.owner, an.owner, CASE WHEN m.account IS NOT NULL THEN 'A:' || m.account END)
+        AS acct"""
+_NODE_JOINS = """LEFT JOIN _acct_owner o ON o.account = m.account
+    LEFT JOIN _acct_name_owner an ON an.account = m.account AND an.name = m.name"""
+
+
+def _reopen(
+    con: duckdb.DuckDBPyConnection, config: LinkageConfig, mentions_kept: bool
+) -> int:
+    """Re-decide tonight the kept links that tonight's change can reach: move them from
+    ``_kept`` to ``_new`` (and into ``_reopen``, whose links publishing replaces). Returns
+    how many.
+
+    Why: a mention without an ID is decided among its candidates (the persons and other
+    ID-less mentions that share a blocking key with it) on their evidence (name, village,
+    account, death, ID). A file version that did not change keeps its mentions, but a kept
+    ``unresolved`` or ``fuzzy`` decision is only as good as the candidates it was made among:
+    a new file can bring the evidence that picks one of two namesakes (an ID-bearing row with
+    the mention's account), a new rival (a second registered namesake in its village), or
+    ID-less mentions of the same person. A full run sees all of that; so must tonight's.
+
+    Reached, and so re-decided (every mention with the same node attributes together, since
+    such mentions are one node of the fuzzy path):
+    * kept fuzzy / unresolved mentions sharing a blocking key of the configuration with a
+      *seed*: a new mention that goes to the fuzzy path (no ID, or an ID under another name),
+      or a person-index row that changed (old and new: a new ID, a name, village, account,
+      registry status or death that changed, an ID gone);
+    * those linked to an ID whose mentions changed (its evidence changed);
+    * those whose account is an account of a mention added or dropped (its owner may change).
+    Exact links (by a valid ID) and judgements stay kept. Without a record of the IDs that
+    changed (the mentions were built again), every kept fuzzy / unresolved link is reopened.
+
+    Cost: the kept ID-less nodes and the seeds get their blocking keys (the same Python as
+    ``_previous_persons``) and are joined per blocking rule in DuckDB; only what is reached
+    is scored again.
+    """
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _ro_k AS
+        SELECT k.source, k.file, k.row, k.role, k.file_hash, k.person_id, m.account,
+            {_NODE_ATTRS}
+        FROM _kept k JOIN person_mention m USING (source, file, row, role)
+        {_NODE_JOINS}
+        WHERE k.method IN ('fuzzy', 'unresolved') AND m.name IS NOT NULL"""
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _reopen (source VARCHAR, file VARCHAR, row INTEGER, "
+        "role VARCHAR, file_hash VARCHAR)"
+    )
+    if not mentions_kept:
+        # (``_idx_changed`` and ``_pm_gone`` are this run's only when the mentions were kept)
+        con.execute(
+            "INSERT INTO _reopen SELECT source, file, row, role, file_hash FROM _ro_k"
+        )
+    else:
+        _reached(con, config)
+    n = int(con.execute("SELECT count(*) FROM _reopen").fetchall()[0][0])
+    if n:
+        con.execute("DELETE FROM _kept k WHERE EXISTS (SELECT 1 FROM _reopen r WHERE "
+                    "r.source = k.source AND r.file = k.file AND r.row = k.row "
+                    "AND r.role = k.role)")
+        con.execute("INSERT INTO _new SELECT source, file, row, role FROM _reopen")
+        con.execute(
+            """CREATE OR REPLACE TEMP TABLE _kept_conflict AS
+            SELECT c.* FROM identity_conflict c SEMI JOIN _kept USING (source, file, row, role)"""
+        )
+        con.execute(
+            """CREATE OR REPLACE TEMP TABLE _kept_expl AS
+            SELECT e.* FROM identity_explanation e SEMI JOIN _kept USING (node_id)"""
+        )
+    for t in ("_ro_k", "_ro_kn", "_ro_seed", "_ro_hit"):
+        con.execute(f"DROP TABLE IF EXISTS {t}")
+    return n
+
+
+def _reached(con: duckdb.DuckDBPyConnection, config: LinkageConfig) -> None:
+    """Fill ``_reopen`` with the kept links of ``_ro_k`` the change reaches (see _reopen)."""
+    keys = list(dict.fromkeys(c for cols, _cap in config.rules() for c in cols))
+    keys = [k for k in keys if k in _KEYS]
+    # the kept nodes and the new fuzzy-path nodes, one row per distinct attribute set
+    kept = con.execute(
+        "SELECT DISTINCT name, id_raw, village_code, acct FROM _ro_k"
+    ).df()
+    new = con.execute(
+        f"""SELECT DISTINCT {_NODE_ATTRS} FROM person_mention m
+        SEMI JOIN _new USING (source, file, row, role)
+        LEFT JOIN _id_node n ON n.id = m.id
+        {_NODE_JOINS}
+        WHERE m.name IS NOT NULL AND (m.id IS NULL OR n.name IS DISTINCT FROM m.name)"""
+    ).df()
+
+    def frame(df: pd.DataFrame) -> pd.DataFrame:
+        df = df.assign(idc=_candidate_id(df["id_raw"]) if len(df) else None)
+        for c in ("reg_id", "ext_id", "prev_pid", "conflict_id"):
+            df[c] = None
+        return _node_frame(df)
+
+    kn = frame(kept)
+    kn["kk"] = range(len(kn))
+    cols = ["kk", "name", "id_raw", "village_code", "acct", *[k for k in keys if k != "name"]]
+    # (pandas may type an all-None column as float: cast every key to text)
+    _store(con, "_ro_kn", kn[cols].astype(object).where(kn[cols].notna(), None), temp=True)
+    seeds = [frame(new)[keys]] if len(new) else []
+    sel = ", ".join(f"CAST({k} AS VARCHAR) AS {k}" for k in keys)
+    changed_rows = con.execute(
+        f"""SELECT {sel} FROM (
+            (SELECT * EXCLUDE (node) FROM _idx WHERE idc IN (SELECT id FROM _idx_changed)
+             EXCEPT SELECT * FROM _idx_old)
+            UNION ALL
+            (SELECT * FROM _idx_old EXCEPT
+             SELECT * EXCLUDE (node) FROM _idx WHERE idc IN (SELECT id FROM _idx_changed)))"""
+        if _temp_exists(con, "_idx_old")
+        else f"SELECT {sel} FROM _idx WHERE idc IN (SELECT id FROM _idx_changed)"
+    ).df()
+    seeds.append(changed_rows)
+    seed = pd.concat(seeds, ignore_index=True)[keys]
+    _store(con, "_ro_seed", seed.astype(object).where(seed.notna(), None), temp=True)
+    hits = []
+    for rule, cap in config.rules():
+        rc = [c for c in rule if c in keys]
+        if len(rc) != len(rule):
+            continue
+        on = " AND ".join(f"CAST(k.{c} AS VARCHAR) = CAST(s.{c} AS VARCHAR)" for c in rc)
+        kc = ", ".join(f"CAST(k.{c} AS VARCHAR) AS {c}" for c in rc)
+        xon = " AND ".join(f"CAST(x.{c} AS VARCHAR) = h.{c}" for c in rc)
+        # a block the person index alone fills beyond the rule's cap gives no pairs in any run
+        # (a full run counts the ID-less nodes too: so it skips at least these)
+        hits.append(
+            f"""SELECT h.kk FROM (SELECT DISTINCT k.kk, {kc} FROM _ro_kn k JOIN _ro_seed s
+                ON {on}) h
+            WHERE (SELECT count(*) FROM _idx x WHERE {xon}) <= {int(cap)}"""
+        )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _ro_hit AS SELECT DISTINCT kk FROM ("
+        + " UNION ALL ".join(hits)
+        + ")"
+    )
+    acct_changed = (
+        "SELECT account FROM _pm_gone WHERE account IS NOT NULL UNION "
+        if _temp_exists(con, "_pm_gone")
+        else ""
+    )
+    # every kept mention of a reached node attribute set (one node of the fuzzy path)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _ro_attr AS
+        SELECT name, id_raw, village_code, acct FROM _ro_kn SEMI JOIN _ro_hit USING (kk)
+        UNION SELECT name, id_raw, village_code, acct FROM _ro_k
+        WHERE person_id IN (SELECT id FROM _idx_changed)
+            OR account IN ({acct_changed}SELECT m.account FROM person_mention m
+                SEMI JOIN _new USING (source, file, row, role) WHERE m.account IS NOT NULL)"""
+    )
+    con.execute(
+        """INSERT INTO _reopen SELECT k.source, k.file, k.row, k.role, k.file_hash
+        FROM _ro_k k SEMI JOIN _ro_attr a ON a.name = k.name
+            AND a.id_raw IS NOT DISTINCT FROM k.id_raw
+            AND a.village_code IS NOT DISTINCT FROM k.village_code
+            AND a.acct IS NOT DISTINCT FROM k.acct"""
+    )
+    con.execute("DROP TABLE _ro_attr")
 
 
 def _previous_persons(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:

@@ -82,11 +82,13 @@ from crossmatch.identity.fuzzy_model import (  # noqa: F401
 )
 from crossmatch.identity.incremental import (
     _can_increment,
+    _reopen,
     _previous_persons,
     _previous_pids,
     _signature,
     _split_new,
     _unchanged,
+    snapshot_index,
 )
 from crossmatch.identity.linker import LinkageConfig, Linker
 from crossmatch.identity.mentions import (  # noqa: F401
@@ -182,6 +184,14 @@ def _resolve(
     s.new_mentions = fetch_one(con, "SELECT count(*) FROM _new")[0]
     prev_pids = _previous_pids(con)
     build_id_index(con)
+    # the person index first: which of its rows changed tonight decides which kept links
+    # the change reaches (re-decided tonight, see incremental._reopen)
+    if incremental:
+        snapshot_index(con, s.mentions_kept)
+    n_idx = _build_index(con, incremental=incremental and s.mentions_kept)
+    if incremental:
+        s.reopened = _reopen(con, config, s.mentions_kept)
+        s.new_mentions += s.reopened
     conflicts = find_conflicts(con)
     conflicts = conflicts.rename(columns={"m_name": "name", "n_name": "registry_name"})[
         ["source", "file", "row", "role", "id", "name", "registry_name", "kind", "detail"]
@@ -246,7 +256,6 @@ def _resolve(
         ignore_index=True,
     ).astype({"row": "int32"})
     groups = _fuzzy_pool(con, judged)
-    n_idx = _build_index(con, incremental=incremental and s.mentions_kept)
     prev = (
         _previous_persons(con)
         if incremental

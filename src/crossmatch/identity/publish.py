@@ -167,12 +167,20 @@ def _publish(con: duckdb.DuckDBPyConnection, roles: list[RoleRef], s: ResolveSum
     if in_place:
         # the kept links are rows of identity_link already: drop the others (mentions of file
         # versions no longer loaded) and add tonight's, instead of rewriting millions of rows
-        # (only versions outside _kv can have links that are not kept)
+        # (links not kept: those of versions outside _kv that were not kept row by row, and
+        # the kept links tonight's change reached, re-decided: incremental._reopen)
+        reopened = (
+            """ UNION SELECT l.rowid AS rid, l.person_id FROM identity_link l
+            SEMI JOIN _reopen USING (source, file, row, role, file_hash)"""
+            if "_reopen" in _tables(con)
+            else ""
+        )
         con.execute(
             """CREATE OR REPLACE TEMP TABLE _gone AS SELECT l.rowid AS rid, l.person_id
             FROM identity_link l ANTI JOIN _kv USING (source, file, file_hash)
             ANTI JOIN (FROM _kept ANTI JOIN _kv USING (source, file, file_hash)) k
                 USING (source, file, row, role, file_hash)"""
+            + reopened
         )
         con.execute(
             "CREATE OR REPLACE TEMP TABLE _gone_pids AS SELECT DISTINCT person_id FROM _gone"

@@ -19,6 +19,9 @@ class ResolveSummary:
     candidate_pairs: int = 0
     mode: str = "full"
     new_mentions: int = 0
+    #: kept links (fuzzy / unresolved) of unchanged file versions that tonight's change
+    #: reaches, re-decided (counted in ``new_mentions``; see incremental._reopen)
+    reopened: int = 0
     #: mention rows written this run (only the new file versions' when the others are kept)
     mentions_built: int = 0
     #: the mentions of unchanged file versions were kept as they were (not built again)
@@ -37,6 +40,7 @@ class ResolveSummary:
             if self.mode == "unchanged"
             else f"{self.mode} run: {self.new_mentions:,} new or changed mentions resolved, "
             f"{self.mentions - self.new_mentions:,} kept their link"
+            + (f" ({self.reopened:,} kept links re-decided)" if self.reopened else "")
         )
         lines = [
             head,
