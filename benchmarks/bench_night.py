@@ -51,6 +51,7 @@ def one_night(raw: Path, wh: Path, full: bool) -> dict:
     return {
         "outcome": n.outcome,
         "stages": n.stages,
+        "reopened": getattr(n, "reopened", 0),
         "seconds": n.seconds,
         "stage_peak_mb": getattr(n, "peak_mb", {}),
         "total": time.perf_counter() - t,
@@ -147,7 +148,8 @@ def main() -> None:
         cells = " ".join(f"{n['stage_peak_mb'].get(s, 0.0) / 1024:>8.2f}" for s in stages)
         print(f"{name:<10} {'':>8} {'':>7} {'':>8}  {cells}")
     for name, n in nights.items():
-        print(f"  {name}: {n['outcome']}; {n['stages']}")
+        print(f"  {name}: {n['outcome']}; {n['stages']}; resolve re-decided "
+              f"{n.get('reopened', 0)} kept links")  # fmt: skip
     full, changed = nights["full"], nights["changed"]
     ingest_s = full["seconds"]["ingest"]
     print(f"\nwarehouse {wh_size / 1e9:.2f} GB")

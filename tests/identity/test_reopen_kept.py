@@ -113,7 +113,9 @@ def test_new_evidence_resolves_a_kept_unresolved_mention(county):
     assert _link(con, "finance/q2.csv") == (ids["fang1"], "fuzzy")
     # the kept-but-reopened mention is counted, and its old person is gone
     assert s.reopened >= 1
-    assert con.execute("SELECT count(*) FROM person WHERE person_id = ?", [pid]).fetchall() == [(0,)]
+    assert con.execute("SELECT count(*) FROM person WHERE person_id = ?", [pid]).fetchall() == [
+        (0,)
+    ]
     _assert_equals_full(con)
 
 
@@ -133,7 +135,7 @@ def test_a_new_rival_unlinks_a_kept_fuzzy_mention(county):
 
 
 def test_an_unrelated_change_keeps_the_kept_links(county):
-    con, ids = county
+    con, _ids = county
     _payments(con, [("端木芳", None, None, ACCT), ("端木强", None, V1, None)], "finance/q2.csv")
     resolve(con)
     before = _links(con)

@@ -28,6 +28,8 @@ class Night:
     reused: int = 0
     #: person_mention rows resolve wrote (only the changed files' on an incremental night)
     mentions_built: int = 0
+    #: links of unchanged file versions that the change reached, re-decided by resolve
+    reopened: int = 0
     rules_run: int = 0
 
 
@@ -85,6 +87,7 @@ def run_night(
             rs = resolve_identities(con, load_sources(sources), full=full)
             night.stages["resolve"] = rs.mode
             night.mentions_built = rs.mentions_built
+            night.reopened = rs.reopened
             night.seconds["resolve"] = time.perf_counter() - t
             t = time.perf_counter()
             stage("kinship")

@@ -91,6 +91,13 @@ def update(con: duckdb.DuckDBPyConnection, changed: str) -> None:
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE _idx_changed AS SELECT id FROM _chg_id UNION {owners}"
     )
+    # the changed accounts' owners before, to tell the accounts whose owner moved
+    # (``_acct_moved``: identity.incremental re-decides the ID-less rows paid into them)
+    moved = """SELECT account, NULL::VARCHAR AS name, owner FROM identity_acct_owner
+            WHERE account IN (SELECT account FROM _chg_acct)
+        UNION ALL SELECT account, name, owner FROM identity_acct_name_owner
+            WHERE account IN (SELECT account FROM _chg_acct)"""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _acct_before AS {moved}")
     con.execute("DELETE FROM identity_id_node WHERE id IN (SELECT id FROM _chg_id)")
     con.execute(f"INSERT INTO identity_id_node {id_node_sql(by_id)}")
     con.execute("DELETE FROM identity_acct_owner WHERE account IN (SELECT account FROM _chg_acct)")
@@ -100,5 +107,11 @@ def update(con: duckdb.DuckDBPyConnection, changed: str) -> None:
     )
     con.execute(f"INSERT INTO identity_acct_name_owner {acct_name_owner_sql(by_acct)}")
     con.execute(f"INSERT INTO _idx_changed {owners}")
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _acct_moved AS SELECT DISTINCT account FROM (
+            (FROM _acct_before EXCEPT ALL ({moved}))
+            UNION ALL (({moved}) EXCEPT ALL FROM _acct_before))"""
+    )
+    con.execute("DROP TABLE _acct_before")
     con.execute("DROP TABLE _chg_id")
     con.execute("DROP TABLE _chg_acct")

@@ -162,9 +162,9 @@ def snapshot_index(con: duckdb.DuckDBPyConnection, mentions_kept: bool) -> None:
 
 def _temp_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     return bool(
-        con.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [name]
-        ).fetchall()[0][0]
+        con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [name]).fetchall()[
+            0
+        ][0]
     )
 
 
@@ -177,9 +177,7 @@ _NODE_JOINS = """LEFT JOIN _acct_owner o ON o.account = m.account
     LEFT JOIN _acct_name_owner an ON an.account = m.account AND an.name = m.name"""
 
 
-def _reopen(
-    con: duckdb.DuckDBPyConnection, config: LinkageConfig, mentions_kept: bool
-) -> int:
+def _reopen(con: duckdb.DuckDBPyConnection, config: LinkageConfig, mentions_kept: bool) -> int:
     """Re-decide tonight the kept links that tonight's change can reach: move them from
     ``_kept`` to ``_new`` (and into ``_reopen``, whose links publishing replaces). Returns
     how many.
@@ -199,7 +197,7 @@ def _reopen(
       or a person-index row that changed (old and new: a new ID, a name, village, account,
       registry status or death that changed, an ID gone);
     * those linked to an ID whose mentions changed (its evidence changed);
-    * those whose account is an account of a mention added or dropped (its owner may change).
+    * those paid into an account whose owner changed (``_acct_moved``, id_index.update).
     Exact links (by a valid ID) and judgements stay kept. Without a record of the IDs that
     changed (the mentions were built again), every kept fuzzy / unresolved link is reopened.
 
@@ -221,16 +219,16 @@ def _reopen(
     )
     if not mentions_kept:
         # (``_idx_changed`` and ``_pm_gone`` are this run's only when the mentions were kept)
-        con.execute(
-            "INSERT INTO _reopen SELECT source, file, row, role, file_hash FROM _ro_k"
-        )
+        con.execute("INSERT INTO _reopen SELECT source, file, row, role, file_hash FROM _ro_k")
     else:
         _reached(con, config)
     n = int(con.execute("SELECT count(*) FROM _reopen").fetchall()[0][0])
     if n:
-        con.execute("DELETE FROM _kept k WHERE EXISTS (SELECT 1 FROM _reopen r WHERE "
-                    "r.source = k.source AND r.file = k.file AND r.row = k.row "
-                    "AND r.role = k.role)")
+        con.execute(
+            "DELETE FROM _kept k WHERE EXISTS (SELECT 1 FROM _reopen r WHERE "
+            "r.source = k.source AND r.file = k.file AND r.row = k.row "
+            "AND r.role = k.role)"
+        )
         con.execute("INSERT INTO _new SELECT source, file, row, role FROM _reopen")
         con.execute(
             """CREATE OR REPLACE TEMP TABLE _kept_conflict AS
@@ -250,9 +248,7 @@ def _reached(con: duckdb.DuckDBPyConnection, config: LinkageConfig) -> None:
     keys = list(dict.fromkeys(c for cols, _cap in config.rules() for c in cols))
     keys = [k for k in keys if k in _KEYS]
     # the kept nodes and the new fuzzy-path nodes, one row per distinct attribute set
-    kept = con.execute(
-        "SELECT DISTINCT name, id_raw, village_code, acct FROM _ro_k"
-    ).df()
+    kept = con.execute("SELECT DISTINCT name, id_raw, village_code, acct FROM _ro_k").df()
     new = con.execute(
         f"""SELECT DISTINCT {_NODE_ATTRS} FROM person_mention m
         SEMI JOIN _new USING (source, file, row, role)
@@ -267,11 +263,13 @@ def _reached(con: duckdb.DuckDBPyConnection, config: LinkageConfig) -> None:
             df[c] = None
         return _node_frame(df)
 
+    if kept.empty:
+        return
     kn = frame(kept)
     kn["kk"] = range(len(kn))
     cols = ["kk", "name", "id_raw", "village_code", "acct", *[k for k in keys if k != "name"]]
     # (pandas may type an all-None column as float: cast every key to text)
-    _store(con, "_ro_kn", kn[cols].astype(object).where(kn[cols].notna(), None), temp=True)
+    _store_text(con, "_ro_kn", kn[cols], keep="kk")
     seeds = [frame(new)[keys]] if len(new) else []
     sel = ", ".join(f"CAST({k} AS VARCHAR) AS {k}" for k in keys)
     changed_rows = con.execute(
@@ -286,40 +284,37 @@ def _reached(con: duckdb.DuckDBPyConnection, config: LinkageConfig) -> None:
     ).df()
     seeds.append(changed_rows)
     seed = pd.concat(seeds, ignore_index=True)[keys]
-    _store(con, "_ro_seed", seed.astype(object).where(seed.notna(), None), temp=True)
+    _store_text(con, "_ro_seed", seed)
     hits = []
     for rule, cap in config.rules():
         rc = [c for c in rule if c in keys]
         if len(rc) != len(rule):
             continue
-        on = " AND ".join(f"CAST(k.{c} AS VARCHAR) = CAST(s.{c} AS VARCHAR)" for c in rc)
-        kc = ", ".join(f"CAST(k.{c} AS VARCHAR) AS {c}" for c in rc)
-        xon = " AND ".join(f"CAST(x.{c} AS VARCHAR) = h.{c}" for c in rc)
+        on = " AND ".join(f"k.{c} = s.{c}" for c in rc)
+        kc = ", ".join(f"k.{c}" for c in rc)
+        cl = ", ".join(rc)
+        xon = " AND ".join(f"CAST(x.{c} AS VARCHAR) = b.{c}" for c in rc)
         # a block the person index alone fills beyond the rule's cap gives no pairs in any run
         # (a full run counts the ID-less nodes too: so it skips at least these)
         hits.append(
             f"""SELECT h.kk FROM (SELECT DISTINCT k.kk, {kc} FROM _ro_kn k JOIN _ro_seed s
                 ON {on}) h
-            WHERE (SELECT count(*) FROM _idx x WHERE {xon}) <= {int(cap)}"""
+            SEMI JOIN (SELECT b.* FROM (SELECT DISTINCT {kc} FROM _ro_kn k JOIN _ro_seed s
+                    ON {on}) b LEFT JOIN _idx x ON {xon}
+                GROUP BY ALL HAVING count(x.node) <= {int(cap)}) ok USING ({cl})"""
         )
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _ro_hit AS SELECT DISTINCT kk FROM ("
         + " UNION ALL ".join(hits)
         + ")"
     )
-    acct_changed = (
-        "SELECT account FROM _pm_gone WHERE account IS NOT NULL UNION "
-        if _temp_exists(con, "_pm_gone")
-        else ""
-    )
     # every kept mention of a reached node attribute set (one node of the fuzzy path)
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE _ro_attr AS
+        """CREATE OR REPLACE TEMP TABLE _ro_attr AS
         SELECT name, id_raw, village_code, acct FROM _ro_kn SEMI JOIN _ro_hit USING (kk)
         UNION SELECT name, id_raw, village_code, acct FROM _ro_k
         WHERE person_id IN (SELECT id FROM _idx_changed)
-            OR account IN ({acct_changed}SELECT m.account FROM person_mention m
-                SEMI JOIN _new USING (source, file, row, role) WHERE m.account IS NOT NULL)"""
+            OR account IN (SELECT account FROM _acct_moved)"""
     )
     con.execute(
         """INSERT INTO _reopen SELECT k.source, k.file, k.row, k.role, k.file_hash
@@ -329,6 +324,17 @@ def _reached(con: duckdb.DuckDBPyConnection, config: LinkageConfig) -> None:
             AND a.acct IS NOT DISTINCT FROM k.acct"""
     )
     con.execute("DROP TABLE _ro_attr")
+
+
+def _store_text(
+    con: duckdb.DuckDBPyConnection, name: str, df: pd.DataFrame, keep: str | None = None
+) -> None:
+    """``df`` as temp table ``name``, every column but ``keep`` as VARCHAR (an all-missing
+    column would otherwise be stored as a number; the blocking joins compare text)."""
+    _store(con, name + "_0", df, temp=True)
+    cols = ", ".join(c if c == keep else f"CAST({c} AS VARCHAR) AS {c}" for c in df.columns)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT {cols} FROM {name}_0")
+    con.execute(f"DROP TABLE {name}_0")
 
 
 def _previous_persons(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:

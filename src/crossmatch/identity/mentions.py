@@ -328,6 +328,7 @@ def _build_incremental(
         + " AS token"
     )
     con.execute("CREATE OR REPLACE TEMP TABLE _idx_changed (id VARCHAR)")
+    con.execute("CREATE OR REPLACE TEMP TABLE _acct_moved (account VARCHAR)")
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _mv_new AS "
         "SELECT * FROM _mv_now EXCEPT SELECT * FROM identity_mention_file"

@@ -82,9 +82,9 @@ from crossmatch.identity.fuzzy_model import (  # noqa: F401
 )
 from crossmatch.identity.incremental import (
     _can_increment,
-    _reopen,
     _previous_persons,
     _previous_pids,
+    _reopen,
     _signature,
     _split_new,
     _unchanged,
@@ -191,7 +191,6 @@ def _resolve(
     n_idx = _build_index(con, incremental=incremental and s.mentions_kept)
     if incremental:
         s.reopened = _reopen(con, config, s.mentions_kept)
-        s.new_mentions += s.reopened
     conflicts = find_conflicts(con)
     conflicts = conflicts.rename(columns={"m_name": "name", "n_name": "registry_name"})[
         ["source", "file", "row", "role", "id", "name", "registry_name", "kind", "detail"]

@@ -19,8 +19,8 @@ class ResolveSummary:
     candidate_pairs: int = 0
     mode: str = "full"
     new_mentions: int = 0
-    #: kept links (fuzzy / unresolved) of unchanged file versions that tonight's change
-    #: reaches, re-decided (counted in ``new_mentions``; see incremental._reopen)
+    #: links (fuzzy / unresolved) of unchanged file versions that tonight's change reaches,
+    #: re-decided with the new mentions (not counted in ``new_mentions``; incremental._reopen)
     reopened: int = 0
     #: mention rows written this run (only the new file versions' when the others are kept)
     mentions_built: int = 0
@@ -39,8 +39,8 @@ class ResolveSummary:
             "run; nothing resolved (--full resolves again)"
             if self.mode == "unchanged"
             else f"{self.mode} run: {self.new_mentions:,} new or changed mentions resolved, "
-            f"{self.mentions - self.new_mentions:,} kept their link"
-            + (f" ({self.reopened:,} kept links re-decided)" if self.reopened else "")
+            + (f"{self.reopened:,} earlier ones re-decided, " if self.reopened else "")
+            + f"{self.mentions - self.new_mentions - self.reopened:,} kept their link"
         )
         lines = [
             head,
