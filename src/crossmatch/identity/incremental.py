@@ -196,7 +196,10 @@ def _reopen(con: duckdb.DuckDBPyConnection, config: LinkageConfig, mentions_kept
       *seed*: a new mention that goes to the fuzzy path (no ID, or an ID under another name),
       or a person-index row that changed (old and new: a new ID, a name, village, account,
       registry status or death that changed, an ID gone);
-    * those linked to an ID whose person-index row changed (its evidence changed);
+    * those linked to an ID whose mentions changed (its evidence changed: beyond its
+      person-index row, its role profile, listings, areas and household co-mentions come
+      from its mentions; at 300,000 persons leaving this out left 姚芳's two ID-less
+      payments unresolved where a full run links them);
     * those paid into an account whose owner changed (``_acct_moved``, id_index.update).
     Exact links (by a valid ID) and judgements stay kept. Without a record of the IDs that
     changed (the mentions were built again), every kept fuzzy / unresolved link is reopened.
@@ -238,7 +241,7 @@ def _reopen(con: duckdb.DuckDBPyConnection, config: LinkageConfig, mentions_kept
             """CREATE OR REPLACE TEMP TABLE _kept_expl AS
             SELECT e.* FROM identity_explanation e SEMI JOIN _kept USING (node_id)"""
         )
-    for t in ("_ro_k", "_ro_kn", "_ro_seed", "_ro_hit", "_ro_ids"):
+    for t in ("_ro_k", "_ro_kn", "_ro_seed", "_ro_hit"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
     return n
 
@@ -273,17 +276,15 @@ def _reached(con: duckdb.DuckDBPyConnection, config: LinkageConfig) -> None:
     seeds = [frame(new)[keys]] if len(new) else []
     sel = ", ".join(f"CAST({k} AS VARCHAR) AS {k}" for k in keys)
     changed_rows = con.execute(
-        f"""SELECT {sel}, idc AS _id FROM (
+        f"""SELECT {sel} FROM (
             (SELECT * EXCLUDE (node) FROM _idx WHERE idc IN (SELECT id FROM _idx_changed)
              EXCEPT SELECT * FROM _idx_old)
             UNION ALL
             (SELECT * FROM _idx_old EXCEPT
              SELECT * EXCLUDE (node) FROM _idx WHERE idc IN (SELECT id FROM _idx_changed)))"""
         if _temp_exists(con, "_idx_old")
-        else f"SELECT {sel}, idc AS _id FROM _idx WHERE idc IN (SELECT id FROM _idx_changed)"
+        else f"SELECT {sel} FROM _idx WHERE idc IN (SELECT id FROM _idx_changed)"
     ).df()
-    # the IDs whose person-index row changed (or is gone): their evidence changed
-    _store(con, "_ro_ids", pd.DataFrame({"id": changed_rows["_id"].dropna().unique()}), True)
     seeds.append(changed_rows[keys])
     seed = pd.concat(seeds, ignore_index=True)[keys]
     _store_text(con, "_ro_seed", seed)
@@ -315,7 +316,7 @@ def _reached(con: duckdb.DuckDBPyConnection, config: LinkageConfig) -> None:
         """CREATE OR REPLACE TEMP TABLE _ro_attr AS
         SELECT name, id_raw, village_code, acct FROM _ro_kn SEMI JOIN _ro_hit USING (kk)
         UNION SELECT name, id_raw, village_code, acct FROM _ro_k
-        WHERE person_id IN (SELECT CAST(id AS VARCHAR) FROM _ro_ids)
+        WHERE person_id IN (SELECT id FROM _idx_changed)
             OR account IN (SELECT account FROM _acct_moved)"""
     )
     con.execute(
