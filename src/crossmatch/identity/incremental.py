@@ -288,6 +288,63 @@ def _reached(con: duckdb.DuckDBPyConnection, config: LinkageConfig) -> None:
     seeds.append(changed_rows[keys])
     seed = pd.concat(seeds, ignore_index=True)[keys]
     _store_text(con, "_ro_seed", seed)
+    _block_hits(con, config, keys, "_ro_hit")
+    # the kept mentions of the IDs whose evidence changed, and of the accounts that moved
+    con.execute(
+        """INSERT INTO _ro_hit SELECT DISTINCT n.kk FROM _ro_kn n SEMI JOIN (
+            SELECT name, id_raw, village_code, acct FROM _ro_k
+            WHERE person_id IN (SELECT id FROM _idx_changed)
+                OR account IN (SELECT account FROM _acct_moved)) a
+            ON a.name = n.name AND a.id_raw IS NOT DISTINCT FROM n.id_raw
+            AND a.village_code IS NOT DISTINCT FROM n.village_code
+            AND a.acct IS NOT DISTINCT FROM n.acct
+        WHERE n.kk NOT IN (SELECT kk FROM _ro_hit)"""
+    )
+    # and, in turn, the kept nodes that share a blocking key with a node re-decided: a full
+    # run decides them together (as probes), so a re-decided node must not meet a kept one
+    # (anchored to its earlier person) where a full run has a probe
+    con.execute("CREATE OR REPLACE TEMP TABLE _ro_front AS SELECT kk FROM _ro_hit")
+    for _ in range(_MAX_ROUNDS):
+        cols = ", ".join(keys)
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE _ro_seed AS SELECT {cols} FROM _ro_kn "
+            "SEMI JOIN _ro_front USING (kk)"
+        )
+        _block_hits(con, config, keys, "_ro_next")
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _ro_front AS SELECT kk FROM _ro_next "
+            "WHERE kk NOT IN (SELECT kk FROM _ro_hit)"
+        )
+        if not fetch_one(con, "SELECT count(*) FROM _ro_front")[0]:
+            break
+        con.execute("INSERT INTO _ro_hit SELECT kk FROM _ro_front")
+    for t in ("_ro_front", "_ro_next"):
+        con.execute(f"DROP TABLE IF EXISTS {t}")
+    # every kept mention of a reached node attribute set (one node of the fuzzy path)
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _ro_attr AS
+        SELECT name, id_raw, village_code, acct FROM _ro_kn SEMI JOIN _ro_hit USING (kk)"""
+    )
+    con.execute(
+        """INSERT INTO _reopen SELECT k.source, k.file, k.row, k.role, k.file_hash
+        FROM _ro_k k SEMI JOIN _ro_attr a ON a.name = k.name
+            AND a.id_raw IS NOT DISTINCT FROM k.id_raw
+            AND a.village_code IS NOT DISTINCT FROM k.village_code
+            AND a.acct IS NOT DISTINCT FROM k.acct"""
+    )
+    con.execute("DROP TABLE _ro_attr")
+
+
+#: rounds of "a kept node sharing a blocking key with a re-decided one is re-decided too"
+#: (blocks are small: a name alone is a block of at most 10; the rounds end long before)
+_MAX_ROUNDS = 20
+
+
+def _block_hits(
+    con: duckdb.DuckDBPyConnection, config: LinkageConfig, keys: list[str], out: str
+) -> None:
+    """``out`` (kk): the kept nodes of ``_ro_kn`` that share a block of the configuration's
+    blocking rules with a node of ``_ro_seed``."""
     hits = []
     for rule, cap in config.rules():
         rc = [c for c in rule if c in keys]
@@ -307,26 +364,10 @@ def _reached(con: duckdb.DuckDBPyConnection, config: LinkageConfig) -> None:
                 GROUP BY ALL HAVING count(x.node) <= {int(cap)}) ok USING ({cl})"""
         )
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE _ro_hit AS SELECT DISTINCT kk FROM ("
+        f"CREATE OR REPLACE TEMP TABLE {out} AS SELECT DISTINCT kk FROM ("
         + " UNION ALL ".join(hits)
         + ")"
     )
-    # every kept mention of a reached node attribute set (one node of the fuzzy path)
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE _ro_attr AS
-        SELECT name, id_raw, village_code, acct FROM _ro_kn SEMI JOIN _ro_hit USING (kk)
-        UNION SELECT name, id_raw, village_code, acct FROM _ro_k
-        WHERE person_id IN (SELECT id FROM _idx_changed)
-            OR account IN (SELECT account FROM _acct_moved)"""
-    )
-    con.execute(
-        """INSERT INTO _reopen SELECT k.source, k.file, k.row, k.role, k.file_hash
-        FROM _ro_k k SEMI JOIN _ro_attr a ON a.name = k.name
-            AND a.id_raw IS NOT DISTINCT FROM k.id_raw
-            AND a.village_code IS NOT DISTINCT FROM k.village_code
-            AND a.acct IS NOT DISTINCT FROM k.acct"""
-    )
-    con.execute("DROP TABLE _ro_attr")
 
 
 def _store_text(
