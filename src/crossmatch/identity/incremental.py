@@ -11,6 +11,7 @@ import pandas as pd
 
 from crossmatch import warehouse
 from crossmatch.identity.fuzzy_model import _KEYS, _candidate_id, _node_frame
+from crossmatch.identity.household import KIN_ROLES
 from crossmatch.identity.linker import LinkageConfig
 from crossmatch.identity.mentions import _columns, _store, _tables
 from crossmatch.identity.roles import RoleRef
@@ -300,25 +301,48 @@ def _reached(con: duckdb.DuckDBPyConnection, config: LinkageConfig) -> None:
             AND a.acct IS NOT DISTINCT FROM n.acct
         WHERE n.kk NOT IN (SELECT kk FROM _ro_hit)"""
     )
-    # and, in turn, the kept nodes that share a blocking key with a node re-decided: a full
-    # run decides them together (as probes), so a re-decided node must not meet a kept one
-    # (anchored to its earlier person) where a full run has a probe
+    # and, in turn, the kept co-mentions of a node re-decided (the other persons of its row,
+    # the other rows of its assistance case): a full run weighs a candidate by the relatives
+    # of the co-mentions as it links them (household.support), and reads only the co-mentions
+    # it decides; a kept one would give no support where a full run's gives some
     con.execute("CREATE OR REPLACE TEMP TABLE _ro_front AS SELECT kk FROM _ro_hit")
+    case = (
+        """UNION SELECT b._file AS file, b._row AS row FROM src_assistance a
+            JOIN src_assistance b ON a.case_no = b.case_no
+            WHERE a.case_no IS NOT NULL
+                AND (a._file, a._row) IN (SELECT file, row FROM _ro_rows
+                                          WHERE source = 'assistance')"""
+        if "case_no" in _columns(con, "src_assistance")
+        else ""
+    )
     for _ in range(_MAX_ROUNDS):
-        cols = ", ".join(keys)
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE _ro_seed AS SELECT {cols} FROM _ro_kn "
-            "SEMI JOIN _ro_front USING (kk)"
+            f"""CREATE OR REPLACE TEMP TABLE _ro_rows AS SELECT DISTINCT k.source, k.file, k.row
+            FROM _ro_k k JOIN _ro_kn n ON n.name = k.name
+                AND n.id_raw IS NOT DISTINCT FROM k.id_raw
+                AND n.village_code IS NOT DISTINCT FROM k.village_code
+                AND n.acct IS NOT DISTINCT FROM k.acct
+            SEMI JOIN _ro_front f ON f.kk = n.kk
+            WHERE k.source IN ({_KIN_SOURCES})"""
         )
-        _block_hits(con, config, keys, "_ro_next")
+        if case:
+            con.execute(
+                "INSERT INTO _ro_rows SELECT DISTINCT 'assistance', file, row FROM ("
+                + case[len("UNION ") :]
+                + ")"
+            )
         con.execute(
-            "CREATE OR REPLACE TEMP TABLE _ro_front AS SELECT kk FROM _ro_next "
-            "WHERE kk NOT IN (SELECT kk FROM _ro_hit)"
+            """CREATE OR REPLACE TEMP TABLE _ro_front AS SELECT DISTINCT n.kk
+            FROM _ro_k k SEMI JOIN _ro_rows r USING (source, file, row)
+            JOIN _ro_kn n ON n.name = k.name AND n.id_raw IS NOT DISTINCT FROM k.id_raw
+                AND n.village_code IS NOT DISTINCT FROM k.village_code
+                AND n.acct IS NOT DISTINCT FROM k.acct
+            WHERE n.kk NOT IN (SELECT kk FROM _ro_hit)"""
         )
         if not fetch_one(con, "SELECT count(*) FROM _ro_front")[0]:
             break
         con.execute("INSERT INTO _ro_hit SELECT kk FROM _ro_front")
-    for t in ("_ro_front", "_ro_next"):
+    for t in ("_ro_front", "_ro_rows"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
     # every kept mention of a reached node attribute set (one node of the fuzzy path)
     con.execute(
@@ -335,9 +359,10 @@ def _reached(con: duckdb.DuckDBPyConnection, config: LinkageConfig) -> None:
     con.execute("DROP TABLE _ro_attr")
 
 
-#: rounds of "a kept node sharing a blocking key with a re-decided one is re-decided too"
-#: (blocks are small: a name alone is a block of at most 10; the rounds end long before)
-_MAX_ROUNDS = 20
+#: rounds of "a kept co-mention of a re-decided node is re-decided too"
+_MAX_ROUNDS = 5
+#: sources whose co-mentions are evidence (household.KIN_ROLES)
+_KIN_SOURCES = ", ".join(f"'{s}'" for s in sorted(KIN_ROLES))
 
 
 def _block_hits(
