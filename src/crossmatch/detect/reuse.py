@@ -90,7 +90,8 @@ PERIOD_TABLE, PERIOD_SOURCE = "r_payment", "payment"
 
 RULE_PERIOD_DDL = """
 CREATE TABLE IF NOT EXISTS rule_period_input (
-    run_id VARCHAR, rule_id VARCHAR, rest VARCHAR, period VARCHAR, digest VARCHAR
+    run_id VARCHAR, rule_id VARCHAR, rest VARCHAR, period VARCHAR, digest VARCHAR,
+    kept_from VARCHAR  -- the run whose hits of this month were copied; NULL: computed
 )
 """
 
@@ -248,7 +249,8 @@ def copy_month_hits(
 ) -> None:
     """Stage the hits ``rule_id`` had in ``from_run`` for ``months`` as this run's."""
     con.execute("CREATE OR REPLACE TEMP TABLE _keep_month (period VARCHAR)")
-    con.executemany("INSERT INTO _keep_month VALUES (?)", [[m] for m in months])
+    if months:
+        con.executemany("INSERT INTO _keep_month VALUES (?)", [[m] for m in months])
     con.execute(
         """INSERT INTO _run_hit SELECT * REPLACE (CAST(? AS VARCHAR) AS run_id)
         FROM hit WHERE run_id = ? AND rule_id = ?

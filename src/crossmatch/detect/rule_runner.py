@@ -848,7 +848,8 @@ class _MonthsOnly:
             con.execute(f'ALTER TABLE "{n}" RENAME TO "_all_{n}"')
         self.renamed = names
         con.execute("CREATE OR REPLACE TEMP TABLE _only_month (period VARCHAR)")
-        con.executemany("INSERT INTO _only_month VALUES (?)", [[m] for m in self.months])
+        if self.months:
+            con.executemany("INSERT INTO _only_month VALUES (?)", [[m] for m in self.months])
         con.execute(
             "CREATE TEMP TABLE paid AS SELECT * FROM _all_paid "
             "WHERE period IN (SELECT period FROM _only_month)"
@@ -929,10 +930,20 @@ def record_outcome(
             [plan.run_id, out.rule_id, plan.fingerprints[out.rule_id], out.reused_from],
         )
         rest = plan.rests.get(out.rule_id)
-        if rest is not None:  # the months its hits were computed from, for month-wise reuse
+        if rest is not None and plan.months:  # the months its hits came from (month-wise reuse)
+            kept = (
+                {p: plan.by_month[out.rule_id][0] for p in plan.by_month[out.rule_id][1]}
+                if out.months_from
+                else {p: out.reused_from for p in plan.months}
+                if out.reused_from
+                else {}
+            )
             con.executemany(
-                "INSERT INTO _run_period VALUES (?, ?, ?, ?, ?)",
-                [[plan.run_id, out.rule_id, rest, p, d] for p, d in plan.months.items()],
+                "INSERT INTO _run_period VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    [plan.run_id, out.rule_id, rest, p, d, kept.get(p)]
+                    for p, d in plan.months.items()
+                ],
             )
     log.info(
         "rule %s: %s %d hits %.2fs%s", out.rule_id, out.status, out.hits, out.seconds,
