@@ -27,7 +27,7 @@ from crossmatch.detect.rule_kinds import load_checked_rules
 from crossmatch.synth.layouts import generate_layout
 
 from .compare import EQUAL, differences
-from .conftest import CHANGED, RULES, SAMPLE, SOURCES, County
+from .conftest import RULES, SAMPLE, SOURCES, County
 from .night import run_night
 
 QUARTER2 = Path("finance") / "一卡通发放明细_2025Q2.csv"
