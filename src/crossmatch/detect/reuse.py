@@ -92,7 +92,8 @@ RULE_PERIOD_DDL = """
 CREATE TABLE IF NOT EXISTS rule_period_input (
     run_id VARCHAR, rule_id VARCHAR, rest VARCHAR, period VARCHAR, digest VARCHAR,
     kept_from VARCHAR  -- the run whose hits of this month were copied; NULL: computed
-)
+);
+ALTER TABLE rule_period_input ADD COLUMN IF NOT EXISTS kept_from VARCHAR;
 """
 
 
