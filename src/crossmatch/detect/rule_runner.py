@@ -864,18 +864,50 @@ class _MonthsOnly:
             self.con.execute(f'ALTER TABLE "_all_{n}" RENAME TO "{n}"')
 
 
+class _MonthsScope:
+    """A :class:`_MonthsOnly` kept entered across consecutive rules computing the same months
+    (building the restricted blocks once, not once per rule); :meth:`release` before a rule
+    that reads every month, and at the end of the run."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+        self.cur: _MonthsOnly | None = None
+
+    def only(self, months: list[str]) -> None:
+        if self.cur is not None and self.cur.months == months:
+            return
+        self.release()
+        cur = _MonthsOnly(self.con, months)
+        cur.__enter__()
+        self.cur = cur
+
+    def release(self) -> None:
+        if self.cur is not None:
+            cur, self.cur = self.cur, None
+            cur.__exit__(None, None, None)
+
+
 def run_rule_months(
-    con: duckdb.DuckDBPyConnection, plan: RunPlan, spec: RuleSpec
+    con: duckdb.DuckDBPyConnection,
+    plan: RunPlan,
+    spec: RuleSpec,
+    scope: _MonthsScope | None = None,
 ) -> tuple[int, float] | None:
     """A ``partition: period`` rule on a night where only some payment months changed: compute
     the months that changed (``paid`` restricted to them) and copy the other months' hits from
     the run :attr:`RunPlan.by_month` names (why this equals a full run: :mod:`reuse`). Returns
     (hits, amount), or None when the restricted run returned a hit outside the months it was
-    given (the rule does not keep its promise): nothing is staged, the caller runs it whole."""
+    given (the rule does not keep its promise): nothing is staged, the caller runs it whole.
+    With ``scope`` the restriction stays in place for the next rule (the caller releases it)."""
     from_run, keep, redo = plan.by_month[spec.id]
     if redo:
-        with _MonthsOnly(con, redo), _LinksOf(con, reuse.link_sources(plan.needs[spec.id])):
-            execute_rule(con, spec, plan.params.get(spec.id))
+        if scope is None:
+            with _MonthsOnly(con, redo), _LinksOf(con, reuse.link_sources(plan.needs[spec.id])):
+                execute_rule(con, spec, plan.params.get(spec.id))
+        else:
+            scope.only(redo)
+            with _LinksOf(con, reuse.link_sources(plan.needs[spec.id])):
+                execute_rule(con, spec, plan.params.get(spec.id))
         row = con.execute(
             "SELECT count(*) FROM _rule_hits WHERE period NOT IN (SELECT period FROM _only_month)"
         ).fetchone()
@@ -1004,6 +1036,25 @@ def run_rules(
         con, rules_dir, only, params=params, run_id=run_id, max_age_days=max_age_days, full=full
     )
     result = RunResult(plan.run_id, prepare_seconds=plan.prepare_seconds)
+    scope = _MonthsScope(con)
+    try:
+        _run_all(con, plan, result, scope, progress)
+    finally:
+        scope.release()
+    if progress is not None:
+        progress("storing hits", len(plan.specs), len(plan.specs))
+    finish_run(con, plan, result.outcomes)
+    return result
+
+
+def _run_all(
+    con: duckdb.DuckDBPyConnection,
+    plan: RunPlan,
+    result: RunResult,
+    scope: _MonthsScope,
+    progress: Callable[[str, int, int], None] | None,
+) -> None:
+    """Run (or copy) every rule of ``plan`` in order, appending to ``result``."""
     for i, spec in enumerate(plan.specs):
         if progress is not None:
             progress(spec.id, i, len(plan.specs))
@@ -1016,12 +1067,14 @@ def run_rules(
             out.hits, out.amount = reuse_rule(con, plan, spec)
         elif plan.runnable(spec.id):  # a blind rule runs: its hits, flagged as partial
             try:
-                done = run_rule_months(con, plan, spec) if spec.id in plan.by_month else None
+                by_month = spec.id in plan.by_month
+                done = run_rule_months(con, plan, spec, scope) if by_month else None
                 if done is not None:  # only the payment months that changed were computed
                     from_run, keep, redo = plan.by_month[spec.id]
                     out.months_from = (from_run, len(keep), len(redo))
                     out.hits, out.amount = done
                 else:
+                    scope.release()  # it reads every month
                     out.hits, out.amount = run_rule(
                         con, spec, plan.run_id, plan.params.get(spec.id),
                         reuse.link_sources(plan.needs[spec.id]),
@@ -1034,10 +1087,6 @@ def run_rules(
         out.seconds = time.perf_counter() - t0
         record_outcome(con, plan, out, started)
         result.outcomes.append(out)
-    if progress is not None:
-        progress("storing hits", len(plan.specs), len(plan.specs))
-    finish_run(con, plan, result.outcomes)
-    return result
 
 
 # ---------------------------------------------------------------- planning checks, examples
