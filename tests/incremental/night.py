@@ -101,7 +101,12 @@ def run_night(
             night.rules_run = sum(
                 o.reused_from is None and o.status in ("ok", "blind") for o in res.outcomes
             )
-            night.stages["detect"] = f"{night.rules_run} run, {night.reused} reused"
+            by_month = [o.rule_id for o in res.outcomes if o.months_from]
+            night.stages["detect"] = f"{night.rules_run} run, {night.reused} reused" + (
+                f" ({len(by_month)} of the run only on the payment months that changed)"
+                if by_month
+                else ""
+            )
             night.seconds["detect"] = time.perf_counter() - t
         stage("publish")
         t = time.perf_counter()

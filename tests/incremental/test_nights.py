@@ -165,6 +165,14 @@ def test_generated_county_scripted_change_equals_a_full_rebuild(tmp_path: Path):
     night = inc.night()
     assert night.stages["ingest"] == "1 loaded, 23 unchanged"
     assert night.stages["resolve"] == "incremental"
+    # month-wise reuse (partition: period) never keeps a month of a rule whose other inputs
+    # changed: the deceased rule reads the cremation register, so every month is computed
+    kept = _one(
+        inc.wh,
+        "SELECT count(*), count(kept_from) FROM rule_period_input WHERE rule_id = "
+        f"'deceased_recipient' AND run_id = '{night.run_id}'",
+    )[0]
+    assert kept[0] > 0 and kept[1] == 0
     fresh = County(raw, tmp_path / "fresh" / "w.duckdb")
     fresh.night()
     _assert_equal(inc.wh, fresh.wh)

@@ -15,6 +15,27 @@ the hits of the latest finished run where the rule had the same fingerprint and 
 tonight with the same data). ``crossmatch detect --full`` runs every rule. Rules are
 deterministic (evidence lists sorted, one hit per subject and period chosen by a total order),
 so a copied hit equals the one a run would compute: the tests compare both.
+
+**Per payment month** (rules declaring ``partition: period``, :data:`spec.rules.PARTITIONS`).
+Such a rule promises that its hits of month P are a function of the payment rows of month P
+(``paid`` / ``dibao_paid_month`` of period P) and of its other inputs, and that every hit's
+period is a payment month. Its fingerprint is then split in two (:func:`period_inputs`):
+``rest``, everything above except the payment rows (the shape of ``r_payment`` stays in it),
+and one digest per payment month: the content of that month's ``r_payment`` rows (every
+column, as above) and of the identity links of those rows (which ``_store`` quotes in the
+evidence). When the whole fingerprint changed but ``rest`` equals that of a finished run R
+where the rule ran (``ok`` / ``blind``), the months whose digest equals R's keep R's hits, and
+only the other months are computed, with ``paid`` restricted to them. Why this equals a full
+run: a month whose digest is unchanged has the same payment rows and links as in R, and
+every other input is the same (``rest``); by the promise its hits are the same function of the
+same inputs, i.e. R's hits of that month (R's hits of month P were themselves computed, or
+kept by the same argument, from exactly those inputs). A month that changed, or that R did not
+have, is computed from its own rows, which by the promise gives the full run's hits of that
+month; a month R had and tonight's payments lack has no hits (no payment row of that month).
+A wrong promise is caught where it can be at run time: a restricted run that returns a hit
+outside the months it was given is discarded and the rule runs on every month
+(``rule_runner``); ``tests/incremental/test_period_reuse.py`` checks every declaring rule on
+the sample month by month.
 """
 
 from __future__ import annotations
@@ -64,6 +85,40 @@ def table_fingerprint(con: duckdb.DuckDBPyConnection, table: str) -> str:
     return f"{row[0] if row else 0}:{row[1] if row else 0}:{row[2] if row else 0}:{shape}"
 
 
+#: The table whose rows ``partition: period`` rules split by month, its source and period column.
+PERIOD_TABLE, PERIOD_SOURCE = "r_payment", "payment"
+
+RULE_PERIOD_DDL = """
+CREATE TABLE IF NOT EXISTS rule_period_input (
+    run_id VARCHAR, rule_id VARCHAR, rest VARCHAR, period VARCHAR, digest VARCHAR,
+    kept_from VARCHAR  -- the run whose hits of this month were copied; NULL: computed
+);
+ALTER TABLE rule_period_input ADD COLUMN IF NOT EXISTS kept_from VARCHAR;
+"""
+
+
+def _period_groups(con: duckdb.DuckDBPyConnection) -> list[tuple]:
+    """Per ``r_payment.period``: row count, xor and sum of the rows' hashes (as
+    :func:`table_fingerprint`), and a digest of the payment identity links of those rows."""
+    return con.execute(
+        f"""
+        WITH l AS (
+            SELECT file, row, count(*) AS n,
+                   bit_xor(hash(file, row, role, person_id, method, probability)) AS x,
+                   sum((hash(file, row, role, person_id, method, probability) >> 11)::HUGEINT)
+                       AS s
+            FROM identity_link WHERE source = '{PERIOD_SOURCE}' GROUP BY file, row
+        ),
+        r AS (SELECT t.period AS _p, hash(t) AS h, t._file AS _f, t._row AS _r
+              FROM "{PERIOD_TABLE}" t)
+        SELECT r._p, count(*), bit_xor(r.h), sum((r.h >> 11)::HUGEINT),
+               sum(coalesce(l.n, 0)), bit_xor(hash(l.x, l.s, r._f, r._r))
+        FROM r LEFT JOIN l ON l.file = r._f AND l.row = r._r
+        GROUP BY r._p
+        """
+    ).fetchall()
+
+
 def _link_fingerprints(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     """Per source, a digest of its identity_link rows (what the hit evidence quotes)."""
     if "identity_link" not in schema.existing_relations(con):
@@ -87,30 +142,122 @@ def rule_fingerprints(
 ) -> dict[str, str]:
     """rule id -> fingerprint of everything its hits are computed from (module docstring).
     Call after the run's preparation (kinship fresh, stand-ins and base tables in place)."""
+    return period_inputs(con, specs, needs, rules_dir, params)[0]
+
+
+def link_sources(nd: rule_needs.RuleNeeds) -> list[str]:
+    """The sources whose identity links a rule's hits depend on: the sources it reads. A rule
+    that reads ``identity_link`` sees only those sources' links when it runs
+    (``rule_runner._LinksOf``), so its fingerprint holds those sources' links (``links``), not
+    the whole table: a changed payment file does not re-run a rule on land records."""
+    return sorted(nd.sources() | {t[2:] for t in nd.columns if t.startswith("r_")})
+
+
+def partitioned(spec: Any, nd: rule_needs.RuleNeeds) -> bool:
+    """Whether the rule's hits are kept per payment month (``partition: period``, and it reads
+    payments)."""
+    return getattr(spec, "partition", "") == "period" and PERIOD_TABLE in nd.columns
+
+
+def period_inputs(
+    con: duckdb.DuckDBPyConnection,
+    specs: list[Any],
+    needs: dict[str, rule_needs.RuleNeeds],
+    rules_dir: str | Path,
+    params: dict[str, dict[str, Any]] | None = None,
+) -> tuple[dict[str, str], dict[str, str], dict[str | None, str]]:
+    """(fingerprints, rests, months): every rule's whole fingerprint (:func:`rule_fingerprints`);
+    for the ``partition: period`` rules the digest of everything but the payment rows (``rest``);
+    and per payment month (``r_payment.period``) the digest of its rows and their links (module
+    docstring). ``r_payment`` is read once: its whole-table fingerprint is combined from the
+    months' (count, xor and sum add up)."""
     code = _code_digest(rules_dir)
     have = schema.existing_relations(con)
     tables = sorted({t for nd in needs.values() for t in nd.columns if t in have})
-    tfp = {t: table_fingerprint(con, t) for t in tables}
+    split = PERIOD_TABLE in tables and any(partitioned(s, needs[s.id]) for s in specs)
+    months: dict[str | None, str] = {}
+    # identity_link: per source, in ``links`` (the rule runs on its sources' links only)
+    tfp = {
+        t: table_fingerprint(con, t)
+        for t in tables
+        if not (split and t == PERIOD_TABLE) and t != "identity_link"
+    }
+    if "identity_link" in tables:
+        tfp["identity_link"] = "per source"
+    shape = ""
+    if split:
+        groups = _period_groups(con)
+        cols = con.execute(f'DESCRIBE "{PERIOD_TABLE}"').fetchall()
+        shape = ",".join(f"{c[0]}:{c[1]}" for c in cols)
+        n, x, sm = 0, 0, 0
+        for p, cnt, xor, tot, ln, lx in groups:
+            n, x, sm = n + cnt, x ^ int(xor or 0), sm + int(tot or 0)
+            months[p] = f"{cnt}:{xor}:{tot}:{ln}:{lx}"
+        tfp[PERIOD_TABLE] = f"{n}:{x if n else 0}:{sm if n else 0}:{shape}"
     links = _link_fingerprints(con)
-    out = {}
+    out, rests = {}, {}
     for spec in specs:
         nd = needs[spec.id]
-        srcs = sorted(nd.sources() | {t[2:] for t in nd.columns if t.startswith("r_")})
-        text = json.dumps(
-            {
-                "code": code,
-                "rule": Path(spec.path).read_text(encoding="utf-8") if spec.path else spec.sql,
-                "version": spec.version,
-                "sql": spec.render_sql((params or {}).get(spec.id)),
-                "params": (params or {}).get(spec.id),
-                "tables": {t: tfp.get(t, "absent") for t in sorted(nd.columns)},
-                "links": {s: links.get(s, "") for s in srcs},
-            },
-            sort_keys=True,
-            default=str,
-        )
+        srcs = link_sources(nd)
+        doc = {
+            "code": code,
+            "rule": Path(spec.path).read_text(encoding="utf-8") if spec.path else spec.sql,
+            "version": spec.version,
+            "sql": spec.render_sql((params or {}).get(spec.id)),
+            "params": (params or {}).get(spec.id),
+            "tables": {t: tfp.get(t, "absent") for t in sorted(nd.columns)},
+            "links": {s: links.get(s, "") for s in srcs},
+        }
+        text = json.dumps(doc, sort_keys=True, default=str)
         out[spec.id] = hashlib.sha256(text.encode()).hexdigest()
-    return out
+        if split and partitioned(spec, nd):
+            # everything but the payment rows and their links: those are the months' digests
+            doc["tables"] = {**doc["tables"], PERIOD_TABLE: f"per month:{shape}"}
+            doc["links"] = {**doc["links"], PERIOD_SOURCE: "per month"}
+            doc["partition"] = "period"
+            rests[spec.id] = hashlib.sha256(
+                json.dumps(doc, sort_keys=True, default=str).encode()
+            ).hexdigest()
+    return out, rests, months
+
+
+def previous_months(
+    con: duckdb.DuckDBPyConnection, rule_id: str, rest: str
+) -> tuple[str, dict[str | None, str]] | None:
+    """(run, its month digests) of the latest finished run where ``rule_id`` ran (``ok`` /
+    ``blind``) from the same ``rest`` (everything but the payment rows), else None."""
+    con.execute(RULE_PERIOD_DDL)
+    row = con.execute(
+        """SELECT arg_max(d.run_id, d.finished_at)
+        FROM rule_period_input i
+        JOIN detect_run d ON d.run_id = i.run_id AND d.status = 'finished'
+        JOIN rule_run r ON r.run_id = i.run_id AND r.rule_id = i.rule_id
+                       AND r.status IN ('ok', 'blind')
+        WHERE i.rule_id = ? AND i.rest = ?""",
+        [rule_id, rest],
+    ).fetchone()
+    if not row or row[0] is None:
+        return None
+    months = con.execute(
+        "SELECT period, digest FROM rule_period_input WHERE run_id = ? AND rule_id = ?",
+        [row[0], rule_id],
+    ).fetchall()
+    return row[0], {p: d for p, d in months}
+
+
+def copy_month_hits(
+    con: duckdb.DuckDBPyConnection, rule_id: str, from_run: str, run_id: str, months: list[str]
+) -> None:
+    """Stage the hits ``rule_id`` had in ``from_run`` for ``months`` as this run's."""
+    con.execute("CREATE OR REPLACE TEMP TABLE _keep_month (period VARCHAR)")
+    if months:
+        con.executemany("INSERT INTO _keep_month VALUES (?)", [[m] for m in months])
+    con.execute(
+        """INSERT INTO _run_hit SELECT * REPLACE (CAST(? AS VARCHAR) AS run_id)
+        FROM hit WHERE run_id = ? AND rule_id = ?
+          AND period IN (SELECT period FROM _keep_month)""",
+        [run_id, from_run, rule_id],
+    )
 
 
 def previous_runs(con: duckdb.DuckDBPyConnection, fingerprints: dict[str, str]) -> dict[str, str]:

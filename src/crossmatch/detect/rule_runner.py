@@ -101,6 +101,9 @@ class RuleOutcome:
     amount: float = 0.0
     seconds: float = 0.0
     reused_from: str | None = None  # hits copied from this run (inputs unchanged)
+    #: ``partition: period`` rules: (run, months kept, months computed) when only the payment
+    #: months that changed since that run were computed and the others' hits copied from it
+    months_from: tuple[str, int, int] | None = None
 
 
 @dataclass
@@ -138,6 +141,12 @@ class RunResult:
                 f"{o.amount:,.2f}",
                 f"{o.seconds:.2f}",
                 (f"(inputs unchanged: hits of run {o.reused_from}) " if o.reused_from else "")
+                + (
+                    f"({o.months_from[1]} payment months unchanged: their hits of run "
+                    f"{o.months_from[0]}; {o.months_from[2]} computed) "
+                    if o.months_from
+                    else ""
+                )
                 + o.reason,
             )
             for o in self.outcomes
@@ -650,6 +659,12 @@ class RunPlan:
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     fingerprints: dict[str, str] = field(default_factory=dict)  # rule id -> inputs' digest
     previous: dict[str, str] = field(default_factory=dict)  # rule id -> run with the same inputs
+    #: ``partition: period`` rules: everything but the payment rows (reuse.period_inputs)
+    rests: dict[str, str] = field(default_factory=dict)
+    months: dict[str | None, str] = field(default_factory=dict)  # payment month -> digest
+    #: rule id -> (run, months whose hits it copies, months it computes): only some months'
+    #: payments changed since that run (reuse module docstring)
+    by_month: dict[str, tuple[str, list[str], list[str]]] = field(default_factory=dict)
 
     def runnable(self, rule_id: str) -> bool:
         """Whether the rule has hits this run (``ok``, or ``blind``: its hits flagged as partial),
@@ -718,9 +733,24 @@ def begin_run(
     lacking = lacking_headers(con, empty)
     stage_tables(con)
     con.execute(reuse.RULE_INPUT_DDL)
-    fps = reuse.rule_fingerprints(con, specs, needs, rules_dir, params)
+    con.execute(reuse.RULE_PERIOD_DDL)
+    fps, rests, months = reuse.period_inputs(con, specs, needs, rules_dir, params)
     prev = {} if full else reuse.previous_runs(con, fps)
+    by_month: dict[str, tuple[str, list[str], list[str]]] = {}
+    for rid, rest in ({} if full else rests).items():
+        if rid in prev:
+            continue
+        found = reuse.previous_months(con, rid, rest)
+        if found is None:
+            continue
+        keep = sorted(p for p, d in months.items() if p is not None and found[1].get(p) == d)
+        redo = sorted(p for p, d in months.items() if p is not None and found[1].get(p) != d)
+        if keep:  # else nothing to gain: the rule runs on every month
+            by_month[rid] = (found[0], keep, redo)
     con.execute("CREATE OR REPLACE TEMP TABLE _run_input AS SELECT * FROM rule_input LIMIT 0")
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _run_period AS SELECT * FROM rule_period_input LIMIT 0"
+    )
     status = {}
     for spec in specs:
         st = assess(needs[spec.id], avail, loaded, empty, ident, lacking)
@@ -738,6 +768,9 @@ def begin_run(
         params=dict(params or {}),
         fingerprints=fps,
         previous=prev,
+        rests=rests,
+        months=months,
+        by_month=by_month,
     )
 
 
@@ -746,11 +779,153 @@ def run_rule(
     spec: RuleSpec,
     run_id: str,
     overrides: dict[str, Any] | None = None,
+    link_sources: list[str] | None = None,
 ) -> tuple[int, float]:
     """Execute one rule on a prepared connection and append its hits to ``_run_hit``
-    (:func:`stage_tables`); returns (hits, amount). Raises if the rule fails."""
-    execute_rule(con, spec, overrides)
+    (:func:`stage_tables`); returns (hits, amount). Raises if the rule fails. With
+    ``link_sources`` (``reuse.link_sources`` of its needs, as a run passes it) the rule sees
+    only those sources' identity links."""
+    with _LinksOf(con, link_sources):
+        execute_rule(con, spec, overrides)
     return _store(con, spec, run_id)
+
+
+def _paid_dependents() -> list[tuple[str, str]]:
+    """(name, body) of the building blocks of ``base.sql`` computed from ``paid``, directly or
+    through another, in base.sql's order (``dibao_paid_month``)."""
+    names = {"paid"}
+    out = []
+    for kind, name, body in rule_needs.base_statements():
+        if kind == "TABLE" and name != "paid":
+            used = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", re.sub(r"--[^\n]*", "", body)))
+            if used & names:
+                names.add(name)
+                out.append((name, body))
+    return out
+
+
+class _LinksOf:
+    """Within ``with``: ``identity_link`` is a TEMP view of the links of ``sources`` only (the
+    sources the rule reads), so a rule's hits depend on exactly the links its fingerprint holds
+    (``reuse.link_sources``). Nothing when the warehouse has no ``identity_link``."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, sources: list[str] | None) -> None:
+        self.con, self.sources, self.on = con, sources, False
+
+    def __enter__(self) -> _LinksOf:
+        if self.sources is None:
+            return self
+        row = self.con.execute(
+            "SELECT database_name FROM duckdb_tables() WHERE schema_name = 'main' "
+            "AND table_name = 'identity_link' AND NOT temporary"
+        ).fetchone()
+        if row:
+            srcs = ", ".join("'" + s.replace("'", "''") + "'" for s in self.sources) or "NULL"
+            self.con.execute(
+                f'CREATE OR REPLACE TEMP VIEW identity_link AS SELECT * FROM "{row[0]}".main.'
+                f"identity_link WHERE source IN ({srcs})"
+            )
+            self.on = True
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.on:
+            self.con.execute("DROP VIEW IF EXISTS temp.identity_link")
+
+
+class _MonthsOnly:
+    """Within ``with``: ``paid`` and the building blocks computed from it hold only ``months``
+    (the full tables set aside and put back on exit, whatever happens)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, months: list[str]) -> None:
+        self.con, self.months = con, months
+        self.blocks = _paid_dependents()
+
+    def __enter__(self) -> _MonthsOnly:
+        con = self.con
+        names = ["paid", *(n for n, _ in self.blocks)]
+        for n in names:
+            con.execute(f'ALTER TABLE "{n}" RENAME TO "_all_{n}"')
+        self.renamed = names
+        con.execute("CREATE OR REPLACE TEMP TABLE _only_month (period VARCHAR)")
+        if self.months:
+            con.executemany("INSERT INTO _only_month VALUES (?)", [[m] for m in self.months])
+        con.execute(
+            "CREATE TEMP TABLE paid AS SELECT * FROM _all_paid "
+            "WHERE period IN (SELECT period FROM _only_month)"
+        )
+        for name, body in self.blocks:
+            con.execute(f"CREATE TEMP TABLE {name} AS {body}")
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for n in self.renamed:
+            self.con.execute(f'DROP TABLE IF EXISTS "{n}"')
+            self.con.execute(f'ALTER TABLE "_all_{n}" RENAME TO "{n}"')
+
+
+class _MonthsScope:
+    """A :class:`_MonthsOnly` kept entered across consecutive rules computing the same months
+    (building the restricted blocks once, not once per rule); :meth:`release` before a rule
+    that reads every month, and at the end of the run."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+        self.cur: _MonthsOnly | None = None
+
+    def only(self, months: list[str]) -> None:
+        if self.cur is not None and self.cur.months == months:
+            return
+        self.release()
+        cur = _MonthsOnly(self.con, months)
+        cur.__enter__()
+        self.cur = cur
+
+    def release(self) -> None:
+        if self.cur is not None:
+            cur, self.cur = self.cur, None
+            cur.__exit__(None, None, None)
+
+
+def run_rule_months(
+    con: duckdb.DuckDBPyConnection,
+    plan: RunPlan,
+    spec: RuleSpec,
+    scope: _MonthsScope | None = None,
+) -> tuple[int, float] | None:
+    """A ``partition: period`` rule on a night where only some payment months changed: compute
+    the months that changed (``paid`` restricted to them) and copy the other months' hits from
+    the run :attr:`RunPlan.by_month` names (why this equals a full run: :mod:`reuse`). Returns
+    (hits, amount), or None when the restricted run returned a hit outside the months it was
+    given (the rule does not keep its promise): nothing is staged, the caller runs it whole.
+    With ``scope`` the restriction stays in place for the next rule (the caller releases it)."""
+    from_run, keep, redo = plan.by_month[spec.id]
+    if redo:
+        if scope is None:
+            with _MonthsOnly(con, redo), _LinksOf(con, reuse.link_sources(plan.needs[spec.id])):
+                execute_rule(con, spec, plan.params.get(spec.id))
+        else:
+            scope.only(redo)
+            with _LinksOf(con, reuse.link_sources(plan.needs[spec.id])):
+                execute_rule(con, spec, plan.params.get(spec.id))
+        row = con.execute(
+            "SELECT count(*) FROM _rule_hits WHERE period NOT IN (SELECT period FROM _only_month)"
+        ).fetchone()
+        if row and row[0]:
+            log.warning(
+                "rule %s declares partition: period but returned %d hit(s) outside the payment "
+                "months it was given: run on every month, its hits not kept by month",
+                spec.id,
+                row[0],
+            )
+            return None
+        _store(con, spec, plan.run_id)
+    reuse.copy_month_hits(con, spec.id, from_run, plan.run_id, keep)
+    row = con.execute(
+        "SELECT count(*), coalesce(sum(amount), 0) FROM _run_hit WHERE rule_id = ?", [spec.id]
+    ).fetchone()
+    n, amt = row if row else (0, 0)
+    return int(n), float(amt)
 
 
 def reuse_rule(con: duckdb.DuckDBPyConnection, plan: RunPlan, spec: RuleSpec) -> tuple[int, float]:
@@ -786,9 +961,27 @@ def record_outcome(
             "INSERT INTO _run_input VALUES (?, ?, ?, ?)",
             [plan.run_id, out.rule_id, plan.fingerprints[out.rule_id], out.reused_from],
         )
+        rest = plan.rests.get(out.rule_id)
+        if rest is not None and plan.months:  # the months its hits came from (month-wise reuse)
+            kept = (
+                {p: plan.by_month[out.rule_id][0] for p in plan.by_month[out.rule_id][1]}
+                if out.months_from
+                else {p: out.reused_from for p in plan.months}
+                if out.reused_from
+                else {}
+            )
+            con.executemany(
+                "INSERT INTO _run_period VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    [plan.run_id, out.rule_id, rest, p, d, kept.get(p)]
+                    for p, d in plan.months.items()
+                ],
+            )
     log.info(
         "rule %s: %s %d hits %.2fs%s", out.rule_id, out.status, out.hits, out.seconds,
-        f" (reused from {out.reused_from})" if out.reused_from else "",
+        f" (reused from {out.reused_from})" if out.reused_from
+        else f" ({out.months_from[1]} months kept from {out.months_from[0]}, "
+             f"{out.months_from[2]} computed)" if out.months_from else "",
     )  # fmt: skip
 
 
@@ -800,6 +993,8 @@ def finish_run(con: duckdb.DuckDBPyConnection, plan: RunPlan, outcomes: list[Rul
         con.execute("INSERT INTO hit SELECT * FROM _run_hit")
         con.execute("INSERT INTO rule_run SELECT * FROM _run_rule")
         con.execute("INSERT INTO rule_input SELECT * FROM _run_input")
+        con.execute(reuse.RULE_PERIOD_DDL)
+        con.execute("INSERT INTO rule_period_input SELECT * FROM _run_period")
         if plan.only is None and not plan.params:  # the whole rule set ran on these inputs
             detect_inputs = reuse.detect_inputs(con, plan.rules_dir)
             warehouse.record_stage(con, "detect", detect_inputs, plan.run_id)
@@ -841,6 +1036,25 @@ def run_rules(
         con, rules_dir, only, params=params, run_id=run_id, max_age_days=max_age_days, full=full
     )
     result = RunResult(plan.run_id, prepare_seconds=plan.prepare_seconds)
+    scope = _MonthsScope(con)
+    try:
+        _run_all(con, plan, result, scope, progress)
+    finally:
+        scope.release()
+    if progress is not None:
+        progress("storing hits", len(plan.specs), len(plan.specs))
+    finish_run(con, plan, result.outcomes)
+    return result
+
+
+def _run_all(
+    con: duckdb.DuckDBPyConnection,
+    plan: RunPlan,
+    result: RunResult,
+    scope: _MonthsScope,
+    progress: Callable[[str, int, int], None] | None,
+) -> None:
+    """Run (or copy) every rule of ``plan`` in order, appending to ``result``."""
     for i, spec in enumerate(plan.specs):
         if progress is not None:
             progress(spec.id, i, len(plan.specs))
@@ -853,7 +1067,18 @@ def run_rules(
             out.hits, out.amount = reuse_rule(con, plan, spec)
         elif plan.runnable(spec.id):  # a blind rule runs: its hits, flagged as partial
             try:
-                out.hits, out.amount = run_rule(con, spec, plan.run_id, plan.params.get(spec.id))
+                by_month = spec.id in plan.by_month
+                done = run_rule_months(con, plan, spec, scope) if by_month else None
+                if done is not None:  # only the payment months that changed were computed
+                    from_run, keep, redo = plan.by_month[spec.id]
+                    out.months_from = (from_run, len(keep), len(redo))
+                    out.hits, out.amount = done
+                else:
+                    scope.release()  # it reads every month
+                    out.hits, out.amount = run_rule(
+                        con, spec, plan.run_id, plan.params.get(spec.id),
+                        reuse.link_sources(plan.needs[spec.id]),
+                    )  # fmt: skip
             except Exception as exc:  # one broken rule must not stop the others
                 log.exception("rule %s failed", spec.id)
                 out.status, out.reason = "error", f"{type(exc).__name__}: {exc}".splitlines()[0]
@@ -862,10 +1087,6 @@ def run_rules(
         out.seconds = time.perf_counter() - t0
         record_outcome(con, plan, out, started)
         result.outcomes.append(out)
-    if progress is not None:
-        progress("storing hits", len(plan.specs), len(plan.specs))
-    finish_run(con, plan, result.outcomes)
-    return result
 
 
 # ---------------------------------------------------------------- planning checks, examples

@@ -39,6 +39,7 @@ from typing import Any, Protocol
 import duckdb
 import pyarrow as pa
 
+from crossmatch.detect import reuse
 from crossmatch.detect import rule_runner as engine
 from crossmatch.detect.rule_runner import RuleOutcome, RunResult
 from crossmatch.scale.locality import Locality, classify
@@ -270,7 +271,10 @@ def run_partitioned(
         out = outcomes[spec.id]
         t_rule = time.perf_counter()
         try:
-            out.hits, out.amount = engine.run_rule(con, spec, plan.run_id, plan.params.get(spec.id))
+            out.hits, out.amount = engine.run_rule(
+                con, spec, plan.run_id, plan.params.get(spec.id),
+                reuse.link_sources(plan.needs[spec.id]),
+            )  # fmt: skip
         except Exception as exc:
             log.exception("rule %s failed", spec.id)
             out.status, out.reason = "error", f"{type(exc).__name__}: {exc}".splitlines()[0]

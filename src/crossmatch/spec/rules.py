@@ -39,7 +39,13 @@ TOP_KEYS = (
     "exclusion_hints",
     "examples",
     "description",
+    "partition",
 )
+#: ``partition:`` values: ``period`` = the hits of payment month P are computed from the payments
+#: of month P alone (``paid`` / ``dibao_paid_month`` rows of period P) and the rule's other inputs,
+#: and every hit's period is such a month. A night that changed only some months' payments then
+#: recomputes those months and keeps the others' hits (crossmatch.detect.reuse).
+PARTITIONS = ("period",)
 REQUIRED = (
     "id",
     "version",
@@ -101,6 +107,7 @@ class RuleSpec:
     path: str = ""
     sql_line: int = 1
     kind_line: int = 1
+    partition: str = ""  # "" or one of PARTITIONS
 
     def render_sql(self, overrides: dict[str, Any] | None = None) -> str:
         """The SQL with every ``{{ params.x }}`` replaced by a typed literal."""
@@ -294,6 +301,16 @@ def _parse_one(path: Path, problems: Problems) -> RuleSpec | None:
             "exclusion_hints (排除提示) must be a non-empty list of checks for the verifier",
         )
         hints = []
+    partition = doc.get("partition") or ""
+    if partition and partition not in PARTITIONS:
+        problems.add(
+            path,
+            doc.key_line("partition"),
+            f"partition {partition!r} is not one of {', '.join(PARTITIONS)}",
+            "remove it, or say `partition: period` when each month's hits come from that "
+            "month's payments alone",
+        )
+        partition = ""
     examples: list[Example] = []
     raw_ex = doc.get("examples") or []
     if "examples" in doc and (not isinstance(raw_ex, list) or not raw_ex):
@@ -358,6 +375,7 @@ def _parse_one(path: Path, problems: Problems) -> RuleSpec | None:
         description=str(doc.get("description", "")),
         path=str(path),
         sql_line=sql_line,
+        partition=str(partition),
     )
 
 
