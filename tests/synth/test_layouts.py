@@ -754,3 +754,19 @@ def test_township_ingest_counts_float_ids_and_marks_reexported_rows(
             "AND d.row = p._row WHERE p._dup_of IS NOT NULL AND d.of_file <> d.file"
         ).fetchone()[0]
         assert marked == again
+
+
+def test_a_gbk_csv_writes_what_gbk_cannot_hold_as_a_question_mark(tmp_path: Path) -> None:
+    """Excel's "CSV" on a Chinese Windows is GBK: a name's ・ (a middle-dot variant the noise
+    writes) cannot be held and comes out as ``?``, counted. Strict (the default) refuses, as
+    before (legacy at seed 67, 8,000 persons, failed here with a UnicodeEncodeError)."""
+    from crossmatch.synth.layouts import Render
+
+    r = Render(tmp_path / "src", tmp_path / "out", SEED, "legacy")
+    rows: list[Any] = [(["买买提・热合曼", "100"], []), (["王伟", "80"], [])]
+    r.write_csv("civil/x.csv", ["姓名", "金额"], rows, encoding="gbk", errors="replace")
+    text = (tmp_path / "out/raw/civil/x.csv").read_bytes().decode("gbk")
+    assert text.splitlines() == ["姓名,金额", "买买提?热合曼,100", "王伟,80"]
+    assert r.counts["cells with a character gbk cannot hold"] == 1
+    with pytest.raises(UnicodeEncodeError):
+        r.write_csv("civil/y.csv", ["姓名", "金额"], rows, encoding="gbk")

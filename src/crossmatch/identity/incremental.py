@@ -30,7 +30,10 @@ from crossmatch.warehouse import fetch_one
 #:    measure (role_profile.measured_limits), not HARD / SOFT; a row's known person is a
 #:    candidate of its other role's ID-less mention where the county's rows show the two
 #:    roles to be one person at times (an applicant listed as his own member, 本人).
-IDENTITY_VERSION = "5"
+#: 6: an ID-less row paid into an account no ID-bearing row carries no longer counts against
+#:    every candidate holding another account; the county's measured weights instead
+#:    (accounts.edge_penalty).
+IDENTITY_VERSION = "6"
 
 
 def _signature(con: duckdb.DuckDBPyConnection, config: LinkageConfig, roles: list[RoleRef]) -> str:

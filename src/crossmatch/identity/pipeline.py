@@ -47,7 +47,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from crossmatch.identity import areas, listed, role_profile
+from crossmatch.identity import accounts, areas, listed, role_profile
 from crossmatch.identity import household as co_mentions
 from crossmatch.identity.analyst import JUDGEMENT_DDL, explain, record_judgement  # noqa: F401
 from crossmatch.identity.clustering import (  # noqa: F401
@@ -430,6 +430,7 @@ def _resolve(
         role_profile.edge_penalty(con, nid),
         areas.edge_penalty(con, nid),
         listed.edge_penalty(con, nid),
+        accounts.edge_penalty(con, nid, accounts.differ_weight(linker.model, "acct", config)),
     )
     linker.edge_penalty = roles_pen
     p_first = pred.probability.copy()

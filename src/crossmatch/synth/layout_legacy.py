@@ -356,7 +356,7 @@ def _elderly_csv(r: Render) -> None:
     h, rows, ren = r.reshape(t, cols)
     rows.append(([], []))
     rows.append((_remarks(r, ELDERLY), []))
-    r.write_csv(ELDERLY, h, rows, renames=ren, encoding="gbk", crlf=True)
+    r.write_csv(ELDERLY, h, rows, renames=ren, encoding="gbk", errors="replace", crlf=True)
     r.counts[f"rows {ELDERLY}"] -= 2
 
 

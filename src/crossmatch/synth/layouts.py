@@ -321,16 +321,26 @@ class Render:
         rows: list[OutRow],
         *,
         encoding: str = "utf-8",
+        errors: str = "strict",
         delimiter: str = ",",
         crlf: bool = False,
         renames: dict[str, str] | None = None,
         title: str | None = None,
         above: list[list[str]] | None = None,
     ) -> None:
-        """``above``: rows written before ``header`` (a title block, a group header row)."""
+        """``above``: rows written before ``header`` (a title block, a group header row).
+        ``errors="replace"``: a character the encoding cannot hold is written as ``?``, as
+        Excel's "CSV" (ANSI, GBK on a Chinese Windows) does with a name's ・ or •; each such
+        cell is counted."""
         path = self.out / "raw" / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", encoding=encoding, newline="") as fh:
+        if errors != "strict":
+            for cells, _o in rows:
+                for v in cells:
+                    t = "" if v is None else _text(v)
+                    if t.encode(encoding, "replace") != t.encode(encoding, "ignore"):
+                        self.counts[f"cells with a character {encoding} cannot hold"] += 1
+        with open(path, "w", encoding=encoding, errors=errors, newline="") as fh:
             w = csv.writer(fh, delimiter=delimiter, lineterminator="\r\n" if crlf else "\n")
             line = 1
             if title:
