@@ -98,7 +98,12 @@ def _hits(con: duckdb.DuckDBPyConnection) -> list[tuple]:
     )
 
 
-@pytest.mark.parametrize("partitions", [None, 1, 3])
+@pytest.mark.parametrize(
+    "partitions",
+    # one per region (the default) and more partitions than regions (one left empty); a single
+    # partition (nothing crosses) is the slow tier's
+    [None, pytest.param(1, marks=pytest.mark.slow), 3],
+)
 def test_partitioned_equals_run_rules(partitions):
     single = build_warehouse(_tables())
     run_rules(single, RULES_DIR, only=ONLY)
