@@ -57,6 +57,8 @@ from crossmatch.night.config import home
 from crossmatch.night.deploy import ensure_work_pool
 from crossmatch.night.run import default_workspace
 from crossmatch.publish import run_lock
+from crossmatch.scale.dask import DaskPartitions, check_scheduler
+from crossmatch.scale.run import run_partitioned
 from crossmatch.spec import validate_all
 from crossmatch.spec.rules import load_rules
 from crossmatch.spec.sources import load_sources
@@ -415,6 +417,40 @@ def validate(sources: Path, rules: Path | None, raw: Path | None, allow_blind: b
     help="Run every rule (default: a rule whose inputs are unchanged since a finished run "
     "copies that run's hits).",
 )
+@click.option(
+    "--dask",
+    default=None,
+    metavar="ADDRESS|local",
+    help="Run the per-partition rules as partitions on this Dask cluster: 'local' (a "
+    "LocalCluster for this run) or a scheduler's tcp://host:8786; the cross-partition rules "
+    "run here. Same hits (docs/scale.md).",
+)
+@click.option(
+    "--dask-workers",
+    type=click.IntRange(min=1),
+    default=2,
+    show_default=True,
+    help="Worker processes of the LocalCluster (--dask local).",
+)
+@click.option(
+    "--level",
+    type=click.Choice(["9", "6"]),
+    default="9",
+    show_default=True,
+    help="With --dask: partition by township (9 digits of the home village code) or county (6).",
+)
+@click.option(
+    "--partitions",
+    type=click.IntRange(min=1),
+    default=None,
+    help="With --dask: pack the regions into this many partitions (default: one per region).",
+)
+@click.option(
+    "--prefect",
+    is_flag=True,
+    help="With --dask: run it as the Prefect flow crossmatch-partitioned (PREFECT_API_URL's "
+    "server, or a temporary one), one Prefect task per partition (prefect-dask).",
+)
 def detect(
     rules_dir: Path,
     sources: Path,
@@ -422,14 +458,40 @@ def detect(
     warehouse: Path,
     max_age_days: float | None,
     full: bool,
+    dask: str | None,
+    dask_workers: int,
+    level: str,
+    partitions: int | None,
+    prefect: bool,
 ) -> None:
     """Run the detection rules; print hits, amount, seconds and status per rule.
 
     Status per rule: ok, blind (ran, but a column it reads is absent or empty), stale (identity
     or a source older than the data: not run), skipped (a source it needs is not loaded or its
     last file failed: not run), error. Exit 0 when every rule is ok, 4 when one is blind, stale
-    or skipped, 6 when one is in error."""
+    or skipped, 6 when one is in error.
+
+    With --dask, the rules that stay within a home region run per partition on a Dask cluster
+    and the others here, then the hits are reduced into the same tables; the table also says
+    where each rule ran (docs/scale.md). A scheduler nobody answers at: exit 6, nothing run."""
     ids = [x.strip() for x in only.split(",") if x.strip()] if only else None
+    if dask is None:
+        for flag, given in (
+            ("--prefect", prefect),
+            ("--partitions", partitions is not None),
+            ("--level", level != "9"),
+        ):
+            if given:
+                raise click.UsageError(f"{flag} partitions detect: it needs --dask ADDRESS|local")
+    else:
+        check_scheduler(dask)  # fail fast, before the warehouse is touched
+        code = _detect_partitioned(
+            warehouse, rules_dir, sources, ids, max_age_days, full, dask, dask_workers,
+            int(level), partitions, prefect,
+        )  # fmt: skip
+        if code:
+            sys.exit(code)
+        return
     contract.use(sources)
     with (
         wh.session(
@@ -448,6 +510,61 @@ def detect(
     click.echo(result.table())
     if result.exit_code:
         sys.exit(result.exit_code)
+
+
+def _detect_partitioned(
+    warehouse: Path,
+    rules_dir: Path,
+    sources: Path,
+    only: list[str] | None,
+    max_age_days: float | None,
+    full: bool,
+    dask: str,
+    dask_workers: int,
+    level: int,
+    partitions: int | None,
+    prefect: bool,
+) -> int:
+    """``detect --dask``: :func:`crossmatch.scale.run.run_partitioned` with the partitions on
+    Dask (plain ``dask.distributed``), or with ``prefect`` the flow that does the same through
+    prefect-dask's task runner. Prints the table; returns the exit code."""
+    if prefect:
+        # lazy: prefect takes seconds to import, and only --prefect needs it
+        from crossmatch.night.prefect_server import server_unless_configured
+        from crossmatch.scale.flow_tasks import partitioned, task_runner
+
+        flow = partitioned.with_options(task_runner=task_runner(dask, dask_workers))
+        with server_unless_configured():
+            out = flow(str(warehouse), str(rules_dir), level=level, partitions=partitions,
+                       max_age_days=max_age_days, full=full, only=only,
+                       sources=str(sources))  # fmt: skip
+        click.echo(out["table"])
+        return int(out["exit_code"])
+    contract.use(sources)
+    runner = DaskPartitions(dask, workers=dask_workers)
+    with (
+        runner,
+        wh.session(
+            warehouse, must_exist="run `crossmatch ingest` and `crossmatch resolve` first"
+        ) as con,
+        console.progress() as bar,
+    ):
+        bar.add_task(f"rules, partitions on {runner.describe()}", total=None)
+        res = run_partitioned(
+            con,
+            rules_dir,
+            only=only,
+            max_age_days=max_age_days,
+            level=level,
+            partitions=partitions,
+            submit=runner.submit,
+            threads=1,
+            full=full,
+        )
+    click.echo(res.table())
+    where = runner.describe() if runner.started else "no cluster started"
+    click.echo(f"partitions ran on: {where}")
+    return res.exit_code
 
 
 @main.command()

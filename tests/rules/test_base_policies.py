@@ -8,7 +8,6 @@ import shutil
 from pathlib import Path
 
 import duckdb
-import pytest
 
 from crossmatch.detect import run_rules
 from crossmatch.detect.reference import create_text_table
@@ -19,7 +18,12 @@ from .conftest import RULES_DIR, build_warehouse
 ID = "341122194501010011"
 
 
-def _case_with_payroll(item: str, status: str | None = "success") -> duckdb.DuckDBPyConnection:
+def _case_with_payroll(
+    item: str | list[str], status: str | None = "success"
+) -> duckdb.DuckDBPyConnection:
+    """A case whose member S is on the payroll, paid ``item`` in 2025-03 (a list of items: one
+    per month from 2025-03 on)."""
+    items = [item] if isinstance(item, str) else item
     return build_warehouse(
         {
             "r_assistance": [
@@ -29,11 +33,12 @@ def _case_with_payroll(item: str, status: str | None = "success") -> duckdb.Duck
             "r_payment": [
                 {
                     "payee_pid": ID,
-                    "item": item,
+                    "item": it,
                     "amount": 600,
-                    "period": "2025-03",
+                    "period": f"2025-{3 + i:02d}",
                     "status": status,
                 }
+                for i, it in enumerate(items)
             ],
             "r_payroll": [{"person_pid": "S", "post_type": "行政", "start_date": "2020-01-01"}],
             # the registry is loaded (the rule reads the applicant's registry household too)
@@ -42,13 +47,21 @@ def _case_with_payroll(item: str, status: str | None = "success") -> duckdb.Duck
     )
 
 
-@pytest.mark.parametrize(
-    "item", ["农村低保金", "城市最低生活保障金", "特困人员供养金", "城乡低保金"]
-)
-def test_every_assistance_vocabulary_makes_a_paid_month(item):
-    con = _case_with_payroll(item)
+VOCABULARY = ["农村低保金", "城市最低生活保障金", "特困人员供养金", "城乡低保金"]
+
+
+def test_every_assistance_vocabulary_makes_a_paid_month():
+    """One month paid under each name of assistance (one detect run): each month is a hit."""
+    con = _case_with_payroll(VOCABULARY)
     res = run_rules(con, RULES_DIR, only=["payroll_on_dibao"])
-    assert res.outcomes[0].hits == 1
+    assert res.outcomes[0].hits == len(VOCABULARY)
+    months = con.execute(
+        "SELECT period FROM hit WHERE rule_id = 'payroll_on_dibao' ORDER BY period"
+    ).fetchall()
+    paid = {f"2025-{3 + i:02d}": it for i, it in enumerate(VOCABULARY)}
+    assert {m for (m,) in months} == set(paid), {
+        paid[m] for m in set(paid) - {m for (m,) in months}
+    }
 
 
 def test_payment_without_status_is_made_failed_is_not():

@@ -1,5 +1,7 @@
-"""The partitioned detect run (Prefect flow on a Dask LocalCluster of 2 processes) gives exactly
-the single-machine run's hits, including cases planted to cross partitions.
+"""The partitioned detect run (``flows/partitioned.py``, i.e. ``crossmatch detect --prefect --dask
+local``: the Prefect flow on a Dask LocalCluster of 2 processes, and ``crossmatch detect --dask
+local`` on plain dask.distributed) gives exactly the single-machine run's hits, including cases
+planted to cross partitions.
 
 The committed sample has no hit whose persons live in two townships, so the test plants them:
 in hits of every rule found by a first run, every person but the subject moves home to another
@@ -11,6 +13,7 @@ Both runs then read the same planted warehouse.
 from __future__ import annotations
 
 import importlib.util
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -126,51 +129,63 @@ def harness():
         yield
 
 
-def test_partitioned_flow_equals_single_machine(planted, harness, tmp_path):
+def test_partitioned_flow_equals_single_machine(planted, harness, tmp_path, capsys):
     single = tmp_path / "single.duckdb"
     parts = tmp_path / "parts.duckdb"
-    shutil.copy(planted, single)
-    shutil.copy(planted, parts)
+    plain = tmp_path / "plain.duckdb"
+    for copy in (single, parts, plain):
+        shutil.copy(planted, copy)
     # --full: every rule computes (the planted warehouse has a finished run: without it, rules
     # whose inputs the planting left alone would copy that run's hits, on both sides)
     _cli("detect", "--full", "--rules", str(ROOT / "rules"), "--warehouse", str(single))
 
+    # flows/partitioned.py is `crossmatch detect --prefect --dask local`: the flow, one Prefect
+    # task per partition on a LocalCluster of 2 processes through prefect-dask
     mod = _flow_module()
-    flow = mod.partitioned.with_options(task_runner=mod.task_runner(None, 2))
-    out = flow(str(parts), str(ROOT / "rules"), full=True)
-    assert out["exit_code"] == 0, out["table"]
-    assert out["reused"] == []
+    assert mod.cli_args(["--full"]) == ["detect", "--prefect", "--dask", "local", "--full"]
+    capsys.readouterr()
+    rc = mod.main(["--warehouse", str(parts), "--rules", str(ROOT / "rules"), "--full",
+                   "--dask-workers", "2"])  # fmt: skip
+    table = capsys.readouterr().out
+    assert rc == 0, table
+    run_id = re.search(r"^run (\S+)$", table, re.M).group(1)  # the table's first line
+    assert "inputs unchanged (hits reused): 0;" in table
+    # the same detect on plain dask.distributed (no Prefect): `crossmatch detect --dask local`
+    res = CliRunner().invoke(
+        main, ["detect", "--full", "--rules", str(ROOT / "rules"), "--warehouse", str(plain),
+               "--dask", "local"], catch_exceptions=False,
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "partitions ran on: Dask LocalCluster (2 worker processes" in res.output
 
     con = duckdb.connect()
     try:
         con.execute(f"ATTACH '{single}' AS s (READ_ONLY)")
         con.execute(f"ATTACH '{parts}' AS p (READ_ONLY)")
-        a = con.execute(LATEST.replace("hit", "s.hit").replace("detect_run", "s.detect_run"))
-        hits_single = sorted(map(repr, a.fetchall()))
-        b = con.execute(LATEST.replace("hit", "p.hit").replace("detect_run", "p.detect_run"))
-        hits_parts = sorted(map(repr, b.fetchall()))
-        assert len(hits_single) > 1000
-        assert hits_parts == hits_single  # every column: subject, amount, evidence, clue key
-        runs = [
-            sorted(
+        con.execute(f"ATTACH '{plain}' AS q (READ_ONLY)")
+        hits, runs, fps = {}, {}, {}
+        for db in ("s", "p", "q"):
+            got = con.execute(
+                LATEST.replace("hit", f"{db}.hit").replace("detect_run", f"{db}.detect_run")
+            )
+            hits[db] = sorted(map(repr, got.fetchall()))
+            runs[db] = sorted(
                 con.execute(
                     f"SELECT rule_id, status, hits, amount FROM {db}.rule_run WHERE run_id = "
                     f"(SELECT max_by(run_id, finished_at) FROM {db}.detect_run)"
                 ).fetchall()
             )
-            for db in ("s", "p")
-        ]
-        assert runs[0] == runs[1]
-        fps = [
-            sorted(
+            fps[db] = sorted(
                 con.execute(
                     f"SELECT rule_id, fingerprint FROM {db}.rule_input WHERE run_id = "
                     f"(SELECT max_by(run_id, finished_at) FROM {db}.detect_run)"
                 ).fetchall()
             )
-            for db in ("s", "p")
-        ]
-        assert len(fps[0]) == 16 and fps[0] == fps[1]
+        assert len(hits["s"]) > 1000
+        # every column: subject, amount, evidence, clue key
+        assert hits["p"] == hits["s"] and hits["q"] == hits["s"]
+        assert runs["p"] == runs["s"] and runs["q"] == runs["s"]
+        assert len(fps["s"]) == 16 and fps["p"] == fps["s"] and fps["q"] == fps["s"]
         # the planted cases are there and cross partitions: persons of one hit homed in two
         # townships, for local rules and cross-step rules alike
         con.execute("USE p")
@@ -193,11 +208,11 @@ def test_partitioned_flow_equals_single_machine(planted, harness, tmp_path):
         assert two_towns > 0
     finally:
         con.close()
-    assert "5 partitions" in out["table"]
-    assert "rules per partition: 10 of 16; cross step: 6" in out["table"]
+    assert "5 partitions" in table and "5 partitions" in res.output
+    assert "rules per partition: 10 of 16; cross step: 6" in table
     # recorded like a normal detect: the next `crossmatch detect` copies the partitioned hits
     res = CliRunner().invoke(
         main, ["detect", "--rules", str(ROOT / "rules"), "--warehouse", str(parts)]
     )
     assert res.exit_code == 0, res.output
-    assert res.output.count("(inputs unchanged: hits of run " + out["run_id"]) == 16, res.output
+    assert res.output.count("(inputs unchanged: hits of run " + run_id) == 16, res.output

@@ -3,15 +3,19 @@ run_rules, with cases whose persons live in both townships."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
+from typing import ClassVar
 
 import duckdb
 import pytest
+from click.testing import CliRunner
 
+from crossmatch import cli
 from crossmatch.detect import run_rules
 from crossmatch.scale.locality import classify
 from crossmatch.scale.partition import plan_partitions
-from crossmatch.scale.run import run_partitioned
+from crossmatch.scale.run import run_partitioned, serial_submit
 from crossmatch.spec.rules import load_rules
 from rules.conftest import build_warehouse  # one fixture builder for rule and scale tests
 
@@ -94,7 +98,12 @@ def _hits(con: duckdb.DuckDBPyConnection) -> list[tuple]:
     )
 
 
-@pytest.mark.parametrize("partitions", [None, 1, 3])
+@pytest.mark.parametrize(
+    "partitions",
+    # one per region (the default) and more partitions than regions (one left empty); a single
+    # partition (nothing crosses) is the slow tier's
+    [None, pytest.param(1, marks=pytest.mark.slow), 3],
+)
 def test_partitioned_equals_run_rules(partitions):
     single = build_warehouse(_tables())
     run_rules(single, RULES_DIR, only=ONLY)
@@ -236,3 +245,95 @@ def test_full_runs_every_rule():
     res = run_partitioned(parts, RULES_DIR, only=ONLY, full=True)
     assert not res.reused and sorted(res.ran_local + res.ran_cross) == sorted(ONLY)
     assert all(o.reused_from is None for o in res.run.outcomes)
+
+
+class _SerialPartitions:
+    """``crossmatch.scale.dask.DaskPartitions``' interface with the partitions run here, one
+    after the other: the CLI's ``detect --dask`` wiring without starting a cluster (a real
+    LocalCluster and the Prefect flow: tests/scale/test_exact.py, slow tier)."""
+
+    made: ClassVar[list[_SerialPartitions]] = []
+
+    def __init__(self, address: str, workers: int = 2) -> None:
+        self.address, self.workers, self.started, self.closed = address, workers, False, False
+        self.made.append(self)
+
+    def describe(self) -> str:
+        return f"in-process stand-in for {self.address} ({self.workers} workers)"
+
+    def __enter__(self) -> _SerialPartitions:
+        return self
+
+    def submit(self, tasks):
+        self.started = self.started or bool(tasks)
+        return serial_submit(tasks)
+
+    def __exit__(self, *exc) -> None:
+        self.closed = True
+
+
+def _warehouse_file(path: Path) -> Path:
+    con = build_warehouse(_tables())
+    con.execute(f"ATTACH '{path}' AS f")
+    con.execute("COPY FROM DATABASE memory TO f")
+    con.close()
+    return path
+
+
+def test_detect_cli_dask_runs_the_partitioned_detect(tmp_path, monkeypatch):
+    """``crossmatch detect --dask local --dask-workers 3 --partitions 3``: run_partitioned with
+    the options given, the partitions submitted to the cluster runner, closed at the end; the
+    same hits as run_rules, and a second run copies them without starting a cluster."""
+    monkeypatch.setattr(cli, "DaskPartitions", _SerialPartitions)
+    _SerialPartitions.made.clear()
+    path = _warehouse_file(tmp_path / "w.duckdb")
+    args = ["detect", "--rules", str(RULES_DIR), "--warehouse", str(path), "--only",
+            ",".join(ONLY), "--dask", "local", "--dask-workers", "3",
+            "--partitions", "3"]  # fmt: skip
+    res = CliRunner().invoke(cli.main, args, catch_exceptions=False)
+    # exit 4 as `crossmatch detect`: the hand-made tables leave columns each rule reads empty
+    assert res.exit_code == 4, res.output
+    rows = [ln.split()[:3] for ln in res.output.split("\n\n")[0].splitlines()]
+    assert [r for r in rows if r[:1] in ([x] for x in ONLY)] == [
+        [r, "blind", "1"] for r in sorted(ONLY)
+    ], res.output
+    assert "3 partitions" in res.output
+    assert "rules per partition: 3 of 4; cross step: 1;" in res.output
+    assert "partitions ran on: in-process stand-in for local (3 workers)" in res.output
+    (runner,) = _SerialPartitions.made
+    assert runner.started and runner.closed
+    single = build_warehouse(_tables())
+    run_rules(single, RULES_DIR, only=ONLY)
+    con = duckdb.connect(str(path))
+    try:
+        assert _hits(con) == _hits(single)
+    finally:
+        con.close()
+
+    again = CliRunner().invoke(cli.main, args, catch_exceptions=False)
+    assert again.exit_code == 4, again.output
+    assert again.output.count("(inputs unchanged: hits of run") == len(ONLY)
+    assert "partitions not planned" in again.output
+    assert "partitions ran on: no cluster started" in again.output
+    assert not _SerialPartitions.made[-1].started
+
+
+@pytest.mark.parametrize("flag", [["--prefect"], ["--partitions", "2"], ["--level", "6"]])
+def test_detect_cli_partition_options_need_dask(tmp_path, flag):
+    path = _warehouse_file(tmp_path / "w.duckdb")
+    res = CliRunner().invoke(cli.main, ["detect", "--warehouse", str(path), *flag])
+    assert res.exit_code == 2, res.output
+    assert f"{flag[0]} partitions detect: it needs --dask ADDRESS|local" in res.output
+
+
+def test_detect_cli_unreachable_scheduler_fails_before_the_warehouse(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path = tmp_path / "none.duckdb"
+    res = CliRunner().invoke(
+        cli.main, ["detect", "--warehouse", str(path), "--dask", f"tcp://127.0.0.1:{port}"]
+    )
+    assert res.exit_code == 6, res.output
+    assert f"the Dask scheduler tcp://127.0.0.1:{port} cannot be reached" in res.output
+    assert not path.exists()

@@ -29,7 +29,7 @@ from crossmatch.synth import generate
 from crossmatch.synth.layouts import LAYOUTS, generate_layout, parse_date
 
 PERSONS, SEED = 1500, 11
-SMALL = 400  # byte-for-byte comparisons of two generations
+SMALL = 200  # byte-for-byte comparisons of two generations (the CLI's smallest county)
 OTHER = [x for x in LAYOUTS if x != "default"]
 SYNTH = module_closure("crossmatch.synth")  # the generator's files: what the counties depend on
 # layouts with a mapping set (legacy's is written by a new user from its files alone, issue 17;
