@@ -147,6 +147,7 @@ def test_rule_error_exits_6_from_flow_and_cli(
     from crossmatch.detect import reuse
 
     monkeypatch.setattr(reuse, "previous_runs", lambda con, fps: {})
+    monkeypatch.setattr(reuse, "previous_months", lambda con, rid, rest: None)  # nor by month
     st = nightly_mod.rerun("detect", **_args(full, copy), return_state=True)
     assert st.is_failed() and st.name == "Failed" and "ghost_recipient" in st.message
     assert nightly_mod.exit_code_of(st) == 6
