@@ -56,7 +56,20 @@ from crossmatch.detect import schema
 log = logging.getLogger(__name__)
 
 #: Bumped whenever how hits are computed or stored changes outside the hashed inputs.
-REUSE_VERSION = "1"
+REUSE_VERSION = "2"
+
+#: Decimals of ``identity_link.probability`` as rules see it (``rule_runner._LinksOf``): the
+#: value ``min_link_probability`` is compared with and hit evidence quotes, what an analyst reads.
+LINK_DECIMALS = 2
+
+
+def link_probability(col: str = "probability") -> str:
+    """SQL of a link's probability as rules see it: rounded to :data:`LINK_DECIMALS` decimals."""
+    return f"round({col}, {LINK_DECIMALS})"
+
+
+#: SQL of what a rule can see of one identity link (its hits depend on nothing else of it).
+LINK_SEEN = f"file, row, role, person_id, method, {link_probability()}"
 
 RULE_INPUT_DDL = """
 CREATE TABLE IF NOT EXISTS rule_input (
@@ -104,9 +117,8 @@ def _period_groups(con: duckdb.DuckDBPyConnection) -> list[tuple]:
         f"""
         WITH l AS (
             SELECT file, row, count(*) AS n,
-                   bit_xor(hash(file, row, role, person_id, method, probability)) AS x,
-                   sum((hash(file, row, role, person_id, method, probability) >> 11)::HUGEINT)
-                       AS s
+                   bit_xor(hash({LINK_SEEN})) AS x,
+                   sum((hash({LINK_SEEN}) >> 11)::HUGEINT) AS s
             FROM identity_link WHERE source = '{PERIOD_SOURCE}' GROUP BY file, row
         ),
         r AS (SELECT t.period AS _p, hash(t) AS h, t._file AS _f, t._row AS _r
@@ -126,8 +138,8 @@ def _link_fingerprints(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     return {
         r[0]: f"{r[1]}:{r[2]}:{r[3]}"
         for r in con.execute(
-            """SELECT source, count(*), bit_xor(h), sum((h >> 11)::HUGEINT) FROM (
-                SELECT source, hash(file, row, role, person_id, method, probability) AS h
+            f"""SELECT source, count(*), bit_xor(h), sum((h >> 11)::HUGEINT) FROM (
+                SELECT source, hash({LINK_SEEN}) AS h
                 FROM identity_link) GROUP BY source"""
         ).fetchall()
     }

@@ -787,7 +787,7 @@ def run_rule(
     only those sources' identity links."""
     with _LinksOf(con, link_sources):
         execute_rule(con, spec, overrides)
-    return _store(con, spec, run_id)
+        return _store(con, spec, run_id)  # quotes the links as the rule saw them
 
 
 def _paid_dependents() -> list[tuple[str, str]]:
@@ -806,24 +806,39 @@ def _paid_dependents() -> list[tuple[str, str]]:
 
 class _LinksOf:
     """Within ``with``: ``identity_link`` is a TEMP view of the links of ``sources`` only (the
-    sources the rule reads), so a rule's hits depend on exactly the links its fingerprint holds
-    (``reuse.link_sources``). Nothing when the warehouse has no ``identity_link``."""
+    sources the rule reads; every source when None), so a rule's hits depend on exactly the
+    links its fingerprint holds (``reuse.link_sources``), with ``probability`` at
+    :data:`reuse.LINK_DECIMALS` decimals (what rules compare with ``min_link_probability`` and
+    what hit evidence quotes: a rule's results depend on the rounded value only, which is what
+    the fingerprints hash). Nothing when the warehouse has no stored ``identity_link``."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, sources: list[str] | None) -> None:
         self.con, self.sources, self.on = con, sources, False
 
     def __enter__(self) -> _LinksOf:
-        if self.sources is None:
-            return self
         row = self.con.execute(
             "SELECT database_name FROM duckdb_tables() WHERE schema_name = 'main' "
             "AND table_name = 'identity_link' AND NOT temporary"
         ).fetchone()
         if row:
-            srcs = ", ".join("'" + s.replace("'", "''") + "'" for s in self.sources) or "NULL"
+            cols = {
+                r[0]
+                for r in self.con.execute(
+                    f'DESCRIBE "{row[0]}".main.identity_link'
+                ).fetchall()
+            }
+            rounded = (
+                f" REPLACE ({reuse.link_probability('probability')} AS probability)"
+                if "probability" in cols
+                else ""
+            )
+            where = ""
+            if self.sources is not None:
+                srcs = ", ".join("'" + s.replace("'", "''") + "'" for s in self.sources)
+                where = f" WHERE source IN ({srcs or 'NULL'})"
             self.con.execute(
-                f'CREATE OR REPLACE TEMP VIEW identity_link AS SELECT * FROM "{row[0]}".main.'
-                f"identity_link WHERE source IN ({srcs})"
+                f"CREATE OR REPLACE TEMP VIEW identity_link AS SELECT *{rounded} "
+                f'FROM "{row[0]}".main.identity_link{where}'
             )
             self.on = True
         return self
@@ -919,7 +934,8 @@ def run_rule_months(
                 row[0],
             )
             return None
-        _store(con, spec, plan.run_id)
+        with _LinksOf(con, reuse.link_sources(plan.needs[spec.id])):
+            _store(con, spec, plan.run_id)  # quotes the links as the rule saw them
     reuse.copy_month_hits(con, spec.id, from_run, plan.run_id, keep)
     row = con.execute(
         "SELECT count(*), coalesce(sum(amount), 0) FROM _run_hit WHERE rule_id = ?", [spec.id]
