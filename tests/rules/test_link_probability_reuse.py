@@ -1,0 +1,148 @@
+"""Detect reuse and identity-link probabilities (crossmatch.detect.reuse, ``LINK_DECIMALS``).
+
+Rules see a link's probability at two decimals (``rule_runner._LinksOf``): ``min_link_probability``
+is compared with that value and hit evidence quotes it. The fingerprints hash exactly that
+value, so
+
+* a probability that moves without changing its two decimals changes no result, and the hits
+  are reused (whole rule, or every payment month);
+* a probability that crosses a rule's threshold, or changes a quoted value, is not reused, and
+  the run equals a full one; with a digest blind to probabilities (the naive one) the same
+  change *is* reused and the stored hits differ from a full run's (so these tests can fail).
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from crossmatch.detect import reuse, run_rules
+
+from .conftest import RULES_DIR, build_warehouse
+
+FILE = "farmland_subsidy/fixture.csv"
+NAIVE = "file, row, role, person_id, method"  # what a digest blind to probabilities hashes
+
+
+def _farmland() -> duckdb.DuckDBPyConnection:
+    """李芳's two ID-less subsidy rows (9 + 4 mu, 6 contracted): row 2 linked fuzzy at 0.97
+    (trusted: min_link_probability 0.95), row 3 unresolved (never trusted)."""
+    pid = "341122195501020011"
+    row = {"person_pid": pid, "person_id": None, "person_name": "李芳", "rate": 100, "year": 2025}
+    return build_warehouse(
+        {
+            "r_farmland_subsidy": [{**row, "area_mu": 9.0}, {**row, "area_mu": 4.0}],
+            "r_land_contract": [{"contractor_pid": pid, "area_mu": 6.0}],
+            "identity_link": [
+                {"source": "farmland_subsidy", "file": FILE, "row": 2, "role": "person",
+                 "person_id": pid, "method": "fuzzy", "probability": 0.97},
+                {"source": "farmland_subsidy", "file": FILE, "row": 3, "role": "person",
+                 "person_id": pid, "method": "unresolved", "probability": None},
+            ],
+        }
+    )  # fmt: skip
+
+
+def _hits(con: duckdb.DuckDBPyConnection, run_id: str) -> list[tuple]:
+    return sorted(
+        con.execute(
+            "SELECT rule_id, subject, period, amount, evidence::VARCHAR, clue_key FROM hit "
+            "WHERE run_id = ?",
+            [run_id],
+        ).fetchall()
+    )
+
+
+def _set_p(con: duckdb.DuckDBPyConnection, file: str, row: int, p: float) -> None:
+    con.execute("UPDATE identity_link SET probability = ? WHERE file = ? AND row = ?", [p, file, row])
+
+
+def test_a_probability_moving_within_its_two_decimals_is_reused():
+    con = _farmland()
+    (first,) = run_rules(con, RULES_DIR, only=["farmland_over_area"]).outcomes
+    assert first.hits == 1 and first.reused_from is None
+    run1 = con.execute("SELECT run_id FROM detect_run").fetchone()[0]
+    _set_p(con, FILE, 2, 0.9712)  # re-decided tonight: another posterior, the same 0.97
+    out = run_rules(con, RULES_DIR, only=["farmland_over_area"]).outcomes[0]
+    assert out.reused_from == run1
+    full = run_rules(con, RULES_DIR, only=["farmland_over_area"], full=True)
+    runs = [r[0] for r in con.execute("SELECT run_id FROM detect_run ORDER BY started_at").fetchall()]
+    assert _hits(con, runs[1]) == _hits(con, full.run_id) != []
+    assert '"link_probability":0.97' in _hits(con, full.run_id)[0][4]
+
+
+@pytest.mark.parametrize("naive", [False, True])
+def test_a_probability_crossing_the_threshold_is_computed(monkeypatch, naive: bool):
+    con = _farmland()
+    run_rules(con, RULES_DIR, only=["farmland_over_area"])
+    if naive:
+        monkeypatch.setattr(reuse, "LINK_SEEN", NAIVE)
+        run_rules(con, RULES_DIR, only=["farmland_over_area"], full=True)  # naive fingerprints
+    _set_p(con, FILE, 2, 0.93)  # below min_link_probability 0.95: row 2 no longer counts
+    out = run_rules(con, RULES_DIR, only=["farmland_over_area"]).outcomes[0]
+    night = con.execute(
+        "SELECT run_id FROM detect_run ORDER BY started_at DESC LIMIT 1"
+    ).fetchone()[0]
+    full = run_rules(con, RULES_DIR, only=["farmland_over_area"], full=True).run_id
+    assert _hits(con, full) == []  # 4 mu trusted against 6 contracted: nothing to flag
+    if naive:  # taken as unchanged: last night's hit is copied, and the comparison sees it
+        assert out.reused_from is not None
+        assert _hits(con, night) != _hits(con, full)
+    else:
+        assert out.reused_from is None
+        assert _hits(con, night) == _hits(con, full)
+
+
+def _dead_payee() -> duckdb.DuckDBPyConnection:
+    """A dead person paid in two months; the May row is ID-less, linked fuzzy at 0.8123 (the
+    hit evidence quotes the links of its rows)."""
+    pay = {"item": "城乡低保金", "amount": 500, "status": "success", "account": "6200001",
+           "village_code": "341122001001", "payee_pid": "A", "payee_name": "张三",
+           "_file": "finance/q2.csv"}  # fmt: skip
+    link = {"source": "payment", "file": "finance/q2.csv", "role": "payee", "person_id": "A"}
+    return build_warehouse(
+        {
+            "person": [{"person_id": "A", "name": "张三", "death_date": "2025-01-10",
+                        "in_registry": True}],  # fmt: skip
+            "r_payment": [
+                {**pay, "period": "2025-05", "_row": 7, "payee_id": None},
+                {**pay, "period": "2025-06", "_row": 8},
+            ],
+            "r_death": [{"person_pid": "A", "person_id": "A", "person_id_raw": "A",
+                         "death_date": "2025-01-10"}],  # fmt: skip
+            "identity_link": [
+                {**link, "row": 7, "method": "fuzzy", "probability": 0.8123},
+                {**link, "row": 8, "method": "exact", "probability": 1.0},
+            ],
+        }
+    )
+
+
+@pytest.mark.parametrize("naive", [False, True])
+def test_payment_months_follow_the_quoted_probability(monkeypatch, naive: bool):
+    """deceased_recipient (``partition: period``): the May link moving within 0.81 keeps every
+    month (the whole rule reused); moving to 0.83 computes May again (its evidence quotes the
+    link) and keeps June; a naive month digest keeps May and quotes a stale 0.81."""
+    rule = "deceased_recipient"
+    con = _dead_payee()
+    if naive:
+        monkeypatch.setattr(reuse, "LINK_SEEN", NAIVE)
+    (first,) = run_rules(con, RULES_DIR, only=[rule]).outcomes
+    assert first.hits == 2
+    _set_p(con, "finance/q2.csv", 7, 0.8149)
+    (same,) = run_rules(con, RULES_DIR, only=[rule]).outcomes
+    assert same.reused_from is not None
+    _set_p(con, "finance/q2.csv", 7, 0.8251)
+    (out,) = run_rules(con, RULES_DIR, only=[rule]).outcomes
+    night = con.execute(
+        "SELECT run_id FROM detect_run ORDER BY started_at DESC LIMIT 1"
+    ).fetchone()[0]
+    full = run_rules(con, RULES_DIR, only=[rule], full=True).run_id
+    may = [h for h in _hits(con, full) if h[2] == "2025-05"]
+    assert len(may) == 1 and '"probability":0.83' in may[0][4]
+    if naive:
+        assert out.reused_from is not None and _hits(con, night) != _hits(con, full)
+    else:
+        assert out.reused_from is None
+        assert out.months_from is not None and out.months_from[1:] == (1, 1)  # June kept
+        assert _hits(con, night) == _hits(con, full)
