@@ -16,14 +16,27 @@ tonight with the same data). ``crossmatch detect --full`` runs every rule. Rules
 deterministic (evidence lists sorted, one hit per subject and period chosen by a total order),
 so a copied hit equals the one a run would compute: the tests compare both.
 
+**What of a link a rule sees.** Rules read ``identity_link`` through ``rule_runner._LinksOf``:
+the links of their sources, with ``probability`` rounded to :data:`LINK_DECIMALS` (2) decimals,
+the value an analyst reads in the evidence. Every use of a probability by a rule goes through
+that view: ``min_link_probability`` (``link_trusted`` in ``base.sql``) is compared with the
+rounded value, rule evidence that quotes ``link_probability`` quotes it, and ``_store`` adds the
+rows' ``identity_links`` to the evidence from the same view. A rule's hits are therefore a
+function of (file, row, role, person_id, method, rounded probability) of each link
+(:data:`LINK_SEEN`), and that is what the link digests hash: a link that resolve re-decides
+with a posterior moving in the fourth decimal (the county-measured weights move with a few
+new rows) leaves every result, and so every digest, unchanged; a move that changes the two
+decimals changes the digest, whether or not it crosses a threshold (a rule on the other side
+of ``min_link_probability`` sees another value, and so does the evidence).
+
 **Per payment month** (rules declaring ``partition: period``, :data:`spec.rules.PARTITIONS`).
 Such a rule promises that its hits of month P are a function of the payment rows of month P
 (``paid`` / ``dibao_paid_month`` of period P) and of its other inputs, and that every hit's
 period is a payment month. Its fingerprint is then split in two (:func:`period_inputs`):
 ``rest``, everything above except the payment rows (the shape of ``r_payment`` stays in it),
 and one digest per payment month: the content of that month's ``r_payment`` rows (every
-column, as above) and of the identity links of those rows (which ``_store`` quotes in the
-evidence). When the whole fingerprint changed but ``rest`` equals that of a finished run R
+column, as above) and of the identity links of those rows as rules see them (:data:`LINK_SEEN`,
+which ``_store`` quotes in the evidence). When the whole fingerprint changed but ``rest`` equals that of a finished run R
 where the rule ran (``ok`` / ``blind``), the months whose digest equals R's keep R's hits, and
 only the other months are computed, with ``paid`` restricted to them. Why this equals a full
 run: a month whose digest is unchanged has the same payment rows and links as in R, and
