@@ -350,7 +350,8 @@ def available_sources(
                 )
                 continue
         view = f"r_{s}" if f"r_{s}" in have else f"src_{s}" if f"src_{s}" in have else None
-        n = con.execute(f'SELECT count(*) FROM "{view}"').fetchone()[0] if view else 0  # type: ignore[index]
+        # whether it has a row (not how many: counting a resolved view joins every link)
+        n = con.execute(f'SELECT 1 FROM "{view}" LIMIT 1').fetchone() if view else None
         status[s] = None if n else ("skipped", f"source '{s}' has no rows in r_{s}")
     return status
 
