@@ -200,11 +200,14 @@ def test_taking_a_changed_month_as_unchanged_is_seen(county: County, tmp_path: P
     def forged(*a, **kw):
         fps, rests, months = real(*a, **kw)
         con = a[0]
-        old = con.execute(
-            "SELECT digest FROM rule_period_input WHERE period = ? ORDER BY run_id DESC LIMIT 1",
-            [month],
-        ).fetchone()
-        return fps, rests, {**months, month: old[0]}
+        for rule, digests in months.items():
+            old = con.execute(
+                "SELECT digest FROM rule_period_input WHERE period = ? AND rule_id = ? "
+                "ORDER BY run_id DESC LIMIT 1",
+                [month, rule],
+            ).fetchone()
+            digests[month] = old[0]
+        return fps, rests, months
 
     monkeypatch.setattr(reuse, "period_inputs", forged)
     night = county.night()

@@ -6,9 +6,12 @@ value, so
 
 * a probability that moves without changing its two decimals changes no result, and the hits
   are reused (whole rule, or every payment month);
-* a probability that crosses a rule's threshold, or changes a quoted value, is not reused, and
-  the run equals a full one; with a digest blind to probabilities (the naive one) the same
-  change *is* reused and the stored hits differ from a full run's (so these tests can fail).
+* a probability that crosses a rule's threshold is not reused, and the run equals a full one;
+  with a digest blind to probabilities (the naive one) the same change *is* reused and the
+  stored hits differ from a full run's (so these tests can fail);
+* a rule that does not read ``identity_link`` sees links only through the ``identity_links``
+  quoted in its evidence: its hits are copied and quote tonight's links (``reuse.REQUOTE``),
+  equal to a full run; a plain copy would quote last night's.
 """
 
 from __future__ import annotations
@@ -119,21 +122,21 @@ def _dead_payee() -> duckdb.DuckDBPyConnection:
 
 
 @pytest.mark.parametrize("naive", [False, True])
-def test_payment_months_follow_the_quoted_probability(monkeypatch, naive: bool):
-    """deceased_recipient (``partition: period``): the May link moving within 0.81 keeps every
-    month (the whole rule reused); moving to 0.83 computes May again (its evidence quotes the
-    link) and keeps June; a naive month digest keeps May and quotes a stale 0.81."""
+def test_copied_hits_quote_tonights_links(monkeypatch, naive: bool):
+    """deceased_recipient does not read identity_link: its hits see links only through the
+    ``identity_links`` its evidence quotes, so its fingerprints hold no link and a copy quotes
+    tonight's links (reuse.REQUOTE). The May link re-decided at 0.8251 (0.83): the hits are
+    copied, quote 0.83, and equal a full run; a plain copy (naive) quotes a stale 0.81."""
     rule = "deceased_recipient"
     con = _dead_payee()
     if naive:
-        monkeypatch.setattr(reuse, "LINK_SEEN", NAIVE)
+        real = reuse._stage_copy
+        monkeypatch.setattr(reuse, "_stage_copy", lambda c, s, a, rq: real(c, s, a, False))
     (first,) = run_rules(con, RULES_DIR, only=[rule]).outcomes
     assert first.hits == 2
-    _set_p(con, "finance/q2.csv", 7, 0.8149)
-    (same,) = run_rules(con, RULES_DIR, only=[rule]).outcomes
-    assert same.reused_from is not None
     _set_p(con, "finance/q2.csv", 7, 0.8251)
     (out,) = run_rules(con, RULES_DIR, only=[rule]).outcomes
+    assert out.reused_from is not None  # nothing the rule computes from changed
     night = con.execute(
         "SELECT run_id FROM detect_run ORDER BY started_at DESC LIMIT 1"
     ).fetchone()[0]
@@ -141,8 +144,6 @@ def test_payment_months_follow_the_quoted_probability(monkeypatch, naive: bool):
     may = [h for h in _hits(con, full) if h[2] == "2025-05"]
     assert len(may) == 1 and '"probability":0.83' in may[0][4]
     if naive:
-        assert out.reused_from is not None and _hits(con, night) != _hits(con, full)
+        assert _hits(con, night) != _hits(con, full)
     else:
-        assert out.reused_from is None
-        assert out.months_from is not None and out.months_from[1:] == (1, 1)  # June kept
         assert _hits(con, night) == _hits(con, full)

@@ -178,6 +178,14 @@ def link_sources(nd: rule_needs.RuleNeeds) -> list[str]:
     return sorted(nd.sources() | {t[2:] for t in nd.columns if t.startswith("r_")})
 
 
+def reads_links(nd: rule_needs.RuleNeeds) -> bool:
+    """Whether the rule's SQL reads ``identity_link`` itself (a threshold on the probability,
+    the link's method in its evidence). A rule that does not sees links only through the
+    ``identity_links`` that ``_store`` adds to its evidence, which a copy quotes afresh
+    (:data:`REQUOTE`): its fingerprints hold no link."""
+    return "identity_link" in nd.columns
+
+
 def partitioned(spec: Any, nd: rule_needs.RuleNeeds) -> bool:
     """Whether the rule's hits are kept per payment month (``partition: period``, and it reads
     payments)."""
@@ -190,17 +198,19 @@ def period_inputs(
     needs: dict[str, rule_needs.RuleNeeds],
     rules_dir: str | Path,
     params: dict[str, dict[str, Any]] | None = None,
-) -> tuple[dict[str, str], dict[str, str], dict[str | None, str]]:
+) -> tuple[dict[str, str], dict[str, str], dict[str, dict[str | None, str]]]:
     """(fingerprints, rests, months): every rule's whole fingerprint (:func:`rule_fingerprints`);
     for the ``partition: period`` rules the digest of everything but the payment rows (``rest``);
-    and per payment month (``r_payment.period``) the digest of its rows and their links (module
-    docstring). ``r_payment`` is read once: its whole-table fingerprint is combined from the
-    months' (count, xor and sum add up)."""
+    and per such rule and payment month (``r_payment.period``) the digest of the month's rows,
+    with their links for a rule that reads ``identity_link`` (module docstring). ``r_payment``
+    is read once: its whole-table fingerprint is combined from the months' (count, xor and sum
+    add up)."""
     code = _code_digest(rules_dir)
     have = schema.existing_relations(con)
     tables = sorted({t for nd in needs.values() for t in nd.columns if t in have})
     split = PERIOD_TABLE in tables and any(partitioned(s, needs[s.id]) for s in specs)
-    months: dict[str | None, str] = {}
+    by_rows: dict[str | None, str] = {}  # month -> its payment rows
+    with_links: dict[str | None, str] = {}  # month -> its payment rows and their links
     # identity_link: per source, in ``links`` (the rule runs on its sources' links only)
     tfp = {
         t: table_fingerprint(con, t)
@@ -217,13 +227,17 @@ def period_inputs(
         n, x, sm = 0, 0, 0
         for p, cnt, xor, tot, ln, lx in groups:
             n, x, sm = n + cnt, x ^ int(xor or 0), sm + int(tot or 0)
-            months[p] = f"{cnt}:{xor}:{tot}:{ln}:{lx}"
+            by_rows[p] = f"{cnt}:{xor}:{tot}"
+            with_links[p] = f"{cnt}:{xor}:{tot}:{ln}:{lx}"
         tfp[PERIOD_TABLE] = f"{n}:{x if n else 0}:{sm if n else 0}:{shape}"
     links = _link_fingerprints(con)
-    out, rests = {}, {}
+    out: dict[str, str] = {}
+    rests: dict[str, str] = {}
+    months: dict[str, dict[str | None, str]] = {}
     for spec in specs:
         nd = needs[spec.id]
         srcs = link_sources(nd)
+        linked = reads_links(nd)
         doc = {
             "code": code,
             "rule": Path(spec.path).read_text(encoding="utf-8") if spec.path else spec.sql,
@@ -231,18 +245,22 @@ def period_inputs(
             "sql": spec.render_sql((params or {}).get(spec.id)),
             "params": (params or {}).get(spec.id),
             "tables": {t: tfp.get(t, "absent") for t in sorted(nd.columns)},
-            "links": {s: links.get(s, "") for s in srcs},
+            # a rule that does not read identity_link: the links its evidence quotes are
+            # quoted afresh when its hits are copied (REQUOTE)
+            "links": {s: links.get(s, "") for s in srcs} if linked else "quoted afresh",
         }
         text = json.dumps(doc, sort_keys=True, default=str)
         out[spec.id] = hashlib.sha256(text.encode()).hexdigest()
         if split and partitioned(spec, nd):
             # everything but the payment rows and their links: those are the months' digests
             doc["tables"] = {**doc["tables"], PERIOD_TABLE: f"per month:{shape}"}
-            doc["links"] = {**doc["links"], PERIOD_SOURCE: "per month"}
+            if linked:
+                doc["links"] = {**doc["links"], PERIOD_SOURCE: "per month"}
             doc["partition"] = "period"
             rests[spec.id] = hashlib.sha256(
                 json.dumps(doc, sort_keys=True, default=str).encode()
             ).hexdigest()
+            months[spec.id] = with_links if linked else by_rows
     return out, rests, months
 
 
@@ -270,18 +288,68 @@ def previous_months(
     return row[0], {p: d for p, d in months}
 
 
+#: The copied hits (``_copied``) with the ``identity_links`` of their evidence quoted from the
+#: links as they are now, exactly as ``rule_runner._store`` quotes them (the same join, order
+#: and sorting; run inside ``_LinksOf`` of the rule's sources, with ``_sorted_evidence``
+#: defined). A rule's own evidence never has an ``identity_links`` key (``_store`` adds it), so
+#: replacing that key of the stored evidence gives what ``_store`` gives on the same hit.
+REQUOTE = """
+INSERT INTO _run_hit
+WITH h AS (SELECT row_number() OVER () AS hid, * FROM _copied),
+r AS (
+    SELECT hid, unnest(from_json(json_extract(evidence, '$.rows'),
+                                 '[{"file": "VARCHAR", "row": "INTEGER"}]')) AS x
+    FROM h
+),
+l AS (
+    SELECT r.hid,
+           list(DISTINCT {'file': il.file, 'row': il.row, 'role': il.role,
+                          'person_id': il.person_id, 'method': il.method,
+                          'probability': il.probability}
+                ORDER BY {'file': il.file, 'row': il.row, 'role': il.role,
+                          'person_id': il.person_id, 'method': il.method,
+                          'probability': il.probability}) AS links
+    FROM r JOIN identity_link il ON il.file = r.x.file AND il.row = r.x.row
+    GROUP BY r.hid
+)
+SELECT h.* EXCLUDE (hid) REPLACE (
+    _sorted_evidence(json_merge_patch(h.evidence,
+                                      to_json({'identity_links': coalesce(l.links, [])})))
+        AS evidence)
+FROM h LEFT JOIN l USING (hid) ORDER BY hid
+"""
+
+
+def _stage_copy(con: duckdb.DuckDBPyConnection, select: str, args: list, requote: bool) -> None:
+    if not requote:
+        con.execute(f"INSERT INTO _run_hit {select}", args)
+        return
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _copied AS {select}", args)
+    con.execute(REQUOTE)
+    con.execute("DROP TABLE _copied")
+
+
 def copy_month_hits(
-    con: duckdb.DuckDBPyConnection, rule_id: str, from_run: str, run_id: str, months: list[str]
+    con: duckdb.DuckDBPyConnection,
+    rule_id: str,
+    from_run: str,
+    run_id: str,
+    months: list[str],
+    *,
+    requote: bool = False,
 ) -> None:
-    """Stage the hits ``rule_id`` had in ``from_run`` for ``months`` as this run's."""
+    """Stage the hits ``rule_id`` had in ``from_run`` for ``months`` as this run's (with
+    ``requote``, their evidence's links quoted afresh: :data:`REQUOTE`)."""
     con.execute("CREATE OR REPLACE TEMP TABLE _keep_month (period VARCHAR)")
     if months:
         con.executemany("INSERT INTO _keep_month VALUES (?)", [[m] for m in months])
-    con.execute(
-        """INSERT INTO _run_hit SELECT * REPLACE (CAST(? AS VARCHAR) AS run_id)
+    _stage_copy(
+        con,
+        """SELECT * REPLACE (CAST(? AS VARCHAR) AS run_id)
         FROM hit WHERE run_id = ? AND rule_id = ?
           AND period IN (SELECT period FROM _keep_month)""",
         [run_id, from_run, rule_id],
+        requote,
     )
 
 
@@ -306,13 +374,21 @@ def previous_runs(con: duckdb.DuckDBPyConnection, fingerprints: dict[str, str]) 
 
 
 def copy_hits(
-    con: duckdb.DuckDBPyConnection, rule_id: str, from_run: str, run_id: str
+    con: duckdb.DuckDBPyConnection,
+    rule_id: str,
+    from_run: str,
+    run_id: str,
+    *,
+    requote: bool = False,
 ) -> tuple[int, float]:
-    """Stage the hits ``rule_id`` had in ``from_run`` as this run's (into ``_run_hit``)."""
-    con.execute(
-        """INSERT INTO _run_hit SELECT * REPLACE (CAST(? AS VARCHAR) AS run_id)
+    """Stage the hits ``rule_id`` had in ``from_run`` as this run's (into ``_run_hit``; with
+    ``requote``, their evidence's links quoted afresh: :data:`REQUOTE`)."""
+    _stage_copy(
+        con,
+        """SELECT * REPLACE (CAST(? AS VARCHAR) AS run_id)
         FROM hit WHERE run_id = ? AND rule_id = ?""",
         [run_id, from_run, rule_id],
+        requote,
     )
     row = con.execute(
         "SELECT count(*), coalesce(sum(amount), 0) FROM hit WHERE run_id = ? AND rule_id = ?",

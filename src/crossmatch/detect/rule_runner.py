@@ -662,7 +662,8 @@ class RunPlan:
     previous: dict[str, str] = field(default_factory=dict)  # rule id -> run with the same inputs
     #: ``partition: period`` rules: everything but the payment rows (reuse.period_inputs)
     rests: dict[str, str] = field(default_factory=dict)
-    months: dict[str | None, str] = field(default_factory=dict)  # payment month -> digest
+    #: ``partition: period`` rules: payment month -> digest (reuse.period_inputs)
+    months: dict[str, dict[str | None, str]] = field(default_factory=dict)
     #: rule id -> (run, months whose hits it copies, months it computes): only some months'
     #: payments changed since that run (reuse module docstring)
     by_month: dict[str, tuple[str, list[str], list[str]]] = field(default_factory=dict)
@@ -744,8 +745,9 @@ def begin_run(
         found = reuse.previous_months(con, rid, rest)
         if found is None:
             continue
-        keep = sorted(p for p, d in months.items() if p is not None and found[1].get(p) == d)
-        redo = sorted(p for p, d in months.items() if p is not None and found[1].get(p) != d)
+        mine = months.get(rid, {})
+        keep = sorted(p for p, d in mine.items() if p is not None and found[1].get(p) == d)
+        redo = sorted(p for p, d in mine.items() if p is not None and found[1].get(p) != d)
         if keep:  # else nothing to gain: the rule runs on every month
             by_month[rid] = (found[0], keep, redo)
     con.execute("CREATE OR REPLACE TEMP TABLE _run_input AS SELECT * FROM rule_input LIMIT 0")
@@ -937,7 +939,8 @@ def run_rule_months(
             return None
         with _LinksOf(con, reuse.link_sources(plan.needs[spec.id])):
             _store(con, spec, plan.run_id)  # quotes the links as the rule saw them
-    reuse.copy_month_hits(con, spec.id, from_run, plan.run_id, keep)
+    with _Requote(con, plan.needs[spec.id]) as rq:
+        reuse.copy_month_hits(con, spec.id, from_run, plan.run_id, keep, requote=rq.requote)
     row = con.execute(
         "SELECT count(*), coalesce(sum(amount), 0) FROM _run_hit WHERE rule_id = ?", [spec.id]
     ).fetchone()
@@ -951,7 +954,26 @@ def reuse_rule(con: duckdb.DuckDBPyConnection, plan: RunPlan, spec: RuleSpec) ->
     prev = plan.reuses(spec.id)
     if prev is None:
         raise ValueError(f"rule {spec.id} has no earlier run with the same inputs")
-    return reuse.copy_hits(con, spec.id, prev, plan.run_id)
+    with _Requote(con, plan.needs[spec.id]) as rq:
+        return reuse.copy_hits(con, spec.id, prev, plan.run_id, requote=rq.requote)
+
+
+class _Requote(_LinksOf):
+    """Within ``with``: for a rule that does not read ``identity_link`` (its fingerprints hold
+    no link, ``reuse.reads_links``), ``on`` is True and copied hits have their evidence's links
+    quoted afresh, from the links of the rule's sources as ``_store`` sees them (when the
+    warehouse has no stored ``identity_link``, from whatever ``identity_link`` is)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, nd: rule_needs.RuleNeeds) -> None:
+        super().__init__(con, reuse.link_sources(nd))
+        self.requote = not reuse.reads_links(nd)
+
+    def __enter__(self) -> _Requote:
+        if self.requote:
+            super().__enter__()
+            self.con.execute(_SORT_EVIDENCE)
+        return self
+
 
 
 def record_outcome(
@@ -979,20 +1001,18 @@ def record_outcome(
             [plan.run_id, out.rule_id, plan.fingerprints[out.rule_id], out.reused_from],
         )
         rest = plan.rests.get(out.rule_id)
-        if rest is not None and plan.months:  # the months its hits came from (month-wise reuse)
+        months = plan.months.get(out.rule_id)
+        if rest is not None and months:  # the months its hits came from (month-wise reuse)
             kept = (
                 {p: plan.by_month[out.rule_id][0] for p in plan.by_month[out.rule_id][1]}
                 if out.months_from
-                else {p: out.reused_from for p in plan.months}
+                else {p: out.reused_from for p in months}
                 if out.reused_from
                 else {}
             )
             con.executemany(
                 "INSERT INTO _run_period VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    [plan.run_id, out.rule_id, rest, p, d, kept.get(p)]
-                    for p, d in plan.months.items()
-                ],
+                [[plan.run_id, out.rule_id, rest, p, d, kept.get(p)] for p, d in months.items()],
             )
     log.info(
         "rule %s: %s %d hits %.2fs%s", out.rule_id, out.status, out.hits, out.seconds,
