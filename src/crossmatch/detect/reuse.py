@@ -103,12 +103,25 @@ def _code_digest(rules_dir: str | Path) -> str:
 
 def table_fingerprint(con: duckdb.DuckDBPyConnection, table: str) -> str:
     """Content digest of a table or view: row count, xor and sum of the rows' hashes."""
+    return table_scan(con, table)[0]
+
+
+def table_scan(
+    con: duckdb.DuckDBPyConnection, table: str, count: list[str] | tuple[str, ...] = ()
+) -> tuple[str, dict[str, int]]:
+    """(:func:`table_fingerprint`, {"": rows, column: rows where it is not NULL} for the
+    columns in ``count``) in one scan of the table (the engine's empty-column check,
+    ``rule_runner.empty_columns``, reads the counts instead of scanning again)."""
+    extra = "".join(f', count("{c}")' for c in count)
     row = con.execute(
-        f'SELECT count(*), bit_xor(hash(t)), sum((hash(t) >> 11)::HUGEINT) FROM "{table}" t'
+        f'SELECT count(*), bit_xor(hash(t)), sum((hash(t) >> 11)::HUGEINT){extra} FROM "{table}" t'
     ).fetchone()
     cols = con.execute(f'DESCRIBE "{table}"').fetchall()
     shape = ",".join(f"{c[0]}:{c[1]}" for c in cols)
-    return f"{row[0] if row else 0}:{row[1] if row else 0}:{row[2] if row else 0}:{shape}"
+    fp = f"{row[0] if row else 0}:{row[1] if row else 0}:{row[2] if row else 0}:{shape}"
+    counts = {"": int(row[0]) if row else 0}
+    counts.update({c: int(row[3 + i]) if row else 0 for i, c in enumerate(count)})
+    return fp, counts
 
 
 #: The table whose rows ``partition: period`` rules split by month, its source and period column.
@@ -123,9 +136,14 @@ ALTER TABLE rule_period_input ADD COLUMN IF NOT EXISTS kept_from VARCHAR;
 """
 
 
-def _period_groups(con: duckdb.DuckDBPyConnection) -> list[tuple]:
+def _period_groups(
+    con: duckdb.DuckDBPyConnection, count: list[str] | tuple[str, ...] = ()
+) -> list[tuple]:
     """Per ``r_payment.period``: row count, xor and sum of the rows' hashes (as
-    :func:`table_fingerprint`), and a digest of the payment identity links of those rows."""
+    :func:`table_fingerprint`), a digest of the payment identity links of those rows, and the
+    rows where each column of ``count`` is not NULL."""
+    extra = "".join(f', count(r."_c{i}")' for i in range(len(count)))
+    picked = "".join(f', t."{c}" AS "_c{i}"' for i, c in enumerate(count))
     return con.execute(
         f"""
         WITH l AS (
@@ -134,10 +152,10 @@ def _period_groups(con: duckdb.DuckDBPyConnection) -> list[tuple]:
                    sum((hash({LINK_SEEN}) >> 11)::HUGEINT) AS s
             FROM identity_link WHERE source = '{PERIOD_SOURCE}' GROUP BY file, row
         ),
-        r AS (SELECT t.period AS _p, hash(t) AS h, t._file AS _f, t._row AS _r
+        r AS (SELECT t.period AS _p, hash(t) AS h, t._file AS _f, t._row AS _r{picked}
               FROM "{PERIOD_TABLE}" t)
         SELECT r._p, count(*), bit_xor(r.h), sum((r.h >> 11)::HUGEINT),
-               sum(coalesce(l.n, 0)), bit_xor(hash(l.x, l.s, r._f, r._r))
+               sum(coalesce(l.n, 0)), bit_xor(hash(l.x, l.s, r._f, r._r)){extra}
         FROM r LEFT JOIN l ON l.file = r._f AND l.row = r._r
         GROUP BY r._p
         """
@@ -198,13 +216,15 @@ def period_inputs(
     needs: dict[str, rule_needs.RuleNeeds],
     rules_dir: str | Path,
     params: dict[str, dict[str, Any]] | None = None,
+    counts: dict[str, dict[str, int]] | None = None,
 ) -> tuple[dict[str, str], dict[str, str], dict[str, dict[str | None, str]]]:
     """(fingerprints, rests, months): every rule's whole fingerprint (:func:`rule_fingerprints`);
     for the ``partition: period`` rules the digest of everything but the payment rows (``rest``);
     and per such rule and payment month (``r_payment.period``) the digest of the month's rows,
     with their links for a rule that reads ``identity_link`` (module docstring). ``r_payment``
     is read once: its whole-table fingerprint is combined from the months' (count, xor and sum
-    add up)."""
+    add up). ``counts``: table -> {column: ...} whose non-NULL rows to count in the same scans;
+    the entry of each table scanned is replaced by :func:`table_scan`'s counts."""
     code = _code_digest(rules_dir)
     have = schema.existing_relations(con)
     tables = sorted({t for nd in needs.values() for t in nd.columns if t in have})
@@ -212,24 +232,31 @@ def period_inputs(
     by_rows: dict[str | None, str] = {}  # month -> its payment rows
     with_links: dict[str | None, str] = {}  # month -> its payment rows and their links
     # identity_link: per source, in ``links`` (the rule runs on its sources' links only)
-    tfp = {
-        t: table_fingerprint(con, t)
-        for t in tables
-        if not (split and t == PERIOD_TABLE) and t != "identity_link"
-    }
+    want = {t: list(c) for t, c in (counts or {}).items()}
+    tfp = {}
+    for t in tables:
+        if not (split and t == PERIOD_TABLE) and t != "identity_link":
+            tfp[t], got = table_scan(con, t, want.get(t, ()))
+            if counts is not None and t in want:
+                counts[t] = got
     if "identity_link" in tables:
         tfp["identity_link"] = "per source"
     shape = ""
     if split:
-        groups = _period_groups(con)
+        pcols = want.get(PERIOD_TABLE, [])
+        groups = _period_groups(con, pcols)
         cols = con.execute(f'DESCRIBE "{PERIOD_TABLE}"').fetchall()
         shape = ",".join(f"{c[0]}:{c[1]}" for c in cols)
         n, x, sm = 0, 0, 0
-        for p, cnt, xor, tot, ln, lx in groups:
+        nonnull = [0] * len(pcols)
+        for p, cnt, xor, tot, ln, lx, *nn in groups:
             n, x, sm = n + cnt, x ^ int(xor or 0), sm + int(tot or 0)
+            nonnull = [a + int(b or 0) for a, b in zip(nonnull, nn, strict=True)]
             by_rows[p] = f"{cnt}:{xor}:{tot}"
             with_links[p] = f"{cnt}:{xor}:{tot}:{ln}:{lx}"
         tfp[PERIOD_TABLE] = f"{n}:{x if n else 0}:{sm if n else 0}:{shape}"
+        if counts is not None and PERIOD_TABLE in want:
+            counts[PERIOD_TABLE] = {"": n, **dict(zip(pcols, nonnull, strict=True))}
     links = _link_fingerprints(con)
     out: dict[str, str] = {}
     rests: dict[str, str] = {}

@@ -456,28 +456,47 @@ def assess(
     return "ok", ""
 
 
-def empty_columns(
+def counted_columns(
     con: duckdb.DuckDBPyConnection, needs: dict[str, rule_needs.RuleNeeds]
-) -> dict[str, set[str]]:
-    """Per source, the columns rules read that are NULL in every row of a non-empty view
-    (those in MAY_BE_ALL_NULL and lineage left out)."""
+) -> dict[str, list[str]]:
+    """``r_<source>`` -> the columns rules read whose all-NULL state :func:`empty_columns`
+    checks (those in MAY_BE_ALL_NULL and lineage left out; only columns the view has)."""
     want: dict[str, set[str]] = {}
     for nd in needs.values():
         for src, cols in nd.source_columns().items():
             want.setdefault(src, set()).update(c for c in cols if c not in MAY_BE_ALL_NULL)
     have = schema.existing_relations(con)
-    out: dict[str, set[str]] = {}
+    out: dict[str, list[str]] = {}
     for src, cols in want.items():
         if f"r_{src}" not in have or not cols:
             continue
         real = {r[0] for r in con.execute(f'DESCRIBE "r_{src}"').fetchall()}
         cols_l = sorted(c for c in cols if c in real)
-        if not cols_l:
-            continue
-        sel = ", ".join(f'count("{c}")' for c in cols_l)
-        row = con.execute(f'SELECT count(*), {sel} FROM "r_{src}"').fetchone()
-        if row and row[0]:
-            empty = {c for c, n in zip(cols_l, row[1:], strict=True) if n == 0}
+        if cols_l:
+            out[f"r_{src}"] = cols_l
+    return out
+
+
+def empty_columns(
+    con: duckdb.DuckDBPyConnection,
+    needs: dict[str, rule_needs.RuleNeeds],
+    counts: dict[str, dict[str, int]] | None = None,
+) -> dict[str, set[str]]:
+    """Per source, the columns rules read that are NULL in every row of a non-empty view
+    (those in MAY_BE_ALL_NULL and lineage left out). ``counts``: the non-NULL counts already
+    taken (``reuse.period_inputs`` counts them in its fingerprint scans); a view without them
+    is counted here."""
+    out: dict[str, set[str]] = {}
+    for table, cols_l in counted_columns(con, needs).items():
+        got = (counts or {}).get(table)
+        if got is None or "" not in got or any(c not in got for c in cols_l):
+            sel = ", ".join(f'count("{c}")' for c in cols_l)
+            row = con.execute(f'SELECT count(*), {sel} FROM "{table}"').fetchone()
+            got = {"": row[0] if row else 0}
+            got.update({c: n for c, n in zip(cols_l, row[1:] if row else [], strict=False)})
+        if got[""]:
+            empty = {c for c in cols_l if got.get(c) == 0}
+            src = table[2:]
             if empty:
                 empty -= present_optional(con, src)
             out[src] = empty
@@ -731,12 +750,15 @@ def begin_run(
     prepare(con, rules_dir, build_kinship=False)
     avail = available_sources(con, max_age_days=max_age_days)
     ident = identity_is_stale(con)
-    empty = empty_columns(con, needs)
+    # the fingerprints' scans also count the non-NULL values the empty-column check needs
+    counts = {t: dict.fromkeys(c, 0) for t, c in counted_columns(con, needs).items()}
+    fps, rests, months = reuse.period_inputs(con, specs, needs, rules_dir, params, counts)
+    counts = {t: c for t, c in counts.items() if "" in c}  # those the scans counted
+    empty = empty_columns(con, needs, counts)
     lacking = lacking_headers(con, empty)
     stage_tables(con)
     con.execute(reuse.RULE_INPUT_DDL)
     con.execute(reuse.RULE_PERIOD_DDL)
-    fps, rests, months = reuse.period_inputs(con, specs, needs, rules_dir, params)
     prev = {} if full else reuse.previous_runs(con, fps)
     by_month: dict[str, tuple[str, list[str], list[str]]] = {}
     for rid, rest in ({} if full else rests).items():
