@@ -57,7 +57,9 @@ def _hits(con: duckdb.DuckDBPyConnection, run_id: str) -> list[tuple]:
 
 
 def _set_p(con: duckdb.DuckDBPyConnection, file: str, row: int, p: float) -> None:
-    con.execute("UPDATE identity_link SET probability = ? WHERE file = ? AND row = ?", [p, file, row])
+    con.execute(
+        "UPDATE identity_link SET probability = ? WHERE file = ? AND row = ?", [p, file, row]
+    )
 
 
 def test_a_probability_moving_within_its_two_decimals_is_reused():
@@ -69,7 +71,8 @@ def test_a_probability_moving_within_its_two_decimals_is_reused():
     out = run_rules(con, RULES_DIR, only=["farmland_over_area"]).outcomes[0]
     assert out.reused_from == run1
     full = run_rules(con, RULES_DIR, only=["farmland_over_area"], full=True)
-    runs = [r[0] for r in con.execute("SELECT run_id FROM detect_run ORDER BY started_at").fetchall()]
+    order = "SELECT run_id FROM detect_run ORDER BY started_at"
+    runs = [r[0] for r in con.execute(order).fetchall()]
     assert _hits(con, runs[1]) == _hits(con, full.run_id) != []
     assert '"link_probability":0.97' in _hits(con, full.run_id)[0][4]
 
@@ -105,14 +108,21 @@ def _dead_payee() -> duckdb.DuckDBPyConnection:
     link = {"source": "payment", "file": "finance/q2.csv", "role": "payee", "person_id": "A"}
     return build_warehouse(
         {
-            "person": [{"person_id": "A", "name": "张三", "death_date": "2025-01-10",
-                        "in_registry": True}],  # fmt: skip
+            "person": [
+                {"person_id": "A", "name": "张三", "death_date": "2025-01-10", "in_registry": True}
+            ],
             "r_payment": [
                 {**pay, "period": "2025-05", "_row": 7, "payee_id": None},
                 {**pay, "period": "2025-06", "_row": 8},
             ],
-            "r_death": [{"person_pid": "A", "person_id": "A", "person_id_raw": "A",
-                         "death_date": "2025-01-10"}],  # fmt: skip
+            "r_death": [
+                {
+                    "person_pid": "A",
+                    "person_id": "A",
+                    "person_id_raw": "A",
+                    "death_date": "2025-01-10",
+                }
+            ],
             "identity_link": [
                 {**link, "row": 7, "method": "fuzzy", "probability": 0.8123},
                 {**link, "row": 8, "method": "exact", "probability": 1.0},

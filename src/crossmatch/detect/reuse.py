@@ -29,16 +29,26 @@ new rows) leaves every result, and so every digest, unchanged; a move that chang
 decimals changes the digest, whether or not it crosses a threshold (a rule on the other side
 of ``min_link_probability`` sees another value, and so does the evidence).
 
+**Links only quoted.** A rule whose SQL does not read ``identity_link`` (:func:`reads_links`:
+11 of the 16 rules) depends on links only through the ``identity_links`` that ``_store`` adds
+to its evidence: the links of the evidence rows, looked up in the links of the rule's sources
+at store time. Its fingerprints hold no link; when its hits are copied, that key of their
+evidence is quoted again from tonight's links by the same SQL (:data:`REQUOTE`), so a copied
+hit equals what ``_store`` would store tonight for the same rule output (the rule output is
+unchanged: everything else it reads hashes the same). A link re-decided tonight, whatever its
+probability, then costs such a rule nothing, and its quote is tonight's.
+
 **Per payment month** (rules declaring ``partition: period``, :data:`spec.rules.PARTITIONS`).
 Such a rule promises that its hits of month P are a function of the payment rows of month P
 (``paid`` / ``dibao_paid_month`` of period P) and of its other inputs, and that every hit's
 period is a payment month. Its fingerprint is then split in two (:func:`period_inputs`):
 ``rest``, everything above except the payment rows (the shape of ``r_payment`` stays in it),
 and one digest per payment month: the content of that month's ``r_payment`` rows (every
-column, as above) and of the identity links of those rows as rules see them (:data:`LINK_SEEN`,
-which ``_store`` quotes in the evidence). When the whole fingerprint changed but ``rest`` equals that of a finished run R
-where the rule ran (``ok`` / ``blind``), the months whose digest equals R's keep R's hits, and
-only the other months are computed, with ``paid`` restricted to them. Why this equals a full
+column, as above) and, for a rule that reads ``identity_link`` itself, of the identity links
+of those rows as rules see them (:data:`LINK_SEEN`). When the whole fingerprint changed but
+``rest`` equals that of a finished run R where the rule ran (``ok`` / ``blind``), the months
+whose digest equals R's keep R's hits, and only the other months are computed, with ``paid``
+restricted to them. Why this equals a full
 run: a month whose digest is unchanged has the same payment rows and links as in R, and
 every other input is the same (``rest``); by the promise its hits are the same function of the
 same inputs, i.e. R's hits of that month (R's hits of month P were themselves computed, or

@@ -847,10 +847,7 @@ class _LinksOf:
         ).fetchone()
         if row:
             cols = {
-                r[0]
-                for r in self.con.execute(
-                    f'DESCRIBE "{row[0]}".main.identity_link'
-                ).fetchall()
+                r[0] for r in self.con.execute(f'DESCRIBE "{row[0]}".main.identity_link').fetchall()
             }
             rounded = (
                 f" REPLACE ({reuse.link_probability('probability')} AS probability)"
@@ -995,7 +992,6 @@ class _Requote(_LinksOf):
             super().__enter__()
             self.con.execute(_SORT_EVIDENCE)
         return self
-
 
 
 def record_outcome(
