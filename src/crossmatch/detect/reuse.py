@@ -66,6 +66,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -214,6 +215,108 @@ def reads_links(nd: rule_needs.RuleNeeds) -> bool:
     return "identity_link" in nd.columns
 
 
+def _nodes(node: Any) -> Any:
+    """Every dict of a DuckDB parse tree (json_serialize_sql), depth first."""
+    if isinstance(node, dict):
+        yield node
+        for v in node.values():
+            yield from _nodes(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _nodes(v)
+
+
+def _conjuncts(cond: Any) -> list[dict]:
+    if isinstance(cond, dict) and cond.get("type") == "CONJUNCTION_AND":
+        return [c for ch in cond.get("children", []) for c in _conjuncts(ch)]
+    return [cond] if isinstance(cond, dict) else []
+
+
+def _block_sources() -> dict[str, set[str]]:
+    """Building block of ``base.sql`` -> the sources of the ``r_*`` tables it reads (through
+    other blocks too): the ``_source`` values its rows can carry."""
+    out: dict[str, set[str]] = {}
+    for kind, name, body in rule_needs.base_statements():
+        if kind != "TABLE":
+            continue
+        used = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", re.sub(r"--[^\n]*", "", body)))
+        srcs = {u[2:] for u in used if u.startswith("r_")}
+        for u in used & set(out):
+            srcs |= out[u]
+        out[name] = srcs
+    return out
+
+
+def _join_scope(join: dict) -> dict[str, str]:
+    """alias -> table name of the relations of a join tree (what its condition can name); a
+    subquery or a table function maps to '' (unknown rows)."""
+    out: dict[str, str] = {}
+
+    def walk(t: Any) -> None:
+        if not isinstance(t, dict):
+            return
+        if t.get("type") == "JOIN":
+            walk(t.get("left"))
+            walk(t.get("right"))
+        elif t.get("type") == "BASE_TABLE":
+            out[t.get("alias") or t.get("table_name", "")] = t.get("table_name", "")
+        elif t.get("alias"):
+            out[t["alias"]] = ""
+
+    walk(join)
+    return out
+
+
+def sql_link_sources(con: duckdb.DuckDBPyConnection, sql: str) -> list[str] | None:
+    """The sources whose identity links a rule's SQL can read, when every reference to
+    ``identity_link`` in it is a join whose condition has the conjunct
+    ``<link>.source = <t>._source`` with ``t`` an ``r_<source>`` table or a building block:
+    only links of the sources of ``t``'s rows can then match (the other links take no part in
+    the result, whatever they are). None when the SQL has a reference not so joined (then all
+    the links of the sources it reads count, :func:`link_sources`)."""
+    row = con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
+    tree = json.loads(row[0]) if row else {"error": True}
+    if tree.get("error"):
+        return None
+    nodes = list(_nodes(tree.get("statements", [])))
+    refs = sum(
+        n.get("type") == "BASE_TABLE" and n.get("table_name") == "identity_link" for n in nodes
+    )
+    blocks = _block_sources()
+    found: set[str] = set()
+    joined = 0
+    for n in nodes:
+        if n.get("type") != "JOIN":
+            continue
+        scope = _join_scope(n)  # alias -> relation, as the join condition sees them
+        for side in ("left", "right"):
+            t = n.get(side) or {}
+            if t.get("type") != "BASE_TABLE" or t.get("table_name") != "identity_link":
+                continue
+            il = t.get("alias") or "identity_link"
+            srcs: set[str] | None = None
+            for c in _conjuncts(n.get("condition")):
+                if c.get("type") != "COMPARE_EQUAL":
+                    continue
+                ends = [c.get("left") or {}, c.get("right") or {}]
+                names = [e.get("column_names") if e.get("class") == "COLUMN_REF" else None
+                         for e in ends]  # fmt: skip
+                for a, b in (names, names[::-1]):
+                    if a == [il, "source"] and b and len(b) == 2 and b[1] == "_source":
+                        tn = scope.get(b[0])
+                        if tn is not None and tn.startswith("r_"):
+                            srcs = (srcs or set()) | {tn[2:]}
+                        elif tn is not None and tn in blocks:
+                            srcs = (srcs or set()) | blocks[tn]
+                        else:  # a CTE, a subquery: the sources of its rows are not known here
+                            return None
+            if srcs is None:
+                return None
+            found |= srcs
+            joined += 1
+    return sorted(found) if joined == refs else None
+
+
 def partitioned(spec: Any, nd: rule_needs.RuleNeeds) -> bool:
     """Whether the rule's hits are kept per payment month (``partition: period``, and it reads
     payments)."""
@@ -273,8 +376,12 @@ def period_inputs(
     months: dict[str, dict[str | None, str]] = {}
     for spec in specs:
         nd = needs[spec.id]
-        srcs = link_sources(nd)
         linked = reads_links(nd)
+        # the links its SQL can read (the others it only quotes: quoted afresh on a copy)
+        seen = (sql_link_sources(con, spec.render_sql((params or {}).get(spec.id))) if linked
+                else []) or []  # fmt: skip
+        if linked and not seen:
+            seen = link_sources(nd)
         doc = {
             "code": code,
             "rule": Path(spec.path).read_text(encoding="utf-8") if spec.path else spec.sql,
@@ -282,22 +389,22 @@ def period_inputs(
             "sql": spec.render_sql((params or {}).get(spec.id)),
             "params": (params or {}).get(spec.id),
             "tables": {t: tfp.get(t, "absent") for t in sorted(nd.columns)},
-            # a rule that does not read identity_link: the links its evidence quotes are
-            # quoted afresh when its hits are copied (REQUOTE)
-            "links": {s: links.get(s, "") for s in srcs} if linked else "quoted afresh",
+            # links a rule only quotes in its evidence are quoted afresh on a copy (REQUOTE)
+            "links": {s: links.get(s, "") for s in seen} if linked else "quoted afresh",
         }
         text = json.dumps(doc, sort_keys=True, default=str)
         out[spec.id] = hashlib.sha256(text.encode()).hexdigest()
         if split and partitioned(spec, nd):
             # everything but the payment rows and their links: those are the months' digests
             doc["tables"] = {**doc["tables"], PERIOD_TABLE: f"per month:{shape}"}
-            if linked:
+            reads_payment_links = linked and PERIOD_SOURCE in seen
+            if reads_payment_links:
                 doc["links"] = {**doc["links"], PERIOD_SOURCE: "per month"}
             doc["partition"] = "period"
             rests[spec.id] = hashlib.sha256(
                 json.dumps(doc, sort_keys=True, default=str).encode()
             ).hexdigest()
-            months[spec.id] = with_links if linked else by_rows
+            months[spec.id] = with_links if reads_payment_links else by_rows
     return out, rests, months
 
 

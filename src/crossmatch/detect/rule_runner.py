@@ -978,14 +978,14 @@ def reuse_rule(con: duckdb.DuckDBPyConnection, plan: RunPlan, spec: RuleSpec) ->
 
 
 class _Requote(_LinksOf):
-    """Within ``with``: for a rule that does not read ``identity_link`` (its fingerprints hold
-    no link, ``reuse.reads_links``), ``on`` is True and copied hits have their evidence's links
-    quoted afresh, from the links of the rule's sources as ``_store`` sees them (when the
-    warehouse has no stored ``identity_link``, from whatever ``identity_link`` is)."""
+    """Within ``with``: copied hits have their evidence's ``identity_links`` quoted afresh
+    (``requote``), from the links of the rule's sources as ``_store`` sees them (when the
+    warehouse has no stored ``identity_link``, from whatever ``identity_link`` is): the
+    fingerprints hold only the links a rule's SQL reads (``reuse.period_inputs``)."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, nd: rule_needs.RuleNeeds) -> None:
         super().__init__(con, reuse.link_sources(nd))
-        self.requote = not reuse.reads_links(nd)
+        self.requote = True
 
     def __enter__(self) -> _Requote:
         if self.requote:
