@@ -157,3 +157,62 @@ def test_copied_hits_quote_tonights_links(monkeypatch, naive: bool):
         assert _hits(con, night) != _hits(con, full)
     else:
         assert _hits(con, night) == _hits(con, full)
+
+
+def test_the_links_a_rule_sql_can_read():
+    """``reuse.sql_link_sources``: the sources whose links can match a rule's joins on
+    ``<link>.source = <t>._source``; None (every source it reads counts) when a reference to
+    identity_link is not so joined."""
+    from pathlib import Path as P
+
+    from crossmatch.detect.rule_kinds import load_checked_rules
+
+    con = duckdb.connect()
+    got = {
+        s.id: reuse.sql_link_sources(con, s.render_sql())
+        for s in load_checked_rules(P(RULES_DIR))
+        if "identity_link" in s.render_sql()
+    }
+    assert got == {
+        "business_on_dibao": ["enterprise", "shareholder"],
+        "farmland_over_area": ["farmland_subsidy"],
+        "property_on_dibao": ["property"],
+        "shared_account": ["payment"],  # through the building block paid
+        "vehicle_on_dibao": ["vehicle"],
+    }
+    unknown = [
+        "SELECT * FROM identity_link WHERE method = 'fuzzy'",
+        "SELECT * FROM r_vehicle v JOIN identity_link il ON il.source = v._source OR il.row = 1",
+        "WITH x AS (SELECT * FROM r_vehicle) SELECT * FROM x JOIN identity_link il "
+        "ON il.source = x._source",
+        "SELECT * FROM r_vehicle v JOIN identity_link il ON il.source = v._source "
+        "JOIN identity_link l2 ON l2.file = v._file",
+    ]
+    assert [reuse.sql_link_sources(con, q) for q in unknown] == [None] * 4
+
+
+@pytest.mark.parametrize("naive", [False, True])
+def test_a_link_the_rule_only_quotes_is_quoted_afresh(monkeypatch, naive: bool):
+    """farmland_over_area joins identity_link on the subsidy rows only; a land-contract row it
+    quotes in its evidence has its link re-decided (0.90 -> 0.70): the hits are copied and
+    quote 0.7, as a full run does (a plain copy, naive, quotes 0.9)."""
+    if naive:
+        real = reuse._stage_copy
+        monkeypatch.setattr(reuse, "_stage_copy", lambda c, s, a, rq: real(c, s, a, False))
+    con = _farmland()
+    con.execute(
+        "INSERT INTO identity_link (source, file, row, role, person_id, method, probability) "
+        "VALUES ('land_contract', 'land_contract/fixture.csv', 2, 'contractor', "
+        "'341122195501020011', 'fuzzy', 0.9)"
+    )
+    run_rules(con, RULES_DIR, only=["farmland_over_area"])
+    _set_p(con, "land_contract/fixture.csv", 2, 0.7)
+    (out,) = run_rules(con, RULES_DIR, only=["farmland_over_area"]).outcomes
+    assert out.reused_from is not None
+    night = con.execute(
+        "SELECT run_id FROM detect_run ORDER BY started_at DESC LIMIT 1"
+    ).fetchone()[0]
+    full = run_rules(con, RULES_DIR, only=["farmland_over_area"], full=True).run_id
+    (hit,) = _hits(con, full)
+    assert '"probability":0.7' in hit[4]
+    assert (_hits(con, night) == _hits(con, full)) is not naive
