@@ -29,14 +29,18 @@ new rows) leaves every result, and so every digest, unchanged; a move that chang
 decimals changes the digest, whether or not it crosses a threshold (a rule on the other side
 of ``min_link_probability`` sees another value, and so does the evidence).
 
-**Links only quoted.** A rule whose SQL does not read ``identity_link`` (:func:`reads_links`:
-11 of the 16 rules) depends on links only through the ``identity_links`` that ``_store`` adds
-to its evidence: the links of the evidence rows, looked up in the links of the rule's sources
-at store time. Its fingerprints hold no link; when its hits are copied, that key of their
-evidence is quoted again from tonight's links by the same SQL (:data:`REQUOTE`), so a copied
-hit equals what ``_store`` would store tonight for the same rule output (the rule output is
-unchanged: everything else it reads hashes the same). A link re-decided tonight, whatever its
-probability, then costs such a rule nothing, and its quote is tonight's.
+**Links a rule reads, links it only quotes.** ``_store`` adds to every hit's evidence the
+``identity_links`` of its evidence rows (looked up in the links of the rule's sources at store
+time); a copy quotes them again from tonight's links by the same SQL (:data:`REQUOTE`), so a
+copied hit equals what ``_store`` would store tonight for the same rule output. What the
+fingerprints must hold is then only what the rule's SQL itself reads of ``identity_link``: for
+the 11 of 16 rules whose SQL does not read it (:func:`reads_links`), no link at all; for the
+others, the links of the sources their joins can match (:func:`sql_link_sources`: every
+reference to ``identity_link`` is joined on ``<link>.source = <t>._source``, so only links of
+the sources of ``t``'s rows take part: property_on_dibao reads the property links, not the
+assistance links of the households it also reads), else every source it reads. A link
+re-decided tonight then costs a rule nothing unless its SQL reads it and its two decimals
+moved, and the evidence quotes tonight's value either way.
 
 **Per payment month** (rules declaring ``partition: period``, :data:`spec.rules.PARTITIONS`).
 Such a rule promises that its hits of month P are a function of the payment rows of month P
@@ -44,8 +48,9 @@ Such a rule promises that its hits of month P are a function of the payment rows
 period is a payment month. Its fingerprint is then split in two (:func:`period_inputs`):
 ``rest``, everything above except the payment rows (the shape of ``r_payment`` stays in it),
 and one digest per payment month: the content of that month's ``r_payment`` rows (every
-column, as above) and, for a rule that reads ``identity_link`` itself, of the identity links
-of those rows as rules see them (:data:`LINK_SEEN`). When the whole fingerprint changed but
+column, as above) and, for a rule whose SQL reads the payment links (:func:`sql_link_sources`;
+none of the eleven does), of the identity links of those rows as rules see them
+(:data:`LINK_SEEN`). When the whole fingerprint changed but
 ``rest`` equals that of a finished run R where the rule ran (``ok`` / ``blind``), the months
 whose digest equals R's keep R's hits, and only the other months are computed, with ``paid``
 restricted to them. Why this equals a full
@@ -211,7 +216,7 @@ def reads_links(nd: rule_needs.RuleNeeds) -> bool:
     """Whether the rule's SQL reads ``identity_link`` itself (a threshold on the probability,
     the link's method in its evidence). A rule that does not sees links only through the
     ``identity_links`` that ``_store`` adds to its evidence, which a copy quotes afresh
-    (:data:`REQUOTE`): its fingerprints hold no link."""
+    (:data:`REQUOTE`): its fingerprints hold no link (module docstring)."""
     return "identity_link" in nd.columns
 
 
