@@ -1109,8 +1109,14 @@ def _run_all(
     scope: _MonthsScope,
     progress: Callable[[str, int, int], None] | None,
 ) -> None:
-    """Run (or copy) every rule of ``plan`` in order, appending to ``result``."""
-    for i, spec in enumerate(plan.specs):
+    """Run (or copy) every rule of ``plan``, appending to ``result`` in the plan's order. The
+    rules computing only some payment months run first, one after the other, so that the
+    restricted building blocks (``_MonthsScope``) are built once, not again after each rule
+    that reads every month (rules are independent: the order changes no result)."""
+    first = [s for s in plan.specs if s.id in plan.by_month and plan.executes(s.id)]
+    order = first + [s for s in plan.specs if s not in first]
+    outcomes: dict[str, RuleOutcome] = {}
+    for i, spec in enumerate(order):
         if progress is not None:
             progress(spec.id, i, len(plan.specs))
         t0 = time.perf_counter()
@@ -1141,7 +1147,8 @@ def _run_all(
                 con.execute("DELETE FROM _run_hit WHERE rule_id = ?", [spec.id])
         out.seconds = time.perf_counter() - t0
         record_outcome(con, plan, out, started)
-        result.outcomes.append(out)
+        outcomes[spec.id] = out
+    result.outcomes.extend(outcomes[s.id] for s in plan.specs)
 
 
 # ---------------------------------------------------------------- planning checks, examples
