@@ -49,10 +49,11 @@ class _RssSampler:
     sort or join shows as the statement). A peak shorter than ``every`` can be missed; the
     process's ru_maxrss stays the reference for the peak itself."""
 
-    def __init__(self, every: float = 0.05) -> None:
+    def __init__(self, every: float = 0.05, keep: str = "crossmatch") -> None:
         import threading
 
         self.every = every
+        self.keep = keep  # frames whose file path contains this are reported
         self.stage = "start"
         self.stage_peak: dict[str, float] = {}
         self.peak_mb = 0.0
@@ -82,7 +83,7 @@ class _RssSampler:
         out: list[str] = []
         while frame is not None and len(out) < 6:
             code = frame.f_code
-            if "crossmatch" in code.co_filename:
+            if self.keep in code.co_filename:
                 where = code.co_filename.split("crossmatch/", 1)[-1]
                 line = f"{where}:{frame.f_lineno} {code.co_name}"
                 sql = next(
