@@ -143,6 +143,71 @@ def _child(*args: str) -> dict:
     return out
 
 
+def _utf8(path: Path) -> bool:
+    """Whether the file's first 4 MB decode as UTF-8 (the exports are UTF-8 or GB18030)."""
+    with path.open("rb") as fh:
+        head = fh.read(1 << 22)
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start > len(head) - 4  # a character cut by the 4 MB boundary
+    return True
+
+
+def phase_store_decoded(raw: Path, wh: Path) -> dict:
+    """DuckDB alone storing every file unnormalised, *with* its rows: as ``bench_ingest``'s
+    load phase (CSV as VARCHAR, xlsx through calamine as text), but a CSV that is not UTF-8
+    (GB18030) is first converted by iconv into a temporary file (DuckDB's CSV reader decodes
+    UTF-8, UTF-16 and Latin-1 only: the plain load phase stores none of such a file's rows,
+    every line is an error it ignores). Rows stored are counted per file."""
+    import tempfile
+
+    import duckdb
+
+    import bench_ingest
+
+    con = duckdb.connect(str(wh))
+    cpu0 = bench_ingest._cpu_s()
+    t0 = time.perf_counter()
+    rows: dict[str, int] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-store-") as td:
+        for i, f in enumerate(bench_ingest._files(raw)):
+            ext = f.suffix.lower()
+            if ext == ".csv":
+                src = f
+                if not _utf8(f):
+                    src = Path(td) / "utf8.csv"
+                    with f.open("rb") as a, src.open("wb") as b:
+                        subprocess.run(["iconv", "-f", "GB18030", "-t", "UTF-8"], stdin=a,
+                                       stdout=b, check=True)  # fmt: skip
+                con.execute(
+                    f"CREATE TABLE t{i} AS SELECT * FROM read_csv(?, all_varchar = true, "
+                    "header = true, ignore_errors = true, null_padding = true, "
+                    "strict_mode = false)",
+                    [str(src)],
+                ).fetchall()
+            elif ext == ".xlsx":
+                import fastexcel
+
+                sheet = fastexcel.read_excel(str(f)).load_sheet(0, header_row=None, dtypes="string")
+                con.register("_x", sheet.to_arrow())
+                con.execute(f"CREATE TABLE t{i} AS SELECT * FROM _x").fetchall()
+                con.unregister("_x")
+            else:
+                continue
+            rows[f.relative_to(raw).as_posix()] = con.execute(
+                f"SELECT count(*) FROM t{i}"
+            ).fetchall()[0][0]
+    con.close()
+    return {
+        "seconds": time.perf_counter() - t0,
+        "cpu": bench_ingest._cpu_s() - cpu0,
+        "peak_mb": _peak_mb(),
+        "rows": sum(rows.values()),
+        "files_without_rows": sorted(k for k, v in rows.items() if not v),
+    }
+
+
 def _truncate(path: Path, share: float) -> int:
     lines = path.read_bytes().splitlines(keepends=True)
     n = max(1, int((len(lines) - 1) * share))
@@ -153,7 +218,14 @@ def _truncate(path: Path, share: float) -> int:
 STAGES = ["check", "copy", "ingest", "resolve", "kinship", "detect", "publish", "clues"]
 
 
-def run_size(persons: int, seed: int, cache: Path, work: Path | None, check: bool) -> dict:
+def run_size(
+    persons: int,
+    seed: int,
+    cache: Path,
+    work: Path | None,
+    check: bool,
+    nights_wanted: tuple[str, ...] = ("full", "unchanged", "changed"),
+) -> dict:
     """Full, unchanged and changed nights and DuckDB alone at one county size; prints the
     size's tables and returns its figures (also written to ``<work>/result.json``)."""
     county = cache / f"county-{persons}-s{seed}"
@@ -175,15 +247,40 @@ def run_size(persons: int, seed: int, cache: Path, work: Path | None, check: boo
     print(f"county {county} ({size / 1e9:.2f} GB raw); night 1 without the last {cut} rows "
           f"of {CHANGED}", flush=True)  # fmt: skip
 
-    nights = {"full": _child("--night", str(raw), str(wh), "0")}
-    nights["unchanged"] = _child("--night", str(raw), str(wh), "0")
-    shutil.copyfile(county / "raw" / CHANGED, raw / CHANGED)
-    nights["changed"] = _child("--night", str(raw), str(wh), "0")
-    base = _child("--phase", "baseline", "--raw", str(raw))
+    # the cheap and the comparable first, the changed night last (the longest at 3M); the
+    # figures so far are in <work>/result.json after every step, so a run stopped during the
+    # changed night keeps the rest. DuckDB alone reads the files the full night ingested.
+    result: dict = {"persons": persons, "seed": seed, "raw_gb": size / 1e9, "nights": {}}
+    out = work / "result.json"
+    nights = result["nights"]
+
+    def save() -> None:
+        result["load_average"] = os.getloadavg()[0]
+        out.write_text(json.dumps(result, indent=1))
+
+    wanted = [n for n in ("full", "unchanged", "changed") if n in nights_wanted]
+    for name in [n for n in wanted if n != "changed"]:
+        nights[name] = _child("--night", str(raw), str(wh), "0")
+        save()
+    base = result["duckdb_count"] = _child("--phase", "baseline", "--raw", str(raw))
+    save()
     load_wh = work / "duckdb_alone.duckdb"
-    load = _child("--phase", "load", "--raw", str(raw), "--warehouse", str(load_wh))
+    load = result["duckdb_store"] = _child(
+        "--phase", "load", "--raw", str(raw), "--warehouse", str(load_wh)
+    )
     load_wh.unlink(missing_ok=True)
+    save()
+    dec = result["duckdb_store_decoded"] = _child(
+        "--phase", "store_decoded", "--raw", str(raw), "--warehouse", str(load_wh)
+    )
+    load_wh.unlink(missing_ok=True)
+    save()
+    if "changed" in wanted:
+        shutil.copyfile(county / "raw" / CHANGED, raw / CHANGED)
+        nights["changed"] = _child("--night", str(raw), str(wh), "0")
     wh_size = wh.stat().st_size
+    result["warehouse_gb"] = wh_size / 1e9
+    save()
 
     stages = STAGES
     print(f"\n{'night':<10} {'total s':>8} {'wall s':>7} {'peak GB':>8}  " + " ".join(
@@ -208,25 +305,27 @@ def run_size(persons: int, seed: int, cache: Path, work: Path | None, check: boo
     for name, n in nights.items():
         if n.get("peak_where"):
             print(f"  {name} night's peak: " + "\n      ".join(n["peak_where"]))
-    full, changed = nights["full"], nights["changed"]
+    full = nights["full"]
     ingest_s = full["seconds"]["ingest"]
     print(f"\nwarehouse {wh_size / 1e9:.2f} GB")
     print(f"DuckDB alone: count {base['seconds']:.1f} s (peak {base['peak_mb'] / 1024:.2f} GB), "
-          f"store {load['seconds']:.1f} s (peak {load['peak_mb'] / 1024:.2f} GB)")  # fmt: skip
-    print(f"ratios: changed/full {changed['total'] / full['total']:.2f} (target 0.2); "
-          f"unchanged {nights['unchanged']['total']:.1f} s (target < 10 s); "
-          f"ingest/count {ingest_s / base['seconds']:.2f}, ingest/store "
-          f"{ingest_s / load['seconds']:.2f} (target 2)", flush=True)  # fmt: skip
-    result = {
-        "persons": persons,
-        "seed": seed,
-        "raw_gb": size / 1e9,
-        "warehouse_gb": wh_size / 1e9,
-        "nights": nights,
-        "duckdb_count": base,
-        "duckdb_store": load,
-        "load_average": os.getloadavg()[0],
-    }
+          f"store {load['seconds']:.1f} s (peak {load['peak_mb'] / 1024:.2f} GB), store with "
+          f"the GB18030 files decoded by iconv {dec['seconds']:.1f} s ({dec['rows']:,} rows; "
+          f"peak {dec['peak_mb'] / 1024:.2f} GB)")  # fmt: skip
+    ratios = [
+        f"unchanged {nights['unchanged']['total']:.1f} s (target < 10 s)"
+        if "unchanged" in nights
+        else "",
+        f"changed/full {nights['changed']['total'] / full['total']:.2f} (target 0.2)"
+        if "changed" in nights
+        else "",
+        f"ingest/count {ingest_s / base['seconds']:.2f}",
+        f"ingest/store {ingest_s / load['seconds']:.2f}",
+        f"ingest/store decoded {ingest_s / dec['seconds']:.2f} (target 2)",
+    ]
+    print("ratios: " + "; ".join(r for r in ratios if r), flush=True)
+    if dec["files_without_rows"]:
+        print(f"  (files of which DuckDB stored no row even decoded: {dec['files_without_rows']})")
     if check:
         from compare import EQUAL, differences
 
@@ -235,35 +334,46 @@ def run_size(persons: int, seed: int, cache: Path, work: Path | None, check: boo
         diff = differences(wh, fresh, EQUAL)
         print("changed night vs a fresh full night: " + ("EQUAL" if not diff else str(diff)))
         result["check"] = "EQUAL" if not diff else str(diff)
-    (work / "result.json").write_text(json.dumps(result, indent=1))
+    save()
     print(f"figures in {work / 'result.json'}")
     return result
 
 
 def growth_table(results: list[dict]) -> str:
     """The growth curve: one row per county size, the three nights, the stages of the full
-    night, peaks and the ratios (targets of issue 16 in the header)."""
+    night, peaks and the ratios (targets of issue 16 in the header). A night or a DuckDB phase
+    a run did not reach shows as ``-``."""
+
+    def cell(value: float | None, width: int, digits: int = 1) -> str:
+        return f"{'-':>{width}}" if value is None else f"{value:>{width}.{digits}f}"
+
     head = (
         f"{'persons':>9} {'full s':>7} {'peak GB':>7} {'ingest':>7} {'resolve':>7} "
-        f"{'kinship':>7} {'detect':>7} {'publish':>7} {'unch. s':>7} {'unch GB':>7} "
-        f"{'chg s':>6} {'chg GB':>6} {'chg/full':>8} {'store s':>7} {'ing/store':>9}"
+        f"{'kinship':>7} {'detect':>7} {'publish':>7} {'unch. s':>7} {'chg s':>6} "
+        f"{'chg GB':>6} {'chg/full':>8} {'store s':>7} {'ing/store':>9} {'dec. s':>7} "
+        f"{'ing/dec':>7}"
     )
     lines = [
         "growth curve (targets at 3M: full < 180 s and < 4 GB, unchanged < 10 s, changed/full"
-        " < 0.2, ingest/store < 2)",
+        " < 0.2, ingest/store < 2; store: DuckDB alone storing the files, dec.: the same with"
+        " the GB18030 files decoded by iconv first)",
         head,
     ]
     for r in sorted(results, key=lambda r: r["persons"]):
-        f, u, c = (r["nights"][k] for k in ("full", "unchanged", "changed"))
+        f = r["nights"]["full"]
+        u, c = r["nights"].get("unchanged"), r["nights"].get("changed")
         sec = f["seconds"]
-        store = r["duckdb_store"]["seconds"]
+        ing = sec.get("ingest", 0.0)
+        store = (r.get("duckdb_store") or {}).get("seconds")
+        dec = (r.get("duckdb_store_decoded") or {}).get("seconds")
         lines.append(
             f"{r['persons']:>9} {f['total']:>7.1f} {f['peak_mb'] / 1024:>7.2f} "
-            f"{sec.get('ingest', 0):>7.1f} {sec.get('resolve', 0):>7.1f} "
+            f"{ing:>7.1f} {sec.get('resolve', 0):>7.1f} "
             f"{sec.get('kinship', 0):>7.1f} {sec.get('detect', 0):>7.1f} "
-            f"{sec.get('publish', 0):>7.1f} {u['total']:>7.1f} {u['peak_mb'] / 1024:>7.2f} "
-            f"{c['total']:>6.1f} {c['peak_mb'] / 1024:>6.2f} {c['total'] / f['total']:>8.2f} "
-            f"{store:>7.1f} {sec.get('ingest', 0) / store:>9.2f}"
+            f"{sec.get('publish', 0):>7.1f} {cell(u and u['total'], 7)} "
+            f"{cell(c and c['total'], 6)} {cell(c and c['peak_mb'] / 1024, 6, 2)} "
+            f"{cell(c and c['total'] / f['total'], 8, 2)} {cell(store, 7)} "
+            f"{cell(store and ing / store, 9, 2)} {cell(dec, 7)} {cell(dec and ing / dec, 7, 2)}"
         )
     for r in sorted(results, key=lambda r: r["persons"]):
         where = r["nights"]["full"].get("peak_where") or []
@@ -291,13 +401,23 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=Path("/work/bench"))
     ap.add_argument("--work", type=Path, help="scratch folder (default: <cache>/night-<N>-s<S>)")
     ap.add_argument("--check", action="store_true", help="compare with a fresh full night")
+    ap.add_argument(
+        "--nights",
+        default="full,unchanged,changed",
+        help="which nights to run (the full night always runs; default: all three)",
+    )
     ap.add_argument("--night", nargs=3, metavar=("RAW", "WH", "FULL"), help=argparse.SUPPRESS)
-    ap.add_argument("--phase", choices=["baseline", "load"], help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--phase", choices=["baseline", "load", "store_decoded"], help=argparse.SUPPRESS
+    )
     ap.add_argument("--raw", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--warehouse", type=Path, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.night:
         print(json.dumps(one_night(Path(a.night[0]), Path(a.night[1]), a.night[2] == "1")))
+        return
+    if a.phase == "store_decoded":
+        print(json.dumps(phase_store_decoded(a.raw, a.warehouse)))
         return
     if a.phase:
         import bench_ingest
@@ -313,6 +433,9 @@ def main() -> None:
     if a.table:
         print(growth_table([json.loads(p.read_text()) for p in a.table]))
         return
+    nights = ("full", *(n.strip() for n in a.nights.split(",") if n.strip() != "full"))
+    if unknown := set(nights) - {"full", "unchanged", "changed"}:
+        ap.error(f"--nights: unknown {sorted(unknown)} (full, unchanged, changed)")
     if a.sizes:
         sizes = [int(x) for x in a.sizes.split(",") if x.strip()]
         if a.work and len(sizes) > 1:
@@ -320,10 +443,10 @@ def main() -> None:
         results = []
         for n in sizes:
             print(f"\n=== {n} persons ===", flush=True)
-            results.append(run_size(n, a.seed, a.cache, a.work, a.check))
+            results.append(run_size(n, a.seed, a.cache, a.work, a.check, nights))
         print("\n" + growth_table(results))
         return
-    run_size(a.persons, a.seed, a.cache, a.work, a.check)
+    run_size(a.persons, a.seed, a.cache, a.work, a.check, nights)
 
 
 if __name__ == "__main__":

@@ -51,21 +51,27 @@ def _night(total: float, peak_gb: float, **seconds: float) -> dict:
 
 
 def test_the_growth_table_has_one_row_per_size_in_order_with_its_ratios(bench):
-    def result(persons: int, full: float, store: float) -> dict:
+    def result(persons: int, full: float, store: float, changed: bool = True) -> dict:
+        nights = {
+            "full": _night(full, 2.0, ingest=full / 4, resolve=full / 2) | {"peak_where": []},
+            "unchanged": _night(3.0, 0.3),
+            "changed": _night(full / 2, 1.5),
+        }
+        if not changed:  # a run stopped before its changed night
+            del nights["changed"]
         return {
             "persons": persons,
-            "nights": {
-                "full": _night(full, 2.0, ingest=full / 4, resolve=full / 2) | {"peak_where": []},
-                "unchanged": _night(3.0, 0.3),
-                "changed": _night(full / 2, 1.5),
-            },
+            "nights": nights,
             "duckdb_store": {"seconds": store},
+            "duckdb_store_decoded": {"seconds": store * 2},
         }
 
-    table = bench.growth_table([result(3_000_000, 200.0, 20.0), result(300_000, 80.0, 4.0)])
+    table = bench.growth_table(
+        [result(3_000_000, 200.0, 20.0, changed=False), result(300_000, 80.0, 4.0)]
+    )
     rows = [line.split() for line in table.splitlines()[2:]]
     assert [r[0] for r in rows] == ["300000", "3000000"]
-    big = rows[1]
+    small, big = rows
     assert big[1] == "200.0" and big[3] == "50.0"  # full night, its ingest
-    assert big[-3] == "0.50"  # changed / full
-    assert big[-1] == "2.50"  # ingest / DuckDB storing the files
+    assert small[11] == "0.50" and big[11] == "-"  # changed / full; no changed night
+    assert big[-3:] == ["2.50", "40.0", "1.25"]  # ingest / store, decoded store, ingest / that
