@@ -56,6 +56,7 @@ class _RssSampler:
         self.keep = keep  # frames whose file path contains this are reported
         self.stage = "start"
         self.stage_peak: dict[str, float] = {}
+        self.stage_where: dict[str, list[str]] = {}  # each stage's own peak: where
         self.peak_mb = 0.0
         self.where: list[str] = []
         self._main = threading.main_thread().ident
@@ -102,11 +103,12 @@ class _RssSampler:
                 mb = self._rss_mb()
             except OSError:
                 continue
-            if mb > self.stage_peak.get(self.stage, 0.0):
+            if mb > self.stage_peak.get(self.stage, 0.0) + 16:  # a new peak (16 MB steps)
                 self.stage_peak[self.stage] = mb
-            if mb > self.peak_mb:
-                self.peak_mb = mb
-                self.where = [f"stage {self.stage}, {mb / 1024:.2f} GB", *self._stack()]
+                where = [f"stage {self.stage}, {mb / 1024:.2f} GB", *self._stack()]
+                self.stage_where[self.stage] = where
+                if mb > self.peak_mb:
+                    self.peak_mb, self.where = mb, where
 
 
 def one_night(raw: Path, wh: Path, full: bool) -> dict:
@@ -125,6 +127,7 @@ def one_night(raw: Path, wh: Path, full: bool) -> dict:
         "stage_peak_mb": getattr(n, "peak_mb", {}),
         "stage_own_peak_mb": rss.stage_peak,
         "peak_where": rss.where,
+        "stage_peak_where": rss.stage_where,
         "total": time.perf_counter() - t,
         "peak_mb": _peak_mb(),
     }
@@ -305,6 +308,9 @@ def run_size(
     for name, n in nights.items():
         if n.get("peak_where"):
             print(f"  {name} night's peak: " + "\n      ".join(n["peak_where"]))
+        for stage, where in (n.get("stage_peak_where") or {}).items():
+            if stage in ("resolve", "kinship", "detect", "ingest") and where != n["peak_where"]:
+                print(f"    {stage}'s own peak: " + "\n      ".join(where[:4]))
     full = nights["full"]
     ingest_s = full["seconds"]["ingest"]
     print(f"\nwarehouse {wh_size / 1e9:.2f} GB")
