@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 
 from crossmatch.ingest import ingest, pipeline
+from crossmatch.ingest.readers import csv_reader
 
 from .conftest import ID_A, PAY_HEADER, PAY_ROWS, ROSTER_YAML, write_csv, write_xlsx
 
@@ -451,7 +452,7 @@ def test_extra_cells_empty_are_fine_nonempty_are_quarantined(county, tmp_path):
 def test_duplicates_found_across_batches(county, monkeypatch):
     rows = [PAY_ROWS[i % 2].replace("B1", f"B{i % 7}") for i in range(60)]
     write_csv(county / "raw/finance/q1.csv", [PAY_HEADER, *rows])
-    monkeypatch.setattr(pipeline.readers, "BLOCK_BYTES", 300)  # a batch every few lines
+    monkeypatch.setattr(csv_reader, "BLOCK_BYTES", 300)  # a batch every few lines
     r = only(run(county), "loaded")
     assert (r.rows_loaded, r.rows_duplicate) == (60, 46)
     got = dict(q(county, "SELECT _row, _dup_of FROM src_payment"))
