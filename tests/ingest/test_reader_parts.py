@@ -255,3 +255,12 @@ def test_sheet_from_frame_and_batches():
         Path("b.xlsx"), frame.head(1), 1, "S2", 1, None, ALIASES, must=False
     )
     assert skipped == "sheet 'S2' has no row naming the mapped headers"
+
+
+def test_control_bytes_counts_what_sniff_binary_refuses():
+    import random
+
+    rnd = random.Random(5)
+    for _ in range(50):
+        data = bytes(rnd.randrange(256) for _ in range(rnd.randrange(0, 400)))
+        assert encoding.control_bytes(data) == sum(b < 9 or 13 < b < 32 for b in data)

@@ -79,7 +79,7 @@ class CsvReader:
                 )
             sniff_binary(self.path, head)
             enc = detect_encoding(self.path, head, self.declared)
-            self.decoder.head_non_ascii = any(b >= 0x80 for b in head)
+            self.decoder.head_non_ascii = not head.isascii()
             self.info.encoding = enc
             self.info.delimiter = self.delimiter
             if self.delimiter_note and self.delimiter_note not in self.info.notes:

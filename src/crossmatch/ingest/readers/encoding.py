@@ -34,13 +34,20 @@ def sniff_binary(path: Path, head: bytes) -> None:
     if utf16_kind(head):
         return
     sample = head[:65536]
-    if b"\x00" in sample or (
-        sample and sum(b < 9 or 13 < b < 32 for b in sample) / len(sample) > 0.01
-    ):
+    if b"\x00" in sample or (sample and control_bytes(sample) / len(sample) > 0.01):
         raise InputFileError(
             f"{path}: not a CSV text file (binary content in the first bytes). "
             f"Fix: check the file is the right export; re-export {name} as CSV."
         )
+
+
+_CONTROL = bytes([*range(9), *range(14, 32)])  # control bytes other than \t \n \v \f \r
+
+
+def control_bytes(data: bytes) -> int:
+    """How many bytes of ``data`` are control characters that text does not hold (bytes
+    0-8 and 14-31), counted in C (a generator over 64 KB per file cost 10 ms)."""
+    return len(data) - len(data.translate(None, _CONTROL))
 
 
 def utf16_kind(head: bytes) -> str | None:
@@ -88,7 +95,7 @@ def detect_encoding(path: Path, head: bytes, declared: str) -> str:
         return u16
     has_bom = head.startswith(codecs.BOM_UTF8)
     utf8_ok = _utf8_prefix_ok(head)
-    non_ascii = any(b >= 0x80 for b in head[:65536])
+    non_ascii = not head[:65536].isascii()
     if declared == "auto":
         if has_bom:
             return "utf-8-sig"
