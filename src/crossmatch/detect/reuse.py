@@ -437,18 +437,13 @@ def previous_months(
     return row[0], {p: d for p, d in months}
 
 
-#: The copied hits (``_copied``) with the ``identity_links`` of their evidence quoted from the
-#: links as they are now, exactly as ``rule_runner._store`` quotes them (the same join on the
-#: evidence rows, run inside ``_LinksOf`` of the rule's sources, with ``_sorted_evidence``
-#: defined). A rule's own evidence never has an ``identity_links`` key (``_store`` adds it), so
-#: replacing that key of the stored evidence and sorting as ``_store`` does gives what
-#: ``_store`` gives on the same hit. A hit whose links quote the same (the sorted list, as
-#: text, equals the stored one) keeps its stored evidence as it is: the merge and sort would
-#: give it back unchanged (checked byte for byte on every hit of the sample and of the 300k
-#: county), and they are what costs (JSON rewritten per hit).
-REQUOTE = """
-INSERT INTO _run_hit
-WITH h AS (SELECT row_number() OVER () AS hid, * FROM _copied),
+#: The ``identity_links`` of each hit's evidence rows: CTEs ``r`` (one row per evidence row of
+#: hit ``hid``) and ``l`` (``hid`` -> the sorted list of the links of those rows, as
+#: ``identity_link`` is seen where it runs: inside ``rule_runner._LinksOf``, the links of the
+#: rule's sources with the probability as rules see it), over a CTE ``h`` of the hits with a
+#: ``hid``. The one SQL by which ``rule_runner._store`` quotes the links of a hit it stores and
+#: :data:`REQUOTE` the links of a hit it copies: a copy quotes exactly what a store would.
+EVIDENCE_LINKS = """
 r AS (
     SELECT hid, unnest(from_json(json_extract(evidence, '$.rows'),
                                  '[{"file": "VARCHAR", "row": "INTEGER"}]')) AS x
@@ -458,10 +453,27 @@ l AS (
     SELECT r.hid,
            list(DISTINCT {'file': il.file, 'row': il.row, 'role': il.role,
                           'person_id': il.person_id, 'method': il.method,
+                          'probability': il.probability}
+                ORDER BY {'file': il.file, 'row': il.row, 'role': il.role,
+                          'person_id': il.person_id, 'method': il.method,
                           'probability': il.probability}) AS links
     FROM r JOIN identity_link il ON il.file = r.x.file AND il.row = r.x.row
     GROUP BY r.hid
-),
+)"""
+
+#: The copied hits (``_copied``) with the ``identity_links`` of their evidence quoted from the
+#: links as they are now, by :data:`EVIDENCE_LINKS` as ``rule_runner._store`` quotes them (run
+#: inside ``_LinksOf`` of the rule's sources, with ``_sorted_evidence`` defined). A rule's own
+#: evidence never has an ``identity_links`` key (``_store`` adds it), so replacing that key of
+#: the stored evidence and sorting as ``_store`` does gives what ``_store`` gives on the same
+#: hit. A hit whose links quote the same (the sorted list, as text, equals the stored one)
+#: keeps its stored evidence as it is: the merge and sort would give it back unchanged
+#: (checked byte for byte on every hit of the sample and of the 300k county), and they are what
+#: costs (JSON rewritten per hit).
+REQUOTE = f"""
+INSERT INTO _run_hit
+WITH h AS (SELECT row_number() OVER () AS hid, * FROM _copied),
+{EVIDENCE_LINKS.strip()},
 q AS (
     SELECT h.*, to_json(list_sort(CAST(to_json(coalesce(l.links, [])) AS JSON[]))) AS quoted
     FROM h LEFT JOIN l USING (hid)
@@ -470,7 +482,7 @@ SELECT q.* EXCLUDE (hid, quoted) REPLACE (
     CASE WHEN json_extract(q.evidence, '$.identity_links')::VARCHAR = q.quoted::VARCHAR
          THEN q.evidence
          ELSE _sorted_evidence(json_merge_patch(q.evidence,
-                                                to_json({'identity_links': q.quoted})))
+                                                to_json({{'identity_links': q.quoted}})))
     END AS evidence)
 FROM q ORDER BY hid
 """

@@ -618,33 +618,21 @@ CREATE OR REPLACE TEMP MACRO _sorted_evidence(e) AS to_json(map_from_entries(lis
 """
 
 
+#: The rule's hits (``_rule_hits``, numbered ``hid``) with the ``identity_links`` of their
+#: evidence rows (``links``), by the SQL a copy re-quotes them with (``reuse.EVIDENCE_LINKS``).
+_HIT_LINKS = f"""
+CREATE OR REPLACE TEMP TABLE _hit_links AS
+WITH h AS (SELECT row_number() OVER (ORDER BY subject, period) AS hid, * FROM _rule_hits),
+{reuse.EVIDENCE_LINKS.strip()}
+SELECT h.*, coalesce(l.links, []) AS links FROM h LEFT JOIN l USING (hid)
+"""
+
+
 def _store(con: duckdb.DuckDBPyConnection, spec: RuleSpec, run_id: str) -> tuple[int, float]:
     """Append ``_rule_hits`` to the run's staging table ``_run_hit`` with identity links added
     to the evidence (written to ``hit`` when the whole run has finished)."""
     con.execute(_SORT_EVIDENCE)
-    con.execute(
-        """
-        CREATE OR REPLACE TEMP TABLE _hit_links AS
-        WITH h AS (SELECT row_number() OVER (ORDER BY subject, period) AS hid, * FROM _rule_hits),
-        r AS (
-            SELECT hid, unnest(from_json(json_extract(evidence, '$.rows'),
-                                         '[{"file": "VARCHAR", "row": "INTEGER"}]')) AS x
-            FROM h
-        ),
-        l AS (
-            SELECT r.hid,
-                   list(DISTINCT {'file': il.file, 'row': il.row, 'role': il.role,
-                                  'person_id': il.person_id, 'method': il.method,
-                                  'probability': il.probability}
-                        ORDER BY {'file': il.file, 'row': il.row, 'role': il.role,
-                                  'person_id': il.person_id, 'method': il.method,
-                                  'probability': il.probability}) AS links
-            FROM r JOIN identity_link il ON il.file = r.x.file AND il.row = r.x.row
-            GROUP BY r.hid
-        )
-        SELECT h.*, coalesce(l.links, []) AS links FROM h LEFT JOIN l USING (hid)
-        """
-    )
+    con.execute(_HIT_LINKS)
     # clue_key in SQL (same value as clue_key()): no per-hit round trip through Python
     con.execute(
         """
