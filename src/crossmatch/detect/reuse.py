@@ -153,13 +153,22 @@ ALTER TABLE rule_period_input ADD COLUMN IF NOT EXISTS kept_from VARCHAR;
 
 
 def _period_groups(
-    con: duckdb.DuckDBPyConnection, count: list[str] | tuple[str, ...] = ()
+    con: duckdb.DuckDBPyConnection, count: list[str] | tuple[str, ...] = (), links: bool = True
 ) -> list[tuple]:
     """Per ``r_payment.period``: row count, xor and sum of the rows' hashes (as
-    :func:`table_fingerprint`), a digest of the payment identity links of those rows, and the
-    rows where each column of ``count`` is not NULL."""
+    :func:`table_fingerprint`), a digest of the payment identity links of those rows (0, 0
+    without ``links``: no rule needs it) and the rows where each column of ``count`` is not
+    NULL."""
     extra = "".join(f', count(r."_c{i}")' for i in range(len(count)))
     picked = "".join(f', t."{c}" AS "_c{i}"' for i, c in enumerate(count))
+    if not links:
+        return con.execute(
+            f"""
+            WITH r AS (SELECT t.period AS _p, hash(t) AS h{picked} FROM "{PERIOD_TABLE}" t)
+            SELECT r._p, count(*), bit_xor(r.h), sum((r.h >> 11)::HUGEINT), 0, 0{extra}
+            FROM r GROUP BY r._p
+            """
+        ).fetchall()
     return con.execute(
         f"""
         WITH l AS (
@@ -176,6 +185,14 @@ def _period_groups(
         GROUP BY r._p
         """
     ).fetchall()
+
+
+def payment_months(con: duckdb.DuckDBPyConnection) -> dict[str | None, str] | None:
+    """``r_payment.period`` -> digest of that month's rows (every column, as
+    :func:`table_fingerprint`); None without ``r_payment``."""
+    if PERIOD_TABLE not in schema.existing_relations(con):
+        return None
+    return {p: f"{cnt}:{xor}:{tot}" for p, cnt, xor, tot, *_ in _period_groups(con, links=False)}
 
 
 def _link_fingerprints(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
@@ -335,6 +352,7 @@ def period_inputs(
     rules_dir: str | Path,
     params: dict[str, dict[str, Any]] | None = None,
     counts: dict[str, dict[str, int]] | None = None,
+    scans: dict[str, Any] | None = None,
 ) -> tuple[dict[str, str], dict[str, str], dict[str, dict[str | None, str]]]:
     """(fingerprints, rests, months): every rule's whole fingerprint (:func:`rule_fingerprints`);
     for the ``partition: period`` rules the digest of everything but the payment rows (``rest``);
@@ -342,7 +360,10 @@ def period_inputs(
     with their links for a rule that reads ``identity_link`` (module docstring). ``r_payment``
     is read once: its whole-table fingerprint is combined from the months' (count, xor and sum
     add up). ``counts``: table -> {column: ...} whose non-NULL rows to count in the same scans;
-    the entry of each table scanned is replaced by :func:`table_scan`'s counts."""
+    the entry of each table scanned is replaced by :func:`table_scan`'s counts. ``scans``
+    receives what was scanned, for the building blocks' keys (:mod:`crossmatch.detect.blocks`):
+    ``tables`` (table -> :func:`table_fingerprint`) and ``months`` (as
+    :func:`payment_months`, when ``r_payment`` was read month by month, else None)."""
     code = _code_digest(rules_dir)
     have = schema.existing_relations(con)
     tables = sorted({t for nd in needs.values() for t in nd.columns if t in have})
@@ -360,9 +381,20 @@ def period_inputs(
     if "identity_link" in tables:
         tfp["identity_link"] = "per source"
     shape = ""
+    # the payment links per month only when a month-wise rule's SQL reads them
+    month_links = split and any(
+        partitioned(s, needs[s.id])
+        and reads_links(needs[s.id])
+        and PERIOD_SOURCE
+        in (
+            sql_link_sources(con, s.render_sql((params or {}).get(s.id)))
+            or link_sources(needs[s.id])
+        )
+        for s in specs
+    )
     if split:
         pcols = want.get(PERIOD_TABLE, [])
-        groups = _period_groups(con, pcols)
+        groups = _period_groups(con, pcols, links=month_links)
         cols = con.execute(f'DESCRIBE "{PERIOD_TABLE}"').fetchall()
         shape = ",".join(f"{c[0]}:{c[1]}" for c in cols)
         n, x, sm = 0, 0, 0
@@ -375,6 +407,9 @@ def period_inputs(
         tfp[PERIOD_TABLE] = f"{n}:{x if n else 0}:{sm if n else 0}:{shape}"
         if counts is not None and PERIOD_TABLE in want:
             counts[PERIOD_TABLE] = {"": n, **dict(zip(pcols, nonnull, strict=True))}
+    if scans is not None:
+        scans["tables"] = {t: v for t, v in tfp.items() if t != "identity_link"}
+        scans["months"] = dict(by_rows) if split else None
     links = _link_fingerprints(con)
     out: dict[str, str] = {}
     rests: dict[str, str] = {}
