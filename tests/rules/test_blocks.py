@@ -175,7 +175,7 @@ def test_another_input_rebuilds_the_blocks_that_read_it(wh: Path, tmp_path: Path
 def test_base_sql_or_a_reference_changed_rebuilds(wh: Path, tmp_path: Path, monkeypatch):
     _kept(wh)
     monkeypatch.setattr(blocks, "BLOCKS_VERSION", "test-other")
-    rep, rows = _kept(wh)
+    rep, _ = _kept(wh)
     assert set(rep.done.values()) == {"built"}
     monkeypatch.undo()
     rules = tmp_path / "rules"

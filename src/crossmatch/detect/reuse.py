@@ -72,6 +72,7 @@ import hashlib
 import json
 import logging
 import re
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,181 @@ def table_scan(
     counts = {"": int(row[0]) if row else 0}
     counts.update({c: int(row[3 + i]) if row else 0 for i, c in enumerate(count)})
     return fp, counts
+
+
+@dataclass(frozen=True)
+class ResolvedView:
+    """An ``r_<source>`` view that is one stored table (``src_<source>``) LEFT JOINed only with
+    ``identity_link`` rows of one source (every join's condition has ``<link>.source =
+    '<source>'``), as identity publishes them: its rows are a function of the table's rows and
+    of those links' ``columns`` (the only ones it reads), so its content fingerprint is taken
+    from theirs (:func:`view_scan`), without joining."""
+
+    sql: str
+    table: str
+    source: str | None  # the links' source; None: the view reads no link
+    columns: tuple[str, ...]  # identity_link columns the view reads
+
+
+_VIEW_SQL = re.compile(r"^\s*CREATE\s+VIEW\s+\S+\s+AS\s+(SELECT\b.*?);?\s*$", re.I | re.S)
+
+
+def resolved_view(con: duckdb.DuckDBPyConnection, name: str) -> ResolvedView | None:
+    """``name`` as a :class:`ResolvedView`, or None when it is not a stored view of that exact
+    form (a table, a TEMP stand-in, any other view: fingerprinted by scanning its rows)."""
+    row = con.execute(
+        "SELECT sql FROM duckdb_views() WHERE view_name = ? AND schema_name = 'main' "
+        "AND NOT temporary AND database_name = current_database()",
+        [name],
+    ).fetchone()
+    m = _VIEW_SQL.match(row[0]) if row and row[0] else None
+    if m is None:
+        return None
+    got = con.execute("SELECT json_serialize_sql(?)", [m.group(1)]).fetchone()
+    tree = json.loads(got[0]) if got else {"error": True}
+    stmts = tree.get("statements") or []
+    if tree.get("error") or len(stmts) != 1:
+        return None
+    node = stmts[0].get("node") or {}
+    if node.get("type") != "SELECT_NODE" or node.get("modifiers") or node.get("where_clause"):
+        return None
+    if node.get("group_expressions") or node.get("having") or node.get("qualify"):
+        return None
+    if (node.get("cte_map") or {}).get("map") or node.get("sample"):
+        return None
+    base: list[tuple[str, str]] = []  # (alias, table)
+    links: list[str] = []  # aliases of identity_link
+    sources: set[str] = set()
+
+    def walk(t: Any) -> bool:
+        if not isinstance(t, dict):
+            return False
+        if t.get("type") == "BASE_TABLE":
+            if t.get("schema_name") or t.get("catalog_name") or t.get("sample"):
+                return False
+            name_ = t.get("table_name", "")
+            alias = t.get("alias") or name_
+            if name_ == "identity_link":
+                links.append(alias)
+            else:
+                base.append((alias, name_))
+            return True
+        if t.get("type") != "JOIN" or t.get("join_type") != "LEFT" or t.get("ref_type") not in (
+            None, "REGULAR"
+        ):  # fmt: skip
+            return False
+        if not (walk(t.get("left")) and walk(t.get("right"))):
+            return False
+        right = t.get("right") or {}
+        if right.get("table_name") != "identity_link":
+            return False
+        il = right.get("alias") or "identity_link"
+        src = None
+        for c in _conjuncts(t.get("condition")):
+            ends = [c.get("left") or {}, c.get("right") or {}]
+            for a, b in (ends, ends[::-1]):
+                lit = b.get("literal") or {}
+                if (
+                    c.get("type") == "COMPARE_EQUAL"
+                    and a.get("class") == "COLUMN_REF"
+                    and a.get("column_names") == [il, "source"]
+                    and b.get("type") == "VALUE_CONSTANT"
+                    and lit.get("kind") == "STRING"
+                ):
+                    src = lit.get("text")
+        if src is None:
+            return False
+        sources.add(src)
+        return True
+
+    if not walk(node.get("from_table")) or len(base) != 1 or len(sources) > 1:
+        return None
+    for item in node.get("select_list") or []:
+        if item.get("class") == "STAR":
+            bare_ok = not links and not item.get("relation_name")
+            if not (item.get("relation_name") == base[0][0] or bare_ok):
+                return None
+            if item.get("exclude_list") or item.get("replace_list") or item.get("expr"):
+                return None
+    cols: set[str] = set()
+    for n in _nodes(node):
+        if n.get("class") == "COLUMN_REF":
+            names = n.get("column_names") or []
+            if len(names) != 2:  # an unqualified column: which relation's is not known here
+                return None
+            if names[0] in links:
+                cols.add(names[1])
+            elif names[0] != base[0][0]:
+                return None
+        elif n.get("class") == "SUBQUERY":  # rows from elsewhere
+            return None
+    src_name = base[0][1]
+    if src_name not in schema.existing_relations(con):
+        return None
+    return ResolvedView(row[0], src_name, next(iter(sources)) if sources else None,
+                        tuple(sorted(cols)))  # fmt: skip
+
+
+def _link_digest(con: duckdb.DuckDBPyConnection, view: ResolvedView, by_file: bool = False) -> Any:
+    """Digest of the ``identity_link`` rows of the view's source, on the columns it reads
+    (per file with ``by_file``)."""
+    if view.source is None:
+        return {} if by_file else ""
+    cols = ", ".join(f'"{c}"' for c in view.columns) or "1"
+    key = "file, " if by_file else ""
+    rows = con.execute(
+        f"SELECT {key}count(*), bit_xor(hash({cols})), sum((hash({cols}) >> 11)::HUGEINT) "
+        f"FROM identity_link WHERE source = ?{' GROUP BY file' if by_file else ''}",
+        [view.source],
+    ).fetchall()
+    if by_file:
+        return {r[0]: f"{r[1]}:{r[2]}:{r[3]}" for r in rows}
+    r = rows[0] if rows else (0, 0, 0)
+    return f"{r[0]}:{r[1] if r[0] else 0}:{r[2] if r[0] else 0}"
+
+
+def view_scan(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    view: ResolvedView,
+    count: list[str] | tuple[str, ...] = (),
+) -> tuple[str, dict[str, int]]:
+    """:func:`table_scan` of a :class:`ResolvedView` from its parts: the shape and SQL of the
+    view, the content of its table and of the links it reads. The counts of the columns of
+    the table are taken in the same scan; a column the links give (``R_pid``) is counted 1
+    when some row has it, else 0 (all the empty-column check asks)."""
+    tcols = {r[0] for r in con.execute(f'DESCRIBE "{view.table}"').fetchall()}
+    own = [c for c in count if c in tcols]
+    fp, got = table_scan(con, view.table, own)
+    for c in count:
+        if c not in tcols:
+            row = con.execute(f'SELECT 1 FROM "{name}" WHERE "{c}" IS NOT NULL LIMIT 1').fetchone()
+            got[c] = 1 if row else 0
+    cols = con.execute(f'DESCRIBE "{name}"').fetchall()
+    shape = ",".join(f"{c[0]}:{c[1]}" for c in cols)
+    sql = hashlib.sha256(view.sql.encode()).hexdigest()[:16]
+    return f"view {sql} of {fp} links {_link_digest(con, view)}:{shape}", got
+
+
+def _view_months(
+    con: duckdb.DuckDBPyConnection, view: ResolvedView, count: list[str] | tuple[str, ...] = ()
+) -> list[tuple]:
+    """:func:`_period_groups` (without links) of a :class:`ResolvedView`: per month, the rows
+    of its table (count, xor, sum) and the links of every file with rows of that month, and
+    the counts (a column the links give: 1 when some row of the month has it)."""
+    tcols = {r[0] for r in con.execute(f'DESCRIBE "{view.table}"').fetchall()}
+    files = _link_digest(con, view, by_file=True)
+    picked = "".join(f', count(t."{c}")' if c in tcols else ", 0" for c in count)
+    rows = con.execute(
+        f"""SELECT t.period, count(*), bit_xor(hash(t)), sum((hash(t) >> 11)::HUGEINT),
+                   list(DISTINCT t._file){picked}
+            FROM "{view.table}" t GROUP BY t.period"""
+    ).fetchall()
+    out = []
+    for p, cnt, xor, tot, fs, *nn in rows:
+        linked = ",".join(f"{f}={files.get(f, '')}" for f in sorted(x for x in fs if x))
+        out.append((p, cnt, f"{xor}", f"{tot}|{hashlib.sha256(linked.encode()).hexdigest()}", nn))
+    return out
 
 
 #: The table whose rows ``partition: period`` rules split by month, its source and period column.
@@ -373,9 +549,13 @@ def period_inputs(
     # identity_link: per source, in ``links`` (the rule runs on its sources' links only)
     want = {t: list(c) for t, c in (counts or {}).items()}
     tfp = {}
+    # a resolved view (src_<source> + its links) is digested from its parts, without joining
+    views = {t: resolved_view(con, t) for t in tables if t.startswith("r_")}
     for t in tables:
         if not (split and t == PERIOD_TABLE) and t != "identity_link":
-            tfp[t], got = table_scan(con, t, want.get(t, ()))
+            v = views.get(t)
+            scan = view_scan(con, t, v, want.get(t, ())) if v else None
+            tfp[t], got = scan or table_scan(con, t, want.get(t, ()))
             if counts is not None and t in want:
                 counts[t] = got
     if "identity_link" in tables:
@@ -392,7 +572,32 @@ def period_inputs(
         )
         for s in specs
     )
-    if split:
+    pview = views.get(PERIOD_TABLE) if split and not month_links else None
+    if pview is not None:
+        pcols = want.get(PERIOD_TABLE, [])
+        vgroups = _view_months(con, pview, pcols)
+        cols = con.execute(f'DESCRIBE "{PERIOD_TABLE}"').fetchall()
+        vsql = hashlib.sha256(pview.sql.encode()).hexdigest()[:16]
+        shape = ",".join(f"{c[0]}:{c[1]}" for c in cols) + f"|view {vsql}"
+        n = 0
+        nonnull = [0] * len(pcols)
+        for p, cnt, xor, tot, nn in vgroups:
+            n += cnt
+            nonnull = [a + int(b or 0) for a, b in zip(nonnull, nn, strict=True)]
+            by_rows[p] = with_links[p] = f"{cnt}:{xor}:{tot}"
+        whole = json.dumps(sorted(by_rows.items(), key=lambda kv: str(kv[0])))
+        tfp[PERIOD_TABLE] = f"{hashlib.sha256(whole.encode()).hexdigest()}:{shape}"
+        if counts is not None and PERIOD_TABLE in want:
+            got = {"": n, **dict(zip(pcols, nonnull, strict=True))}
+            tcols = {r[0] for r in con.execute(f'DESCRIBE "{pview.table}"').fetchall()}
+            for c in pcols:
+                if c not in tcols:  # a column the links give: whether some row has it
+                    row = con.execute(
+                        f'SELECT 1 FROM "{PERIOD_TABLE}" WHERE "{c}" IS NOT NULL LIMIT 1'
+                    ).fetchone()
+                    got[c] = 1 if row else 0
+            counts[PERIOD_TABLE] = got
+    elif split:
         pcols = want.get(PERIOD_TABLE, [])
         groups = _period_groups(con, pcols, links=month_links)
         cols = con.execute(f'DESCRIBE "{PERIOD_TABLE}"').fetchall()

@@ -39,8 +39,8 @@ import pandas as pd
 
 from crossmatch import kinship, warehouse
 from crossmatch.console import text_table
-from crossmatch.detect import needs as rule_needs
 from crossmatch.detect import blocks, reuse, schema
+from crossmatch.detect import needs as rule_needs
 from crossmatch.detect.reference import (
     load_reference,
     reference_problems,
