@@ -110,7 +110,7 @@ CREATE TABLE IF NOT EXISTS rule_input (
 
 def _code_digest(rules_dir: str | Path) -> str:
     h = hashlib.sha256(REUSE_VERSION.encode())
-    for name in ("base.sql", "rule_kinds.py", "rule_runner.py", "reference.py"):
+    for name in ("base.sql", "blocks.py", "rule_kinds.py", "rule_runner.py", "reference.py"):
         h.update(resources.files("crossmatch.detect").joinpath(name).read_bytes())
     ref = Path(rules_dir) / "reference"
     for p in sorted(ref.glob("*.csv")) if ref.is_dir() else []:
