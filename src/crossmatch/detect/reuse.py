@@ -254,22 +254,35 @@ def resolved_view(con: duckdb.DuckDBPyConnection, name: str) -> ResolvedView | N
                         tuple(sorted(cols)))  # fmt: skip
 
 
-def _link_digest(con: duckdb.DuckDBPyConnection, view: ResolvedView, by_file: bool = False) -> Any:
+def _link_digest(
+    con: duckdb.DuckDBPyConnection,
+    view: ResolvedView,
+    by_file: bool = False,
+    cache: dict[tuple[str, ...], dict[str, str]] | None = None,
+) -> Any:
     """Digest of the ``identity_link`` rows of the view's source, on the columns it reads
-    (per file with ``by_file``)."""
+    (per file with ``by_file``). ``cache``: columns -> {source: digest}, filled for every
+    source in one scan of the links (the views of a run read the same columns)."""
     if view.source is None:
         return {} if by_file else ""
     cols = ", ".join(f'"{c}"' for c in view.columns) or "1"
-    key = "file, " if by_file else ""
-    rows = con.execute(
-        f"SELECT {key}count(*), bit_xor(hash({cols})), sum((hash({cols}) >> 11)::HUGEINT) "
-        f"FROM identity_link WHERE source = ?{' GROUP BY file' if by_file else ''}",
-        [view.source],
-    ).fetchall()
+    agg = f"count(*), bit_xor(hash({cols})), sum((hash({cols}) >> 11)::HUGEINT)"
     if by_file:
+        rows = con.execute(
+            f"SELECT file, {agg} FROM identity_link WHERE source = ? GROUP BY file", [view.source]
+        ).fetchall()
         return {r[0]: f"{r[1]}:{r[2]}:{r[3]}" for r in rows}
-    r = rows[0] if rows else (0, 0, 0)
-    return f"{r[0]}:{r[1] if r[0] else 0}:{r[2] if r[0] else 0}"
+    if cache is None or view.columns not in cache:
+        got = {
+            r[0]: f"{r[1]}:{r[2]}:{r[3]}"
+            for r in con.execute(
+                f"SELECT source, {agg} FROM identity_link GROUP BY source"
+            ).fetchall()
+        }
+        if cache is None:
+            return got.get(view.source, "0:0:0")
+        cache[view.columns] = got
+    return cache[view.columns].get(view.source, "0:0:0")
 
 
 def view_scan(
@@ -277,6 +290,7 @@ def view_scan(
     name: str,
     view: ResolvedView,
     count: list[str] | tuple[str, ...] = (),
+    cache: dict[tuple[str, ...], dict[str, str]] | None = None,
 ) -> tuple[str, dict[str, int]]:
     """:func:`table_scan` of a :class:`ResolvedView` from its parts: the shape and SQL of the
     view, the content of its table and of the links it reads. The counts of the columns of
@@ -292,7 +306,7 @@ def view_scan(
     cols = con.execute(f'DESCRIBE "{name}"').fetchall()
     shape = ",".join(f"{c[0]}:{c[1]}" for c in cols)
     sql = hashlib.sha256(view.sql.encode()).hexdigest()[:16]
-    return f"view {sql} of {fp} links {_link_digest(con, view)}:{shape}", got
+    return f"view {sql} of {fp} links {_link_digest(con, view, cache=cache)}:{shape}", got
 
 
 def _view_months(
@@ -551,10 +565,11 @@ def period_inputs(
     tfp = {}
     # a resolved view (src_<source> + its links) is digested from its parts, without joining
     views = {t: resolved_view(con, t) for t in tables if t.startswith("r_")}
+    link_cache: dict[tuple[str, ...], dict[str, str]] = {}
     for t in tables:
         if not (split and t == PERIOD_TABLE) and t != "identity_link":
             v = views.get(t)
-            scan = view_scan(con, t, v, want.get(t, ())) if v else None
+            scan = view_scan(con, t, v, want.get(t, ()), link_cache) if v else None
             tfp[t], got = scan or table_scan(con, t, want.get(t, ()))
             if counts is not None and t in want:
                 counts[t] = got
