@@ -29,6 +29,7 @@ builds the blocks as TEMP tables, as before (``rule_runner.prepare``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -71,7 +72,8 @@ def stored(block: str) -> str:
     return f"detect_block_{block}"
 
 
-def statements() -> list[tuple[str, str, str, str]]:
+@functools.lru_cache(maxsize=1)
+def statements() -> tuple[tuple[str, str, str, str], ...]:
     """(kind, name, body, statement) of every statement of ``base.sql``, in order."""
     out = []
     bodies = {n: b for _k, n, b in rule_needs.base_statements()}
@@ -82,7 +84,7 @@ def statements() -> list[tuple[str, str, str, str]]:
             out.append((kind, name, bodies.get(name, "").strip().rstrip(";"), stmt))
         else:
             out.append(("", "", "", stmt))
-    return out
+    return tuple(out)
 
 
 def _names(body: str) -> set[str]:
