@@ -242,9 +242,15 @@ def build(
 
 
 def shape(con: duckdb.DuckDBPyConnection, table: str) -> str:
-    """Columns and types of a relation ("per month": its rows are digested month by month)."""
+    """Columns and types of a relation and, for a view, its SQL ("per month": its rows are
+    digested month by month; the month digests of a resolved view hash its parts, not what
+    the view makes of them, ``reuse.view_scan``)."""
     cols = con.execute(f'DESCRIBE "{table}"').fetchall()
-    return "per month:" + ",".join(f"{c[0]}:{c[1]}" for c in cols)
+    views = con.execute(
+        "SELECT sql FROM duckdb_views() WHERE view_name = ? ORDER BY temporary DESC", [table]
+    ).fetchall()
+    sql = hashlib.sha256(str(views[0][0]).encode()).hexdigest() if views else "table"
+    return "per month:" + ",".join(f"{c[0]}:{c[1]}" for c in cols) + f"|{sql}"
 
 
 def _create(con: duckdb.DuckDBPyConnection, table: str, body: str) -> None:
