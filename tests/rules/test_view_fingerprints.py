@@ -116,3 +116,17 @@ def test_counts_of_the_empty_column_check(con):
     fp2, got = reuse.view_scan(con, "r_payment", view, ["amount", "payee_pid"])
     assert got == {"": 3, "amount": 3, "payee_pid": 0}
     assert fp2 != fp
+
+
+def test_restricted_view_gives_the_rows_of_a_filter(con):
+    """The months' rows of a resolved view computed from those rows and their files' links
+    only (how a kept month block is computed again) are the view's rows of those months."""
+    view = reuse.resolved_view(con, "r_payment")
+    assert view is not None
+    con.execute("INSERT INTO identity_link VALUES "
+                "('payment', 'q2.csv', 2, 'payee', 'h2', 'P4', 'fuzzy', 0.5)")  # fmt: skip
+    for where in ("period IN ('2025-01', '2025-04')", "period IN ('2025-02')", "amount > 1000"):
+        sql = reuse.restricted_view_sql(view, where)
+        assert sql is not None and "identity_link WHERE file IN" in sql
+        want = con.execute(f"SELECT * FROM r_payment WHERE {where} ORDER BY ALL").fetchall()
+        assert con.execute(f"SELECT * FROM ({sql}) ORDER BY ALL").fetchall() == want

@@ -43,7 +43,7 @@ from importlib import resources
 import duckdb
 
 from crossmatch.detect import needs as rule_needs
-from crossmatch.detect import schema
+from crossmatch.detect import reuse, schema
 
 log = logging.getLogger(__name__)
 
@@ -272,6 +272,11 @@ def _update_months(
     drop = ", ".join(_lit(p) for p in redo + gone)
     ctes = []
     for r in sorted(reads):
+        view = reuse.resolved_view(con, r) if r not in MONTH_BLOCKS else None
+        fast = reuse.restricted_view_sql(view, f"{MONTH_COLUMN} IN ({sel})") if view else None
+        if fast is not None:  # the months' rows and their files' links only
+            ctes.append(f'"{r}" AS ({fast})')
+            continue
         src = f'main."{stored(r)}"' if r in MONTH_BLOCKS else f'"_blk_all_{r}"'
         if r not in MONTH_BLOCKS:  # a view that sees the relation itself, not the CTE
             con.execute(f'CREATE OR REPLACE TEMP VIEW "_blk_all_{r}" AS SELECT * FROM "{r}"')

@@ -254,6 +254,30 @@ def resolved_view(con: duckdb.DuckDBPyConnection, name: str) -> ResolvedView | N
                         tuple(sorted(cols)))  # fmt: skip
 
 
+def restricted_view_sql(view: ResolvedView, where: str) -> str | None:
+    """The SELECT of a :class:`ResolvedView` reading only the rows of its table that satisfy
+    ``where`` (SQL on the table's columns) and only the links of those rows' files: the same
+    rows as ``SELECT * FROM view WHERE where`` (a link joins a row only on its file), without
+    joining every link of the source. None when the view's text is not as expected."""
+    m = _VIEW_SQL.match(view.sql)
+    if m is None:
+        return None
+    body = m.group(1)
+    tab = re.escape(view.table)
+    only = f"(SELECT * FROM {view.table} WHERE {where})"
+    body, n = re.subn(rf"\b{tab} AS (\w+)", lambda x: f"{only} AS {x[1]}", body)
+    if n != 1:
+        return None
+    if view.source is not None:
+        files = f"SELECT DISTINCT _file FROM {view.table} WHERE {where}"
+        body = re.sub(
+            r"\bidentity_link AS (\w+)",
+            lambda x: f"(SELECT * FROM identity_link WHERE file IN ({files})) AS {x[1]}",
+            body,
+        )
+    return body
+
+
 def _link_digest(
     con: duckdb.DuckDBPyConnection,
     view: ResolvedView,
@@ -299,10 +323,11 @@ def view_scan(
     tcols = {r[0] for r in con.execute(f'DESCRIBE "{view.table}"').fetchall()}
     own = [c for c in count if c in tcols]
     fp, got = table_scan(con, view.table, own)
-    for c in count:
-        if c not in tcols:
-            row = con.execute(f'SELECT 1 FROM "{name}" WHERE "{c}" IS NOT NULL LIMIT 1').fetchone()
-            got[c] = 1 if row else 0
+    linked = [c for c in count if c not in tcols]
+    if linked:  # one pass for all of them (each would build the view's joins again)
+        sel = ", ".join(f'count("{c}") > 0' for c in linked)
+        row = con.execute(f'SELECT {sel} FROM "{name}"').fetchone()
+        got.update({c: int(bool(row[i])) if row else 0 for i, c in enumerate(linked)})
     cols = con.execute(f'DESCRIBE "{name}"').fetchall()
     shape = ",".join(f"{c[0]}:{c[1]}" for c in cols)
     sql = hashlib.sha256(view.sql.encode()).hexdigest()[:16]
@@ -605,12 +630,11 @@ def period_inputs(
         if counts is not None and PERIOD_TABLE in want:
             got = {"": n, **dict(zip(pcols, nonnull, strict=True))}
             tcols = {r[0] for r in con.execute(f'DESCRIBE "{pview.table}"').fetchall()}
-            for c in pcols:
-                if c not in tcols:  # a column the links give: whether some row has it
-                    row = con.execute(
-                        f'SELECT 1 FROM "{PERIOD_TABLE}" WHERE "{c}" IS NOT NULL LIMIT 1'
-                    ).fetchone()
-                    got[c] = 1 if row else 0
+            linked = [c for c in pcols if c not in tcols]
+            if linked:  # the columns the links give: whether some row has one, in one pass
+                sel = ", ".join(f'count("{c}") > 0' for c in linked)
+                row = con.execute(f'SELECT {sel} FROM "{PERIOD_TABLE}"').fetchone()
+                got.update({c: int(bool(row[i])) if row else 0 for i, c in enumerate(linked)})
             counts[PERIOD_TABLE] = got
     elif split:
         pcols = want.get(PERIOD_TABLE, [])
