@@ -130,3 +130,13 @@ def test_restricted_view_gives_the_rows_of_a_filter(con):
         assert sql is not None and "identity_link WHERE file IN" in sql
         want = con.execute(f"SELECT * FROM r_payment WHERE {where} ORDER BY ALL").fetchall()
         assert con.execute(f"SELECT * FROM ({sql}) ORDER BY ALL").fetchall() == want
+
+
+def test_payment_months_as_a_run_takes_them(con):
+    """The month digests the building blocks are keyed by, with or without a month-wise rule
+    in the run, are the same (a run of one cross-month rule keeps the months)."""
+    view = reuse.resolved_view(con, "r_payment")
+    assert view is not None
+    got = reuse.payment_months(con)
+    assert got == {p: f"{n}:{x}:{d}" for p, n, x, d, _ in reuse._view_months(con, view)}
+    assert got is not None and set(got) == {"2025-01", "2025-02", "2025-04"}

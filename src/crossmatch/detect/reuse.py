@@ -407,6 +407,9 @@ def payment_months(con: duckdb.DuckDBPyConnection) -> dict[str | None, str] | No
     :func:`table_fingerprint`); None without ``r_payment``."""
     if PERIOD_TABLE not in schema.existing_relations(con):
         return None
+    view = resolved_view(con, PERIOD_TABLE)
+    if view is not None:  # as period_inputs takes them
+        return {p: f"{cnt}:{xor}:{tot}" for p, cnt, xor, tot, _ in _view_months(con, view)}
     return {p: f"{cnt}:{xor}:{tot}" for p, cnt, xor, tot, *_ in _period_groups(con, links=False)}
 
 
