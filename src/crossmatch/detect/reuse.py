@@ -166,12 +166,13 @@ def resolved_view(con: duckdb.DuckDBPyConnection, name: str) -> ResolvedView | N
         "AND NOT temporary AND database_name = current_database()",
         [name],
     ).fetchone()
-    m = _VIEW_SQL.match(row[0]) if row and row[0] else None
+    view_sql = str(row[0]) if row and row[0] else ""
+    m = _VIEW_SQL.match(view_sql)
     if m is None:
         return None
     got = con.execute("SELECT json_serialize_sql(?)", [m.group(1)]).fetchone()
-    tree = json.loads(got[0]) if got else {"error": True}
-    stmts = tree.get("statements") or []
+    tree: dict[str, Any] = json.loads(got[0]) if got else {"error": True}
+    stmts: list[dict[str, Any]] = tree.get("statements") or []
     if tree.get("error") or len(stmts) != 1:
         return None
     node = stmts[0].get("node") or {}
@@ -250,7 +251,7 @@ def resolved_view(con: duckdb.DuckDBPyConnection, name: str) -> ResolvedView | N
     src_name = base[0][1]
     if src_name not in schema.existing_relations(con):
         return None
-    return ResolvedView(row[0], src_name, next(iter(sources)) if sources else None,
+    return ResolvedView(view_sql, src_name, next(iter(sources)) if sources else None,
                         tuple(sorted(cols)))  # fmt: skip
 
 
@@ -633,11 +634,11 @@ def period_inputs(
         if counts is not None and PERIOD_TABLE in want:
             got = {"": n, **dict(zip(pcols, nonnull, strict=True))}
             tcols = {r[0] for r in con.execute(f'DESCRIBE "{pview.table}"').fetchall()}
-            linked = [c for c in pcols if c not in tcols]
-            if linked:  # the columns the links give: whether some row has one, in one pass
-                sel = ", ".join(f'count("{c}") > 0' for c in linked)
+            given = [c for c in pcols if c not in tcols]
+            if given:  # the columns the links give: whether some row has one, in one pass
+                sel = ", ".join(f'count("{c}") > 0' for c in given)
                 row = con.execute(f'SELECT {sel} FROM "{PERIOD_TABLE}"').fetchone()
-                got.update({c: int(bool(row[i])) if row else 0 for i, c in enumerate(linked)})
+                got.update({c: int(bool(row[i])) if row else 0 for i, c in enumerate(given)})
             counts[PERIOD_TABLE] = got
     elif split:
         pcols = want.get(PERIOD_TABLE, [])
