@@ -72,6 +72,7 @@ import hashlib
 import json
 import logging
 import re
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -109,7 +110,7 @@ CREATE TABLE IF NOT EXISTS rule_input (
 
 def _code_digest(rules_dir: str | Path) -> str:
     h = hashlib.sha256(REUSE_VERSION.encode())
-    for name in ("base.sql", "rule_kinds.py", "rule_runner.py", "reference.py"):
+    for name in ("base.sql", "blocks.py", "rule_kinds.py", "rule_runner.py", "reference.py"):
         h.update(resources.files("crossmatch.detect").joinpath(name).read_bytes())
     ref = Path(rules_dir) / "reference"
     for p in sorted(ref.glob("*.csv")) if ref.is_dir() else []:
@@ -140,6 +141,221 @@ def table_scan(
     return fp, counts
 
 
+@dataclass(frozen=True)
+class ResolvedView:
+    """An ``r_<source>`` view that is one stored table (``src_<source>``) LEFT JOINed only with
+    ``identity_link`` rows of one source (every join's condition has ``<link>.source =
+    '<source>'``), as identity publishes them: its rows are a function of the table's rows and
+    of those links' ``columns`` (the only ones it reads), so its content fingerprint is taken
+    from theirs (:func:`view_scan`), without joining."""
+
+    sql: str
+    table: str
+    source: str | None  # the links' source; None: the view reads no link
+    columns: tuple[str, ...]  # identity_link columns the view reads
+
+
+_VIEW_SQL = re.compile(r"^\s*CREATE\s+VIEW\s+\S+\s+AS\s+(SELECT\b.*?);?\s*$", re.I | re.S)
+
+
+def resolved_view(con: duckdb.DuckDBPyConnection, name: str) -> ResolvedView | None:
+    """``name`` as a :class:`ResolvedView`, or None when it is not a stored view of that exact
+    form (a table, a TEMP stand-in, any other view: fingerprinted by scanning its rows)."""
+    row = con.execute(
+        "SELECT sql FROM duckdb_views() WHERE view_name = ? AND schema_name = 'main' "
+        "AND NOT temporary AND database_name = current_database()",
+        [name],
+    ).fetchone()
+    view_sql = str(row[0]) if row and row[0] else ""
+    m = _VIEW_SQL.match(view_sql)
+    if m is None:
+        return None
+    got = con.execute("SELECT json_serialize_sql(?)", [m.group(1)]).fetchone()
+    tree: dict[str, Any] = json.loads(got[0]) if got else {"error": True}
+    stmts: list[dict[str, Any]] = tree.get("statements") or []
+    if tree.get("error") or len(stmts) != 1:
+        return None
+    node = stmts[0].get("node") or {}
+    if node.get("type") != "SELECT_NODE" or node.get("modifiers") or node.get("where_clause"):
+        return None
+    if node.get("group_expressions") or node.get("having") or node.get("qualify"):
+        return None
+    if (node.get("cte_map") or {}).get("map") or node.get("sample"):
+        return None
+    base: list[tuple[str, str]] = []  # (alias, table)
+    links: list[str] = []  # aliases of identity_link
+    sources: set[str] = set()
+
+    def walk(t: Any) -> bool:
+        if not isinstance(t, dict):
+            return False
+        if t.get("type") == "BASE_TABLE":
+            if t.get("schema_name") or t.get("catalog_name") or t.get("sample"):
+                return False
+            name_ = t.get("table_name", "")
+            alias = t.get("alias") or name_
+            if name_ == "identity_link":
+                links.append(alias)
+            else:
+                base.append((alias, name_))
+            return True
+        if t.get("type") != "JOIN" or t.get("join_type") != "LEFT" or t.get("ref_type") not in (
+            None, "REGULAR"
+        ):  # fmt: skip
+            return False
+        if not (walk(t.get("left")) and walk(t.get("right"))):
+            return False
+        right = t.get("right") or {}
+        if right.get("table_name") != "identity_link":
+            return False
+        il = right.get("alias") or "identity_link"
+        src = None
+        for c in _conjuncts(t.get("condition")):
+            ends = [c.get("left") or {}, c.get("right") or {}]
+            for a, b in (ends, ends[::-1]):
+                lit = b.get("literal") or {}
+                if (
+                    c.get("type") == "COMPARE_EQUAL"
+                    and a.get("class") == "COLUMN_REF"
+                    and a.get("column_names") == [il, "source"]
+                    and b.get("type") == "VALUE_CONSTANT"
+                    and lit.get("kind") == "STRING"
+                ):
+                    src = lit.get("text")
+        if src is None:
+            return False
+        sources.add(src)
+        return True
+
+    if not walk(node.get("from_table")) or len(base) != 1 or len(sources) > 1:
+        return None
+    for item in node.get("select_list") or []:
+        if item.get("class") == "STAR":
+            bare_ok = not links and not item.get("relation_name")
+            if not (item.get("relation_name") == base[0][0] or bare_ok):
+                return None
+            if item.get("exclude_list") or item.get("replace_list") or item.get("expr"):
+                return None
+    cols: set[str] = set()
+    for n in _nodes(node):
+        if n.get("class") == "COLUMN_REF":
+            names = n.get("column_names") or []
+            if len(names) != 2:  # an unqualified column: which relation's is not known here
+                return None
+            if names[0] in links:
+                cols.add(names[1])
+            elif names[0] != base[0][0]:
+                return None
+        elif n.get("class") == "SUBQUERY":  # rows from elsewhere
+            return None
+    src_name = base[0][1]
+    if src_name not in schema.existing_relations(con):
+        return None
+    return ResolvedView(view_sql, src_name, next(iter(sources)) if sources else None,
+                        tuple(sorted(cols)))  # fmt: skip
+
+
+def restricted_view_sql(view: ResolvedView, where: str) -> str | None:
+    """The SELECT of a :class:`ResolvedView` reading only the rows of its table that satisfy
+    ``where`` (SQL on the table's columns) and only the links of those rows' files: the same
+    rows as ``SELECT * FROM view WHERE where`` (a link joins a row only on its file), without
+    joining every link of the source. None when the view's text is not as expected."""
+    m = _VIEW_SQL.match(view.sql)
+    if m is None:
+        return None
+    body = m.group(1)
+    tab = re.escape(view.table)
+    only = f"(SELECT * FROM {view.table} WHERE {where})"
+    body, n = re.subn(rf"\b{tab} AS (\w+)", lambda x: f"{only} AS {x[1]}", body)
+    if n != 1:
+        return None
+    if view.source is not None:
+        files = f"SELECT DISTINCT _file FROM {view.table} WHERE {where}"
+        body = re.sub(
+            r"\bidentity_link AS (\w+)",
+            lambda x: f"(SELECT * FROM identity_link WHERE file IN ({files})) AS {x[1]}",
+            body,
+        )
+    return body
+
+
+def _link_digest(
+    con: duckdb.DuckDBPyConnection,
+    view: ResolvedView,
+    by_file: bool = False,
+    cache: dict[tuple[str, ...], dict[str, str]] | None = None,
+) -> Any:
+    """Digest of the ``identity_link`` rows of the view's source, on the columns it reads
+    (per file with ``by_file``). ``cache``: columns -> {source: digest}, filled for every
+    source in one scan of the links (the views of a run read the same columns)."""
+    if view.source is None:
+        return {} if by_file else ""
+    cols = ", ".join(f'"{c}"' for c in view.columns) or "1"
+    agg = f"count(*), bit_xor(hash({cols})), sum((hash({cols}) >> 11)::HUGEINT)"
+    if by_file:
+        rows = con.execute(
+            f"SELECT file, {agg} FROM identity_link WHERE source = ? GROUP BY file", [view.source]
+        ).fetchall()
+        return {r[0]: f"{r[1]}:{r[2]}:{r[3]}" for r in rows}
+    if cache is None or view.columns not in cache:
+        got = {
+            r[0]: f"{r[1]}:{r[2]}:{r[3]}"
+            for r in con.execute(
+                f"SELECT source, {agg} FROM identity_link GROUP BY source"
+            ).fetchall()
+        }
+        if cache is None:
+            return got.get(view.source, "0:0:0")
+        cache[view.columns] = got
+    return cache[view.columns].get(view.source, "0:0:0")
+
+
+def view_scan(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    view: ResolvedView,
+    count: list[str] | tuple[str, ...] = (),
+    cache: dict[tuple[str, ...], dict[str, str]] | None = None,
+) -> tuple[str, dict[str, int]]:
+    """:func:`table_scan` of a :class:`ResolvedView` from its parts: the shape and SQL of the
+    view, the content of its table and of the links it reads. The counts of the columns of
+    the table are taken in the same scan; a column the links give (``R_pid``) is counted 1
+    when some row has it, else 0 (all the empty-column check asks)."""
+    tcols = {r[0] for r in con.execute(f'DESCRIBE "{view.table}"').fetchall()}
+    own = [c for c in count if c in tcols]
+    fp, got = table_scan(con, view.table, own)
+    linked = [c for c in count if c not in tcols]
+    if linked:  # one pass for all of them (each would build the view's joins again)
+        sel = ", ".join(f'count("{c}") > 0' for c in linked)
+        row = con.execute(f'SELECT {sel} FROM "{name}"').fetchone()
+        got.update({c: int(bool(row[i])) if row else 0 for i, c in enumerate(linked)})
+    cols = con.execute(f'DESCRIBE "{name}"').fetchall()
+    shape = ",".join(f"{c[0]}:{c[1]}" for c in cols)
+    sql = hashlib.sha256(view.sql.encode()).hexdigest()[:16]
+    return f"view {sql} of {fp} links {_link_digest(con, view, cache=cache)}:{shape}", got
+
+
+def _view_months(
+    con: duckdb.DuckDBPyConnection, view: ResolvedView, count: list[str] | tuple[str, ...] = ()
+) -> list[tuple]:
+    """:func:`_period_groups` (without links) of a :class:`ResolvedView`: per month, the rows
+    of its table (count, xor, sum) and the links of every file with rows of that month, and
+    the counts (a column the links give: 1 when some row of the month has it)."""
+    tcols = {r[0] for r in con.execute(f'DESCRIBE "{view.table}"').fetchall()}
+    files = _link_digest(con, view, by_file=True)
+    picked = "".join(f', count(t."{c}")' if c in tcols else ", 0" for c in count)
+    rows = con.execute(
+        f"""SELECT t.period, count(*), bit_xor(hash(t)), sum((hash(t) >> 11)::HUGEINT),
+                   list(DISTINCT t._file){picked}
+            FROM "{view.table}" t GROUP BY t.period"""
+    ).fetchall()
+    out = []
+    for p, cnt, xor, tot, fs, *nn in rows:
+        linked = ",".join(f"{f}={files.get(f, '')}" for f in sorted(x for x in fs if x))
+        out.append((p, cnt, f"{xor}", f"{tot}|{hashlib.sha256(linked.encode()).hexdigest()}", nn))
+    return out
+
+
 #: The table whose rows ``partition: period`` rules split by month, its source and period column.
 PERIOD_TABLE, PERIOD_SOURCE = "r_payment", "payment"
 
@@ -153,13 +369,22 @@ ALTER TABLE rule_period_input ADD COLUMN IF NOT EXISTS kept_from VARCHAR;
 
 
 def _period_groups(
-    con: duckdb.DuckDBPyConnection, count: list[str] | tuple[str, ...] = ()
+    con: duckdb.DuckDBPyConnection, count: list[str] | tuple[str, ...] = (), links: bool = True
 ) -> list[tuple]:
     """Per ``r_payment.period``: row count, xor and sum of the rows' hashes (as
-    :func:`table_fingerprint`), a digest of the payment identity links of those rows, and the
-    rows where each column of ``count`` is not NULL."""
+    :func:`table_fingerprint`), a digest of the payment identity links of those rows (0, 0
+    without ``links``: no rule needs it) and the rows where each column of ``count`` is not
+    NULL."""
     extra = "".join(f', count(r."_c{i}")' for i in range(len(count)))
     picked = "".join(f', t."{c}" AS "_c{i}"' for i, c in enumerate(count))
+    if not links:
+        return con.execute(
+            f"""
+            WITH r AS (SELECT t.period AS _p, hash(t) AS h{picked} FROM "{PERIOD_TABLE}" t)
+            SELECT r._p, count(*), bit_xor(r.h), sum((r.h >> 11)::HUGEINT), 0, 0{extra}
+            FROM r GROUP BY r._p
+            """
+        ).fetchall()
     return con.execute(
         f"""
         WITH l AS (
@@ -176,6 +401,17 @@ def _period_groups(
         GROUP BY r._p
         """
     ).fetchall()
+
+
+def payment_months(con: duckdb.DuckDBPyConnection) -> dict[str | None, str] | None:
+    """``r_payment.period`` -> digest of that month's rows (every column, as
+    :func:`table_fingerprint`); None without ``r_payment``."""
+    if PERIOD_TABLE not in schema.existing_relations(con):
+        return None
+    view = resolved_view(con, PERIOD_TABLE)
+    if view is not None:  # as period_inputs takes them
+        return {p: f"{cnt}:{xor}:{tot}" for p, cnt, xor, tot, _ in _view_months(con, view)}
+    return {p: f"{cnt}:{xor}:{tot}" for p, cnt, xor, tot, *_ in _period_groups(con, links=False)}
 
 
 def _link_fingerprints(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
@@ -335,6 +571,7 @@ def period_inputs(
     rules_dir: str | Path,
     params: dict[str, dict[str, Any]] | None = None,
     counts: dict[str, dict[str, int]] | None = None,
+    scans: dict[str, Any] | None = None,
 ) -> tuple[dict[str, str], dict[str, str], dict[str, dict[str | None, str]]]:
     """(fingerprints, rests, months): every rule's whole fingerprint (:func:`rule_fingerprints`);
     for the ``partition: period`` rules the digest of everything but the payment rows (``rest``);
@@ -342,7 +579,10 @@ def period_inputs(
     with their links for a rule that reads ``identity_link`` (module docstring). ``r_payment``
     is read once: its whole-table fingerprint is combined from the months' (count, xor and sum
     add up). ``counts``: table -> {column: ...} whose non-NULL rows to count in the same scans;
-    the entry of each table scanned is replaced by :func:`table_scan`'s counts."""
+    the entry of each table scanned is replaced by :func:`table_scan`'s counts. ``scans``
+    receives what was scanned, for the building blocks' keys (:mod:`crossmatch.detect.blocks`):
+    ``tables`` (table -> :func:`table_fingerprint`) and ``months`` (as
+    :func:`payment_months`, when ``r_payment`` was read month by month, else None)."""
     code = _code_digest(rules_dir)
     have = schema.existing_relations(con)
     tables = sorted({t for nd in needs.values() for t in nd.columns if t in have})
@@ -352,17 +592,57 @@ def period_inputs(
     # identity_link: per source, in ``links`` (the rule runs on its sources' links only)
     want = {t: list(c) for t, c in (counts or {}).items()}
     tfp = {}
+    # a resolved view (src_<source> + its links) is digested from its parts, without joining
+    views = {t: resolved_view(con, t) for t in tables if t.startswith("r_")}
+    link_cache: dict[tuple[str, ...], dict[str, str]] = {}
     for t in tables:
         if not (split and t == PERIOD_TABLE) and t != "identity_link":
-            tfp[t], got = table_scan(con, t, want.get(t, ()))
+            v = views.get(t)
+            scan = view_scan(con, t, v, want.get(t, ()), link_cache) if v else None
+            tfp[t], got = scan or table_scan(con, t, want.get(t, ()))
             if counts is not None and t in want:
                 counts[t] = got
     if "identity_link" in tables:
         tfp["identity_link"] = "per source"
     shape = ""
-    if split:
+    # the payment links per month only when a month-wise rule's SQL reads them
+    month_links = split and any(
+        partitioned(s, needs[s.id])
+        and reads_links(needs[s.id])
+        and PERIOD_SOURCE
+        in (
+            sql_link_sources(con, s.render_sql((params or {}).get(s.id)))
+            or link_sources(needs[s.id])
+        )
+        for s in specs
+    )
+    pview = views.get(PERIOD_TABLE) if split and not month_links else None
+    if pview is not None:
         pcols = want.get(PERIOD_TABLE, [])
-        groups = _period_groups(con, pcols)
+        vgroups = _view_months(con, pview, pcols)
+        cols = con.execute(f'DESCRIBE "{PERIOD_TABLE}"').fetchall()
+        vsql = hashlib.sha256(pview.sql.encode()).hexdigest()[:16]
+        shape = ",".join(f"{c[0]}:{c[1]}" for c in cols) + f"|view {vsql}"
+        n = 0
+        nonnull = [0] * len(pcols)
+        for p, cnt, xor, tot, nn in vgroups:
+            n += cnt
+            nonnull = [a + int(b or 0) for a, b in zip(nonnull, nn, strict=True)]
+            by_rows[p] = with_links[p] = f"{cnt}:{xor}:{tot}"
+        whole = json.dumps(sorted(by_rows.items(), key=lambda kv: str(kv[0])))
+        tfp[PERIOD_TABLE] = f"{hashlib.sha256(whole.encode()).hexdigest()}:{shape}"
+        if counts is not None and PERIOD_TABLE in want:
+            got = {"": n, **dict(zip(pcols, nonnull, strict=True))}
+            tcols = {r[0] for r in con.execute(f'DESCRIBE "{pview.table}"').fetchall()}
+            given = [c for c in pcols if c not in tcols]
+            if given:  # the columns the links give: whether some row has one, in one pass
+                sel = ", ".join(f'count("{c}") > 0' for c in given)
+                row = con.execute(f'SELECT {sel} FROM "{PERIOD_TABLE}"').fetchone()
+                got.update({c: int(bool(row[i])) if row else 0 for i, c in enumerate(given)})
+            counts[PERIOD_TABLE] = got
+    elif split:
+        pcols = want.get(PERIOD_TABLE, [])
+        groups = _period_groups(con, pcols, links=month_links)
         cols = con.execute(f'DESCRIBE "{PERIOD_TABLE}"').fetchall()
         shape = ",".join(f"{c[0]}:{c[1]}" for c in cols)
         n, x, sm = 0, 0, 0
@@ -375,6 +655,9 @@ def period_inputs(
         tfp[PERIOD_TABLE] = f"{n}:{x if n else 0}:{sm if n else 0}:{shape}"
         if counts is not None and PERIOD_TABLE in want:
             counts[PERIOD_TABLE] = {"": n, **dict(zip(pcols, nonnull, strict=True))}
+    if scans is not None:
+        scans["tables"] = {t: v for t, v in tfp.items() if t != "identity_link"}
+        scans["months"] = dict(by_rows) if split else None
     links = _link_fingerprints(con)
     out: dict[str, str] = {}
     rests: dict[str, str] = {}
@@ -437,18 +720,13 @@ def previous_months(
     return row[0], {p: d for p, d in months}
 
 
-#: The copied hits (``_copied``) with the ``identity_links`` of their evidence quoted from the
-#: links as they are now, exactly as ``rule_runner._store`` quotes them (the same join on the
-#: evidence rows, run inside ``_LinksOf`` of the rule's sources, with ``_sorted_evidence``
-#: defined). A rule's own evidence never has an ``identity_links`` key (``_store`` adds it), so
-#: replacing that key of the stored evidence and sorting as ``_store`` does gives what
-#: ``_store`` gives on the same hit. A hit whose links quote the same (the sorted list, as
-#: text, equals the stored one) keeps its stored evidence as it is: the merge and sort would
-#: give it back unchanged (checked byte for byte on every hit of the sample and of the 300k
-#: county), and they are what costs (JSON rewritten per hit).
-REQUOTE = """
-INSERT INTO _run_hit
-WITH h AS (SELECT row_number() OVER () AS hid, * FROM _copied),
+#: The ``identity_links`` of each hit's evidence rows: CTEs ``r`` (one row per evidence row of
+#: hit ``hid``) and ``l`` (``hid`` -> the sorted list of the links of those rows, as
+#: ``identity_link`` is seen where it runs: inside ``rule_runner._LinksOf``, the links of the
+#: rule's sources with the probability as rules see it), over a CTE ``h`` of the hits with a
+#: ``hid``. The one SQL by which ``rule_runner._store`` quotes the links of a hit it stores and
+#: :data:`REQUOTE` the links of a hit it copies: a copy quotes exactly what a store would.
+EVIDENCE_LINKS = """
 r AS (
     SELECT hid, unnest(from_json(json_extract(evidence, '$.rows'),
                                  '[{"file": "VARCHAR", "row": "INTEGER"}]')) AS x
@@ -458,10 +736,27 @@ l AS (
     SELECT r.hid,
            list(DISTINCT {'file': il.file, 'row': il.row, 'role': il.role,
                           'person_id': il.person_id, 'method': il.method,
+                          'probability': il.probability}
+                ORDER BY {'file': il.file, 'row': il.row, 'role': il.role,
+                          'person_id': il.person_id, 'method': il.method,
                           'probability': il.probability}) AS links
     FROM r JOIN identity_link il ON il.file = r.x.file AND il.row = r.x.row
     GROUP BY r.hid
-),
+)"""
+
+#: The copied hits (``_copied``) with the ``identity_links`` of their evidence quoted from the
+#: links as they are now, by :data:`EVIDENCE_LINKS` as ``rule_runner._store`` quotes them (run
+#: inside ``_LinksOf`` of the rule's sources, with ``_sorted_evidence`` defined). A rule's own
+#: evidence never has an ``identity_links`` key (``_store`` adds it), so replacing that key of
+#: the stored evidence and sorting as ``_store`` does gives what ``_store`` gives on the same
+#: hit. A hit whose links quote the same (the sorted list, as text, equals the stored one)
+#: keeps its stored evidence as it is: the merge and sort would give it back unchanged
+#: (checked byte for byte on every hit of the sample and of the 300k county), and they are what
+#: costs (JSON rewritten per hit).
+REQUOTE = f"""
+INSERT INTO _run_hit
+WITH h AS (SELECT row_number() OVER () AS hid, * FROM _copied),
+{EVIDENCE_LINKS.strip()},
 q AS (
     SELECT h.*, to_json(list_sort(CAST(to_json(coalesce(l.links, [])) AS JSON[]))) AS quoted
     FROM h LEFT JOIN l USING (hid)
@@ -470,7 +765,7 @@ SELECT q.* EXCLUDE (hid, quoted) REPLACE (
     CASE WHEN json_extract(q.evidence, '$.identity_links')::VARCHAR = q.quoted::VARCHAR
          THEN q.evidence
          ELSE _sorted_evidence(json_merge_patch(q.evidence,
-                                                to_json({'identity_links': q.quoted})))
+                                                to_json({{'identity_links': q.quoted}})))
     END AS evidence)
 FROM q ORDER BY hid
 """

@@ -39,8 +39,8 @@ import pandas as pd
 
 from crossmatch import kinship, warehouse
 from crossmatch.console import text_table
+from crossmatch.detect import blocks, reuse, schema
 from crossmatch.detect import needs as rule_needs
-from crossmatch.detect import reuse, schema
 from crossmatch.detect.reference import (
     load_reference,
     reference_problems,
@@ -241,9 +241,12 @@ def prepare(
     *,
     build_kinship: bool = True,
     keep: set[str] | None = None,
+    base: bool = True,
 ) -> list[str]:
     """Make the connection ready for rules: stand-ins for absent contract tables, reference
-    tables, kinship (rebuilt when absent or stale) and the shared base views.
+    tables, kinship (rebuilt when absent or stale) and the shared building blocks of
+    ``base.sql`` as TEMP tables (not with ``base=False``: a run builds them later, kept in
+    the warehouse, :mod:`crossmatch.detect.blocks`).
     Returns the names of the stand-ins created (absent inputs)."""
     for level, note in schema.conform(con):
         log.log(level, "contract drift: %s", note)
@@ -253,11 +256,16 @@ def prepare(
         rebuild_kinship(con)
     made = schema.ensure_contract_tables(con)
     load_reference(con, rules_dir, keep)
-    base = resources.files("crossmatch.detect").joinpath("base.sql").read_text(encoding="utf-8")
-    con.execute(base)
+    if base:
+        sql = resources.files("crossmatch.detect").joinpath("base.sql").read_text("utf-8")
+        con.execute(sql)
+        _log_base_warnings(con)
+    return made
+
+
+def _log_base_warnings(con: duckdb.DuckDBPyConnection) -> None:
     for (msg,) in con.execute("SELECT message FROM base_warning").fetchall():
         log.warning("%s", msg)  # e.g. an item name without a class: reported, never dropped
-    return made
 
 
 def loaded_columns(con: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
@@ -618,33 +626,21 @@ CREATE OR REPLACE TEMP MACRO _sorted_evidence(e) AS to_json(map_from_entries(lis
 """
 
 
+#: The rule's hits (``_rule_hits``, numbered ``hid``) with the ``identity_links`` of their
+#: evidence rows (``links``), by the SQL a copy re-quotes them with (``reuse.EVIDENCE_LINKS``).
+_HIT_LINKS = f"""
+CREATE OR REPLACE TEMP TABLE _hit_links AS
+WITH h AS (SELECT row_number() OVER (ORDER BY subject, period) AS hid, * FROM _rule_hits),
+{reuse.EVIDENCE_LINKS.strip()}
+SELECT h.*, coalesce(l.links, []) AS links FROM h LEFT JOIN l USING (hid)
+"""
+
+
 def _store(con: duckdb.DuckDBPyConnection, spec: RuleSpec, run_id: str) -> tuple[int, float]:
     """Append ``_rule_hits`` to the run's staging table ``_run_hit`` with identity links added
     to the evidence (written to ``hit`` when the whole run has finished)."""
     con.execute(_SORT_EVIDENCE)
-    con.execute(
-        """
-        CREATE OR REPLACE TEMP TABLE _hit_links AS
-        WITH h AS (SELECT row_number() OVER (ORDER BY subject, period) AS hid, * FROM _rule_hits),
-        r AS (
-            SELECT hid, unnest(from_json(json_extract(evidence, '$.rows'),
-                                         '[{"file": "VARCHAR", "row": "INTEGER"}]')) AS x
-            FROM h
-        ),
-        l AS (
-            SELECT r.hid,
-                   list(DISTINCT {'file': il.file, 'row': il.row, 'role': il.role,
-                                  'person_id': il.person_id, 'method': il.method,
-                                  'probability': il.probability}
-                        ORDER BY {'file': il.file, 'row': il.row, 'role': il.role,
-                                  'person_id': il.person_id, 'method': il.method,
-                                  'probability': il.probability}) AS links
-            FROM r JOIN identity_link il ON il.file = r.x.file AND il.row = r.x.row
-            GROUP BY r.hid
-        )
-        SELECT h.*, coalesce(l.links, []) AS links FROM h LEFT JOIN l USING (hid)
-        """
-    )
+    con.execute(_HIT_LINKS)
     # clue_key in SQL (same value as clue_key()): no per-hit round trip through Python
     con.execute(
         """
@@ -747,12 +743,22 @@ def begin_run(
                 f"kinship is stale ({why}) and could not be rebuilt: {type(exc).__name__}. "
                 "Fix: run `crossmatch kinship` to see the error"
             )
-    prepare(con, rules_dir, build_kinship=False)
+    prepare(con, rules_dir, build_kinship=False, base=False)
     avail = available_sources(con, max_age_days=max_age_days)
     ident = identity_is_stale(con)
     # the fingerprints' scans also count the non-NULL values the empty-column check needs
     counts = {t: dict.fromkeys(c, 0) for t, c in counted_columns(con, needs).items()}
-    fps, rests, months = reuse.period_inputs(con, specs, needs, rules_dir, params, counts)
+    scans: dict[str, Any] = {}
+    fps, rests, months = reuse.period_inputs(con, specs, needs, rules_dir, params, counts, scans)
+    # the building blocks: only those (and the payment months) whose inputs changed computed
+    made = blocks.build(
+        con,
+        lambda t: scans["tables"].get(t) or reuse.table_fingerprint(con, t),
+        scans.get("months") if scans.get("months") is not None else reuse.payment_months(con),
+        full=full,
+    )
+    log.info("building blocks: %s", made.summary())
+    _log_base_warnings(con)
     counts = {t: c for t, c in counts.items() if "" in c}  # those the scans counted
     empty = empty_columns(con, needs, counts)
     lacking = lacking_headers(con, empty)
@@ -872,7 +878,9 @@ class _LinksOf:
 
 class _MonthsOnly:
     """Within ``with``: ``paid`` and the building blocks computed from it hold only ``months``
-    (the full tables set aside and put back on exit, whatever happens)."""
+    (the full ones set aside and put back on exit, whatever happens). A block kept per month
+    (``blocks.MONTH_BLOCKS``: its rows of a month come from that month's payments alone) is the
+    full block's rows of those months; any other is computed again from the restricted ones."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, months: list[str]) -> None:
         self.con, self.months = con, months
@@ -881,9 +889,17 @@ class _MonthsOnly:
     def __enter__(self) -> _MonthsOnly:
         con = self.con
         names = ["paid", *(n for n, _ in self.blocks)]
+        views = {
+            r[0]
+            for r in con.execute(
+                "SELECT view_name FROM duckdb_views() WHERE temporary AND NOT internal"
+            ).fetchall()
+        }
+        self.renamed = []
         for n in names:
-            con.execute(f'ALTER TABLE "{n}" RENAME TO "_all_{n}"')
-        self.renamed = names
+            kind = "VIEW" if n in views else "TABLE"
+            con.execute(f'ALTER {kind} "{n}" RENAME TO "_all_{n}"')
+            self.renamed.append((n, kind))
         con.execute("CREATE OR REPLACE TEMP TABLE _only_month (period VARCHAR)")
         if self.months:
             con.executemany("INSERT INTO _only_month VALUES (?)", [[m] for m in self.months])
@@ -892,13 +908,19 @@ class _MonthsOnly:
             "WHERE period IN (SELECT period FROM _only_month)"
         )
         for name, body in self.blocks:
-            con.execute(f"CREATE TEMP TABLE {name} AS {body}")
+            if name in blocks.MONTH_BLOCKS:
+                con.execute(
+                    f"CREATE TEMP TABLE {name} AS SELECT * FROM _all_{name} "
+                    "WHERE period IN (SELECT period FROM _only_month)"
+                )
+            else:
+                con.execute(f"CREATE TEMP TABLE {name} AS {body}")
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        for n in self.renamed:
+        for n, kind in self.renamed:
             self.con.execute(f'DROP TABLE IF EXISTS "{n}"')
-            self.con.execute(f'ALTER TABLE "_all_{n}" RENAME TO "{n}"')
+            self.con.execute(f'ALTER {kind} "_all_{n}" RENAME TO "{n}"')
 
 
 class _MonthsScope:
