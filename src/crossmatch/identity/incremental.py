@@ -256,12 +256,23 @@ def _reached(con: duckdb.DuckDBPyConnection, config: LinkageConfig) -> None:
     keys = [k for k in keys if k in _KEYS]
     # the kept nodes and the new fuzzy-path nodes, one row per distinct attribute set
     kept = con.execute("SELECT DISTINCT name, id_raw, village_code, acct FROM _ro_k").df()
+    # (a row of a new file version that the gone version had too, the same content under
+    # any row number, ``_row_same``, brings nothing new: a seed is a new or changed row's
+    # mention, or a removed or changed row's, ``_row_gone``)
+    fuzzy_path = "m.name IS NOT NULL AND (m.id IS NULL OR n.name IS DISTINCT FROM m.name)"
     new = con.execute(
-        f"""SELECT DISTINCT {_NODE_ATTRS} FROM person_mention m
-        SEMI JOIN _new USING (source, file, row, role)
-        LEFT JOIN _id_node n ON n.id = m.id
-        {_NODE_JOINS}
-        WHERE m.name IS NOT NULL AND (m.id IS NULL OR n.name IS DISTINCT FROM m.name)"""
+        f"""SELECT DISTINCT * FROM (
+            SELECT {_NODE_ATTRS} FROM person_mention m
+            SEMI JOIN _new USING (source, file, row, role)
+            ANTI JOIN _row_same s USING (source, file, row)
+            LEFT JOIN _id_node n ON n.id = m.id
+            {_NODE_JOINS}
+            WHERE {fuzzy_path}
+            UNION ALL
+            SELECT {_NODE_ATTRS} FROM _row_gone m
+            LEFT JOIN _id_node n ON n.id = m.id
+            {_NODE_JOINS}
+            WHERE {fuzzy_path})"""
     ).df()
 
     def frame(df: pd.DataFrame) -> pd.DataFrame:
@@ -293,12 +304,14 @@ def _reached(con: duckdb.DuckDBPyConnection, config: LinkageConfig) -> None:
     seed = pd.concat(seeds, ignore_index=True)[keys]
     _store_text(con, "_ro_seed", seed)
     _block_hits(con, config, keys, "_ro_hit")
-    # the kept mentions of the IDs whose evidence changed, and of the accounts that moved
+    # the kept mentions of the IDs whose evidence changed (a mention of theirs on a row new,
+    # changed or gone), and of the accounts that moved or that such a row names
     con.execute(
         """INSERT INTO _ro_hit SELECT DISTINCT n.kk FROM _ro_kn n SEMI JOIN (
             SELECT name, id_raw, village_code, acct FROM _ro_k
-            WHERE person_id IN (SELECT id FROM _idx_changed)
-                OR account IN (SELECT account FROM _acct_moved)) a
+            WHERE person_id IN (SELECT id FROM _row_chg_id)
+                OR account IN (SELECT account FROM _acct_moved)
+                OR account IN (SELECT account FROM _row_chg_acct)) a
             ON a.name = n.name AND a.id_raw IS NOT DISTINCT FROM n.id_raw
             AND a.village_code IS NOT DISTINCT FROM n.village_code
             AND a.acct IS NOT DISTINCT FROM n.acct
