@@ -208,3 +208,27 @@ def test_a_reexported_file_whose_row_changed_reaches_its_id(county):
     assert s.mode == "incremental"
     assert s.reopened >= 1
     _assert_equals_full(con)
+
+
+def test_a_file_exported_again_with_rows_appended_keeps_its_rows_links(county):
+    """Exported again with one row appended: its unchanged rows (same content, same number)
+    keep their links under the new version, so only the appended row is resolved."""
+    con, ids = county
+    q3 = [
+        ("端木芳", ids["fang1"], V1, ACCT),
+        ("端木芳", None, None, ACCT),
+        ("端木强", None, V1, None),
+    ]
+    _payments(con, q3, "finance/q3.csv")
+    resolve(con)
+    before = _links(con).drop(columns="file_hash")
+    assert _link(con, "finance/q3.csv", row=3) == (ids["fang1"], "fuzzy")
+    _reexport(con, [*q3, ("欧阳修", None, V2, "6228000000009999")], "finance/q3.csv", "v2", 2)
+    s = resolve(con)
+    assert s.mode == "incremental"
+    assert s.new_mentions == 1 and s.reopened == 0
+    after = _links(con)
+    assert set(after.loc[after["file"] == "finance/q3.csv", "file_hash"]) == {"v2"}
+    kept = after[(after["file"] != "finance/q3.csv") | (after["row"] < 5)]
+    assert kept.drop(columns="file_hash").reset_index(drop=True).equals(before)
+    _assert_equals_full(con)

@@ -419,6 +419,7 @@ def _build_incremental(
                 AND g.file_hash IS NOT DISTINCT FROM d.file_hash)"""
         )
         con.execute("INSERT INTO identity_row_digest SELECT * FROM _rd_new")
+        _carry_links(con)
         con.execute("DELETE FROM identity_mention_file")
         con.execute("INSERT INTO identity_mention_file SELECT * FROM _mv_now")
         con.execute("UPDATE identity_mention_state SET signature = ?", [sig])
@@ -428,6 +429,7 @@ def _build_incremental(
     con.execute("DROP TABLE _pair_new")
     con.execute("DROP TABLE _pair_all")
     con.execute("DROP TABLE _rd_new")
+    con.execute("DROP TABLE _rd_pair")
     return True
 
 
@@ -490,11 +492,12 @@ def _rows_changed(con: duckdb.DuckDBPyConnection) -> None:
     )
     con.execute(f"CREATE OR REPLACE TEMP TABLE _rd_old AS {old}")
     # the k-th row (by number) of a digest in one version matches the k-th of the other
-    rank = """SELECT tbl, file, row, digest,
+    rank = """SELECT tbl, file, file_hash, row, digest,
         row_number() OVER (PARTITION BY tbl, file, digest ORDER BY row) AS k FROM {}"""
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE _rd_pair AS
-        SELECT n.tbl, n.file, n.row AS new_row, o.row AS old_row
+        SELECT n.tbl, n.file, n.row AS new_row, o.row AS old_row, n.file_hash AS new_hash,
+            o.file_hash AS old_hash
         FROM ({rank.format("_rd_new")}) n JOIN ({rank.format("_rd_old")}) o
             USING (tbl, file, digest, k)"""
     )
@@ -523,8 +526,25 @@ def _rows_changed(con: duckdb.DuckDBPyConnection) -> None:
             FROM _row_gone UNION ALL SELECT account FROM _row_added)
         WHERE account IS NOT NULL"""
     )
-    for t in ("_rd_old", "_rd_pair", "_row_added"):
+    for t in ("_rd_old", "_row_added"):
         con.execute(f"DROP TABLE {t}")
+
+
+def _carry_links(con: duckdb.DuckDBPyConnection) -> None:
+    """The links of the rows a re-exported file version kept unchanged *and in place* (the
+    same content under the same row number, ``_rd_pair``) move to the new version (its file
+    hash): such a row's mentions are the old ones to the last column but the file hash, so,
+    like the rows of a file version that did not change, they keep their link, and
+    identity.incremental keeps it unless the change reaches it. (A row that moved keeps no
+    link: ids and keys made of its row number would differ; it is resolved again.) Runs in
+    the transaction that replaces the mentions."""
+    if "identity_link" not in _tables(con) or "file_hash" not in _columns(con, "identity_link"):
+        return
+    con.execute(
+        """UPDATE identity_link l SET file_hash = p.new_hash FROM _rd_pair p
+        WHERE p.tbl = 'src_' || l.source AND p.file = l.file AND p.old_row = l.row
+            AND p.new_row = p.old_row AND l.file_hash IS NOT DISTINCT FROM p.old_hash"""
+    )
 
 
 # village names as written (马冲村村民委员会, 马冲村3组, 马冲村民委员会, 马冲 村) -> 马冲村;
