@@ -155,7 +155,7 @@ def test_an_incremental_resolve_publishes_only_the_affected_persons(con):
     """A new version of one payment file (one row removed): the persons of the links that
     changed (the removed row's) are published again, every other person's row kept (the
     rows the new version has as they were, same content and number, keep their links:
-    mentions.\_carry_links); ``person`` equals the one published from scratch from the same
+    mentions._carry_links); ``person`` equals the one published from scratch from the same
     links."""
     from crossmatch.identity import publish
     from crossmatch.identity.pipeline import resolve_identities
