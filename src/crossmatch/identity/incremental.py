@@ -1,5 +1,43 @@
 """Incremental resolution: which mentions are new or changed since the last run, whether
 the model may be reused (signature), and the previous run's persons and ids.
+
+What changed is told row by row, not file by file. A file exported again (a quarter's
+payments with 2 % more rows) is a new file version, but most of its rows are rows the gone
+version had. :func:`~crossmatch.identity.mentions.build_mentions` stores a digest of every
+source row's content (``identity_row_digest``: every column but where the row is: file, file
+hash, row number, and which row a duplicate repeats) and matches the new version's rows with
+the gone version's, one to one per digest (``mentions._rows_changed``). Why that is safe:
+
+1. A matched row has the content the gone row had (up to a collision of the 64-bit digest
+   among the rows of one file: for 10^5 changed rows against 10^6 kept ones, about 10^-8),
+   so the mentions built from it are the gone row's to the last column but ``row`` and
+   ``file_hash``, and so is every column of the ``src_*`` row that evidence reads (role
+   profile, areas, listings, household co-mentions, deaths), and so are its co-mentions
+   (the other roles of the same row).
+2. Everything a decision reads is a function of mentions and rows *by content*: a person-
+   index row of its ID's mentions (and death rows), account owners of the ID-bearing
+   mentions of the account, a candidate's role profile, listings, areas and co-mentions of
+   its mentions' rows, a node of its mention's attributes, a block of the nodes' keys. What
+   is keyed by the row number instead: a ``P`` id (the hash of the person's first mention
+   key), an unresolved mention's own id, and the mention keys judgements and previous ids are
+   stored under.
+3. Hence an ID none of whose mentions is on an unmatched row (new, changed or removed) has
+   the same evidence tonight as on the night its links were decided, and so has an account
+   none of whose mentions is; a matched row's ID-less mention is no new node to any block.
+   The reach (:func:`_reopen`) starts from the unmatched rows only: their fuzzy-path
+   mentions (new and removed ones) as seeds, their IDs and accounts, and the person-index
+   rows that differ (compared row by row, so an ID whose index row came out the same seeds
+   nothing).
+4. A row matched under the *same* row number is, for resolving, a row of a file version that
+   did not change: its link moves to the new version (``mentions._carry_links``, in the
+   transaction that replaces the mentions) and is kept, like any kept link, unless the
+   reach re-decides it. A row matched under *another* number is resolved again (the keys
+   of 2. differ), as a new mention, but is no seed.
+
+What a full rebuild computes differently (unchanged by row matching, see docs/nights.md):
+the fuzzy model's weights are trained once and reused (``identity_params``), and term
+frequencies and block sizes are counted over the nodes of the run; a kept link keeps the
+probability of the night it was decided on.
 """
 
 from __future__ import annotations
@@ -197,14 +235,16 @@ def _reopen(con: duckdb.DuckDBPyConnection, config: LinkageConfig, mentions_kept
     Reached, and so re-decided (every mention with the same node attributes together, since
     such mentions are one node of the fuzzy path):
     * kept fuzzy / unresolved mentions sharing a blocking key of the configuration with a
-      *seed*: a new mention that goes to the fuzzy path (no ID, or an ID under another name),
-      or a person-index row that changed (old and new: a new ID, a name, village, account,
-      registry status or death that changed, an ID gone);
-    * those linked to an ID whose mentions changed (its evidence changed: beyond its
-      person-index row, its role profile, listings, areas and household co-mentions come
-      from its mentions; at 300,000 persons leaving this out left 姚芳's two ID-less
-      payments unresolved where a full run links them);
-    * those paid into an account whose owner changed (``_acct_moved``, id_index.update).
+      *seed*: a mention of a new, changed or removed row (not a row a re-exported file has
+      as before, ``_row_same``: see the module docstring) that goes to the fuzzy path (no
+      ID, or an ID under another name), or a person-index row that changed (old and new: a
+      new ID, a name, village, account, registry status or death that changed, an ID gone);
+    * those linked to an ID with a mention on a new, changed or removed row (``_row_chg_id``:
+      its evidence changed: beyond its person-index row, its role profile, listings, areas
+      and household co-mentions come from its mentions; at 300,000 persons leaving this out
+      left 姚芳's two ID-less payments unresolved where a full run links them);
+    * those paid into an account whose owner changed (``_acct_moved``, id_index.update) or
+      that such a row names (``_row_chg_acct``).
     Exact links (by a valid ID) and judgements stay kept. Without a record of the IDs that
     changed (the mentions were built again), every kept fuzzy / unresolved link is reopened.
 
