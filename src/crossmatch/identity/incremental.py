@@ -43,6 +43,7 @@ probability of the night it was decided on.
 from __future__ import annotations
 
 import hashlib
+import logging
 
 import duckdb
 import pandas as pd
@@ -55,6 +56,8 @@ from crossmatch.identity.mentions import _columns, _store, _tables
 from crossmatch.identity.roles import RoleRef
 from crossmatch.identity.summary import ResolveSummary
 from crossmatch.warehouse import fetch_one
+
+log = logging.getLogger(__name__)
 
 #: Bumped whenever what resolve publishes for the same inputs changes (a run of an older
 #: version is then neither "unchanged" nor extended incrementally: it is recomputed).
@@ -344,6 +347,7 @@ def _reached(con: duckdb.DuckDBPyConnection, config: LinkageConfig) -> None:
     seed = pd.concat(seeds, ignore_index=True)[keys]
     _store_text(con, "_ro_seed", seed)
     _block_hits(con, config, keys, "_ro_hit")
+    n_block = fetch_one(con, "SELECT count(*) FROM _ro_hit")[0]
     # the kept mentions of the IDs whose evidence changed (a mention of theirs on a row new,
     # changed or gone), and of the accounts that moved or that such a row names
     con.execute(
@@ -357,6 +361,7 @@ def _reached(con: duckdb.DuckDBPyConnection, config: LinkageConfig) -> None:
             AND a.acct IS NOT DISTINCT FROM n.acct
         WHERE n.kk NOT IN (SELECT kk FROM _ro_hit)"""
     )
+    n_direct = fetch_one(con, "SELECT count(*) FROM _ro_hit")[0]
     # and, in turn, the kept co-mentions of a node re-decided (the other persons of its row,
     # the other rows of its assistance case): a full run weighs a candidate by the relatives
     # of the co-mentions as it links them (household.support), and reads only the co-mentions
@@ -400,6 +405,12 @@ def _reached(con: duckdb.DuckDBPyConnection, config: LinkageConfig) -> None:
         con.execute("INSERT INTO _ro_hit SELECT kk FROM _ro_front")
     for t in ("_ro_front", "_ro_rows"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
+    log.info(
+        "reach: %d seeds; kept nodes reached: %d by a seed's block, %d more by a changed ID or "
+        "account, %d more as co-mentions (of %d kept ID-less nodes)",
+        len(seed), n_block, n_direct - n_block,
+        fetch_one(con, "SELECT count(*) FROM _ro_hit")[0] - n_direct, len(kn),
+    )  # fmt: skip
     # every kept mention of a reached node attribute set (one node of the fuzzy path)
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _ro_attr AS
