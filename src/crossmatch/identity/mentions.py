@@ -395,6 +395,22 @@ def _build_incremental(
     staff.assign_townships(con, "_pm_new", names=towns)
     con.execute("CREATE OR REPLACE TEMP TABLE _rd_new AS " + _row_digest_sql(con, parts, True))
     _rows_changed(con)
+    # the IDs and accounts whose ID-index, person-index and person rows can change: those of
+    # the mentions of rows not kept in place (a row with the same content and number has the
+    # same mentions, and the same row of every src_* join, before and after)
+    inplace = """NOT EXISTS (SELECT 1 FROM _row_inplace r WHERE r.source = m.source
+        AND r.file = m.file AND r.row = m.row)"""
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _pm_gone AS SELECT DISTINCT m.id, m.account
+        FROM person_mention m WHERE (m.id IS NOT NULL OR m.account IS NOT NULL)
+            AND EXISTS (SELECT 1 FROM _mv_gone g WHERE g.tbl = 'src_' || m.source
+            AND g.file = m.file AND g.file_hash IS NOT DISTINCT FROM m.file_hash)
+            AND {inplace}"""
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _pm_gone_ids AS "
+        "SELECT DISTINCT id FROM _pm_gone WHERE id IS NOT NULL"
+    )
     with transaction(con):
         con.execute(
             """DELETE FROM person_mention m WHERE EXISTS (SELECT 1 FROM _mv_gone g
@@ -404,7 +420,7 @@ def _build_incremental(
         con.execute("INSERT INTO person_mention BY NAME SELECT * FROM _pm_new")
         con.execute(
             "CREATE OR REPLACE TEMP TABLE _pm_changed AS SELECT id, account FROM _pm_gone "
-            "UNION SELECT id, account FROM _pm_new"
+            f"UNION SELECT id, account FROM _pm_new m WHERE {inplace}"
         )
         id_index.update(con, "_pm_changed")
         con.execute(
@@ -430,6 +446,7 @@ def _build_incremental(
     con.execute("DROP TABLE _pair_all")
     con.execute("DROP TABLE _rd_new")
     con.execute("DROP TABLE _rd_pair")
+    con.execute("DROP TABLE _row_inplace")
     return True
 
 
@@ -475,7 +492,8 @@ def _rows_changed(con: duckdb.DuckDBPyConnection) -> None:
     whose content a row of the gone version of the same file had (the same digest, matched
     one to one: a multiset) is the same row re-exported, whatever its number.
 
-    * ``_row_same`` (source, file, row): the rows of the new versions matched so;
+    * ``_row_same`` (source, file, row): the rows of the new versions matched so, and
+      ``_row_inplace`` those of them matched under their own row number;
     * ``_row_gone``: the mentions (as ``person_mention``) of the gone versions' rows left
       unmatched (removed, or changed);
     * ``_row_chg_id`` / ``_row_chg_acct``: the IDs and accounts of the mentions of every
@@ -504,6 +522,11 @@ def _rows_changed(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         """INSERT INTO _row_same SELECT substr(tbl, 5) AS source, file, new_row
         FROM _rd_pair"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _row_inplace AS SELECT source, file, row
+        FROM _row_same s WHERE EXISTS (SELECT 1 FROM _rd_pair p WHERE p.tbl = 'src_' || s.source
+            AND p.file = s.file AND p.new_row = s.row AND p.old_row = p.new_row)"""
     )
     con.execute(
         """INSERT INTO _row_gone SELECT m.* FROM person_mention m SEMI JOIN _mv_gone g
