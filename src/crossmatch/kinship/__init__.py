@@ -233,10 +233,29 @@ def _build(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
             log.warning("kinship: %s missing, treated as empty", t)
             create_empty(con, t)
     fingerprint = input_fingerprint(con)
-    hcols = _columns(con, "r_hukou")
-    father = "h.father_pid" if "father_pid" in hcols else "NULL::VARCHAR"
-    mother = "h.mother_pid" if "mother_pid" in hcols else "NULL::VARCHAR"
+    _lookup_tables(con)
+    _household_members(con)
+    _household_statements(con)
+    _registry_parents(con)
+    _edges(con)
+    _relatives(con)
+    n_edge = _count(con, "kin_edge")
+    n_rel = _count(con, "kin_relative")
+    con.execute(
+        "CREATE OR REPLACE TABLE kin_build (built_at TIMESTAMP, version VARCHAR, "
+        "fingerprint VARCHAR, edges BIGINT, relatives BIGINT)"
+    )
+    con.execute(
+        "INSERT INTO kin_build VALUES (now(), ?, ?, ?, ?)",
+        [KINSHIP_VERSION, fingerprint, n_edge, n_rel],
+    )
+    log.info("kinship: %d edges, %d relative pairs", n_edge, n_rel)
+    return {"kin_edge": n_edge, "kin_relative": n_rel}
 
+
+def _lookup_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """The small lookup tables the SQL joins: head-relation texts classified, relations
+    via the head, compositions, Chinese names, inverses."""
     heads = con.execute(
         "SELECT DISTINCT relation_to_head FROM r_hukou WHERE relation_to_head IS NOT NULL"
     ).fetchall()
@@ -258,6 +277,12 @@ def _build(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     con.execute(f"INSERT INTO _kin_cn VALUES {_values((k, *v) for k, v in _CN.items())}")
     con.execute("CREATE OR REPLACE TEMP TABLE _kin_inv (rel VARCHAR, inv VARCHAR)")
     con.execute(f"INSERT INTO _kin_inv VALUES {_values(_INVERSE.items())}")
+
+
+def _household_members(con: duckdb.DuckDBPyConnection) -> None:
+    """``_kin_death`` (when each person died) and ``_kin_member`` / ``_kin_inlaw``: the members
+    of single-head households with relation and sex, and unambiguous child <-> child-in-law
+    pairs."""
     # when each person died (the end of every relation that goes *through* them)
     con.execute(
         """
@@ -309,6 +334,11 @@ def _build(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
           AND (CASE c.sx WHEN 'm' THEN n.sons ELSE n.daughters END) = 1
         """
     )
+
+
+def _household_statements(con: duckdb.DuckDBPyConnection) -> None:
+    """``_kin_raw``: the pairs a household states (head <-> member, member <-> member through
+    the head, child <-> child-in-law)."""
     # link_pid: the person an in-law relation goes through (the head for the head's spouse and
     # the head's parents; the identified child for a child-in-law): it holds while they live
     con.execute(
@@ -345,6 +375,13 @@ def _build(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
         SELECT b, a, 'spouse', 'hukou', household_no, NULL, NULL, NULL FROM inlaw_pair
         """
     )
+
+
+def _registry_parents(con: duckdb.DuckDBPyConnection) -> None:
+    """``_kin_parent``: the registry's father / mother ID columns, where the export has them."""
+    hcols = _columns(con, "r_hukou")
+    father = "h.father_pid" if "father_pid" in hcols else "NULL::VARCHAR"
+    mother = "h.mother_pid" if "mother_pid" in hcols else "NULL::VARCHAR"
     # the registry's father / mother ID columns: a parent in any household
     con.execute(
         f"""
@@ -357,6 +394,11 @@ def _build(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
           AND p.parent <> h.person_pid
         """
     )
+
+
+def _edges(con: duckdb.DuckDBPyConnection) -> None:
+    """``kin_edge``: every statement of a relation (household, registry parent columns,
+    marriage spells ended by a divorce), with its validity and evidence."""
     con.execute(
         f"""
         CREATE OR REPLACE TABLE kin_edge AS
@@ -407,6 +449,10 @@ def _build(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
           ON p.person_id = r.b_pid
         """
     )
+
+
+def _relatives(con: duckdb.DuckDBPyConnection) -> None:
+    """``kin_relative``: one- and two-statement relatives with a readable path."""
     close = ", ".join(f"'{r}'" for r in CLOSE_RELATIVES)
     affinal = ", ".join(f"'{r}'" for r in AFFINAL)
     con.execute(
@@ -464,18 +510,6 @@ def _build(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
         FROM (SELECT *, 1 AS hops FROM direct UNION ALL SELECT *, 2 AS hops FROM two_u)
         """
     )
-    n_edge = _count(con, "kin_edge")
-    n_rel = _count(con, "kin_relative")
-    con.execute(
-        "CREATE OR REPLACE TABLE kin_build (built_at TIMESTAMP, version VARCHAR, "
-        "fingerprint VARCHAR, edges BIGINT, relatives BIGINT)"
-    )
-    con.execute(
-        "INSERT INTO kin_build VALUES (now(), ?, ?, ?, ?)",
-        [KINSHIP_VERSION, fingerprint, n_edge, n_rel],
-    )
-    log.info("kinship: %d edges, %d relative pairs", n_edge, n_rel)
-    return {"kin_edge": n_edge, "kin_relative": n_rel}
 
 
 #: What a build depends on, per input: the columns hashed (order-independent) for

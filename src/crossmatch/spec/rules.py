@@ -177,15 +177,9 @@ def sql_literal(value: Any, typ: str) -> str:
     raise ValueError(typ)
 
 
-def _parse_one(path: Path, problems: Problems) -> RuleSpec | None:
-    known_sources = contract.active().sources
-    doc = load_yaml(path, problems)
-    if doc is None:
-        return None
-    if not isinstance(doc, LocDict):
-        problems.add(path, line_of(doc), "a rule file must be a mapping of keys (id, sql, ...)")
-        return None
-    n0 = len(problems)
+def _check_header(path: Path, doc: LocDict, problems: Problems) -> None:
+    """The keys every rule has: known keys, required keys, id = file name, version, title,
+    category and severity."""
     problems.check_keys(path, doc, TOP_KEYS, "rule")
     for k in REQUIRED:
         if k not in doc:
@@ -217,8 +211,11 @@ def _parse_one(path: Path, problems: Problems) -> RuleSpec | None:
                 f"{key} {doc[key]!r} is not one of {', '.join(allowed)}",
                 f"did you mean {near!r}?" if near else None,
             )
-    kind = doc.get("kind", "sql")  # checked against the registered kinds by crossmatch.detect
-    # requires: [payment, {any: [death, cremation, hukou]}]
+
+
+def _parse_requires(path: Path, doc: LocDict, problems: Problems) -> list[str | tuple[str, ...]]:
+    """``requires: [payment, {any: [death, cremation, hukou]}]``: every name a contract source."""
+    known_sources = contract.active().sources
     requires: list[str | tuple[str, ...]] = []
     req = doc.get("requires", [])
     if not isinstance(req, list) or not req:
@@ -240,7 +237,11 @@ def _parse_one(path: Path, problems: Problems) -> RuleSpec | None:
                     f"did you mean {near!r}?" if near else None,
                 )
         requires.append(tuple(names) if isinstance(item, dict) else names[0])
-    # params
+    return requires
+
+
+def _parse_params(path: Path, doc: LocDict, problems: Problems) -> dict[str, ParamSpec]:
+    """``params: {name: {type, default, doc}}``, each default of its declared type."""
     params: dict[str, ParamSpec] = {}
     raw_params = doc.get("params") or {}
     if not isinstance(raw_params, dict):
@@ -265,6 +266,14 @@ def _parse_one(path: Path, problems: Problems) -> RuleSpec | None:
             problems.add(path, line, f"parameter {name!r}: default {err}")
             continue
         params[name] = ParamSpec(name, p["type"], p["default"], str(p.get("doc", "")))
+    return params
+
+
+def _check_placeholders(
+    path: Path, doc: LocDict, params: dict[str, ParamSpec], kind: str, problems: Problems
+) -> None:
+    """Every ``{{ params.x }}`` in the SQL is declared, well formed, and (for SQL rules) every
+    declared parameter is used."""
     sql = doc.get("sql") or ""
     sql_line = doc.key_line("sql")
     for m in PLACEHOLDER.finditer(sql):
@@ -285,6 +294,7 @@ def _parse_one(path: Path, problems: Problems) -> RuleSpec | None:
             "write {{ params.name }}",
         )
     used = set(PLACEHOLDER.findall(sql))
+    raw_params = doc.get("params") or {}
     for name in params:
         if name not in used and kind == "sql":
             problems.add(
@@ -293,6 +303,10 @@ def _parse_one(path: Path, problems: Problems) -> RuleSpec | None:
                 f"parameter {name!r} is never used in the SQL",
                 "remove it or use {{ params." + name + " }}",
             )
+
+
+def _parse_hints(path: Path, doc: LocDict, problems: Problems) -> list[Any]:
+    """``exclusion_hints`` (排除提示): a non-empty list when present."""
     hints = doc.get("exclusion_hints") or []
     if "exclusion_hints" in doc and (not isinstance(hints, list) or not hints):
         problems.add(
@@ -301,6 +315,11 @@ def _parse_one(path: Path, problems: Problems) -> RuleSpec | None:
             "exclusion_hints (排除提示) must be a non-empty list of checks for the verifier",
         )
         hints = []
+    return hints
+
+
+def _parse_partition(path: Path, doc: LocDict, problems: Problems) -> str:
+    """``partition``: empty, or one of :data:`PARTITIONS`."""
     partition = doc.get("partition") or ""
     if partition and partition not in PARTITIONS:
         problems.add(
@@ -311,61 +330,91 @@ def _parse_one(path: Path, problems: Problems) -> RuleSpec | None:
             "month's payments alone",
         )
         partition = ""
-    examples: list[Example] = []
+    return str(partition)
+
+
+def _parse_example(path: Path, i: int, ex: Any, line: int, problems: Problems) -> Example | None:
+    """One ``examples:`` item: ``given`` (contract table -> rows) and ``expect`` (subjects)."""
+    if not isinstance(ex, dict) or "given" not in ex or "expect" not in ex:
+        problems.add(path, line, "an example needs `given:` (table -> rows) and `expect:`")
+        return None
+    if isinstance(ex, LocDict):
+        problems.check_keys(path, ex, ("name", "given", "expect", "params"), "example")
+    given = ex["given"] or {}
+    if not isinstance(given, dict):
+        problems.add(path, line, "`given:` must map table names to lists of rows")
+        return None
+    tables = contract.active().tables()
+    for t, rows in given.items():
+        tl = given.key_line(t) if isinstance(given, LocDict) else line
+        if t not in tables and not str(t).startswith("ref_"):
+            near = nearest(str(t), tables)
+            problems.add(
+                path,
+                tl,
+                f"example table {t!r} is not a contract table",
+                f"did you mean {near!r}?" if near else None,
+            )
+        if not isinstance(rows, list):
+            problems.add(path, tl, f"rows of {t!r} must be a list of mappings")
+    expect = ex["expect"] or []
+    if not isinstance(expect, list) or not all(
+        isinstance(e, dict) and "subject" in e for e in expect
+    ):
+        problems.add(path, line, "`expect:` must be a list of {subject, period} (or [])")
+        return None
+    return Example(
+        str(ex.get("name", f"example {i + 1}")),
+        dict(given),
+        [dict(e) for e in expect],
+        dict(ex.get("params") or {}),
+        line,
+    )
+
+
+def _parse_examples(path: Path, doc: LocDict, problems: Problems) -> list[Example]:
+    """``examples:``, a non-empty list when present; the valid ones."""
     raw_ex = doc.get("examples") or []
     if "examples" in doc and (not isinstance(raw_ex, list) or not raw_ex):
         problems.add(path, doc.key_line("examples"), "examples must be a non-empty list")
         raw_ex = []
+    examples: list[Example] = []
     for i, ex in enumerate(raw_ex):
         line = raw_ex.item_line(i) if isinstance(raw_ex, LocList) else doc.line
-        if not isinstance(ex, dict) or "given" not in ex or "expect" not in ex:
-            problems.add(path, line, "an example needs `given:` (table -> rows) and `expect:`")
-            continue
-        if isinstance(ex, LocDict):
-            problems.check_keys(path, ex, ("name", "given", "expect", "params"), "example")
-        given = ex["given"] or {}
-        if not isinstance(given, dict):
-            problems.add(path, line, "`given:` must map table names to lists of rows")
-            continue
-        tables = contract.active().tables()
-        for t, rows in given.items():
-            tl = given.key_line(t) if isinstance(given, LocDict) else line
-            if t not in tables and not str(t).startswith("ref_"):
-                near = nearest(str(t), tables)
-                problems.add(
-                    path,
-                    tl,
-                    f"example table {t!r} is not a contract table",
-                    f"did you mean {near!r}?" if near else None,
-                )
-            if not isinstance(rows, list):
-                problems.add(path, tl, f"rows of {t!r} must be a list of mappings")
-        expect = ex["expect"] or []
-        if not isinstance(expect, list) or not all(
-            isinstance(e, dict) and "subject" in e for e in expect
-        ):
-            problems.add(path, line, "`expect:` must be a list of {subject, period} (or [])")
-            continue
-        examples.append(
-            Example(
-                str(ex.get("name", f"example {i + 1}")),
-                dict(given),
-                [dict(e) for e in expect],
-                dict(ex.get("params") or {}),
-                line,
-            )
-        )
+        parsed = _parse_example(path, i, ex, line, problems)
+        if parsed is not None:
+            examples.append(parsed)
+    return examples
+
+
+def _parse_one(path: Path, problems: Problems) -> RuleSpec | None:
+    doc = load_yaml(path, problems)
+    if doc is None:
+        return None
+    if not isinstance(doc, LocDict):
+        problems.add(path, line_of(doc), "a rule file must be a mapping of keys (id, sql, ...)")
+        return None
+    n0 = len(problems)
+    _check_header(path, doc, problems)
+    kind = doc.get("kind", "sql")  # checked against the registered kinds by crossmatch.detect
+    requires = _parse_requires(path, doc, problems)
+    params = _parse_params(path, doc, problems)
+    _check_placeholders(path, doc, params, kind, problems)
+    hints = _parse_hints(path, doc, problems)
+    partition = _parse_partition(path, doc, problems)
+    examples = _parse_examples(path, doc, problems)
+    title = doc.get("title")
     if len(problems) > n0 or not isinstance(title, dict):
         return None
     return RuleSpec(
-        id=str(rid),
+        id=str(doc.get("id")),
         version=doc["version"],
         title_zh=title["zh"],
         title_en=title["en"],
         category=doc["category"],
         severity=doc["severity"],
         requires=tuple(requires),
-        sql=sql,
+        sql=doc.get("sql") or "",
         amount_formula=str(doc["amount_formula"]),
         exclusion_hints=tuple(map(str, hints)),
         params=params,
@@ -374,8 +423,8 @@ def _parse_one(path: Path, problems: Problems) -> RuleSpec | None:
         kind_line=doc.key_line("kind") if "kind" in doc else doc.line,
         description=str(doc.get("description", "")),
         path=str(path),
-        sql_line=sql_line,
-        partition=str(partition),
+        sql_line=doc.key_line("sql"),
+        partition=partition,
     )
 
 
