@@ -350,3 +350,65 @@ def _save_model(con: duckdb.DuckDBPyConnection, model: FSModel, config: LinkageC
     con.execute(
         "INSERT INTO identity_params VALUES (current_timestamp, ?)", [json.dumps(model.to_dict())]
     )
+
+
+#: the term frequencies trained with the weights (``identity_params``): per comparison key,
+#: value -> share of the nodes of the run that trained them
+TF_TABLE = "identity_tf"
+
+
+def term_frequencies(
+    con: duckdb.DuckDBPyConnection,
+    values: dict[str, pd.Series],
+    config: LinkageConfig,
+    training: bool,
+) -> tuple[dict[str, pd.Series], pd.DataFrame | None]:
+    """value -> share per term-frequency comparison, for the ``values`` (column -> the loaded
+    nodes' values), counted over every node of the run (``_allk``), and, when ``training``,
+    every value's share to keep with the weights (:func:`save_term_frequencies`).
+
+    Why kept: a share is counted over the run's nodes, and the nodes of an incremental run
+    are not those of a full one (its kept ID-less mentions enter as one node per person and
+    attribute set, tonight's as probe groups), so a link re-decided on unchanged evidence
+    would come out with another probability (at 300,000 persons every re-decided link's name
+    term moved by about 0.01 log2 units). With the weights trained, so are the shares: a run
+    that reuses the weights reuses the shares of the values they were trained with, and
+    counts only values new since (a share of tonight's nodes)."""
+    tf: dict[str, pd.Series] = {}
+    full = []
+    stored = not training and TF_TABLE in _tables(con)
+    for comp in config.comparisons:
+        if not comp.tf:
+            continue
+        col = comp.column
+        share = f"count(*) / (SELECT count({col}) FROM _allk)::DOUBLE AS f"
+        _store(con, "_tfv", pd.DataFrame({"v": values[col].dropna().unique()}), True)
+        if training:
+            every = con.execute(
+                f"SELECT {col} AS v, {share} FROM _allk WHERE {col} IS NOT NULL GROUP BY ALL"
+            ).df()
+            full.append(every.assign(key=comp.key))
+        df = con.execute(
+            f"""SELECT {col} AS v, {share} FROM _allk SEMI JOIN _tfv ON _allk.{col} = _tfv.v
+            GROUP BY ALL"""
+        ).df()
+        if stored:
+            known = con.execute(
+                f"SELECT v, f FROM {TF_TABLE} WHERE key = ? AND v IN (SELECT v FROM _tfv)",
+                [comp.key],
+            ).df()
+            df = pd.concat([known, df[~df["v"].isin(known["v"])]], ignore_index=True)
+        tf[comp.key] = pd.Series(df["f"].to_numpy(dtype=float), index=df["v"])
+    return tf, (pd.concat(full, ignore_index=True)[["key", "v", "f"]] if full else None)
+
+
+def save_term_frequencies(con: duckdb.DuckDBPyConnection, every: pd.DataFrame | None) -> None:
+    """Keep the shares a training run counted (:func:`term_frequencies`) with its weights."""
+    if every is None:
+        return
+    _store(con, "_tf_every", every.astype({"key": object, "v": object, "f": float}), True)
+    con.execute(
+        f"""CREATE OR REPLACE TABLE {TF_TABLE} AS SELECT CAST(key AS VARCHAR) AS key,
+        CAST(v AS VARCHAR) AS v, CAST(f AS DOUBLE) AS f FROM _tf_every"""
+    )
+    con.execute("DROP TABLE _tf_every")
