@@ -146,3 +146,17 @@ def cached_build(
             return target
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def plain_county(factory: pytest.TempPathFactory, persons: int, seed: int) -> Path:
+    """``crossmatch.synth.generate(persons, seed)`` as it is, built once per generator version
+    (read it, never write). Tests that compare it with a county generated with one part of the
+    generator switched off share it instead of generating it again."""
+    from crossmatch.synth import generate
+
+    return cached_build(
+        factory,
+        f"plain-{persons}-{seed}",
+        lambda out: generate(persons=persons, seed=seed, out=out),
+        module_closure("crossmatch.synth"),
+    )

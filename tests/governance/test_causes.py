@@ -6,6 +6,7 @@ from pathlib import Path
 
 import polars as pl
 
+from build_cache import plain_county
 from crossmatch.synth import causes as causes_mod
 from crossmatch.synth import generate
 from crossmatch.synth.causes import read_causes
@@ -38,11 +39,12 @@ def test_causes_truth_matches_planted_cases(gov_county: Path) -> None:
     assert dead.height == len(subjects) and dead["death_date"].null_count() == 0
 
 
-def test_causes_leave_earlier_townships_byte_identical(tmp_path: Path, monkeypatch) -> None:
+def test_causes_leave_earlier_townships_byte_identical(
+    tmp_path: Path, tmp_path_factory, monkeypatch
+) -> None:
     """The causes draw from their own streams and sit in the last two townships: every file's
     rows before the first cause township are the same as in a county without causes."""
-    with_causes = tmp_path / "with"
-    generate(persons=1200, seed=5, out=with_causes)
+    with_causes = plain_county(tmp_path_factory, 1200, 5)  # built once per generator version
     monkeypatch.setattr(causes_mod.Causes, "plant", lambda self, data, planter: None)
     without = tmp_path / "without"
     generate(persons=1200, seed=5, out=without)

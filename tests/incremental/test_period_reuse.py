@@ -45,7 +45,13 @@ def _township(out: Path) -> None:  # another seed, another layout (township expo
 COUNTIES = {"sample": _sample, "township-2500-s23": _township}
 
 
-@pytest.fixture(params=sorted(COUNTIES))
+# The sample in the default tier; the township county (another layout, same checks: 6 s and a
+# 50 s build on a cold cache) in the slow tier.
+PARAMS = [pytest.param(name, marks=[pytest.mark.slow] if name != "sample" else []) for name in
+          sorted(COUNTIES)]  # fmt: skip
+
+
+@pytest.fixture(params=PARAMS)
 def detected(request, tmp_path_factory, tmp_path: Path) -> Path:
     """A private copy of a county's warehouse after one night."""
     built = cached_build(tmp_path_factory, f"period-{request.param}", COUNTIES[request.param])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
+import multiprocessing
+import time
 from pathlib import Path
 
 import duckdb
@@ -64,23 +64,30 @@ def test_first_night_creates_the_warehouse_in_a_workspace(tmp_path: Path):
     assert _value(wh) == 7
 
 
+def _hold(wh: str, ready) -> None:
+    acquire_lock(wh, "night-A")
+    ready.set()
+    time.sleep(60)
+
+
 def test_second_run_refuses_at_once_naming_the_holder(tmp_path: Path):
+    """The holder is another process: forked from this one (the lock is taken with flock on a
+    file it opens itself), so it does not pay a fresh interpreter's imports."""
     wh = tmp_path / "w.duckdb"
-    code = (
-        "import sys, time; from crossmatch.publish import acquire_lock; "
-        f"l = acquire_lock({str(wh)!r}, 'night-A'); print('held', flush=True); time.sleep(60)"
-    )
-    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    ctx = multiprocessing.get_context("fork")
+    ready = ctx.Event()
+    p = ctx.Process(target=_hold, args=(str(wh), ready), daemon=True)
+    p.start()
     try:
-        assert p.stdout is not None and p.stdout.readline().strip() == "held"
+        assert ready.wait(60), "the holder did not take the lock"
         with pytest.raises(RunLocked) as exc, night_build(wh):
             pass
         # refused while the holder still holds it: it did not wait for the holder to finish
-        assert p.poll() is None
+        assert p.is_alive()
         assert f"pid {p.pid}" in str(exc.value) and "run night-A" in str(exc.value)
     finally:
         p.kill()
-        p.wait()
+        p.join()
     # killed: the kernel released its lock; the file still names it: a stale lock, taken over
     lock = acquire_lock(wh, "night-B")
     try:

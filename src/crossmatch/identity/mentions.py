@@ -29,6 +29,18 @@ def _columns(con: duckdb.DuckDBPyConnection, table: str) -> set[str]:
     return {r[0] for r in rows}
 
 
+def _all_columns(con: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
+    """Every table's (and view's) columns in one query: what :func:`_columns` gives per table,
+    for a caller that asks about many tables while none is created or altered (a query per
+    table costs about a millisecond, and a warehouse holds a hundred tables)."""
+    out: dict[str, set[str]] = {}
+    for table, column in con.execute(
+        "SELECT table_name, column_name FROM duckdb_columns()"
+    ).fetchall():
+        out.setdefault(table, set()).add(column)
+    return out
+
+
 def _tables(con: duckdb.DuckDBPyConnection) -> set[str]:
     return {
         r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
@@ -74,8 +86,9 @@ def build_mentions(
     every mention is built again: a new pair may give a kept mention another code).
     ``summary.mentions_built`` says how many mention rows this run wrote."""
     parts: dict[str, list[str]] = {}  # table -> its roles' SELECTs
+    colmap = _all_columns(con)  # nothing below creates or alters a table before the signature
     for r in roles:
-        cols = _columns(con, r.table)
+        cols = colmap.get(r.table, set())
         if not cols:
             summary.skipped.append(f"{r.table} ({r.role}): table not in the warehouse")
             continue
@@ -125,12 +138,12 @@ def build_mentions(
     # the tables whose rows name a village and its code: the name -> code pairs
     pair_tables = {}
     for t in sorted(_tables(con)):
-        cols = _columns(con, t)
+        cols = colmap.get(t, set())
         if t.startswith("src_") and {"village", "village_code"} <= cols:
             pair_tables[t] = cols
     towns = staff.township_names(con)
-    sig = _mention_signature(con, roles, sorted({*parts, *pair_tables}), towns)
-    versioned = all("_file_hash" in _columns(con, t) for t in {*parts, *pair_tables})
+    sig = _mention_signature(con, roles, sorted({*parts, *pair_tables}), towns, colmap)
+    versioned = all("_file_hash" in colmap.get(t, set()) for t in {*parts, *pair_tables})
     if versioned:
         # file versions: (table, file, content hash) and the row count (a version whose rows
         # changed in place, as tests and hand edits do, counts as gone and new)
@@ -166,18 +179,24 @@ def state_token(table: str = "identity_mention_file") -> str:
 
 
 def _mention_signature(
-    con: duckdb.DuckDBPyConnection, roles: list[RoleRef], tables: list[str], towns: list[str]
+    con: duckdb.DuckDBPyConnection,
+    roles: list[RoleRef],
+    tables: list[str],
+    towns: list[str],
+    colmap: dict[str, set[str]] | None = None,
 ) -> str:
     """What the mentions of one file version are computed from besides its rows: this code's
     version, the roles, each source's mapping digest, the tables' columns and the township
-    names (:func:`~crossmatch.identity.staff.assign_townships`)."""
+    names (:func:`~crossmatch.identity.staff.assign_townships`). ``colmap``: the tables'
+    columns (:func:`_all_columns`) where the caller has them."""
+    colmap = _all_columns(con) if colmap is None else colmap
     digests: list[tuple] = []
     if "ingest_file" in _tables(con) and "spec_digest" in _columns(con, "ingest_file"):
         digests = con.execute(
             "SELECT DISTINCT source, coalesce(spec_digest, '') FROM ingest_file "
             "WHERE status = 'ok' ORDER BY ALL"
         ).fetchall()
-    cols = [(t, sorted(_columns(con, t))) for t in tables]
+    cols = [(t, sorted(colmap.get(t, set()))) for t in tables]
     text = repr((MENTION_VERSION, _VILLAGE_CLEAN, sorted(map(repr, roles)), digests, cols, towns))
     return hashlib.sha1(text.encode("utf-8")).hexdigest()
 

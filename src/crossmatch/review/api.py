@@ -18,9 +18,8 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import altair as alt
 import duckdb
 import polars as pl
 
@@ -31,6 +30,9 @@ from crossmatch.review.clues import VERDICTS, SyncResult, latest_run, sync_run
 from crossmatch.review.model_scores import entity_scores
 from crossmatch.review.store import actor, audit, open_store, store_path
 from crossmatch.spec.rules import RuleSpec, load_rules
+
+if TYPE_CHECKING:
+    import altair as alt
 
 _LONG_DIGITS = re.compile(r"\d{6}[0-9Xx*]{4,}\d{3}[0-9Xx]")
 _SECRET_COLUMN = re.compile(r"(^|_)(id|id_raw|account|subject|person_id|pid|linked_to)$")
@@ -535,6 +537,8 @@ class Review:
     # ------------------------------------------------------------------ charts
     def chart(self, by: str = "rule") -> alt.Chart:
         """An altair chart of the open clues: ``by`` rule, region (township), month or state."""
+        import altair as alt  # lazy: half a second to import, and only charts need it
+
         df = self.clues(include_closed=True).with_columns(pl.col("amount").cast(pl.Float64))
         if by == "rule":
             data = df.group_by("rule_id").agg(pl.len().alias("clues"), pl.col("amount").sum())
