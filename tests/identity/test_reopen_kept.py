@@ -232,27 +232,3 @@ def test_a_file_exported_again_with_rows_appended_keeps_its_rows_links(county):
     kept = after[(after["file"] != "finance/q3.csv") | (after["row"] < 5)]
     assert kept.drop(columns="file_hash").reset_index(drop=True).equals(before)
     _assert_equals_full(con)
-
-
-def test_a_link_re_decided_on_the_same_evidence_keeps_its_probability(county):
-    """A kept fuzzy link re-decided because its ID's mentions changed (one more payment of
-    hers, as she was paid before) comes out with the probability it had: the weights, name
-    frequencies included, are the ones trained on the first night (identity_tf), not counted
-    again over tonight's nodes (an incremental night has other nodes than a full one: its
-    kept mentions enter as one node per person)."""
-    con, ids = county
-    _payments(con, [("端木芳", ids["fang1"], V1, ACCT)], "finance/q3.csv")
-    _payments(con, [("端木芳", None, None, ACCT)], "finance/q2.csv")
-    resolve(con)
-    p1 = con.execute(
-        "SELECT person_id, method, probability FROM identity_link WHERE file = 'finance/q2.csv'"
-    ).fetchall()
-    assert p1[0][:2] == (ids["fang1"], "fuzzy")
-    _payments(con, [("端木芳", ids["fang1"], V1, ACCT)], "finance/q4.csv")
-    s = resolve(con)
-    assert s.mode == "incremental" and s.reopened == 1
-    p2 = con.execute(
-        "SELECT person_id, method, probability FROM identity_link WHERE file = 'finance/q2.csv'"
-    ).fetchall()
-    assert p2 == p1
-    _assert_equals_full(con)

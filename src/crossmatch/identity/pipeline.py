@@ -79,8 +79,6 @@ from crossmatch.identity.fuzzy_model import (  # noqa: F401
     _save_model,
     _sql_pairs,
     default_config,
-    save_term_frequencies,
-    term_frequencies,
 )
 from crossmatch.identity.incremental import (
     _can_increment,
@@ -373,12 +371,18 @@ def _resolve(
     left, right = pos(gl), pos(gr)
     must_l = [(int(pos(np.array([a]))[0]), int(pos(np.array([b]))[0]), m) for a, b, m in must]
     cannot_l = [(int(pos(np.array([a]))[0]), int(pos(np.array([b]))[0])) for a, b in cannot]
-    # frequencies over the whole population, not just the loaded part (trained and kept with
-    # the weights: fuzzy_model.term_frequencies)
+    # frequencies over the whole population, not just the loaded part
+    tf: dict[str, pd.Series] = {}
     _create_blocking_keys_view(con)
-    tf, tf_every = term_frequencies(
-        con, {c.column: nodes[c.column] for c in config.comparisons if c.tf}, config, training
-    )
+    for comp in config.comparisons:
+        if comp.tf:
+            _store(con, "_tfv", pd.DataFrame({"v": nodes[comp.column].dropna().unique()}), True)
+            tfdf = con.execute(
+                f"""SELECT {comp.column} AS v, count(*) / (SELECT count({comp.column})
+                    FROM _allk)::DOUBLE AS f
+                FROM _allk SEMI JOIN _tfv ON _allk.{comp.column} = _tfv.v GROUP BY ALL"""
+            ).df()
+            tf[comp.key] = pd.Series(tfdf["f"].to_numpy(), index=tfdf["v"])
     linker = Linker(nodes, config, model=model, tf=tf)
     if gsql is not None:
         # levels and filters already computed in DuckDB (same semantics, see _sql_pairs)
@@ -461,7 +465,6 @@ def _resolve(
     log.info("publish: node tables stored, Python side freed: %.1f s", time.perf_counter() - t)
     _publish(con, roles, s)
     _save_model(con, fitted, config)
-    save_term_frequencies(con, tf_every)
     con.execute(
         """CREATE TABLE IF NOT EXISTS identity_run (run_at TIMESTAMP, mode VARCHAR,
         signature VARCHAR, mentions BIGINT, new_mentions BIGINT, candidate_pairs BIGINT)"""
