@@ -282,3 +282,48 @@ def test_registration_kinds_in_other_wordings():
     assert "F" in {r.pid for r in kinship.relatives(con, "M", on=D(2003, 1, 1))}
     assert "F" not in {r.pid for r in kinship.relatives(con, "M", on=D(2007, 1, 1))}
     assert "F" in {r.pid for r in kinship.relatives(con, "M", on=D(2020, 1, 1))}
+
+
+def test_a_build_out_of_memory_is_retried_with_a_larger_limit(con, monkeypatch, caplog):
+    """A registry whose household window does not fit in 2GB (a 3M-person county did not)
+    is built again at 4GB with a warning, and the connection's limit is restored."""
+    import duckdb
+
+    kinship.build(con)
+    expected = {
+        t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall()
+        for t in ("kin_edge", "kin_relative")
+    }
+    con.execute("SET memory_limit = '3GB'")
+    seen = []
+    real = kinship._build
+
+    def tight(c):
+        seen.append(c.execute("SELECT current_setting('memory_limit')").fetchone()[0])
+        if len(seen) == 1:
+            c.execute("CREATE OR REPLACE TABLE kin_edge AS SELECT 1 AS half_built")
+            raise duckdb.OutOfMemoryException("Out of Memory Error: could not allocate block")
+        return real(c)
+
+    monkeypatch.setattr(kinship, "_build", tight)
+    with caplog.at_level("WARNING", logger="crossmatch.kinship"):
+        kinship.build(con)
+    assert seen == ["1.8 GiB", "3.7 GiB"]  # 2GB, then 4GB (DuckDB shows GiB)
+    assert "building again at 4GB" in caplog.text
+    assert con.execute("SELECT current_setting('memory_limit')").fetchone()[0] in (
+        "2.6 GiB",
+        "2.7 GiB",
+    )  # as shown, rounded
+    for t, rows in expected.items():  # the half-built table of the failed attempt is replaced
+        assert con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall() == rows
+
+
+def test_a_build_out_of_memory_at_every_limit_raises(con, monkeypatch):
+    import duckdb
+
+    def never(c):
+        raise duckdb.OutOfMemoryException("Out of Memory Error")
+
+    monkeypatch.setattr(kinship, "_build", never)
+    with pytest.raises(duckdb.OutOfMemoryException):
+        kinship.build(con)

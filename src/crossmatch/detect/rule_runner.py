@@ -350,7 +350,8 @@ def available_sources(
                 )
                 continue
         view = f"r_{s}" if f"r_{s}" in have else f"src_{s}" if f"src_{s}" in have else None
-        n = con.execute(f'SELECT count(*) FROM "{view}"').fetchone()[0] if view else 0  # type: ignore[index]
+        # whether it has a row (not how many: counting a resolved view joins every link)
+        n = con.execute(f'SELECT 1 FROM "{view}" LIMIT 1').fetchone() if view else None
         status[s] = None if n else ("skipped", f"source '{s}' has no rows in r_{s}")
     return status
 
@@ -455,28 +456,47 @@ def assess(
     return "ok", ""
 
 
-def empty_columns(
+def counted_columns(
     con: duckdb.DuckDBPyConnection, needs: dict[str, rule_needs.RuleNeeds]
-) -> dict[str, set[str]]:
-    """Per source, the columns rules read that are NULL in every row of a non-empty view
-    (those in MAY_BE_ALL_NULL and lineage left out)."""
+) -> dict[str, list[str]]:
+    """``r_<source>`` -> the columns rules read whose all-NULL state :func:`empty_columns`
+    checks (those in MAY_BE_ALL_NULL and lineage left out; only columns the view has)."""
     want: dict[str, set[str]] = {}
     for nd in needs.values():
         for src, cols in nd.source_columns().items():
             want.setdefault(src, set()).update(c for c in cols if c not in MAY_BE_ALL_NULL)
     have = schema.existing_relations(con)
-    out: dict[str, set[str]] = {}
+    out: dict[str, list[str]] = {}
     for src, cols in want.items():
         if f"r_{src}" not in have or not cols:
             continue
         real = {r[0] for r in con.execute(f'DESCRIBE "r_{src}"').fetchall()}
         cols_l = sorted(c for c in cols if c in real)
-        if not cols_l:
-            continue
-        sel = ", ".join(f'count("{c}")' for c in cols_l)
-        row = con.execute(f'SELECT count(*), {sel} FROM "r_{src}"').fetchone()
-        if row and row[0]:
-            empty = {c for c, n in zip(cols_l, row[1:], strict=True) if n == 0}
+        if cols_l:
+            out[f"r_{src}"] = cols_l
+    return out
+
+
+def empty_columns(
+    con: duckdb.DuckDBPyConnection,
+    needs: dict[str, rule_needs.RuleNeeds],
+    counts: dict[str, dict[str, int]] | None = None,
+) -> dict[str, set[str]]:
+    """Per source, the columns rules read that are NULL in every row of a non-empty view
+    (those in MAY_BE_ALL_NULL and lineage left out). ``counts``: the non-NULL counts already
+    taken (``reuse.period_inputs`` counts them in its fingerprint scans); a view without them
+    is counted here."""
+    out: dict[str, set[str]] = {}
+    for table, cols_l in counted_columns(con, needs).items():
+        got = (counts or {}).get(table)
+        if got is None or "" not in got or any(c not in got for c in cols_l):
+            sel = ", ".join(f'count("{c}")' for c in cols_l)
+            row = con.execute(f'SELECT count(*), {sel} FROM "{table}"').fetchone()
+            got = {"": row[0] if row else 0}
+            got.update({c: n for c, n in zip(cols_l, row[1:] if row else [], strict=False)})
+        if got[""]:
+            empty = {c for c in cols_l if got.get(c) == 0}
+            src = table[2:]
             if empty:
                 empty -= present_optional(con, src)
             out[src] = empty
@@ -661,7 +681,8 @@ class RunPlan:
     previous: dict[str, str] = field(default_factory=dict)  # rule id -> run with the same inputs
     #: ``partition: period`` rules: everything but the payment rows (reuse.period_inputs)
     rests: dict[str, str] = field(default_factory=dict)
-    months: dict[str | None, str] = field(default_factory=dict)  # payment month -> digest
+    #: ``partition: period`` rules: payment month -> digest (reuse.period_inputs)
+    months: dict[str, dict[str | None, str]] = field(default_factory=dict)
     #: rule id -> (run, months whose hits it copies, months it computes): only some months'
     #: payments changed since that run (reuse module docstring)
     by_month: dict[str, tuple[str, list[str], list[str]]] = field(default_factory=dict)
@@ -729,12 +750,15 @@ def begin_run(
     prepare(con, rules_dir, build_kinship=False)
     avail = available_sources(con, max_age_days=max_age_days)
     ident = identity_is_stale(con)
-    empty = empty_columns(con, needs)
+    # the fingerprints' scans also count the non-NULL values the empty-column check needs
+    counts = {t: dict.fromkeys(c, 0) for t, c in counted_columns(con, needs).items()}
+    fps, rests, months = reuse.period_inputs(con, specs, needs, rules_dir, params, counts)
+    counts = {t: c for t, c in counts.items() if "" in c}  # those the scans counted
+    empty = empty_columns(con, needs, counts)
     lacking = lacking_headers(con, empty)
     stage_tables(con)
     con.execute(reuse.RULE_INPUT_DDL)
     con.execute(reuse.RULE_PERIOD_DDL)
-    fps, rests, months = reuse.period_inputs(con, specs, needs, rules_dir, params)
     prev = {} if full else reuse.previous_runs(con, fps)
     by_month: dict[str, tuple[str, list[str], list[str]]] = {}
     for rid, rest in ({} if full else rests).items():
@@ -743,8 +767,9 @@ def begin_run(
         found = reuse.previous_months(con, rid, rest)
         if found is None:
             continue
-        keep = sorted(p for p, d in months.items() if p is not None and found[1].get(p) == d)
-        redo = sorted(p for p, d in months.items() if p is not None and found[1].get(p) != d)
+        mine = months.get(rid, {})
+        keep = sorted(p for p, d in mine.items() if p is not None and found[1].get(p) == d)
+        redo = sorted(p for p, d in mine.items() if p is not None and found[1].get(p) != d)
         if keep:  # else nothing to gain: the rule runs on every month
             by_month[rid] = (found[0], keep, redo)
     con.execute("CREATE OR REPLACE TEMP TABLE _run_input AS SELECT * FROM rule_input LIMIT 0")
@@ -787,7 +812,7 @@ def run_rule(
     only those sources' identity links."""
     with _LinksOf(con, link_sources):
         execute_rule(con, spec, overrides)
-    return _store(con, spec, run_id)
+        return _store(con, spec, run_id)  # quotes the links as the rule saw them
 
 
 def _paid_dependents() -> list[tuple[str, str]]:
@@ -806,24 +831,36 @@ def _paid_dependents() -> list[tuple[str, str]]:
 
 class _LinksOf:
     """Within ``with``: ``identity_link`` is a TEMP view of the links of ``sources`` only (the
-    sources the rule reads), so a rule's hits depend on exactly the links its fingerprint holds
-    (``reuse.link_sources``). Nothing when the warehouse has no ``identity_link``."""
+    sources the rule reads; every source when None), so a rule's hits depend on exactly the
+    links its fingerprint holds (``reuse.link_sources``), with ``probability`` at
+    :data:`reuse.LINK_DECIMALS` decimals (what rules compare with ``min_link_probability`` and
+    what hit evidence quotes: a rule's results depend on the rounded value only, which is what
+    the fingerprints hash). Nothing when the warehouse has no stored ``identity_link``."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, sources: list[str] | None) -> None:
         self.con, self.sources, self.on = con, sources, False
 
     def __enter__(self) -> _LinksOf:
-        if self.sources is None:
-            return self
         row = self.con.execute(
             "SELECT database_name FROM duckdb_tables() WHERE schema_name = 'main' "
             "AND table_name = 'identity_link' AND NOT temporary"
         ).fetchone()
         if row:
-            srcs = ", ".join("'" + s.replace("'", "''") + "'" for s in self.sources) or "NULL"
+            cols = {
+                r[0] for r in self.con.execute(f'DESCRIBE "{row[0]}".main.identity_link').fetchall()
+            }
+            rounded = (
+                f" REPLACE ({reuse.link_probability('probability')} AS probability)"
+                if "probability" in cols
+                else ""
+            )
+            where = ""
+            if self.sources is not None:
+                srcs = ", ".join("'" + s.replace("'", "''") + "'" for s in self.sources)
+                where = f" WHERE source IN ({srcs or 'NULL'})"
             self.con.execute(
-                f'CREATE OR REPLACE TEMP VIEW identity_link AS SELECT * FROM "{row[0]}".main.'
-                f"identity_link WHERE source IN ({srcs})"
+                f"CREATE OR REPLACE TEMP VIEW identity_link AS SELECT *{rounded} "
+                f'FROM "{row[0]}".main.identity_link{where}'
             )
             self.on = True
         return self
@@ -919,8 +956,10 @@ def run_rule_months(
                 row[0],
             )
             return None
-        _store(con, spec, plan.run_id)
-    reuse.copy_month_hits(con, spec.id, from_run, plan.run_id, keep)
+        with _LinksOf(con, reuse.link_sources(plan.needs[spec.id])):
+            _store(con, spec, plan.run_id)  # quotes the links as the rule saw them
+    with _Requote(con, plan.needs[spec.id]) as rq:
+        reuse.copy_month_hits(con, spec.id, from_run, plan.run_id, keep, requote=rq.requote)
     row = con.execute(
         "SELECT count(*), coalesce(sum(amount), 0) FROM _run_hit WHERE rule_id = ?", [spec.id]
     ).fetchone()
@@ -934,7 +973,25 @@ def reuse_rule(con: duckdb.DuckDBPyConnection, plan: RunPlan, spec: RuleSpec) ->
     prev = plan.reuses(spec.id)
     if prev is None:
         raise ValueError(f"rule {spec.id} has no earlier run with the same inputs")
-    return reuse.copy_hits(con, spec.id, prev, plan.run_id)
+    with _Requote(con, plan.needs[spec.id]) as rq:
+        return reuse.copy_hits(con, spec.id, prev, plan.run_id, requote=rq.requote)
+
+
+class _Requote(_LinksOf):
+    """Within ``with``: copied hits have their evidence's ``identity_links`` quoted afresh
+    (``requote``), from the links of the rule's sources as ``_store`` sees them (when the
+    warehouse has no stored ``identity_link``, from whatever ``identity_link`` is): the
+    fingerprints hold only the links a rule's SQL reads (``reuse.period_inputs``)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, nd: rule_needs.RuleNeeds) -> None:
+        super().__init__(con, reuse.link_sources(nd))
+        self.requote = True
+
+    def __enter__(self) -> _Requote:
+        if self.requote:
+            super().__enter__()
+            self.con.execute(_SORT_EVIDENCE)
+        return self
 
 
 def record_outcome(
@@ -962,20 +1019,18 @@ def record_outcome(
             [plan.run_id, out.rule_id, plan.fingerprints[out.rule_id], out.reused_from],
         )
         rest = plan.rests.get(out.rule_id)
-        if rest is not None and plan.months:  # the months its hits came from (month-wise reuse)
+        months = plan.months.get(out.rule_id)
+        if rest is not None and months:  # the months its hits came from (month-wise reuse)
             kept = (
                 {p: plan.by_month[out.rule_id][0] for p in plan.by_month[out.rule_id][1]}
                 if out.months_from
-                else {p: out.reused_from for p in plan.months}
+                else {p: out.reused_from for p in months}
                 if out.reused_from
                 else {}
             )
             con.executemany(
                 "INSERT INTO _run_period VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    [plan.run_id, out.rule_id, rest, p, d, kept.get(p)]
-                    for p, d in plan.months.items()
-                ],
+                [[plan.run_id, out.rule_id, rest, p, d, kept.get(p)] for p, d in months.items()],
             )
     log.info(
         "rule %s: %s %d hits %.2fs%s", out.rule_id, out.status, out.hits, out.seconds,
@@ -1054,8 +1109,14 @@ def _run_all(
     scope: _MonthsScope,
     progress: Callable[[str, int, int], None] | None,
 ) -> None:
-    """Run (or copy) every rule of ``plan`` in order, appending to ``result``."""
-    for i, spec in enumerate(plan.specs):
+    """Run (or copy) every rule of ``plan``, appending to ``result`` in the plan's order. The
+    rules computing only some payment months run first, one after the other, so that the
+    restricted building blocks (``_MonthsScope``) are built once, not again after each rule
+    that reads every month (rules are independent: the order changes no result)."""
+    first = [s for s in plan.specs if s.id in plan.by_month and plan.executes(s.id)]
+    order = first + [s for s in plan.specs if s not in first]
+    outcomes: dict[str, RuleOutcome] = {}
+    for i, spec in enumerate(order):
         if progress is not None:
             progress(spec.id, i, len(plan.specs))
         t0 = time.perf_counter()
@@ -1086,7 +1147,8 @@ def _run_all(
                 con.execute("DELETE FROM _run_hit WHERE rule_id = ?", [spec.id])
         out.seconds = time.perf_counter() - t0
         record_outcome(con, plan, out, started)
-        result.outcomes.append(out)
+        outcomes[spec.id] = out
+    result.outcomes.extend(outcomes[s.id] for s in plan.specs)
 
 
 # ---------------------------------------------------------------- planning checks, examples

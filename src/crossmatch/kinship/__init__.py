@@ -215,15 +215,36 @@ def build(con: duckdb.DuckDBPyConnection, memory_limit: str | None = "2GB") -> d
     counts. ``memory_limit``: DuckDB's buffer pool during the build (beyond it the relative
     joins spill to disk), restored afterwards; at 300k persons the build alone peaks at 2.4 GB
     with DuckDB's default and 2.1 GB at 2GB (+0.9 s). None leaves the connection as it is.
+    A build that runs out of memory at that limit is retried at 4GB, then at the connection's
+    own limit, with a warning naming the limit (a 3M-person county did not fit in 2GB).
     """
     if memory_limit is None:
         return _build(con)
     before = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]  # type: ignore[index]
-    con.execute(f"SET memory_limit = '{memory_limit}'")
+    limits = [memory_limit, *(x for x in _ESCALATION if x != memory_limit), before]
     try:
-        return _build(con)
+        for i, limit in enumerate(limits):
+            con.execute(f"SET memory_limit = '{limit}'")
+            try:
+                return _build(con)
+            except duckdb.OutOfMemoryException as e:
+                if i == len(limits) - 1:
+                    raise
+                # every step is CREATE OR REPLACE: building again from the start is safe
+                log.warning(
+                    "kinship: out of memory at memory_limit %s (%s); building again at %s",
+                    limit,
+                    str(e).splitlines()[0],
+                    limits[i + 1],
+                )
+        raise AssertionError("unreachable")
     finally:
         con.execute(f"SET memory_limit = '{before}'")
+
+
+#: The larger buffer pools a build that ran out of memory is retried with (then the
+#: connection's own limit): a 3M-person registry's household window did not fit in 2GB.
+_ESCALATION = ("4GB",)
 
 
 def _build(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
