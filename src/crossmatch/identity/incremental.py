@@ -280,6 +280,12 @@ def _reopen(con: duckdb.DuckDBPyConnection, config: LinkageConfig, mentions_kept
             "AND r.role = k.role)"
         )
         con.execute("INSERT INTO _new SELECT source, file, row, role FROM _reopen")
+    if _temp_exists(con, "_reopen_h"):
+        # the staff mentions :func:`reopen_handlers` moved already (seeds of the reach above)
+        con.execute("INSERT INTO _reopen SELECT * FROM _reopen_h")
+        n += fetch_one(con, "SELECT count(*) FROM _reopen_h")[0]
+        con.execute("DROP TABLE _reopen_h")
+    if n:
         con.execute(
             """CREATE OR REPLACE TEMP TABLE _kept_conflict AS
             SELECT c.* FROM identity_conflict c SEMI JOIN _kept USING (source, file, row, role)"""
@@ -290,6 +296,45 @@ def _reopen(con: duckdb.DuckDBPyConnection, config: LinkageConfig, mentions_kept
         )
     for t in ("_ro_k", "_ro_kn", "_ro_seed", "_ro_hit"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
+    return n
+
+
+def reopen_handlers(con: duckdb.DuckDBPyConnection, decisions: str) -> int:
+    """Re-decide tonight the kept links of name-only staff mentions (handlers, approvers)
+    whose link tonight's staff decision differs from: move them from ``_kept`` to ``_new``
+    (and into ``_reopen_h``, which :func:`_reopen` adds to ``_reopen``). Returns how many.
+
+    ``decisions`` (source, file, row, role, id, probability): tonight's link of every name-only
+    staff mention of the county (:func:`~crossmatch.identity.exact.link_handlers`). Why not
+    only the new ones: such a link depends on the county's staff (payroll rows, registry
+    names) and on the profile of the role learned from every other staff mention's link, so a
+    new payroll row, a re-decided handler or another file's approvers can change the link of
+    a mention whose own row did not change, and a full rebuild decides every one of them
+    afresh. Compared: a kept handler link is a ``fuzzy`` link to node ``I:<id>`` with the
+    decision's probability; a kept mention with a decision it does not have, or a kept
+    handler link without a decision tonight (the mention goes to the fuzzy path), differs.
+    Such mentions enter or leave the fuzzy path, so they are seeds of the reach like any
+    new mention (they are in ``_new`` when :func:`_reached` runs)."""
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _reopen_h AS
+        SELECT k.source, k.file, k.row, k.role, k.file_hash FROM _kept k
+        JOIN person_mention m USING (source, file, row, role)
+        LEFT JOIN {decisions} d USING (source, file, row, role)
+        WHERE m.id IS NULL AND m.id_raw IS NULL AND m.township IS NOT NULL
+            AND m.name IS NOT NULL
+            AND CASE WHEN d.id IS NOT NULL
+                THEN NOT (k.method = 'fuzzy' AND k.node_id IS NOT DISTINCT FROM 'I:' || d.id
+                          AND k.probability IS NOT DISTINCT FROM d.probability)
+                ELSE k.method = 'fuzzy' AND k.node_id LIKE 'I:%' END"""
+    )
+    n = int(fetch_one(con, "SELECT count(*) FROM _reopen_h")[0])
+    if n:
+        con.execute(
+            "DELETE FROM _kept k WHERE EXISTS (SELECT 1 FROM _reopen_h r WHERE "
+            "r.source = k.source AND r.file = k.file AND r.row = k.row AND r.role = k.role)"
+        )
+        con.execute("INSERT INTO _new SELECT source, file, row, role FROM _reopen_h")
+    log.info("staff links: %d kept links re-decided (tonight's staff decision differs)", n)
     return n
 
 
