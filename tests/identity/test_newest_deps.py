@@ -51,6 +51,8 @@ def test_resolve_with_read_only_frame_arrays(read_only_arrays):
     # a second, incremental night: the payment file exported again with every 7th row changed
     # (another account: an identical row would be no new mention)
     con.execute("UPDATE src_payment SET _file_hash = 'y'")
-    con.execute("UPDATE src_payment SET account = '6228' || CAST(_row AS VARCHAR) WHERE _row % 7 = 0")
+    con.execute(
+        "UPDATE src_payment SET account = '6228' || CAST(_row AS VARCHAR) WHERE _row % 7 = 0"
+    )
     s2 = resolve(con)
     assert s2.mode == "incremental" and s2.new_mentions > 0

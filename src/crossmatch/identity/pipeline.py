@@ -85,10 +85,10 @@ from crossmatch.identity.incremental import (
     _previous_persons,
     _previous_pids,
     _reopen,
-    reopen_handlers,
     _signature,
     _split_new,
     _unchanged,
+    reopen_handlers,
     snapshot_index,
 )
 from crossmatch.identity.linker import LinkageConfig, Linker
