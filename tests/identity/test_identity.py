@@ -310,14 +310,23 @@ def test_incremental_run_touches_only_new_mentions():
     ).fetchall()
     assert [m for (m,) in methods][:3] == ["fuzzy"] * 3
 
-    # a changed file (new hash) is resolved again; a full run gives the same ids
+    # a file exported again (new hash): its rows unchanged in place are no new mentions (they
+    # keep their links, under the new version), its one changed row is resolved again; a
+    # full run gives the same ids
     con.execute("UPDATE src_shareholder SET _file_hash = 'z'")
+    first_row = con.execute("SELECT min(_row) FROM src_shareholder").fetchone()[0]
+    con.execute(
+        "UPDATE src_shareholder SET credit_code = '91341122MA99999999' WHERE _row = ?", [first_row]
+    )
     third = resolve(con)
     assert third.mode == "incremental"
-    assert third.new_mentions == con.execute("SELECT count(*) FROM src_shareholder").fetchone()[0]
+    assert third.new_mentions == 1  # the changed row's holder
+    n_links = con.execute(
+        "SELECT count(*) FROM identity_link WHERE source = 'shareholder' AND file_hash = 'z'"
+    ).fetchone()[0]
+    assert n_links == con.execute("SELECT count(*) FROM src_shareholder").fetchone()[0]
     now = _links(con)
-    other = now.index.get_level_values("source") != "shareholder"
-    assert now[other].tolist() == after.reindex(now.index)[other].tolist()
+    assert now.tolist() == after.reindex(now.index).tolist()
     # a full run re-decides everything; ids stay put (the ghost keeps its P id), and at most
     # the odd name-only mention, re-decided on different evidence, may move
     resolve(con, full=True)

@@ -152,9 +152,11 @@ def test_other_township_names_build_every_mention(con):
 
 
 def test_an_incremental_resolve_publishes_only_the_affected_persons(con):
-    """A new version of one payment file: its mentions are built, the persons of its old and
-    new links published again, every other person's row kept; ``person`` equals the one
-    published from scratch from the same links."""
+    """A new version of one payment file (one row removed): the persons of the links that
+    changed (the removed row's) are published again, every other person's row kept (the
+    rows the new version has as they were, same content and number, keep their links:
+    mentions._carry_links); ``person`` equals the one published from scratch from the same
+    links."""
     from crossmatch.identity import publish
     from crossmatch.identity.pipeline import resolve_identities
 
@@ -165,9 +167,10 @@ def test_an_incremental_resolve_publishes_only_the_affected_persons(con):
     payees = {
         r[0]
         for r in con.execute(
-            "SELECT DISTINCT person_id FROM identity_link WHERE file = ?", [P1]
+            "SELECT DISTINCT person_id FROM identity_link WHERE file = ? AND row = 10", [P1]
         ).fetchall()
     }
+    assert payees
     row_of = dict(con.execute("SELECT person_id, rowid FROM person").fetchall())
     s = resolve_identities(con, roles=_roles())
     assert s.mode == "incremental" and s.mentions_kept
@@ -198,11 +201,13 @@ def test_home_support_is_computed_again_only_when_its_inputs_change(con, monkeyp
     resolve_identities(con, roles=_roles())
     assert len(calls) == 1
     value = con.execute("SELECT value FROM identity_support_cache").fetchall()
-    con.execute("UPDATE src_payment SET _file_hash = 'y' WHERE _file = ?", [P1])
+    # (rows renumbered: resolved again, with the candidates' role evidence; a row kept as
+    # it was, same content and number, would keep its link and need no evidence at all)
+    con.execute("UPDATE src_payment SET _file_hash = 'y', _row = _row + 1000 WHERE _file = ?", [P1])
     resolve_identities(con, roles=_roles())
     assert len(calls) == 1  # payments are no input of it
     con.execute("UPDATE src_hukou SET _file_hash = 'y'")
-    con.execute("UPDATE src_payment SET _file_hash = 'z' WHERE _file = ?", [P1])
+    con.execute("UPDATE src_payment SET _file_hash = 'z', _row = _row + 1000 WHERE _file = ?", [P1])
     resolve_identities(con, roles=_roles())
     assert len(calls) == 2  # the registry (home addresses) is
     assert con.execute("SELECT value FROM identity_support_cache").fetchall() == value

@@ -48,7 +48,11 @@ def test_resolve_with_read_only_frame_arrays(read_only_arrays):
     s = resolve(con)
     assert s.fuzzy > 0  # the fuzzy path (pins written into the exclusive arrays) ran
     assert pair_scores(join_truth(con, c.truth)).f1 >= 0.98
-    # a second, incremental night
-    con.execute("UPDATE src_payment SET _file_hash = 'y' WHERE _row % 7 = 0")
+    # a second, incremental night: the payment file exported again with every 7th row changed
+    # (another account: an identical row would be no new mention)
+    con.execute("UPDATE src_payment SET _file_hash = 'y'")
+    con.execute(
+        "UPDATE src_payment SET account = '6228' || CAST(_row AS VARCHAR) WHERE _row % 7 = 0"
+    )
     s2 = resolve(con)
     assert s2.mode == "incremental" and s2.new_mentions > 0

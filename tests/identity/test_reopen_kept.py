@@ -152,3 +152,83 @@ def test_an_unrelated_change_keeps_the_kept_links(county):
         == rows
     )
     _assert_equals_full(con)
+
+
+def _reexport(con, rows, file: str, version: str, first_row: int) -> None:
+    """The file ``file`` exported again (``version``: its content hash): its rows replaced by
+    ``rows`` (name, id, village code, account), numbered from ``first_row``."""
+    con.execute("DELETE FROM src_payment WHERE _file = ?", [file])
+    _payments(con, rows, file)
+    con.execute(
+        "UPDATE src_payment SET _file_hash = ?, _row = _row - 2 + ? WHERE _file = ?",
+        [version, first_row, file],
+    )
+
+
+def test_a_reexported_file_reaches_only_what_its_new_rows_change(county):
+    """A file exported again with the same rows (other row numbers, one new row of someone
+    else) changes nothing a kept decision was made on: the kept links of the IDs it pays stay
+    kept. Before row digests every ID of the file counted as changed and its kept ID-less
+    links were re-decided."""
+    con, ids = county
+    q3 = [
+        ("端木芳", ids["fang1"], V1, ACCT),
+        ("端木强", ids["qiang1"], V1, "6228000000009002"),
+    ]
+    # night 1: fang1 paid with her ID into ACCT, and an ID-less 端木芳 into ACCT: linked to her
+    _payments(con, q3, "finance/q3.csv")
+    _payments(con, [("端木芳", None, None, ACCT)], "finance/q2.csv")
+    resolve(con)
+    assert _link(con, "finance/q2.csv") == (ids["fang1"], "fuzzy")
+    # night 2: q3 re-exported: a new first row of someone else, the same rows after it
+    _reexport(con, [("欧阳修", None, V2, "6228000000009999"), *q3], "finance/q3.csv", "v2", 2)
+    s = resolve(con)
+    assert s.mode == "incremental"
+    assert s.reopened == 0
+    assert _link(con, "finance/q2.csv") == (ids["fang1"], "fuzzy")
+    assert _link(con, "finance/q3.csv", row=3) == (ids["fang1"], "exact")
+    _assert_equals_full(con)
+
+
+def test_a_reexported_file_whose_row_changed_reaches_its_id(county):
+    """The same re-export with fang1's row changed (another account): her evidence changed,
+    so the kept ID-less link to her is re-decided (and still equals a full run)."""
+    con, ids = county
+    q3 = [
+        ("端木芳", ids["fang1"], V1, ACCT),
+        ("端木强", ids["qiang1"], V1, "6228000000009002"),
+    ]
+    _payments(con, q3, "finance/q3.csv")
+    _payments(con, [("端木芳", None, None, ACCT)], "finance/q2.csv")
+    resolve(con)
+    assert _link(con, "finance/q2.csv") == (ids["fang1"], "fuzzy")
+    q3[0] = ("端木芳", ids["fang1"], V1, "6228000000009003")
+    _reexport(con, [("欧阳修", None, V2, "6228000000009999"), *q3], "finance/q3.csv", "v2", 2)
+    s = resolve(con)
+    assert s.mode == "incremental"
+    assert s.reopened >= 1
+    _assert_equals_full(con)
+
+
+def test_a_file_exported_again_with_rows_appended_keeps_its_rows_links(county):
+    """Exported again with one row appended: its unchanged rows (same content, same number)
+    keep their links under the new version, so only the appended row is resolved."""
+    con, ids = county
+    q3 = [
+        ("端木芳", ids["fang1"], V1, ACCT),
+        ("端木芳", None, None, ACCT),
+        ("端木强", None, V1, None),
+    ]
+    _payments(con, q3, "finance/q3.csv")
+    resolve(con)
+    before = _links(con).drop(columns="file_hash")
+    assert _link(con, "finance/q3.csv", row=3) == (ids["fang1"], "fuzzy")
+    _reexport(con, [*q3, ("欧阳修", None, V2, "6228000000009999")], "finance/q3.csv", "v2", 2)
+    s = resolve(con)
+    assert s.mode == "incremental"
+    assert s.new_mentions == 1 and s.reopened == 0
+    after = _links(con)
+    assert set(after.loc[after["file"] == "finance/q3.csv", "file_hash"]) == {"v2"}
+    kept = after[(after["file"] != "finance/q3.csv") | (after["row"] < 5)]
+    assert kept.drop(columns="file_hash").reset_index(drop=True).equals(before)
+    _assert_equals_full(con)

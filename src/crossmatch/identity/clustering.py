@@ -18,12 +18,20 @@ from crossmatch.identity.summary import ResolveSummary
 from crossmatch.warehouse import fetch_one
 
 
-def _fuzzy_pool(con: duckdb.DuckDBPyConnection, judged: pd.DataFrame) -> pd.DataFrame:
-    """``_fz``: new mentions with no usable ID (or an ID conflict) not linked as handlers, each
-    with its group key; returns one row per group (identical attributes = one node)."""
+def _fuzzy_pool(
+    con: duckdb.DuckDBPyConnection,
+    judged: pd.DataFrame,
+    scope: str | None = "_new",
+    out: str = "_fz",
+    handlers: str = "_handler_link",
+) -> pd.DataFrame:
+    """``_fz`` (``out``): new mentions (those of table ``scope``; None: every mention) with no
+    usable ID (or an ID conflict) not linked as handlers (table ``handlers``), each with its
+    group key; returns one row per group (identical attributes = one node)."""
     _store(con, "_judged", judged, temp=True)
+    within = f"SEMI JOIN {scope} USING (source, file, row, role)" if scope else ""
     con.execute(
-        """CREATE OR REPLACE TEMP TABLE _fz0 AS
+        f"""CREATE OR REPLACE TEMP TABLE {out}0 AS
         SELECT m.source, m.file, m.row, m.role, m.name, m.id_raw, m.village_code,
             m.township AS township_name, m.village AS village_name, c.id AS conflict_id,
             m.event_month,
@@ -31,15 +39,15 @@ def _fuzzy_pool(con: duckdb.DuckDBPyConnection, judged: pd.DataFrame) -> pd.Data
                 CASE WHEN m.account IS NOT NULL THEN 'A:' || m.account END) AS acct,
             j.source IS NOT NULL AS judged
         FROM person_mention m
-        SEMI JOIN _new USING (source, file, row, role)
+        {within}
         LEFT JOIN identity_conflict c USING (source, file, row, role)
-        LEFT JOIN _handler_link h USING (source, file, row, role)
+        LEFT JOIN {handlers} h USING (source, file, row, role)
         LEFT JOIN _acct_owner o ON o.account = m.account
         LEFT JOIN _acct_name_owner an ON an.account = m.account AND an.name = m.name
         LEFT JOIN (SELECT DISTINCT * FROM _judged) j USING (source, file, row, role)
         WHERE (m.id IS NULL OR c.id IS NOT NULL) AND h.id IS NULL AND m.name IS NOT NULL"""
     )
-    raw = con.execute("SELECT DISTINCT id_raw FROM _fz0 WHERE id_raw IS NOT NULL").df()
+    raw = con.execute(f"SELECT DISTINCT id_raw FROM {out}0 WHERE id_raw IS NOT NULL").df()
     raw["idc"] = _candidate_id(raw["id_raw"])
     _store(con, "_idc", raw, temp=True)
     # Identical attributes make one node only when they identify someone: an ID candidate, an
@@ -51,7 +59,7 @@ def _fuzzy_pool(con: duckdb.DuckDBPyConnection, judged: pd.DataFrame) -> pd.Data
     # its own node so that the judgement applies to it alone.
     _store(con, "_once_file", listed.once_files(con), temp=True)
     con.execute(
-        """CREATE OR REPLACE TEMP TABLE _fz1 AS
+        f"""CREATE OR REPLACE TEMP TABLE {out}1 AS
         SELECT f.*, i.idc AS idc0,
             CASE WHEN o.file IS NOT NULL AND i.idc IS NULL AND f.acct IS NULL
                 AND count(*) OVER (PARTITION BY f.source, f.role, f.file, f.name,
@@ -59,11 +67,11 @@ def _fuzzy_pool(con: duckdb.DuckDBPyConnection, judged: pd.DataFrame) -> pd.Data
                     i.idc IS NULL AND f.acct IS NULL) > 1
                 THEN concat_ws('|', f.source, f.role, f.file, f.name, coalesce(f.village_code, '~'),
                     coalesce(f.village_name, '~'), coalesce(f.township_name, '~')) END AS once_key
-        FROM _fz0 f LEFT JOIN _idc i USING (id_raw)
+        FROM {out}0 f LEFT JOIN _idc i USING (id_raw)
         LEFT JOIN _once_file o USING (source, role, file)"""
     )
     con.execute(
-        """CREATE OR REPLACE TEMP TABLE _fz AS
+        f"""CREATE OR REPLACE TEMP TABLE {out} AS
         SELECT f.* EXCLUDE (idc0), CASE WHEN f.conflict_id IS NULL THEN f.idc0 END AS idc,
             substr(md5(concat_ws('\x1f', coalesce(f.name, '~'),
                 coalesce(CASE WHEN f.conflict_id IS NULL THEN f.idc0 END, '~'),
@@ -78,18 +86,18 @@ def _fuzzy_pool(con: duckdb.DuckDBPyConnection, judged: pd.DataFrame) -> pd.Data
                         AND f.village_name IS NULL AND f.township_name IS NOT NULL THEN '~'
                     WHEN f.idc0 IS NULL AND f.acct IS NULL THEN f.source || '|' || f.role
                     ELSE '~' END)), 1, 16) AS gkey
-        FROM _fz1 f"""
+        FROM {out}1 f"""
     )
     # ``registry``: the node holds a registry row (an ID with a bad check digit, or none);
     # it is a registered person of its own, see :func:`_registry_anchor`
     return con.execute(
         # the key hashes these values, so a group holds one of each; min(), not any_value(),
         # so that a hash collision could not make the pick depend on scan order either
-        """SELECT gkey, min(name) AS name, min(idc) AS idc,
+        f"""SELECT gkey, min(name) AS name, min(idc) AS idc,
             min(village_code) AS village_code, min(acct) AS acct,
             min(conflict_id) AS conflict_id, bool_or(source = 'hukou') AS registry,
             date_diff('day', DATE '1970-01-01', min(event_month))::DOUBLE AS first_day
-        FROM _fz GROUP BY gkey ORDER BY gkey"""
+        FROM {out} GROUP BY gkey ORDER BY gkey"""
     ).df()
 
 

@@ -62,7 +62,8 @@ def find_conflicts(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
 
 
 def link_handlers(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-    """Name-only staff mentions (a township context, no ID) -> payroll staff of that township.
+    """Name-only staff mentions (a township context, no ID) -> payroll staff of that township,
+    for *every* such mention of the county (not only tonight's new ones: see below).
 
     Candidates are payroll persons whose unit name contains the township name. A unique
     exact-name match links with probability 0.99, a unique same-pinyin match with 0.9.
@@ -71,11 +72,19 @@ def link_handlers(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     unit name without the township, and post: 人民政府/民政办科员 for handlers) is *learned*
     from the first pass's unique links, and an ambiguous name is retried among staff of that
     profile only (probability 0.9 / 0.85). Still ambiguous or absent: left to the fuzzy path.
+
+    Why every mention, on an incremental night too: the profile of a role is learned from the
+    unique links of the whole county, so a mention's link depends on every other staff
+    mention. Learned from tonight's new mentions alone (as it was), an incremental night that
+    re-decided the 229 approver rows of 李伟 (two staff of that name in the township) had no
+    first-pass link of the approver role to learn from and left them to the fuzzy path (an
+    ID-less person), where a full rebuild linked them to the approver on the payroll. The
+    caller keeps the links of the mentions it resolves and re-decides a kept mention whose
+    link tonight's decision differs from (:func:`crossmatch.identity.incremental.reopen_handlers`).
     """
     empty = pd.DataFrame(columns=["source", "file", "row", "role", "id", "probability"])
     h = con.execute(
         """SELECT source, file, row, role, name, township FROM person_mention
-        SEMI JOIN _new USING (source, file, row, role)
         WHERE id IS NULL AND id_raw IS NULL AND township IS NOT NULL AND name IS NOT NULL"""
     ).df()
     post = (

@@ -1,10 +1,70 @@
 """Incremental resolution: which mentions are new or changed since the last run, whether
 the model may be reused (signature), and the previous run's persons and ids.
+
+What changed is told row by row, not file by file. A file exported again (a quarter's
+payments with 2 % more rows) is a new file version, but most of its rows are rows the gone
+version had. :func:`~crossmatch.identity.mentions.build_mentions` stores a digest of every
+source row's content (``identity_row_digest``: every column but where the row is: file, file
+hash, row number, and which row a duplicate repeats) and matches the new version's rows with
+the gone version's, one to one per digest (``mentions._rows_changed``). Why that is safe:
+
+1. A matched row has the content the gone row had (up to a collision of the 64-bit digest
+   among the rows of one file: for 10^5 changed rows against 10^6 kept ones, about 10^-8),
+   so the mentions built from it are the gone row's to the last column but ``row`` and
+   ``file_hash``, and so is every column of the ``src_*`` row that evidence reads (role
+   profile, areas, listings, household co-mentions, deaths), and so are its co-mentions
+   (the other roles of the same row).
+2. Everything a decision reads is a function of mentions and rows *by content*: a person-
+   index row of its ID's mentions (and death rows), account owners of the ID-bearing
+   mentions of the account, a candidate's role profile, listings, areas and co-mentions of
+   its mentions' rows, a node of its mention's attributes, a block of the nodes' keys. What
+   is keyed by the row number instead: a ``P`` id (the hash of the person's first mention
+   key), an unresolved mention's own id, and the mention keys judgements and previous ids are
+   stored under.
+3. Hence an ID none of whose mentions is on an unmatched row (new, changed or removed) has
+   the same evidence tonight as on the night its links were decided, and so has an account
+   none of whose mentions is; a matched row's ID-less mention is no new node to any block.
+   The reach (:func:`_reopen`) starts from the unmatched rows only: their fuzzy-path
+   mentions (new and removed ones) as seeds, their IDs and accounts, and the person-index
+   rows that differ (compared row by row, so an ID whose index row came out the same seeds
+   nothing).
+4. A row matched under the *same* row number is, for resolving, a row of a file version that
+   did not change: its link moves to the new version (``mentions._carry_links``, in the
+   transaction that replaces the mentions) and is kept, like any kept link, unless the
+   reach re-decides it. A row matched under *another* number is resolved again (the keys
+   of 2. differ), as a new mention, but is no seed.
+
+5. What a link is decided from beyond its own evidence, county-wide, is computed over the
+   whole county as a full run does, not over what the night touched:
+   * a name-only staff mention (handler, approver) is linked by the role's profile learned
+     from *every* staff mention's first-pass link (:func:`~crossmatch.identity.exact.
+     link_handlers`), so the links are decided for all of them each night and a kept one
+     that tonight's decision differs from is re-decided (:func:`reopen_handlers`, a seed of
+     the reach). Learned from the night's mentions alone, the 229 re-decided approver rows
+     of 李伟 (two staff of that name in the township) found no approver link to learn from
+     and became an ID-less person where a full rebuild links them to the payroll's approver;
+   * term frequencies (the name's weight) are counted over the nodes a full run has (the
+     person index and the groups of every fuzzy-path mention, ``pipeline._tf_population``),
+     not over the run's own nodes (tonight's groups and the kept persons' nodes: another
+     partition of the same mentions). Every link decided tonight then has, to the last bit,
+     the probability a full run on the same weights gives it.
+
+What still differs from a rebuild (see docs/nights.md, "Kept links and a rebuild's
+probabilities"): a kept link keeps the probability of the night it was decided on, while a
+full run recounts every name's frequency (a new node of any name changes every name's share):
+on the sample, 1,892 kept links differ from ``resolve --full`` on the same weights, by at most
+0.00023. Recomputing them is not a rescaling: a probability is a candidate posterior over
+every candidate of the node, after penalties some of which depend on the pair's weight
+(listings, areas, a dead candidate), so it means scoring the node again. A fresh warehouse
+differs more: it trains the weights anew on tonight's files (``identity_params`` are trained
+once and reused by design), which moves every fuzzy probability (the sample's m and u move in
+the third or fourth digit); persons, links and methods are equal either way.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 
 import duckdb
 import pandas as pd
@@ -17,6 +77,8 @@ from crossmatch.identity.mentions import _columns, _store, _tables
 from crossmatch.identity.roles import RoleRef
 from crossmatch.identity.summary import ResolveSummary
 from crossmatch.warehouse import fetch_one
+
+log = logging.getLogger(__name__)
 
 #: Bumped whenever what resolve publishes for the same inputs changes (a run of an older
 #: version is then neither "unchanged" nor extended incrementally: it is recomputed).
@@ -197,14 +259,16 @@ def _reopen(con: duckdb.DuckDBPyConnection, config: LinkageConfig, mentions_kept
     Reached, and so re-decided (every mention with the same node attributes together, since
     such mentions are one node of the fuzzy path):
     * kept fuzzy / unresolved mentions sharing a blocking key of the configuration with a
-      *seed*: a new mention that goes to the fuzzy path (no ID, or an ID under another name),
-      or a person-index row that changed (old and new: a new ID, a name, village, account,
-      registry status or death that changed, an ID gone);
-    * those linked to an ID whose mentions changed (its evidence changed: beyond its
-      person-index row, its role profile, listings, areas and household co-mentions come
-      from its mentions; at 300,000 persons leaving this out left 姚芳's two ID-less
-      payments unresolved where a full run links them);
-    * those paid into an account whose owner changed (``_acct_moved``, id_index.update).
+      *seed*: a mention of a new, changed or removed row (not a row a re-exported file has
+      as before, ``_row_same``: see the module docstring) that goes to the fuzzy path (no
+      ID, or an ID under another name), or a person-index row that changed (old and new: a
+      new ID, a name, village, account, registry status or death that changed, an ID gone);
+    * those linked to an ID with a mention on a new, changed or removed row (``_row_chg_id``:
+      its evidence changed: beyond its person-index row, its role profile, listings, areas
+      and household co-mentions come from its mentions; at 300,000 persons leaving this out
+      left 姚芳's two ID-less payments unresolved where a full run links them);
+    * those paid into an account whose owner changed (``_acct_moved``, id_index.update) or
+      that such a row names (``_row_chg_acct``).
     Exact links (by a valid ID) and judgements stay kept. Without a record of the IDs that
     changed (the mentions were built again), every kept fuzzy / unresolved link is reopened.
 
@@ -237,6 +301,12 @@ def _reopen(con: duckdb.DuckDBPyConnection, config: LinkageConfig, mentions_kept
             "AND r.role = k.role)"
         )
         con.execute("INSERT INTO _new SELECT source, file, row, role FROM _reopen")
+    if _temp_exists(con, "_reopen_h"):
+        # the staff mentions :func:`reopen_handlers` moved already (seeds of the reach above)
+        con.execute("INSERT INTO _reopen SELECT * FROM _reopen_h")
+        n += fetch_one(con, "SELECT count(*) FROM _reopen_h")[0]
+        con.execute("DROP TABLE _reopen_h")
+    if n:
         con.execute(
             """CREATE OR REPLACE TEMP TABLE _kept_conflict AS
             SELECT c.* FROM identity_conflict c SEMI JOIN _kept USING (source, file, row, role)"""
@@ -250,18 +320,68 @@ def _reopen(con: duckdb.DuckDBPyConnection, config: LinkageConfig, mentions_kept
     return n
 
 
+def reopen_handlers(con: duckdb.DuckDBPyConnection, decisions: str) -> int:
+    """Re-decide tonight the kept links of name-only staff mentions (handlers, approvers)
+    whose link tonight's staff decision differs from: move them from ``_kept`` to ``_new``
+    (and into ``_reopen_h``, which :func:`_reopen` adds to ``_reopen``). Returns how many.
+
+    ``decisions`` (source, file, row, role, id, probability): tonight's link of every name-only
+    staff mention of the county (:func:`~crossmatch.identity.exact.link_handlers`). Why not
+    only the new ones: such a link depends on the county's staff (payroll rows, registry
+    names) and on the profile of the role learned from every other staff mention's link, so a
+    new payroll row, a re-decided handler or another file's approvers can change the link of
+    a mention whose own row did not change, and a full rebuild decides every one of them
+    afresh. Compared: a kept handler link is a ``fuzzy`` link to node ``I:<id>`` with the
+    decision's probability; a kept mention with a decision it does not have, or a kept
+    handler link without a decision tonight (the mention goes to the fuzzy path), differs.
+    Such mentions enter or leave the fuzzy path, so they are seeds of the reach like any
+    new mention (they are in ``_new`` when :func:`_reached` runs)."""
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _reopen_h AS
+        SELECT k.source, k.file, k.row, k.role, k.file_hash FROM _kept k
+        JOIN person_mention m USING (source, file, row, role)
+        LEFT JOIN {decisions} d USING (source, file, row, role)
+        WHERE m.id IS NULL AND m.id_raw IS NULL AND m.township IS NOT NULL
+            AND m.name IS NOT NULL
+            AND CASE WHEN d.id IS NOT NULL
+                THEN NOT (k.method = 'fuzzy' AND k.node_id IS NOT DISTINCT FROM 'I:' || d.id
+                          AND k.probability IS NOT DISTINCT FROM d.probability)
+                ELSE k.method = 'fuzzy' AND k.node_id LIKE 'I:%' END"""
+    )
+    n = int(fetch_one(con, "SELECT count(*) FROM _reopen_h")[0])
+    if n:
+        con.execute(
+            "DELETE FROM _kept k WHERE EXISTS (SELECT 1 FROM _reopen_h r WHERE "
+            "r.source = k.source AND r.file = k.file AND r.row = k.row AND r.role = k.role)"
+        )
+        con.execute("INSERT INTO _new SELECT source, file, row, role FROM _reopen_h")
+    log.info("staff links: %d kept links re-decided (tonight's staff decision differs)", n)
+    return n
+
+
 def _reached(con: duckdb.DuckDBPyConnection, config: LinkageConfig) -> None:
     """Fill ``_reopen`` with the kept links of ``_ro_k`` the change reaches (see _reopen)."""
     keys = list(dict.fromkeys(c for cols, _cap in config.rules() for c in cols))
     keys = [k for k in keys if k in _KEYS]
     # the kept nodes and the new fuzzy-path nodes, one row per distinct attribute set
     kept = con.execute("SELECT DISTINCT name, id_raw, village_code, acct FROM _ro_k").df()
+    # (a row of a new file version that the gone version had too, the same content under
+    # any row number, ``_row_same``, brings nothing new: a seed is a new or changed row's
+    # mention, or a removed or changed row's, ``_row_gone``)
+    fuzzy_path = "m.name IS NOT NULL AND (m.id IS NULL OR n.name IS DISTINCT FROM m.name)"
     new = con.execute(
-        f"""SELECT DISTINCT {_NODE_ATTRS} FROM person_mention m
-        SEMI JOIN _new USING (source, file, row, role)
-        LEFT JOIN _id_node n ON n.id = m.id
-        {_NODE_JOINS}
-        WHERE m.name IS NOT NULL AND (m.id IS NULL OR n.name IS DISTINCT FROM m.name)"""
+        f"""SELECT DISTINCT * FROM (
+            SELECT {_NODE_ATTRS} FROM person_mention m
+            SEMI JOIN _new USING (source, file, row, role)
+            ANTI JOIN _row_same s USING (source, file, row)
+            LEFT JOIN _id_node n ON n.id = m.id
+            {_NODE_JOINS}
+            WHERE {fuzzy_path}
+            UNION ALL
+            SELECT {_NODE_ATTRS} FROM _row_gone m
+            LEFT JOIN _id_node n ON n.id = m.id
+            {_NODE_JOINS}
+            WHERE {fuzzy_path})"""
     ).df()
 
     def frame(df: pd.DataFrame) -> pd.DataFrame:
@@ -293,17 +413,21 @@ def _reached(con: duckdb.DuckDBPyConnection, config: LinkageConfig) -> None:
     seed = pd.concat(seeds, ignore_index=True)[keys]
     _store_text(con, "_ro_seed", seed)
     _block_hits(con, config, keys, "_ro_hit")
-    # the kept mentions of the IDs whose evidence changed, and of the accounts that moved
+    n_block = fetch_one(con, "SELECT count(*) FROM _ro_hit")[0]
+    # the kept mentions of the IDs whose evidence changed (a mention of theirs on a row new,
+    # changed or gone), and of the accounts that moved or that such a row names
     con.execute(
         """INSERT INTO _ro_hit SELECT DISTINCT n.kk FROM _ro_kn n SEMI JOIN (
             SELECT name, id_raw, village_code, acct FROM _ro_k
-            WHERE person_id IN (SELECT id FROM _idx_changed)
-                OR account IN (SELECT account FROM _acct_moved)) a
+            WHERE person_id IN (SELECT id FROM _row_chg_id)
+                OR account IN (SELECT account FROM _acct_moved)
+                OR account IN (SELECT account FROM _row_chg_acct)) a
             ON a.name = n.name AND a.id_raw IS NOT DISTINCT FROM n.id_raw
             AND a.village_code IS NOT DISTINCT FROM n.village_code
             AND a.acct IS NOT DISTINCT FROM n.acct
         WHERE n.kk NOT IN (SELECT kk FROM _ro_hit)"""
     )
+    n_direct = fetch_one(con, "SELECT count(*) FROM _ro_hit")[0]
     # and, in turn, the kept co-mentions of a node re-decided (the other persons of its row,
     # the other rows of its assistance case): a full run weighs a candidate by the relatives
     # of the co-mentions as it links them (household.support), and reads only the co-mentions
@@ -347,6 +471,12 @@ def _reached(con: duckdb.DuckDBPyConnection, config: LinkageConfig) -> None:
         con.execute("INSERT INTO _ro_hit SELECT kk FROM _ro_front")
     for t in ("_ro_front", "_ro_rows"):
         con.execute(f"DROP TABLE IF EXISTS {t}")
+    log.info(
+        "reach: %d seeds; kept nodes reached: %d by a seed's block, %d more by a changed ID or "
+        "account, %d more as co-mentions (of %d kept ID-less nodes)",
+        len(seed), n_block, n_direct - n_block,
+        fetch_one(con, "SELECT count(*) FROM _ro_hit")[0] - n_direct, len(kn),
+    )  # fmt: skip
     # every kept mention of a reached node attribute set (one node of the fuzzy path)
     con.execute(
         """CREATE OR REPLACE TEMP TABLE _ro_attr AS

@@ -318,15 +318,21 @@ def _build_all(
     con.execute(f"CREATE OR REPLACE TABLE person_mention AS {_MAPPED}")
     con.execute("DROP TABLE _pm")
     con.execute("DROP TABLE IF EXISTS _pm_gone_ids")
+    for t in _CHANGE_TEMPS:
+        con.execute(f"DROP TABLE IF EXISTS {t}")
     staff.assign_townships(con, names=towns)
     id_index.build(con)
     summary.mentions_built = fetch_one(con, "SELECT count(*) FROM person_mention")[0]
     if versioned:
+        con.execute(
+            "CREATE OR REPLACE TABLE identity_row_digest AS " + _row_digest_sql(con, parts, False)
+        )
         con.execute("CREATE OR REPLACE TABLE identity_mention_file AS SELECT * FROM _mv_now")
         con.execute("CREATE OR REPLACE TABLE identity_mention_state (signature VARCHAR)")
         con.execute("INSERT INTO identity_mention_state VALUES (?)", [sig])
     else:  # no file versions to keep mentions by: the next run builds them all again
         con.execute("DROP TABLE IF EXISTS identity_mention_state")
+        con.execute("DROP TABLE IF EXISTS identity_row_digest")
 
 
 def _build_incremental(
@@ -348,6 +354,13 @@ def _build_incremental(
     )
     con.execute("CREATE OR REPLACE TEMP TABLE _idx_changed (id VARCHAR)")
     con.execute("CREATE OR REPLACE TEMP TABLE _acct_moved (account VARCHAR)")
+    # what really changed in the file versions new and gone (:func:`_rows_changed`)
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _row_same (source VARCHAR, file VARCHAR, row INTEGER)"
+    )
+    con.execute("CREATE OR REPLACE TEMP TABLE _row_gone AS SELECT * FROM person_mention LIMIT 0")
+    con.execute("CREATE OR REPLACE TEMP TABLE _row_chg_id (id VARCHAR)")
+    con.execute("CREATE OR REPLACE TEMP TABLE _row_chg_acct (account VARCHAR)")
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _mv_new AS "
         "SELECT * FROM _mv_now EXCEPT SELECT * FROM identity_mention_file"
@@ -399,6 +412,24 @@ def _build_incremental(
     con.execute(f"CREATE OR REPLACE TEMP TABLE _pm_new AS {_MAPPED}")
     con.execute("DROP TABLE _pm")
     staff.assign_townships(con, "_pm_new", names=towns)
+    con.execute("CREATE OR REPLACE TEMP TABLE _rd_new AS " + _row_digest_sql(con, parts, True))
+    _rows_changed(con)
+    # the IDs and accounts whose ID-index, person-index and person rows can change: those of
+    # the mentions of rows not kept in place (a row with the same content and number has the
+    # same mentions, and the same row of every src_* join, before and after)
+    inplace = """NOT EXISTS (SELECT 1 FROM _row_inplace r WHERE r.source = m.source
+        AND r.file = m.file AND r.row = m.row)"""
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _pm_gone AS SELECT DISTINCT m.id, m.account
+        FROM person_mention m WHERE (m.id IS NOT NULL OR m.account IS NOT NULL)
+            AND EXISTS (SELECT 1 FROM _mv_gone g WHERE g.tbl = 'src_' || m.source
+            AND g.file = m.file AND g.file_hash IS NOT DISTINCT FROM m.file_hash)
+            AND {inplace}"""
+    )
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _pm_gone_ids AS "
+        "SELECT DISTINCT id FROM _pm_gone WHERE id IS NOT NULL"
+    )
     with transaction(con):
         con.execute(
             """DELETE FROM person_mention m WHERE EXISTS (SELECT 1 FROM _mv_gone g
@@ -408,7 +439,7 @@ def _build_incremental(
         con.execute("INSERT INTO person_mention BY NAME SELECT * FROM _pm_new")
         con.execute(
             "CREATE OR REPLACE TEMP TABLE _pm_changed AS SELECT id, account FROM _pm_gone "
-            "UNION SELECT id, account FROM _pm_new"
+            f"UNION SELECT id, account FROM _pm_new m WHERE {inplace}"
         )
         id_index.update(con, "_pm_changed")
         con.execute(
@@ -417,6 +448,13 @@ def _build_incremental(
                 AND g.file_hash IS NOT DISTINCT FROM p.file_hash)"""
         )
         con.execute("INSERT INTO identity_village_pair SELECT * FROM _pair_new")
+        con.execute(
+            """DELETE FROM identity_row_digest d WHERE EXISTS (SELECT 1 FROM _mv_gone g
+            WHERE g.tbl = d.tbl AND g.file = d.file
+                AND g.file_hash IS NOT DISTINCT FROM d.file_hash)"""
+        )
+        con.execute("INSERT INTO identity_row_digest SELECT * FROM _rd_new")
+        _carry_links(con)
         con.execute("DELETE FROM identity_mention_file")
         con.execute("INSERT INTO identity_mention_file SELECT * FROM _mv_now")
         con.execute("UPDATE identity_mention_state SET signature = ?", [sig])
@@ -425,7 +463,130 @@ def _build_incremental(
     con.execute("DROP TABLE _pm_changed")
     con.execute("DROP TABLE _pair_new")
     con.execute("DROP TABLE _pair_all")
+    con.execute("DROP TABLE _rd_new")
+    con.execute("DROP TABLE _rd_pair")
+    con.execute("DROP TABLE _row_inplace")
     return True
+
+
+#: temp tables :func:`_build_incremental` leaves for the run (identity.incremental._reached)
+_CHANGE_TEMPS = ("_row_same", "_row_gone", "_row_chg_id", "_row_chg_acct")
+
+#: columns of a ``src_*`` row that are not its content: where it is, not what it says
+#: (``_dup_of`` names another row's number: only whether it is set is content)
+_ROW_PLACE = ("_source", "_file", "_file_hash", "_row", "_dup_of")
+
+
+def _row_digest_sql(
+    con: duckdb.DuckDBPyConnection, parts: dict[str, list[str]], only_new: bool
+) -> str:
+    """(tbl, file, file_hash, row, digest) for every row of the mention-bearing tables (only
+    those of the file versions in ``_mv_new``: ``only_new``): ``digest`` is a 64-bit hash of
+    the row's content, every column but where the row is (:data:`_ROW_PLACE`), so that the
+    same row of two exports of one file has the same digest whatever its row number."""
+    selects = []
+    for t in sorted(parts):
+        cols = sorted(_columns(con, t))
+        body = [f'"{c}" := "{c}"' for c in cols if c not in _ROW_PLACE]
+        if "_dup_of" in cols:
+            body.append("_dup := _dup_of IS NULL")
+        where = (
+            f" WHERE EXISTS (SELECT 1 FROM _mv_new v WHERE v.tbl = {_sql_text(t)} "
+            f"AND v.file = CAST({t}._file AS VARCHAR) "
+            f"AND v.file_hash IS NOT DISTINCT FROM CAST({t}._file_hash AS VARCHAR))"
+            if only_new
+            else ""
+        )
+        selects.append(
+            f"SELECT {_sql_text(t)} AS tbl, CAST(_file AS VARCHAR) AS file, "
+            f"CAST(_file_hash AS VARCHAR) AS file_hash, CAST(_row AS INTEGER) AS row, "
+            f"hash(struct_pack({', '.join(body)})) AS digest FROM {t}{where}"
+        )
+    return " UNION ALL ".join(selects)
+
+
+def _rows_changed(con: duckdb.DuckDBPyConnection) -> None:
+    """What the file versions new (``_mv_new``, digests ``_rd_new``) and gone (``_mv_gone``,
+    digests kept in ``identity_row_digest``) really change, row by row: a row of a new version
+    whose content a row of the gone version of the same file had (the same digest, matched
+    one to one: a multiset) is the same row re-exported, whatever its number.
+
+    * ``_row_same`` (source, file, row): the rows of the new versions matched so, and
+      ``_row_inplace`` those of them matched under their own row number;
+    * ``_row_gone``: the mentions (as ``person_mention``) of the gone versions' rows left
+      unmatched (removed, or changed);
+    * ``_row_chg_id`` / ``_row_chg_acct``: the IDs and accounts of the mentions of every
+      unmatched row, gone or new.
+
+    A gone version without stored digests (an older warehouse) matches nothing: every row of
+    it and of its successor counts as changed, as before digests were kept."""
+    has_old = "identity_row_digest" in _tables(con)
+    old = (
+        """SELECT d.* FROM identity_row_digest d SEMI JOIN _mv_gone g
+            ON g.tbl = d.tbl AND g.file = d.file AND g.file_hash IS NOT DISTINCT FROM d.file_hash"""
+        if has_old
+        else "SELECT * FROM _rd_new LIMIT 0"
+    )
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _rd_old AS {old}")
+    # the k-th row (by number) of a digest in one version matches the k-th of the other
+    rank = """SELECT tbl, file, file_hash, row, digest,
+        row_number() OVER (PARTITION BY tbl, file, digest ORDER BY row) AS k FROM {}"""
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _rd_pair AS
+        SELECT n.tbl, n.file, n.row AS new_row, o.row AS old_row, n.file_hash AS new_hash,
+            o.file_hash AS old_hash
+        FROM ({rank.format("_rd_new")}) n JOIN ({rank.format("_rd_old")}) o
+            USING (tbl, file, digest, k)"""
+    )
+    con.execute(
+        """INSERT INTO _row_same SELECT substr(tbl, 5) AS source, file, new_row
+        FROM _rd_pair"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _row_inplace AS SELECT source, file, row
+        FROM _row_same s WHERE EXISTS (SELECT 1 FROM _rd_pair p WHERE p.tbl = 'src_' || s.source
+            AND p.file = s.file AND p.new_row = s.row AND p.old_row = p.new_row)"""
+    )
+    con.execute(
+        """INSERT INTO _row_gone SELECT m.* FROM person_mention m SEMI JOIN _mv_gone g
+            ON g.tbl = 'src_' || m.source AND g.file = m.file
+            AND g.file_hash IS NOT DISTINCT FROM m.file_hash
+        WHERE NOT EXISTS (SELECT 1 FROM _rd_pair p WHERE p.tbl = 'src_' || m.source
+            AND p.file = m.file AND p.old_row = m.row)"""
+    )
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _row_added AS SELECT n.id, n.account FROM _pm_new n
+        WHERE NOT EXISTS (SELECT 1 FROM _row_same r WHERE r.source = n.source
+            AND r.file = n.file AND r.row = n.row)"""
+    )
+    con.execute(
+        """INSERT INTO _row_chg_id SELECT DISTINCT id FROM (SELECT id FROM _row_gone
+            UNION ALL SELECT id FROM _row_added) WHERE id IS NOT NULL"""
+    )
+    con.execute(
+        """INSERT INTO _row_chg_acct SELECT DISTINCT account FROM (SELECT account
+            FROM _row_gone UNION ALL SELECT account FROM _row_added)
+        WHERE account IS NOT NULL"""
+    )
+    for t in ("_rd_old", "_row_added"):
+        con.execute(f"DROP TABLE {t}")
+
+
+def _carry_links(con: duckdb.DuckDBPyConnection) -> None:
+    """The links of the rows a re-exported file version kept unchanged *and in place* (the
+    same content under the same row number, ``_rd_pair``) move to the new version (its file
+    hash): such a row's mentions are the old ones to the last column but the file hash, so,
+    like the rows of a file version that did not change, they keep their link, and
+    identity.incremental keeps it unless the change reaches it. (A row that moved keeps no
+    link: ids and keys made of its row number would differ; it is resolved again.) Runs in
+    the transaction that replaces the mentions."""
+    if "identity_link" not in _tables(con) or "file_hash" not in _columns(con, "identity_link"):
+        return
+    con.execute(
+        """UPDATE identity_link l SET file_hash = p.new_hash FROM _rd_pair p
+        WHERE p.tbl = 'src_' || l.source AND p.file = l.file AND p.old_row = l.row
+            AND p.new_row = p.old_row AND l.file_hash IS NOT DISTINCT FROM p.old_hash"""
+    )
 
 
 # village names as written (马冲村村民委员会, 马冲村3组, 马冲村民委员会, 马冲 村) -> 马冲村;
