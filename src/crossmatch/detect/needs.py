@@ -335,9 +335,7 @@ def derive_cached(
 NEEDS_CACHE_ENV = "CROSSMATCH_NEEDS_CACHE"
 
 
-def _derive_on_disk(
-    specs: list[RuleSpec], rules_dir: str | Path | None
-) -> dict[str, RuleNeeds]:
+def _derive_on_disk(specs: list[RuleSpec], rules_dir: str | Path | None) -> dict[str, RuleNeeds]:
     """:func:`derive`, read from / written to ``$CROSSMATCH_NEEDS_CACHE`` when it is set, under
     :func:`derivation_key` (rule texts, building blocks, this module, contract, references,
     DuckDB version): any change to those is another file. Unreadable files are derived again."""
