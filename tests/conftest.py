@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,17 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="crossmatch-prefect-"))
+# Rule needs derived once for every process of the run (xdist workers, CLI subprocesses) and
+# kept across runs, keyed on what the derivation reads (detect/needs.py): ~4.5 s per process
+# otherwise. A cold run (CROSSMATCH_TEST_CACHE=session, tests/build_cache.py) keeps them for
+# the run only.
+if os.environ.get("CROSSMATCH_TEST_CACHE", "").lower() == "session":
+    os.environ.setdefault("CROSSMATCH_NEEDS_CACHE", tempfile.mkdtemp(prefix="crossmatch-needs-"))
+else:
+    os.environ.setdefault(
+        "CROSSMATCH_NEEDS_CACHE",
+        str(Path(__file__).resolve().parents[1] / ".pytest_cache" / "d" / "crossmatch-needs"),
+    )
 # Two xdist workers share the machine's cores: an OpenMP pool per worker as wide as the machine
 # (scikit-learn's gradient boosting, OpenBLAS) spin-waits against the other worker's and turns a
 # 0.5 s fit into 35 s. One OpenMP thread per worker; DuckDB and polars keep their own pools.

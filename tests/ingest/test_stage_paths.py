@@ -13,6 +13,7 @@ on its own lines; each test compares its own file, or its own lines of the share
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections import Counter
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from build_cache import INPUTS, cached_build
 from crossmatch.ingest import ingest, raw_staging
 
 from .conftest import ID_A, PAY_HEADER, PAY_ROWS, PAYMENT_YAML
@@ -385,10 +387,7 @@ TAB_CASES: dict[str, tuple[bytes, str | None]] = {
 }
 
 
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory) -> Both:
-    """Every case in one raw folder, ingested both ways (compared by the tests)."""
-    root = tmp_path_factory.mktemp("paths")
+def _build_folder(root: Path) -> None:
     (root / "sources").mkdir()
     (root / "sources/payment.yaml").write_text(PAYMENT_YAML, encoding="utf-8")
     (root / "sources/paytab.yaml").write_text(TAB_YAML, encoding="utf-8")
@@ -398,7 +397,20 @@ def folder(tmp_path_factory) -> Both:
         (root / f"raw/finance/{name}.csv").write_bytes(content)
     for name, (content, _) in TAB_CASES.items():
         (root / f"raw/finance/{name}.txt").write_bytes(content)
-    return ingest_both(root, check=False)
+    both = ingest_both(root, check=False)
+    (root / "seen.json").write_text(json.dumps(both.seen), encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Both:
+    """Every case in one raw folder, ingested both ways (compared by the tests); read only.
+    Built once per version of the code and of this file's cases (tests/build_cache.py: ~7 s
+    per run otherwise), once per iconv availability (the readers' GB18030 path uses it)."""
+    inputs = (*INPUTS, "tests/ingest/test_stage_paths.py", "tests/ingest/conftest.py")
+    name = f"stage-paths-iconv{int(HAS_ICONV)}"
+    root = cached_build(tmp_path_factory, name, _build_folder, inputs)
+    seen = json.loads((root / "seen.json").read_text(encoding="utf-8"))
+    return Both(root / "duck.duckdb", root / "py.duckdb", seen)
 
 
 @pytest.mark.parametrize("name", list(ROW_CASES))

@@ -290,6 +290,7 @@ def test_needs_stored_in_the_warehouse_are_the_derived_ones(tmp_path: Path, monk
     from crossmatch.detect import needs as rule_needs
     from crossmatch.detect.rule_kinds import load_checked_rules
 
+    monkeypatch.delenv(rule_needs.NEEDS_CACHE_ENV, raising=False)  # tests/rules/test_needs_cache
     some = ["deceased_recipient", "duplicate_payment", "shared_account"]
     specs = load_checked_rules(RULES_DIR, only=some)
     fresh = rule_needs.derive(specs, RULES_DIR)
@@ -308,6 +309,7 @@ def test_needs_stored_in_the_warehouse_are_the_derived_ones(tmp_path: Path, monk
     edited = load_checked_rules(rules, only=some)
     assert rule_needs.derivation_key(edited, rules) != rule_needs.derivation_key(specs, RULES_DIR)
     monkeypatch.undo()
+    monkeypatch.delenv(rule_needs.NEEDS_CACHE_ENV, raising=False)
     got = rule_needs.derive_stored(con, edited, rules)
     assert "bank" in got["deceased_recipient"].columns["r_payment"]
     assert "bank" not in fresh["deceased_recipient"].columns["r_payment"]
@@ -325,6 +327,7 @@ def test_derived_needs_are_remembered_by_content_not_by_folder(tmp_path: Path, m
 
     calls: list[object] = []
     real = rule_needs.derive
+    monkeypatch.delenv(rule_needs.NEEDS_CACHE_ENV, raising=False)  # per process only here
     monkeypatch.setattr(rule_needs, "_CACHE", {})
     monkeypatch.setattr(rule_needs, "derive", lambda *a: calls.append(a) or real(*a))
     some = ["deceased_recipient"]  # one rule: each derivation probes its columns

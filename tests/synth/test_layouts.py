@@ -9,6 +9,7 @@ really contains the constructs it claims (UTF-16 BOM, sheets, month-only values 
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import itertools
 import re
@@ -156,6 +157,13 @@ def read_sheet_rows(path: Path, sheet: str | None = None) -> dict[int, list[str]
     return {i + 1: r for i, r in enumerate(csv.reader(text.splitlines(), delimiter=delim))}
 
 
+@functools.cache
+def files_of(root: Path) -> Files:
+    """One :class:`Files` per county folder, shared by the tests that read it (the folders are
+    read-only builds, tests/build_cache.py; parsing the platform layout's HTML alone is 1 s)."""
+    return Files(root)
+
+
 class Files:
     """Cached access to a county's raw files by truth ``source_file`` (``path#sheet``)."""
 
@@ -170,9 +178,13 @@ class Files:
         return self.cache[source_file]
 
 
+_FULL_WIDTH = str.maketrans("０１２３４５６７８９Ｘｘ", "0123456789Xx")
+_SPACE = re.compile(r"[\s\u3000]")
+
+
+@functools.cache  # ~1.5 million cells per run, far fewer distinct ones
 def _norm(s: str) -> str:
-    fw = str.maketrans("０１２３４５６７８９Ｘｘ", "0123456789Xx")
-    return re.sub(r"[\s\u3000]", "", s.translate(fw)).upper()
+    return _SPACE.sub("", s.translate(_FULL_WIDTH)).upper()
 
 
 def _truth(root: Path, name: str) -> list[dict[str, str]]:
@@ -220,7 +232,7 @@ def test_another_seed_gives_another_county(counties: dict[str, Path], tmp_path: 
 @pytest.mark.parametrize("layout", OTHER)
 def test_every_truth_record_points_at_its_person(layout: str, counties: dict[str, Path]) -> None:
     root = counties[layout]
-    files = Files(root)
+    files = files_of(root)
     persons = {p["person_id"]: p for p in _truth(root, "persons.csv")}
     noisy: dict[tuple[str, str, str], list[str]] = defaultdict(list)
     for n in _truth(root, "noise.csv"):
@@ -256,7 +268,7 @@ def test_every_truth_record_points_at_its_person(layout: str, counties: dict[str
 @pytest.mark.parametrize("layout", OTHER)
 def test_noise_names_a_column_of_the_file(layout: str, counties: dict[str, Path]) -> None:
     root = counties[layout]
-    files = Files(root)
+    files = files_of(root)
     headers: dict[str, set[str]] = {}
     for n in _truth(root, "noise.csv"):
         f = n["source_file"]

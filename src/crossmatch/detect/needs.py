@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -324,8 +325,33 @@ def derive_cached(
     )
     key = (tuple((s.id, _rendered(s), s.requires) for s in specs), refs, _contract_text())
     if key not in _CACHE:
-        _CACHE[key] = derive(specs, rules_dir)
+        _CACHE[key] = _derive_on_disk(specs, rules_dir)
     return _CACHE[key]
+
+
+#: A folder where :func:`derive_cached` also keeps derived needs across processes, one
+#: ``<derivation_key>.json`` per derivation (unset: per process only). The test suite sets it:
+#: its many processes would otherwise each probe the same rules again (seconds each).
+NEEDS_CACHE_ENV = "CROSSMATCH_NEEDS_CACHE"
+
+
+def _derive_on_disk(specs: list[RuleSpec], rules_dir: str | Path | None) -> dict[str, RuleNeeds]:
+    """:func:`derive`, read from / written to ``$CROSSMATCH_NEEDS_CACHE`` when it is set, under
+    :func:`derivation_key` (rule texts, building blocks, this module, contract, references,
+    DuckDB version): any change to those is another file. Unreadable files are derived again."""
+    folder = os.environ.get(NEEDS_CACHE_ENV, "").strip()
+    if not folder:
+        return derive(specs, rules_dir)
+    path = Path(folder) / f"{derivation_key(specs, rules_dir)}.json"
+    with suppress(OSError, ValueError, KeyError, TypeError, AttributeError):
+        return _from_json(path.read_text(encoding="utf-8"))
+    out = derive(specs, rules_dir)
+    with suppress(OSError):  # a cache that cannot be written is only slower
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
+        tmp.write_text(_to_json(out), encoding="utf-8")
+        os.replace(tmp, path)  # atomic: a concurrent reader sees all of it or nothing
+    return out
 
 
 #: Where :func:`derive_stored` keeps derived needs in a warehouse (one row per derivation key).
