@@ -442,6 +442,14 @@ def edge_penalty(
     is_id = nid_s.str.startswith("I:").to_numpy()
     facts = candidate_facts(con, nid_s[is_id].str.slice(2).tolist()).set_index("id")
     with_prof = set(prof["gkey"])
+    # a mention's profile rows by position, found once: the linker calls ``penalty`` a slice
+    # of probes at a time, and a merge would hash every profile row on each call
+    g_code, g_uniq = pd.factorize(prof["gkey"])
+    g_index = pd.Index(g_uniq)
+    p_order = np.argsort(g_code, kind="stable")
+    p_count = np.bincount(g_code, minlength=len(g_uniq))
+    p_start = np.cumsum(p_count) - p_count
+    prof_rest = prof.drop(columns="gkey")
 
     def penalty(probe: np.ndarray, other: np.ndarray, w: np.ndarray) -> np.ndarray:
         out = np.zeros(len(probe))
@@ -452,10 +460,21 @@ def edge_penalty(
         idx = np.flatnonzero(ok)
         if len(idx) == 0:
             return out
-        edges = pd.DataFrame({"e": idx, "gkey": [k[2:] for k in pk[idx]]})
-        edges["cid"] = nid_s.to_numpy()[other[idx]]
-        edges["cid"] = edges["cid"].str.slice(2)
-        pairs = edges.merge(prof, on="gkey").join(facts, on="cid")
+        gk = np.array([k[2:] for k in pk[idx]], dtype=object)
+        cid = np.array([k[2:] for k in nid_s.to_numpy()[other[idx]]], dtype=object)
+        # every profile row of the edge's mention (the inner merge on gkey, by position)
+        code = g_index.get_indexer(gk)
+        cnt = p_count[code]
+        at_e = np.repeat(np.arange(len(idx)), cnt)
+        block = np.cumsum(cnt) - cnt  # where each edge's rows start in ``pairs``
+        at_p = p_order[np.repeat(p_start[code] - block, cnt) + np.arange(len(at_e))]
+        pairs = pd.concat(
+            [
+                pd.DataFrame({"e": idx[at_e], "gkey": gk[at_e], "cid": cid[at_e]}),
+                prof_rest.iloc[at_p].reset_index(drop=True),
+            ],
+            axis=1,
+        ).join(facts, on="cid")
         v = violations(pairs, asof, costs)
         pairs = pd.concat([pairs, v], axis=1)
         # a candidate is as implausible as its worst mention of the node

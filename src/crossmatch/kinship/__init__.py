@@ -318,13 +318,17 @@ def _household_members(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _kin_member AS
-        WITH m AS (
-            SELECT h.household_no, h.person_pid AS pid, coalesce(m.rel, 'other') AS rel,
-                   h._file AS file, h._row AS row
+        WITH first_row AS (  -- a person listed twice in one household: the first row
+            -- (an aggregate, not a window: DuckDB spills it, a 3M registry's window did not fit)
+            SELECT h.household_no, h.person_pid AS pid,
+                   arg_min({{'rel': coalesce(m.rel, 'other'), 'file': h._file, 'row': h._row}},
+                           (h._row, h._file)) AS r
             FROM r_hukou h LEFT JOIN _kin_headrel m ON m.text = h.relation_to_head
             WHERE h.person_pid IS NOT NULL AND h.household_no IS NOT NULL AND h._dup_of IS NULL
-            QUALIFY row_number() OVER (PARTITION BY h.household_no, h.person_pid
-                                       ORDER BY h._row) = 1
+            GROUP BY h.household_no, h.person_pid
+        ),
+        m AS (
+            SELECT household_no, pid, r.rel AS rel, r.file AS file, r.row AS row FROM first_row
         ),
         hh AS (
             SELECT household_no FROM m GROUP BY household_no
