@@ -134,6 +134,7 @@ MEASURE_MIN_ROWS = 30
 MIN_BREAKS = 3
 BREAK_SHARE = 0.005
 MIN_COST = 1.0  # log2 units: a limit measured weaker than this is no evidence at all
+PAIR_CHUNK = 1_000_000  # (mention profile row x candidate) rows weighed at a time
 _U_DATES = 5000  # record dates sampled to measure how often a random registered person breaks it
 LIMITS = ("hard_min", "soft_min", "soft_max")
 
@@ -451,19 +452,14 @@ def edge_penalty(
     p_start = np.cumsum(p_count) - p_count
     prof_rest = prof.drop(columns="gkey")
 
-    def penalty(probe: np.ndarray, other: np.ndarray, w: np.ndarray) -> np.ndarray:
-        out = np.zeros(len(probe))
-        if len(probe) == 0:
-            return out
-        pk = nid_s.to_numpy()[probe]
-        ok = np.array([k.startswith("G:") and k[2:] in with_prof for k in pk]) & is_id[other]
-        idx = np.flatnonzero(ok)
-        if len(idx) == 0:
-            return out
-        gk = np.array([k[2:] for k in pk[idx]], dtype=object)
-        cid = np.array([k[2:] for k in nid_s.to_numpy()[other[idx]]], dtype=object)
-        # every profile row of the edge's mention (the inner merge on gkey, by position)
-        code = g_index.get_indexer(gk)
+    def _part(
+        out: np.ndarray,
+        probe: np.ndarray,
+        idx: np.ndarray,
+        gk: np.ndarray,
+        cid: np.ndarray,
+        code: np.ndarray,
+    ) -> None:
         cnt = p_count[code]
         at_e = np.repeat(np.arange(len(idx)), cnt)
         block = np.cumsum(cnt) - cnt  # where each edge's rows start in ``pairs``
@@ -506,6 +502,36 @@ def edge_penalty(
         sup = np.where(per["fit"], death_bits, 0.0) + np.where(per["home"], home_bits, 0.0)
         sup = np.where(per["hard"] | per["soft"], 0.0, sup)
         out[per.index.to_numpy()] = pen - sup
+
+    def penalty(probe: np.ndarray, other: np.ndarray, w: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(probe))
+        if len(probe) == 0:
+            return out
+        pk = nid_s.to_numpy()[probe]
+        ok = np.array([k.startswith("G:") and k[2:] in with_prof for k in pk]) & is_id[other]
+        idx = np.flatnonzero(ok)
+        if len(idx) == 0:
+            return out
+        gk = np.array([k[2:] for k in pk[idx]], dtype=object)
+        cid = np.array([k[2:] for k in nid_s.to_numpy()[other[idx]]], dtype=object)
+        # every profile row of the edge's mention (the inner merge on gkey, by position)
+        code_all = g_index.get_indexer(gk)
+        cnt_all = p_count[code_all]
+        # a slice of whole probes at a time, at most PAIR_CHUNK (mention profile row x
+        # candidate) rows each (a probe with more is a slice of its own): a payee group's
+        # profile rows times its candidates can be millions
+        by_probe = np.argsort(probe[idx], kind="stable")
+        sp = probe[idx][by_probe]
+        run = np.cumsum(cnt_all[by_probe])
+        lo = 0
+        while lo < len(by_probe):
+            hi = int(np.searchsorted(run, (run[lo - 1] if lo else 0) + PAIR_CHUNK, "right"))
+            hi = max(hi, lo + 1)
+            if hi < len(by_probe):  # the last probe whole
+                hi = int(np.searchsorted(sp, sp[hi - 1], side="right"))
+            at = by_probe[lo:hi]
+            _part(out, probe, idx[at], gk[at], cid[at], code_all[at])
+            lo = hi
         return out
 
     costs = measured_limits(con, set(zip(prof["source"], prof["role"], strict=True)))
