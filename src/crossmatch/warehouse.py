@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -104,6 +106,43 @@ def _hint(msg: str) -> str:
     return "check the path is a crossmatch DuckDB file, or pass another --warehouse"
 
 
+#: DuckDB's buffer pool for every warehouse connection (:func:`connect`), unless
+#: ``CROSSMATCH_MEMORY_LIMIT`` says otherwise (``2GB``, ``1500MB``; ``none``: DuckDB's own default,
+#: 80% of the machine). Beyond it DuckDB spills joins, aggregates and sorts to its temporary
+#: directory (``CROSSMATCH_TEMP_DIR``, else ``<warehouse>.tmp``), so a night's stages are bounded
+#: by one setting; a stage may raise it for itself (kinship retries a build at 4GB) and restores
+#: it. Why 2GB: a county office machine is small, and what a stage keeps in Python comes on top.
+MEMORY_LIMIT = "2GB"
+
+
+def memory_limit() -> str | None:
+    """The buffer pool :func:`connect` sets: ``CROSSMATCH_MEMORY_LIMIT``, else
+    :data:`MEMORY_LIMIT`; None to leave DuckDB's default. A malformed value is an error."""
+    value = os.environ.get("CROSSMATCH_MEMORY_LIMIT", "").strip() or MEMORY_LIMIT
+    if value.lower() in ("none", "default"):
+        return None
+    if not re.fullmatch(r"\d+(\.\d+)?\s*([KMGT]i?B)", value, re.IGNORECASE):
+        raise WarehouseError(
+            f"CROSSMATCH_MEMORY_LIMIT={value}: not a size. Fix: write it like 2GB or 1500MB "
+            "(or none for DuckDB's default)."
+        )
+    return value
+
+
+def configure(con: duckdb.DuckDBPyConnection) -> None:
+    """Set the buffer pool (:func:`memory_limit`) and, when ``CROSSMATCH_TEMP_DIR`` is set, the
+    folder DuckDB spills to on ``con`` (the whole database instance: every connection to the
+    same file in this process shares them)."""
+    limit = memory_limit()
+    if limit is not None:
+        con.execute(f"SET memory_limit = '{limit}'")
+    temp = os.environ.get("CROSSMATCH_TEMP_DIR", "").strip()
+    if temp:
+        current = con.execute("SELECT current_setting('temp_directory')").fetchone()
+        if current is None or current[0] != temp:
+            con.execute(f"SET temp_directory = '{temp.replace(chr(39), chr(39) * 2)}'")
+
+
 def connect(
     path: str | Path = "crossmatch.duckdb",
     *,
@@ -121,10 +160,16 @@ def connect(
     if not read_only and p.parent and not p.parent.exists():
         p.parent.mkdir(parents=True, exist_ok=True)
     try:
-        return duckdb.connect(str(p), read_only=read_only)
+        con = duckdb.connect(str(p), read_only=read_only)
     except (duckdb.Error, OSError) as exc:
         msg = str(exc).splitlines()[0]
         raise WarehouseError(f"{p}: cannot open the warehouse ({msg}). Fix: {_hint(msg)}.") from exc
+    try:
+        configure(con)
+    except BaseException:
+        con.close()
+        raise
+    return con
 
 
 @contextmanager

@@ -465,3 +465,16 @@ def test_property_location_against_the_registry_address():
     v = role_profile.violations(df, None)
     # a minor of 17 may own a home; a home in another township than one's registry is unusual
     assert v["soft"].tolist() == [False, True, False] and not v["hard"].any()
+
+
+def test_edge_penalty_in_slices_of_profile_rows_is_the_same(tiny, monkeypatch):
+    """The penalty builds its (profile row x candidate) frame a slice of whole probes at a
+    time (PAIR_CHUNK rows): the same penalties at a slice of one row."""
+    con, nid = tiny
+    probe = np.array([0, 1, 0, 2, 0])
+    other = np.array([3, 3, 4, 3, 5])
+    whole = role_profile.edge_penalty(con, nid)(probe, other, np.zeros(5))
+    monkeypatch.setattr(role_profile, "PAIR_CHUNK", 1)
+    sliced = role_profile.edge_penalty(con, nid)(probe, other, np.zeros(5))
+    assert sliced.tolist() == whole.tolist()
+    assert whole.tolist() == [role_profile.SOFT, role_profile.HARD, 0.0, 0.0, 0.0]

@@ -327,3 +327,28 @@ def test_a_build_out_of_memory_at_every_limit_raises(con, monkeypatch):
     monkeypatch.setattr(kinship, "_build", never)
     with pytest.raises(duckdb.OutOfMemoryException):
         kinship.build(con)
+
+
+def test_the_connections_own_limit_is_retried_only_when_larger(con, monkeypatch):
+    """A warehouse connection's limit is 2GB (crossmatch.warehouse.MEMORY_LIMIT): a build out
+    of memory at 4GB is not retried at it; a connection given more is retried at its limit."""
+    import duckdb
+
+    seen: list[float] = []
+
+    def never(c):
+        limit = c.execute("SELECT current_setting('memory_limit')").fetchone()[0]
+        seen.append(round(kinship._size_bytes(limit) / 2**30, 1))
+        raise duckdb.OutOfMemoryException("Out of Memory Error")
+
+    monkeypatch.setattr(kinship, "_build", never)
+    con.execute("SET memory_limit = '2GB'")
+    with pytest.raises(duckdb.OutOfMemoryException):
+        kinship.build(con)
+    assert seen == [1.8, 3.7]  # 2GB, 4GB (in GiB)
+    seen.clear()
+    con.execute("SET memory_limit = '6GB'")
+    with pytest.raises(duckdb.OutOfMemoryException):
+        kinship.build(con)
+    assert seen == [1.8, 3.7, 5.5]  # DuckDB shows 6GB as 5.5 GiB
+    assert kinship._size_bytes("1500MB") == 1.5e9 and kinship._size_bytes("?") == 0.0

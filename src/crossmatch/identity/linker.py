@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 #: Most log2 units an edge's support may add (about a thousandfold): evidence, not proof.
 MAX_SUPPORT = 10.0
+#: Candidate edges weighed per ``edge_penalty`` call (whole probes: a slice may be longer by
+#: its last probe's edges); the frames a penalty builds per edge are as big as one slice.
+PENALTY_CHUNK_EDGES = 500_000
 
 
 @dataclass
@@ -157,6 +160,8 @@ class Linker:
         # MAX_SUPPORT
         self.edge_penalty: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None
         self.weighed_down = 0  # candidate edges the edge_penalty weighed down (last clustering)
+        # edges per edge_penalty call (whole probes each; see _penalty_by_probe)
+        self.penalty_chunk_edges = PENALTY_CHUNK_EDGES
         self.supported = 0  # candidate edges it weighed up (negative penalty: support)
 
     # --- candidate pairs ----------------------------------------------------------------------
@@ -424,7 +429,7 @@ class Linker:
             e.loc[dead, "w"] -= self.config.dead_penalty
         if self.edge_penalty is not None:
             # negative: support (evidence pointing to the candidate, at most MAX_SUPPORT)
-            pen = np.maximum(self.edge_penalty(probe, other, e["w"].to_numpy()), -MAX_SUPPORT)
+            pen = np.maximum(self._penalty_by_probe(probe, other, e["w"].to_numpy()), -MAX_SUPPORT)
             self.weighed_down = int((pen > 0).sum())
             self.supported = int((pen < 0).sum())
             e["w"] -= pen
@@ -452,6 +457,33 @@ class Linker:
             for pr, m in marker.items():
                 excl[0][pr] = "ambiguous:" + m
         return sel
+
+    def _penalty_by_probe(self, probe: np.ndarray, other: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """``edge_penalty`` over the edges, a slice of whole probes at a time (about
+        :data:`PENALTY_CHUNK_EDGES` edges each), scattered back in the edges' order.
+
+        Why: a penalty weighs each edge against the other candidates of its probe only (every
+        one groups by probe), so slicing at probe boundaries gives the same penalties, while the
+        frames it builds per edge (a mention's profile rows joined to a candidate's facts,
+        object columns) are as big as one slice instead of the county's every edge (at a million
+        persons the single call peaked at 6 GB)."""
+        assert self.edge_penalty is not None
+        n = len(probe)
+        chunk = max(int(self.penalty_chunk_edges), 1)
+        if n <= chunk:
+            return np.asarray(self.edge_penalty(probe, other, w), dtype=float)
+        order = np.argsort(probe, kind="stable")
+        sp = probe[order]
+        out = np.empty(n, dtype=float)
+        lo = 0
+        while lo < n:
+            hi = min(lo + chunk, n)
+            if hi < n:  # the last probe of the slice whole
+                hi = int(np.searchsorted(sp, sp[hi - 1], side="right"))
+            at = order[lo:hi]
+            out[at] = self.edge_penalty(probe[at], other[at], w[at])
+            lo = hi
+        return out
 
     def _dead_before(self, probe: np.ndarray, other: np.ndarray, w: np.ndarray) -> np.ndarray:
         """Per probe-candidate edge: this candidate had died before the probe's records while

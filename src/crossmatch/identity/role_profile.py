@@ -134,6 +134,7 @@ MEASURE_MIN_ROWS = 30
 MIN_BREAKS = 3
 BREAK_SHARE = 0.005
 MIN_COST = 1.0  # log2 units: a limit measured weaker than this is no evidence at all
+PAIR_CHUNK = 1_000_000  # (mention profile row x candidate) rows weighed at a time
 _U_DATES = 5000  # record dates sampled to measure how often a random registered person breaks it
 LIMITS = ("hard_min", "soft_min", "soft_max")
 
@@ -442,20 +443,34 @@ def edge_penalty(
     is_id = nid_s.str.startswith("I:").to_numpy()
     facts = candidate_facts(con, nid_s[is_id].str.slice(2).tolist()).set_index("id")
     with_prof = set(prof["gkey"])
+    # a mention's profile rows by position, found once: the linker calls ``penalty`` a slice
+    # of probes at a time, and a merge would hash every profile row on each call
+    g_code, g_uniq = pd.factorize(prof["gkey"])
+    g_index = pd.Index(g_uniq)
+    p_order = np.argsort(g_code, kind="stable")
+    p_count = np.bincount(g_code, minlength=len(g_uniq))
+    p_start = np.cumsum(p_count) - p_count
+    prof_rest = prof.drop(columns="gkey")
 
-    def penalty(probe: np.ndarray, other: np.ndarray, w: np.ndarray) -> np.ndarray:
-        out = np.zeros(len(probe))
-        if len(probe) == 0:
-            return out
-        pk = nid_s.to_numpy()[probe]
-        ok = np.array([k.startswith("G:") and k[2:] in with_prof for k in pk]) & is_id[other]
-        idx = np.flatnonzero(ok)
-        if len(idx) == 0:
-            return out
-        edges = pd.DataFrame({"e": idx, "gkey": [k[2:] for k in pk[idx]]})
-        edges["cid"] = nid_s.to_numpy()[other[idx]]
-        edges["cid"] = edges["cid"].str.slice(2)
-        pairs = edges.merge(prof, on="gkey").join(facts, on="cid")
+    def _part(
+        out: np.ndarray,
+        probe: np.ndarray,
+        idx: np.ndarray,
+        gk: np.ndarray,
+        cid: np.ndarray,
+        code: np.ndarray,
+    ) -> None:
+        cnt = p_count[code]
+        at_e = np.repeat(np.arange(len(idx)), cnt)
+        block = np.cumsum(cnt) - cnt  # where each edge's rows start in ``pairs``
+        at_p = p_order[np.repeat(p_start[code] - block, cnt) + np.arange(len(at_e))]
+        pairs = pd.concat(
+            [
+                pd.DataFrame({"e": idx[at_e], "gkey": gk[at_e], "cid": cid[at_e]}),
+                prof_rest.iloc[at_p].reset_index(drop=True),
+            ],
+            axis=1,
+        ).join(facts, on="cid")
         v = violations(pairs, asof, costs)
         pairs = pd.concat([pairs, v], axis=1)
         # a candidate is as implausible as its worst mention of the node
@@ -487,6 +502,36 @@ def edge_penalty(
         sup = np.where(per["fit"], death_bits, 0.0) + np.where(per["home"], home_bits, 0.0)
         sup = np.where(per["hard"] | per["soft"], 0.0, sup)
         out[per.index.to_numpy()] = pen - sup
+
+    def penalty(probe: np.ndarray, other: np.ndarray, w: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(probe))
+        if len(probe) == 0:
+            return out
+        pk = nid_s.to_numpy()[probe]
+        ok = np.array([k.startswith("G:") and k[2:] in with_prof for k in pk]) & is_id[other]
+        idx = np.flatnonzero(ok)
+        if len(idx) == 0:
+            return out
+        gk = np.array([k[2:] for k in pk[idx]], dtype=object)
+        cid = np.array([k[2:] for k in nid_s.to_numpy()[other[idx]]], dtype=object)
+        # every profile row of the edge's mention (the inner merge on gkey, by position)
+        code_all = g_index.get_indexer(gk)
+        cnt_all = p_count[code_all]
+        # a slice of whole probes at a time, at most PAIR_CHUNK (mention profile row x
+        # candidate) rows each (a probe with more is a slice of its own): a payee group's
+        # profile rows times its candidates can be millions
+        by_probe = np.argsort(probe[idx], kind="stable")
+        sp = probe[idx][by_probe]
+        run = np.cumsum(cnt_all[by_probe])
+        lo = 0
+        while lo < len(by_probe):
+            hi = int(np.searchsorted(run, (run[lo - 1] if lo else 0) + PAIR_CHUNK, "right"))
+            hi = max(hi, lo + 1)
+            if hi < len(by_probe):  # the last probe whole
+                hi = int(np.searchsorted(sp, sp[hi - 1], side="right"))
+            at = by_probe[lo:hi]
+            _part(out, probe, idx[at], gk[at], cid[at], code_all[at])
+            lo = hi
         return out
 
     costs = measured_limits(con, set(zip(prof["source"], prof["role"], strict=True)))

@@ -32,6 +32,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -221,7 +222,11 @@ def build(con: duckdb.DuckDBPyConnection, memory_limit: str | None = "2GB") -> d
     if memory_limit is None:
         return _build(con)
     before = con.execute("SELECT current_setting('memory_limit')").fetchone()[0]  # type: ignore[index]
-    limits = [memory_limit, *(x for x in _ESCALATION if x != memory_limit), before]
+    limits = [memory_limit, *(x for x in _ESCALATION if x != memory_limit)]
+    # the connection's own limit last, only when it is larger than every one tried (a
+    # warehouse connection's limit is 2GB: crossmatch.warehouse.MEMORY_LIMIT)
+    if _size_bytes(before) > max(_size_bytes(x) for x in limits):
+        limits.append(before)
     try:
         for i, limit in enumerate(limits):
             con.execute(f"SET memory_limit = '{limit}'")
@@ -245,6 +250,17 @@ def build(con: duckdb.DuckDBPyConnection, memory_limit: str | None = "2GB") -> d
 #: The larger buffer pools a build that ran out of memory is retried with (then the
 #: connection's own limit): a 3M-person registry's household window did not fit in 2GB.
 _ESCALATION = ("4GB",)
+
+_UNITS = {"": 1, "b": 1, "bytes": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}  # fmt: skip
+
+
+def _size_bytes(text: str) -> float:
+    """A DuckDB memory size (``2GB``, ``1.8 GiB``, ``953.6 MiB``) in bytes; unknown: 0."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", str(text))
+    if not m or m.group(2).lower() not in _UNITS:
+        return 0.0
+    return float(m.group(1)) * _UNITS[m.group(2).lower()]
 
 
 def _build(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
@@ -318,13 +334,17 @@ def _household_members(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _kin_member AS
-        WITH m AS (
-            SELECT h.household_no, h.person_pid AS pid, coalesce(m.rel, 'other') AS rel,
-                   h._file AS file, h._row AS row
+        WITH first_row AS (  -- a person listed twice in one household: the first row
+            -- (an aggregate, not a window: DuckDB spills it, a 3M registry's window did not fit)
+            SELECT h.household_no, h.person_pid AS pid,
+                   arg_min({{'rel': coalesce(m.rel, 'other'), 'file': h._file, 'row': h._row}},
+                           (h._row, h._file)) AS r
             FROM r_hukou h LEFT JOIN _kin_headrel m ON m.text = h.relation_to_head
             WHERE h.person_pid IS NOT NULL AND h.household_no IS NOT NULL AND h._dup_of IS NULL
-            QUALIFY row_number() OVER (PARTITION BY h.household_no, h.person_pid
-                                       ORDER BY h._row) = 1
+            GROUP BY h.household_no, h.person_pid
+        ),
+        m AS (
+            SELECT household_no, pid, r.rel AS rel, r.file AS file, r.row AS row FROM first_row
         ),
         hh AS (
             SELECT household_no FROM m GROUP BY household_no
