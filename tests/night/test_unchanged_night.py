@@ -100,7 +100,7 @@ def test_a_changed_rule_runs_the_night(county, tmp_path):
     rules = tmp_path / "rules"
     shutil.copytree(ROOT / "rules", rules)
     f = next(rules.glob("deceased_recipient.y*ml"))
-    f.write_text(f.read_text(encoding="utf-8").replace("title_zh:", "# edited\ntitle_zh:", 1),
+    f.write_text(f.read_text(encoding="utf-8").replace("severity: high", "severity: medium", 1),
                  encoding="utf-8")  # fmt: skip
     res = night(raw, wh, rules=rules)
     assert not res.unchanged_since
@@ -142,14 +142,21 @@ def test_a_source_missing_stays_incomplete(county, tmp_path):
     shutil.rmtree(short / "police")  # the vehicle register
     one = night(short, wh)
     assert not one.unchanged_since and one.exit_code == 4
+    stamps_one = seen(wh)
     two = night(short, wh)
     assert two.unchanged_since == one.night_id
     assert two.outcome == "incomplete" and two.exit_code == 4  # never green over a gap
     assert two.sources_missing == one.sources_missing and two.sources_missing
     status = {r["rule_id"]: (r["status"], r["reason"]) for r in two.rules}
-    assert status["vehicle_on_dibao"][0] == "skipped"
     assert status == {r["rule_id"]: (r["status"], r["reason"]) for r in one.rules}
-    assert any("vehicle_on_dibao" in p for p in two.problems)
+    assert any(p.startswith("source missing: vehicle") for p in two.problems)
+    stamps = seen(wh)
+    assert stamps["seen:vehicle"] == stamps_one["seen:vehicle"]  # the gap ages on
+    assert stamps["seen:death"] > stamps_one["seen:death"]
+    short.joinpath("police").mkdir()  # the export is back: a change, the night runs
+    shutil.copytree(raw / "police", short / "police", dirs_exist_ok=True)
+    three = night(short, wh)
+    assert not three.unchanged_since and three.outcome == "ok", three.problems
 
 
 def test_another_night_running_refuses_at_once(county, tmp_path):

@@ -623,7 +623,9 @@ _STAGE_FN = {
 
 def _outcome_of(exc: BaseException) -> str:
 
-    if isinstance(exc, WarehouseError):
+    if isinstance(exc, WarehouseError) or (
+        isinstance(exc, CrossmatchError) and exc.exit_code == ExitCode.WAREHOUSE
+    ):  # RunLocked: another night holds the warehouse
         return "warehouse"
     if isinstance(exc, SpecError):
         return "spec"
@@ -795,7 +797,9 @@ def _unchanged(
         return False
     t0 = time.perf_counter()
     with run_lock(cfg.warehouse, res.night_id):
-        nd = nothing_to_do(cfg.raw, cfg.sources, cfg.rules, cfg.warehouse)
+        before = _last_night_of(cfg.warehouse)
+        gap = _missing_sources(before)
+        nd = nothing_to_do(cfg.raw, cfg.sources, cfg.rules, cfg.warehouse, missing_before=gap)
         if not nd:
             log.info("night %s: %s", res.night_id, nd.render())
             return False
@@ -806,12 +810,14 @@ def _unchanged(
             return False
         assert last is not None
         wait_unlocked(cfg.warehouse, wait_seconds)
-        with wh.session(cfg.warehouse) as con:  # every file is present tonight: data age 0
+        with wh.session(cfg.warehouse) as con:  # present tonight: data age 0; a gap ages on
             con.execute(
-                "UPDATE stage_state SET finished_at = ? WHERE stage LIKE 'seen:%'",
-                [dt.datetime.now()],
+                "UPDATE stage_state SET finished_at = ? WHERE stage LIKE 'seen:%' "
+                "AND NOT list_contains(?, substr(stage, 6))",
+                [dt.datetime.now(), sorted(gap)],
             )
-    res.unchanged_since = str(last["night_id"])
+    # the night that last built these results (an unchanged night points further back)
+    res.unchanged_since = str(last.get("unchanged_since") or last["night_id"])
     res.detect_run_id = str(nd.detect_run)
     res.rules = list(last.get("rules") or [])
     res.sources_missing = list(last.get("sources_missing") or [])
@@ -851,18 +857,23 @@ def _unchanged(
     return True
 
 
-def _last_night_of(warehouse: Path, detect_run: str) -> dict[str, Any] | None:
-    """The summary of the latest night that ran from ingest and produced ``detect_run``."""
+def _last_night_of(warehouse: Path, detect_run: str | None = None) -> dict[str, Any] | None:
+    """The summary of the latest night that ran from ingest (and produced ``detect_run``)."""
     with wh.session(warehouse, read_only=True) as con:
         if not wh._has_table(con, "night_run"):
             return None
         row = con.execute(
             "SELECT summary FROM night_run WHERE from_stage = 'ingest' "
-            "AND json_extract_string(summary, '$.detect_run_id') = ? "
+            "AND (? IS NULL OR json_extract_string(summary, '$.detect_run_id') = ?) "
             "ORDER BY finished_at DESC LIMIT 1",
-            [detect_run],
+            [detect_run, detect_run],
         ).fetchone()
     return json.loads(row[0]) if row else None
+
+
+def _missing_sources(night: dict[str, Any] | None) -> set[str]:
+    """The sources whose export a night found missing ("<source>: no file matches ...")."""
+    return {str(m).split(":", 1)[0] for m in (night or {}).get("sources_missing") or []}
 
 
 def _why_not_reuse(cfg: NightConfig, last: dict[str, Any] | None) -> str:
