@@ -643,6 +643,12 @@ def evaluate(truth: Path, warehouse: Path, details: bool) -> None:
     show_default=True,
     help="Worker processes of the LocalCluster (--dask local).",
 )
+@click.option(
+    "--even-if-unchanged",
+    is_flag=True,
+    help="Run every stage even when nothing changed since the last night (by default such a "
+    "night keeps the last night's results and takes seconds).",
+)
 def run(
     raw: str | None,
     sources: str | None,
@@ -655,6 +661,7 @@ def run(
     prefect: bool,
     dask: str | None,
     dask_workers: int,
+    even_if_unchanged: bool,
 ) -> None:
     """The whole night: ingest -> resolve -> kinship -> detect -> score -> clues -> report.
 
@@ -679,7 +686,8 @@ def run(
         with server_unless_configured():
             if from_stage == "ingest":
                 state = nightly(raw, sources, rules, warehouse, ids, max_age_days, wait_seconds,
-                                dask, dask_workers, return_state=True)  # fmt: skip
+                                dask, dask_workers, even_if_unchanged,
+                                return_state=True)  # fmt: skip
             else:
                 state = rerun(from_stage, raw, sources, rules, warehouse, ids, max_age_days,
                               wait_seconds, dask, dask_workers, return_state=True)  # fmt: skip
@@ -698,6 +706,7 @@ def run(
             workspace=default_workspace(),
             dask=dask,
             dask_workers=dask_workers,
+            even_if_unchanged=even_if_unchanged,
         )
         click.echo(res.markdown())
         code = res.exit_code

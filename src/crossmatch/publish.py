@@ -33,7 +33,7 @@ import shutil
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -361,9 +361,14 @@ def nothing_to_do(
     warehouse: str | Path,
     *,
     max_reasons: int = 5,
+    missing_before: Collection[str] = (),
 ) -> Unchanged:
     """Whether tonight's run would change nothing (cheap: hashes the raw files, reads the
-    published warehouse read-only; never writes, never takes the lock)."""
+    published warehouse read-only; never writes, never takes the lock).
+
+    ``missing_before``: sources whose export was already missing on the last night; their
+    files still being absent is no change (the night would keep the same data, say the same
+    gap). A file of such a source that is present again is a change."""
 
     wh = Path(warehouse)
     if not wh.exists():
@@ -387,7 +392,12 @@ def nothing_to_do(
             "FROM ingest_file GROUP BY ALL) WHERE s NOT IN ('ok', 'replaced')"
         ).fetchone()[0]  # type: ignore[index]
         now = _raw_state(Path(raw), sources)
+        present = {k[0] for k in now}
+        gone_again = {s for s in missing_before if s not in present}
+        reasons += [f"{s}: its export is present again" for s in sorted(set(missing_before) & present)]
         for key in sorted(set(now) | set(have)):
+            if key not in now and key[0] in gone_again:
+                continue  # missing last night too: the same gap, the same data kept
             if key not in have:
                 reasons.append(f"{key[1]}: new file ({key[0]})")
             elif key not in now:

@@ -50,7 +50,8 @@ def synced_runs(wh: Path) -> set[str]:
 @pytest.fixture(scope="module")
 def county(tmp_path_factory):
     """Night 1 (fits the first model), then night 2 with nothing changed and feature
-    computation made to fail: it must reuse, never compute."""
+    computation made to fail: it must reuse, never compute (run with ``even_if_unchanged``:
+    by default a night that changes nothing runs no stage, tests/night/test_unchanged_night.py)."""
     tmp = tmp_path_factory.mktemp("score-night")
     generated = cached_build(
         tmp_path_factory,
@@ -69,7 +70,7 @@ def county(tmp_path_factory):
             raise AssertionError("features computed on an unchanged night")
 
         mp.setattr(features, "compute", no_compute)
-        second = night(raw, wh)
+        second = night(raw, wh, even_if_unchanged=True)  # the stages run: score reuses
     return raw, wh, first, second
 
 
@@ -179,7 +180,7 @@ def test_scoring_crash_keeps_the_clues_and_exits_6(county, tmp_path, monkeypatch
     from crossmatch.night import run as night_run
 
     crash(monkeypatch, night_run, "score_warehouse", RuntimeError("boom in scoring"))
-    res = night(raw, wh)
+    res = night(raw, wh, even_if_unchanged=True)
     st = res.stages["score"]
     assert st.status == "failed" and st.problems == ["RuntimeError: boom in scoring"]
     assert res.outcome == "failed" and res.exit_code == 6

@@ -119,9 +119,16 @@ def test_dask_night_equals_the_single_machine_night(county: Path, single: Path, 
     assert "partitioned: " in log and "partitions on Dask LocalCluster" in log
     assert not list(tmp_path.glob(".w.duckdb.night-*"))  # the build was published (renamed)
 
-    # the same night again, nothing changed: every rule reuses its hits, so no partition is
-    # planned and no cluster started, and the summary says so
+    # the same night again, nothing changed: last night's results stand, no stage runs, no
+    # cluster starts
     code = _run(county, wh, "--dask", "local")
+    log = wh.with_suffix(".log").read_text()
+    assert code == 0, log
+    assert _summary(wh)["unchanged_since"] and "nothing changed since night" in log
+    assert _summary(wh)["partitions"] is None and "LocalCluster" not in log
+    # and with every stage run anyway, every rule reuses its hits, so no partition is planned
+    # and no cluster started, and the summary says so
+    code = _run(county, wh, "--dask", "local", "--even-if-unchanged")
     log = wh.with_suffix(".log").read_text()
     assert code == 0, log
     p = _summary(wh)["partitions"]

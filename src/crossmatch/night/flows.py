@@ -105,6 +105,7 @@ def _night(
     wait_seconds: float,
     dask: str | None = None,
     dask_workers: int = 2,
+    even_if_unchanged: bool = False,
 ) -> State:
     from prefect.runtime import flow_run  # lazy: prefect takes seconds to import
 
@@ -124,6 +125,7 @@ def _night(
             dask=dask or None,
             dask_workers=dask_workers,
             partition_runner=PrefectDaskPartitions,
+            even_if_unchanged=even_if_unchanged,
         )
     create_markdown_artifact(
         res.markdown(), key="crossmatch-night", description=res.headline()[:500]
@@ -148,14 +150,17 @@ def nightly(
     wait_seconds: float = 1800,
     dask: str | None = None,
     dask_workers: int = 2,
+    even_if_unchanged: bool = False,
 ) -> State:
     """Ingest every department's exports, resolve identities, rebuild kinship, run the rules,
     score the entities (ML), record the clues, write the governance report. Paths: relative
     to CROSSMATCH_HOME (default: the worker's folder). ``dask``: ``local`` or a Dask
     scheduler's address: detect's per-partition rules run there, one Prefect task per
-    partition through prefect-dask's DaskTaskRunner (docs/scale.md)."""
+    partition through prefect-dask's DaskTaskRunner (docs/scale.md). When nothing changed
+    since the last night, its results stand and the run takes seconds (no stage task runs);
+    ``even_if_unchanged`` runs every stage anyway."""
     return _night(raw, sources, rules, warehouse, only_rules, max_age_days, "ingest", wait_seconds,
-                  dask, dask_workers)  # fmt: skip
+                  dask, dask_workers, even_if_unchanged)  # fmt: skip
 
 
 @flow(name="crossmatch-rerun", log_prints=False)

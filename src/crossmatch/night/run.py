@@ -75,8 +75,9 @@ from crossmatch.ml import model as M
 from crossmatch.ml.score import NoModel, score_warehouse
 from crossmatch.night import retention
 from crossmatch.night.config import NightConfig
-from crossmatch.publish import night_build
+from crossmatch.publish import night_build, nothing_to_do, run_lock
 from crossmatch.review import sync_warehouse
+from crossmatch.review.store import store_path
 from crossmatch.scale.dask import DaskPartitions, check_scheduler
 from crossmatch.scale.run import run_partitioned
 from crossmatch.spec.sources import load_sources
@@ -179,6 +180,7 @@ class NightResult:
     error_outcome: str = ""
     peak_rss_mb: float = 0.0
     flow_run_id: str = ""
+    unchanged_since: str = ""  # nothing changed: the night whose results stand (see _unchanged)
 
     # ---- the outcome
     def rules_with(self, status: str) -> list[dict[str, Any]]:
@@ -268,11 +270,19 @@ class NightResult:
             "partitions": self.partitions or None,
             "peak_rss_mb": round(self.peak_rss_mb, 1),
             "problems": self.problems,
+            "unchanged_since": self.unchanged_since or None,
         }
 
     def markdown(self) -> str:
         """The run summary for people: the Prefect artifact, ``crossmatch run``'s report."""
         lines = [f"# crossmatch night {self.night_id}", "", f"**{self.headline()}**", ""]
+        if self.unchanged_since:
+            lines += [
+                f"Nothing changed since night {self.unchanged_since} (the same files, mappings, "
+                f"rules and model): its results stand (detect run {self.detect_run_id}); "
+                "nothing was rebuilt.",
+                "",
+            ]
         if self.problems:
             lines += ["## Not green because", ""] + [f"- {p}" for p in self.problems] + [""]
         lines += ["## Stages", "", "| stage | status | seconds | note |", "|---|---|---|---|"]
@@ -613,7 +623,9 @@ _STAGE_FN = {
 
 def _outcome_of(exc: BaseException) -> str:
 
-    if isinstance(exc, WarehouseError):
+    if isinstance(exc, WarehouseError) or (
+        isinstance(exc, CrossmatchError) and exc.exit_code == ExitCode.WAREHOUSE
+    ):  # RunLocked: another night holds the warehouse
         return "warehouse"
     if isinstance(exc, SpecError):
         return "spec"
@@ -673,6 +685,8 @@ def run_night(
     """Run the night from ``from_stage`` on; never raises for a crossmatch problem: the
     outcome, the exit code and every reason are in the returned :class:`NightResult` (and
     its ``night_run`` row). ``options``: workers, memory_limit, allow_shrink (ingest),
+    even_if_unchanged (run every stage even when nothing changed; each stage still reuses what
+    it can: by default such a night takes seconds, see :func:`_unchanged`),
     full_resolve (resolve), ml_fit (score: ``missing`` fits the first model when there is none,
     ``never`` skips the stage instead), full_score (score: recompute even when unchanged),
     dask (detect: ``local`` or a scheduler address: the rules that run per partition run as
@@ -715,7 +729,9 @@ def run_night(
     try:
         if opts.get("dask") and "detect" in todo:  # an absent cluster fails before any build
             check_scheduler(str(opts["dask"]))
-        with workspace(cfg.warehouse) as ws:
+        if from_stage == "ingest" and _unchanged(cfg, res, opts, wait_seconds):
+            build = []  # nothing changed: last night's results stand, nothing is built
+        with (workspace if build else in_place)(cfg.warehouse) as ws:
             path = Path(ws)
             for name in build:
                 one(name, path)
@@ -728,7 +744,7 @@ def run_night(
         # the clues and the report after the publish: the review store (beside the published
         # warehouse) only ever sees published detect runs; reading needs no write lock
         for name in AFTER_PUBLISH:
-            if name in todo:
+            if name in todo and not res.unchanged_since:
                 one(name, cfg.warehouse)
     except Exception as exc:
         res.error, res.error_outcome = _message(exc), _outcome_of(exc)
@@ -748,6 +764,175 @@ def run_night(
         log.warning("night %s: its night_run row could not be written: %s", night_id, exc)
     log.info("%s", res.headline())
     return res
+
+
+# ----------------------------------------------------------------------------- nothing changed
+
+#: audit actions the night itself writes into the review store; any other action (a verdict,
+#: an assignment, feedback, an export...) since the last report makes the report stale
+_NIGHT_ACTIONS = ("sync", "findings", "report")
+
+
+def _unchanged(
+    cfg: NightConfig, res: NightResult, opts: dict[str, Any], wait_seconds: float
+) -> bool:
+    """A night that would change nothing takes seconds: fill ``res`` from the last night whose
+    results stand and return True; otherwise (or with an option that forces work) False.
+
+    Nothing changed means (:func:`crossmatch.publish.nothing_to_do`, which hashes the raw files
+    and reads the published warehouse read-only): every file and mapping is the one the
+    warehouse holds, none failed last time, identity, kinship and the last detect run are
+    computed from them and the rules, and that run is synced into the review store. On top,
+    the last complete night (from ingest) must have produced that detect run without a failed
+    stage, and the current model must be the one that scored it. Then every stage would
+    reproduce last night: its rule statuses, hits, missing sources and clue states stand, and
+    the night says so (``unchanged_since``, stage status ``unchanged``). Two things still move
+    with the calendar and are refreshed: when each source was last present (``seen:<source>``,
+    data age for ``--max-age-days``: every file is present tonight), and the governance report
+    when analysts recorded something (verdict, assignment, feedback...) since it was written.
+    """
+    if any(opts.get(k) for k in ("even_if_unchanged", "full_resolve", "full_score", "only_rules")):
+        return False
+    if not cfg.warehouse.exists():
+        return False
+    t0 = time.perf_counter()
+    with run_lock(cfg.warehouse, res.night_id):
+        before = _last_night_of(cfg.warehouse)
+        gap = _missing_sources(before)
+        nd = nothing_to_do(cfg.raw, cfg.sources, cfg.rules, cfg.warehouse, missing_before=gap)
+        if not nd:
+            log.info("night %s: %s", res.night_id, nd.render())
+            return False
+        last = _last_night_of(cfg.warehouse, str(nd.detect_run))
+        why = _why_not_reuse(cfg, last)
+        if why:
+            log.info("night %s: nothing changed, but the night runs: %s", res.night_id, why)
+            return False
+        assert last is not None
+        wait_unlocked(cfg.warehouse, wait_seconds)
+        with wh.session(cfg.warehouse) as con:  # present tonight: data age 0; a gap ages on
+            con.execute(
+                "UPDATE stage_state SET finished_at = ? WHERE stage LIKE 'seen:%' "
+                "AND NOT list_contains(?, substr(stage, 6))",
+                [dt.datetime.now(), sorted(gap)],
+            )
+    # the night that last built these results (an unchanged night points further back)
+    res.unchanged_since = str(last.get("unchanged_since") or last["night_id"])
+    res.detect_run_id = str(nd.detect_run)
+    res.rules = list(last.get("rules") or [])
+    res.sources_missing = list(last.get("sources_missing") or [])
+    res.sources = [
+        {**s, "loaded": 0, "unchanged": s.get("files", 0), "rows": 0, "rows_loaded": 0,
+         "quarantined": 0, "duplicates": 0, "seconds": 0.0}
+        for s in last.get("sources") or []
+    ]  # fmt: skip
+    res.ml = {**(last.get("ml") or {}), "trained": False}  # fitted then, current since
+    res.report_path = str(last.get("report") or "")
+    res.retention = ""
+    stages = last.get("stages") or {}
+    for name in STAGES:
+        before = (stages.get(name) or {}).get("status", "not run")
+        keep = before in ("problems", "skipped", "blind")  # the same inputs: the same reason
+        res.stages[name] = StageReport(
+            name,
+            before if keep else "unchanged",
+            problems=list((stages.get(name) or {}).get("problems") or []) if keep else [],
+        )
+    res.clues = _open_clues(cfg.warehouse)
+    res.stages["ingest"].seconds = time.perf_counter() - t0
+    if _analysts_acted(cfg.warehouse):
+        t1 = time.perf_counter()
+        res.stages["report"] = StageReport("report")
+        try:
+            res.stages["report"] = _report(cfg, cfg.warehouse, res, opts)
+        except Exception as exc:  # as in the full night: a report crash never loses the night
+            res.stages["report"] = StageReport("report", "failed", problems=[_message(exc)])
+            log.error("stage report failed: %s", _message(exc))
+        res.stages["report"].seconds = time.perf_counter() - t1
+    log.info(
+        "night %s: nothing changed since night %s (the same files, mappings, rules and model): "
+        "its results stand, detect run %s",
+        res.night_id, last["night_id"], res.detect_run_id,
+    )  # fmt: skip
+    return True
+
+
+def _last_night_of(warehouse: Path, detect_run: str | None = None) -> dict[str, Any] | None:
+    """The summary of the latest night that ran from ingest (and produced ``detect_run``)."""
+    with wh.session(warehouse, read_only=True) as con:
+        if not wh._has_table(con, "night_run"):
+            return None
+        row = con.execute(
+            "SELECT summary FROM night_run WHERE from_stage = 'ingest' "
+            "AND (? IS NULL OR json_extract_string(summary, '$.detect_run_id') = ?) "
+            "ORDER BY finished_at DESC LIMIT 1",
+            [detect_run, detect_run],
+        ).fetchone()
+    return json.loads(row[0]) if row else None
+
+
+def _missing_sources(night: dict[str, Any] | None) -> set[str]:
+    """The sources whose export a night found missing ("<source>: no file matches ...")."""
+    return {str(m).split(":", 1)[0] for m in (night or {}).get("sources_missing") or []}
+
+
+def _why_not_reuse(cfg: NightConfig, last: dict[str, Any] | None) -> str:
+    """Why last night's results cannot simply stand ('' when they can)."""
+    if last is None:
+        return "no complete night produced the current detect run"
+    if last.get("outcome") not in ("ok", "incomplete"):
+        return f"night {last.get('night_id')} ended {last.get('outcome')}"
+    failed = [k for k, s in (last.get("stages") or {}).items() if s.get("status") == "failed"]
+    if failed:
+        return f"night {last.get('night_id')}: stage(s) {', '.join(failed)} failed"
+    if any(
+        (last.get("stages") or {}).get(k, {}).get("status") in ("not run", None)
+        for k in ("detect", "clues")
+    ):
+        return f"night {last.get('night_id')} did not run every stage"
+    scored_with = (last.get("ml") or {}).get("model_id")
+    current = M.current_id(cfg.warehouse)
+    if scored_with != current:
+        run = last.get("detect_run_id")
+        return f"the current model is {current}, run {run} was scored with {scored_with}"
+    return ""
+
+
+def _open_clues(warehouse: Path) -> dict[str, int]:
+    """Tonight's clue counts when nothing changed: no clue new, closed or reopened; the open
+    ones ongoing (suppressed and unchecked ones as they stand)."""
+    order = ("new", "ongoing", "reopened", "closed", "suppressed", "unchecked")
+    out = dict.fromkeys(order, 0)
+    store = store_path(warehouse)
+    if not store.exists():
+        return out
+    con = duckdb.connect(str(store), read_only=True)
+    try:
+        for state, n in con.execute("SELECT state, count(*) FROM clue GROUP BY state").fetchall():
+            key = "ongoing" if state in ("new", "ongoing", "reopened") else state
+            if key in ("suppressed", "unchecked", "ongoing"):
+                out[key] += int(n)
+    finally:
+        con.close()
+    return out
+
+
+def _analysts_acted(warehouse: Path) -> bool:
+    """Whether the review store holds something analysts did after the last report."""
+    store = store_path(warehouse)
+    if not store.exists():
+        return False
+    con = duckdb.connect(str(store), read_only=True)
+    try:
+        row = con.execute(
+            "SELECT max(seq) FILTER (WHERE action = 'report'), "
+            "max(seq) FILTER (WHERE action NOT IN ?) FROM audit",
+            [list(_NIGHT_ACTIONS)],
+        ).fetchone()
+    finally:
+        con.close()
+    report, other = row or (None, None)
+    return other is not None and (report is None or other > report)
 
 
 def _publish_model(cfg: NightConfig, res: NightResult) -> None:
