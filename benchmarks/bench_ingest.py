@@ -113,9 +113,9 @@ def phase_baseline(raw: Path) -> dict:
 
 def phase_ingest(raw: Path, sources: Path, wh: Path) -> dict:
     from crossmatch.ingest import ingest
-    from crossmatch.ingest.pipeline import tune_allocators
+    from crossmatch.memory import tune_allocator
 
-    tune_allocators()  # as `crossmatch ingest` does
+    tune_allocator()  # as `crossmatch ingest` does
     cpu0 = _cpu_s()
     t0 = time.perf_counter()
     s = ingest(raw, sources, wh)
@@ -140,8 +140,10 @@ def phase_ingest(raw: Path, sources: Path, wh: Path) -> dict:
 
 def _child(phase: str, *args: str) -> dict:
     cmd = [sys.executable, __file__, "--phase", phase, *args]
-    # as `crossmatch ingest` does (see crossmatch.ingest.pipeline.tune_allocators)
-    env = {**os.environ, "_RJEM_MALLOC_CONF": "dirty_decay_ms:10000,muzzy_decay_ms:10000"}
+    from crossmatch.memory import POLARS_MALLOC_CONF
+
+    # as `crossmatch ingest` does (see crossmatch.memory)
+    env = {**os.environ, "_RJEM_MALLOC_CONF": POLARS_MALLOC_CONF}
     res = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if res.returncode != 0:
         sys.exit(f"phase {phase} failed:\n{res.stderr[-3000:]}")

@@ -112,10 +112,10 @@ class _RssSampler:
 
 
 def one_night(raw: Path, wh: Path, full: bool) -> dict:
-    from crossmatch.ingest.pipeline import tune_allocators
+    from crossmatch.memory import tune_allocator
     from night import run_night
 
-    tune_allocators()
+    tune_allocator()  # as `crossmatch run` and crossmatch.night.run_night do
     t = time.perf_counter()
     with _RssSampler() as rss:
         n = run_night(raw, REPO / "sources", REPO / "rules", wh, full=full, say=rss.say)
@@ -134,7 +134,9 @@ def one_night(raw: Path, wh: Path, full: bool) -> dict:
 
 
 def _child(*args: str) -> dict:
-    env = {**os.environ, "_RJEM_MALLOC_CONF": "dirty_decay_ms:10000,muzzy_decay_ms:10000"}
+    from crossmatch.memory import POLARS_MALLOC_CONF
+
+    env = {**os.environ, "_RJEM_MALLOC_CONF": POLARS_MALLOC_CONF}  # as the CLI sets it
     t = time.perf_counter()
     res = subprocess.run(
         [sys.executable, __file__, *args], capture_output=True, text=True, check=False, env=env

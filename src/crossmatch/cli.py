@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import os
 
+from crossmatch.memory import POLARS_MALLOC_CONF, tune_allocator
+
 # polars' jemalloc reads this once, when polars loads (imported below): keep freed memory for
-# reuse for 10 s instead of returning it at once (see crossmatch.ingest.pipeline.tune_allocators).
-os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:10000,muzzy_decay_ms:10000")
+# reuse instead of returning it at once (see crossmatch.memory).
+os.environ.setdefault("_RJEM_MALLOC_CONF", POLARS_MALLOC_CONF)
 
 import logging
 import re
@@ -50,7 +52,6 @@ from crossmatch.identity.evaluate import evaluate as evaluate_identity
 from crossmatch.identity.pipeline import resolve_identities
 from crossmatch.ingest import ProgressEvent
 from crossmatch.ingest import ingest as run_ingest
-from crossmatch.ingest.pipeline import tune_allocators
 from crossmatch.ml.commands import COMMANDS as ML_COMMANDS
 from crossmatch.night import NightConfig, retention, run_night
 from crossmatch.night.config import home
@@ -119,6 +120,7 @@ def main(log_level: str) -> None:
         stream=sys.stderr,
     )
     logging.getLogger("crossmatch").setLevel(level)  # also when logging was set up before
+    tune_allocator()  # every command of this process: see crossmatch.memory
 
 
 @main.command()
@@ -270,8 +272,6 @@ def ingest(
     one transaction. Ends with a per-source table. Exit 0 when every file loaded, 4 when a
     file failed (its previous version stays) or, with --strict, rows were quarantined.
     """
-    tune_allocators()
-
     tty = sys.stderr.isatty()
     last = [time.monotonic()]
     tasks: dict[tuple[str, str], TaskID] = {}

@@ -36,9 +36,6 @@ judgements). Their names are re-exported here for existing callers.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import gc
 import logging
 import time
 from typing import Any
@@ -112,6 +109,7 @@ from crossmatch.identity.publish import (  # noqa: F401
 )
 from crossmatch.identity.roles import RoleRef, default_roles, roles_from_specs
 from crossmatch.identity.summary import ResolveSummary
+from crossmatch.memory import release_memory
 from crossmatch.warehouse import fetch_one
 
 log = logging.getLogger(__name__)
@@ -482,7 +480,7 @@ def _resolve(
     node_of_gkey.clear()
     node_of_prev.clear()
     if s.mentions >= RELEASE_MEMORY_MENTIONS:
-        _release_memory()
+        release_memory()
     log.info("publish: node tables stored, Python side freed: %.1f s", time.perf_counter() - t)
     _publish(con, roles, s)
     _save_model(con, fitted, config)
@@ -546,10 +544,3 @@ def _tf_population(
 #: Below it the frames are a few MB and a full collection (0.1-0.3 s in a process holding many
 #: modules, e.g. a test worker) costs more than it frees.
 RELEASE_MEMORY_MENTIONS = 200_000
-
-
-def _release_memory() -> None:
-    """Collect and hand freed heap back to the OS (glibc keeps freed small blocks otherwise)."""
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):  # not glibc
-        ctypes.CDLL("libc.so.6").malloc_trim(0)

@@ -18,15 +18,12 @@ Exact duplicate rows are loaded with ``_dup_of`` = the row number of their first
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import datetime as dt
 import getpass
 import json
 import logging
 import os
 import re
-import sys
 import threading
 import time
 import uuid
@@ -48,24 +45,6 @@ from crossmatch.spec.common import nearest
 from crossmatch.spec.sources import unsafe_pattern
 
 log = logging.getLogger(__name__)
-
-
-def tune_allocators() -> None:
-    """Keep freed memory for reuse instead of returning it to the OS after every batch.
-
-    Each 32 MB block allocates and frees a few large buffers; glibc serves them with mmap and
-    unmaps them on free, so every batch page-faults its memory again: measured 6 s of system
-    time per 1.7M rows, 1 s after this. Process-wide, so only the CLI and the benchmark call it
-    (polars' jemalloc is tuned by ``_RJEM_MALLOC_CONF``, set at the top of ``crossmatch.cli``)."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3
-        libc.mallopt(m_mmap_threshold, 1 << 30)
-        libc.mallopt(m_trim_threshold, 1 << 31)
-    except (OSError, AttributeError):  # not glibc: nothing to tune
-        log.debug("mallopt unavailable", exc_info=True)
 
 
 # ----------------------------------------------------------------------------- column mapping

@@ -71,6 +71,7 @@ from crossmatch.errors import CrossmatchError, ExitCode, SpecError, WarehouseErr
 from crossmatch.governance.report import refresh_and_report
 from crossmatch.identity.pipeline import resolve_identities
 from crossmatch.ingest import ingest
+from crossmatch.memory import tune_allocator
 from crossmatch.ml import model as M
 from crossmatch.ml.score import NoModel, score_warehouse
 from crossmatch.night import retention
@@ -697,6 +698,7 @@ def run_night(
     :class:`crossmatch.scale.flow_tasks.PrefectDaskPartitions`)."""
     if from_stage not in STAGES:
         raise ValueError(f"from_stage {from_stage!r}: one of {', '.join(STAGES)}")
+    tune_allocator()  # the flows' and `crossmatch run`'s process: see crossmatch.memory
     cfg = config or NightConfig.resolve()
     contract.use(cfg.sources)  # the mapping folder's sources join what the rules may read
     night_id = dt.datetime.now().strftime("%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:6]
