@@ -128,7 +128,7 @@ def test_one_file_changed_equals_a_full_rebuild(county: County, tmp_path: Path, 
     # on the same weights, every link decided tonight (new, or re-decided: a person or a
     # probability other than night 1's) has exactly the full run's probability, not only its
     # two decimals: tonight's name frequencies are counted over a full run's nodes
-    # (pipeline._tf_population; before, a re-decided property owner's 0.984909 came out
+    # (scoring._tf_population; before, a re-decided property owner's 0.984909 came out
     # 0.985172 against the full run's 0.984920, and property_on_dibao ran on every month)
     tonight = {r[:4]: r[4:] for r in _one(county.wh, _LINKS)}
     full_run = {r[:4]: r[4:] for r in _one(forced, _LINKS)}

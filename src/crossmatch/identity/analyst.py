@@ -19,6 +19,15 @@ CREATE TABLE IF NOT EXISTS identity_judgement (
 )"""
 
 
+def ensure_judgement_table(con: duckdb.DuckDBPyConnection) -> None:
+    """Creates ``identity_judgement`` when missing, and its ``merge_ids`` column in a warehouse
+    judged before that column existed."""
+    con.execute(JUDGEMENT_DDL)
+    con.execute(
+        "ALTER TABLE identity_judgement ADD COLUMN IF NOT EXISTS merge_ids BOOLEAN DEFAULT false"
+    )
+
+
 def explain(
     con: duckdb.DuckDBPyConnection, source: str, file: str, row: int, role: str
 ) -> pd.DataFrame:
@@ -75,10 +84,7 @@ def record_judgement(
     twice) is only applied with ``merge_ids=True``, the analyst having seen the papers; without
     it the run refuses the merge. Either outcome is recorded in ``identity_conflict``.
     """
-    con.execute(JUDGEMENT_DDL)
-    con.execute(
-        "ALTER TABLE identity_judgement ADD COLUMN IF NOT EXISTS merge_ids BOOLEAN DEFAULT false"
-    )
+    ensure_judgement_table(con)
     params = [*a[:2], int(a[2]), a[3], *b[:2], int(b[2]), b[3], bool(same), analyst, note]
     params.append(bool(merge_ids))
     con.execute(

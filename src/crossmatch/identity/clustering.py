@@ -1,18 +1,22 @@
 """Stage 4b of identity resolution: the pool of fuzzy nodes, registry anchors for
 registered persons without a valid ID, and analyst judgements as must/cannot links before
-the constrained clustering (:mod:`crossmatch.identity.cluster`).
+the constrained clustering (:mod:`crossmatch.identity.cluster`), and the clustering of a
+resolve in two rounds (:func:`cluster_nodes`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import duckdb
 import numpy as np
 import pandas as pd
 
-from crossmatch.identity import listed
+from crossmatch.identity import accounts, areas, listed, role_profile
+from crossmatch.identity import household as co_mentions
 from crossmatch.identity.fuzzy_model import _candidate_id
+from crossmatch.identity.linker import LinkageConfig, Linker, Prediction
 from crossmatch.identity.mentions import _store
 from crossmatch.identity.summary import ResolveSummary
 from crossmatch.warehouse import fetch_one
@@ -183,3 +187,51 @@ def _record_judgement_conflicts(
     if rows:
         con.executemany("INSERT INTO identity_conflict VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         s.conflicts += len(rows)
+
+
+@dataclass
+class Clusters:
+    """The outcome of clustering the local problem's nodes."""
+
+    labels: np.ndarray  # cluster label per node (row position)
+    used: np.ndarray  # per scored pair: used as a link
+    notes: list[tuple[int, str]]  # (must-link index, what happened) for judgements across IDs
+
+
+def cluster_nodes(
+    con: duckdb.DuckDBPyConnection,
+    config: LinkageConfig,
+    linker: Linker,
+    pred: Prediction,
+    nid: np.ndarray,
+    reg_id: pd.Series,
+    ext_id: pd.Series,
+    must: list[tuple[int, int, bool]],
+    cannot: list[tuple[int, int]],
+    s: ResolveSummary,
+) -> Clusters:
+    """Reads what the evidence modules read for the nodes ``nid`` (role profiles, areas,
+    once-listed files, accounts, co-mentions); sets ``linker.edge_penalty`` and writes
+    ``s.passed_over_dead`` and ``s.weighed_down_by_role``. Candidates implausible for the role
+    (age, sex, head ...) are weighed down; then, in a second round, those who are no relative
+    of the mention's co-mentions as the first round linked them (``pred.probability`` is
+    reset to the first round's scores for it)."""
+    notes: list[tuple[int, str]] = []
+    roles_pen = co_mentions.combine(
+        role_profile.edge_penalty(con, nid),
+        areas.edge_penalty(con, nid),
+        listed.edge_penalty(con, nid),
+        accounts.edge_penalty(con, nid, accounts.differ_weight(linker.model, "acct", config)),
+    )
+    linker.edge_penalty = roles_pen
+    p_first = pred.probability.copy()
+    labels, used = linker.cluster(pred, must_link=must, cannot_link=cannot, notes=notes)
+    kin = co_mentions.support(con, nid, co_mentions.first_round_persons(labels, reg_id, ext_id))
+    if kin:
+        pred.probability[:] = p_first
+        linker.edge_penalty = co_mentions.combine(roles_pen, co_mentions.edge_penalty(nid, kin))
+        notes.clear()
+        labels, used = linker.cluster(pred, must_link=must, cannot_link=cannot, notes=notes)
+    s.passed_over_dead = linker.passed_over_dead
+    s.weighed_down_by_role = linker.weighed_down
+    return Clusters(labels, used, notes)

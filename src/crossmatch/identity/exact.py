@@ -14,7 +14,7 @@ import pandas as pd
 
 from crossmatch.identity import household, id_index
 from crossmatch.identity.comparisons import ChineseName
-from crossmatch.identity.mentions import _columns, _tables
+from crossmatch.identity.mentions import _columns, _store, _tables
 from crossmatch.identity.names import name_keys
 
 
@@ -282,3 +282,81 @@ def _name_linked(cand: pd.DataFrame, evidence: str) -> pd.DataFrame:
     out["comparison"] = evidence
     cols = [*key, "id", "probability", "node_id", "linked_to", "level", "comparison"]
     return out[cols].reset_index(drop=True)
+
+
+# --------------------------------------------------------------- the exact stage's run tables
+
+_KEY = ["source", "file", "row", "role"]
+
+
+def store_staff_links(con: duckdb.DuckDBPyConnection) -> None:
+    """Reads ``person_mention`` and the staff tables (:func:`link_handlers`); writes the temp
+    table ``_staff_link`` (source, file, row, role, id, probability): every name-only staff
+    mention's link tonight, not only the new ones' (a link depends on the county's staff and on
+    the role's profile learned from all of them)."""
+    staff_links = link_handlers(con)
+    _store(con, "_staff_link0", staff_links, temp=True)
+    con.execute(
+        """CREATE OR REPLACE TEMP TABLE _staff_link AS SELECT CAST(source AS VARCHAR) AS source,
+            CAST(file AS VARCHAR) AS file, CAST(row AS INTEGER) AS row,
+            CAST(role AS VARCHAR) AS role, CAST(id AS VARCHAR) AS id,
+            CAST(probability AS DOUBLE) AS probability FROM _staff_link0"""
+    )
+    con.execute("DROP TABLE _staff_link0")
+
+
+def store_conflicts(con: duckdb.DuckDBPyConnection, incremental: bool) -> int:
+    """Reads ``person_mention`` and the ID index (:func:`find_conflicts`), on an incremental
+    run also ``_kept_conflict``; writes ``identity_conflict`` (tonight's ID conflicts, plus the
+    kept mentions' conflicts but for judgement outcomes, which are recorded afresh after
+    clustering). Returns the number of tonight's conflicts."""
+    conflicts = find_conflicts(con)
+    conflicts = conflicts.rename(columns={"m_name": "name", "n_name": "registry_name"})[
+        ["source", "file", "row", "role", "id", "name", "registry_name", "kind", "detail"]
+    ]
+    _store(con, "_conflict", conflicts, temp=True)
+    con.execute(
+        """CREATE OR REPLACE TABLE identity_conflict AS SELECT CAST(source AS VARCHAR) AS source,
+            CAST(file AS VARCHAR) AS file, CAST(row AS INTEGER) AS row,
+            CAST(role AS VARCHAR) AS role, CAST(id AS VARCHAR) AS id,
+            CAST(name AS VARCHAR) AS name, CAST(registry_name AS VARCHAR) AS registry_name,
+            CAST(kind AS VARCHAR) AS kind, CAST(detail AS VARCHAR) AS detail FROM _conflict"""
+    )
+    if incremental:
+        con.execute(
+            "INSERT INTO identity_conflict SELECT * FROM _kept_conflict "
+            "WHERE kind NOT LIKE 'judgement%'"
+        )
+    return len(conflicts)
+
+
+def store_comention_links(con: duckdb.DuckDBPyConnection) -> None:
+    """Reads ``_staff_link``, ``_new`` and the co-mentions of tonight's mentions
+    (:func:`link_household_comentions`, :func:`link_org_comentions`); writes the temp table
+    ``_handler_link``: the links found outside the fuzzy path for the mentions resolved
+    tonight, one per mention: a staff link first, then a household link, then a company one
+    (the others keep theirs)."""
+    handlers = con.execute(
+        "SELECT * FROM _staff_link SEMI JOIN _new USING (source, file, row, role)"
+    ).df()
+    handlers = handlers.assign(node_id=None, linked_to=None, level=None)
+    household_links = link_household_comentions(con)
+    org = link_org_comentions(con)
+    if len(org):
+        # a household link first (the same person either way where both exist)
+        if len(household_links):
+            done_h = household_links.set_index(_KEY).index
+            org = org[~org.set_index(_KEY).index.isin(done_h)]
+        household_links = pd.concat([household_links, org], ignore_index=True)
+    if len(household_links) and len(handlers):
+        # one link per mention (the staff pass first)
+        done = handlers.set_index(_KEY).index
+        household_links = household_links[~household_links.set_index(_KEY).index.isin(done)]
+    if len(household_links):
+        handlers = pd.concat([handlers, household_links], ignore_index=True)
+    if "comparison" not in handlers:
+        handlers["comparison"] = None
+    handlers = handlers.astype(
+        {"node_id": object, "linked_to": object, "level": "Int64", "comparison": object}
+    )
+    _store(con, "_handler_link", handlers, temp=True)

@@ -11,7 +11,7 @@ one candidate is supported, the others are weighed down (:data:`PENALTY` log2 un
 :mod:`crossmatch.identity.role_profile` this never creates a link by itself: it only tells
 namesakes apart (six 谢芳 in the county, one of them the known husband's wife).
 
-:func:`link_household_comentions <crossmatch.identity.pipeline.link_household_comentions>`
+:func:`link_household_comentions <crossmatch.identity.exact.link_household_comentions>`
 already links a missing ID on a row whose other person has a valid ID, where the household has
 one member of that name; this module covers what it leaves: the other person linked only
 fuzzily (both IDs missing), relatives outside the household, and members of one case on

@@ -44,7 +44,7 @@ the gone version's, one to one per digest (``mentions._rows_changed``). Why that
      of 李伟 (two staff of that name in the township) found no approver link to learn from
      and became an ID-less person where a full rebuild links them to the payroll's approver;
    * term frequencies (the name's weight) are counted over the nodes a full run has (the
-     person index and the groups of every fuzzy-path mention, ``pipeline._tf_population``),
+     person index and the groups of every fuzzy-path mention, ``scoring._tf_population``),
      not over the run's own nodes (tonight's groups and the kept persons' nodes: another
      partition of the same mentions). Every link decided tonight then has, to the last bit,
      the probability a full run on the same weights gives it.

@@ -494,3 +494,16 @@ def _publish_views(con: duckdb.DuckDBPyConnection, roles: list[RoleRef]) -> None
         if src not in by_source and src.isidentifier():
             con.execute(f'CREATE OR REPLACE VIEW "r_{src}" AS SELECT * FROM "{table}"')
     warehouse.record_stage(con, "resolve", warehouse.ingest_fingerprint(con))
+
+
+def record_run(con: duckdb.DuckDBPyConnection, s: ResolveSummary, signature: str) -> None:
+    """Writes one ``identity_run`` row (creating the table): the run's mode, the configuration
+    signature the next run compares against (``incremental._can_increment``) and its counts."""
+    con.execute(
+        """CREATE TABLE IF NOT EXISTS identity_run (run_at TIMESTAMP, mode VARCHAR,
+        signature VARCHAR, mentions BIGINT, new_mentions BIGINT, candidate_pairs BIGINT)"""
+    )
+    con.execute(
+        "INSERT INTO identity_run VALUES (current_timestamp, ?, ?, ?, ?, ?)",
+        [s.mode, signature, s.mentions, s.new_mentions, s.candidate_pairs],
+    )

@@ -1,7 +1,7 @@
 """Staff mentions: handlers and approvers (name only) and payroll rows without an ID.
 
 An assistance case names its handler (经办人) and approver (审批人) by name only, with the
-case's township; :func:`link_handlers <crossmatch.identity.pipeline.link_handlers>` links them
+case's township; :func:`link_handlers <crossmatch.identity.exact.link_handlers>` links them
 to payroll staff of that township. A payroll row whose ID cell is empty names its employer
 (``unit``: 舜店乡人民政府) but no township, so it never met the handler mentions of the same
 clerk: the clerk's hundreds of handler mentions and the payroll row became two persons.
