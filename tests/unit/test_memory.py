@@ -9,8 +9,9 @@ import subprocess
 import sys
 
 import pytest
+from click.testing import CliRunner
 
-from crossmatch import memory
+from crossmatch import cli, memory
 
 
 class FakeLibc:
@@ -99,3 +100,13 @@ def test_real_glibc_in_a_fresh_process():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("ok")
+
+
+def test_every_cli_command_tunes_the_allocator(monkeypatch):
+    """The CLI's group callback applies the settings before any command runs (here a
+    command's help, which runs nothing else)."""
+    calls = []
+    monkeypatch.setattr(cli, "tune_allocator", lambda: calls.append(1) or True)
+    out = CliRunner().invoke(cli.main, ["resolve", "--help"])
+    assert out.exit_code == 0, out.output
+    assert calls == [1]

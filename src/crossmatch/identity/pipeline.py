@@ -26,12 +26,14 @@ Plan, in the order the code runs:
 6. Outputs: ``identity_link``, ``person``, ``identity_explanation``, ``identity_params`` and the
    resolved views ``r_<source>`` with one ``R_pid`` column per role.
 
-This module runs the stages in order (:func:`resolve_identities`); each lives in its own module:
-:mod:`~crossmatch.identity.mentions` (1), :mod:`~crossmatch.identity.exact` (2-3),
-:mod:`~crossmatch.identity.fuzzy_model` and :mod:`~crossmatch.identity.clustering` (4),
+This module runs the stages in order (:func:`resolve_identities`; ``_resolve`` reads as their
+table of contents); each lives in its own module: :mod:`~crossmatch.identity.mentions` (1),
+:mod:`~crossmatch.identity.exact` (2-3), :mod:`~crossmatch.identity.fuzzy_model` (person
+index, blocking), :mod:`~crossmatch.identity.nodes` (the node tables and judgements),
+:mod:`~crossmatch.identity.scoring` and :mod:`~crossmatch.identity.clustering` (4),
 :mod:`~crossmatch.identity.incremental` (what changed since the last run),
 :mod:`~crossmatch.identity.publish` (5-6) and :mod:`~crossmatch.identity.analyst` (explain,
-judgements). Their names are re-exported here for existing callers.
+judgements). Some of their names are re-exported here for existing callers.
 """
 
 from __future__ import annotations
