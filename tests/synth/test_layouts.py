@@ -210,7 +210,16 @@ def test_unknown_layout_is_refused(tmp_path: Path) -> None:
     assert "monthly" in result.output
 
 
-@pytest.mark.parametrize("layout", OTHER)
+# generates each county twice (2-10 s a layout): one layout in the default tier, every other
+# layout in the slow tier (`uv run pytest -m slow`); the default tier's
+# test_every_truth_record_points_at_its_person and *_constructs still generate every layout
+QUICK_DETERMINISM = "legacy"
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [x if x == QUICK_DETERMINISM else pytest.param(x, marks=pytest.mark.slow) for x in OTHER],
+)
 def test_layout_is_deterministic_per_seed(layout: str, tmp_path: Path) -> None:
     for name in ("a", "b"):
         result = CliRunner().invoke(
@@ -223,6 +232,9 @@ def test_layout_is_deterministic_per_seed(layout: str, tmp_path: Path) -> None:
     assert (tmp_path / "a" / "LAYOUT").read_text(encoding="utf-8").startswith(f"layout: {layout}")
 
 
+@pytest.mark.slow  # generates a whole 1,500-person county in the monthly layout (~5 s);
+# test_generator.py's test_same_seed_same_bytes_and_other_seed_differs checks another seed
+# differs on the default layout in the default tier
 def test_another_seed_gives_another_county(counties: dict[str, Path], tmp_path: Path) -> None:
     generate_layout(PERSONS, SEED + 1, tmp_path, "monthly")
     assert _digest(tmp_path) != _digest(counties["monthly"])

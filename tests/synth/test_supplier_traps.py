@@ -49,12 +49,15 @@ def _related_traps(monkeypatch: pytest.MonkeyPatch, tmp: Path, seed: int) -> tup
     return found, redraws[0]
 
 
+@pytest.mark.slow  # generates a whole 8,000-person county (~8 s); the redraw runs only here
 def test_seed23_trap_principal_is_redrawn(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     found, redraws = _related_traps(monkeypatch, tmp_path, 23)
     assert found == []
     assert redraws == 1  # the one accident of seed 23 (a trap_other) was redrawn
 
 
+@pytest.mark.slow  # generates a whole 8,000-person county (~8 s);
+# every county the default tier generates runs the same _check_suppliers, unaudited
 def test_seed11_needs_no_redraw(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     found, redraws = _related_traps(monkeypatch, tmp_path, 11)
     assert found == [] and redraws == 0
