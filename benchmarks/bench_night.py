@@ -15,8 +15,8 @@ files hashed; nothing changed: last night's results stand, no stage runs), else 
 resolve -> kinship -> detect -> score in a build copy published by one rename, then clues and
 report. ``--harness`` runs the test harness ``tests/incremental/night.py`` instead (no score /
 report, no shortcut: the figures of earlier runs). Each night runs in its own process so that
-its peak memory (ru_maxrss) is its own. Then DuckDB alone counts the rows of the same files, and stores
-them unnormalised (``benchmarks/bench_ingest.py``'s baseline and load phases).
+its peak memory (ru_maxrss) is its own. Then DuckDB alone counts the rows of the same files,
+and stores them unnormalised (``benchmarks/bench_ingest.py``'s baseline and load phases).
 
 Prints per night and stage the seconds, peak memory, and the ratios changed/full,
 unchanged (seconds), ingest/DuckDB-count and ingest/DuckDB-store; ``--check`` also compares the
@@ -284,7 +284,7 @@ def _truncate(path: Path, share: float) -> int:
 
 
 STAGES = ["check", "copy", "ingest", "resolve", "kinship", "detect", "score", "publish", "clues",
-          "report"]
+          "report"]  # fmt: skip
 
 
 def run_size(
