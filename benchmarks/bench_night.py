@@ -8,11 +8,15 @@ The county is generated once (`crossmatch sample --persons N --seed S`) into
 ``/work/bench/county-<N>-s<S>`` and reused. Night 1 ("full") runs on the raw files with the
 2025Q4 payment export short of its last 2% rows, into a fresh warehouse; night 2 ("unchanged")
 runs again on the same files; night 3 ("changed") gets the complete 2025Q4 file (one file
-changed: a quarter of payments re-exported with new rows). Each night is the same sequence the
-nightly flow runs (nothing_to_do, then ingest -> resolve -> kinship -> detect in a build copy,
-published by one rename, then the clues synced), each in its own process so that its peak
-memory (ru_maxrss) is its own. Then DuckDB alone counts the rows of the same files, and stores
-them unnormalised (``benchmarks/bench_ingest.py``'s baseline and load phases).
+changed: a quarter of payments re-exported with new rows). Each night is what an operator's
+``crossmatch run`` does: the product's ``crossmatch.night.run.run_night`` with the atomic build
+(``crossmatch.publish.night_build``): the unchanged-night shortcut (under the run lock, the raw
+files hashed; nothing changed: last night's results stand, no stage runs), else ingest ->
+resolve -> kinship -> detect -> score in a build copy published by one rename, then clues and
+report. ``--harness`` runs the test harness ``tests/incremental/night.py`` instead (no score /
+report, no shortcut: the figures of earlier runs). Each night runs in its own process so that
+its peak memory (ru_maxrss) is its own. Then DuckDB alone counts the rows of the same files,
+and stores them unnormalised (``benchmarks/bench_ingest.py``'s baseline and load phases).
 
 Prints per night and stage the seconds, peak memory, and the ratios changed/full,
 unchanged (seconds), ingest/DuckDB-count and ingest/DuckDB-store; ``--check`` also compares the
@@ -111,20 +115,81 @@ class _RssSampler:
                     self.peak_mb, self.where = mb, where
 
 
-def one_night(raw: Path, wh: Path, full: bool) -> dict:
+def one_night(raw: Path, wh: Path, full: bool, harness: bool = False) -> dict:
+    """One night in this process: by default the product's night, what ``crossmatch run``
+    runs (:func:`crossmatch.night.run.run_night` with the atomic build ``night_build``: the
+    unchanged-night shortcut, ingest -> resolve -> kinship -> detect -> score in a build copy,
+    published by one rename, then clues and report); with ``harness`` the test harness
+    ``tests/incremental/night.py`` (no score / report, no shortcut)."""
     from crossmatch.memory import tune_allocator
-    from night import run_night
 
     tune_allocator()  # as `crossmatch run` and crossmatch.night.run_night do
+    if harness:
+        from night import run_night
+
+        t = time.perf_counter()
+        with _RssSampler() as rss:
+            n = run_night(raw, REPO / "sources", REPO / "rules", wh, full=full, say=rss.say)
+        return {
+            "path": "harness",
+            "outcome": n.outcome,
+            "stages": n.stages,
+            "reopened": getattr(n, "reopened", 0),
+            "seconds": n.seconds,
+            "stage_peak_mb": getattr(n, "peak_mb", {}),
+            "stage_own_peak_mb": rss.stage_peak,
+            "peak_where": rss.where,
+            "stage_peak_where": rss.stage_where,
+            "total": time.perf_counter() - t,
+            "peak_mb": _peak_mb(),
+        }
+    from contextlib import contextmanager
+
+    from crossmatch.night import NightConfig, run_night
+    from crossmatch.publish import night_build
+
+    builds: list = []
+    ends: dict[str, float] = {}
+
+    @contextmanager
+    def workspace(warehouse: Path):  # crossmatch run's night_build, its copy / publish timed
+        with night_build(warehouse) as b:
+            builds.append(b)
+            yield b
+
     t = time.perf_counter()
     with _RssSampler() as rss:
-        n = run_night(raw, REPO / "sources", REPO / "rules", wh, full=full, say=rss.say)
+
+        def stage(name: str, fn):  # run_night's stage hook: the sampler's stage, its peak
+            rss.say(name)
+            try:
+                return fn()
+            finally:
+                ends[name] = _peak_mb()
+                rss.say("between")
+
+        opts = {"even_if_unchanged": True, "full_resolve": True, "full_score": True} if full else {}
+        res = run_night(
+            NightConfig.resolve(raw, REPO / "sources", REPO / "rules", wh),
+            workspace=workspace,
+            stage=stage,
+            wait_seconds=60.0,
+            **opts,
+        )
+    seconds = {k: r.seconds for k, r in res.stages.items() if r.status != "not run"}
+    if res.unchanged_since:  # the shortcut: its time is the check (hashing, reading last night)
+        seconds = {"check": res.stages["ingest"].seconds, "report": res.stages["report"].seconds}
+    if builds:
+        seconds["copy"] = builds[0].copy_seconds
+        seconds["publish"] = builds[0].publish_seconds
     return {
-        "outcome": n.outcome,
-        "stages": n.stages,
-        "reopened": getattr(n, "reopened", 0),
-        "seconds": n.seconds,
-        "stage_peak_mb": getattr(n, "peak_mb", {}),
+        "path": "product",
+        "outcome": "nothing to do" if res.unchanged_since else res.outcome,
+        "exit_code": res.exit_code,
+        "stages": {k: r.status for k, r in res.stages.items()},
+        "error": res.error,
+        "seconds": seconds,
+        "stage_peak_mb": ends,
         "stage_own_peak_mb": rss.stage_peak,
         "peak_where": rss.where,
         "stage_peak_where": rss.stage_where,
@@ -220,7 +285,8 @@ def _truncate(path: Path, share: float) -> int:
     return n
 
 
-STAGES = ["check", "copy", "ingest", "resolve", "kinship", "detect", "publish", "clues"]
+STAGES = ["check", "copy", "ingest", "resolve", "kinship", "detect", "score", "publish", "clues",
+          "report"]  # fmt: skip
 
 
 def run_size(
@@ -230,6 +296,7 @@ def run_size(
     work: Path | None,
     check: bool,
     nights_wanted: tuple[str, ...] = ("full", "unchanged", "changed"),
+    harness: bool = False,
 ) -> dict:
     """Full, unchanged and changed nights and DuckDB alone at one county size; prints the
     size's tables and returns its figures (also written to ``<work>/result.json``)."""
@@ -255,7 +322,9 @@ def run_size(
     # the cheap and the comparable first, the changed night last (the longest at 3M); the
     # figures so far are in <work>/result.json after every step, so a run stopped during the
     # changed night keeps the rest. DuckDB alone reads the files the full night ingested.
-    result: dict = {"persons": persons, "seed": seed, "raw_gb": size / 1e9, "nights": {}}
+    hflag = ("--harness",) if harness else ()
+    result: dict = {"persons": persons, "seed": seed, "raw_gb": size / 1e9, "nights": {},
+                    "path": "harness" if harness else "product"}  # fmt: skip
     out = work / "result.json"
     nights = result["nights"]
 
@@ -265,7 +334,7 @@ def run_size(
 
     wanted = [n for n in ("full", "unchanged", "changed") if n in nights_wanted]
     for name in [n for n in wanted if n != "changed"]:
-        nights[name] = _child("--night", str(raw), str(wh), "0")
+        nights[name] = _child("--night", str(raw), str(wh), "0", *hflag)
         save()
     base = result["duckdb_count"] = _child("--phase", "baseline", "--raw", str(raw))
     save()
@@ -282,7 +351,7 @@ def run_size(
     save()
     if "changed" in wanted:
         shutil.copyfile(county / "raw" / CHANGED, raw / CHANGED)
-        nights["changed"] = _child("--night", str(raw), str(wh), "0")
+        nights["changed"] = _child("--night", str(raw), str(wh), "0", *hflag)
     wh_size = wh.stat().st_size
     result["warehouse_gb"] = wh_size / 1e9
     save()
@@ -338,7 +407,7 @@ def run_size(
         from compare import EQUAL, differences
 
         fresh = work / "fresh.duckdb"
-        _child("--night", str(raw), str(fresh), "0")
+        _child("--night", str(raw), str(fresh), "0", *hflag)
         diff = differences(wh, fresh, EQUAL)
         print("changed night vs a fresh full night: " + ("EQUAL" if not diff else str(diff)))
         result["check"] = "EQUAL" if not diff else str(diff)
@@ -414,6 +483,12 @@ def main() -> None:
         default="full,unchanged,changed",
         help="which nights to run (the full night always runs; default: all three)",
     )
+    ap.add_argument(
+        "--harness",
+        action="store_true",
+        help="run each night through the test harness tests/incremental/night.py (no score / "
+        "report, no unchanged-night shortcut) instead of crossmatch run's run_night",
+    )
     ap.add_argument("--night", nargs=3, metavar=("RAW", "WH", "FULL"), help=argparse.SUPPRESS)
     ap.add_argument(
         "--phase", choices=["baseline", "load", "store_decoded"], help=argparse.SUPPRESS
@@ -422,7 +497,8 @@ def main() -> None:
     ap.add_argument("--warehouse", type=Path, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.night:
-        print(json.dumps(one_night(Path(a.night[0]), Path(a.night[1]), a.night[2] == "1")))
+        print(json.dumps(one_night(Path(a.night[0]), Path(a.night[1]), a.night[2] == "1",
+                                   harness=a.harness)))  # fmt: skip
         return
     if a.phase == "store_decoded":
         print(json.dumps(phase_store_decoded(a.raw, a.warehouse)))
@@ -451,10 +527,10 @@ def main() -> None:
         results = []
         for n in sizes:
             print(f"\n=== {n} persons ===", flush=True)
-            results.append(run_size(n, a.seed, a.cache, a.work, a.check, nights))
+            results.append(run_size(n, a.seed, a.cache, a.work, a.check, nights, a.harness))
         print("\n" + growth_table(results))
         return
-    run_size(a.persons, a.seed, a.cache, a.work, a.check, nights)
+    run_size(a.persons, a.seed, a.cache, a.work, a.check, nights, a.harness)
 
 
 if __name__ == "__main__":
